@@ -1,0 +1,1 @@
+"""Shared code of the CTR AIOps services: settings, events, bus, storage, observability."""

@@ -1,0 +1,290 @@
+"""Publish and subscribe on Kafka (aiokafka) with at-least-once delivery.
+
+- Producer: acks=all. No idempotent producer: the embedded tansu broker lacks it, so
+  duplicates are handled on the consumer side instead.
+- Consumer: one message at a time per service, committed only after its handler
+  succeeded. While a handler runs, the consumer keeps polling with its partitions paused,
+  so a long job (a 10-minute training run) never exceeds ``max.poll.interval`` and never
+  triggers a rebalance.
+- Failures: retried with exponential backoff; after ``consumer_max_attempts`` the message
+  goes whole to ``dead.letter`` and the consumer moves on.
+- Duplicates: each finished event id is recorded per consumer group; a redelivered
+  event is skipped. Handlers still make their effects idempotent, because a crash can
+  fall between the effect and the record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, TopicAlreadyExistsError
+from pydantic import ValidationError
+
+from .db import ProcessedEvents
+from .events import TOPIC_PAYLOADS, DeadLetter, Event, Payload, Topic, decode_event
+from .observability import (
+    DEAD_LETTERS,
+    EVENT_HANDLE_SECONDS,
+    EVENTS_HANDLED,
+    EVENTS_IN_FLIGHT,
+    EVENTS_PUBLISHED,
+    event_id_var,
+    run_id_var,
+)
+from .settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Event[Any]], Awaitable[None]]
+
+
+class PermanentError(Exception):
+    """A handler error that retrying cannot fix: dead-letter at once."""
+
+
+async def ensure_topics(settings: CommonSettings, topics: list[str] | None = None, timeout_s: float = 30) -> None:
+    """Create every catalogue topic that does not exist yet (idempotent)."""
+    wanted = topics or [t.value for t in Topic]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+            missing = [t for t in wanted if t not in existing]
+            if missing:
+                try:
+                    await admin.create_topics(
+                        [NewTopic(t, settings.topic_partitions, settings.topic_replication) for t in missing]
+                    )
+                except TopicAlreadyExistsError:
+                    pass  # another service created it a moment ago
+            return
+        except (KafkaError, OSError) as exc:
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"Kafka at {settings.kafka_bootstrap_servers} is not reachable: {exc!r}. "
+                    "Start the broker or set CTROPS_KAFKA_BOOTSTRAP_SERVERS."
+                ) from exc
+            await asyncio.sleep(0.5)
+        finally:
+            await admin.close()
+
+
+class Bus:
+    def __init__(
+        self,
+        settings: CommonSettings,
+        service: str,
+        *,
+        group_id: str | None = None,
+        processed: ProcessedEvents | None = None,
+    ) -> None:
+        self.settings = settings
+        self.service = service
+        self.group_id = group_id or service
+        self.processed = processed
+        self._handlers: dict[str, Handler] = {}
+        self._producer: AIOKafkaProducer | None = None
+        self.consuming = False  # true once the consumer joined its group
+        self.in_flight = 0
+        self.handled_total = 0
+        self.errors_total = 0
+
+    # -- producing ------------------------------------------------------------
+
+    async def start(self) -> None:
+        await ensure_topics(self.settings)
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            acks="all",
+            enable_idempotence=False,
+            linger_ms=0,
+            max_request_size=8 * 1024 * 1024,
+        )
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def publish(
+        self,
+        topic: Topic,
+        payload: Payload,
+        *,
+        correlation_id: str | None = None,
+        key: str | None = None,
+    ) -> Event[Any]:
+        """Send one event and wait for the broker's acknowledgement."""
+        expected = TOPIC_PAYLOADS[topic]
+        if not isinstance(payload, expected):
+            raise TypeError(f"{topic} carries {expected.__name__}, not {type(payload).__name__}")
+        if self._producer is None:
+            raise RuntimeError("Bus.start() must run before publish()")
+        event: Event[Any] = Event(type=topic, payload=payload, correlation_id=correlation_id, producer=self.service)
+        partition_key = key or correlation_id
+        await self._producer.send_and_wait(
+            topic.value, event.to_bytes(), key=partition_key.encode() if partition_key else None
+        )
+        EVENTS_PUBLISHED.labels(self.service, topic.value).inc()
+        return event
+
+    # -- consuming ------------------------------------------------------------
+
+    def subscriber(self, topic: Topic) -> Callable[[Handler], Handler]:
+        """Decorator: ``@bus.subscriber(Topic.FILE_UPLOADED) async def on_file(event): ...``."""
+
+        def register(handler: Handler) -> Handler:
+            self.subscribe(topic, handler)
+            return handler
+
+        return register
+
+    def subscribe(self, topic: Topic, handler: Handler) -> None:
+        if topic.value in self._handlers:
+            raise ValueError(f"{self.service} already handles {topic}")
+        self._handlers[topic.value] = handler
+
+    async def consume(self, stop: asyncio.Event) -> None:
+        """Run the consumer until ``stop`` is set; finishes the message in hand first."""
+        if not self._handlers:
+            await stop.wait()
+            return
+        consumer = AIOKafkaConsumer(
+            *self._handlers,
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            group_id=self.group_id,
+            client_id=f"{self.service}-{self.group_id}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=30000,
+            heartbeat_interval_ms=3000,
+            max_poll_interval_ms=300000,
+            fetch_max_bytes=16 * 1024 * 1024,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+        )
+        await consumer.start()
+        try:
+            while not stop.is_set():
+                batch = await consumer.getmany(timeout_ms=500, max_records=50)
+                self.consuming = True
+                for tp, records in batch.items():
+                    for record in records:
+                        if stop.is_set() or tp not in consumer.assignment():
+                            break  # left uncommitted: redelivered to whoever owns it
+                        await self._process(consumer, tp, record)
+        finally:
+            self.consuming = False
+            await consumer.stop()
+
+    async def _process(self, consumer: AIOKafkaConsumer, tp: TopicPartition, record: ConsumerRecord) -> None:
+        topic = record.topic
+        handler = self._handlers[topic]
+        try:
+            event = decode_event(topic, record.value)
+        except (ValidationError, ValueError) as exc:
+            await self._dead_letter(record, f"undecodable event: {exc}", attempts=1)
+            await self._commit(consumer, tp, record)
+            return
+
+        if self.processed is not None and await asyncio.to_thread(self.processed.seen, self.group_id, event.event_id):
+            EVENTS_HANDLED.labels(self.service, topic, "duplicate").inc()
+            await self._commit(consumer, tp, record)
+            return
+
+        run_token = run_id_var.set(event.correlation_id)
+        event_token = event_id_var.set(event.event_id)
+        self.in_flight += 1
+        EVENTS_IN_FLIGHT.labels(self.service).inc()
+        started = time.perf_counter()
+        try:
+            outcome = await self._run_with_retries(consumer, handler, event, record)
+        finally:
+            self.in_flight -= 1
+            EVENTS_IN_FLIGHT.labels(self.service).dec()
+            EVENT_HANDLE_SECONDS.labels(self.service, topic).observe(time.perf_counter() - started)
+            run_id_var.reset(run_token)
+            event_id_var.reset(event_token)
+        EVENTS_HANDLED.labels(self.service, topic, outcome).inc()
+        if outcome == "ok" and self.processed is not None:
+            await asyncio.to_thread(self.processed.mark, self.group_id, event.event_id)
+        await self._commit(consumer, tp, record)
+
+    async def _run_with_retries(
+        self, consumer: AIOKafkaConsumer, handler: Handler, event: Event[Any], record: ConsumerRecord
+    ) -> str:
+        attempts = self.settings.consumer_max_attempts
+        delay = self.settings.consumer_backoff_s
+        last_error = ""
+        for attempt in range(1, attempts + 1):
+            try:
+                await self._keep_polling_while(consumer, handler(event))
+                self.handled_total += 1
+                return "ok"
+            except asyncio.CancelledError:
+                raise
+            except PermanentError as exc:
+                last_error = f"{type(exc).__name__}: {exc}"
+                log.error("permanent failure handling %s: %s", record.topic, exc)
+                break
+            except Exception as exc:  # noqa: BLE001 - any handler error is retried, then dead-lettered
+                last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("attempt %d/%d failed for %s: %s", attempt, attempts, record.topic, last_error)
+                if attempt < attempts:
+                    await self._keep_polling_while(consumer, asyncio.sleep(delay))
+                    delay *= 2
+        self.errors_total += 1
+        log.error("giving up on %s after %d attempts: %s", record.topic, attempt, last_error)
+        await self._dead_letter(record, last_error, attempts=attempt)
+        return "dead_letter"
+
+    async def _keep_polling_while(self, consumer: AIOKafkaConsumer, work: Awaitable[Any]) -> Any:
+        """Await ``work`` while polling with paused partitions, so the group sees us alive."""
+        task = asyncio.ensure_future(work)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=1.0)
+                if done:
+                    return task.result()
+                assigned = consumer.assignment()
+                if assigned:
+                    consumer.pause(*assigned)
+                    leaked = await consumer.getmany(timeout_ms=0)
+                    for tp, records in leaked.items():  # fetched before the pause: rewind
+                        consumer.seek(tp, records[0].offset)
+        finally:
+            if not task.done():
+                task.cancel()
+            assigned = consumer.assignment()
+            if assigned:
+                consumer.resume(*assigned)
+
+    async def _commit(self, consumer: AIOKafkaConsumer, tp: TopicPartition, record: ConsumerRecord) -> None:
+        try:
+            await consumer.commit({tp: record.offset + 1})
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The partition moved to another member during a rebalance; it will redeliver,
+            # and the processed-events record turns that into a no-op.
+            log.warning("commit of %s@%d skipped after rebalance: %s", tp, record.offset, exc)
+
+    async def _dead_letter(self, record: ConsumerRecord, error: str, attempts: int) -> None:
+        letter = DeadLetter(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key.decode("utf-8", "replace") if record.key else None,
+            value=(record.value or b"").decode("utf-8", "replace"),
+            error=error[:4000],
+            attempts=attempts,
+            group=self.group_id,
+        )
+        await self.publish(Topic.DEAD_LETTER, letter, key=letter.key)
+        DEAD_LETTERS.labels(self.service, record.topic).inc()

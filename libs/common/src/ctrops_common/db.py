@@ -1,0 +1,75 @@
+"""Database access: SQLite by default (one file per service), PostgreSQL when configured.
+
+Services use SQLAlchemy Core with their own tables; every table name starts with the
+service's name so several services can share one PostgreSQL database safely.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+    insert,
+    select,
+)
+from sqlalchemy.exc import IntegrityError
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record) -> None:  # several processes may share a file
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+class ProcessedEvents:
+    """Remembers which event ids a consumer group finished, so redelivery is harmless."""
+
+    def __init__(self, engine: Engine, service: str) -> None:
+        self.engine = engine
+        self.metadata = MetaData()
+        self.table = Table(
+            f"{service}_processed_events",
+            self.metadata,
+            Column("group_id", String(200), primary_key=True),
+            Column("event_id", String(64), primary_key=True),
+            Column("processed_at", DateTime(timezone=True), nullable=False),
+        )
+        self.metadata.create_all(engine)
+
+    def seen(self, group_id: str, event_id: str) -> bool:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(self.table.c.event_id).where(
+                    self.table.c.group_id == group_id, self.table.c.event_id == event_id
+                )
+            ).first()
+        return row is not None
+
+    def mark(self, group_id: str, event_id: str) -> None:
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(self.table).values(
+                        group_id=group_id, event_id=event_id, processed_at=datetime.now(timezone.utc)
+                    )
+                )
+        except IntegrityError:
+            pass  # another consumer of the group finished it first: same outcome

@@ -1,0 +1,372 @@
+"""The event catalogue: topic names, the envelope, and one typed payload per topic.
+
+Producers and consumers share these models, so a message that does not match its
+schema fails at the edge (and is dead-lettered) instead of deep inside a handler.
+docs/events.md documents who produces and who consumes each topic.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+SCHEMA_VERSION = 1
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_id() -> str:
+    """Opaque id for files, runs, events: 32 lowercase hex characters."""
+    return uuid.uuid4().hex
+
+
+class Topic(StrEnum):
+    UPLOAD_RECEIVED = "upload.received"
+    FILE_UPLOADED = "file.uploaded"
+    FILE_REJECTED = "file.rejected"
+    TRAINING_REQUESTED = "training.requested"
+    TRAINING_STARTED = "training.started"
+    TRAINING_PROGRESS = "training.progress"
+    TRAINING_DONE = "training.done"
+    TRAINING_FAILED = "training.failed"
+    TRAINING_CANCEL_REQUESTED = "training.cancel.requested"
+    EXPLANATION_DONE = "explanation.done"
+    EXPLANATION_FAILED = "explanation.failed"
+    REPORT_REQUESTED = "report.requested"
+    REPORT_READY = "report.ready"
+    REPORT_FAILED = "report.failed"
+    MONITOR_SNAPSHOT = "monitor.snapshot"
+    MONITOR_ALERT = "monitor.alert"
+    SERVICE_HEARTBEAT = "service.heartbeat"
+    SERVICE_ERROR = "service.error"
+    DEAD_LETTER = "dead.letter"
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+# --- files -----------------------------------------------------------------
+
+
+class UploadReceived(Payload):
+    """The gateway stored an upload byte-for-byte; ingest validates it."""
+
+    file_id: str
+    filename: str
+    location: str  # path relative to the file store root
+    size_bytes: int
+
+
+class Validation(Payload):
+    is_valid: bool
+    errors: list[str] = []
+    warnings: list[str] = []
+
+
+class DataInfo(Payload):
+    total_rows: int
+    total_columns: int
+    missing_values: int
+    missing_percentage: float  # percent
+    duplicate_rows: int
+    clicked_one: int
+    clicked_zero: int
+    ctr: float  # percent, e.g. 1.92
+
+
+class FileUploaded(Payload):
+    file_id: str
+    filename: str
+    location: str  # the raw CSV as uploaded
+    parquet_location: str | None  # columnar copy for training; None when the data is invalid
+    encoding: str
+    rows: int
+    columns: list[str]
+    feature_columns: list[str] = []  # numeric features the model may use (not seq, not clicked)
+    validation: Validation
+    info: DataInfo
+    preview: list[dict[str, Any]]
+    column_descriptions: dict[str, str]
+    profile_location: str | None = None  # per-column statistics and segment tables (JSON)
+
+
+class FileRejected(Payload):
+    """Structural problem: the gateway answers ``status_code`` with ``message``."""
+
+    file_id: str
+    filename: str
+    status_code: int
+    message: str
+
+
+# --- training --------------------------------------------------------------
+
+
+def _parse_hidden(value: Any) -> list[int]:
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        try:
+            value = [int(p) for p in parts]
+        except ValueError:
+            raise ValueError("mlp_hidden must be comma-separated integers such as '256,128'") from None
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValueError("mlp_hidden must be a non-empty list of layer sizes such as [256, 128]")
+    sizes = [int(v) for v in value]
+    if any(s < 1 or s > 4096 for s in sizes) or len(sizes) > 8:
+        raise ValueError("mlp_hidden: 1 to 8 layers, each 1..4096 units")
+    return sizes
+
+
+class TrainingConfig(Payload):
+    """Training options; accepts camelCase (frontend) and snake_case (guide), ignores unknown keys."""
+
+    model_config = ConfigDict(extra="ignore", alias_generator=to_camel, populate_by_name=True)
+
+    experiment_name: str = Field(default_factory=lambda: f"CTR_Experiment_{utcnow():%Y%m%d}", max_length=200)
+    epochs: int = Field(10, ge=1, le=200)
+    batch_size: int = Field(4096, ge=16, le=65536)
+    learning_rate: float = Field(0.001, gt=0, le=1.0)
+    lstm_hidden: int = Field(64, ge=1, le=1024)
+    mlp_hidden: list[int] = Field(default_factory=lambda: [256, 128])
+    dropout: float = Field(0.2, ge=0.0, le=0.9)
+    downsampling: bool = True
+    validation_split: float = Field(0.2, ge=0.05, le=0.5)
+    seed: int = Field(42, ge=0, le=2**31 - 1)
+    max_seq_len: int = Field(128, ge=1, le=4096, description="Most recent seq tokens kept per row.")
+    early_stopping_patience: int | None = Field(None, ge=1, le=200)
+    notifications: list[str] = []
+
+    @field_validator("mlp_hidden", mode="before")
+    @classmethod
+    def _hidden(cls, v: Any) -> list[int]:
+        return _parse_hidden(v)
+
+    @field_validator("experiment_name", mode="before")
+    @classmethod
+    def _name(cls, v: Any) -> Any:
+        if v is None or (isinstance(v, str) and not v.strip()):
+            return f"CTR_Experiment_{utcnow():%Y%m%d}"
+        return v
+
+    @field_validator("notifications", mode="before")
+    @classmethod
+    def _notifications(cls, v: Any) -> list[str]:
+        return [str(x) for x in v] if isinstance(v, (list, tuple)) else []
+
+
+class TrainingRequested(Payload):
+    run_id: str
+    file_id: str
+    parquet_location: str
+    config: TrainingConfig
+    client_id: str | None = None
+
+
+class TrainingStarted(Payload):
+    run_id: str
+    attempt: int
+    worker: str
+
+
+class EpochMetrics(Payload):
+    """Per-epoch numbers; validation metrics are on the original (not down-sampled) distribution."""
+
+    train_loss: float
+    val_loss: float
+    train_accuracy: float
+    val_accuracy: float
+    auc: float | None = None
+    ap: float | None = None
+    logloss: float | None = None
+    calibration: float | None = None  # predicted clicks / actual clicks
+    score: float | None = None  # 0.5*AP + 0.5/(1+WLL)
+    precision: float | None = None
+    recall: float | None = None
+    f1: float | None = None
+    threshold: float | None = None
+    seconds: float | None = None
+    samples_per_s: float | None = None
+
+
+class TrainingProgress(Payload):
+    run_id: str
+    attempt: int = 1
+    epoch: int  # 1-based
+    total_epochs: int
+    metrics: EpochMetrics
+
+
+class TrainingDone(Payload):
+    run_id: str
+    file_id: str
+    model_location: str  # folder in the file store holding weights and preprocessing
+    metrics: EpochMetrics  # of the kept (best) epoch
+    best_epoch: int
+    epochs_run: int
+    duration_s: float
+    experiment_name: str
+    mlflow_run_id: str | None = None
+    config: TrainingConfig
+
+
+class TrainingFailed(Payload):
+    run_id: str
+    reason: str  # what went wrong and what to do, for a person
+    cancelled: bool = False
+
+
+class TrainingCancelRequested(Payload):
+    run_id: str
+
+
+# --- explanation and reports ------------------------------------------------
+
+
+class FeatureImportance(Payload):
+    feature: str
+    importance: float  # 0..1
+    p_value: float = Field(validation_alias=AliasChoices("p_value", "pValue"))
+    ci: tuple[float, float]
+    description: str
+
+
+class ExplanationDone(Payload):
+    run_id: str
+    location: str  # JSON with importances, permutation check and correlation
+    top_features: list[FeatureImportance]
+
+
+class ExplanationFailed(Payload):
+    run_id: str
+    reason: str
+
+
+class ReportRequested(Payload):
+    run_id: str
+    request_id: str
+    include_charts: bool = True
+    include_insights: bool = True
+    include_action_plan: bool = True
+
+
+class ReportReady(Payload):
+    run_id: str
+    request_id: str
+    report_location: str  # report JSON of the contract
+    pdf_location: str
+    model_used: str
+
+
+class ReportFailed(Payload):
+    run_id: str
+    request_id: str
+    reason: str
+
+
+# --- operations -------------------------------------------------------------
+
+
+class ServiceHeartbeat(Payload):
+    service: str
+    instance: str
+    started_at: datetime
+    cpu_percent: float
+    memory_percent: float
+    rss_bytes: int
+    in_flight: int = 0
+    handled_total: int = 0
+    errors_total: int = 0
+    # Gateway only: API traffic over the last window.
+    requests_total: int | None = None
+    request_errors_total: int | None = None
+    latency_p95_ms: float | None = None
+    latency_by_route_ms: dict[str, float] | None = None
+
+
+class ServiceError(Payload):
+    service: str
+    level: Literal["ERROR", "WARNING", "CRITICAL"] = "ERROR"
+    message: str
+    stack: str = ""
+    run_id: str | None = None
+
+
+class MonitorSnapshot(Payload):
+    run_id: str | None
+    metrics: dict[str, float | None]
+    health: dict[str, Any]
+
+
+class MonitorAlert(Payload):
+    alert_id: str  # stable per incident: kind + subject
+    kind: Literal["model_accuracy", "response_time", "service_down", "error_rate"]
+    subject: str  # run id or service name
+    state: Literal["firing", "resolved"]
+    severity: Literal["high", "medium"]
+    message: str
+    metrics: dict[str, Any] = {}
+
+
+class DeadLetter(Payload):
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: str  # the original bytes, decoded leniently, kept whole
+    error: str
+    attempts: int
+    group: str
+
+
+TOPIC_PAYLOADS: dict[Topic, type[Payload]] = {
+    Topic.UPLOAD_RECEIVED: UploadReceived,
+    Topic.FILE_UPLOADED: FileUploaded,
+    Topic.FILE_REJECTED: FileRejected,
+    Topic.TRAINING_REQUESTED: TrainingRequested,
+    Topic.TRAINING_STARTED: TrainingStarted,
+    Topic.TRAINING_PROGRESS: TrainingProgress,
+    Topic.TRAINING_DONE: TrainingDone,
+    Topic.TRAINING_FAILED: TrainingFailed,
+    Topic.TRAINING_CANCEL_REQUESTED: TrainingCancelRequested,
+    Topic.EXPLANATION_DONE: ExplanationDone,
+    Topic.EXPLANATION_FAILED: ExplanationFailed,
+    Topic.REPORT_REQUESTED: ReportRequested,
+    Topic.REPORT_READY: ReportReady,
+    Topic.REPORT_FAILED: ReportFailed,
+    Topic.MONITOR_SNAPSHOT: MonitorSnapshot,
+    Topic.MONITOR_ALERT: MonitorAlert,
+    Topic.SERVICE_HEARTBEAT: ServiceHeartbeat,
+    Topic.SERVICE_ERROR: ServiceError,
+    Topic.DEAD_LETTER: DeadLetter,
+}
+
+P = TypeVar("P", bound=Payload)
+
+
+class Event(BaseModel, Generic[P]):
+    """The envelope every message travels in."""
+
+    event_id: str = Field(default_factory=new_id)
+    type: Topic
+    schema_version: int = SCHEMA_VERSION
+    time: datetime = Field(default_factory=utcnow)
+    correlation_id: str | None = None  # run id or file id this event belongs to
+    producer: str = ""
+    payload: P
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+def decode_event(topic: str, raw: bytes) -> Event[Any]:
+    """Parse raw bytes into the envelope with the topic's typed payload (raises ValueError)."""
+    payload_cls = TOPIC_PAYLOADS[Topic(topic)]
+    return Event[payload_cls].model_validate_json(raw)  # type: ignore[valid-type]

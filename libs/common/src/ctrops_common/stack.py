@@ -1,0 +1,199 @@
+"""``make run``: the embedded broker plus the six services as separate processes.
+
+Prefixes each service's log lines, waits until every service answers /readyz, prints the
+gateway URL, restarts a service that crashes (and says so loudly), and on Ctrl-C or
+SIGTERM stops the services first and the broker last, leaving no process or port behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import Field
+
+from .broker import EmbeddedBroker
+from .service import DEFAULT_PORTS
+from .settings import CommonSettings, load_settings
+
+SERVICES = ["ingest", "trainer", "explainer", "reporter", "monitor", "gateway"]
+COLORS = {"broker": 90, "ingest": 36, "trainer": 33, "explainer": 35, "reporter": 32, "monitor": 34, "gateway": 97}
+
+
+class StackSettings(CommonSettings):
+    broker_port: int = Field(9092, ge=1, le=65535, description="Port of the embedded broker.")
+    gateway_port: int = Field(8000, ge=1, le=65535)
+    ready_timeout_s: float = Field(180, gt=0)
+
+
+def _die_with_parent() -> None:
+    """Children get SIGTERM if the supervisor itself dies (even by kill -9): no orphans."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+    os.setsid()
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM takes the same orderly path as Ctrl-C
+
+
+@dataclass
+class Child:
+    name: str
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class Stack:
+    def __init__(self, settings: StackSettings, services: list[str], use_embedded_broker: bool) -> None:
+        self.settings = settings
+        self.services = services
+        self.broker = (
+            EmbeddedBroker(settings.broker_port, log_file=settings.data_dir.resolve() / "logs" / "broker.log")
+            if use_embedded_broker
+            else None
+        )
+        self.children: dict[str, Child] = {}
+        self.stopping = threading.Event()
+        self.color = sys.stdout.isatty()
+
+    def say(self, name: str, line: str) -> None:
+        prefix = f"{name:<9}|"
+        if self.color:
+            prefix = f"\033[{COLORS.get(name, 0)}m{prefix}\033[0m"
+        sys.stdout.write(f"{prefix} {line}\n")
+        sys.stdout.flush()
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        if self.broker:
+            env["CTROPS_KAFKA_BOOTSTRAP_SERVERS"] = self.broker.bootstrap_servers
+        env.setdefault("CTROPS_LOG_JSON", "false")
+        env["CTROPS_DATA_DIR"] = str(self.settings.data_dir.resolve())
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # several services share few cores
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def spawn(self, child: Child) -> None:
+        env = self.env()
+        if child.name == "gateway":
+            env["CTROPS_GATEWAY_PORT"] = str(self.settings.gateway_port)
+        child.process = subprocess.Popen(
+            [sys.executable, "-m", f"ctrops_{child.name}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=_die_with_parent,
+        )
+        child.started = time.monotonic()
+        threading.Thread(target=self._pump, args=(child.name, child.process), daemon=True).start()
+
+    def _pump(self, name: str, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None
+        for raw in process.stdout:
+            self.say(name, raw.decode("utf-8", "replace").rstrip())
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + self.settings.ready_timeout_s
+        pending = dict(self.children)
+        while pending:
+            for name, child in list(pending.items()):
+                if child.process and child.process.poll() is not None:
+                    raise RuntimeError(f"{name} exited with code {child.process.returncode} during start-up")
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{child.port}/readyz", timeout=1) as r:
+                        if r.status == 200:
+                            pending.pop(name)
+                except OSError:
+                    pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"not ready after {self.settings.ready_timeout_s:.0f}s: {', '.join(pending)}")
+            time.sleep(0.3)
+
+    def supervise(self) -> None:
+        while not self.stopping.wait(1.0):
+            for child in self.children.values():
+                if child.process and child.process.poll() is not None and not self.stopping.is_set():
+                    code = child.process.returncode
+                    self.say(child.name, f"\n{'!' * 70}\n!!! {child.name} CRASHED (exit code {code}); restarting\n{'!' * 70}")
+                    child.restarts += 1
+                    time.sleep(min(30, 2 ** min(child.restarts, 5)))
+                    if not self.stopping.is_set():
+                        self.spawn(child)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for child in self.children.values():
+            if child.process and child.process.poll() is None:
+                child.process.terminate()
+        deadline = time.monotonic() + 20
+        for child in self.children.values():
+            if child.process:
+                try:
+                    child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    self.say(child.name, "did not stop in time; killing")
+                    child.process.kill()
+                    child.process.wait()
+        if self.broker:
+            self.broker.stop()
+            self.say("broker", "stopped")
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, _interrupt)
+        (self.settings.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        try:
+            if self.broker:
+                self.broker.start()
+                self.say("broker", f"tansu listening on {self.broker.bootstrap_servers} (memory-only)")
+            else:
+                self.say("broker", f"using external Kafka at {self.settings.kafka_bootstrap_servers}")
+            started = time.monotonic()
+            for name in self.services:
+                port = self.settings.gateway_port if name == "gateway" else DEFAULT_PORTS[name]
+                self.children[name] = Child(name, port)
+                self.spawn(self.children[name])
+            self.wait_ready()
+            url = f"http://localhost:{self.settings.gateway_port}"
+            self.say("gateway", f"all {len(self.services)} services ready in {time.monotonic() - started:.1f}s")
+            self.say("gateway", f"==> {url}   API docs: {url}/docs   (Ctrl-C stops everything)")
+            self.supervise()
+            return 0
+        except KeyboardInterrupt:
+            self.say("broker", "stopping...")
+            return 0
+        except RuntimeError as exc:
+            self.say("broker", f"start-up failed: {exc}")
+            return 1
+        finally:
+            self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the embedded broker and all services.")
+    parser.add_argument("--services", default=",".join(SERVICES), help="comma-separated subset")
+    args = parser.parse_args(argv)
+    settings = load_settings(StackSettings)
+    external = bool(os.environ.get("CTROPS_KAFKA_BOOTSTRAP_SERVERS") or os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
+    services = [s for s in args.services.split(",") if s]
+    unknown = set(services) - set(SERVICES)
+    if unknown:
+        parser.error(f"unknown services: {', '.join(sorted(unknown))}")
+    return Stack(settings, services, use_embedded_broker=not external).run()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The explainer service of the CTR AIOps platform."""

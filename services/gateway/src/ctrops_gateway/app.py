@@ -1,0 +1,113 @@
+"""The FastAPI app factory: settings -> runtime (bus, store) -> read model -> routes."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from prometheus_client import Counter, Histogram
+
+from ctrops_common.service import ServiceRuntime
+
+from . import consumers
+from .routes import ROUTERS
+from .settings import GatewaySettings
+from .spa import mount_frontend
+from .state import GatewayState
+from .views import ReadModel
+
+log = logging.getLogger(__name__)
+
+HTTP_REQUESTS = Counter("ctrops_http_requests_total", "HTTP requests", ["method", "route", "status"])
+HTTP_SECONDS = Histogram(
+    "ctrops_http_request_seconds",
+    "HTTP request latency",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+
+def _route_label(request: Request) -> str:
+    """The route template (``/api/train/status/{run_id}``), never the raw path: bounded labels."""
+    route = request.scope.get("route")
+    path = getattr(route, "path", None)
+    return path if path else "unmatched"
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    settings = settings or GatewaySettings()
+    group = settings.consumer_group or f"gateway-{socket.gethostname()}"
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = ServiceRuntime("gateway", settings, group_id=group)
+        runtime.http_port = settings.gateway_port
+        state = GatewayState(settings=settings, runtime=runtime, views=ReadModel(runtime.engine))
+        runtime.heartbeat_extras = state.traffic.summary
+        consumers.register(state)
+        app.state.gateway = state
+        await runtime.start(serve_http=False, handle_signals=False)
+        try:
+            yield
+        finally:
+            await runtime.shutdown()
+
+    app = FastAPI(
+        title="CTR AIOps gateway",
+        version="0.1.0",
+        description="Upload ad-click logs, train the CTR model, explain it and get the marketing report.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origin_list,
+        allow_credentials=True,
+        allow_methods=["*"],
+        allow_headers=["*"],
+    )
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next) -> Response:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            elapsed = time.perf_counter() - started
+            route = _route_label(request)
+            HTTP_REQUESTS.labels(request.method, route, str(status)).inc()
+            HTTP_SECONDS.labels(request.method, route).observe(elapsed)
+            gateway = getattr(request.app.state, "gateway", None)
+            if gateway is not None and route not in ("/metrics", "/healthz", "/readyz"):
+                gateway.traffic.observe(route, elapsed, failed=status >= 500)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        """422 with a message a person can act on, plus the structured errors."""
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+            problems.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
+        return JSONResponse(
+            status_code=422,
+            content={"detail": "; ".join(problems) or "invalid request", "errors": _jsonable(exc.errors())},
+        )
+
+    for router in ROUTERS:
+        app.include_router(router)
+    mount_frontend(app, settings.frontend_dist)
+    return app
+
+
+def _jsonable(errors: list[dict]) -> list[dict]:
+    return [{k: (v if isinstance(v, (str, int, float, bool, list, type(None))) else str(v)) for k, v in e.items()
+             if k != "ctx"} for e in errors]

@@ -1,0 +1,66 @@
+"""The events the gateway consumes: each is stored in the read model, then fanned out.
+
+Handlers are thin: store (idempotent by event id), resolve a waiting request, push to
+WebSocket clients. A redelivered event is stored once and not pushed again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ctrops_common.events import Event, Topic
+
+from .state import GatewayState
+
+# Everything the REST answers or WebSockets need; heartbeats are handled apart.
+RECORDED_TOPICS = [
+    Topic.FILE_UPLOADED,
+    Topic.FILE_REJECTED,
+    Topic.TRAINING_REQUESTED,
+    Topic.TRAINING_STARTED,
+    Topic.TRAINING_PROGRESS,
+    Topic.TRAINING_DONE,
+    Topic.TRAINING_FAILED,
+    Topic.EXPLANATION_DONE,
+    Topic.EXPLANATION_FAILED,
+    Topic.REPORT_REQUESTED,
+    Topic.REPORT_READY,
+    Topic.REPORT_FAILED,
+    Topic.MONITOR_SNAPSHOT,
+    Topic.MONITOR_ALERT,
+    Topic.SERVICE_ERROR,
+]
+
+
+def reply_key(event: Event[Any]) -> str | None:
+    """The key a waiting request listens on, if this event answers one."""
+    payload = event.payload
+    if event.type in (Topic.FILE_UPLOADED, Topic.FILE_REJECTED):
+        return f"upload:{payload.file_id}"
+    if event.type in (Topic.REPORT_READY, Topic.REPORT_FAILED):
+        return f"report:{payload.request_id}"
+    return None
+
+
+def register(state: GatewayState) -> None:
+    bus = state.bus
+
+    async def on_event(event: Event[Any]) -> None:
+        fresh = await asyncio.to_thread(state.views.record, event)
+        if (key := reply_key(event)) is not None:
+            state.replies.resolve(key, event)
+        if fresh:
+            for fan_out in FAN_OUT.get(event.type, ()):
+                fan_out(state, event)
+
+    async def on_heartbeat(event: Event[Any]) -> None:
+        await asyncio.to_thread(state.views.record_heartbeat, event)
+
+    for topic in RECORDED_TOPICS:
+        bus.subscribe(topic, on_event)
+    bus.subscribe(Topic.SERVICE_HEARTBEAT, on_heartbeat)
+
+
+# topic -> functions(state, event) that push WebSocket messages; areas add theirs here.
+FAN_OUT: dict[Topic, list[Any]] = {}

@@ -1,0 +1,5 @@
+"""Gateway routes: dashboards."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,62 @@
+"""Liveness of the platform: /api/health for people, /healthz /readyz /metrics for machines."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+
+from ctrops_common.broker import port_open
+from ctrops_common.observability import metrics_payload
+
+from ..state import State
+
+router = APIRouter()
+
+SERVICES = ["ingest", "trainer", "explainer", "reporter", "monitor", "gateway"]
+
+
+def _broker_reachable(bootstrap: str) -> bool:
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        if host and port.isdigit() and port_open(host.strip("[]"), int(port)):
+            return True
+    return False
+
+
+@router.get("/api/health", tags=["health"])
+async def health(state: State) -> dict:
+    """Overall status, each service's liveness from its heartbeats, broker reachability."""
+    services = await asyncio.to_thread(state.views.service_liveness, SERVICES, state.settings.service_timeout_s)
+    services["gateway"].update(status="up", instances=max(1, services["gateway"]["instances"]))
+    broker_ok = await asyncio.to_thread(_broker_reachable, state.settings.kafka_bootstrap_servers)
+    healthy = broker_ok and state.bus.consuming and all(s["status"] == "up" for s in services.values())
+    return {
+        "status": "healthy" if healthy else "degraded",
+        "services": services,
+        "broker": {
+            "reachable": broker_ok,
+            "bootstrap_servers": state.settings.kafka_bootstrap_servers,
+            "consuming": state.bus.consuming,
+        },
+        "timestamp": datetime.now(timezone.utc).isoformat(),
+    }
+
+
+@router.get("/healthz", include_in_schema=False)
+async def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", include_in_schema=False)
+async def readyz(state: State) -> JSONResponse:
+    ready = state.bus.consuming
+    return JSONResponse({"status": "ready" if ready else "starting"}, status_code=200 if ready else 503)
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics() -> Response:
+    body, content_type = metrics_payload()
+    return Response(body, media_type=content_type)

@@ -1,0 +1,5 @@
+"""Gateway routes: performance."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,5 @@
+"""Gateway routes: reports."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

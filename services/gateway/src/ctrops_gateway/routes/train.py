@@ -1,0 +1,5 @@
+"""Gateway routes: train."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,5 @@
+"""Gateway routes: upload."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,31 @@
+"""Gateway settings (CTROPS_ prefix; FRONTEND_DIST also accepted bare)."""
+
+from pathlib import Path
+
+from pydantic import Field
+
+from ctrops_common.settings import ServiceSettings, env_alias
+
+
+class GatewaySettings(ServiceSettings):
+    gateway_host: str = Field("127.0.0.1", description="Bind address of the API (0.0.0.0 in containers).")
+    gateway_port: int = Field(8000, ge=1, le=65535)
+    cors_origins: str = Field(
+        "http://localhost:3000,http://127.0.0.1:3000",
+        description="Comma-separated origins allowed by CORS.",
+    )
+    frontend_dist: Path | None = Field(
+        None,
+        validation_alias=env_alias("frontend_dist", "FRONTEND_DIST"),
+        description="Folder of a built single-page frontend to serve at /.",
+    )
+    consumer_group: str = Field("", description="Kafka group of this replica's read model; default gateway-<host>.")
+    service_timeout_s: float = Field(20.0, gt=0, description="A service without a heartbeat this long is down.")
+    max_upload_mb: float = Field(500, gt=0, description="Largest accepted upload (413 above).")
+    upload_timeout_s: float = Field(600, gt=0, description="How long an upload waits for ingest's verdict.")
+    report_timeout_s: float = Field(120, gt=0, description="How long a PDF request waits for the reporter.")
+    ws_performance_interval_s: float = Field(10.0, gt=0, description="Push period of /ws/performance.")
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]

@@ -1,0 +1,42 @@
+"""What the gateway's routes share, and typed dependencies to reach it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ctrops_common.bus import Bus
+from ctrops_common.service import ServiceRuntime
+from ctrops_common.storage import FileStore
+
+from .live import Hub, Replies
+from .settings import GatewaySettings
+from .traffic import Traffic
+from .views import ReadModel
+
+
+@dataclass
+class GatewayState:
+    settings: GatewaySettings
+    runtime: ServiceRuntime
+    views: ReadModel
+    hub: Hub = field(default_factory=Hub)
+    replies: Replies = field(default_factory=Replies)
+    traffic: Traffic = field(default_factory=Traffic)
+
+    @property
+    def bus(self) -> Bus:
+        return self.runtime.bus
+
+    @property
+    def store(self) -> FileStore:
+        return self.runtime.store
+
+
+def get_state(request: Request) -> GatewayState:
+    return request.app.state.gateway
+
+
+State = Annotated[GatewayState, Depends(get_state)]

@@ -1,0 +1,149 @@
+"""The read model the REST answers come from, built only from events.
+
+Every event the gateway consumes is stored once by event id (redelivery is a no-op),
+so the model survives a gateway restart (SQLite by default, PostgreSQL when configured)
+and any replica can rebuild it from the topics. Heartbeats only keep the latest per
+instance: they are many and only their freshness matters.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    delete,
+    insert,
+    select,
+)
+from sqlalchemy.exc import IntegrityError
+
+from ctrops_common.events import Event, Topic
+
+metadata = MetaData()
+
+event_log = Table(
+    "gateway_event_log",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False, unique=True),
+    Column("topic", String(64), nullable=False),
+    Column("correlation_id", String(64)),
+    Column("time", DateTime(timezone=True), nullable=False),
+    Column("payload", Text, nullable=False),
+    Index("ix_gateway_event_log_topic_corr", "topic", "correlation_id"),
+)
+
+heartbeats = Table(
+    "gateway_heartbeats",
+    metadata,
+    Column("service", String(64), primary_key=True),
+    Column("instance", String(200), primary_key=True),
+    Column("seen_at", DateTime(timezone=True), nullable=False),
+    Column("payload", Text, nullable=False),
+)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+class StoredEvent:
+    __slots__ = ("seq", "event_id", "topic", "correlation_id", "time", "payload")
+
+    def __init__(self, row: Any) -> None:
+        self.seq = row.seq
+        self.event_id = row.event_id
+        self.topic = row.topic
+        self.correlation_id = row.correlation_id
+        self.time = _aware(row.time)
+        self.payload: dict[str, Any] = json.loads(row.payload)
+
+
+class ReadModel:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        metadata.create_all(engine)
+
+    # -- writing (called from the gateway's consumer) --------------------------
+
+    def record(self, event: Event[Any]) -> bool:
+        """Store an event; False when it was already stored (a redelivery)."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(event_log).values(
+                        event_id=event.event_id,
+                        topic=event.type.value,
+                        correlation_id=event.correlation_id,
+                        time=event.time,
+                        payload=event.payload.model_dump_json(),
+                    )
+                )
+            return True
+        except IntegrityError:
+            return False
+
+    def record_heartbeat(self, event: Event[Any]) -> None:
+        hb = event.payload
+        with self.engine.begin() as conn:
+            conn.execute(
+                delete(heartbeats).where(and_(heartbeats.c.service == hb.service, heartbeats.c.instance == hb.instance))
+            )
+            conn.execute(
+                insert(heartbeats).values(
+                    service=hb.service, instance=hb.instance, seen_at=event.time, payload=hb.model_dump_json()
+                )
+            )
+
+    # -- reading -----------------------------------------------------------------
+
+    def events(
+        self, topics: list[Topic] | Topic, correlation_id: str | None = None, limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[StoredEvent]:
+        topic_list = [topics] if isinstance(topics, Topic) else topics
+        query = select(event_log).where(event_log.c.topic.in_([t.value for t in topic_list]))
+        if correlation_id is not None:
+            query = query.where(event_log.c.correlation_id == correlation_id)
+        query = query.order_by(event_log.c.seq.desc() if newest_first else event_log.c.seq)
+        if limit:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [StoredEvent(r) for r in conn.execute(query)]
+
+    def latest(self, topics: list[Topic] | Topic, correlation_id: str | None = None) -> StoredEvent | None:
+        found = self.events(topics, correlation_id, limit=1, newest_first=True)
+        return found[0] if found else None
+
+    def heartbeats(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(heartbeats)).all()
+        return [{"seen_at": _aware(r.seen_at), **json.loads(r.payload)} for r in rows]
+
+    def service_liveness(self, services: list[str], timeout_s: float) -> dict[str, dict[str, Any]]:
+        """Per service: alive if any instance sent a heartbeat within ``timeout_s``."""
+        now = datetime.now(timezone.utc)
+        result: dict[str, dict[str, Any]] = {
+            s: {"status": "down", "instances": 0, "last_seen": None} for s in services
+        }
+        for hb in self.heartbeats():
+            entry = result.setdefault(hb["service"], {"status": "down", "instances": 0, "last_seen": None})
+            fresh = now - hb["seen_at"] <= timedelta(seconds=timeout_s)
+            if fresh:
+                entry["status"] = "up"
+                entry["instances"] += 1
+            if entry["last_seen"] is None or hb["seen_at"].isoformat() > entry["last_seen"]:
+                entry["last_seen"] = hb["seen_at"].isoformat()
+        return result

@@ -1,0 +1,1 @@
+"""The ingest service of the CTR AIOps platform."""
