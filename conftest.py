@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,3 +36,50 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root.mkdir()
     monkeypatch.setenv("CTROPS_DATA_DIR", str(root))
     return root
+
+
+@pytest.fixture
+def platform_env(kafka_bootstrap: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch, request) -> dict[str, str]:
+    """Isolate one test: its own topics (a unique prefix) and its own file store and databases."""
+    import uuid
+
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    monkeypatch.setenv("CTROPS_TOPIC_PREFIX", prefix)
+    monkeypatch.setenv("CTROPS_HEARTBEAT_INTERVAL_S", "1")
+    monkeypatch.setenv("CTROPS_SERVICE_TIMEOUT_S", "5")
+    monkeypatch.setenv("CTROPS_LOG_JSON", "false")
+    return {"prefix": prefix, "data_dir": str(data_dir), "bootstrap": kafka_bootstrap}
+
+
+@pytest.fixture
+def start_service(platform_env: dict[str, str], tmp_path: Path):
+    """Factory: start a service as a real process in this test's environment; stopped after the test."""
+    from ctrops_common.testing import ServiceProcess, start_service as _start
+
+    started: list[ServiceProcess] = []
+
+    def start(name: str, extra_env: dict[str, str] | None = None, **kwargs) -> ServiceProcess:
+        service = _start(name, tmp_path / "logs", extra_env, **kwargs)
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.stop()
+
+
+@pytest.fixture
+def gateway_client(platform_env: dict[str, str]):
+    """The gateway app in-process (FastAPI TestClient: lifespan, HTTP and WebSockets), on the real broker."""
+    from fastapi.testclient import TestClient
+
+    from ctrops_gateway.app import create_app
+    from ctrops_gateway.settings import GatewaySettings
+
+    app = create_app(GatewaySettings(consumer_group=f"gateway-{platform_env['prefix']}"))
+    with TestClient(app) as client:
+        deadline = time.monotonic() + 30
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, "gateway consumer did not join its group"
+            time.sleep(0.1)
+        yield client

@@ -50,7 +50,7 @@ class PermanentError(Exception):
 
 async def ensure_topics(settings: CommonSettings, topics: list[str] | None = None, timeout_s: float = 30) -> None:
     """Create every catalogue topic that does not exist yet (idempotent)."""
-    wanted = topics or [t.value for t in Topic]
+    wanted = topics or [settings.topic_prefix + t.value for t in Topic]
     deadline = time.monotonic() + timeout_s
     while True:
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
@@ -132,7 +132,7 @@ class Bus:
         event: Event[Any] = Event(type=topic, payload=payload, correlation_id=correlation_id, producer=self.service)
         partition_key = key or correlation_id
         await self._producer.send_and_wait(
-            topic.value, event.to_bytes(), key=partition_key.encode() if partition_key else None
+            self.topic_name(topic), event.to_bytes(), key=partition_key.encode() if partition_key else None
         )
         EVENTS_PUBLISHED.labels(self.service, topic.value).inc()
         return event
@@ -148,10 +148,14 @@ class Bus:
 
         return register
 
+    def topic_name(self, topic: Topic) -> str:
+        return self.settings.topic_prefix + topic.value
+
     def subscribe(self, topic: Topic, handler: Handler) -> None:
-        if topic.value in self._handlers:
+        name = self.topic_name(topic)
+        if name in self._handlers:
             raise ValueError(f"{self.service} already handles {topic}")
-        self._handlers[topic.value] = handler
+        self._handlers[name] = handler
 
     async def consume(self, stop: asyncio.Event) -> None:
         """Run the consumer until ``stop`` is set; finishes the message in hand first."""
@@ -189,7 +193,7 @@ class Bus:
         topic = record.topic
         handler = self._handlers[topic]
         try:
-            event = decode_event(topic, record.value)
+            event = decode_event(topic.removeprefix(self.settings.topic_prefix), record.value)
         except (ValidationError, ValueError) as exc:
             await self._dead_letter(record, f"undecodable event: {exc}", attempts=1)
             await self._commit(consumer, tp, record)

@@ -32,6 +32,9 @@ class CommonSettings(BaseSettings):
         validation_alias=env_alias("kafka_bootstrap_servers", "KAFKA_BOOTSTRAP_SERVERS"),
         description="Kafka bootstrap servers, comma-separated.",
     )
+    topic_prefix: str = Field(
+        "", pattern=r"^[A-Za-z0-9._-]{0,100}$", description="Prefix of every topic name (isolates tenants, tests)."
+    )
     topic_partitions: int = Field(3, ge=1, le=64, description="Partitions for topics created at start-up.")
     topic_replication: int = Field(1, ge=1, le=5, description="Replication factor for topics created at start-up.")
     data_dir: Path = Field(Path("data"), description="Root of the file store (uploads, models, reports).")

@@ -1,0 +1,74 @@
+"""Helpers for tests that run services as real processes against the real broker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from .broker import free_port
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+    env: dict[str, str]
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=1) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def wait_ready(self, timeout_s: float = 90) -> ServiceProcess:
+        deadline = time.monotonic() + timeout_s
+        while not self.ready():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited ({self.process.returncode}):\n{self.log()[-4000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} not ready in {timeout_s}s:\n{self.log()[-4000:]}")
+            time.sleep(0.2)
+        return self
+
+    def kill9(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self, timeout_s: float = 20) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def start_service(name: str, log_dir: Path, extra_env: dict[str, str] | None = None,
+                  module: str | None = None, wait: bool = True) -> ServiceProcess:
+    """Start ``python -m ctrops_<name>`` with the current environment (broker, data dir, prefix)."""
+    port = free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "CTROPS_LOG_JSON": "false", "OMP_WAIT_POLICY": "PASSIVE",
+           **(extra_env or {})}
+    env["CTROPS_GATEWAY_PORT" if name == "gateway" else "CTROPS_HTTP_PORT"] = str(port)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}-{port}.log"
+    with open(log_path, "wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", module or f"ctrops_{name}"], stdout=out,
+                                   stderr=subprocess.STDOUT, env=env)
+    service = ServiceProcess(name, process, port, log_path, env)
+    return service.wait_ready() if wait else service

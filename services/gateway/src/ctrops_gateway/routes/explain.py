@@ -1,0 +1,5 @@
+"""Gateway routes: explain."""
+
+from fastapi import APIRouter
+
+router = APIRouter()
