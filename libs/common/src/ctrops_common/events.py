@@ -289,6 +289,8 @@ class ServiceHeartbeat(Payload):
     request_errors_total: int | None = None
     latency_p95_ms: float | None = None
     latency_by_route_ms: dict[str, float] | None = None
+    # Host-wide CPU use (percent of all cores) where this instance runs; None from older senders.
+    host_cpu_percent: float | None = None
 
 
 class ServiceError(Payload):

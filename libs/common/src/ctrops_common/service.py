@@ -106,6 +106,7 @@ class ServiceRuntime:
             started_at=self.started_at,
             cpu_percent=self._process.cpu_percent(None),
             memory_percent=psutil.virtual_memory().percent,
+            host_cpu_percent=psutil.cpu_percent(None),
             rss_bytes=mem.rss,
             in_flight=self.bus.in_flight,
             handled_total=self.bus.handled_total,
