@@ -31,6 +31,11 @@ def run_dir(run_id: str) -> str:
     return f"runs/{run_id}"
 
 
+def explanation_path(run_id: str) -> str:
+    """The explainer's result for a run (importances, permutation check, correlation)."""
+    return f"{run_dir(run_id)}/explanation.json"
+
+
 def toss_columns() -> list[str]:
     """The 119 columns of the Toss layout, in file order."""
     cols = ["gender", "age_group", "inventory_id", "day_of_week", "hour", "seq"]
