@@ -1,0 +1,353 @@
+"""The monitor's logic: model quality, system health and alert incidents.
+
+No Kafka here: handlers feed events in and publish what comes out (the alert outbox
+and snapshots), so this is tested against a real database without a broker.
+
+Alerts open ONCE per incident and close with a 'resolved' message:
+- model_accuracy (subject 'model'): the latest finished run's validation accuracy is
+  below the threshold; a later run at or above it resolves the incident. At ~2 %
+  positives a constant "no click" model scores ~98 % accuracy, so this alert is the
+  contract's check, not the honest one: AUC and AP travel with every alert and snapshot.
+- response_time (subject 'gateway'): the gateway's p95 latency is above the threshold.
+- error_rate (subject 'gateway'): the share of 5xx API responses in the window is above
+  the threshold (with a minimum number of requests).
+- service_down (subject: the service): no heartbeat from any instance within the timeout.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from ctrops_common.events import (
+    MonitorAlert,
+    MonitorSnapshot,
+    ServiceError,
+    ServiceHeartbeat,
+    TrainingDone,
+    TrainingProgress,
+)
+
+from . import metrics as m
+from .health import InstanceBeat, TrafficWindow, api_rates, gateway_p95_ms, resource_use, status_of
+from .settings import MonitorSettings
+from .store import MonitorStore
+
+SEVERITY = {"model_accuracy": "high", "service_down": "high", "error_rate": "high", "response_time": "medium"}
+# Instances silent this many timeouts are stopped replicas: dropped (their service stays watched).
+FORGET_AFTER_TIMEOUTS = 10
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _finite(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def quality_of(done: dict[str, Any]) -> dict[str, float | None]:
+    """The contract's names (accuracy, precision, recall, f1_score) plus the honest ones."""
+    metrics = done.get("metrics", {})
+    return {
+        "accuracy": _finite(metrics.get("val_accuracy")),
+        "precision": _finite(metrics.get("precision")),
+        "recall": _finite(metrics.get("recall")),
+        "f1_score": _finite(metrics.get("f1")),
+        "auc": _finite(metrics.get("auc")),
+        "ap": _finite(metrics.get("ap")),
+        "logloss": _finite(metrics.get("logloss")),
+        "calibration": _finite(metrics.get("calibration")),
+        "score": _finite(metrics.get("score")),
+        "threshold": _finite(metrics.get("threshold")),
+        "val_loss": _finite(metrics.get("val_loss")),
+    }
+
+
+class Monitor:
+    def __init__(self, settings: MonitorSettings, store: MonitorStore, now: datetime | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.started_at = now or utcnow()
+        self.timeout = timedelta(seconds=settings.monitor_heartbeat_timeout_s)
+        self.traffic = TrafficWindow(settings.monitor_traffic_window_s)
+        self.instances: dict[tuple[str, str], InstanceBeat] = {}
+        self.watched: dict[str, datetime] = {}  # service -> newest heartbeat time
+        self.open: dict[tuple[str, str], dict[str, Any]] = {}
+        self.latest_run: tuple[datetime, dict[str, Any]] | None = None
+        self.errors_seen: list[float] = []  # unix times of recent service.error events
+        self._load()
+
+    # -- start-up ------------------------------------------------------------------
+
+    def _load(self) -> None:
+        """Resume from the database: open incidents stay open (no re-fire), liveness continues."""
+        for alert in self.store.open_alerts():
+            self.open[(alert["kind"], alert["subject"])] = alert
+            m.ALERT_ACTIVE.labels(alert["kind"], alert["subject"]).set(1)
+        for service, instance, seen_at, beat in self.store.heartbeats():
+            self.instances[(service, instance)] = InstanceBeat(service, instance, seen_at, beat)
+        for service, last_seen in self.store.watched_services().items():
+            self.watched[service] = datetime.fromtimestamp(last_seen, timezone.utc)
+        for service in self.settings.expected_services:
+            self.watched.setdefault(service, datetime.fromtimestamp(0, timezone.utc))
+        self.latest_run = self.store.latest_run()
+        if self.latest_run is not None:
+            self._export_quality(*self.latest_run)
+
+    # -- incidents -------------------------------------------------------------------
+
+    def _condition(
+        self, kind: str, subject: str, bad: bool, now: datetime, fire: str, resolve: str, metrics: dict[str, Any],
+        correlation_id: str | None = None,
+    ) -> MonitorAlert | None:
+        """Open an incident when ``bad`` turns true, resolve it when it turns false; else nothing."""
+        key = (kind, subject)
+        current = self.open.get(key)
+        if bad and current is None:
+            number = self.store.incidents(kind, subject) + 1
+            alert = MonitorAlert(
+                alert_id=f"{kind}:{subject}:{number}", kind=kind, subject=subject, state="firing",
+                severity=SEVERITY[kind], message=fire, metrics=metrics,
+            )
+            row = {**alert.model_dump(exclude={"state"}), "state": "firing", "opened_at": now, "resolved_at": None}
+            self.store.open_incident(row, self._outgoing(alert, correlation_id))
+            self.open[key] = {**row}
+            m.ALERT_ACTIVE.labels(kind, subject).set(1)
+            m.ALERTS_FIRED.labels(kind).inc()
+            return alert
+        if not bad and current is not None:
+            alert = MonitorAlert(
+                alert_id=current["alert_id"], kind=kind, subject=subject, state="resolved",
+                severity=current["severity"], message=resolve, metrics=metrics,
+            )
+            self.store.resolve_incident(current["alert_id"], now, self._outgoing(alert, correlation_id))
+            del self.open[key]
+            m.ALERT_ACTIVE.labels(kind, subject).set(0)
+            m.ALERTS_RESOLVED.labels(kind).inc()
+            return alert
+        return None
+
+    @staticmethod
+    def _outgoing(alert: MonitorAlert, correlation_id: str | None) -> dict[str, Any]:
+        return {"alert": alert.model_dump(mode="json"), "correlation_id": correlation_id}
+
+    # -- model quality ------------------------------------------------------------------
+
+    def on_training_done(self, done: TrainingDone, at: datetime) -> MonitorAlert | None:
+        payload = done.model_dump(mode="json")
+        self.store.save_run(done.run_id, at, payload)
+        m.TRAINING_RUNS.labels("completed").inc()
+        m.TRAINING_DURATION.observe(max(0.0, done.duration_s))
+        if self.latest_run is not None and at < self.latest_run[0]:
+            return None  # an older run arriving late must not overrule the newer verdict
+        self.latest_run = (at, payload)
+        self._export_quality(at, payload)
+        quality = quality_of(payload)
+        accuracy = quality["accuracy"]
+        if accuracy is None:
+            return None
+        threshold = self.settings.monitor_accuracy_threshold
+        evidence = {"run_id": done.run_id, "threshold": threshold, **quality}
+        auc = "n/a" if quality["auc"] is None else f"{quality['auc']:.3f}"
+        return self._condition(
+            "model_accuracy", "model", accuracy < threshold, at,
+            fire=(
+                f"모델 정확도 {accuracy:.3f}이(가) 임계값 {threshold:.2f} 미만입니다 (run {done.run_id}, AUC {auc}). "
+                f"Model accuracy {accuracy:.3f} is below {threshold:.2f}."
+            ),
+            resolve=(
+                f"모델 정확도가 {accuracy:.3f}로 회복되었습니다 (run {done.run_id}). "
+                f"Resolved: model accuracy back to {accuracy:.3f}."
+            ),
+            metrics=evidence, correlation_id=done.run_id,
+        )
+
+    def _export_quality(self, at: datetime, payload: dict[str, Any]) -> None:
+        quality = quality_of(payload)
+        names = {"f1_score": "f1"}
+        for key in ("accuracy", "precision", "recall", "f1_score", "auc", "ap", "logloss", "calibration", "score"):
+            label = names.get(key, key)
+            if quality[key] is None:
+                try:
+                    m.MODEL_QUALITY.remove(label)
+                except KeyError:
+                    pass
+            else:
+                m.MODEL_QUALITY.labels(label).set(quality[key])
+        m.MODEL_LAST_RUN_TIMESTAMP.set(at.timestamp())
+
+    def on_training_failed(self) -> None:
+        m.TRAINING_RUNS.labels("failed").inc()
+
+    def on_training_progress(self, progress: TrainingProgress) -> None:
+        m.TRAINING_EPOCHS.inc()
+        if progress.total_epochs > 0:
+            m.TRAINING_PROGRESS.set(min(1.0, progress.epoch / progress.total_epochs))
+        values = progress.metrics.model_dump()
+        for name in m.EPOCH_METRICS:
+            value = _finite(values.get(name))
+            if value is not None:
+                m.TRAINING_EPOCH_METRIC.labels(name).set(value)
+
+    # -- heartbeats and errors ----------------------------------------------------------------
+
+    def on_heartbeat(self, beat: ServiceHeartbeat, at: datetime, now: datetime | None = None) -> None:
+        now = now or utcnow()
+        seen_at = min(at, now)  # a sender's clock ahead of ours must not keep it "alive" longer
+        key = (beat.service, beat.instance)
+        known = self.instances.get(key)
+        if known is not None and known.seen_at >= seen_at:
+            return  # a replayed, older heartbeat
+        payload = beat.model_dump(mode="json")
+        self.instances[key] = InstanceBeat(beat.service, beat.instance, seen_at, payload)
+        self.watched[beat.service] = max(seen_at, self.watched.get(beat.service, seen_at))
+        self.store.save_heartbeat(beat.service, beat.instance, seen_at, payload)
+        if beat.service == "gateway" and beat.requests_total is not None:
+            self.traffic.add(beat.instance, seen_at.timestamp(), beat.requests_total, beat.request_errors_total or 0)
+
+    def on_error(self, error: ServiceError, at: datetime) -> None:
+        m.SERVICE_ERRORS.labels(error.service, error.level).inc()
+        self.errors_seen.append(at.timestamp())
+
+    # -- periodic evaluation ----------------------------------------------------------------------
+
+    def live_instances(self, now: datetime) -> list[InstanceBeat]:
+        return [b for b in self.instances.values() if now - b.seen_at <= self.timeout]
+
+    def check(self, now: datetime | None = None) -> list[MonitorAlert]:
+        """Evaluate liveness, latency and error rate; returns the incidents opened or resolved."""
+        now = now or utcnow()
+        changes: list[MonitorAlert | None] = []
+        in_grace = now - self.started_at < self.timeout  # just started: heartbeats are still arriving
+
+        for (service, instance), beat in list(self.instances.items()):
+            if now - beat.seen_at > self.timeout * FORGET_AFTER_TIMEOUTS:
+                del self.instances[(service, instance)]
+                self.store.forget_instance(service, instance)
+
+        live = self.live_instances(now)
+        for service, last_seen in sorted(self.watched.items()):
+            age = (now - last_seen).total_seconds()
+            alive = age <= self.timeout.total_seconds()
+            count = sum(1 for b in live if b.service == service)
+            m.SERVICE_ALIVE.labels(service).set(1 if alive else 0)
+            m.SERVICE_INSTANCES.labels(service).set(count)
+            m.HEARTBEAT_AGE.labels(service).set(min(age, 10 * 365 * 86400))
+            m.SERVICE_CPU.labels(service).set(sum(float(b.beat.get("cpu_percent") or 0) for b in live if b.service == service))
+            m.SERVICE_RSS.labels(service).set(sum(int(b.beat.get("rss_bytes") or 0) for b in live if b.service == service))
+            if not alive and in_grace:
+                continue  # unknown yet: neither fire nor resolve
+            seen = "never" if last_seen.timestamp() == 0 else last_seen.isoformat()
+            changes.append(self._condition(
+                "service_down", service, not alive, now,
+                fire=(
+                    f"서비스 '{service}'의 하트비트가 {self.timeout.total_seconds():.0f}초 이상 없습니다 (마지막: {seen}). "
+                    f"Service '{service}' is down: no heartbeat for over {self.timeout.total_seconds():.0f} s."
+                ),
+                resolve=f"서비스 '{service}'가 다시 응답합니다. Resolved: service '{service}' is sending heartbeats again.",
+                metrics={"service": service, "last_seen": seen, "timeout_s": self.timeout.total_seconds()},
+            ))
+
+        p95 = gateway_p95_ms(live)
+        m.API_RESPONSE_P95.set((p95 or 0.0) / 1000.0)
+        if p95 is not None:
+            limit = self.settings.monitor_response_time_ms
+            changes.append(self._condition(
+                "response_time", "gateway", p95 > limit, now,
+                fire=(
+                    f"API 응답 시간 p95 {p95:.0f} ms가 임계값 {limit:.0f} ms를 넘었습니다. "
+                    f"API p95 response time {p95:.0f} ms is above {limit:.0f} ms."
+                ),
+                resolve=f"API 응답 시간이 {p95:.0f} ms로 정상화되었습니다. Resolved: p95 back to {p95:.0f} ms.",
+                metrics={"response_time": round(p95, 3), "threshold_ms": limit},
+            ))
+
+        requests, errors = self.traffic.totals(now.timestamp())
+        success_pct, error_pct = api_rates(requests, errors)
+        m.API_SUCCESS.set(success_pct / 100.0)
+        m.API_REQUESTS_WINDOW.set(requests)
+        limit_pct = self.settings.monitor_error_rate_percent
+        enough = requests >= self.settings.monitor_error_rate_min_requests
+        changes.append(self._condition(
+            "error_rate", "gateway", enough and error_pct > limit_pct, now,
+            fire=(
+                f"API 오류율 {error_pct:.1f}%가 임계값 {limit_pct:.1f}%를 넘었습니다 ({errors}/{requests}). "
+                f"API error rate {error_pct:.1f}% is above {limit_pct:.1f}%."
+            ),
+            resolve=f"API 오류율이 {error_pct:.1f}%로 정상화되었습니다. Resolved: error rate {error_pct:.1f}%.",
+            metrics={"error_rate": error_pct, "requests": requests, "errors": errors, "threshold_percent": limit_pct},
+        ))
+        health = self.health(now)
+        m.SYSTEM_CPU.set(health["cpu_usage"] / 100.0)
+        m.SYSTEM_MEMORY.set(health["memory_usage"] / 100.0)
+        m.SYSTEM_HEALTHY.set(1 if health["status"] == "healthy" else 0)
+        return [c for c in changes if c is not None]
+
+    # -- the snapshot for the gateway -------------------------------------------------------------
+
+    def health(self, now: datetime | None = None) -> dict[str, Any]:
+        now = now or utcnow()
+        live = self.live_instances(now)
+        cpu, memory = resource_use(live)
+        requests, errors = self.traffic.totals(now.timestamp())
+        success_pct, error_pct = api_rates(requests, errors)
+        kinds = {kind for kind, _ in self.open}
+        cutoff = now.timestamp() - self.settings.monitor_traffic_window_s
+        self.errors_seen = [t for t in self.errors_seen if t >= cutoff]
+        services = {}
+        for service, last_seen in sorted(self.watched.items()):
+            mine = [b for b in live if b.service == service]
+            services[service] = {
+                "status": "up" if mine else "down",
+                "instances": len(mine),
+                "last_seen": None if last_seen.timestamp() == 0 else last_seen.isoformat(),
+                "cpu_percent": round(sum(float(b.beat.get("cpu_percent") or 0) for b in mine), 2),
+                "rss_bytes": sum(int(b.beat.get("rss_bytes") or 0) for b in mine),
+                "in_flight": sum(int(b.beat.get("in_flight") or 0) for b in mine),
+            }
+        p95 = gateway_p95_ms(live)
+        return {
+            "status": status_of("service_down" in kinds, "error_rate" in kinds, "response_time" in kinds),
+            "cpu_usage": round(cpu, 2),
+            "memory_usage": round(memory, 2),
+            "api_success_rate": success_pct,
+            "error_rate": error_pct,
+            "response_time_ms": None if p95 is None else round(p95, 3),
+            "requests_in_window": requests,
+            "errors_in_window": len(self.errors_seen),
+            "services": services,
+            "active_alerts": [
+                {
+                    "alert_id": a["alert_id"], "kind": a["kind"], "subject": a["subject"],
+                    "severity": a["severity"], "message": a["message"],
+                    "since": a["opened_at"].isoformat() if isinstance(a["opened_at"], datetime) else a["opened_at"],
+                }
+                for a in sorted(self.open.values(), key=lambda a: a["alert_id"])
+            ],
+            "generated_at": now.isoformat(),
+        }
+
+    def snapshot(self, now: datetime | None = None) -> MonitorSnapshot:
+        now = now or utcnow()
+        health = self.health(now)
+        metrics: dict[str, float | None] = {key: None for key in quality_of({})}
+        run_id = None
+        if self.latest_run is not None:
+            at, payload = self.latest_run
+            metrics.update(quality_of(payload))
+            run_id = payload["run_id"]
+            health["run"] = {"run_id": run_id, "finished_at": at.isoformat(),
+                             "experiment_name": payload.get("experiment_name")}
+        metrics["response_time"] = health["response_time_ms"]
+        metrics["api_success_rate"] = health["api_success_rate"]
+        metrics["error_rate"] = health["error_rate"]
+        return MonitorSnapshot(run_id=run_id, metrics=metrics, health=health)
+

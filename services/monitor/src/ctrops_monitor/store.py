@@ -1,0 +1,183 @@
+"""What the monitor must remember across restarts.
+
+- ``monitor_alerts``: one row per incident (open or resolved), so a restarted monitor
+  neither re-fires an open incident nor forgets to resolve it.
+- ``monitor_alert_outbox``: alert messages written in the same transaction as the
+  incident change and deleted once published, so a crash between "decide" and
+  "publish" loses no alert (at-least-once; consumers dedupe by alert_id + state).
+- ``monitor_runs``: the quality of each finished run (the latest one feeds snapshots).
+- ``monitor_instances``: the newest heartbeat per service instance (liveness survives
+  a restart: a service that died while the monitor was down is still reported).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+
+metadata = MetaData()
+
+alerts = Table(
+    "monitor_alerts",
+    metadata,
+    Column("alert_id", String(200), primary_key=True),
+    Column("kind", String(40), nullable=False, index=True),
+    Column("subject", String(120), nullable=False, index=True),
+    Column("state", String(10), nullable=False),  # firing / resolved
+    Column("severity", String(10), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("metrics", Text, nullable=False),
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_at", DateTime(timezone=True)),
+)
+
+outbox = Table(
+    "monitor_alert_outbox",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("payload", Text, nullable=False),
+)
+
+runs = Table(
+    "monitor_runs",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("finished_at", DateTime(timezone=True), nullable=False),
+    Column("payload", Text, nullable=False),  # the TrainingDone payload as JSON
+)
+
+instances = Table(
+    "monitor_instances",
+    metadata,
+    Column("service", String(64), primary_key=True),
+    Column("instance", String(200), primary_key=True),
+    Column("seen_at", DateTime(timezone=True), nullable=False),
+    Column("payload", Text, nullable=False),
+)
+
+watched = Table(
+    "monitor_watched_services",
+    metadata,
+    Column("service", String(64), primary_key=True),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("last_seen", Float, nullable=False),  # unix seconds of the newest heartbeat
+)
+
+
+def aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+class MonitorStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        metadata.create_all(engine)
+
+    # -- alerts -----------------------------------------------------------------
+
+    def open_alerts(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(alerts).where(alerts.c.state == "firing")).all()
+        return [self._alert(r) for r in rows]
+
+    def incidents(self, kind: str, subject: str) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(func.count()).select_from(alerts).where(alerts.c.kind == kind, alerts.c.subject == subject)
+            ).scalar_one()
+
+    def open_incident(self, row: dict[str, Any], message: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(alerts).values(**{**row, "metrics": json.dumps(row["metrics"], default=str)}))
+            conn.execute(insert(outbox).values(payload=json.dumps(message, default=str)))
+
+    def resolve_incident(self, alert_id: str, when: datetime, message: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(alerts).where(alerts.c.alert_id == alert_id).values(state="resolved", resolved_at=when))
+            conn.execute(insert(outbox).values(payload=json.dumps(message, default=str)))
+
+    def pending_messages(self) -> list[tuple[int, dict[str, Any]]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(outbox).order_by(outbox.c.seq)).all()
+        return [(r.seq, json.loads(r.payload)) for r in rows]
+
+    def message_sent(self, seq: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(outbox).where(outbox.c.seq == seq))
+
+    @staticmethod
+    def _alert(row: Any) -> dict[str, Any]:
+        return {
+            "alert_id": row.alert_id,
+            "kind": row.kind,
+            "subject": row.subject,
+            "state": row.state,
+            "severity": row.severity,
+            "message": row.message,
+            "metrics": json.loads(row.metrics),
+            "opened_at": aware(row.opened_at),
+            "resolved_at": aware(row.resolved_at),
+        }
+
+    # -- runs ---------------------------------------------------------------------
+
+    def save_run(self, run_id: str, finished_at: datetime, payload: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(runs).where(runs.c.run_id == run_id))
+            conn.execute(insert(runs).values(run_id=run_id, finished_at=finished_at, payload=json.dumps(payload)))
+
+    def latest_run(self) -> tuple[datetime, dict[str, Any]] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(runs).order_by(runs.c.finished_at.desc()).limit(1)).first()
+        return (aware(row.finished_at), json.loads(row.payload)) if row else None
+
+    # -- heartbeats -----------------------------------------------------------------
+
+    def save_heartbeat(self, service: str, instance: str, seen_at: datetime, payload: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(instances).where(instances.c.service == service, instances.c.instance == instance))
+            conn.execute(
+                insert(instances).values(service=service, instance=instance, seen_at=seen_at, payload=json.dumps(payload))
+            )
+            known = conn.execute(select(watched.c.service).where(watched.c.service == service)).first()
+            if known is None:
+                conn.execute(insert(watched).values(service=service, first_seen=seen_at, last_seen=seen_at.timestamp()))
+            else:
+                conn.execute(
+                    update(watched)
+                    .where(watched.c.service == service, watched.c.last_seen < seen_at.timestamp())
+                    .values(last_seen=seen_at.timestamp())
+                )
+
+    def forget_instance(self, service: str, instance: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(instances).where(instances.c.service == service, instances.c.instance == instance))
+
+    def heartbeats(self) -> list[tuple[str, str, datetime, dict[str, Any]]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(instances)).all()
+        return [(r.service, r.instance, aware(r.seen_at), json.loads(r.payload)) for r in rows]
+
+    def watched_services(self) -> dict[str, float]:
+        with self.engine.connect() as conn:
+            return {r.service: r.last_seen for r in conn.execute(select(watched)).all()}
