@@ -25,6 +25,17 @@ class GatewaySettings(ServiceSettings):
     upload_timeout_s: float = Field(600, gt=0, description="How long an upload waits for ingest's verdict.")
     report_timeout_s: float = Field(120, gt=0, description="How long a PDF request waits for the reporter.")
     ws_performance_interval_s: float = Field(10.0, gt=0, description="Push period of /ws/performance.")
+    # Assumptions behind the marketer dashboard's money figures (shown beside them, labelled estimates).
+    dashboard_cpc_krw: float = Field(300.0, ge=0, le=1_000_000, description="Assumed cost per click (KRW).")
+    dashboard_conversion_rate: float = Field(
+        0.03, ge=0, le=1, description="Assumed share of clicks that convert (0..1), for revenue estimates."
+    )
+    dashboard_conversion_value_krw: float = Field(
+        40_000.0, ge=0, le=1e9, description="Assumed revenue per conversion (KRW)."
+    )
+    dashboard_monthly_impressions: int = Field(
+        1_000_000, ge=0, le=10**12, description="Assumed monthly impressions the estimates scale to."
+    )
 
     @property
     def cors_origin_list(self) -> list[str]:
