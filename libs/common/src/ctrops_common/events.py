@@ -47,6 +47,8 @@ class Topic(StrEnum):
     SERVICE_HEARTBEAT = "service.heartbeat"
     SERVICE_ERROR = "service.error"
     DEAD_LETTER = "dead.letter"
+    PROBE = "bus.probe"
+    PROBE_REPLY = "bus.probe.reply"
 
 
 class Payload(BaseModel):
@@ -328,6 +330,21 @@ class DeadLetter(Payload):
     group: str
 
 
+class Probe(Payload):
+    """Diagnostics: a message the probe service answers (round-trip benchmarks, bus tests)."""
+
+    probe_id: str
+    sent_at: float  # time.time() of the sender
+    hold_s: float = 0.0  # the handler waits this long before its effect
+    fail: bool = False  # the handler always raises (exercises retries and dead letters)
+
+
+class ProbeReply(Payload):
+    probe_id: str
+    sent_at: float
+    handled_by: str
+
+
 TOPIC_PAYLOADS: dict[Topic, type[Payload]] = {
     Topic.UPLOAD_RECEIVED: UploadReceived,
     Topic.FILE_UPLOADED: FileUploaded,
@@ -348,6 +365,8 @@ TOPIC_PAYLOADS: dict[Topic, type[Payload]] = {
     Topic.SERVICE_HEARTBEAT: ServiceHeartbeat,
     Topic.SERVICE_ERROR: ServiceError,
     Topic.DEAD_LETTER: DeadLetter,
+    Topic.PROBE: Probe,
+    Topic.PROBE_REPLY: ProbeReply,
 }
 
 P = TypeVar("P", bound=Payload)

@@ -47,6 +47,9 @@ class CommonSettings(BaseSettings):
     heartbeat_interval_s: float = Field(5.0, gt=0, le=300)
     consumer_max_attempts: int = Field(4, ge=1, le=20, description="Handler tries before dead-lettering.")
     consumer_backoff_s: float = Field(0.2, ge=0, le=60, description="First retry delay; doubles each retry.")
+    consumer_session_timeout_s: float = Field(
+        10.0, ge=3, le=300, description="A consumer silent this long is dropped from its group (then redelivery)."
+    )
     instance_id: str = Field("", description="Stable id of this process; default host-pid.")
 
     def sqlalchemy_url(self, service: str) -> str:

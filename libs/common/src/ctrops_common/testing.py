@@ -72,3 +72,44 @@ def start_service(name: str, log_dir: Path, extra_env: dict[str, str] | None = N
                                    stderr=subprocess.STDOUT, env=env)
     service = ServiceProcess(name, process, port, log_path, env)
     return service.wait_ready() if wait else service
+
+
+async def read_events(topic, count: int = 1, timeout_s: float = 30, predicate=None) -> list:
+    """Read events of ``topic`` from the beginning (no group) until ``count`` match."""
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from .events import decode_event
+    from .settings import CommonSettings
+
+    settings = CommonSettings()
+    name = settings.topic_prefix + topic.value
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    found = []
+    try:
+        partitions = consumer.partitions_for_topic(name)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while partitions is None:
+            await consumer._client.force_metadata_update()  # topic may be created a moment later
+            partitions = consumer.partitions_for_topic(name)
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"topic {name} does not exist")
+            await asyncio.sleep(0.2)
+        tps = [TopicPartition(name, p) for p in partitions]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        while len(found) < count:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise TimeoutError(f"saw {len(found)} of {count} events on {name}", found)
+            batch = await consumer.getmany(timeout_ms=int(min(remaining, 1) * 1000))
+            for records in batch.values():
+                for record in records:
+                    event = decode_event(topic.value, record.value)
+                    if predicate is None or predicate(event):
+                        found.append(event)
+    finally:
+        await consumer.stop()
+    return found

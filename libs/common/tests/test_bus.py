@@ -1,0 +1,116 @@
+"""The bus against the real embedded broker, across real processes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ctrops_common.bus import Bus
+import pytest
+
+from ctrops_common.events import Event, Probe, ProbeReply, Topic, new_id
+from ctrops_common.settings import CommonSettings
+from ctrops_common.testing import read_events
+
+PROBE_ENV = {"CTROPS_CONSUMER_MAX_ATTEMPTS": "3", "CTROPS_CONSUMER_BACKOFF_S": "0.05"}
+
+
+async def _publisher() -> Bus:
+    bus = Bus(CommonSettings(), "test")
+    await bus.start()
+    return bus
+
+
+async def _all_replies(probe_id: str) -> list[Event]:
+    """Every reply for ``probe_id`` on the topic so far (reads until a quiet second)."""
+    try:
+        return await read_events(Topic.PROBE_REPLY, count=10**6, timeout_s=3,
+                                 predicate=lambda e: e.payload.probe_id == probe_id)
+    except TimeoutError as exc:
+        return exc.args[1]
+
+
+def _attempts(data_dir: Path, probe_id: str) -> list[str]:
+    path = data_dir / "probes" / f"{probe_id}.attempts"
+    return path.read_text().split() if path.exists() else []
+
+
+async def test_event_published_here_is_handled_by_another_process(start_service, data_dir):
+    worker = start_service("probe", PROBE_ENV, module="ctrops_common.probe")
+    bus = await _publisher()
+    try:
+        probe_id = new_id()
+        sent: Event = await bus.publish(Topic.PROBE, Probe(probe_id=probe_id, sent_at=time.time()))
+        [reply] = await read_events(Topic.PROBE_REPLY, predicate=lambda e: e.payload.probe_id == probe_id)
+    finally:
+        await bus.stop()
+    assert reply.payload.handled_by.endswith(str(worker.process.pid))
+    assert reply.correlation_id == probe_id and reply.producer == "probe"
+    assert sent.event_id != reply.event_id
+    assert (data_dir / "probes" / f"{probe_id}.json").exists()
+
+
+async def test_kill_9_mid_handling_redelivers_and_the_effect_happens_once(start_service, data_dir):
+    first = start_service("probe", PROBE_ENV, module="ctrops_common.probe")
+    bus = await _publisher()
+    try:
+        probe_id = new_id()
+        await bus.publish(Topic.PROBE, Probe(probe_id=probe_id, sent_at=time.time(), hold_s=3.0))
+        deadline = time.monotonic() + 30
+        while not _attempts(data_dir, probe_id):  # the handler has started and is holding
+            assert time.monotonic() < deadline, first.log()
+            time.sleep(0.1)
+        first.kill9()
+        assert not (data_dir / "probes" / f"{probe_id}.json").exists()
+
+        second = start_service("probe", PROBE_ENV, module="ctrops_common.probe")
+        await read_events(Topic.PROBE_REPLY, predicate=lambda e: e.payload.probe_id == probe_id, timeout_s=90)
+        time.sleep(2)  # room for a duplicate reply to show up before counting
+        replies = await _all_replies(probe_id)
+    finally:
+        await bus.stop()
+    attempts = _attempts(data_dir, probe_id)
+    assert attempts[0] == str(first.process.pid)
+    assert attempts[-1] == str(second.process.pid), "the restarted consumer handled the event again"
+    assert len(replies) == 1 and replies[0].payload.handled_by.endswith(str(second.process.pid))
+    assert (data_dir / "probes" / f"{probe_id}.json").read_text().count("handled_by") == 1
+
+
+async def test_poison_message_goes_to_dead_letter_and_the_consumer_keeps_going(start_service, data_dir):
+    start_service("probe", PROBE_ENV, module="ctrops_common.probe")
+    bus = await _publisher()
+    try:
+        poison, healthy = new_id(), new_id()
+        await bus.publish(Topic.PROBE, Probe(probe_id=poison, sent_at=time.time(), fail=True))
+        await bus.publish(Topic.PROBE, Probe(probe_id=healthy, sent_at=time.time()))
+        [letter] = await read_events(Topic.DEAD_LETTER, predicate=lambda e: poison in e.payload.value)
+        [reply] = await read_events(Topic.PROBE_REPLY, predicate=lambda e: e.payload.probe_id == healthy)
+    finally:
+        await bus.stop()
+    assert letter.payload.attempts == 3
+    assert "asked to fail" in letter.payload.error
+    assert letter.payload.topic.endswith("bus.probe")
+    assert Event[Probe].model_validate_json(letter.payload.value).payload.probe_id == poison  # kept whole
+    assert len(_attempts(data_dir, poison)) == 3
+    assert reply.payload.probe_id == healthy
+
+
+async def test_undecodable_message_is_dead_lettered_not_retried(start_service, data_dir):
+    start_service("probe", PROBE_ENV, module="ctrops_common.probe")
+    bus = await _publisher()
+    try:
+        await bus._producer.send_and_wait(bus.topic_name(Topic.PROBE), b"\xff not json")
+        [letter] = await read_events(Topic.DEAD_LETTER, predicate=lambda e: "not json" in e.payload.value)
+    finally:
+        await bus.stop()
+    assert letter.payload.attempts == 1
+    assert "undecodable" in letter.payload.error
+
+
+async def test_publish_refuses_a_payload_of_the_wrong_type(platform_env):
+    bus = await _publisher()
+    try:
+        with pytest.raises(TypeError, match="bus.probe carries Probe"):
+            await bus.publish(Topic.PROBE, ProbeReply(probe_id="x", sent_at=0, handled_by="y"))
+    finally:
+        await bus.stop()
