@@ -1,5 +1,90 @@
-"""Gateway routes: performance."""
+"""Model and system performance: GET /api/performance/{run_id} (alias /api/metrics/{run_id}), WS /ws/performance."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, WebSocket
+
+from ctrops_common.events import Topic
+from ctrops_common.storage import is_id
+
+from .. import performance_live as live
+from ..state import GatewayState, State
+
+router = APIRouter(tags=["performance"])
+
+
+def _known_status(state: GatewayState, run_id: str) -> str | None:
+    """training / failed for a run that has not finished; None if the id was never seen."""
+    if live.find_run_event(state.views, Topic.TRAINING_FAILED, run_id) is not None:
+        return "failed"
+    for topic in (Topic.TRAINING_PROGRESS, Topic.TRAINING_STARTED, Topic.TRAINING_REQUESTED):
+        if live.find_run_event(state.views, topic, run_id) is not None:
+            return "training"
+    return None
+
+
+def performance_of(state: GatewayState, run_id: str) -> dict[str, Any]:
+    done = live.resolve_done(state.views, run_id)
+    if done is not None:
+        payload, status, when = done.payload, "completed", done.time
+        extra = {
+            "best_epoch": payload.get("best_epoch"),
+            "epochs_run": payload.get("epochs_run"),
+            "duration_s": live.finite(payload.get("duration_s")),
+            "experiment_name": payload.get("experiment_name"),
+        }
+    else:
+        if run_id == "latest":
+            raise HTTPException(404, "no completed training run yet: train a model first (POST /api/train)")
+        status = _known_status(state, run_id) if is_id(run_id) else None
+        if status is None:
+            raise HTTPException(404, f"unknown run id {run_id!r}")
+        progress = live.find_run_event(state.views, Topic.TRAINING_PROGRESS, run_id)
+        if status == "failed" or progress is None:
+            raise HTTPException(404, f"run {run_id} has no metrics ({status}); see /api/train/status/{run_id}")
+        # Still training: the latest finished epoch, marked as such.
+        payload, when = progress.payload, progress.time
+        extra = {"epoch": payload.get("epoch"), "total_epochs": payload.get("total_epochs")}
+    snapshot = live.fresh_snapshot(state.views, live.snapshot_max_age(state))
+    ms, source = live.response_time(state, snapshot)
+    metrics = payload.get("metrics", {})
+    real_id = payload.get("run_id", run_id)
+    return {
+        "run_id": real_id,
+        "runId": real_id,
+        "status": status,
+        **live.model_metrics(payload),
+        "response_time": ms,
+        "responseTime": ms,
+        "response_time_source": source,
+        "val_loss": live.finite(metrics.get("val_loss"), None),
+        "train_loss": live.finite(metrics.get("train_loss"), None),
+        "val_accuracy": live.finite(metrics.get("val_accuracy"), None),
+        "train_accuracy": live.finite(metrics.get("train_accuracy"), None),
+        "evaluated_at": when.isoformat(),
+        **extra,
+        "note": live.NOTE,
+    }
+
+
+@router.get("/api/performance/{run_id}")
+async def performance(run_id: str, state: State) -> dict[str, Any]:
+    """accuracy, precision, recall, f1_score (fractions) and response_time (ms, platform p95),
+    plus auc, ap, logloss, calibration and score. ``latest`` is the newest completed run."""
+    return await asyncio.to_thread(performance_of, state, run_id)
+
+
+@router.get("/api/metrics/{run_id}")
+async def metrics_alias(run_id: str, state: State) -> dict[str, Any]:
+    """Alias of /api/performance/{run_id}."""
+    return await asyncio.to_thread(performance_of, state, run_id)
+
+
+@router.websocket("/ws/performance")
+async def performance_socket(websocket: WebSocket) -> None:
+    """metrics_update and system_health at once and every few seconds; performance_alert
+    once per incident (alert_resolved when it ends); error_log per service error."""
+    await live.serve(websocket, websocket.app.state.gateway)
