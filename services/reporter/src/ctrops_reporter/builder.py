@@ -1,0 +1,110 @@
+"""Build a run's report.json and PDF at their fixed paths, reusing what is already there.
+
+One report per run: ``runs/<run_id>/report.json`` and ``runs/<run_id>/report.pdf`` (all
+sections) or ``report-<flags>.pdf`` (other options). Files are written atomically.
+report.json carries a digest of the inputs it was built from, so it is rebuilt only
+when those change (a retrained run), and re-handling an event calls the LLM no second
+time. A PDF is reused while it is newer than report.json. Everything here is blocking:
+callers run it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any
+
+from ctrops_common.dataset import run_dir
+from ctrops_common.storage import FileStore, UnsafePath, check_id
+
+from .facts import correlation_from, gather
+from .narrative import write_narrative
+from .pdf import PdfInputs, PdfOptions, render_pdf
+from .records import Records
+from .report import build_report
+from .settings import ReporterSettings
+
+log = logging.getLogger(__name__)
+
+
+class ReportNotReady(Exception):
+    """The run lacks an input (training result or explanation); the message says which."""
+
+
+def report_json_path(run_id: str) -> str:
+    return f"{run_dir(run_id)}/report.json"
+
+
+def report_pdf_path(run_id: str, options: PdfOptions) -> str:
+    return f"{run_dir(run_id)}/report{options.suffix}.pdf"
+
+
+def inputs_digest(training_done: dict[str, Any], explanation_done: dict[str, Any]) -> str:
+    canonical = json.dumps([training_done, explanation_done], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+class ReportBuilder:
+    def __init__(self, store: FileStore, records: Records, settings: ReporterSettings) -> None:
+        self.store = store
+        self.records = records
+        self.settings = settings
+
+    def _inputs(self, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        try:
+            check_id(run_id)
+        except UnsafePath:
+            raise ReportNotReady(f"invalid run id {run_id!r}") from None
+        training, explanation = self.records.inputs(run_id)
+        if training is None:
+            raise ReportNotReady(
+                f"run {run_id}: training has not completed (no training.done received), so there is no report yet"
+            )
+        if explanation is None:
+            raise ReportNotReady(
+                f"run {run_id}: the explanation is not ready yet (no explanation.done received); try again shortly"
+            )
+        return training, explanation
+
+    def ensure_report(self, run_id: str) -> dict[str, Any]:
+        """report.json of the run: reused when built from the same inputs, built (LLM or rules) otherwise."""
+        training, explanation = self._inputs(run_id)
+        digest = inputs_digest(training, explanation)
+        path = report_json_path(run_id)
+        if self.store.exists(path):
+            try:
+                existing = self.store.read_json(path)
+                if existing.get("inputsDigest") == digest:
+                    return existing
+            except (OSError, ValueError, AttributeError) as exc:
+                log.warning("rebuilding unreadable %s: %s", path, exc)
+        facts = gather(self.store, training, explanation, self.records.curve(run_id), self.settings)
+        report = build_report(facts, write_narrative(facts, self.settings))
+        report["inputsDigest"] = digest
+        self.store.write_json(path, report)
+        log.info("report.json for %s written by %s", run_id, report["model_used"])
+        return report
+
+    def ensure_pdf(self, run_id: str, options: PdfOptions, report: dict[str, Any]) -> tuple[str, bool]:
+        """(PDF path, reused?) for these options; rendered only when missing or older than report.json."""
+        pdf = report_pdf_path(run_id, options)
+        json_path = self.store.path(report_json_path(run_id))
+        pdf_file = self.store.path(pdf)
+        if pdf_file.exists() and json_path.exists() and pdf_file.stat().st_mtime_ns >= json_path.stat().st_mtime_ns:
+            return pdf, True
+        _, explanation = self._inputs(run_id)
+        correlation = None
+        location = explanation.get("location") or f"{run_dir(run_id)}/explanation.json"
+        try:
+            correlation = correlation_from(self.store.read_json(location))
+        except (OSError, ValueError, UnsafePath) as exc:
+            log.info("no correlation matrix for %s: %s", run_id, exc)
+        data = render_pdf(PdfInputs(report, self.records.curve(run_id), correlation), options)
+        self.store.write_bytes(pdf, data)
+        return pdf, False
+
+    def build(self, run_id: str, options: PdfOptions = PdfOptions()) -> tuple[dict[str, Any], str, bool]:
+        report = self.ensure_report(run_id)
+        pdf, reused = self.ensure_pdf(run_id, options, report)
+        return report, pdf, reused

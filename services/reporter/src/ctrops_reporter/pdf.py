@@ -1,0 +1,363 @@
+"""The PDF report (ReportLab), in Korean, from the report JSON plus the curve and correlation.
+
+Sections: title page (SK AX / SK Planet AIOps, blue-to-purple gradient), executive
+summary, model performance, training curves*, key features (chart* with confidence
+intervals), correlation heatmap*, segment analysis, AI insights**, action plan***,
+method notes. (*) ``include_charts``, (**) ``include_insights``, (***)
+``include_action_plan`` switch their parts off. All text uses the embedded NanumGothic.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from xml.sax.saxutils import escape
+
+from reportlab.lib import colors
+from reportlab.lib.enums import TA_CENTER
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import ParagraphStyle
+from reportlab.lib.units import mm
+from reportlab.platypus import (
+    Image,
+    KeepTogether,
+    PageBreak,
+    Paragraph,
+    SimpleDocTemplate,
+    Spacer,
+    Table,
+    TableStyle,
+)
+
+from . import charts
+from .facts import Feature
+from .fonts import register_pdf_fonts
+
+BLUE, PURPLE = colors.HexColor("#2563eb"), colors.HexColor("#7c3aed")
+INK, MUTED, LINE = colors.HexColor("#111827"), colors.HexColor("#6b7280"), colors.HexColor("#e5e7eb")
+TYPE_COLORS = {"success": "#059669", "warning": "#d97706", "info": "#2563eb"}
+TYPE_LABELS = {"success": "긍정", "warning": "주의", "info": "정보"}
+PRIORITY_LABELS = {"high": "높음", "medium": "중간", "low": "낮음"}
+
+HEADINGS = {
+    "summary": "경영진 요약",
+    "performance": "모델 성능",
+    "curves": "학습 곡선",
+    "features": "주요 변수",
+    "feature_chart": "변수 중요도 차트",
+    "heatmap": "상관관계 히트맵",
+    "segments": "세그먼트 분석",
+    "insights": "AI 인사이트",
+    "actions": "실행 계획",
+    "method": "분석 방법 및 가정",
+}
+
+
+@dataclass(frozen=True)
+class PdfOptions:
+    include_charts: bool = True
+    include_insights: bool = True
+    include_action_plan: bool = True
+
+    @property
+    def suffix(self) -> str:
+        """File-name part for non-default options (the default PDF is ``report.pdf``)."""
+        if self.include_charts and self.include_insights and self.include_action_plan:
+            return ""
+        flags = (self.include_charts, self.include_insights, self.include_action_plan)
+        return "-" + "".join("1" if f else "0" for f in flags)
+
+
+def _styles(regular: str, bold: str) -> dict[str, ParagraphStyle]:
+    base = ParagraphStyle("body", fontName=regular, fontSize=9.5, leading=14.5, textColor=INK)
+    return {
+        "body": base,
+        "small": ParagraphStyle("small", parent=base, fontSize=8, leading=11, textColor=MUTED),
+        "cell": ParagraphStyle("cell", parent=base, fontSize=8, leading=10.5),
+        "cell_bold": ParagraphStyle("cell_bold", parent=base, fontName=bold, fontSize=8, leading=10.5),
+        "h1": ParagraphStyle("h1", parent=base, fontName=bold, fontSize=15, leading=20, textColor=BLUE,
+                             spaceBefore=10, spaceAfter=6, keepWithNext=1),
+        "h2": ParagraphStyle("h2", parent=base, fontName=bold, fontSize=11, leading=15, spaceBefore=6, spaceAfter=3,
+                             keepWithNext=1),
+        "kpi_value": ParagraphStyle("kpi_value", parent=base, fontName=bold, fontSize=14, leading=18,
+                                    alignment=TA_CENTER, textColor=PURPLE),
+        "kpi_label": ParagraphStyle("kpi_label", parent=base, fontSize=8, leading=10, alignment=TA_CENTER,
+                                    textColor=MUTED),
+    }
+
+
+def _p(text: Any, style: ParagraphStyle) -> Paragraph:
+    return Paragraph(escape(str(text)), style)
+
+
+def _fmt(value: Any, digits: int = 4, percent: bool = False) -> str:
+    if value is None:
+        return "없음"
+    return f"{100 * value:.2f}%" if percent else f"{value:.{digits}f}"
+
+
+def _table(rows: list[list[Any]], widths: list[float], header: bool = True) -> Table:
+    table = Table(rows, colWidths=widths, repeatRows=1 if header else 0)
+    style = [
+        ("GRID", (0, 0), (-1, -1), 0.4, LINE),
+        ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
+        ("TOPPADDING", (0, 0), (-1, -1), 3),
+        ("BOTTOMPADDING", (0, 0), (-1, -1), 3),
+    ]
+    if header:
+        style.append(("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eef2ff")))
+    table.setStyle(TableStyle(style))
+    return table
+
+
+def _image(png: bytes, width: float) -> Image:
+    image = Image(io.BytesIO(png))
+    image.drawHeight = image.drawHeight * width / image.drawWidth
+    image.drawWidth = width
+    return image
+
+
+@dataclass
+class PdfInputs:
+    report: dict[str, Any]
+    curve: list[dict[str, Any]]
+    correlation: dict[str, Any] | None
+
+
+def render_pdf(inputs: PdfInputs, options: PdfOptions = PdfOptions()) -> bytes:
+    regular, bold = register_pdf_fonts()
+    st = _styles(regular, bold)
+    report = inputs.report
+    metrics = report.get("metrics") or {}
+    assumptions = report.get("assumptions") or {}
+    width = A4[0] - 36 * mm
+    story: list[Any] = [PageBreak()]  # page 1 is drawn on the canvas (title page)
+
+    # -- executive summary
+    story.append(_p(HEADINGS["summary"], st["h1"]))
+    story.append(_p(report.get("summary", ""), st["body"]))
+    story.append(Spacer(1, 6))
+    kpis = [
+        ("정확도", f"{report.get('accuracy', 0):.2f}%"),
+        ("ROC AUC", _fmt(metrics.get("auc"), 3)),
+        ("AP", _fmt(metrics.get("ap"), 3)),
+        ("ROI 증가 (추정)", f"{report.get('roiIncrease', 0):+.1f}%"),
+        ("월 추가 매출 (추정)", f"{report.get('additionalRevenue', 0):,.0f}원"),
+    ]
+    story.append(_table(
+        [[_p(v, st["kpi_value"]) for _, v in kpis], [_p(k, st["kpi_label"]) for k, _ in kpis]],
+        [width / len(kpis)] * len(kpis), header=False,
+    ))
+    story.append(_p(f"보고서 작성: {report.get('model_used', '')}", st["small"]))
+
+    # -- model performance
+    data = report.get("data") or {}
+    story.append(_p(HEADINGS["performance"], st["h1"]))
+    rows = [[_p(h, st["cell_bold"]) for h in ("지표", "값", "의미")]]
+    for label, value, meaning in (
+        ("정확도 (Accuracy)", _fmt(metrics.get("accuracy"), percent=True), "임계값 기준 맞힌 비율. 클릭이 드물어 과대평가됨"),
+        ("정밀도 (Precision)", _fmt(metrics.get("precision"), percent=True), "클릭 예측 중 실제 클릭 비율"),
+        ("재현율 (Recall)", _fmt(metrics.get("recall"), percent=True), "실제 클릭 중 찾아낸 비율"),
+        ("F1", _fmt(metrics.get("f1")), "정밀도와 재현율의 조화평균"),
+        ("ROC AUC", _fmt(metrics.get("auc")), "클릭/비클릭 순위 구분력 (0.5 = 무작위)"),
+        ("평균 정밀도 (AP)", _fmt(metrics.get("ap")), f"무작위 기준 = CTR {data.get('ctr') or 0:.2f}%"),
+        ("로그 손실 (Log loss)", _fmt(metrics.get("logloss")), "예측 확률의 정확도 (낮을수록 좋음)"),
+        ("보정 비율 (Calibration)", _fmt(metrics.get("calibration"), 3), "예측 클릭 수 / 실제 클릭 수 (1이 이상적)"),
+        ("대회 점수", _fmt(metrics.get("score")), "0.5·AP + 0.5/(1+WLL)"),
+        ("판정 임계값", _fmt(metrics.get("threshold")), "정확도·정밀도·재현율·F1의 기준 확률"),
+    ):
+        rows.append([_p(label, st["cell"]), _p(value, st["cell_bold"]), _p(meaning, st["cell"])])
+    story.append(_table(rows, [width * 0.3, width * 0.17, width * 0.53]))
+    training = report.get("training") or {}
+    if data.get("rows"):
+        story.append(_p(
+            f"데이터 {data['rows']:,}행, 클릭 {data.get('clicks', 0):,}회 (CTR {data.get('ctr', 0):.2f}%). "
+            f"에폭 {training.get('bestEpoch')}/{training.get('epochsRun')} 채택, 학습 {training.get('durationS', 0):.0f}초.",
+            st["small"]))
+
+    # -- training curves
+    if options.include_charts:
+        story.append(_p(HEADINGS["curves"], st["h1"]))
+        if inputs.curve:
+            story.append(_image(charts.training_curves(inputs.curve), width))
+        else:
+            story.append(_p("학습 곡선 데이터가 없습니다 (에폭별 진행 이벤트를 받지 못했습니다).", st["body"]))
+
+    # -- key features
+    features = [
+        Feature(name=f["name"], description=f.get("description", f["name"]), importance=f["importance"],
+                p_value=f.get("pValue", 1.0), ci_low=(f.get("ci") or [f["importance"]] * 2)[0],
+                ci_high=(f.get("ci") or [f["importance"]] * 2)[1])
+        for f in report.get("topFeatures") or []
+    ]
+    story.append(_p(HEADINGS["features"], st["h1"]))
+    if features:
+        rows = [[_p(h, st["cell_bold"]) for h in ("순위", "변수", "설명", "중요도", "95% 신뢰구간", "p-value")]]
+        for rank, f in enumerate(features, 1):
+            p_text = "<0.001" if f.p_value < 0.001 else f"{f.p_value:.3f}"
+            rows.append([_p(rank, st["cell"]), _p(f.name, st["cell"]), _p(f.description, st["cell"]),
+                         _p(f"{f.importance:.3f}", st["cell"]), _p(f"{f.ci_low:.3f} ~ {f.ci_high:.3f}", st["cell"]),
+                         _p(p_text, st["cell"])])
+        story.append(_table(rows, [w * width for w in (0.07, 0.25, 0.25, 0.12, 0.19, 0.12)]))
+        if options.include_charts:
+            story.append(KeepTogether([_p(HEADINGS["feature_chart"], st["h2"]),
+                                       _image(charts.feature_importance(features), width)]))
+    else:
+        story.append(_p("변수 중요도 결과가 없습니다.", st["body"]))
+
+    # -- correlation heatmap
+    if options.include_charts:
+        story.append(_p(HEADINGS["heatmap"], st["h1"]))
+        if inputs.correlation:
+            story.append(_image(charts.correlation_heatmap(inputs.correlation), min(width, 150 * mm)))
+        else:
+            story.append(_p("상관관계 행렬이 없습니다.", st["body"]))
+
+    # -- segments
+    segments = report.get("segments") or {}
+    story.append(_p(HEADINGS["segments"], st["h1"]))
+    if segments.get("available"):
+        for finding in segments.get("findings") or []:
+            rows = [[_p(h, st["cell_bold"]) for h in ("구분", "세그먼트", "CTR", "평균 대비", "노출 수", "p-value")]]
+            for kind, items in (("상위", finding.get("best") or []), ("하위", finding.get("worst") or [])):
+                for s in items:
+                    p = s.get("p_value")
+                    rows.append([_p(kind, st["cell"]), _p(s["label"], st["cell"]), _p(f"{s['ctr']:.2f}%", st["cell"]),
+                                 _p(f"{s['lift']:.2f}배", st["cell"]), _p(f"{s['rows']:,}", st["cell"]),
+                                 _p("없음" if p is None else ("<0.001" if p < 0.001 else f"{p:.3f}"), st["cell"])])
+            story.append(KeepTogether([
+                _p(f"{finding['title']} (평균 {finding['base_ctr']:.2f}%)", st["h2"]),
+                _table(rows, [w * width for w in (0.1, 0.3, 0.14, 0.14, 0.16, 0.16)]),
+            ]))
+    else:
+        story.append(_p("세그먼트 데이터를 사용할 수 없습니다 (데이터 프로필에 시간대·고객군·지면 통계가 없습니다).",
+                        st["body"]))
+
+    # -- insights
+    if options.include_insights:
+        story.append(_p(HEADINGS["insights"], st["h1"]))
+        for insight in report.get("aiInsights") or []:
+            kind = insight.get("type", "info")
+            color = TYPE_COLORS.get(kind, "#2563eb")
+            block = [Paragraph(f'<font color="{color}">[{TYPE_LABELS.get(kind, kind)}]</font> '
+                               f'{escape(insight.get("title", ""))}', st["h2"]),
+                     _p(insight.get("message", ""), st["body"])]
+            block += [_p(f"• {d}", st["cell"]) for d in insight.get("details") or []]
+            if insight.get("action"):
+                block.append(Paragraph(f"<b>권장 조치:</b> {escape(insight['action'])}", st["cell"]))
+            story.append(KeepTogether(block))
+
+    # -- action plan
+    if options.include_action_plan:
+        story.append(_p(HEADINGS["actions"], st["h1"]))
+        plan = report.get("actionPlan") or []
+        if plan:
+            rows = [[_p(h, st["cell_bold"]) for h in ("우선순위", "과제", "내용", "예상 효과", "기간", "비용")]]
+            for a in plan:
+                rows.append([
+                    Paragraph(f'<font color="{a.get("color", "#111827")}">'
+                              f'{PRIORITY_LABELS.get(a.get("priority"), a.get("priority"))}</font>', st["cell_bold"]),
+                    _p(a.get("title", ""), st["cell_bold"]), _p(a.get("description", ""), st["cell"]),
+                    _p(f"{a.get('impact', 0):+.1f}%", st["cell"]), _p(a.get("duration", ""), st["cell"]),
+                    _p(a.get("cost", ""), st["cell"]),
+                ])
+            story.append(_table(rows, [w * width for w in (0.09, 0.17, 0.42, 0.1, 0.1, 0.12)]))
+            story.append(_p("예상 효과: 해당 과제를 실행할 때 같은 노출에서 기대되는 CTR(수익) 변화율 추정치.",
+                            st["small"]))
+        else:
+            story.append(_p("데이터에서 근거를 찾은 실행 과제가 없습니다.", st["body"]))
+
+    # -- method notes
+    story.append(_p(HEADINGS["method"], st["h1"]))
+    config = (report.get("training") or {})
+    notes = [
+        "모델: 행동 시퀀스(seq)를 LSTM으로, 나머지 변수를 배치 정규화 후 MLP로 학습하는 TabularSeqModel. "
+        "검증 지표는 다운샘플링하지 않은 원래 분포의 검증 데이터에서 계산했습니다.",
+        "정확도·정밀도·재현율·F1은 판정 임계값 기준입니다. 클릭 비율이 약 2%이므로 AUC, AP, 로그 손실, "
+        "보정 비율을 함께 봐야 합니다.",
+        "변수 중요도는 설명 서비스가 계산한 값(0~1)이며, 95% 신뢰구간과 p-value는 반복 추정에서 얻었습니다.",
+        "세그먼트 p-value는 해당 세그먼트와 나머지 데이터의 CTR 차이에 대한 두 비율 z-검정입니다.",
+    ]
+    if assumptions.get("computable"):
+        notes.append(
+            f"금액 추정 가정: 월 노출 {assumptions['monthlyImpressions']:,}회, CPM {assumptions['cpmKrw']:,.0f}원, "
+            f"전환율 {100 * assumptions['conversionRate']:.1f}%, 전환 가치 {assumptions['conversionValueKrw']:,.0f}원, "
+            f"모델 타겟팅 비중 {100 * assumptions['effectiveTargetedShare']:.1f}% "
+            f"(설정 {100 * assumptions['targetedShare']:.0f}%, 모델이 고르는 트래픽 {100 * assumptions['flaggedShare']:.1f}%). "
+            f"타겟 CTR = 정밀도 {100 * assumptions['targetedCtr']:.2f}%, 기준 CTR {100 * assumptions['baseCtr']:.2f}%. "
+            f"ROI 증가 = (모델 수익 / 기준 수익 - 1) x 100 (같은 비용), 월 추가 매출 = 모델 수익 - 기준 수익. "
+            f"CPC 구매 가정 {assumptions['cpcKrw']:,.0f}원 대비 유효 CPC "
+            f"{assumptions['effectiveCpcBaseKrw']:,.0f}원 → {assumptions['effectiveCpcModelKrw']:,.0f}원."
+        )
+    else:
+        notes.append(f"금액 추정 불가: {assumptions.get('reason') or '입력 부족'}")
+    notes.append(f"보고서 문장 작성: {report.get('model_used', '')} "
+                 f"({'LLM' if report.get('narrativeSource') == 'llm' else '규칙 기반'}). 숫자는 모두 계산값입니다.")
+    notes.append(f"실행 ID: {report.get('run_id', '')}, 파일 ID: {config.get('fileId', '')}. "
+                 "글꼴: 나눔고딕 (SIL Open Font License 1.1).")
+    story += [_p(f"• {n}", st["body"]) for n in notes]
+
+    title = _title_page(report, regular, bold)
+    buffer = io.BytesIO()
+    doc = SimpleDocTemplate(
+        buffer, pagesize=A4, leftMargin=18 * mm, rightMargin=18 * mm, topMargin=20 * mm, bottomMargin=18 * mm,
+        title=f"CTR 예측 AI 마케팅 리포트 - {report.get('experimentName', '')}",
+        author="SK AX · SK Planet AIOps", subject="CTR 예측 모델 보고서",
+    )
+    doc.build(story, onFirstPage=title, onLaterPages=_later_pages(regular))
+    return buffer.getvalue()
+
+
+def _title_page(report: dict[str, Any], regular: str, bold: str):
+    def draw(canvas, _doc) -> None:
+        page_w, page_h = A4
+        canvas.saveState()
+        canvas.linearGradient(0, page_h, page_w, 0, (BLUE, PURPLE), extend=True)
+        canvas.setFillColor(colors.white)
+        canvas.setFont(bold, 14)
+        canvas.drawString(24 * mm, page_h - 30 * mm, "SK AX  ·  SK Planet AIOps")
+        canvas.setFont(bold, 28)
+        canvas.drawString(24 * mm, page_h / 2 + 30 * mm, "CTR 예측 AI 마케팅 리포트")
+        canvas.setFont(regular, 13)
+        canvas.drawString(24 * mm, page_h / 2 + 16 * mm, "광고 클릭 예측 모델 성과와 실행 전략")
+        canvas.setFont(regular, 10.5)
+        generated = report.get("generatedAt", "")
+        try:
+            generated = datetime.fromisoformat(generated).strftime("%Y-%m-%d %H:%M UTC")
+        except (TypeError, ValueError):
+            pass
+        lines = [
+            f"실험: {report.get('experimentName', '')}",
+            f"실행 ID: {report.get('run_id', '')}",
+            f"정확도 {report.get('accuracy', 0):.2f}%  ·  ROC AUC {_fmt((report.get('metrics') or {}).get('auc'), 3)}",
+            f"작성: {report.get('model_used', '')}",
+            f"생성 시각: {generated}",
+        ]
+        for index, line in enumerate(lines):
+            canvas.drawString(24 * mm, page_h / 2 - 10 * mm - index * 7 * mm, line)
+        canvas.setFont(regular, 8)
+        canvas.drawString(24 * mm, 16 * mm, "금액은 보고서에 적힌 가정에 따른 추정치입니다.")
+        canvas.restoreState()
+
+    return draw
+
+
+def _later_pages(regular: str):
+    def draw(canvas, doc) -> None:
+        page_w, page_h = A4
+        canvas.saveState()
+        band = canvas.beginPath()
+        band.rect(0, page_h - 6 * mm, page_w, 6 * mm)
+        canvas.clipPath(band, stroke=0, fill=0)  # the gradient fills the clip region only
+        canvas.linearGradient(0, page_h, page_w, page_h, (BLUE, PURPLE), extend=True)
+        canvas.restoreState()
+        canvas.saveState()
+        canvas.setFont(regular, 7.5)
+        canvas.setFillColor(MUTED)
+        canvas.drawString(18 * mm, 10 * mm, "SK AX · SK Planet AIOps  |  CTR 예측 AI 마케팅 리포트")
+        canvas.drawRightString(page_w - 18 * mm, 10 * mm, f"{doc.page}")
+        canvas.restoreState()
+
+    return draw

@@ -1,0 +1,91 @@
+"""What the reporter remembers between events: each run's inputs and its training curve.
+
+The reporter cannot ask the gateway, and its inputs arrive on separate topics in no
+guaranteed order (``training.done`` may be read after ``explanation.done``), so it keeps
+them here and builds a run's report once both have arrived. Writes are upserts by
+natural key (run id, epoch), so a redelivered event changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Table, Text, select, update
+from sqlalchemy.exc import IntegrityError
+
+metadata = MetaData()
+
+runs = Table(
+    "reporter_runs",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("training_done", Text),  # TrainingDone payload (JSON)
+    Column("explanation_done", Text),  # ExplanationDone payload (JSON)
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+epochs = Table(
+    "reporter_epochs",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("epoch", Integer, primary_key=True),
+    Column("attempt", Integer, nullable=False),
+    Column("total_epochs", Integer, nullable=False),
+    Column("metrics", Text, nullable=False),
+)
+
+
+class Records:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        metadata.create_all(engine)
+
+    # -- runs ---------------------------------------------------------------------
+
+    def save_input(self, run_id: str, column: str, payload: dict[str, Any]) -> None:
+        """Store ``training_done`` or ``explanation_done`` for a run (replacing an older copy)."""
+        if column not in ("training_done", "explanation_done"):
+            raise ValueError(f"unknown input column {column!r}")
+        values = {column: json.dumps(payload, ensure_ascii=False), "updated_at": datetime.now(timezone.utc)}
+        with self.engine.begin() as conn:
+            if conn.execute(update(runs).where(runs.c.run_id == run_id).values(**values)).rowcount:
+                return
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(runs.insert().values(run_id=run_id, **values))
+        except IntegrityError:  # inserted meanwhile by another replica: update instead
+            with self.engine.begin() as conn:
+                conn.execute(update(runs).where(runs.c.run_id == run_id).values(**values))
+
+    def inputs(self, run_id: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """(training_done, explanation_done) payloads of a run, None where not received."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(runs).where(runs.c.run_id == run_id)).first()
+        if row is None:
+            return None, None
+        load = lambda text: json.loads(text) if text else None  # noqa: E731
+        return load(row.training_done), load(row.explanation_done)
+
+    # -- training curve ----------------------------------------------------------
+
+    def save_epoch(self, run_id: str, epoch: int, attempt: int, total_epochs: int, metrics: dict[str, Any]) -> None:
+        """Keep one row per (run, epoch); a later attempt of the run replaces an earlier one."""
+        row = {"attempt": attempt, "total_epochs": total_epochs, "metrics": json.dumps(metrics)}
+        key = (epochs.c.run_id == run_id, epochs.c.epoch == epoch)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(epochs.insert().values(run_id=run_id, epoch=epoch, **row))
+        except IntegrityError:  # already known: replace unless it came from an older attempt
+            with self.engine.begin() as conn:
+                conn.execute(update(epochs).where(*key, epochs.c.attempt <= attempt).values(**row))
+        if attempt > 1:  # a retried run restarts its curve: drop epochs left from an older attempt
+            with self.engine.begin() as conn:
+                conn.execute(epochs.delete().where(epochs.c.run_id == run_id, epochs.c.attempt < attempt))
+
+    def curve(self, run_id: str) -> list[dict[str, Any]]:
+        """Per-epoch metrics of a run, epoch order, each with its 1-based ``epoch``."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(epochs).where(epochs.c.run_id == run_id).order_by(epochs.c.epoch)).all()
+        return [{"epoch": r.epoch, **json.loads(r.metrics)} for r in rows]

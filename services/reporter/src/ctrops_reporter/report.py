@@ -1,0 +1,121 @@
+"""The report JSON of the contract (``GET /api/report/ai/{run_id}``), from facts and narrative.
+
+Contract fields: ``summary``, ``accuracy`` (percent), ``roiIncrease`` (percent),
+``additionalRevenue`` (KRW per month), ``topFeatures``, ``aiInsights``, ``actionPlan``.
+Beside them: ``model_used``, ``metrics`` (AUC, AP, log loss, calibration next to
+accuracy), ``assumptions`` (every input of the money figures, with the formulas) and
+``segments``, so a reader can check each number.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from typing import Any
+
+from .facts import Facts
+from .narrative import Narrative
+
+# Blue to purple, the SK AX / SK Planet AIOps gradient, one step per ranked feature.
+GRADIENT_START, GRADIENT_END = "#2563eb", "#7c3aed"
+
+
+def gradient(steps: int) -> list[str]:
+    a = [int(GRADIENT_START[i:i + 2], 16) for i in (1, 3, 5)]
+    b = [int(GRADIENT_END[i:i + 2], 16) for i in (1, 3, 5)]
+    colors = []
+    for k in range(steps):
+        t = k / (steps - 1) if steps > 1 else 0.0
+        colors.append("#" + "".join(f"{round(x + (y - x) * t):02x}" for x, y in zip(a, b)))
+    return colors
+
+
+def _clean(value: Any) -> Any:
+    """No NaN or infinity in JSON: they become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def build_report(facts: Facts, narrative: Narrative) -> dict[str, Any]:
+    m, money = facts.metrics, facts.money
+    colors = gradient(len(facts.features))
+    report = {
+        "run_id": facts.run_id,
+        "runId": facts.run_id,
+        "experimentName": facts.experiment_name,
+        "generatedAt": datetime.now(timezone.utc).isoformat(),
+        "summary": narrative.summary,
+        "accuracy": round(100 * m.accuracy, 2) if m.accuracy is not None else None,
+        "roiIncrease": round(money.roi_increase_percent, 2),
+        "additionalRevenue": round(money.additional_revenue_krw),
+        "topFeatures": [
+            {"name": f.name, "description": f.description, "importance": round(f.importance, 4),
+             "pValue": f.p_value, "ci": [round(f.ci_low, 4), round(f.ci_high, 4)], "color": color}
+            for f, color in zip(facts.features, colors)
+        ],
+        "aiInsights": [i.model_dump() for i in narrative.insights],
+        "actionPlan": [
+            {k: v for k, v in a.model_dump().items() if k != "id"} | {"id": a.id} for a in narrative.actions
+        ],
+        "model_used": narrative.model_used,
+        "narrativeSource": narrative.source,
+        "narrativeFallbackReason": narrative.fallback_reason,
+        "metrics": {
+            "accuracy": _round(m.accuracy), "precision": _round(m.precision), "recall": _round(m.recall),
+            "f1": _round(m.f1), "f1_score": _round(m.f1), "auc": _round(m.auc), "ap": _round(m.ap),
+            "logloss": _round(m.logloss), "calibration": _round(m.calibration), "score": _round(m.score),
+            "threshold": _round(m.threshold),
+        },
+        "training": {"bestEpoch": facts.best_epoch, "epochsRun": facts.epochs_run,
+                     "durationS": round(facts.duration_s, 1), "fileId": facts.file_id},
+        "data": {"rows": facts.rows, "clicks": facts.clicks, "ctr": facts.base_ctr},
+        "assumptions": {
+            "currency": "KRW",
+            "computable": money.computable,
+            "reason": money.reason or None,
+            "monthlyImpressions": money.monthly_impressions,
+            "cpmKrw": money.cpm_krw,
+            "cpcKrw": money.cpc_krw,
+            "conversionRate": money.conversion_rate,
+            "conversionValueKrw": money.conversion_value_krw,
+            "targetedShare": money.targeted_share,
+            "effectiveTargetedShare": _round(money.effective_targeted_share),
+            "flaggedShare": _round(money.flagged_share),
+            "baseCtr": _round(money.base_ctr, 6),
+            "targetedCtr": _round(money.targeted_ctr, 6),
+            "modelCtr": _round(money.model_ctr, 6),
+            "monthlySpendKrw": _round(money.monthly_spend_krw, 0),
+            "clicksBase": _round(money.clicks_base, 1),
+            "clicksModel": _round(money.clicks_model, 1),
+            "revenueBaseKrw": _round(money.revenue_base_krw, 0),
+            "revenueModelKrw": _round(money.revenue_model_krw, 0),
+            "roiBasePercent": _round(money.roi_base_percent, 2),
+            "roiModelPercent": _round(money.roi_model_percent, 2),
+            "effectiveCpcBaseKrw": _round(money.effective_cpc_base_krw, 1),
+            "effectiveCpcModelKrw": _round(money.effective_cpc_model_krw, 1),
+            "formulas": {
+                "flaggedShare": "recall * baseCtr / precision (share of traffic the model flags at its threshold)",
+                "effectiveTargetedShare": "min(targetedShare, flaggedShare)",
+                "modelCtr": "baseCtr + effectiveTargetedShare * (precision - baseCtr)",
+                "monthlySpendKrw": "monthlyImpressions / 1000 * cpmKrw",
+                "revenue": "monthlyImpressions * ctr * conversionRate * conversionValueKrw",
+                "roiIncrease": "(revenueModel / revenueBase - 1) * 100, same spend",
+                "additionalRevenue": "revenueModel - revenueBase (KRW per month)",
+            },
+            "note": "추정치입니다: 금액은 위 가정(설정값)과 검증 데이터의 정밀도·CTR로 계산했습니다.",
+        },
+        "segments": {
+            "available": facts.segments_available,
+            "findings": [s.model_dump() for s in facts.segments],
+        },
+    }
+    return _clean(report)

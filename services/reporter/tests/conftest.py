@@ -1,0 +1,102 @@
+"""Sample inputs for the reporter's tests: a run's events, its explanation.json and profile.json.
+
+The numbers are those of a plausible small run; tests assert that these exact numbers
+(not others) reach the report, the prompt and the PDF.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ctrops_common.events import new_id
+from ctrops_common.storage import FileStore
+
+METRICS = {
+    "train_loss": 0.5213, "val_loss": 0.0921, "train_accuracy": 0.7402, "val_accuracy": 0.9791,
+    "auc": 0.7386, "ap": 0.0874, "logloss": 0.0921, "calibration": 1.0731, "score": 0.4813,
+    "precision": 0.0812, "recall": 0.3478, "f1": 0.1317, "threshold": 0.0612,
+}
+TOP_FEATURES = [
+    {"feature": "history_a_1", "importance": 1.0, "p_value": 0.0009, "ci": [0.83, 1.0], "description": "과거 인기도 1"},
+    {"feature": "hour", "importance": 0.6243, "p_value": 0.004, "ci": [0.51, 0.74], "description": "시간대"},
+    {"feature": "l_feat_14", "importance": 0.4127, "p_value": 0.012, "ci": [0.30, 0.52],
+     "description": "광고 속성 14 (광고 세트)"},
+    {"feature": "age_group", "importance": 0.2881, "p_value": 0.031, "ci": [0.17, 0.40], "description": "연령대"},
+    {"feature": "feat_a_3", "importance": 0.1502, "p_value": 0.21, "ci": [0.02, 0.28], "description": "정보영역 A-3"},
+    {"feature": "seq", "importance": 0.0904, "p_value": 0.34, "ci": [0.0, 0.19], "description": "행동 시퀀스"},
+]
+CURVE = [
+    {"train_loss": 0.61, "val_loss": 0.110, "train_accuracy": 0.69, "val_accuracy": 0.971, "auc": 0.701, "ap": 0.061},
+    {"train_loss": 0.55, "val_loss": 0.098, "train_accuracy": 0.72, "val_accuracy": 0.976, "auc": 0.727, "ap": 0.079},
+    {**METRICS},
+]
+
+
+def make_profile(seed: int = 7) -> dict[str, Any]:
+    """profile.json as ingest writes it: segment tables with rows, clicks, ctr (percent)."""
+    rng = random.Random(seed)
+    hours = []
+    for hour in range(24):
+        rows = 2500
+        rate = 0.035 if hour in (20, 21, 22) else 0.016
+        clicks = sum(rng.random() < rate for _ in range(rows))
+        hours.append({"value": float(hour), "rows": rows, "clicks": clicks, "ctr": 100 * clicks / rows})
+    groups = []
+    for age in (4.0, 5.0, 6.0, 7.0, 8.0):
+        for gender in (1.0, 2.0):
+            rows = 6000
+            rate = 0.031 if (age, gender) == (5.0, 2.0) else 0.017
+            clicks = sum(rng.random() < rate for _ in range(rows))
+            groups.append({"age_group": age, "gender": gender, "rows": rows, "clicks": clicks, "ctr": 100 * clicks / rows})
+    inventory = [{"value": v, "rows": 12000, "clicks": c, "ctr": 100 * c / 12000}
+                 for v, c in ((36.0, 312), (2.0, 190), (88.0, 150), (17.0, 205), (43.0, 290))]
+    return {"columns": {}, "seq": {}, "segments": {
+        "hour": hours, "day_of_week": [], "inventory_id": inventory, "age_group_gender": groups}}
+
+
+def make_explanation(run_id: str) -> dict[str, Any]:
+    names = [f["feature"] for f in TOP_FEATURES]
+    matrix = [[1.0 if i == j else round(0.35 / (1 + abs(i - j)) * (-1) ** (i + j), 3) for j in range(len(names))]
+              for i in range(len(names))]
+    return {
+        "run_id": run_id,
+        "features": [{**f, "pValue": f["p_value"]} for f in TOP_FEATURES],
+        "correlation": {"features": names, "matrix": matrix},
+    }
+
+
+class SampleRun:
+    def __init__(self, root: Path, *, with_profile: bool = True) -> None:
+        self.store = FileStore(root)
+        self.run_id, self.file_id = new_id(), new_id()
+        self.explanation_location = f"runs/{self.run_id}/explanation.json"
+        self.store.write_json(self.explanation_location, make_explanation(self.run_id))
+        if with_profile:
+            self.store.write_json(f"files/{self.file_id}/profile.json", make_profile())
+
+    @property
+    def training_done(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id, "file_id": self.file_id, "model_location": f"runs/{self.run_id}/model",
+            "metrics": METRICS, "best_epoch": 3, "epochs_run": 3, "duration_s": 41.5,
+            "experiment_name": "CTR_Experiment_report_test", "mlflow_run_id": None,
+            "config": {"epochs": 3, "batch_size": 1024, "learning_rate": 0.001, "lstm_hidden": 16,
+                       "mlp_hidden": [32, 16], "dropout": 0.2, "downsampling": True, "validation_split": 0.2},
+        }
+
+    @property
+    def explanation_done(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "location": self.explanation_location, "top_features": TOP_FEATURES}
+
+    @property
+    def curve(self) -> list[dict[str, Any]]:
+        return [{"epoch": i + 1, **m} for i, m in enumerate(CURVE)]
+
+
+@pytest.fixture
+def sample_run(tmp_path: Path) -> SampleRun:
+    return SampleRun(tmp_path / "store")
