@@ -271,6 +271,7 @@ class ReportFailed(Payload):
     run_id: str
     request_id: str
     reason: str
+    retryable: bool = False  # an input (e.g. the explanation) has not arrived yet: ask again later
 
 
 # --- operations -------------------------------------------------------------
