@@ -22,7 +22,6 @@ from pathlib import Path
 from pydantic import Field
 
 from .broker import EmbeddedBroker
-from .service import DEFAULT_PORTS
 from .settings import CommonSettings, load_settings
 
 SERVICES = ["ingest", "trainer", "explainer", "reporter", "monitor", "gateway"]
@@ -32,6 +31,9 @@ COLORS = {"broker": 90, "ingest": 36, "trainer": 33, "explainer": 35, "reporter"
 class StackSettings(CommonSettings):
     broker_port: int = Field(9092, ge=1, le=65535, description="Port of the embedded broker.")
     gateway_port: int = Field(8000, ge=1, le=65535)
+    service_port_base: int = Field(
+        8101, ge=1, le=65000, description="Health/metrics port of ingest; the other workers follow (+1 each)."
+    )
     ready_timeout_s: float = Field(180, gt=0)
 
 
@@ -90,7 +92,9 @@ class Stack:
     def spawn(self, child: Child) -> None:
         env = self.env()
         if child.name == "gateway":
-            env["CTROPS_GATEWAY_PORT"] = str(self.settings.gateway_port)
+            env["CTROPS_GATEWAY_PORT"] = str(child.port)
+        else:
+            env["CTROPS_HTTP_PORT"] = str(child.port)
         child.process = subprocess.Popen(
             [sys.executable, "-m", f"ctrops_{child.name}"],
             stdout=subprocess.PIPE,
@@ -163,7 +167,8 @@ class Stack:
                 self.say("broker", f"using external Kafka at {self.settings.kafka_bootstrap_servers}")
             started = time.monotonic()
             for name in self.services:
-                port = self.settings.gateway_port if name == "gateway" else DEFAULT_PORTS[name]
+                port = (self.settings.gateway_port if name == "gateway"
+                        else self.settings.service_port_base + SERVICES.index(name))
                 self.children[name] = Child(name, port)
                 self.spawn(self.children[name])
             self.wait_ready()

@@ -1,0 +1,47 @@
+"""Event schemas: the envelope round-trips and training config accepts both spellings."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from ctrops_common.events import Event, Probe, Topic, TrainingConfig, decode_event
+
+
+def test_envelope_round_trip():
+    event = Event(type=Topic.PROBE, payload=Probe(probe_id="p", sent_at=1.0), correlation_id="r1", producer="t")
+    back = decode_event("bus.probe", event.to_bytes())
+    assert back.payload == event.payload and back.event_id == event.event_id
+    assert back.schema_version == 1 and back.correlation_id == "r1"
+
+
+def test_decode_refuses_a_payload_that_does_not_match_its_topic():
+    event = Event(type=Topic.PROBE, payload=Probe(probe_id="p", sent_at=1.0))
+    with pytest.raises(ValidationError):
+        decode_event("training.progress", event.to_bytes())
+
+
+def test_training_config_accepts_camel_and_snake_case_and_ignores_unknown_keys():
+    camel = TrainingConfig.model_validate(
+        {"epochs": 3, "batchSize": 1024, "learningRate": 0.01, "lstmHidden": 32, "mlpHidden": "64, 32",
+         "validationSplit": 0.15000000000000002, "downsampling": False, "notifications": ["email"], "theme": "dark"}
+    )
+    snake = TrainingConfig.model_validate(
+        {"epochs": 3, "batch_size": 1024, "learning_rate": 0.01, "lstm_hidden": 32, "mlp_hidden": [64, 32],
+         "validation_split": 0.15000000000000002, "downsampling": False, "notifications": ["email"]}
+    )
+    assert camel.model_dump(exclude={"experiment_name"}) == snake.model_dump(exclude={"experiment_name"})
+    assert camel.mlp_hidden == [64, 32] and camel.batch_size == 1024
+    assert TrainingConfig().experiment_name.startswith("CTR_Experiment_")
+
+
+@pytest.mark.parametrize(
+    "bad, field",
+    [({"epochs": 0}, "epochs"), ({"epochs": 500}, "epochs"), ({"dropout": 0.95}, "dropout"),
+     ({"validationSplit": 0.9}, "validationSplit"), ({"mlpHidden": "256,abc"}, "mlpHidden"),
+     ({"learningRate": -1}, "learningRate")],
+)
+def test_training_config_refuses_out_of_range_values(bad, field):
+    with pytest.raises(ValidationError) as err:
+        TrainingConfig.model_validate(bad)
+    assert field in str(err.value)

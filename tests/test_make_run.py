@@ -1,0 +1,94 @@
+"""`make run` on this checkout: broker + six services reach healthy, and Ctrl-C leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+from ctrops_common.broker import free_port, port_open
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_block(size: int) -> int:
+    """A base port with ``size`` free ports after it."""
+    for _ in range(50):
+        base = free_port()
+        if base + size < 65000 and not any(port_open("127.0.0.1", base + i) for i in range(size)):
+            return base
+    raise RuntimeError("no free block of ports")
+
+
+def test_make_run_reaches_healthy_and_stops_cleanly(tmp_path):
+    gateway, broker, base = free_port(), free_port(), _free_block(5)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CTROPS_") and k != "KAFKA_BOOTSTRAP_SERVERS"}
+    env.update(CTROPS_GATEWAY_PORT=str(gateway), CTROPS_BROKER_PORT=str(broker),
+               CTROPS_SERVICE_PORT_BASE=str(base), CTROPS_DATA_DIR=str(tmp_path / "data"),
+               CTROPS_HEARTBEAT_INTERVAL_S="1")
+    log = tmp_path / "make-run.log"
+    with open(log, "wb") as out:
+        make = subprocess.Popen(["make", "run"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        body = {}
+        while body.get("status") != "healthy":
+            assert make.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, f"not healthy: {body}\n{log.read_text()[-3000:]}"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{gateway}/api/health", timeout=2) as r:
+                    body = json.loads(r.read())
+            except OSError:
+                pass
+            time.sleep(0.5)
+        assert sorted(body["services"]) == sorted(["ingest", "trainer", "explainer", "reporter", "monitor", "gateway"])
+        assert all(s["status"] == "up" for s in body["services"].values())
+        assert body["broker"]["reachable"]
+        output = log.read_text()
+        assert f"http://localhost:{gateway}" in output and "/docs" in output
+        children = psutil.Process(make.pid).children(recursive=True)
+        assert len(children) >= 7  # the supervisor, the broker and six services (make may add a shell)
+    finally:
+        os.killpg(make.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+        make.wait(timeout=60)
+    time.sleep(0.5)
+    assert not [p for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    for port in (gateway, broker, *range(base, base + 5)):
+        assert not port_open("127.0.0.1", port), f"port {port} still open after stop"
+    assert "stopped" in log.read_text()
+
+
+def test_supervisor_reports_a_crashed_service_loudly_and_restarts_it(tmp_path):
+    gateway, broker, base = free_port(), free_port(), _free_block(5)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CTROPS_")}
+    env.update(CTROPS_GATEWAY_PORT=str(gateway), CTROPS_BROKER_PORT=str(broker),
+               CTROPS_SERVICE_PORT_BASE=str(base), CTROPS_DATA_DIR=str(tmp_path / "data"))
+    log = tmp_path / "stack.log"
+    with open(log, "wb") as out:
+        stack = subprocess.Popen([str(ROOT / ".venv/bin/python"), "-m", "ctrops_common.stack",
+                                  "--services", "monitor"], env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while "services ready" not in log.read_text():
+            assert stack.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.3)
+        monitor = next(p for p in psutil.Process(stack.pid).children() if "ctrops_monitor" in " ".join(p.cmdline()))
+        monitor.kill()
+        while "monitor CRASHED" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.3)
+        while not port_open("127.0.0.1", base + 4):  # restarted and listening again
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.3)
+    finally:
+        stack.send_signal(signal.SIGTERM)
+        stack.wait(timeout=60)
+    assert stack.returncode == 0
