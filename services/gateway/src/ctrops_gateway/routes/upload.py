@@ -1,5 +1,291 @@
-"""Gateway routes: upload."""
+"""POST /api/upload: stream the CSV to the store, let ingest judge it, answer with its verdict.
 
-from fastapi import APIRouter
+The request body is parsed as it arrives (python-multipart's streaming parser over
+``request.stream()``): the file part goes straight to ``uploads/<file_id>/original.csv``
+through a temporary sibling, never whole in memory and never through a second temp copy.
+The size limit (``CTROPS_MAX_UPLOAD_MB``) is enforced while streaming (413). The client's
+file name is only ever metadata: paths are built from the generated file id.
 
-router = APIRouter()
+Then the route publishes ``upload.received`` and waits for ingest's ``file.uploaded``
+(200 with the contract's body) or ``file.rejected`` (its status and message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from contextlib import suppress
+from typing import IO, Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect
+
+from ctrops_common.dataset import upload_path
+from ctrops_common.events import Event, FileUploaded, Topic, UploadReceived, new_id
+
+from ..state import GatewayState, State
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["upload"])
+
+MB = 1 << 20
+FIELD = "file"
+WRITE_EVERY = 1 << 20  # bytes buffered from the parser before one write in a worker thread
+MULTIPART_SLACK = 64 * 1024  # boundaries and part headers around the file itself
+
+
+class UploadError(Exception):
+    def __init__(self, status_code: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+        self.detail = detail
+
+
+def filename_problem(name: str | None) -> str | None:
+    """Why a client file name is refused, or None. It is never used to build a path."""
+    if name is None:
+        return f"The part '{FIELD}' must be a file upload (with a file name), not a plain form field."
+    if not name.strip():
+        return "The uploaded file has no name. Choose a CSV file such as data.csv."
+    if len(name) > 255:
+        return "The file name is longer than 255 characters. Rename the file and upload it again."
+    if "/" in name or "\\" in name or name.strip() in (".", "..") or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return f"The file name must be a plain name such as data.csv, not a path ({name[:80]!r})."
+    return None
+
+
+class _FilePart:
+    """Collects the ``file`` part of a multipart body into an open file, as the parser yields it."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit_bytes = limit_bytes
+        self.filename: str | None = None
+        self.found = False
+        self.size = 0
+        self.pending: list[bytes] = []
+        self.pending_bytes = 0
+        self.error: UploadError | None = None
+        self._in_file = False
+        self._header_field = bytearray()
+        self._header_value = bytearray()
+        self._headers: dict[str, bytes] = {}
+
+    def callbacks(self) -> dict[str, Any]:
+        return {
+            "on_part_begin": self._part_begin,
+            "on_header_field": lambda d, s, e: self._header_field.extend(d[s:e]),
+            "on_header_value": lambda d, s, e: self._header_value.extend(d[s:e]),
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+            "on_part_data": self._part_data,
+            "on_part_end": self._part_end,
+        }
+
+    def _part_begin(self) -> None:
+        self._headers = {}
+        self._in_file = False
+
+    def _header_end(self) -> None:
+        self._headers[self._header_field.decode("latin-1").strip().lower()] = bytes(self._header_value)
+        self._header_field.clear()
+        self._header_value.clear()
+
+    def _headers_finished(self) -> None:
+        _, options = parse_options_header(self._headers.get("content-disposition", b""))
+        name = options.get(b"name", b"").decode("utf-8", "replace")
+        if name != FIELD or self.found or self.error:
+            return  # other form fields are ignored; only the first 'file' part counts
+        self.found = True
+        raw = options.get(b"filename")
+        if raw is not None:
+            try:
+                self.filename = raw.decode("utf-8")  # browsers send UTF-8 names (Korean included)
+            except UnicodeDecodeError:
+                self.filename = raw.decode("latin-1")
+        problem = filename_problem(self.filename)
+        if problem:
+            self.error = UploadError(400, problem)
+            return
+        self._in_file = True
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if not self._in_file or self.error:
+            return
+        self.size += end - start
+        if self.size > self.limit_bytes:
+            self.error = UploadError(
+                413, f"The file is larger than the upload limit of {self.limit_bytes / MB:g} MB "
+                     "(CTROPS_MAX_UPLOAD_MB). Split it into smaller files or ask the operators to raise the limit.",
+            )
+            self.pending.clear()
+            self._in_file = False
+            return
+        self.pending.append(data[start:end])
+        self.pending_bytes += end - start
+
+    def _part_end(self) -> None:
+        self._in_file = False
+
+    def take(self) -> bytes:
+        data = b"".join(self.pending)
+        self.pending.clear()
+        self.pending_bytes = 0
+        return data
+
+
+def _boundary(request: Request) -> bytes:
+    content_type, params = parse_options_header(request.headers.get("content-type", ""))
+    boundary = params.get(b"boundary")
+    if content_type != b"multipart/form-data" or not boundary:
+        raise UploadError(415, f"Send the CSV as multipart/form-data with one part named '{FIELD}'.")
+    return boundary
+
+
+def _sync_close(fh: IO[bytes]) -> None:
+    fh.flush()
+    os.fsync(fh.fileno())
+    fh.close()
+
+
+async def _receive(request: Request, state: GatewayState, file_id: str) -> tuple[str, int]:
+    """Stream the body into the store; returns (client file name, bytes). Leaves nothing on failure."""
+    limit = int(state.settings.max_upload_mb * MB)
+    boundary = _boundary(request)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit + MULTIPART_SLACK:
+        raise UploadError(413, f"The file is larger than the upload limit of {limit / MB:g} MB "
+                               "(CTROPS_MAX_UPLOAD_MB). Split it into smaller files or ask the operators to raise the limit.")
+    part = _FilePart(limit)
+    parser = MultipartParser(boundary, part.callbacks())
+    store = state.store
+    target = upload_path(file_id)
+    tmp = await asyncio.to_thread(store.temp_path, target)
+    fh = await asyncio.to_thread(open, tmp, "wb")
+    try:
+        try:
+            async for chunk in request.stream():
+                parser.write(chunk)
+                if part.error:
+                    raise part.error
+                if part.pending_bytes >= WRITE_EVERY:
+                    await asyncio.to_thread(fh.write, part.take())
+        except ClientDisconnect:
+            raise UploadError(400, "The upload was interrupted before the whole file arrived.") from None
+        except UploadError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - python-multipart raises several kinds for a broken body
+            raise UploadError(400, f"The multipart body could not be parsed ({type(exc).__name__}). "
+                                   f"Send the CSV as multipart/form-data with one part named '{FIELD}'.") from None
+        parser.finalize()
+        if part.error:
+            raise part.error
+        if not part.found:
+            raise UploadError(400, f"The request has no part named '{FIELD}'. Send the CSV in the form field '{FIELD}'.")
+        if part.pending:
+            await asyncio.to_thread(fh.write, part.take())
+        await asyncio.to_thread(_sync_close, fh)
+        await asyncio.to_thread(store.commit_temp, tmp, target)
+    except BaseException:
+        with suppress(OSError):
+            fh.close()
+        with suppress(OSError):
+            tmp.unlink()
+        await asyncio.to_thread(store.delete, f"uploads/{file_id}")
+        raise
+    return part.filename or "", part.size
+
+
+def upload_response(payload: dict[str, Any]) -> dict[str, Any]:
+    """The contract's body for POST /api/upload from a ``file.uploaded`` payload."""
+    validation = payload["validation"]
+    info = payload["info"]
+    return {
+        "file_id": payload["file_id"],
+        "filename": payload["filename"],
+        "rows": payload["rows"],
+        "columns": payload["columns"],
+        "validation": {
+            "isValid": validation["is_valid"],
+            "errors": validation["errors"],
+            "warnings": validation["warnings"],
+        },
+        "info": {
+            "totalRows": info["total_rows"],
+            "totalColumns": info["total_columns"],
+            "missingValues": info["missing_values"],
+            "missingPercentage": info["missing_percentage"],
+            "duplicateRows": info["duplicate_rows"],
+            "clickedOne": info["clicked_one"],
+            "clickedZero": info["clicked_zero"],
+            "ctr": info["ctr"],
+        },
+        "preview": payload["preview"],
+        "column_descriptions": payload["column_descriptions"],
+    }
+
+
+_BODY = {
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": [FIELD],
+                "properties": {FIELD: {"type": "string", "format": "binary", "description": "The CSV (UTF-8 or CP949)."}},
+            }
+        }
+    },
+    "required": True,
+}
+
+
+@router.post(
+    "/api/upload",
+    openapi_extra={"requestBody": _BODY},
+    responses={
+        400: {"description": "Not a usable CSV (the detail says what to fix)"},
+        413: {"description": "Larger than CTROPS_MAX_UPLOAD_MB"},
+        415: {"description": "Not multipart, or binary content"},
+        504: {"description": "Ingest did not answer in time"},
+    },
+)
+async def upload(request: Request, state: State) -> JSONResponse:
+    """Upload an ad-click log (CSV, multipart field `file`): validation, statistics and a preview."""
+    file_id = new_id()
+    try:
+        filename, size = await _receive(request, state, file_id)
+    except UploadError as exc:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+
+    key = f"upload:{file_id}"
+    future = state.replies.expect(key)  # before publishing: the verdict may come back at once
+    try:
+        await state.bus.publish(
+            Topic.UPLOAD_RECEIVED,
+            UploadReceived(file_id=file_id, filename=filename, location=upload_path(file_id), size_bytes=size),
+            correlation_id=file_id,
+        )
+    except Exception:  # noqa: BLE001 - the broker is unreachable: nothing will judge this upload
+        log.exception("could not publish upload %s", file_id)
+        state.replies.forget(key)
+        await asyncio.to_thread(state.store.delete, f"uploads/{file_id}")
+        return JSONResponse({"detail": "The message broker is unavailable, so the file cannot be checked now. "
+                                       "Try again in a minute."}, status_code=503)
+    timeout = state.settings.upload_timeout_s
+    try:
+        event: Event[Any] = await state.replies.wait(key, future, timeout)
+    except asyncio.TimeoutError:
+        return JSONResponse(
+            {"detail": f"The ingest service did not finish checking the file within {timeout:g} s "
+                       f"(file id {file_id}). It may be down or busy; try again later."},
+            status_code=504,
+        )
+    await asyncio.to_thread(state.views.record, event)  # later requests (POST /api/train) can read it now
+    if event.type == Topic.FILE_REJECTED:
+        await asyncio.to_thread(state.store.delete, f"uploads/{file_id}")
+        return JSONResponse({"detail": event.payload.message}, status_code=event.payload.status_code)
+    payload: FileUploaded = event.payload
+    return JSONResponse(upload_response(payload.model_dump()))

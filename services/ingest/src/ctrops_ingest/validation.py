@@ -1,0 +1,310 @@
+"""What makes an upload acceptable.
+
+Two kinds of problems, answered differently:
+
+- *Structural* problems mean the file cannot be read as the platform's CSV at all (empty,
+  header only, binary, undecodable, no ``clicked``/``seq`` column, duplicate names, rows
+  with the wrong number of fields). They raise ``Rejected`` with a 4xx status and a
+  message that says what to fix; nothing about the upload is kept.
+- *Data-quality* problems (``clicked`` values other than 0/1, malformed ``seq``, cells
+  that are not numbers) are counted per column over the whole file and reported in the
+  upload's ``validation`` block; the file is profiled but not converted for training
+  when ``clicked`` or ``seq`` is bad.
+
+This module reads the first megabyte (``sniff``) and checks one parsed block at a time
+(``parse_clicked``, ``parse_seq``, ``to_float``); it imports nothing from Kafka or HTTP.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ctrops_common.dataset import REQUIRED_COLUMNS, SEQUENCE, TARGET
+
+SNIFF_BYTES = 1 << 20
+EXAMPLES = 3  # offending values quoted per message
+
+# Magic numbers of the files people upload by mistake instead of a CSV export.
+_SIGNATURES: list[tuple[bytes, str]] = [
+    (b"PK\x03\x04", "a ZIP archive or an Excel .xlsx workbook"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Excel .xls workbook"),
+    (b"%PDF", "a PDF document"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"BZh", "a bzip2 archive"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"PAR1", "a Parquet file"),
+    (b"SQLite format 3", "an SQLite database"),
+]
+_UNNAMED = re.compile(r"^Unnamed: \d+$")  # what pandas calls a column without a header
+_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+_SEQ_OK = r"^-?\d{1,9}(,-?\d{1,9})*$"  # 9 digits at most: always fits int32
+
+
+class Rejected(Exception):
+    """A structural problem: the gateway answers ``status_code`` with ``message``."""
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+
+
+@dataclass
+class Header:
+    """What the first megabyte says about the file."""
+
+    encoding: str  # "utf-8", "utf-8-sig" or "cp949"
+    fields: list[str]  # every header field, as written (index columns included)
+    index_positions: list[int] = field(default_factory=list)  # unnamed row-index columns, dropped
+
+    @property
+    def kept_positions(self) -> list[int]:
+        return [i for i in range(len(self.fields)) if i not in self.index_positions]
+
+    @property
+    def columns(self) -> list[str]:
+        return [self.fields[i] for i in self.kept_positions]
+
+
+def _quote(value: str, limit: int = 40) -> str:
+    return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
+def _name_list(names: list[str], limit: int = 12) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def detect_encoding(head: bytes, complete: bool) -> str:
+    """UTF-8 (with or without BOM) first, then CP949; anything else is refused."""
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise Rejected(415, "The file is UTF-16 text. Save it as 'CSV UTF-8' (or CP949) and upload it again.")
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=complete)
+        return "utf-8"
+    except UnicodeDecodeError as utf8_error:
+        try:
+            codecs.getincrementaldecoder("cp949")().decode(head, final=complete)
+            return "cp949"
+        except UnicodeDecodeError:
+            byte = head[utf8_error.start]
+            raise Rejected(
+                400,
+                f"The file is neither UTF-8 nor CP949 text (undecodable byte 0x{byte:02x} at byte offset "
+                f"{utf8_error.start}). Save it as 'CSV UTF-8' and upload it again.",
+            ) from None
+
+
+def _check_text(head: bytes) -> None:
+    """Refuse binary content early, naming the format when it is a common one."""
+    for magic, what in _SIGNATURES:
+        if head.startswith(magic):
+            raise Rejected(415, f"The file looks like {what}, not CSV text. Export the data as CSV and upload that.")
+    sample = head[:65536]
+    controls = sum(sample.count(bytes([b])) for b in range(32) if b not in (9, 10, 13))
+    if b"\x00" in sample or controls > len(sample) // 100:
+        raise Rejected(415, "The file contains binary data, not CSV text. Export the data as CSV and upload that.")
+
+
+def sniff(path: Path) -> Header:
+    """Read the first megabyte: refuse what is not a CSV with the required header."""
+    with open(path, "rb") as fh:
+        head = fh.read(SNIFF_BYTES)
+        complete = not fh.read(1)
+    if not head.strip():
+        raise Rejected(400, "The file is empty. Upload a CSV with a header line and at least one data row.")
+    _check_text(head)
+    encoding = detect_encoding(head, complete)
+    text = codecs.getincrementaldecoder(encoding)(errors="replace").decode(head, final=complete).lstrip("\ufeff")
+    first_end = text.find("\n")
+    if first_end < 0 and not complete:
+        raise Rejected(400, "The first line is longer than 1 MB, so it is not a CSV header. "
+                            "The first line must list the column names.")
+    first_line = text if first_end < 0 else text[:first_end]
+    if first_line.lstrip().startswith(("{", "[", "<")):
+        raise Rejected(415, "The file looks like JSON, HTML or XML, not CSV. Export the data as CSV and upload that.")
+    fields = [f.strip().lstrip("\ufeff") for f in next(csv.reader([first_line.rstrip("\r")]), [])]
+    if len(fields) <= 1:
+        for sep, what in (("\t", "tab"), (";", "semicolon"), ("|", "pipe")):
+            if sep in first_line:
+                raise Rejected(400, f"The file seems to be {what}-separated. Save it as comma-separated CSV "
+                                    "(the header must list clicked, seq and the other columns separated by commas).")
+        raise Rejected(400, f"The first line {_quote(first_line)} is not a comma-separated header. "
+                            "The first line must list the column names, including clicked and seq.")
+
+    header = Header(encoding=encoding, fields=fields)
+    rest = text[first_end + 1:] if first_end >= 0 else ""
+    first_row = next((line for line in rest.split("\n", 2)[:2] if line.strip()), None)
+    if first_row is not None:
+        width = len(next(csv.reader([first_row.rstrip("\r")]), []))
+        if width == len(fields) + 1:
+            # Rows one field wider than the header: an unnamed trailing row index.
+            header.fields.append("")
+    _check_names(header)
+    return header
+
+
+def _check_names(header: Header) -> None:
+    fields = header.fields
+    last = len(fields) - 1
+    for i in (0, last):
+        if (fields[i] == "" or _UNNAMED.match(fields[i])) and i not in header.index_positions:
+            header.index_positions.append(i)  # a row index written by pandas or a spreadsheet
+    unnamed = [i + 1 for i, name in enumerate(fields) if name == "" and i not in header.index_positions]
+    if unnamed:
+        raise Rejected(400, f"Column {', '.join(map(str, unnamed))} of the header has no name. "
+                            "Give every column a name in the first line.")
+    columns = header.columns
+    duplicates = {name: n for name, n in Counter(columns).items() if n > 1}
+    if duplicates:
+        listed = ", ".join(f"{name!r} ({n} times)" for name, n in duplicates.items())
+        raise Rejected(400, f"Duplicate column names: {listed}. Each column needs a unique name.")
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        hints = [f"found {n!r}" for c in missing for n in columns if n.lower() == c]
+        hint = f" ({'; '.join(hints)}: names are case-sensitive)" if hints else ""
+        raise Rejected(
+            400,
+            f"Required column{'s' if len(missing) > 1 else ''} missing: {', '.join(missing)}{hint}. "
+            f"The file needs '{TARGET}' (0/1) and '{SEQUENCE}' (comma-separated integer tokens). "
+            f"Found {len(columns)} column{'s' if len(columns) != 1 else ''}: {_name_list(columns)}.",
+        )
+
+
+# --- per-block checks -------------------------------------------------------------
+
+
+@dataclass
+class Problems:
+    """Rows of one column that failed a check, counted over the whole file."""
+
+    rows: int = 0
+    examples: list[str] = field(default_factory=list)  # "data row 12: '2'"
+
+    def add(self, count: int, examples: list[str]) -> None:
+        self.rows += count
+        room = EXAMPLES - len(self.examples)
+        if room > 0:
+            self.examples += examples[:room]
+
+
+def _examples(raw: pa.Array, bad: np.ndarray, first_row: int) -> list[str]:
+    positions = np.flatnonzero(bad)[:EXAMPLES]
+    values = raw.take(pa.array(positions, type=pa.int64())).to_pylist() if len(positions) else []
+    return [f"data row {first_row + int(p)}: {'empty' if v is None else _quote(v)}" for p, v in zip(positions, values)]
+
+
+def to_float(raw: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Cells as float64 (NaN where empty or not a number) and a mask of non-empty cells that were not numbers.
+
+    ``raw`` is text, or already float64 when Arrow's reader parsed it.
+    """
+    try:
+        values = raw if raw.type == pa.float64() else pc.cast(raw, pa.float64())
+    except pa.ArrowInvalid:
+        trimmed = pc.utf8_trim_whitespace(raw)
+        looks_numeric = pc.fill_null(pc.match_substring_regex(trimmed, _NUMBER.pattern), True)
+        try:
+            values = pc.cast(pc.if_else(looks_numeric, trimmed, pa.scalar(None, pa.string())), pa.float64())
+        except pa.ArrowInvalid:  # a spelling the regex allows but Arrow does not: ask Python
+            values = pa.array([_py_float(v) for v in trimmed.to_pylist()], type=pa.float64())
+    out = values.to_numpy(zero_copy_only=False)
+    if not out.flags.writeable:
+        out = out.copy()
+    present = raw.is_valid().to_numpy(zero_copy_only=False)
+    not_number = present & ~np.isfinite(out)  # text, and inf/nan spelled out
+    out[not_number] = np.nan
+    return out, not_number
+
+
+def _py_float(value: str | None) -> float | None:
+    if value is None or not _NUMBER.match(value):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def parse_clicked(raw: pa.Array, first_row: int, problems: Problems) -> np.ndarray:
+    """``clicked`` as int8 0/1, -1 where the value is missing or anything else."""
+    values, _ = to_float(raw)
+    ok = (values == 0) | (values == 1)
+    out = np.where(ok, values, -1).astype(np.int8)
+    bad = ~ok
+    if bad.any():
+        problems.add(int(bad.sum()), _examples(raw, bad, first_row))
+    return out
+
+
+def parse_seq(raw: pa.Array, first_row: int, problems: Problems) -> tuple[pa.Array, np.ndarray]:
+    """``seq`` as list<int32> (oldest token first) and a mask of the rows where it is missing or malformed.
+
+    Fast path: split and cast in Arrow. Only a block that fails it pays for the regex that
+    finds which rows are bad (and tolerates spaces around tokens).
+    """
+    list_type = pa.list_(pa.int32())
+    if raw.null_count == 0:
+        try:
+            return pc.split_pattern(raw, ",").cast(list_type), np.zeros(len(raw), dtype=bool)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+    compact = pc.replace_substring(raw, " ", "")
+    ok = pc.fill_null(pc.match_substring_regex(compact, _SEQ_OK), False)
+    kept = pc.if_else(ok, compact, pa.scalar(None, pa.string()))
+    lists = pc.split_pattern(kept, ",").cast(list_type)
+    bad = ~ok.to_numpy(zero_copy_only=False)
+    if bad.any():
+        problems.add(int(bad.sum()), _examples(raw, bad, first_row))
+    return lists, bad
+
+
+class Categories:
+    """Stable codes for a text column (first seen, first coded), so the model gets numbers."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.codes: dict[str, int] = {}
+        self.overflow = 0  # cells whose category came after the limit (stored as missing)
+
+    def encode(self, raw: pa.Array) -> np.ndarray:
+        encoded = pc.dictionary_encode(raw)
+        labels = encoded.dictionary.to_pylist()
+        mapping = np.empty(len(labels), dtype=np.float64)
+        for j, label in enumerate(labels):
+            code = self.codes.get(label)
+            if code is None and len(self.codes) < self.limit:
+                code = self.codes[label] = len(self.codes)
+            mapping[j] = np.nan if code is None else code
+        indices = encoded.indices.to_numpy(zero_copy_only=False)
+        if encoded.indices.null_count:
+            valid = encoded.indices.is_valid().to_numpy(zero_copy_only=False)
+            out = np.full(len(raw), np.nan)
+            out[valid] = mapping[indices[valid].astype(np.int64)]
+        else:
+            out = mapping[indices]
+        self.overflow += int(np.isnan(out).sum() - raw.null_count)
+        return out
+
+
+def mostly_text(raw: pa.Array) -> bool:
+    """A column whose first block is mostly non-numbers is categorical text, not a broken number column."""
+    present = len(raw) - raw.null_count
+    if present == 0 or pa.types.is_floating(raw.type):
+        return False
+    _, not_number = to_float(raw)
+    return int(not_number.sum()) * 2 > present
