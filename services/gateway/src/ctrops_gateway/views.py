@@ -30,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from ctrops_common.events import Event, Topic
+from ctrops_common.storage import is_id
 
 metadata = MetaData()
 
@@ -147,3 +148,15 @@ class ReadModel:
             if entry["last_seen"] is None or hb["seen_at"].isoformat() > entry["last_seen"]:
                 entry["last_seen"] = hb["seen_at"].isoformat()
         return result
+
+    # -- uploaded files (upload area) ---------------------------------------------
+
+    def file_record(self, file_id: str) -> dict[str, Any] | None:
+        """The ``file.uploaded`` payload of ``file_id`` (``parquet_location`` is None when the
+        data is invalid), or None for an unknown, rejected or malformed id."""
+        if not is_id(file_id):
+            return None
+        found = self.latest(Topic.FILE_UPLOADED, correlation_id=file_id)
+        if found is None or found.payload.get("file_id") != file_id:
+            return None
+        return found.payload
