@@ -455,8 +455,10 @@ def _strategies(report: dict[str, Any] | None, slots: list[dict[str, Any]], segm
 def performance_summary(state: GatewayState, limit: int = 10) -> list[dict[str, Any]]:
     events = state.views.events(
         [Topic.FILE_UPLOADED, Topic.TRAINING_DONE, Topic.TRAINING_FAILED, Topic.REPORT_READY],
-        newest_first=True, limit=limit,
+        newest_first=True, limit=limit * 3,
     )
+    # Topics and partitions are consumed in no global order: the events' own times order the story.
+    events = sorted(events, key=lambda e: e.time, reverse=True)[:limit]
     out = []
     for e in events:
         p = e.payload
