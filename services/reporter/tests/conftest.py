@@ -70,13 +70,18 @@ def make_explanation(run_id: str) -> dict[str, Any]:
 
 
 class SampleRun:
+    METRICS = METRICS
+    TOP_FEATURES = TOP_FEATURES
+    CURVE = CURVE
+
     def __init__(self, root: Path, *, with_profile: bool = True) -> None:
         self.store = FileStore(root)
         self.run_id, self.file_id = new_id(), new_id()
         self.explanation_location = f"runs/{self.run_id}/explanation.json"
         self.store.write_json(self.explanation_location, make_explanation(self.run_id))
+        self.profile = make_profile()
         if with_profile:
-            self.store.write_json(f"files/{self.file_id}/profile.json", make_profile())
+            self.store.write_json(f"files/{self.file_id}/profile.json", self.profile)
 
     @property
     def training_done(self) -> dict[str, Any]:
@@ -98,5 +103,103 @@ class SampleRun:
 
 
 @pytest.fixture
-def sample_run(tmp_path: Path) -> SampleRun:
-    return SampleRun(tmp_path / "store")
+def sample_factory(tmp_path: Path):
+    """Build sample runs in one store: ``sample_factory(with_profile=False)``."""
+    return lambda **kwargs: SampleRun(tmp_path / "store", **kwargs)
+
+
+@pytest.fixture
+def sample_run(sample_factory) -> SampleRun:
+    return sample_factory()
+
+
+# --- a fake OpenAI-compatible server (a real HTTP server on localhost) ---------------------
+
+
+class FakeLlm:
+    """Answers POST /v1/chat/completions like an OpenAI-compatible server and records each request.
+
+    ``mode``: "good" (a valid structured answer), "malformed" (not the asked JSON),
+    "slow" (answers after ``delay_s``, past the client's timeout).
+    """
+
+    MODEL = "fake-gpt-test"
+    GOOD_SUMMARY = "가짜 LLM 요약: AUC와 AP를 근거로 20시대 타겟팅을 권장합니다."
+
+    def __init__(self) -> None:
+        import json as _json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.mode = "good"
+        self.delay_s = 3.0
+        self.requests: list[dict[str, Any]] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = _json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
+                fake.requests.append({"path": self.path, "body": body, "auth": self.headers.get("authorization")})
+                if fake.mode == "slow":
+                    import time as _time
+                    _time.sleep(fake.delay_s)
+                content = fake.content()
+                answer = {
+                    "id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": fake.MODEL,
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": content}}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                }
+                data = _json.dumps(answer).encode()
+                try:
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:
+                    pass  # the client gave up (timeout test)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def content(self) -> str:
+        import json as _json
+
+        if self.mode == "malformed":
+            return '{"summary": "형식이 틀린 답", "insights": "이건 목록이 아닙니다"}'
+        return _json.dumps({
+            "summary": self.GOOD_SUMMARY,
+            "insights": [
+                {"type": "success", "title": "LLM 인사이트: 모델 변별력", "message": "AUC 0.7386으로 순위 구분이 됩니다.",
+                 "details": ["AP 0.0874"], "action": "타겟팅에 활용하세요."},
+                {"type": "warning", "title": "LLM 인사이트: 정확도 주의", "message": "정확도만 보면 안 됩니다.",
+                 "details": [], "action": "AUC를 보세요."},
+            ],
+            "actions": [
+                {"id": "model_targeting", "title": "LLM 과제: 모델 타겟팅", "description": "LLM이 쓴 설명",
+                 "duration": "3주", "cost": "없음"},
+                {"id": "invented_action", "title": "근거 없는 과제", "description": "무시되어야 함",
+                 "duration": "1주", "cost": "큼"},
+            ],
+        }, ensure_ascii=False)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake_llm():
+    server = FakeLlm()
+    yield server
+    server.close()

@@ -15,7 +15,7 @@ import json
 import logging
 from typing import Any
 
-from ctrops_common.dataset import run_dir
+from ctrops_common.dataset import explanation_path, run_dir
 from ctrops_common.storage import FileStore, UnsafePath, check_id
 
 from .facts import correlation_from, gather
@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 
 class ReportNotReady(Exception):
     """The run lacks an input (training result or explanation); the message says which."""
+
+    def __init__(self, message: str, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 def report_json_path(run_id: str) -> str:
@@ -55,7 +59,7 @@ class ReportBuilder:
         try:
             check_id(run_id)
         except UnsafePath:
-            raise ReportNotReady(f"invalid run id {run_id!r}") from None
+            raise ReportNotReady(f"invalid run id {run_id!r}", retryable=False) from None
         training, explanation = self.records.inputs(run_id)
         if training is None:
             raise ReportNotReady(
@@ -95,7 +99,7 @@ class ReportBuilder:
             return pdf, True
         _, explanation = self._inputs(run_id)
         correlation = None
-        location = explanation.get("location") or f"{run_dir(run_id)}/explanation.json"
+        location = explanation.get("location") or explanation_path(run_id)
         try:
             correlation = correlation_from(self.store.read_json(location))
         except (OSError, ValueError, UnsafePath) as exc:

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ctrops_common.dataset import column_description, parquet_path, profile_path
+from ctrops_common.dataset import column_description, explanation_path, parquet_path, profile_path
 from ctrops_common.storage import FileStore
 
 from .settings import MoneyAssumptions
@@ -367,7 +367,7 @@ def gather(
     """All facts of one run, from the two event payloads, the curve and the files they point to."""
     run_id = str(training_done["run_id"])
     file_id = str(training_done.get("file_id", ""))
-    explanation = _read_json(store, str(explanation_done.get("location") or f"runs/{run_id}/explanation.json"))
+    explanation = _read_json(store, str(explanation_done.get("location") or explanation_path(run_id)))
     top = explanation_done.get("top_features") or []
     if isinstance(explanation, dict) and not top:
         for key in ("features", "feature_importance", "importances", "top_features"):

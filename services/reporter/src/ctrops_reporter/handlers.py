@@ -49,8 +49,8 @@ def register(runtime: ServiceRuntime, settings: ReporterSettings) -> None:
         try:
             report, pdf, reused = await asyncio.to_thread(builder.build, run_id, options)
         except ReportNotReady as exc:
-            await bus.publish(Topic.REPORT_FAILED, ReportFailed(run_id=run_id, request_id=request_id, reason=str(exc)),
-                              correlation_id=run_id)
+            failed = ReportFailed(run_id=run_id, request_id=request_id, reason=str(exc), retryable=exc.retryable)
+            await bus.publish(Topic.REPORT_FAILED, failed, correlation_id=run_id)
             return
         except Exception as exc:  # noqa: BLE001 - the requester must hear back, with the reason
             log.exception("report for %s failed", run_id)

@@ -14,23 +14,28 @@ from ctrops_common.settings import ServiceSettings, env_alias
 
 
 class MoneyAssumptions(ServiceSettings):
-    """Campaign figures the ROI estimate rests on; none of them comes from the data."""
+    """Campaign figures the ROI estimate rests on; none of them comes from the data.
+
+    CPC, conversion rate and value and impressions default to the same values as the
+    gateway's marketer dashboard (CTROPS_DASHBOARD_*), so both screens tell one story.
+    """
 
     report_monthly_impressions: int = Field(
         1_000_000, ge=1, le=10**12, description="Impressions the campaign buys per month."
     )
     report_cpm_krw: float = Field(
-        3_000.0, gt=0, le=10**7, description="Media cost per 1,000 impressions (KRW); the spend is fixed by it."
+        6_000.0, gt=0, le=10**7,
+        description="Media cost per 1,000 impressions (KRW); fixes the spend. 6,000 = CPC 300 at a 2% CTR.",
     )
     report_cpc_krw: float = Field(
-        500.0, gt=0, le=10**7,
+        300.0, gt=0, le=10**7,
         description="Price per click (KRW) the advertiser would pay under CPC buying; shown beside the effective CPC.",
     )
     report_conversion_rate: float = Field(
-        0.01, gt=0, le=1, description="Share of clicks that convert (fraction)."
+        0.03, gt=0, le=1, description="Share of clicks that convert (fraction)."
     )
     report_conversion_value_krw: float = Field(
-        30_000.0, gt=0, le=10**9, description="Revenue of one conversion (KRW)."
+        40_000.0, gt=0, le=10**9, description="Revenue of one conversion (KRW)."
     )
     report_targeted_share: float = Field(
         0.2, gt=0, le=1,

@@ -1,5 +1,180 @@
-"""Gateway routes: reports."""
+"""Gateway routes: the AI report and its PDF.
 
-from fastapi import APIRouter
+- ``GET /api/report/ai/{run_id}``: the reporter's report.json.
+- ``POST /api/report/generate-pdf/{run_id}``: asks the reporter (``report.requested``) and
+  waits for ``report.ready`` / ``report.failed`` with the same request id.
+- ``GET /api/report/pdf/{run_id}``: the newest PDF of the run; generated on demand (same
+  way) when the run has none yet.
 
-router = APIRouter()
+``latest`` is the newest completed run. Unknown ids answer 404; a run whose report is
+not ready yet answers 409 with ``Retry-After``; errors are JSON, never a 2xx body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from ctrops_common.dataset import run_dir
+from ctrops_common.events import ReportRequested, Topic, new_id
+from ctrops_common.storage import UnsafePath, is_id
+
+from ..state import GatewayState, State
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["reports"])
+
+RETRY_AFTER_S = 5
+
+
+class PdfOptions(BaseModel):
+    """Sections of the PDF; camelCase (frontend) or snake_case, all optional, default true."""
+
+    model_config = ConfigDict(extra="ignore", alias_generator=to_camel, populate_by_name=True)
+
+    include_charts: bool = True
+    include_insights: bool = True
+    include_action_plan: bool = True
+
+
+def _not_ready(detail: str, retry: bool = True) -> HTTPException:
+    return HTTPException(409, detail=detail, headers={"Retry-After": str(RETRY_AFTER_S)} if retry else None)
+
+
+async def _latest(state: GatewayState, topics: Topic | list[Topic], run_id: str | None = None):
+    return await asyncio.to_thread(state.views.latest, topics, run_id)
+
+
+async def resolve_run(state: GatewayState, run_id: str) -> str:
+    """``latest`` -> the newest completed run; anything that is not a run id -> 404."""
+    if run_id == "latest":
+        done = await _latest(state, Topic.TRAINING_DONE)
+        if done is None:
+            raise HTTPException(404, detail="no completed training run yet / 완료된 학습이 아직 없습니다")
+        return str(done.payload["run_id"])
+    if not is_id(run_id):
+        raise HTTPException(404, detail=f"unknown run {run_id!r} / 알 수 없는 실행입니다")
+    return run_id
+
+
+async def require_report_inputs(state: GatewayState, run_id: str) -> None:
+    """Raise 404/409 unless the run finished training and has its explanation."""
+    if await _latest(state, Topic.TRAINING_DONE, run_id) is None:
+        failed = await _latest(state, Topic.TRAINING_FAILED, run_id)
+        if failed is not None:
+            raise _not_ready(f"run {run_id} failed, so it has no report: {failed.payload.get('reason', '')}", retry=False)
+        started = await _latest(state, [Topic.TRAINING_REQUESTED, Topic.TRAINING_STARTED, Topic.TRAINING_PROGRESS],
+                                run_id)
+        if started is not None:
+            raise _not_ready(f"run {run_id} is still training; the report follows its explanation / 학습 중입니다")
+        raise HTTPException(404, detail=f"unknown run {run_id!r} / 알 수 없는 실행입니다")
+    if await _latest(state, Topic.EXPLANATION_DONE, run_id) is None:
+        failed = await _latest(state, Topic.EXPLANATION_FAILED, run_id)
+        if failed is not None:
+            raise _not_ready(
+                f"the explanation of run {run_id} failed, so there is no report: {failed.payload.get('reason', '')}",
+                retry=False,
+            )
+        raise _not_ready(f"run {run_id}: the explanation is still being computed; the report follows / 분석 중입니다")
+
+
+async def request_pdf(state: GatewayState, run_id: str, options: PdfOptions) -> dict[str, Any]:
+    """Publish ``report.requested`` and wait for the reporter's answer; the ReportReady payload."""
+    request_id = new_id()
+    key = f"report:{request_id}"
+    future = state.replies.expect(key)  # before publishing, so a fast answer is not missed
+    try:
+        await state.bus.publish(
+            Topic.REPORT_REQUESTED,
+            ReportRequested(run_id=run_id, request_id=request_id, **options.model_dump()),
+            correlation_id=run_id,
+        )
+    except Exception as exc:  # noqa: BLE001 - the broker is down: say so, never hang
+        state.replies.forget(key)
+        log.warning("cannot publish report.requested: %s", exc)
+        raise HTTPException(503, detail="the message broker is unavailable; try again shortly") from exc
+    try:
+        event = await state.replies.wait(key, future, state.settings.report_timeout_s)
+    except asyncio.TimeoutError:
+        raise HTTPException(
+            504, detail=f"the reporter did not answer within {state.settings.report_timeout_s:.0f} s; try again",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        ) from None
+    payload = event.payload
+    if event.type == Topic.REPORT_FAILED:
+        if getattr(payload, "retryable", False):
+            raise _not_ready(payload.reason)
+        raise HTTPException(502, detail=f"report generation failed: {payload.reason}")
+    return payload.model_dump()
+
+
+async def newest_pdf(state: GatewayState, run_id: str) -> str | None:
+    """Store path of the run's newest PDF that exists (the last generated, whatever its options)."""
+    ready = await _latest(state, Topic.REPORT_READY, run_id)
+    candidates = [ready.payload.get("pdf_location")] if ready is not None else []
+    candidates.append(f"{run_dir(run_id)}/report.pdf")  # the reporter's default, even before its event is seen
+    for location in candidates:
+        try:
+            if location and location.startswith(f"{run_dir(run_id)}/") and state.store.exists(location):
+                return location
+        except UnsafePath:
+            continue
+    return None
+
+
+@router.get("/api/report/ai/{run_id}", summary="The AI marketing report of a run (report.json)")
+async def ai_report(run_id: str, state: State) -> JSONResponse:
+    run_id = await resolve_run(state, run_id)
+    location = f"{run_dir(run_id)}/report.json"
+    if not state.store.exists(location):
+        await require_report_inputs(state, run_id)
+        failed = await _latest(state, Topic.REPORT_FAILED, run_id)
+        if failed is not None and not failed.payload.get("retryable") and failed.payload.get("request_id") == f"auto-{run_id}":
+            raise HTTPException(502, detail=f"report generation failed: {failed.payload.get('reason', '')}")
+        raise _not_ready(f"run {run_id}: the report is being written / 보고서를 작성 중입니다")
+    report = await asyncio.to_thread(state.store.read_json, location)
+    return JSONResponse(report)
+
+
+@router.post("/api/report/generate-pdf/{run_id}", summary="Generate the PDF report (sections optional)")
+async def generate_pdf(
+    run_id: str, state: State, options: Annotated[PdfOptions | None, Body()] = None
+) -> dict[str, Any]:
+    run_id = await resolve_run(state, run_id)
+    await require_report_inputs(state, run_id)
+    ready = await request_pdf(state, run_id, options or PdfOptions())
+    return {
+        "pdf_url": f"/api/report/pdf/{run_id}",
+        "pdfUrl": f"/api/report/pdf/{run_id}",
+        "status": "generated",
+        "run_id": run_id,
+        "request_id": ready["request_id"],
+        "model_used": ready["model_used"],
+    }
+
+
+@router.get(
+    "/api/report/pdf/{run_id}",
+    summary="The PDF report of a run (generated on demand)",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/pdf": {}}}},
+)
+async def pdf_report(run_id: str, state: State) -> FileResponse:
+    run_id = await resolve_run(state, run_id)
+    location = await newest_pdf(state, run_id)
+    if location is None:
+        await require_report_inputs(state, run_id)
+        ready = await request_pdf(state, run_id, PdfOptions())
+        location = ready["pdf_location"]
+        if not state.store.exists(location):
+            raise HTTPException(502, detail="the reporter announced a PDF that is not in the file store")
+    return FileResponse(
+        state.store.path(location), media_type="application/pdf", filename=f"ctr-report-{run_id}.pdf",
+    )

@@ -1,0 +1,74 @@
+"""Facts and money: computed from the run's inputs with the stated formulas, never invented."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ctrops_reporter.facts import Metrics, estimate_money, gather, segment_findings, two_proportion_p_value
+from ctrops_reporter.settings import MoneyAssumptions
+
+
+def test_facts_carry_the_runs_metrics_features_and_segments(sample_run):
+    facts = gather(sample_run.store, sample_run.training_done, sample_run.explanation_done, sample_run.curve,
+                   MoneyAssumptions())
+    metrics = sample_run.METRICS
+    assert facts.metrics.auc == metrics["auc"] and facts.metrics.accuracy == metrics["val_accuracy"]
+    assert [f.name for f in facts.features][:3] == ["history_a_1", "hour", "l_feat_14"]
+    assert facts.features[1].p_value == 0.004 and (facts.features[1].ci_low, facts.features[1].ci_high) == (0.51, 0.74)
+    profile = sample_run.profile
+    rows = sum(h["rows"] for h in profile["segments"]["hour"])
+    clicks = sum(h["clicks"] for h in profile["segments"]["hour"])
+    assert (facts.rows, facts.clicks) == (rows, clicks)
+    hour = next(s for s in facts.segments if s.dimension == "hour")
+    assert {s.label for s in hour.best} == {"20시", "21시", "22시"}  # the planted peak hours
+    assert hour.best[0].p_value < 0.001
+    assert facts.correlation["features"][0] == "history_a_1"
+    assert len(facts.curve) == len(sample_run.CURVE)
+
+
+def test_missing_profile_means_no_segments_and_base_ctr_from_the_data(sample_factory):
+    run = sample_factory(with_profile=False)
+    facts = gather(run.store, run.training_done, run.explanation_done, [], MoneyAssumptions())
+    assert facts.segments == [] and facts.segments_available is False and facts.base_ctr is None
+    assert facts.money.computable is False and facts.money.roi_increase_percent == 0.0
+
+    table = pa.table({"clicked": pa.array([1] * 20 + [0] * 980, pa.int8())})
+    target = run.store.path(f"files/{run.file_id}/data.parquet")
+    target.parent.mkdir(parents=True)
+    pq.write_table(table, target)
+    facts = gather(run.store, run.training_done, run.explanation_done, [], MoneyAssumptions())
+    assert (facts.rows, facts.clicks, facts.base_ctr) == (1000, 20, 2.0)
+    assert facts.segments_available is False and facts.money.computable is True
+
+
+def test_money_follows_the_stated_formulas():
+    assumptions = MoneyAssumptions(report_monthly_impressions=1_000_000, report_cpm_krw=6000,
+                                   report_conversion_rate=0.03, report_conversion_value_krw=40000,
+                                   report_targeted_share=0.2)
+    metrics = Metrics(precision=0.08, recall=0.5)
+    money = estimate_money(metrics, 0.02, assumptions)
+    flagged = 0.5 * 0.02 / 0.08  # 12.5% of traffic is flagged: caps the 20% asked for
+    assert money.flagged_share == pytest.approx(flagged) and money.effective_targeted_share == pytest.approx(flagged)
+    model_ctr = 0.02 + flagged * (0.08 - 0.02)
+    assert money.model_ctr == pytest.approx(model_ctr)
+    revenue_base, revenue_model = 1e6 * 0.02 * 0.03 * 40000, 1e6 * model_ctr * 0.03 * 40000
+    assert money.additional_revenue_krw == pytest.approx(revenue_model - revenue_base)
+    assert money.roi_increase_percent == pytest.approx(100 * (model_ctr / 0.02 - 1))
+    assert money.monthly_spend_krw == 6000 * 1000
+    assert money.roi_base_percent == pytest.approx(100 * (revenue_base - 6e6) / 6e6)
+
+    worse = estimate_money(Metrics(precision=0.01, recall=0.5), 0.02, assumptions)
+    assert worse.roi_increase_percent < 0  # a model worse than random says so, it is not hidden
+
+
+def test_small_segments_are_not_recommended_and_p_value_is_a_two_proportion_test():
+    segments = {"hour": [{"value": 1, "rows": 5, "clicks": 5, "ctr": 100.0},
+                         {"value": 2, "rows": 1000, "clicks": 40, "ctr": 4.0},
+                         {"value": 3, "rows": 1000, "clicks": 10, "ctr": 1.0}]}
+    (finding,) = segment_findings(segments, min_rows=30)
+    assert [s.label for s in finding.best] == ["2시", "3시"]  # the 5-row hour is too small
+    assert finding.base_ctr == pytest.approx(100 * 55 / 2005, abs=1e-3)
+    assert two_proportion_p_value(40, 1000, 55, 2005) < 0.001
+    assert two_proportion_p_value(10, 1000, 20, 2000) == pytest.approx(1.0)

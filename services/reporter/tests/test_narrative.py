@@ -1,0 +1,108 @@
+"""The narrative against a real OpenAI-compatible HTTP server on localhost (not a patched client)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from ctrops_reporter.facts import gather
+from ctrops_reporter.narrative import DETERMINISTIC_MODEL, write_narrative
+from ctrops_reporter.report import build_report
+from ctrops_reporter.settings import ReporterSettings
+
+
+def _settings(fake_llm=None, **overrides) -> ReporterSettings:
+    values = {"llm_model": "requested-model", "llm_timeout_s": 1.0, "llm_max_attempts": 2, "llm_backoff_s": 0.05,
+              "openai_api_key": None}  # never a key from the environment: no test may reach a real API
+    if fake_llm is not None:
+        values |= {"openai_api_key": "test-key", "openai_base_url": fake_llm.base_url}
+    return ReporterSettings(**(values | overrides))
+
+
+@pytest.fixture
+def facts(sample_run):
+    return gather(sample_run.store, sample_run.training_done, sample_run.explanation_done, sample_run.curve,
+                  ReporterSettings())
+
+
+def test_prompt_carries_the_runs_real_metrics_and_features_and_the_answer_is_used(fake_llm, facts):
+    narrative = write_narrative(facts, _settings(fake_llm))
+
+    (request,) = fake_llm.requests
+    assert request["path"] == "/v1/chat/completions" and request["auth"] == "Bearer test-key"
+    body = request["body"]
+    assert body["model"] == "requested-model"
+    assert body["response_format"] == {"type": "json_object"}
+    prompt = "\n".join(m["content"] for m in body["messages"])
+    for number in ("0.7386", "0.0874", "0.0921", "1.0731", "0.0812", "0.3478"):  # AUC AP logloss calib prec recall
+        assert number in prompt, number
+    for feature in ("history_a_1", "l_feat_14", "age_group"):
+        assert feature in prompt
+    assert '"p_value": 0.0009' in prompt and '"p_value": 0.004' in prompt
+    assert "20시" in prompt  # a segment finding from profile.json
+    assert "model_targeting" in prompt  # the candidate actions with their computed impact
+
+    assert narrative.source == "llm" and narrative.model_used == fake_llm.MODEL
+    assert narrative.summary == fake_llm.GOOD_SUMMARY
+    assert [i.title for i in narrative.insights] == ["LLM 인사이트: 모델 변별력", "LLM 인사이트: 정확도 주의"]
+    targeting = next(a for a in narrative.actions if a.id == "model_targeting")
+    assert targeting.title == "LLM 과제: 모델 타겟팅" and targeting.duration == "3주"
+    assert targeting.impact == round(facts.money.roi_increase_percent, 2)  # the number stays computed
+    assert all(a.id != "invented_action" for a in narrative.actions)
+
+    report = build_report(facts, narrative)
+    assert report["model_used"] == fake_llm.MODEL and report["summary"] == fake_llm.GOOD_SUMMARY
+
+
+def test_json_schema_mode_sends_the_schema(fake_llm, facts):
+    write_narrative(facts, _settings(fake_llm, llm_response_format="json_schema"))
+    response_format = fake_llm.requests[0]["body"]["response_format"]
+    assert response_format["type"] == "json_schema"
+    assert set(response_format["json_schema"]["schema"]["required"]) == {"summary", "insights", "actions"}
+
+
+def test_malformed_answer_is_retried_then_falls_back_to_the_deterministic_narrative(fake_llm, facts):
+    fake_llm.mode = "malformed"
+    narrative = write_narrative(facts, _settings(fake_llm))
+    assert len(fake_llm.requests) == 2  # llm_max_attempts
+    assert narrative.source == "deterministic" and narrative.model_used == DETERMINISTIC_MODEL
+    assert "0.739" in narrative.summary and "history_a_1" in narrative.summary
+    assert narrative.fallback_reason and "ValidationError" in narrative.fallback_reason
+
+
+def test_timeout_falls_back_to_the_deterministic_narrative(fake_llm, facts):
+    fake_llm.mode, fake_llm.delay_s = "slow", 3.0
+    started = time.monotonic()
+    narrative = write_narrative(facts, _settings(fake_llm, llm_timeout_s=0.5))
+    assert time.monotonic() - started < 2.9  # gave up on the slow server, did not wait for it
+    assert len(fake_llm.requests) == 2
+    assert narrative.source == "deterministic" and narrative.model_used == DETERMINISTIC_MODEL
+    assert "Timeout" in (narrative.fallback_reason or "")
+
+
+def test_without_a_key_no_request_is_made(fake_llm, facts, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    narrative = write_narrative(facts, _settings(openai_base_url=fake_llm.base_url))
+    assert fake_llm.requests == []
+    assert narrative.model_used == DETERMINISTIC_MODEL and narrative.fallback_reason is None
+
+
+def test_bare_openai_env_names_are_accepted(monkeypatch, fake_llm):
+    monkeypatch.setenv("OPENAI_API_KEY", "bare-key")
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_llm.base_url)
+    monkeypatch.setenv("CTROPS_LLM_MODEL", "from-env")
+    settings = ReporterSettings()
+    assert settings.openai_api_key.get_secret_value() == "bare-key"
+    assert settings.openai_base_url == fake_llm.base_url and settings.llm_model == "from-env"
+
+
+def test_deterministic_narrative_states_its_numbers_and_reports_missing_segments(sample_factory):
+    run = sample_factory(with_profile=False)
+    facts = gather(run.store, run.training_done, run.explanation_done, [], ReporterSettings())
+    narrative = write_narrative(facts, _settings())
+    titles = [i.title for i in narrative.insights]
+    assert "세그먼트 데이터 없음" in titles
+    assert not any("시간대" in t for t in titles)  # no invented segment findings
+    assert all(a.id in ("model_targeting", "calibration") for a in narrative.actions)
+    assert "금액을 계산하지 않았습니다" in narrative.summary
