@@ -172,6 +172,7 @@ class Bus:
             session_timeout_ms=int(self.settings.consumer_session_timeout_s * 1000),
             heartbeat_interval_ms=max(1000, int(self.settings.consumer_session_timeout_s * 1000) // 4),
             max_poll_interval_ms=300000,
+            fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
             fetch_max_bytes=16 * 1024 * 1024,
             max_partition_fetch_bytes=8 * 1024 * 1024,
         )

@@ -50,6 +50,9 @@ class CommonSettings(BaseSettings):
     consumer_session_timeout_s: float = Field(
         10.0, ge=3, le=300, description="A consumer silent this long is dropped from its group (then redelivery)."
     )
+    consumer_fetch_max_wait_ms: int = Field(
+        100, ge=0, le=5000, description="Longest the broker holds a fetch when no data is waiting (latency floor)."
+    )
     instance_id: str = Field("", description="Stable id of this process; default host-pid.")
 
     def sqlalchemy_url(self, service: str) -> str:
