@@ -113,6 +113,12 @@ def sample_run(sample_factory) -> SampleRun:
     return sample_factory()
 
 
+@pytest.fixture
+def platform_sample(platform_env) -> SampleRun:
+    """A sample run in the store the test's service processes use."""
+    return SampleRun(Path(platform_env["data_dir"]))
+
+
 # --- a fake OpenAI-compatible server (a real HTTP server on localhost) ---------------------
 
 

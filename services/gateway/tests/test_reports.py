@@ -1,0 +1,152 @@
+"""Report routes through the gateway and a real reporter process on the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+from pypdf import PdfReader
+
+from ctrops_common.bus import Bus
+from ctrops_common.events import (
+    EpochMetrics,
+    ExplanationDone,
+    Topic,
+    TrainingDone,
+    TrainingRequested,
+    new_id,
+)
+from ctrops_common.settings import CommonSettings
+from ctrops_common.storage import FileStore
+
+METRICS = {"train_loss": 0.52, "val_loss": 0.0921, "train_accuracy": 0.74, "val_accuracy": 0.9791, "auc": 0.7386,
+           "ap": 0.0874, "logloss": 0.0921, "calibration": 1.0731, "score": 0.4813, "precision": 0.0812,
+           "recall": 0.3478, "f1": 0.1317, "threshold": 0.0612}
+FEATURES = [
+    {"feature": "history_a_1", "importance": 1.0, "p_value": 0.0009, "ci": [0.83, 1.0], "description": "과거 인기도 1"},
+    {"feature": "hour", "importance": 0.62, "p_value": 0.004, "ci": [0.51, 0.74], "description": "시간대"},
+    {"feature": "age_group", "importance": 0.29, "p_value": 0.03, "ci": [0.17, 0.40], "description": "연령대"},
+]
+
+
+def publish(*items: tuple[Topic, Any]) -> None:
+    async def run() -> None:
+        bus = Bus(CommonSettings(), "test-driver")
+        await bus.start()
+        try:
+            for topic, payload in items:
+                await bus.publish(topic, payload, correlation_id=payload.run_id)
+        finally:
+            await bus.stop()
+
+    asyncio.run(run())
+
+
+def completed_run(data_dir: str) -> tuple[str, TrainingDone, ExplanationDone]:
+    """A finished run's files (explanation, data profile) and its two events, not yet published."""
+    store = FileStore(Path(data_dir))
+    run_id, file_id = new_id(), new_id()
+    names = [f["feature"] for f in FEATURES]
+    store.write_json(f"runs/{run_id}/explanation.json", {
+        "features": FEATURES,
+        "correlation": {"features": names, "matrix": [[1.0, 0.2, -0.1], [0.2, 1.0, 0.05], [-0.1, 0.05, 1.0]]},
+    })
+    hours = [{"value": h, "rows": 1000, "clicks": 40 if h == 21 else 18, "ctr": 4.0 if h == 21 else 1.8}
+             for h in range(24)]
+    store.write_json(f"files/{file_id}/profile.json", {"columns": {}, "seq": {}, "segments": {
+        "hour": hours, "day_of_week": [], "inventory_id": [], "age_group_gender": []}})
+    done = TrainingDone(run_id=run_id, file_id=file_id, model_location=f"runs/{run_id}/model",
+                        metrics=EpochMetrics(**METRICS), best_epoch=2, epochs_run=2, duration_s=12.0,
+                        experiment_name="CTR_Experiment_gateway_report", config={"epochs": 2})
+    explained = ExplanationDone(run_id=run_id, location=f"runs/{run_id}/explanation.json", top_features=FEATURES)
+    return run_id, done, explained
+
+
+def wait_until(predicate, timeout_s: float = 60, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def pdf_text(content: bytes) -> str:
+    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(content)).pages)
+
+
+def assert_json_error(response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert isinstance(body["detail"], str) and body["detail"]
+    return body
+
+
+def test_unknown_runs_are_404_json_never_a_pdf(gateway_client):
+    for path in ("/api/report/ai/demo-run", f"/api/report/ai/{new_id()}", "/api/report/pdf/mock-run-1700000000",
+                 "/api/report/pdf/latest", "/api/report/ai/latest"):
+        assert_json_error(gateway_client.get(path), 404)
+    assert_json_error(gateway_client.post("/api/report/generate-pdf/run-abc12345"), 404)
+    assert_json_error(gateway_client.post(f"/api/report/generate-pdf/{new_id()}", json={}), 404)
+
+
+def test_runs_without_a_report_yet_answer_409_with_retry_after(gateway_client, platform_env):
+    views = gateway_client.app.state.gateway.views
+    run_id, done, _ = completed_run(platform_env["data_dir"])
+    training = new_id()
+    publish((Topic.TRAINING_DONE, done),
+            (Topic.TRAINING_REQUESTED, TrainingRequested(run_id=training, file_id=new_id(),
+                                                         parquet_location="files/x/data.parquet", config={})))
+    wait_until(lambda: views.latest(Topic.TRAINING_REQUESTED, training) is not None, what="events recorded")
+    wait_until(lambda: views.latest(Topic.TRAINING_DONE, run_id) is not None, what="events recorded")
+    for path in (f"/api/report/ai/{run_id}", f"/api/report/pdf/{run_id}", "/api/report/pdf/latest",
+                 f"/api/report/ai/{training}"):
+        response = gateway_client.get(path)
+        assert_json_error(response, 409)
+        assert int(response.headers["retry-after"]) > 0
+    response = gateway_client.post(f"/api/report/generate-pdf/{run_id}", json={"includeCharts": False})
+    assert_json_error(response, 409)
+    assert "explanation" in response.json()["detail"]
+
+
+def test_pdf_latest_works_without_a_generate_call_and_options_are_honoured(
+    start_service, gateway_client, platform_env
+):
+    start_service("reporter", {"CTROPS_OPENAI_API_KEY": ""})
+    views = gateway_client.app.state.gateway.views
+    store = FileStore(Path(platform_env["data_dir"]))
+    run_id, done, explained = completed_run(platform_env["data_dir"])
+    publish((Topic.TRAINING_DONE, done), (Topic.EXPLANATION_DONE, explained))
+    wait_until(lambda: views.latest(Topic.EXPLANATION_DONE, run_id) is not None, what="explanation recorded")
+
+    response = gateway_client.get("/api/report/pdf/latest")  # no generate-pdf call before
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/pdf"
+    text = pdf_text(response.content)
+    assert "경영진 요약" in text and "0.7386" in text and "97.91%" in text and "학습 곡선" in text
+
+    report = gateway_client.get("/api/report/ai/latest").json()
+    assert report["run_id"] == run_id and report["accuracy"] == 97.91
+    assert report["topFeatures"][0]["name"] == "history_a_1" and report["topFeatures"][0]["pValue"] == 0.0009
+    assert report["model_used"] == "deterministic-ko-v1"
+    assert {"monthlyImpressions", "cpcKrw", "cpmKrw", "conversionRate", "conversionValueKrw"} <= set(
+        report["assumptions"])
+
+    # No PDF on disk at all: the GET generates one on demand through the reporter.
+    for pdf in store.path(f"runs/{run_id}").glob("report*.pdf"):
+        pdf.unlink()
+    response = gateway_client.get(f"/api/report/pdf/{run_id}")
+    assert response.status_code == 200 and response.content.startswith(b"%PDF-")
+    assert store.exists(f"runs/{run_id}/report.pdf")
+
+    # Options: the generated PDF, then served by GET, lacks the switched-off sections.
+    response = gateway_client.post(f"/api/report/generate-pdf/{run_id}",
+                                   json={"includeCharts": False, "include_insights": False})
+    assert response.status_code == 200, response.text
+    assert response.json()["pdf_url"] == f"/api/report/pdf/{run_id}" and response.json()["status"] == "generated"
+    text = pdf_text(gateway_client.get(response.json()["pdf_url"]).content)
+    assert "학습 곡선" not in text and "AI 인사이트" not in text and "실행 계획" in text
+
+    assert_json_error(gateway_client.post(f"/api/report/generate-pdf/{run_id}", json={"includeCharts": "maybe"}), 422)
