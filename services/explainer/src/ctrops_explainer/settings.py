@@ -1,7 +1,66 @@
 """Settings of the explainer service (environment variables with the CTROPS_ prefix)."""
 
+from pydantic import Field
+
 from ctrops_common.settings import ServiceSettings
+
+from .pipeline import ExplainConfig
 
 
 class ExplainerSettings(ServiceSettings):
-    pass
+    explainer_sample_rows: int = Field(
+        200, ge=4, le=20_000, description="Rows explained with LIME (stratified: clicks included)."
+    )
+    explainer_click_share: float = Field(
+        0.5, gt=0, lt=1,
+        description="Share of clicked rows in the explained sample (capped by the clicks the file has).",
+    )
+    explainer_lime_samples: int = Field(
+        5000, ge=100, le=200_000, description="Perturbed samples LIME draws around each explained row."
+    )
+    explainer_background_rows: int = Field(
+        2000, ge=50, le=200_000, description="Rows LIME samples feature values from (the data distribution)."
+    )
+    explainer_seq_bank_size: int = Field(
+        256, ge=2, le=20_000,
+        description="Other users' sequences a perturbation may swap in for the explained row's own `seq`.",
+    )
+    explainer_seed: int = Field(42, ge=0, le=2**31 - 1, description="Seed of sampling, LIME and the bootstrap.")
+    explainer_bootstrap: int = Field(
+        1000, ge=50, le=100_000, description="Bootstrap resamples (over explained rows) for the 95% interval."
+    )
+    explainer_permutation_repeats: int = Field(
+        5, ge=1, le=100, description="Shuffles per feature in the permutation-importance check."
+    )
+    explainer_eval_rows: int = Field(
+        10_000, ge=100, le=2_000_000, description="Rows scored by the permutation-importance check."
+    )
+    explainer_correlation_top_k: int = Field(
+        10, ge=2, le=100, description="Most important features shown in the correlation matrix."
+    )
+    explainer_correlation_rows: int = Field(
+        50_000, ge=10, le=5_000_000, description="Rows the Pearson correlations are computed on."
+    )
+    explainer_batch_rows: int = Field(
+        8192, ge=16, le=1_000_000, description="Rows per model forward pass."
+    )
+    explainer_torch_threads: int = Field(
+        2, ge=1, le=256, description="torch intra-op threads for the explainer's scoring."
+    )
+
+    def explain_config(self) -> ExplainConfig:
+        return ExplainConfig(
+            sample_rows=self.explainer_sample_rows,
+            click_share=self.explainer_click_share,
+            lime_samples=self.explainer_lime_samples,
+            background_rows=self.explainer_background_rows,
+            seq_bank_size=self.explainer_seq_bank_size,
+            seed=self.explainer_seed,
+            bootstrap=self.explainer_bootstrap,
+            permutation_repeats=self.explainer_permutation_repeats,
+            eval_rows=self.explainer_eval_rows,
+            top_k=self.explainer_correlation_top_k,
+            correlation_rows=self.explainer_correlation_rows,
+            batch_rows=self.explainer_batch_rows,
+            torch_threads=self.explainer_torch_threads,
+        )

@@ -1,0 +1,98 @@
+"""The training-layout Parquet file -> the model's inputs, exactly as ``Preprocess`` says.
+
+The trainer has its own (faster, streaming) pipeline; the explainer only needs a few
+thousand rows at a time, so it builds the same tensors here with plain numpy:
+features in ``preprocess.feature_columns`` order, missing values replaced by
+``fill_values``, ``seq`` cut to its ``max_seq_len`` most recent tokens, divided by
+``seq_scale`` and right-padded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ctrops_common.dataset import SEQUENCE, TARGET
+from ctrops_common.ml import Preprocess
+
+
+@dataclass
+class Rows:
+    """Some rows of a data file in model form, plus what the explanation reports beside them."""
+
+    x_tab: np.ndarray  # (n, F) float32, missing values filled
+    raw_tab: np.ndarray  # (n, F) float64, missing values kept as NaN (for correlations)
+    seq: np.ndarray  # (n, L) float32, right-padded scaled tokens, most recent last
+    lengths: np.ndarray  # (n,) int64, tokens kept (<= max_seq_len)
+    seq_length: np.ndarray  # (n,) float64, tokens in the full sequence (a summary feature)
+    clicked: np.ndarray  # (n,) int8
+
+    def __len__(self) -> int:
+        return len(self.clicked)
+
+
+class DataFile:
+    """One data file opened once; rows are materialised on demand by index."""
+
+    def __init__(self, path: Path, preprocess: Preprocess) -> None:
+        self.preprocess = preprocess
+        schema = pq.read_schema(path)
+        present = set(schema.names)
+        for required in (TARGET, SEQUENCE):
+            if required not in present:
+                raise ValueError(f"{path.name} has no '{required}' column; it is not in the training layout")
+        self.missing_columns = [c for c in preprocess.feature_columns if c not in present]
+        wanted = [c for c in preprocess.feature_columns if c in present] + [TARGET, SEQUENCE]
+        self.table = pq.read_table(path, columns=wanted)
+        clicked = self.table.column(TARGET).to_numpy(zero_copy_only=False)
+        self.clicked = np.nan_to_num(clicked.astype(np.float64)).astype(np.int8)
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def rows(self, index: np.ndarray) -> Rows:
+        pre = self.preprocess
+        index = np.asarray(index, dtype=np.int64)
+        part = self.table.take(pa.array(index))
+        n = len(index)
+        raw = np.full((n, len(pre.feature_columns)), np.nan, dtype=np.float64)
+        for j, name in enumerate(pre.feature_columns):
+            if name not in self.missing_columns:
+                raw[:, j] = part.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+        fill = np.asarray(pre.fill_values, dtype=np.float64)
+        fill = np.where(np.isfinite(fill), fill, 0.0)
+        filled = np.where(np.isfinite(raw), raw, fill)
+        seq, lengths, full_lengths = recent_tokens(part.column(SEQUENCE), pre.max_seq_len, pre.seq_scale)
+        return Rows(
+            x_tab=filled.astype(np.float32),
+            raw_tab=raw,
+            seq=seq,
+            lengths=lengths,
+            seq_length=full_lengths.astype(np.float64),
+            clicked=self.clicked[index],
+        )
+
+
+def recent_tokens(column: pa.ChunkedArray | pa.Array, max_len: int, scale: float
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """list<int> column -> ((n, L) right-padded scaled most-recent tokens, kept lengths, full lengths)."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    full = pc.fill_null(pc.list_value_length(array), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    flat = pc.list_flatten(array).to_numpy(zero_copy_only=False).astype(np.float32)  # nulls contribute nothing
+    n = len(full)
+    kept = np.minimum(full, max_len)
+    width = max(int(kept.max()) if n else 0, 1)
+    out = np.zeros((n, width), dtype=np.float32)
+    total = int(kept.sum())
+    if total:
+        ends = np.cumsum(full)  # one past each row's last token in ``flat``
+        row = np.repeat(np.arange(n), kept)
+        pos = np.arange(total) - np.repeat(np.cumsum(kept) - kept, kept)
+        source = np.repeat(ends - kept, kept) + pos  # the last ``kept`` tokens, oldest of them first
+        out[row, pos] = flat[source] / np.float32(scale if scale else 1.0)
+    return out, kept, full

@@ -1,0 +1,107 @@
+"""A small trained model on generated data with a planted signal, shared by the explainer's tests.
+
+The trainer service builds the real model; these tests must not depend on it, so they
+fit a tiny ``TabularSeqModel`` themselves: the generator's CSV is turned into the
+training layout (``clicked`` int8, ``seq`` list<int32>, features float64), and the model
+is trained for a few epochs on one thread. The click rate is raised to 30% and the
+model sees the planted columns plus ten unrelated ones, so a few seconds of training on
+2 shared cores learn the planted effects (including the ``seq`` tokens).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from ctrops_common.datagen import generate
+from ctrops_common.ml import Preprocess, TabularSeqModel, save_model
+from ctrops_explainer.inputs import DataFile
+
+ROWS = 16_000
+UNRELATED = ["gender", "day_of_week", "inventory_id", "l_feat_1", "l_feat_3", "feat_a_1", "feat_b_2",
+             "history_a_2", "history_b_1", "history_b_25", "feat_e_1"]
+
+
+def csv_to_training_layout(csv: Path, out: Path) -> None:
+    """What ingest does, minimally: seq text -> list<int32>, clicked -> int8, the rest -> float64."""
+    table = pacsv.read_csv(csv, convert_options=pacsv.ConvertOptions(column_types={"seq": pa.string()}))
+    columns = []
+    for name in table.column_names:
+        column = table.column(name)
+        if name == "seq":
+            column = pc.cast(pc.split_pattern(column, ","), pa.list_(pa.int32()))
+        elif name == "clicked":
+            column = column.cast(pa.int8())
+        else:
+            column = column.cast(pa.float64())
+        columns.append(column)
+    pq.write_table(pa.table(columns, names=table.column_names), out)
+
+
+def train_tiny_model(parquet: Path, features: list[str], folder: Path, epochs: int = 10, seed: int = 0
+                     ) -> tuple[TabularSeqModel, Preprocess]:
+    torch.manual_seed(seed)
+    raw = pq.read_table(parquet, columns=features)
+    values = np.column_stack([raw.column(c).to_numpy(zero_copy_only=False) for c in features])
+    clicked = pq.read_table(parquet, columns=["clicked"]).column(0).to_numpy()
+    rate = float(clicked.mean())
+    preprocess = Preprocess(
+        feature_columns=features, fill_values=np.nan_to_num(np.nanmedian(values, axis=0)).tolist(),
+        max_seq_len=16, seq_scale=500.0, lstm_hidden=8, mlp_hidden=[64, 32], dropout=0.1,
+        base_rate=rate, train_rate=rate,
+    )
+    rows = DataFile(parquet, preprocess).rows(np.arange(len(clicked)))
+    model = TabularSeqModel(len(features), 8, [64, 32], 0.1)
+    optimiser = torch.optim.Adam(model.parameters(), lr=5e-3)
+    x, seq = torch.from_numpy(rows.x_tab), torch.from_numpy(rows.seq)
+    lengths, y = torch.from_numpy(rows.lengths), torch.from_numpy(rows.clicked.astype(np.float32))
+    generator = torch.Generator().manual_seed(seed)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model.train()
+        for _ in range(epochs):
+            order = torch.randperm(len(y), generator=generator)
+            for start in range(0, len(y), 512):
+                batch = order[start:start + 512]
+                optimiser.zero_grad()
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                    model(x[batch], seq[batch], lengths[batch]), y[batch])
+                loss.backward()
+                optimiser.step()
+    finally:
+        torch.set_num_threads(previous_threads)
+    model.eval()
+    save_model(folder, model, preprocess)
+    return model, preprocess
+
+
+@dataclass
+class PlantedModel:
+    parquet: Path
+    model_folder: Path
+    model: TabularSeqModel
+    preprocess: Preprocess
+    truth: dict
+    planted: list[str]  # every planted feature, ``seq`` included
+
+
+@pytest.fixture(scope="session")
+def planted_model(tmp_path_factory: pytest.TempPathFactory) -> PlantedModel:
+    root = tmp_path_factory.mktemp("planted")
+    csv = root / "clicks.csv"
+    truth = generate(csv, ROWS, seed=7, ctr=0.3)
+    parquet = root / "data.parquet"
+    csv_to_training_layout(csv, parquet)
+    planted = [p["feature"] for p in truth["planted"]]
+    features = [c for c in truth["columns"] if c in set(truth["planted_tabular"]) | set(UNRELATED)]
+    model, preprocess = train_tiny_model(parquet, features, root / "model")
+    return PlantedModel(parquet, root / "model", model, preprocess, truth, planted)
