@@ -42,9 +42,9 @@ class CommonSettings(BaseSettings):
         None,
         description="SQLAlchemy URL. Unset: one SQLite file per service under DATA_DIR/db.",
     )
-    log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+    log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$", description="Log level.")
     log_json: bool = Field(True, description="JSON log lines (false: plain text for humans).")
-    heartbeat_interval_s: float = Field(5.0, gt=0, le=300)
+    heartbeat_interval_s: float = Field(5.0, gt=0, le=300, description="Seconds between service.heartbeat events.")
     consumer_max_attempts: int = Field(4, ge=1, le=20, description="Handler tries before dead-lettering.")
     consumer_backoff_s: float = Field(0.2, ge=0, le=60, description="First retry delay; doubles each retry.")
     consumer_session_timeout_s: float = Field(

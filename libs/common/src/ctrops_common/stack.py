@@ -30,11 +30,11 @@ COLORS = {"broker": 90, "ingest": 36, "trainer": 33, "explainer": 35, "reporter"
 
 class StackSettings(CommonSettings):
     broker_port: int = Field(9092, ge=1, le=65535, description="Port of the embedded broker.")
-    gateway_port: int = Field(8000, ge=1, le=65535)
+    gateway_port: int = Field(8000, ge=1, le=65535, description="Port of the gateway's API.")
     service_port_base: int = Field(
         8101, ge=1, le=65000, description="Health/metrics port of ingest; the other workers follow (+1 each)."
     )
-    ready_timeout_s: float = Field(180, gt=0)
+    ready_timeout_s: float = Field(180, gt=0, description="How long make run waits for every service's /readyz.")
 
 
 def _die_with_parent() -> None:

@@ -1,0 +1,34 @@
+"""README.md keeps its promises: the two commands, and a settings table that matches the code."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _settings_table_module():
+    spec = importlib.util.spec_from_file_location("settings_table", ROOT / "scripts" / "settings_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_settings_table_is_current():
+    module = _settings_table_module()
+    readme = (ROOT / "README.md").read_text()
+    assert module.readme_with_table(readme) == readme, "run: .venv/bin/python scripts/settings_table.py --write"
+
+
+def test_every_setting_has_a_description():
+    module = _settings_table_module()
+    missing = [name for name, _, description, _ in module.rows() if not description]
+    assert not missing, f"settings without description=: {missing}"
+
+
+def test_readme_documents_the_two_commands_and_ci_calls_make_test():
+    readme = (ROOT / "README.md").read_text()
+    assert "make run" in readme and "make test" in readme
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in ci
