@@ -9,7 +9,7 @@ from ctrops_common.settings import ServiceSettings, env_alias
 
 class GatewaySettings(ServiceSettings):
     gateway_host: str = Field("127.0.0.1", description="Bind address of the API (0.0.0.0 in containers).")
-    gateway_port: int = Field(8000, ge=1, le=65535)
+    gateway_port: int = Field(8000, ge=1, le=65535, description="Port of the API.")
     cors_origins: str = Field(
         "http://localhost:3000,http://127.0.0.1:3000",
         description="Comma-separated origins allowed by CORS.",
