@@ -27,5 +27,13 @@ run: install
 test: install
 	$(PY) -m pytest
 
+# Against a running `make run`: upload a generated sample, train, explain, report, save the PDF in out/.
+demo: install
+	$(PY) scripts/demo.py
+
+# Each script prints its figures; they are recorded by hand in docs/benchmarks.md.
+bench: install
+	for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
 clean:
 	rm -rf $(VENV) data out .pytest_cache
