@@ -83,3 +83,23 @@ def gateway_client(platform_env: dict[str, str]):
             assert time.monotonic() < deadline, "gateway consumer did not join its group"
             time.sleep(0.1)
         yield client
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database on the local server (CTROPS_TEST_POSTGRES to point elsewhere)."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    server = os.environ.get("CTROPS_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    name = f"ctrops_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
