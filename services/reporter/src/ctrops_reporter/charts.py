@@ -106,24 +106,3 @@ def feature_importance(features: list[Feature]) -> bytes:
     ax.set_xlim(0, max(1e-9, float(max((f.ci_high for f in shown), default=1.0))) * 1.25)
     ax.grid(axis="x", alpha=0.3)
     return _png(figure)
-
-
-@_korean
-def correlation_heatmap(correlation: dict[str, Any], limit: int = 14) -> bytes:
-    names = correlation["features"][:limit]
-    matrix = np.array(correlation["matrix"], dtype=float)[: len(names), : len(names)]
-    size = max(4.0, min(7.2, 0.45 * len(names) + 2))
-    figure = _figure(size + 0.8, size)
-    ax = figure.subplots()
-    figure.subplots_adjust(left=0.22, right=0.95, bottom=0.22, top=0.93)
-    image = ax.imshow(matrix, cmap="RdBu_r", vmin=-1, vmax=1)
-    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
-    ax.set_yticks(range(len(names)), names, fontsize=7)
-    if len(names) <= 12:
-        for i in range(len(names)):
-            for j in range(len(names)):
-                ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=6,
-                        color="white" if abs(matrix[i, j]) > 0.6 else "black")
-    figure.colorbar(image, ax=ax, shrink=0.8)
-    ax.set_title("변수 간 상관관계")
-    return _png(figure)

@@ -119,6 +119,41 @@ def _image(png: bytes, width: float) -> Image:
     return image
 
 
+def _cell_color(value: float) -> colors.Color:
+    """Blue (-1) through white (0) to red (+1), as in the usual RdBu correlation scale."""
+    value = max(-1.0, min(1.0, value))
+    end = (0.84, 0.19, 0.15) if value > 0 else (0.13, 0.40, 0.67)
+    t = abs(value)
+    return colors.Color(*(1 + (e - 1) * t for e in end))
+
+
+def _heatmap(correlation: dict[str, Any], width: float, st: dict[str, ParagraphStyle], limit: int = 14) -> list[Any]:
+    """The correlation matrix as a coloured table: vector, crisp, and its numbers stay searchable text."""
+    names = correlation["features"][:limit]
+    matrix = [row[: len(names)] for row in correlation["matrix"][: len(names)]]
+    label_w = 40 * mm
+    cell_w = (width - label_w) / len(names)
+    rows = [[""] + [str(i + 1) for i in range(len(names))]]
+    for i, name in enumerate(names):
+        rows.append([_p(f"{i + 1}. {name}", st["cell"])] + [f"{v:.2f}" for v in matrix[i]])
+    table = Table(rows, colWidths=[label_w] + [cell_w] * len(names), rowHeights=[12] + [16] * len(names))
+    style = [
+        ("GRID", (0, 0), (-1, -1), 0.3, colors.white),
+        ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
+        ("ALIGN", (1, 0), (-1, -1), "CENTER"),
+        ("FONTNAME", (1, 0), (-1, -1), st["cell"].fontName),
+        ("FONTSIZE", (1, 0), (-1, -1), 6.5),
+    ]
+    for i, row in enumerate(matrix):
+        for j, value in enumerate(row):
+            style.append(("BACKGROUND", (j + 1, i + 1), (j + 1, i + 1), _cell_color(value)))
+            if abs(value) > 0.6:
+                style.append(("TEXTCOLOR", (j + 1, i + 1), (j + 1, i + 1), colors.white))
+    table.setStyle(TableStyle(style))
+    note = _p("피어슨 상관계수 (파랑 -1 ~ 흰색 0 ~ 빨강 +1). 열 번호는 왼쪽 변수 번호와 같습니다.", st["small"])
+    return [table, note]
+
+
 @dataclass
 class PdfInputs:
     report: dict[str, Any]
@@ -211,13 +246,13 @@ def render_pdf(inputs: PdfInputs, options: PdfOptions = PdfOptions()) -> bytes:
     if options.include_charts:
         story.append(_p(HEADINGS["heatmap"], st["h1"]))
         if inputs.correlation:
-            story.append(_image(charts.correlation_heatmap(inputs.correlation), min(width, 150 * mm)))
+            story += _heatmap(inputs.correlation, width, st)
         else:
             story.append(_p("상관관계 행렬이 없습니다.", st["body"]))
 
     # -- segments
     segments = report.get("segments") or {}
-    story.append(_p(HEADINGS["segments"], st["h1"]))
+    heading: list[Any] = [_p(HEADINGS["segments"], st["h1"])]  # kept on the page of the first table
     if segments.get("available"):
         for finding in segments.get("findings") or []:
             rows = [[_p(h, st["cell_bold"]) for h in ("구분", "세그먼트", "CTR", "평균 대비", "노출 수", "p-value")]]
@@ -227,11 +262,13 @@ def render_pdf(inputs: PdfInputs, options: PdfOptions = PdfOptions()) -> bytes:
                     rows.append([_p(kind, st["cell"]), _p(s["label"], st["cell"]), _p(f"{s['ctr']:.2f}%", st["cell"]),
                                  _p(f"{s['lift']:.2f}배", st["cell"]), _p(f"{s['rows']:,}", st["cell"]),
                                  _p("없음" if p is None else ("<0.001" if p < 0.001 else f"{p:.3f}"), st["cell"])])
-            story.append(KeepTogether([
+            story.append(KeepTogether(heading + [
                 _p(f"{finding['title']} (평균 {finding['base_ctr']:.2f}%)", st["h2"]),
                 _table(rows, [w * width for w in (0.1, 0.3, 0.14, 0.14, 0.16, 0.16)]),
             ]))
-    else:
+            heading = []
+    story += heading
+    if not segments.get("available"):
         story.append(_p("세그먼트 데이터를 사용할 수 없습니다 (데이터 프로필에 시간대·고객군·지면 통계가 없습니다).",
                         st["body"]))
 
