@@ -65,6 +65,10 @@ class _NotUtf8(Exception):
     """Arrow met invalid UTF-8 after a sniffed-UTF-8 start: the file may be CP949 throughout."""
 
 
+class _NotCp949(Exception):
+    """The CP949 decoder met bytes that are not CP949."""
+
+
 class _NotNumeric(Exception):
     """A feature cell is not a number: read the file again with every cell as text."""
 
@@ -87,9 +91,12 @@ def ingest_csv(source: Path, parquet_out: Path | None, options: IngestOptions = 
         except _NotNumeric:
             log.info("%s: a feature cell is not a number, reading every cell as text", source.name)
             typed = False
-        except _NotUtf8:
-            if header.encoding != "utf-8" or retried_encoding:
+        except (_NotUtf8, _NotCp949) as exc:
+            if retried_encoding or header.encoding == "utf-8-sig":
                 raise Rejected(400, "The file mixes encodings: it is neither UTF-8 nor CP949 throughout. "
+                                    "Save it as 'CSV UTF-8' and upload it again.") from None
+            if isinstance(exc, _NotCp949):
+                raise Rejected(400, "The file is not valid CP949 text after its first megabyte. "
                                     "Save it as 'CSV UTF-8' and upload it again.") from None
             log.info("%s: invalid UTF-8 after the first megabyte, reading it again as CP949", source.name)
             header.encoding = "cp949"
@@ -174,9 +181,8 @@ class _Run:
                     raise _NotNumeric() from exc
                 raise Rejected(400, f"The CSV could not be parsed after data row {self.rows}: "
                                     f"{text.splitlines()[0][:300]}") from None
-            except UnicodeDecodeError:
-                raise Rejected(400, f"The file is not valid {self.header.encoding.upper()} text "
-                                    f"(after data row {self.rows}). Save it as 'CSV UTF-8' and upload it again.") from None
+            except UnicodeDecodeError as exc:
+                raise _NotCp949() from exc
             if self.ragged.rows:
                 raise Rejected(400, self._ragged_message())
             if self.rows == 0:

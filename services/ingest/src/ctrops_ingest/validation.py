@@ -91,8 +91,6 @@ def detect_encoding(head: bytes, complete: bool) -> str:
     """UTF-8 (with or without BOM) first, then CP949; anything else is refused."""
     if head.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise Rejected(415, "The file is UTF-16 text. Save it as 'CSV UTF-8' (or CP949) and upload it again.")
     try:
         codecs.getincrementaldecoder("utf-8")().decode(head, final=complete)
         return "utf-8"
@@ -111,6 +109,8 @@ def detect_encoding(head: bytes, complete: bool) -> str:
 
 def _check_text(head: bytes) -> None:
     """Refuse binary content early, naming the format when it is a common one."""
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise Rejected(415, "The file is UTF-16 text. Save it as 'CSV UTF-8' (or CP949) and upload it again.")
     for magic, what in _SIGNATURES:
         if head.startswith(magic):
             raise Rejected(415, f"The file looks like {what}, not CSV text. Export the data as CSV and upload that.")

@@ -45,6 +45,11 @@ class UploadError(Exception):
         self.detail = detail
 
 
+def too_large(limit_mb: float) -> UploadError:
+    return UploadError(413, f"The file is larger than the upload limit of {limit_mb:g} MB (CTROPS_MAX_UPLOAD_MB). "
+                            "Split it into smaller files or ask the operators to raise the limit.")
+
+
 def filename_problem(name: str | None) -> str | None:
     """Why a client file name is refused, or None. It is never used to build a path."""
     if name is None:
@@ -61,8 +66,9 @@ def filename_problem(name: str | None) -> str | None:
 class _FilePart:
     """Collects the ``file`` part of a multipart body into an open file, as the parser yields it."""
 
-    def __init__(self, limit_bytes: int) -> None:
-        self.limit_bytes = limit_bytes
+    def __init__(self, limit_mb: float) -> None:
+        self.limit_mb = limit_mb
+        self.limit_bytes = int(limit_mb * MB)
         self.filename: str | None = None
         self.found = False
         self.size = 0
@@ -117,10 +123,7 @@ class _FilePart:
             return
         self.size += end - start
         if self.size > self.limit_bytes:
-            self.error = UploadError(
-                413, f"The file is larger than the upload limit of {self.limit_bytes / MB:g} MB "
-                     "(CTROPS_MAX_UPLOAD_MB). Split it into smaller files or ask the operators to raise the limit.",
-            )
+            self.error = too_large(self.limit_mb)
             self.pending.clear()
             self._in_file = False
             return
@@ -153,13 +156,12 @@ def _sync_close(fh: IO[bytes]) -> None:
 
 async def _receive(request: Request, state: GatewayState, file_id: str) -> tuple[str, int]:
     """Stream the body into the store; returns (client file name, bytes). Leaves nothing on failure."""
-    limit = int(state.settings.max_upload_mb * MB)
+    limit_mb = state.settings.max_upload_mb
     boundary = _boundary(request)
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit + MULTIPART_SLACK:
-        raise UploadError(413, f"The file is larger than the upload limit of {limit / MB:g} MB "
-                               "(CTROPS_MAX_UPLOAD_MB). Split it into smaller files or ask the operators to raise the limit.")
-    part = _FilePart(limit)
+    if declared.isdigit() and int(declared) > limit_mb * MB + MULTIPART_SLACK:
+        raise too_large(limit_mb)  # refused before reading a byte of the body
+    part = _FilePart(limit_mb)
     parser = MultipartParser(boundary, part.callbacks())
     store = state.store
     target = upload_path(file_id)

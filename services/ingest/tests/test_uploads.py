@@ -1,0 +1,89 @@
+"""From a stored upload to a verdict: outputs in place, nothing half-written, repeatable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from ctrops_common.datagen import generate
+from ctrops_common.dataset import parquet_path, profile_path, upload_path
+from ctrops_common.events import FileRejected, FileUploaded, Topic, UploadReceived, new_id
+from ctrops_common.storage import FileStore
+from ctrops_ingest.pipeline import IngestOptions
+from ctrops_ingest.uploads import decide
+
+OPTIONS = IngestOptions(block_bytes=256 * 1024)
+
+
+@pytest.fixture
+def store(tmp_path) -> FileStore:
+    return FileStore(tmp_path / "store")
+
+
+def stored(store: FileStore, data: bytes, filename: str = "ads.csv") -> UploadReceived:
+    file_id = new_id()
+    store.write_bytes(upload_path(file_id), data)
+    return UploadReceived(file_id=file_id, filename=filename, location=upload_path(file_id), size_bytes=len(data))
+
+
+def leftovers(store: FileStore) -> list[str]:
+    return sorted(str(p.relative_to(store.root)) for p in store.root.rglob("*") if p.is_file())
+
+
+def test_valid_upload_gets_parquet_and_profile_and_no_temp_files(store, tmp_path):
+    source = tmp_path / "gen.csv"
+    truth = generate(source, 500, seed=2)
+    upload = stored(store, source.read_bytes())
+    topic, payload = decide(store, upload, OPTIONS)
+    assert topic == Topic.FILE_UPLOADED and isinstance(payload, FileUploaded)
+    assert payload.parquet_location == parquet_path(upload.file_id)
+    assert payload.profile_location == profile_path(upload.file_id)
+    assert payload.info.clicked_one == truth["clicks"] and payload.rows == 500
+    assert pq.read_metadata(store.path(payload.parquet_location)).num_rows == 500
+    assert store.read_json(payload.profile_location)["segments"]["hour"]
+    assert leftovers(store) == sorted([upload_path(upload.file_id), parquet_path(upload.file_id),
+                                       profile_path(upload.file_id)])
+
+    again_topic, again = decide(store, upload, OPTIONS)  # a redelivery writes the same files again
+    assert again_topic == topic and again.model_dump() == payload.model_dump()
+    assert len(leftovers(store)) == 3
+
+
+def test_structural_problem_removes_everything(store):
+    upload = stored(store, b"hour,seq\n1,2\n")
+    topic, payload = decide(store, upload, OPTIONS)
+    assert topic == Topic.FILE_REJECTED and isinstance(payload, FileRejected)
+    assert payload.status_code == 400 and "missing: clicked" in payload.message
+    assert leftovers(store) == []
+
+
+def test_invalid_data_is_profiled_but_not_converted(store):
+    upload = stored(store, b"hour,seq,clicked\n1,\"1,2\",3\n2,\"3\",0\n")
+    topic, payload = decide(store, upload, OPTIONS)
+    assert topic == Topic.FILE_UPLOADED
+    assert payload.validation.is_valid is False and payload.parquet_location is None
+    assert not store.exists(parquet_path(upload.file_id))
+    assert store.exists(profile_path(upload.file_id))
+
+
+def test_an_upload_that_is_gone_is_410(store):
+    upload = UploadReceived(file_id=new_id(), filename="x.csv", location="", size_bytes=1)
+    upload.location = upload_path(upload.file_id)
+    topic, payload = decide(store, upload, OPTIONS)
+    assert topic == Topic.FILE_REJECTED and payload.status_code == 410
+
+
+def test_an_unexpected_failure_answers_500_and_cleans_up(store, monkeypatch):
+    import ctrops_ingest.uploads as uploads
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(uploads, "ingest_csv", broken)
+    upload = stored(store, b"hour,seq,clicked\n1,\"1\",0\n")
+    topic, payload = decide(store, upload, OPTIONS)
+    assert topic == Topic.FILE_REJECTED and payload.status_code == 500
+    assert "RuntimeError" in payload.message
+    assert leftovers(store) == []
