@@ -150,3 +150,8 @@ def test_pdf_latest_works_without_a_generate_call_and_options_are_honoured(
     assert "학습 곡선" not in text and "AI 인사이트" not in text and "실행 계획" in text
 
     assert_json_error(gateway_client.post(f"/api/report/generate-pdf/{run_id}", json={"includeCharts": "maybe"}), 422)
+
+    # No body at all: every section, the full PDF (reused, already rendered above).
+    response = gateway_client.post(f"/api/report/generate-pdf/{run_id}")
+    assert response.status_code == 200, response.text
+    assert "학습 곡선" in pdf_text(gateway_client.get(f"/api/report/pdf/{run_id}").content)
