@@ -1,5 +1,156 @@
-"""Gateway routes: explain."""
+"""Gateway routes: explain. What drives clicks (LIME importance with statistics) and correlations.
 
-from fastapi import APIRouter
+The explainer writes ``runs/<run_id>/explanation.json``; these routes read it from the
+file store. While it does not exist yet, the read model (events) says why: the run is
+unknown (404), still training or being explained (409 with Retry-After), or failed (409
+with the reason). Definitions of every number: docs/explainer.md.
+"""
 
-router = APIRouter()
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Path
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from ctrops_common.dataset import explanation_path
+from ctrops_common.events import Topic
+from ctrops_common.storage import is_id
+
+from ..state import GatewayState, State
+
+router = APIRouter(tags=["explanation"])
+
+RETRY_AFTER_S = 5
+TRAINING_TOPICS = [Topic.TRAINING_REQUESTED, Topic.TRAINING_STARTED, Topic.TRAINING_PROGRESS]
+
+IMPORTANCE_DEFINITION = """\
+Features ranked by how much the trained model's click probability depends on them, from
+LIME (`lime.lime_tabular.LimeTabularExplainer`) run on a stratified, seeded sample of rows
+(200 by default, half of them clicks when the file has enough; 5,000 perturbations each).
+
+- `importance` (0..1): mean over explained rows of |LIME weight|, divided by the largest
+  such mean, so the strongest feature scores 1. A LIME weight is the change in the
+  (base-rate corrected) click probability when the feature keeps the row's own value (its
+  category, or its quartile bin for continuous features) instead of a value drawn from the data.
+- `pValue`: test of H0 "the feature has no local effect on any explained row": with w_i the
+  row's weight and se_i its robust (HC1) standard error from LIME's ridge fit,
+  pValue = P(chi2 with n degrees of freedom >= sum_i (w_i/se_i)^2) over the n explained rows.
+- `ci`: 95% percentile bootstrap interval of `importance` (explained rows resampled, seeded).
+- `description`: the column's Korean label.
+- `seq` (the behaviour sequence) is one LIME feature: the row's own sequence versus another
+  user's sequence from the data, drawn 50/50; its LSTM encoding is computed once per row.
+
+A permutation-importance check (drop in average precision, with repeats) is stored beside
+it in the run's explanation file.
+"""
+
+CORRELATION_DEFINITION = """\
+Pearson correlation matrix of the most important features (top 10 by default) on the
+uploaded data: pairwise-complete rows; a pair with a constant or missing side has no
+defined correlation and is reported as 0; the diagonal is 1. `seq` appears as
+`seq_length` (tokens in the sequence). Always square, symmetric and finite.
+"""
+
+ERRORS = {
+    404: {"description": "Unknown or malformed run id, or `latest` before any run completed."},
+    409: {"description": "Not ready: the run is still training or being explained (`Retry-After` header), "
+                         "or its training or explanation failed (`detail` gives the reason)."},
+}
+
+
+class FeatureImportanceItem(BaseModel):
+    feature: str = Field(description="Column name (`seq` for the behaviour sequence).")
+    importance: float = Field(ge=0, le=1, description="Mean |LIME weight| relative to the strongest feature.")
+    pValue: float = Field(ge=0, le=1, description="Chi-square test of the LIME weights against zero.")  # noqa: N815
+    ci: tuple[float, float] = Field(description="95% bootstrap interval of importance [low, high].")
+    description: str = Field(description="Korean label of the column.")
+
+
+class CorrelationMatrix(BaseModel):
+    features: list[str]
+    matrix: list[list[float]] = Field(description="Square, symmetric, unit diagonal, finite.")
+    descriptions: list[str] = Field(default_factory=list, description="Korean labels, in `features` order.")
+
+
+RunId = Path(description="A run id (32 hex characters) or `latest` (the newest run that finished training).")
+
+
+def _problem(status: int, detail: str, state_name: str, retry: bool = False) -> JSONResponse:
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if retry else None
+    return JSONResponse({"detail": detail, "status": state_name}, status_code=status, headers=headers)
+
+
+def load_explanation(state: GatewayState, run_id: str) -> dict[str, Any] | JSONResponse:
+    """The run's explanation, or the answer that says why there is none (blocking: call in a thread)."""
+    views = state.views
+    if run_id == "latest":
+        done = views.latest(Topic.TRAINING_DONE)
+        if done is None:
+            return _problem(404, "no training run has completed yet, so there is no latest explanation", "unknown")
+        run_id = done.payload["run_id"]
+    elif not is_id(run_id):
+        return _problem(404, f"unknown run id {run_id!r}: run ids are 32 hex characters, or 'latest'", "unknown")
+
+    location = explanation_path(run_id)
+    if state.store.exists(location):
+        return state.store.read_json(location)
+    if (failed := views.latest(Topic.EXPLANATION_FAILED, run_id)) is not None:
+        return _problem(409, f"the explanation of run {run_id} failed: {failed.payload.get('reason', '')}", "failed")
+    if views.latest(Topic.TRAINING_DONE, run_id) is not None:
+        return _problem(409, f"run {run_id} finished training and is being explained; not ready yet, retry shortly",
+                        "explaining", retry=True)
+    if (training_failed := views.latest(Topic.TRAINING_FAILED, run_id)) is not None:
+        return _problem(409, f"training of run {run_id} failed, so it has no explanation: "
+                             f"{training_failed.payload.get('reason', '')}", "training_failed")
+    if views.latest(TRAINING_TOPICS, run_id) is not None:
+        return _problem(409, f"run {run_id} is still training; its explanation is not ready yet", "training",
+                        retry=True)
+    return _problem(404, f"unknown run id {run_id!r}", "unknown")
+
+
+def importance_items(explanation: dict[str, Any]) -> list[dict[str, Any]]:
+    items = [
+        {
+            "feature": f["feature"],
+            "importance": f["importance"],
+            "pValue": f.get("pValue", f.get("p_value")),
+            "ci": list(f["ci"]),
+            "description": f["description"],
+        }
+        for f in explanation["features"]
+    ]
+    items.sort(key=lambda f: (-f["importance"], f["feature"]))
+    return items
+
+
+async def _feature_importance(state: GatewayState, run_id: str) -> Any:
+    found = await asyncio.to_thread(load_explanation, state, run_id)
+    return found if isinstance(found, JSONResponse) else importance_items(found)
+
+
+@router.get("/api/report/feature-importance/{run_id}", response_model=list[FeatureImportanceItem],
+            summary="Feature importance (LIME) with p-values and 95% intervals", description=IMPORTANCE_DEFINITION,
+            responses=ERRORS)
+async def feature_importance(state: State, run_id: str = RunId) -> Any:
+    return await _feature_importance(state, run_id)
+
+
+@router.get("/api/features/{run_id}", response_model=list[FeatureImportanceItem],
+            summary="Feature importance (alias of /api/report/feature-importance/{run_id})",
+            description=IMPORTANCE_DEFINITION, responses=ERRORS)
+async def features_alias(state: State, run_id: str = RunId) -> Any:
+    return await _feature_importance(state, run_id)
+
+
+@router.get("/api/report/correlation/{run_id}", response_model=CorrelationMatrix,
+            summary="Correlation matrix of the most important features", description=CORRELATION_DEFINITION,
+            responses=ERRORS)
+async def correlation(state: State, run_id: str = RunId) -> Any:
+    found = await asyncio.to_thread(load_explanation, state, run_id)
+    if isinstance(found, JSONResponse):
+        return found
+    matrix = found["correlation"]
+    return {"features": matrix["features"], "matrix": matrix["matrix"], "descriptions": matrix.get("descriptions", [])}
