@@ -64,14 +64,8 @@ def percent(value: Any) -> float:
 
 
 def find_run_event(views: ReadModel, topic: Topic, run_id: str) -> StoredEvent | None:
-    """The newest event of ``topic`` for ``run_id`` (by correlation id, else by payload)."""
-    found = views.latest(topic, correlation_id=run_id)
-    if found is not None:
-        return found
-    for event in views.events(topic, newest_first=True, limit=500):
-        if event.payload.get("run_id") == run_id:
-            return event
-    return None
+    """The newest event of ``topic`` for ``run_id``: run events carry it as correlation id (docs/events.md)."""
+    return views.latest(topic, correlation_id=run_id)
 
 
 def resolve_done(views: ReadModel, run_id: str) -> StoredEvent | None:

@@ -48,8 +48,6 @@ def _epochs(state: GatewayState, run_id: str) -> list[dict[str, Any]]:
     """One entry per epoch of the run's newest attempt (a retried attempt replaces the old one)."""
     events = state.views.events(Topic.TRAINING_PROGRESS, correlation_id=run_id)
     if not events:
-        events = [e for e in state.views.events(Topic.TRAINING_PROGRESS) if e.payload.get("run_id") == run_id]
-    if not events:
         return []
     attempt = max(e.payload.get("attempt", 1) for e in events)
     by_epoch: dict[int, dict[str, Any]] = {}
@@ -266,9 +264,6 @@ def _sources(state: GatewayState) -> tuple[StoredEvent | None, StoredEvent | Non
     upload = None
     if done is not None and is_id(done.payload.get("file_id", "")):
         upload = state.views.latest(Topic.FILE_UPLOADED, correlation_id=done.payload["file_id"])
-        if upload is None:
-            upload = next((e for e in state.views.events(Topic.FILE_UPLOADED, newest_first=True, limit=200)
-                           if e.payload.get("file_id") == done.payload["file_id"]), None)
     if upload is None:
         upload = next((e for e in state.views.events(Topic.FILE_UPLOADED, newest_first=True, limit=50)
                        if e.payload.get("validation", {}).get("is_valid")), None)
