@@ -43,6 +43,18 @@ def test_missing_profile_means_no_segments_and_base_ctr_from_the_data(sample_fac
     assert facts.segments_available is False and facts.money.computable is True
 
 
+def test_the_whole_datas_clicks_are_the_segment_baseline_when_known(sample_run):
+    """Ingest truncates some tables to their busiest values: the data's totals win over a table's sums."""
+    clicked = [1] * 1500 + [0] * 98500  # 1.5% over 100,000 rows, more than the profile's tables hold
+    target = sample_run.store.path(f"files/{sample_run.file_id}/data.parquet")
+    pq.write_table(pa.table({"clicked": pa.array(clicked, pa.int8())}), target)
+    facts = gather(sample_run.store, sample_run.training_done, sample_run.explanation_done, [], MoneyAssumptions())
+    assert (facts.rows, facts.clicks, facts.base_ctr) == (100_000, 1500, 1.5)
+    hour = next(s for s in facts.segments if s.dimension == "hour")
+    assert hour.base_ctr == 1.5
+    assert hour.best[0].lift == pytest.approx(hour.best[0].ctr / 1.5, abs=1e-3)
+
+
 def test_money_follows_the_stated_formulas():
     assumptions = MoneyAssumptions(report_monthly_impressions=1_000_000, report_cpm_krw=6000,
                                    report_conversion_rate=0.03, report_conversion_value_krw=40000,

@@ -62,7 +62,7 @@ class Segment(BaseModel):
 class SegmentFinding(BaseModel):
     dimension: str  # hour, day_of_week, inventory_id, age_group_gender
     title: str  # Korean name of the dimension
-    base_ctr: float  # percent, over the rows of this table
+    base_ctr: float  # percent: the whole data's CTR when known, else this table's
     best: list[Segment]
     worst: list[Segment]
     segments_considered: int
@@ -241,7 +241,15 @@ def two_proportion_p_value(clicks: int, rows: int, total_clicks: int, total_rows
     return math.erfc(abs(z) / math.sqrt(2))
 
 
-def segment_findings(segments: dict[str, Any], min_rows: int, top: int = 3) -> list[SegmentFinding]:
+def segment_findings(
+    segments: dict[str, Any], min_rows: int, top: int = 3, totals: tuple[int, int] | None = None
+) -> list[SegmentFinding]:
+    """Best and worst segments per table; ``totals`` (rows, clicks of the whole data) is the baseline.
+
+    Without totals each table's own sums are the baseline. Ingest truncates the inventory
+    and age x gender tables to their busiest values and leaves out rows where the column is
+    missing, so the whole data's totals are the better baseline when known.
+    """
     findings = []
     for dimension, title in SEGMENT_TITLES.items():
         entries = segments.get(dimension) if isinstance(segments, dict) else None
@@ -259,6 +267,8 @@ def segment_findings(segments: dict[str, Any], min_rows: int, top: int = 3) -> l
         total_clicks = sum(c for _, _, c in parsed)
         if not total_rows:
             continue
+        if totals is not None and totals[0] >= total_rows and totals[1] >= total_clicks:
+            total_rows, total_clicks = totals
         base = total_clicks / total_rows
         usable = [(e, r, c) for e, r, c in parsed if r >= min_rows]
         if not usable:
@@ -377,10 +387,11 @@ def gather(
 
     profile = _read_json(store, profile_path(file_id)) if file_id else None
     segments_block = profile.get("segments") if isinstance(profile, dict) else None
-    findings = segment_findings(segments_block or {}, assumptions.report_min_segment_rows)
-    totals = totals_from_profile(profile) if isinstance(profile, dict) else None
-    if totals is None and file_id:
-        totals = clicks_from_parquet(store, file_id)
+    # Exact totals from the data's clicked column; the profile's hour table (rows with an hour) otherwise.
+    totals = clicks_from_parquet(store, file_id) if file_id else None
+    if totals is None and isinstance(profile, dict):
+        totals = totals_from_profile(profile)
+    findings = segment_findings(segments_block or {}, assumptions.report_min_segment_rows, totals=totals)
     rows, clicks = totals if totals else (None, None)
     base_fraction = clicks / rows if rows else None
 
