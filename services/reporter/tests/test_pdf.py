@@ -4,9 +4,6 @@ the Korean font is embedded, and the first page renders to an image with real gl
 from __future__ import annotations
 
 import io
-import shutil
-import subprocess
-import time
 
 import pytest
 from pypdf import PdfReader
@@ -87,21 +84,19 @@ def test_every_character_of_the_text_has_a_glyph_in_the_font(full_pdf):
     assert {ch for ch in shown if ord(ch) not in covered} == set()
 
 
-def test_a_standard_report_renders_in_under_5_seconds(inputs):
-    render_pdf(inputs)  # font registration and matplotlib set-up happen once per process
-    started = time.perf_counter()
-    render_pdf(inputs)
-    assert time.perf_counter() - started < 5.0
-
-
-@pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="pdftoppm (poppler-utils) is not installed")
 def test_first_page_renders_to_png_with_ink(full_pdf, tmp_path):
-    (tmp_path / "report.pdf").write_bytes(full_pdf)
-    subprocess.run(["pdftoppm", "-r", "40", "-png", "-f", "1", "-l", "2", str(tmp_path / "report.pdf"),
-                    str(tmp_path / "page")], check=True, timeout=60)
-    from matplotlib import image
+    """Rasterise the title page with PDFium (pip-installed, no system tools) and check what is drawn.
 
-    title = image.imread(tmp_path / "page-01.png" if (tmp_path / "page-01.png").exists() else tmp_path / "page-1.png")
+    The speed target (under 5 s) is measured by bench/reporter.py, not asserted here.
+    """
+    import numpy as np
+    import pypdfium2
+
+    document = pypdfium2.PdfDocument(full_pdf)
+    image = document[0].render(scale=40 / 72).to_pil().convert("RGB")
+    image.save(tmp_path / "page-1.png")  # kept for a person to look at when debugging
+    title = np.asarray(image, dtype=float) / 255.0
+    document.close()
     # The title page is the blue-to-purple gradient: blue dominates top-left, red rises towards bottom-right.
     top_left, bottom_right = title[5, 5], title[-5, -5]
     assert top_left[2] > 0.8 and bottom_right[0] > top_left[0]
