@@ -124,9 +124,14 @@ def run_compose(*args: str, env: dict[str, str] | None = None) -> subprocess.Com
 
 def compose_config(env: dict[str, str] | None = None) -> dict:
     """The compose file as compose itself resolves it (anchors merged, variables interpolated)."""
-    done = run_compose("config", "--format", "json", env=env)
+    return json.loads(_compose_config(tuple(sorted((env or {}).items()))))
+
+
+@cache
+def _compose_config(env: tuple[tuple[str, str], ...]) -> str:
+    done = run_compose("config", "--format", "json", env=dict(env))
     assert done.returncode == 0, f"docker-compose config failed:\n{done.stderr}"
-    return json.loads(done.stdout)
+    return done.stdout
 
 
 def kustomize_command() -> list[str]:

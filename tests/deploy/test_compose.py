@@ -260,3 +260,31 @@ def test_prometheus_and_grafana_use_the_monitoring_files(config: dict) -> None:
     assert mounts["/etc/grafana/provisioning"] == ROOT / "deploy" / "grafana" / "provisioning"
     assert mounts["/var/lib/grafana/dashboards"] == ROOT / "deploy" / "grafana" / "dashboards"
     assert "3000" not in [p["published"] for p in grafana["ports"]], "3000 belongs to the frontend's dev server"
+    assert (ROOT / "deploy/prometheus/prometheus.yml").is_file()
+
+
+def test_prometheus_scrapes_every_service_where_it_listens(kit, config: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    scrape = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    targets = {job["job_name"]: [t for c in job.get("static_configs", []) for t in c["targets"]]
+               for job in scrape["scrape_configs"]}
+    for service in kit.SERVICES:
+        settings = kit.load_settings_from(service, service_env(config, service), monkeypatch)
+        assert targets.get(service) == [f"{service}:{kit.listen_port(service, settings)}"], targets.get(service)
+    for rule_file in scrape.get("rule_files", []):
+        # Relative to the config file, inside the mounted folder.
+        assert list((ROOT / "deploy/prometheus").glob(rule_file)), f"{rule_file} matches no file"
+
+
+def test_grafana_provisioning_matches_the_mounts(config: dict) -> None:
+    import yaml
+
+    providers = yaml.safe_load((ROOT / "deploy/grafana/provisioning/dashboards/ctrops.yml").read_text())["providers"]
+    mounts = {Path(v["source"]): v["target"] for v in config["services"]["grafana"]["volumes"] if v["type"] == "bind"}
+    assert [p["options"]["path"] for p in providers] == [mounts[ROOT / "deploy/grafana/dashboards"]]
+    assert list((ROOT / "deploy/grafana/dashboards").glob("*.json"))
+    datasources = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text())
+    (prometheus,) = datasources["datasources"]
+    port = config["services"]["prometheus"]["ports"][0]["target"]
+    assert prometheus["url"] == f"http://prometheus:{port}"

@@ -134,7 +134,7 @@ def test_every_service_has_deployment_service_and_disruption_budget(kit, overlay
     services, budgets = by_kind(docs, "Service"), by_kind(docs, "PodDisruptionBudget")
     for name in kit.SERVICES:
         assert f"ctrops-{name}" in services and f"ctrops-{name}" in budgets
-        selector = {"app.kubernetes.io/name": f"ctrops-{name}"}
+        selector = {"app.kubernetes.io/name": name}
         assert services[f"ctrops-{name}"]["spec"]["selector"] == selector
         assert budgets[f"ctrops-{name}"]["spec"]["selector"]["matchLabels"] == selector
         deployment = kit.pods(docs)[name].deployment
@@ -227,6 +227,25 @@ def test_images_match_compose_and_the_package_version(kit, overlay: str, service
     assert name.rsplit("/", 1)[-1] == f"ctrops-{service}" and tag == kit.project_version(service)
     compose = kit.compose_config()["services"][service]["image"]
     assert compose == f"ctrops-{service}:{tag}"
+
+
+def test_prometheus_in_kubernetes_scrapes_each_pod_under_its_compose_job_name(kit, overlay: str,
+                                                                             service: str) -> None:
+    """deploy/prometheus/prometheus-k8s.yml keeps annotated pods and names the job after the
+    app.kubernetes.io/name label: that must be the job prometheus.yml uses under compose, so
+    the same alert rules and dashboards work in both."""
+    import yaml
+
+    k8s = yaml.safe_load((ROOT / "deploy/prometheus/prometheus-k8s.yml").read_text())
+    relabel = [r for job in k8s["scrape_configs"] for r in job.get("relabel_configs", [])]
+    job_from = [r["source_labels"] for r in relabel if r.get("target_label") == "job"]
+    assert job_from == [["__meta_kubernetes_pod_label_app_kubernetes_io_name"]]
+    kept = [r["source_labels"] for r in relabel if r.get("action") == "keep"]
+    assert ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"] in kept
+    compose = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    jobs = {job["job_name"] for job in compose["scrape_configs"]}
+    labels = kit.pods(kit.render(overlay))[service].deployment["spec"]["template"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/name"] == service and service in jobs
 
 
 # --- scaling ---------------------------------------------------------------------------------------
