@@ -143,7 +143,12 @@ def trained_run(gateway_client, data_dir: Path):
         (Topic.SERVICE_ERROR, ServiceError(service="explainer", message="LIME sample failed", stack="tb"), run_id),
     ]
     publish(*events)
-    wait_for(lambda: gateway_client.get("/api/dashboard/si").json()["errorLogs"], bool)
+    # Topics are consumed in no particular order: wait until every event has landed.
+    wait_for(lambda: gateway_client.get("/api/dashboard/si").json(),
+             lambda b: b["errorLogs"] and len(b["performanceData"]["labels"]) == 3
+             and b["latestRun"]["runId"] == run_id)
+    wait_for(lambda: gateway_client.get("/api/dashboard/client").json(),
+             lambda b: b["fileId"] == file_id and len(b["performanceSummary"]) == 2)
     return {"file_id": file_id, "run_id": run_id, "data_dir": data_dir}
 
 
