@@ -80,36 +80,52 @@ class FastQuartileDiscretizer(QuartileDiscretizer):
     LIME 0.2.0.1 draws each bin's values with ``scipy.stats.truncnorm.rvs`` (slow: about
     half of LIME's own time) and, for a bin whose bounds are equal, returns the bin's
     z-score (about 0) instead of its value. This draws the same truncated normal by
-    inverting its CDF and returns the value itself for a single-valued bin.
+    inverting its CDF (the CDF at each bin's bounds computed once per bin, not per draw)
+    and returns the value itself for a single-valued bin.
     """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._bins: dict[int, tuple[np.ndarray, ...]] = {}
+        for feature in self.means:
+            mins = np.asarray(self.mins[feature], dtype=np.float64)
+            maxs = np.asarray(self.maxs[feature], dtype=np.float64)
+            means = np.asarray(self.means[feature], dtype=np.float64)
+            stds = np.asarray(self.stds[feature], dtype=np.float64)
+            low, high = (mins - means) / stds, (maxs - means) / stds
+            flip, a, b = _left_tail(low, high)
+            self._bins[feature] = (mins, maxs, means, stds, flip, a, b, ndtr(a), ndtr(b))
 
     def get_undiscretize_values(self, feature, values):
         values = np.asarray(values).astype(int)
-        mins = np.asarray(self.mins[feature], dtype=np.float64)[values]
-        maxs = np.asarray(self.maxs[feature], dtype=np.float64)[values]
-        means = np.asarray(self.means[feature], dtype=np.float64)[values]
-        stds = np.asarray(self.stds[feature], dtype=np.float64)[values]
+        mins, maxs, means, stds, flip, a, b, pa, pb = (v[values] for v in self._bins[feature])
         out = mins.copy()
         spread = maxs > mins
         if spread.any():
-            low = (mins[spread] - means[spread]) / stds[spread]
-            high = (maxs[spread] - means[spread]) / stds[spread]
-            z = truncated_standard_normal(low, high, self.random_state)
+            u = self.random_state.uniform(size=int(spread.sum()))
+            z = _inverse_cdf(u, a[spread], b[spread], pa[spread], pb[spread])
+            z = np.where(flip[spread], -z, z)
             out[spread] = np.clip(means[spread] + stds[spread] * z, mins[spread], maxs[spread])
         return out
 
 
-def truncated_standard_normal(low: np.ndarray, high: np.ndarray, random_state: np.random.RandomState) -> np.ndarray:
-    """Draws of N(0, 1) restricted to [low, high] by inverse CDF, computed on the left tail for accuracy."""
-    flip = low > 0  # mirror right-tail intervals to the left, where ndtr keeps its precision
-    a = np.where(flip, -high, low)
-    b = np.where(flip, -low, high)
-    pa, pb = ndtr(a), ndtr(b)
-    u = random_state.uniform(size=len(a))
+def _left_tail(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mirror right-tail intervals to the left, where ``ndtr`` keeps its precision."""
+    flip = low > 0
+    return flip, np.where(flip, -high, low), np.where(flip, -low, high)
+
+
+def _inverse_cdf(u: np.ndarray, a: np.ndarray, b: np.ndarray, pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         z = ndtri(pa + u * (pb - pa))
     degenerate = ~np.isfinite(z) | (pb <= pa)  # far tails where the CDF underflows: uniform in the interval
-    z = np.where(degenerate, a + u * (b - a), np.clip(z, a, b))
+    return np.where(degenerate, a + u * (b - a), np.clip(z, a, b))
+
+
+def truncated_standard_normal(low: np.ndarray, high: np.ndarray, random_state: np.random.RandomState) -> np.ndarray:
+    """Draws of N(0, 1) restricted to [low, high] by inverse CDF."""
+    flip, a, b = _left_tail(low, high)
+    z = _inverse_cdf(random_state.uniform(size=len(a)), a, b, ndtr(a), ndtr(b))
     return np.where(flip, -z, z)
 
 
