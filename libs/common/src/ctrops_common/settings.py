@@ -78,10 +78,16 @@ def describe_error(cls: type[BaseSettings], exc: ValidationError) -> str:
     prefix = cls.model_config.get("env_prefix", "")
     lines = []
     for err in exc.errors():
-        field = str(err["loc"][0]) if err["loc"] else "?"
+        if not err["loc"]:
+            # A check across fields: its input is every setting, secrets included; never print it.
+            lines.append(f"invalid settings: {err['msg']}")
+            continue
+        field = str(err["loc"][0])
         var = (prefix + field).upper()
-        value = err.get("input")
-        lines.append(f"invalid setting {var}={value!r}: {err['msg']}")
+        info = cls.model_fields.get(field)
+        secret = info is not None and "Secret" in repr(info.annotation)
+        value = "'***'" if secret else repr(err.get("input"))
+        lines.append(f"invalid setting {var}={value}: {err['msg']}")
     return "\n".join(lines)
 
 

@@ -17,7 +17,10 @@ from prometheus_client import Counter, Histogram
 from ctrops_common.service import ServiceRuntime
 
 from . import consumers
+from .audit import AuditLog
+from .hardening import add_guards, add_security_headers, document_security
 from .routes import ROUTERS
+from .routes import audit as audit_routes
 from .settings import GatewaySettings
 from .spa import mount_frontend
 from .state import GatewayState
@@ -53,6 +56,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         runtime.heartbeat_extras = state.traffic.summary
         consumers.register(state)
         app.state.gateway = state
+        app.state.audit = AuditLog(runtime.engine)
         await runtime.start(serve_http=False, handle_signals=False)
         try:
             yield
@@ -65,13 +69,16 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         description="Upload ad-click logs, train the CTR model, explain it and get the marketing report.",
         lifespan=lifespan,
     )
+    add_guards(app, settings)  # audit, auth, limits: inside CORS so their refusals carry CORS headers
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origin_list,
         allow_credentials=True,
         allow_methods=["*"],
         allow_headers=["*"],
+        expose_headers=["Retry-After", "WWW-Authenticate", "Content-Disposition"],
     )
+    add_security_headers(app, settings)
 
     @app.middleware("http")
     async def measure(request: Request, call_next) -> Response:
@@ -104,6 +111,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     for router in ROUTERS:
         app.include_router(router)
+    app.include_router(audit_routes.router)
+    document_security(app, settings)
     mount_frontend(app, settings.frontend_dist)
     return app
 

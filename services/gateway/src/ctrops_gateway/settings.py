@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 
 from ctrops_common.settings import ServiceSettings, env_alias
 
@@ -36,6 +36,75 @@ class GatewaySettings(ServiceSettings):
     dashboard_monthly_impressions: int = Field(
         1_000_000, ge=0, le=10**12, description="Assumed monthly impressions the estimates scale to."
     )
+
+    # ---- Hardening (issue 10; docs/security.md): authentication, limits, audit, headers ----
+    auth_enabled: bool = Field(
+        False, description="Require credentials (API key or JWT) on /api and /ws; off for the local frontend."
+    )
+    auth_api_keys: SecretStr | None = Field(
+        None,
+        description="API keys as 'key:role:client' or 'sha256:<hex>:role:client', comma-separated "
+        "(roles: viewer, operator). From a Secret; never logged.",
+    )
+    auth_jwt_secret: SecretStr | None = Field(
+        None, description="Shared secret (>= 32 chars) verifying HS256/384/512 bearer tokens. From a Secret."
+    )
+    auth_jwt_public_key: str | None = Field(
+        None, description="PEM public key verifying RS*/ES*/PS*/EdDSA bearer tokens (instead of, or beside, the secret)."
+    )
+    auth_jwt_algorithms: str = Field(
+        "HS256", pattern=r"^(HS|RS|ES|PS)(256|384|512)(,(HS|RS|ES|PS)(256|384|512)|,EdDSA)*$|^EdDSA$",
+        description="Accepted JWT algorithms, comma-separated.",
+    )
+    auth_jwt_audience: str = Field("", description="Required JWT 'aud' claim (empty: not checked).")
+    auth_jwt_issuer: str = Field("", description="Required JWT 'iss' claim (empty: not checked).")
+    auth_jwt_leeway_s: float = Field(30.0, ge=0, le=600, description="Clock skew tolerated on exp/nbf/iat.")
+    max_json_body_kb: int = Field(
+        256, ge=1, le=102_400, description="Largest request body of any route but the upload (413 above)."
+    )
+    rate_limit_uploads_per_min: float = Field(
+        10, ge=0, le=100_000, description="Uploads per minute per client (burst of the same size); 0: unlimited."
+    )
+    rate_limit_trainings_per_min: float = Field(
+        6, ge=0, le=100_000, description="Training requests per minute per client (burst of the same size); 0: unlimited."
+    )
+    max_active_trainings_per_client: int = Field(
+        3, ge=0, le=10_000, description="Training runs one client may have queued or running at once; 0: unlimited."
+    )
+    training_active_max_age_h: float = Field(
+        24, gt=0, le=24 * 365, description="An unfinished run older than this no longer counts as active."
+    )
+    ws_max_connections_per_client: int = Field(
+        20, ge=1, le=10_000, description="Open WebSockets per client (the frontend uses 2 per tab)."
+    )
+    ws_max_message_bytes: int = Field(
+        4096, ge=1, le=16 * 1024 * 1024, description="Largest message a WebSocket client may send (close 1009 above)."
+    )
+    ws_max_messages_per_min: int = Field(
+        60, ge=1, le=1_000_000, description="Messages per minute a WebSocket client may send (close 1008 above)."
+    )
+    docs_frame_ancestors: str = Field(
+        "",
+        description="Origins allowed to embed /docs in an iframe, space-separated; empty: 'self' and the CORS origins.",
+    )
+    hsts_max_age_s: int = Field(
+        0, ge=0, le=63_072_000, description="Strict-Transport-Security max-age (0: not sent; set it behind TLS)."
+    )
+
+    @property
+    def auth_jwt_algorithm_list(self) -> list[str]:
+        return [a.strip() for a in self.auth_jwt_algorithms.split(",") if a.strip()]
+
+    @model_validator(mode="after")
+    def _auth_has_credentials(self) -> "GatewaySettings":
+        # Only presence here; the key format and secret strength are checked when the app is
+        # built (auth.check_auth_settings), so errors never echo a secret.
+        if self.auth_enabled and not (self.auth_api_keys or self.auth_jwt_secret or self.auth_jwt_public_key):
+            raise ValueError(
+                "CTROPS_AUTH_ENABLED=true needs credentials to check: set CTROPS_AUTH_API_KEYS and/or "
+                "CTROPS_AUTH_JWT_SECRET (or CTROPS_AUTH_JWT_PUBLIC_KEY)"
+            )
+        return self
 
     @property
     def cors_origin_list(self) -> list[str]:

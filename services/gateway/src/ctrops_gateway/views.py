@@ -163,3 +163,25 @@ class ReadModel:
         if found is None or found.payload.get("file_id") != file_id:
             return None
         return found.payload
+
+    # -- active training runs per client (hardening: limits.py) ---------------------------------
+
+    def requested_runs(self, client_id: str, since: datetime) -> set[str]:
+        """Run ids of ``training.requested`` events since ``since`` that carry ``client_id``."""
+        query = select(event_log.c.payload).where(
+            event_log.c.topic == Topic.TRAINING_REQUESTED.value, event_log.c.time >= since
+        )
+        with self.engine.connect() as conn:
+            payloads = [json.loads(r[0]) for r in conn.execute(query)]
+        return {p["run_id"] for p in payloads if p.get("client_id") == client_id and isinstance(p.get("run_id"), str)}
+
+    def finished_runs(self, run_ids: set[str]) -> set[str]:
+        """Those of ``run_ids`` with a ``training.done`` or ``training.failed`` (cancelled included) event."""
+        if not run_ids:
+            return set()
+        query = select(event_log.c.correlation_id).where(
+            event_log.c.topic.in_([Topic.TRAINING_DONE.value, Topic.TRAINING_FAILED.value]),
+            event_log.c.correlation_id.in_(list(run_ids)),
+        )
+        with self.engine.connect() as conn:
+            return {r[0] for r in conn.execute(query)}

@@ -1,0 +1,386 @@
+"""Optional authentication and roles for the gateway (off by default, on in production).
+
+Credentials, checked in one place (``AuthMiddleware``) before any route runs:
+- API keys: ``X-API-Key: <key>`` or ``Authorization: Bearer <key>``. Configured with
+  ``CTROPS_AUTH_API_KEYS`` as ``key:role:client`` entries, comma-separated, or hashed
+  ``sha256:<hex of sha256(key)>:role:client`` so the Secret need not hold the key itself.
+  Only SHA-256 digests are kept in memory and compared in constant time.
+- JWT bearer tokens (PyJWT): ``Authorization: Bearer <jwt>`` signed with
+  ``CTROPS_AUTH_JWT_SECRET`` (HS256/384/512) or verified with ``CTROPS_AUTH_JWT_PUBLIC_KEY``
+  (RS*/ES*/PS*/EdDSA). ``exp`` and ``sub`` (the client id) are required; the role is the
+  ``role`` claim (or the highest known entry of a ``roles`` list).
+- WebSockets also accept ``?token=<jwt or key>`` (browsers cannot set headers on a
+  WebSocket). Query tokens are redacted from uvicorn's log lines.
+
+Who may do what (``required_role``), first match wins:
+
+| request                                               | role needed |
+|-------------------------------------------------------|-------------|
+| GET /api/health, /healthz, /readyz, /metrics, /docs, /docs/oauth2-redirect, /redoc, /openapi.json; any OPTIONS (CORS preflight) | none |
+| GET /api/audit                                        | operator |
+| POST /api/upload, POST /api/train, POST /api/train/{run_id}/cancel, POST /api/report/generate-pdf/{run_id} (and any other non-GET under /api) | operator |
+| GET /api/... (runs, status, reports, PDF download, features, performance, dashboards) | viewer |
+| WebSocket /ws/training/{run_id}, /ws/performance (any /ws/...) | viewer |
+| anything else (the single-page frontend's files)       | none |
+
+Refusals: HTTP 401 (no or invalid credentials, with ``WWW-Authenticate``) and 403 (valid
+credentials, role too low), JSON ``{"detail": ...}``; WebSockets are accepted and closed at
+once with code 1008 (policy violation) and the reason, so browsers see the code.
+Secrets are never logged; the only trace of a client is its configured client id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import jwt
+from starlette.datastructures import Headers, QueryParams
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .caller import ANONYMOUS, ANONYMOUS_OPERATOR, Principal, Role, method_of, route_of, set_principal
+
+if TYPE_CHECKING:
+    from .settings import GatewaySettings
+
+log = logging.getLogger(__name__)
+
+REALM = "ctrops"
+WS_POLICY_VIOLATION = 1008
+MIN_KEY_LENGTH = 16
+MIN_HMAC_SECRET_LENGTH = 32
+HMAC_ALGORITHMS = {"HS256", "HS384", "HS512"}
+
+# Reachable without credentials (probes, metrics scrapers, the API docs and their schema).
+OPEN_PATHS = frozenset(
+    {"/api/health", "/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+)
+
+# (method, route template) -> role. Reads under /api and /ws default to viewer and every
+# other method under /api to operator (see required_role), so a new route is never open
+# by accident; the rows below are the mutating contract routes, written out for readers,
+# and the reads that need more than viewer.
+ROLE_TABLE: dict[tuple[str, str], Role] = {
+    ("POST", "/api/upload"): Role.OPERATOR,
+    ("POST", "/api/train"): Role.OPERATOR,
+    ("POST", "/api/train/{run_id}/cancel"): Role.OPERATOR,
+    ("DELETE", "/api/train/{run_id}"): Role.OPERATOR,
+    ("POST", "/api/report/generate-pdf/{run_id}"): Role.OPERATOR,
+    ("GET", "/api/audit"): Role.OPERATOR,
+    ("GET", "/api/report/pdf/{run_id}"): Role.VIEWER,
+    ("WS", "/ws/training/{run_id}"): Role.VIEWER,
+    ("WS", "/ws/performance"): Role.VIEWER,
+}
+
+READ_METHODS = frozenset({"GET", "HEAD", "WS"})
+
+
+def required_role(method: str, path: str, template: str | None) -> Role | None:
+    """The role a request needs, or None when it is open to anyone."""
+    if method == "OPTIONS" or path in OPEN_PATHS:
+        return None
+    lookup = "GET" if method == "HEAD" else method
+    if template is not None and (lookup, template) in ROLE_TABLE:
+        return ROLE_TABLE[(lookup, template)]
+    if path.startswith(("/api/", "/ws/")) or path in ("/api", "/ws"):
+        return Role.VIEWER if method in READ_METHODS else Role.OPERATOR
+    return None  # the frontend's static files: the data behind them is what is guarded
+
+
+# -- configuration ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    digest: bytes  # sha256 of the key; the key itself is not kept
+    role: Role
+    client_id: str
+
+
+_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._@-]{1,100}$")
+
+
+def parse_api_keys(raw: str) -> list[ApiKey]:
+    """``key:role:client`` or ``sha256:<hex>:role:client`` entries, comma-separated.
+
+    Error messages never repeat a key: they name the entry by its position."""
+    keys: list[ApiKey] = []
+    clients: set[str] = set()
+    for position, entry in enumerate((e.strip() for e in raw.split(",")), start=1):
+        if not entry:
+            continue
+        parts = entry.split(":")
+        if len(parts) == 4 and parts[0].lower() == "sha256":
+            _, digest_hex, role_text, client = parts
+            if not _HEX64.match(digest_hex):
+                raise ValueError(f"API key entry {position}: sha256 form needs 64 hex digits")
+            digest = bytes.fromhex(digest_hex)
+        elif len(parts) == 3:
+            key, role_text, client = parts
+            if len(key) < MIN_KEY_LENGTH:
+                raise ValueError(f"API key entry {position}: keys need at least {MIN_KEY_LENGTH} characters")
+            digest = hashlib.sha256(key.encode()).digest()
+        else:
+            raise ValueError(f"API key entry {position}: expected key:role:client or sha256:<hex>:role:client")
+        try:
+            role = Role.parse(role_text)
+        except ValueError as exc:
+            raise ValueError(f"API key entry {position}: {exc}") from None
+        if not _CLIENT_ID.match(client):
+            raise ValueError(f"API key entry {position}: client id must be 1-100 of A-Z a-z 0-9 . _ @ -")
+        if client in clients:
+            raise ValueError(f"API key entry {position}: client id {client!r} is used twice")
+        clients.add(client)
+        keys.append(ApiKey(digest, role, client))
+    return keys
+
+
+def check_auth_settings(settings: GatewaySettings) -> None:
+    """Fail fast on a configuration that cannot authenticate anyone (raises ValueError)."""
+    if settings.auth_api_keys is not None:
+        parse_api_keys(settings.auth_api_keys.get_secret_value())
+    algorithms = settings.auth_jwt_algorithm_list
+    secret = settings.auth_jwt_secret.get_secret_value() if settings.auth_jwt_secret else ""
+    if secret and len(secret) < MIN_HMAC_SECRET_LENGTH:
+        raise ValueError(f"CTROPS_AUTH_JWT_SECRET needs at least {MIN_HMAC_SECRET_LENGTH} characters")
+    if secret and not set(algorithms) & HMAC_ALGORITHMS:
+        raise ValueError("CTROPS_AUTH_JWT_SECRET is set but CTROPS_AUTH_JWT_ALGORITHMS lists no HS* algorithm")
+    if settings.auth_jwt_public_key and not set(algorithms) - HMAC_ALGORITHMS:
+        raise ValueError("CTROPS_AUTH_JWT_PUBLIC_KEY is set but CTROPS_AUTH_JWT_ALGORITHMS lists only HS* algorithms")
+    if settings.auth_enabled and not (settings.auth_api_keys or secret or settings.auth_jwt_public_key):
+        raise ValueError(
+            "CTROPS_AUTH_ENABLED=true needs credentials to check: set CTROPS_AUTH_API_KEYS and/or "
+            "CTROPS_AUTH_JWT_SECRET (or CTROPS_AUTH_JWT_PUBLIC_KEY)"
+        )
+
+
+# -- checking credentials -----------------------------------------------------------------
+
+
+class AuthError(Exception):
+    """401 (``status=401``: no/invalid credentials) or 403 (role too low)."""
+
+    def __init__(self, status: int, detail: str, error: str | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.error = error  # RFC 6750 error code for WWW-Authenticate
+
+    def challenge(self) -> str:
+        value = f'Bearer realm="{REALM}"'
+        if self.error:
+            value += f', error="{self.error}", error_description="{self.detail[:200].replace(chr(34), chr(39))}"'
+        return value + f', ApiKey realm="{REALM}", header="X-API-Key"'
+
+
+def _looks_like_jwt(token: str) -> bool:
+    return token.count(".") == 2 and token.startswith("eyJ")
+
+
+class Authenticator:
+    def __init__(self, settings: GatewaySettings) -> None:
+        check_auth_settings(settings)
+        self.enabled = settings.auth_enabled
+        self.keys = parse_api_keys(settings.auth_api_keys.get_secret_value()) if settings.auth_api_keys else []
+        self.algorithms = settings.auth_jwt_algorithm_list
+        secret = settings.auth_jwt_secret.get_secret_value() if settings.auth_jwt_secret else ""
+        self.jwt_keys: list[tuple[list[str], Any]] = []
+        if secret:
+            self.jwt_keys.append(([a for a in self.algorithms if a in HMAC_ALGORITHMS], secret))
+        if settings.auth_jwt_public_key:
+            self.jwt_keys.append(([a for a in self.algorithms if a not in HMAC_ALGORITHMS],
+                                  settings.auth_jwt_public_key))
+        self.audience = settings.auth_jwt_audience or None
+        self.issuer = settings.auth_jwt_issuer or None
+        self.leeway = settings.auth_jwt_leeway_s
+
+    # credentials -> principal ----------------------------------------------------------
+
+    def credentials(self, scope: Scope) -> str | None:
+        headers = Headers(scope=scope)
+        authorization = headers.get("authorization", "")
+        if authorization:
+            scheme, _, value = authorization.partition(" ")
+            if scheme.lower() not in ("bearer", "apikey") or not value.strip():
+                raise AuthError(401, "Unsupported Authorization header: use 'Bearer <token>' or the X-API-Key header.",
+                                "invalid_request")
+            return value.strip()
+        if headers.get("x-api-key"):
+            return headers["x-api-key"].strip()
+        if scope["type"] == "websocket":
+            query = QueryParams(scope.get("query_string", b""))
+            return query.get("token") or query.get("access_token") or query.get("api_key")
+        return None
+
+    def authenticate(self, token: str) -> Principal:
+        if _looks_like_jwt(token) and self.jwt_keys:
+            return self._jwt(token)
+        principal = self._api_key(token)
+        if principal is not None:
+            return principal
+        if _looks_like_jwt(token):
+            raise AuthError(401, "Bearer tokens (JWT) are not accepted here: no JWT key is configured.",
+                            "invalid_token")
+        raise AuthError(401, "The API key is not recognised.", "invalid_token")
+
+    def _api_key(self, token: str) -> Principal | None:
+        digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+        found: ApiKey | None = None
+        for key in self.keys:  # compare with every key, in constant time each
+            if hmac.compare_digest(digest, key.digest):
+                found = key
+        return Principal(found.client_id, found.role, "api_key") if found else None
+
+    def _jwt(self, token: str) -> Principal:
+        last: Exception | None = None
+        for algorithms, key in self.jwt_keys:
+            if not algorithms:
+                continue
+            try:
+                claims = jwt.decode(
+                    token, key, algorithms=algorithms, audience=self.audience, issuer=self.issuer,
+                    leeway=self.leeway, options={"require": ["exp", "sub"]},
+                )
+                break
+            except jwt.InvalidSignatureError as exc:
+                last = exc
+            except jwt.InvalidAlgorithmError as exc:
+                last = exc
+            except jwt.ExpiredSignatureError:
+                raise AuthError(401, "The token has expired; get a new one.", "invalid_token") from None
+            except jwt.MissingRequiredClaimError as exc:
+                raise AuthError(401, f"The token lacks the required claim '{exc.claim}'.", "invalid_token") from None
+            except jwt.InvalidAudienceError:
+                raise AuthError(401, "The token is for another audience.", "invalid_token") from None
+            except jwt.InvalidIssuerError:
+                raise AuthError(401, "The token comes from an untrusted issuer.", "invalid_token") from None
+            except jwt.InvalidTokenError as exc:
+                raise AuthError(401, f"The token is invalid ({type(exc).__name__}).", "invalid_token") from None
+        else:
+            reason = "its signature does not verify" if isinstance(last, jwt.InvalidSignatureError) else (
+                "it is signed with an algorithm this gateway does not accept")
+            raise AuthError(401, f"The token is invalid: {reason}.", "invalid_token")
+        client_id = str(claims["sub"])[:200]
+        role = _role_from_claims(claims)
+        if role is None:
+            raise AuthError(403, f"The token of client '{client_id}' carries no known role (viewer or operator).",
+                            "insufficient_scope")
+        return Principal(client_id, role, "jwt")
+
+    # the decision ---------------------------------------------------------------------------
+
+    def decide(self, scope: Scope) -> Principal:
+        """The principal of this request, or AuthError (401/403)."""
+        if not self.enabled:
+            return ANONYMOUS_OPERATOR
+        method = method_of(scope)
+        path = scope.get("path", "")
+        template, _ = route_of(scope)
+        needed = required_role(method, path, template)
+        token = self.credentials(scope) if needed is not None else None
+        if needed is None:
+            return ANONYMOUS
+        if not token:
+            raise AuthError(401, "Authentication required: send an API key in the X-API-Key header or a token in "
+                                 "'Authorization: Bearer <token>' (WebSockets: add ?token=<token>).")
+        principal = self.authenticate(token)
+        if principal.role < needed:
+            set_principal(scope, principal)  # the audit trail names who was refused
+            what = f"{method} {template or path}" if method != "WS" else f"WebSocket {template or path}"
+            raise AuthError(403, f"Forbidden: {what} needs the '{needed.label}' role; client "
+                                 f"'{principal.client_id}' has '{principal.role.label}'.", "insufficient_scope")
+        return principal
+
+
+def _role_from_claims(claims: dict[str, Any]) -> Role | None:
+    values: list[Any] = []
+    if "role" in claims:
+        values.append(claims["role"])
+    if isinstance(claims.get("roles"), list):
+        values.extend(claims["roles"])
+    roles = []
+    for value in values:
+        if isinstance(value, str):
+            try:
+                roles.append(Role.parse(value))
+            except ValueError:
+                continue
+    return max(roles) if roles else None
+
+
+# -- the middleware ----------------------------------------------------------------------------
+
+
+class AuthMiddleware:
+    """Sets ``scope["state"]["principal"]``; refuses with 401/403 (HTTP) or close 1008 (WebSocket)."""
+
+    def __init__(self, app: ASGIApp, settings: GatewaySettings) -> None:
+        self.app = app
+        self.auth = Authenticator(settings)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        try:
+            principal = self.auth.decide(scope)
+        except AuthError as exc:
+            if scope["type"] == "websocket":
+                await refuse_websocket(receive, send, exc.detail)
+            else:
+                await send_json_error(send, exc.status, exc.detail, {"www-authenticate": exc.challenge()})
+            return
+        set_principal(scope, principal)
+        await self.app(scope, receive, send)
+
+
+async def send_json_error(send: Send, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+    body = json.dumps({"detail": detail}, ensure_ascii=False).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw += [(k.encode("latin-1"), v.encode("latin-1", "replace")) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def refuse_websocket(receive: Receive, send: Send, reason: str, code: int = WS_POLICY_VIOLATION) -> None:
+    """Accept, then close with ``code``: a close before accept would reach the browser as a bare
+    HTTP 403 (close code 1006), hiding why."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    encoded = reason.encode()[:123]  # a close reason is at most 123 bytes
+    await send({"type": "websocket.close", "code": code, "reason": encoded.decode("utf-8", "ignore")})
+
+
+# -- keeping secrets out of the logs -----------------------------------------------------------
+
+_QUERY_SECRET = re.compile(r"((?:^|[?&])(?:token|access_token|api_key)=)[^&\s\"']*", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    return _QUERY_SECRET.sub(r"\1***", text)
+
+
+class RedactTokens(logging.Filter):
+    """uvicorn logs request lines with their query string (``/ws/performance?token=...``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        if isinstance(record.msg, str) and "=" in record.msg:
+            record.msg = redact(record.msg)
+        return True
+
+
+def install_log_redaction() -> None:
+    for name in ("uvicorn.access", "uvicorn.error", "uvicorn"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactTokens) for f in logger.filters):
+            logger.addFilter(RedactTokens())

@@ -1,0 +1,115 @@
+"""Wiring of the hardening layers (docs/security.md) and their place in the OpenAPI schema.
+
+Middleware order, outermost first (Starlette runs the last added first):
+  measure (app.py) -> security headers -> CORS -> audit -> auth -> limits -> routes
+CORS wraps the guards so refusals (401/403/413/429) carry CORS headers a browser can read;
+the audit sits outside auth and limits so it records their refusals, and inside it the
+principal set by auth is known. The answers these layers give are documented here, in
+one place, on every operation they apply to, so the schema stays true to the wire.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from .audit import AuditMiddleware
+from .auth import OPEN_PATHS, AuthMiddleware, check_auth_settings, install_log_redaction
+from .headers import SecurityHeadersMiddleware
+from .limits import RATE_LIMITED, STREAMING_ROUTES, TRAIN_ROUTE, LimitsMiddleware
+from .settings import GatewaySettings
+
+ERROR_SCHEMA = {
+    "title": "Error",
+    "type": "object",
+    "properties": {"detail": {"type": "string", "description": "What went wrong and what to do"}},
+    "required": ["detail"],
+}
+VALIDATION_ERROR_SCHEMA = {
+    "title": "ValidationProblem",
+    "type": "object",
+    "properties": {
+        "detail": {"type": "string", "description": "Every problem, '; '-separated, naming the field"},
+        "errors": {"type": "array", "items": {"type": "object"}, "description": "The structured problems"},
+    },
+    "required": ["detail"],
+}
+_ERROR_REF = {"$ref": "#/components/schemas/Error"}
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}}
+
+
+def add_guards(app: FastAPI, settings: GatewaySettings) -> None:
+    """Audit, auth and limits; call before adding CORS so CORS wraps them."""
+    check_auth_settings(settings)  # now, at start-up: middlewares are only built on the first request
+    install_log_redaction()
+    app.add_middleware(LimitsMiddleware, settings=settings)
+    app.add_middleware(AuthMiddleware, settings=settings)
+    app.add_middleware(AuditMiddleware)
+
+
+def add_security_headers(app: FastAPI, settings: GatewaySettings) -> None:
+    """Call after adding CORS: the headers go on every answer, CORS preflights included."""
+    app.add_middleware(SecurityHeadersMiddleware, settings=settings)
+
+
+def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description, "content": {"application/json": {"schema": _ERROR_REF}}}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def document_security(app: FastAPI, settings: GatewaySettings) -> None:
+    """Add to the OpenAPI schema what the guards answer: 401/403 (auth on), 413, 429, the real 422."""
+
+    build = app.openapi  # FastAPI's own generator (caches in app.openapi_schema)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        components = schema.setdefault("components", {})
+        schemas = components.setdefault("schemas", {})
+        schemas["Error"] = ERROR_SCHEMA
+        schemas["ValidationProblem"] = VALIDATION_ERROR_SCHEMA
+        if settings.auth_enabled:
+            components["securitySchemes"] = {
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT or API key"},
+            }
+        for path, operations in schema.get("paths", {}).items():
+            for method, operation in operations.items():
+                if not isinstance(operation, dict) or "responses" not in operation:
+                    continue
+                _document_operation(path, method.upper(), operation, settings)
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _document_operation(path: str, method: str, operation: dict[str, Any], settings: GatewaySettings) -> None:
+    responses = operation["responses"]
+    if "422" in responses:
+        responses["422"] = {
+            "description": "The request does not match the schema (the detail names each field)",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ValidationProblem"}}},
+        }
+    guarded = path.startswith("/api/") and path not in OPEN_PATHS
+    if guarded and settings.auth_enabled:
+        operation["security"] = [{"apiKey": []}, {"bearer": []}]
+        responses.setdefault("401", _error("No or invalid credentials (see WWW-Authenticate)",
+                                           {"WWW-Authenticate": {"schema": {"type": "string"}}}))
+        responses.setdefault("403", _error("The credentials' role may not do this"))
+    route = (method, path)
+    if "requestBody" in operation:
+        what = ("Larger than CTROPS_MAX_UPLOAD_MB" if route in STREAMING_ROUTES
+                else f"Body larger than CTROPS_MAX_JSON_BODY_KB ({settings.max_json_body_kb} KB)")
+        responses.setdefault("413", _error(what))
+        responses["413"].setdefault("content", {"application/json": {"schema": _ERROR_REF}})
+    if route in RATE_LIMITED or route == TRAIN_ROUTE:
+        responses.setdefault("429", _error("Too many requests from this client (rate or active-run limit)",
+                                           _RETRY_AFTER))
