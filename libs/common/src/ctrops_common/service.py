@@ -156,7 +156,8 @@ class ServiceRuntime:
             running = [t for t in self._tasks if not t.done()]
             done, _ = await asyncio.wait([*running, stopper], return_when=asyncio.FIRST_COMPLETED)
             for task in done:
-                if task is not stopper and task.exception() is not None:
+                # A task cancelled on purpose (a handler leaving its event uncommitted at stop) is no crash.
+                if task is not stopper and not task.cancelled() and task.exception() is not None:
                     raise task.exception()
 
     async def shutdown(self) -> None:

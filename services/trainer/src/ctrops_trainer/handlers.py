@@ -1,9 +1,311 @@
-"""Which events the trainer service consumes and publishes."""
+"""Which events the trainer consumes and publishes.
 
+Consumes ``training.requested`` (main group) and ``training.cancel.requested`` (a second
+group, so a cancel is read even while this trainer is busy training). Publishes
+``training.started`` per attempt, ``training.progress`` once per finished epoch (with the
+attempt number), then ``training.done`` or ``training.failed``.
+
+The training itself runs in a child process (``worker.run``); this handler only
+supervises it: relays its messages, renews the run's lease in ``trainer_runs``, watches
+for cancel requests, and decides retry or failure when the child dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import queue
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ctrops_common.bus import Bus
+from ctrops_common.events import (
+    EpochMetrics,
+    Event,
+    Topic,
+    TrainingCancelRequested,
+    TrainingDone,
+    TrainingFailed,
+    TrainingProgress,
+    TrainingRequested,
+    TrainingStarted,
+    new_id,
+)
 from ctrops_common.service import ServiceRuntime
+from ctrops_common.storage import UnsafePath, check_id
 
+from . import worker
+from .runs import RunStore
 from .settings import TrainerSettings
+from .tracking import RunTracking, Tracking
+
+log = logging.getLogger(__name__)
+
+_SPAWN = multiprocessing.get_context("spawn")
 
 
-def register(runtime: ServiceRuntime, settings: TrainerSettings) -> None:
+@dataclass
+class Outcome:
+    kind: str  # done | failed | cancelled | died | lost | stopping
+    result: dict[str, Any] | None = None
+    reason: str = ""
+
+
+class Trainer:
+    def __init__(self, runtime: ServiceRuntime, settings: TrainerSettings) -> None:
+        self.runtime = runtime
+        self.settings = settings
+        self.runs = RunStore(runtime.engine)
+        self.tracking = Tracking(settings)
+        self.worker_name = f"{runtime.instance}-{new_id()[:8]}"  # unique per process lifetime
+
+    @property
+    def bus(self) -> Bus:
+        return self.runtime.bus
+
+    # -- training.requested -------------------------------------------------------
+
+    async def on_requested(self, event: Event[TrainingRequested]) -> None:
+        request = event.payload
+        run_id = request.run_id
+        try:
+            check_id(run_id)
+            parquet_path = self.runtime.store.path(request.parquet_location)
+        except UnsafePath as exc:
+            await self._publish_failed(run_id, f"the training request is invalid ({exc}); start a new training")
+            return
+        while True:
+            claim = await asyncio.to_thread(
+                self.runs.claim, run_id, self.worker_name,
+                self.settings.trainer_lease_timeout_s, self.settings.trainer_max_attempts,
+            )
+            if claim.action == "wait":  # another trainer holds a fresh lease on this run
+                await asyncio.sleep(self.settings.trainer_poll_s)
+                continue
+            if claim.action == "completed":
+                await self.bus.publish(Topic.TRAINING_DONE, TrainingDone.model_validate(claim.result),
+                                       correlation_id=run_id)
+                return
+            if claim.action == "failed":
+                await self.bus.publish(Topic.TRAINING_FAILED, TrainingFailed.model_validate(claim.result),
+                                       correlation_id=run_id)
+                return
+            if claim.action == "cancelled":
+                await self._finish_failed(run_id, None, "training was cancelled before it started", cancelled=True)
+                return
+            if claim.action == "exhausted":
+                await self._finish_failed(
+                    run_id, None,
+                    f"the trainer stopped unexpectedly during {claim.attempt} attempt(s) (killed, restarted or out "
+                    "of memory); try again, with a smaller batch_size or max_seq_len if it keeps happening",
+                )
+                return
+            outcome = await self._attempt(request, parquet_path, claim.attempt, claim.previous_mlflow_run_id)
+            if outcome.kind == "died":
+                log.warning("training process of run %s died (%s); retrying", run_id, outcome.reason)
+                await asyncio.to_thread(self.runs.release, run_id, self.worker_name)
+                continue  # the claim counts the attempt and fails the run once they are used up
+            return
+
+    async def _attempt(self, request: TrainingRequested, parquet_path: Path, attempt: int,
+                       previous_mlflow_run_id: str | None) -> Outcome:
+        run_id = request.run_id
+        data_dir = self.runtime.store.root
+        worker.remove_partial_models(data_dir, run_id)
+        config = request.config
+        tracker = RunTracking(self.tracking)
+
+        saved = worker.read_result(data_dir, run_id)
+        if saved is not None:
+            # An earlier attempt saved the model and died before reporting: report it, do not train again.
+            log.info("run %s already has a saved model; reporting it", run_id)
+            await self._complete(request, saved, tracker)
+            return Outcome("done", saved)
+
+        await self.bus.publish(Topic.TRAINING_STARTED,
+                               TrainingStarted(run_id=run_id, attempt=attempt, worker=self.worker_name),
+                               correlation_id=run_id)
+        tracker.begin(experiment=config.experiment_name, run_id=run_id, file_id=request.file_id, attempt=attempt,
+                      config=config, previous_mlflow_run_id=previous_mlflow_run_id)
+        job = {
+            "run_id": run_id,
+            "parquet_path": str(parquet_path),
+            "data_dir": str(data_dir),
+            "config": config.model_dump(mode="json"),
+            "threads": self.settings.trainer_threads,
+            "seq_chunks": self.settings.trainer_seq_chunks,
+        }
+        outcome = await self._supervise(job, request, attempt, tracker)
+        if tracker.mlflow_run_id is None:
+            await tracker.flush(1.0)  # the id, if MLflow already answered
+        if tracker.mlflow_run_id:
+            await asyncio.to_thread(self.runs.set_mlflow_run, run_id, tracker.mlflow_run_id)
+
+        if outcome.kind == "done":
+            await self._complete(request, outcome.result or {}, tracker)
+        elif outcome.kind == "failed":
+            tracker.finish("FAILED", tags={"ctrops.failure": outcome.reason})
+            await self._finish_failed(run_id, self.worker_name, outcome.reason)
+        elif outcome.kind == "cancelled":
+            tracker.finish("KILLED", tags={"ctrops.failure": "cancelled"})
+            await self._finish_failed(run_id, self.worker_name, "training was cancelled", cancelled=True)
+        elif outcome.kind == "lost":
+            tracker.finish("KILLED", tags={"ctrops.failure": outcome.reason})
+            log.warning("run %s: %s", run_id, outcome.reason)
+        elif outcome.kind == "stopping":
+            tracker.finish("KILLED", tags={"ctrops.failure": "trainer stopped"})
+            await asyncio.to_thread(self.runs.release, run_id, self.worker_name)
+            raise asyncio.CancelledError()  # leave the event uncommitted: another trainer picks it up
+        else:  # died
+            tracker.finish("FAILED", tags={"ctrops.failure": outcome.reason})
+        return outcome
+
+    async def _supervise(self, job: dict[str, Any], request: TrainingRequested, attempt: int,
+                         tracker: RunTracking) -> Outcome:
+        run_id = request.run_id
+        messages = _SPAWN.Queue()
+        stop = _SPAWN.Event()
+        process = _SPAWN.Process(target=worker.run, args=(job, messages, stop), name=f"train-{run_id[:8]}",
+                                 daemon=True)
+        process.start()  # from the event-loop thread: the child's parent-death signal follows this thread
+        poll = self.settings.trainer_poll_s
+        next_renewal = time.monotonic() + poll
+        stop_deadline: float | None = None
+        outcome: Outcome | None = None
+        try:
+            while outcome is None:
+                try:
+                    message = await asyncio.to_thread(messages.get, True, min(0.5, poll))
+                except queue.Empty:
+                    message = None
+                if message is not None:
+                    outcome = await self._relay(message, request, attempt, tracker)
+                    continue
+                if not process.is_alive():
+                    try:  # the last messages may still be in the pipe
+                        message = messages.get(timeout=0.5)
+                    except queue.Empty:
+                        return Outcome("died", reason=f"training process exited with code {process.exitcode}")
+                    outcome = await self._relay(message, request, attempt, tracker)
+                    continue
+                now = time.monotonic()
+                if self.runtime.stop_event.is_set() and stop_deadline is None:
+                    stop.set()
+                    stop_deadline = now + min(5.0, self.settings.trainer_stop_grace_s)
+                if now >= next_renewal:
+                    next_renewal = now + poll
+                    ours, cancel = await asyncio.to_thread(self.runs.renew, run_id, self.worker_name)
+                    if not ours:
+                        return Outcome("lost", reason="another trainer took this run over (our lease expired)")
+                    if cancel and stop_deadline is None:
+                        log.info("run %s: cancel requested, stopping the training process", run_id)
+                        stop.set()
+                        stop_deadline = now + self.settings.trainer_stop_grace_s
+                if stop_deadline is not None and now >= stop_deadline:
+                    process.kill()
+                    return Outcome("stopping" if self.runtime.stop_event.is_set() else "cancelled")
+            if outcome.kind == "cancelled" and self.runtime.stop_event.is_set():
+                return Outcome("stopping")
+            return outcome
+        finally:
+            if process.is_alive():
+                stop.set()
+                process.join(timeout=2)
+                if process.is_alive():
+                    process.kill()
+            process.join(timeout=5)
+            messages.close()
+            messages.cancel_join_thread()
+
+    async def _relay(self, message: tuple, request: TrainingRequested, attempt: int,
+                     tracker: RunTracking) -> Outcome | None:
+        """Publish one child message; an Outcome when it was the last."""
+        kind = message[0]
+        if kind == "info":
+            tracker.params(message[1])
+            return None
+        if kind == "epoch":
+            epoch, metrics = message[1], message[2]
+            await self.bus.publish(
+                Topic.TRAINING_PROGRESS,
+                TrainingProgress(run_id=request.run_id, attempt=attempt, epoch=epoch,
+                                 total_epochs=request.config.epochs, metrics=EpochMetrics.model_validate(metrics)),
+                correlation_id=request.run_id,
+            )
+            tracker.epoch(epoch, metrics)
+            return None
+        if kind == "done":
+            return Outcome("done", result=message[1])
+        if kind == "failed":
+            return Outcome("failed", reason=message[1])
+        if kind == "cancelled":
+            return Outcome("cancelled")
+        log.error("unknown message from the training process: %r", message[:1])
+        return None
+
+    async def _complete(self, request: TrainingRequested, result: dict[str, Any], tracker: RunTracking) -> None:
+        run_id = request.run_id
+        model_folder = worker.model_dir(self.runtime.store.root, run_id)
+        tracker.finish("FINISHED", model_folder=model_folder)
+        mlflow_run_id = await tracker.flush(self.settings.trainer_mlflow_wait_s)
+        done = TrainingDone(
+            run_id=run_id,
+            file_id=request.file_id,
+            model_location=f"runs/{run_id}/model",
+            metrics=EpochMetrics.model_validate(result["metrics"]),
+            best_epoch=result["best_epoch"],
+            epochs_run=result["epochs_run"],
+            duration_s=result["duration_s"],
+            experiment_name=request.config.experiment_name,
+            mlflow_run_id=mlflow_run_id,
+            config=request.config,
+        )
+        if await asyncio.to_thread(self.runs.finish, run_id, self.worker_name, "completed",
+                                   done.model_dump(mode="json")):
+            await self.bus.publish(Topic.TRAINING_DONE, done, correlation_id=run_id)
+        else:
+            log.warning("run %s finished here but another trainer owns it now; not reporting", run_id)
+
+    async def _finish_failed(self, run_id: str, worker_name: str | None, reason: str, cancelled: bool = False) -> None:
+        failed = TrainingFailed(run_id=run_id, reason=reason, cancelled=cancelled)
+        if await asyncio.to_thread(self.runs.finish, run_id, worker_name, "failed", failed.model_dump(mode="json")):
+            await self.bus.publish(Topic.TRAINING_FAILED, failed, correlation_id=run_id)
+
+    async def _publish_failed(self, run_id: str, reason: str) -> None:
+        await self.bus.publish(Topic.TRAINING_FAILED, TrainingFailed(run_id=run_id, reason=reason),
+                               correlation_id=run_id)
+
+    # -- training.cancel.requested ------------------------------------------------------
+
+    async def on_cancel(self, event: Event[TrainingCancelRequested]) -> None:
+        try:
+            check_id(event.payload.run_id)
+        except UnsafePath:
+            return  # nothing can be running under an invalid id
+        await asyncio.to_thread(self.runs.request_cancel, event.payload.run_id)
+
+    async def listen_for_cancels(self) -> None:
+        """A second consumer group: cancels are read even while the main consumer is busy training."""
+        bus = Bus(self.settings, self.runtime.service, group_id=f"{self.bus.group_id}-cancel",
+                  processed=self.runtime.processed)
+        bus.subscribe(Topic.TRAINING_CANCEL_REQUESTED, self.on_cancel)
+        await bus.start()
+        try:
+            await bus.consume(self.runtime.stop_event)
+        finally:
+            await bus.stop()
+
+    async def warm_up_tracking(self) -> None:
+        await asyncio.wrap_future(self.tracking.warm_up())
+
+
+def register(runtime: ServiceRuntime, settings: TrainerSettings) -> Trainer:
     """Subscribe this service's handlers on the runtime's bus."""
+    trainer = Trainer(runtime, settings)
+    runtime.bus.subscribe(Topic.TRAINING_REQUESTED, trainer.on_requested)
+    runtime.add_background(trainer.listen_for_cancels)
+    runtime.add_background(trainer.warm_up_tracking)
+    return trainer

@@ -1,0 +1,155 @@
+"""The training process: one child process per attempt, started with the ``spawn`` method.
+
+Why a process: training is minutes of CPU work. In a child it can never starve the
+service's event loop (Kafka heartbeats, lease renewals, health checks), a cancel can
+stop it, and a crash (out of memory) takes down only the attempt. The child talks to
+the parent through one queue of plain tuples:
+
+    ("info", {...})            data facts (rows, features, split sizes) once the data is ready
+    ("epoch", n, {...})        metrics of each finished epoch
+    ("done", {...})            the model is saved under runs/<run_id>/model/; final numbers
+    ("failed", reason)         the data or config cannot be trained on; the reason says what to fix
+    ("cancelled",)             the stop event was set
+
+This module imports neither torch nor the training code at import time: the thread
+settings (``OMP_WAIT_POLICY``, ``torch.set_num_threads``) must be in place before torch loads.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import signal
+import time
+import traceback
+import uuid
+from pathlib import Path
+from typing import Any
+
+RESULT_FILE = "result.json"  # written into the model folder with the final numbers
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL us when the parent dies (kill -9 of the trainer must not leave orphans)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass  # not Linux: the parent-pid check in the training loop still stops us
+
+
+def model_dir(data_dir: Path, run_id: str) -> Path:
+    return data_dir / "runs" / run_id / "model"
+
+
+def read_result(data_dir: Path, run_id: str) -> dict[str, Any] | None:
+    """The final numbers of a run whose model was already saved completely (else None)."""
+    path = model_dir(data_dir, run_id) / RESULT_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def remove_partial_models(data_dir: Path, run_id: str) -> None:
+    """Temp folders of attempts that died before their rename."""
+    run_folder = data_dir / "runs" / run_id
+    if run_folder.is_dir():
+        for leftover in run_folder.glob(".model-*.part"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _save_atomically(data_dir: Path, run_id: str, model, preprocess, result: dict[str, Any]) -> None:
+    from ctrops_common.ml import save_model
+
+    target = model_dir(data_dir, run_id)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".model-{uuid.uuid4().hex}.part"
+    save_model(tmp, model, preprocess)
+    (tmp / RESULT_FILE).write_text(json.dumps(result, indent=2, allow_nan=False))
+    for file in tmp.iterdir():  # on disk before the rename makes the folder visible
+        with open(file, "rb") as fh:
+            os.fsync(fh.fileno())
+    if target.exists():  # an earlier attempt saved but died before reporting: replace it whole
+        old = target.parent / f".model-{uuid.uuid4().hex}.old"
+        os.replace(target, old)
+        shutil.rmtree(old, ignore_errors=True)
+    os.replace(tmp, target)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> plain numbers for JSON."""
+    return value.item() if hasattr(value, "item") else str(value)
+
+
+def run(job: dict[str, Any], messages, stop) -> None:
+    """Entry point of the child process. ``job``: run_id, parquet_path, data_dir, config, threads, seq_chunks."""
+    _die_with_parent()
+    parent = os.getppid()
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # idle OpenMP threads must not spin on shared cores
+    os.environ["OMP_NUM_THREADS"] = str(job["threads"])
+    started = time.perf_counter()
+    try:
+        import torch
+
+        torch.set_num_threads(job["threads"])
+
+        from ctrops_common.events import TrainingConfig
+
+        from .data import read_training_file
+        from .training import Cancelled, train
+
+        config = TrainingConfig.model_validate(job["config"])
+        data = read_training_file(Path(job["parquet_path"]), config.max_seq_len)
+        messages.put(("info", {
+            "rows": data.rows,
+            "features": len(data.feature_columns),
+            "clicks": int(data.labels.sum()),
+            "truncated_rows": data.truncated_rows,
+            "ignored_columns": data.ignored_columns,
+        }))
+
+        def should_stop() -> bool:
+            return stop.is_set() or os.getppid() != parent
+
+        def on_epoch(epoch: int, metrics: dict[str, Any]) -> None:
+            messages.put(("epoch", epoch, metrics))
+
+        result = train(data, config, seq_chunks=job["seq_chunks"], on_epoch=on_epoch, should_stop=should_stop)
+        summary = {
+            "best_epoch": result.best_epoch,
+            "epochs_run": result.epochs_run,
+            "metrics": result.best_metrics,
+            "duration_s": time.perf_counter() - started,
+            "train_rows": result.train_rows,
+            "val_rows": result.val_rows,
+            "base_rate": result.preprocess.base_rate,
+            "train_rate": result.preprocess.train_rate,
+            "seq_scale": result.preprocess.seq_scale,
+            "features": len(result.preprocess.feature_columns),
+            "threads": job["threads"],
+        }
+        summary = json.loads(json.dumps(summary, default=_plain))
+        _save_atomically(Path(job["data_dir"]), job["run_id"], result.model, result.preprocess, summary)
+        messages.put(("done", summary))
+    except Cancelled:
+        messages.put(("cancelled",))
+    except MemoryError:
+        messages.put(("failed", "training ran out of memory: lower batch_size or max_seq_len, or train on fewer rows"))
+    except Exception as exc:  # noqa: BLE001 - everything else is reported, with the data errors worded for people
+        from .data import DataError
+        from .training import TrainingError
+
+        if isinstance(exc, DataError):
+            messages.put(("failed", f"the training data cannot be used: {exc}"))
+        elif isinstance(exc, TrainingError):
+            messages.put(("failed", str(exc)))
+        else:
+            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            messages.put(("failed", f"training crashed: {detail}. The trainer log has the stack trace."))
+            traceback.print_exc()
+    finally:
+        messages.close()
+        messages.join_thread()

@@ -1,0 +1,128 @@
+"""The input pipeline: recent-token window, stratified split, down-sampling, clear data errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ctrops_trainer.data import (
+    DataError,
+    apply_fill,
+    fill_values,
+    read_training_file,
+    split_rows,
+    table_to_training_data,
+    window_sequences,
+)
+
+
+def test_window_keeps_the_most_recent_tokens_right_padded():
+    seq = pa.array([[1, 2, 3, 4, 5], [7], [], None, [9, 8]], type=pa.list_(pa.int32()))
+    tokens, lengths, truncated = window_sequences(seq, 3)
+    assert tokens.tolist() == [[3, 4, 5], [7, 0, 0], [0, 0, 0], [0, 0, 0], [9, 8, 0]]
+    assert lengths.tolist() == [3, 1, 0, 0, 2]
+    assert truncated == 1
+
+
+def test_window_of_a_sliced_chunked_column_uses_the_right_rows():
+    seq = pa.chunked_array([pa.array([[1, 2], [3, 4, 5]]), pa.array([[6, 7, 8, 9]])])
+    tokens, lengths, _ = window_sequences(seq, 2)
+    assert tokens.tolist() == [[1, 2], [4, 5], [8, 9]]
+    assert lengths.tolist() == [2, 2, 2]
+
+
+def test_sequences_stored_as_text_are_parsed_once():
+    tokens, lengths, _ = window_sequences(pa.array(["5,6,7", "", " 8 , 9", None]), 4)
+    assert tokens.tolist() == [[5, 6, 7, 0], [0, 0, 0, 0], [8, 9, 0, 0], [0, 0, 0, 0]]
+    assert lengths.tolist() == [3, 0, 2, 0]
+
+
+def test_table_becomes_features_labels_and_tokens():
+    table = pa.table({
+        "clicked": pa.array([0, 1, 0], type=pa.int8()),
+        "seq": pa.array([[1], [2, 3], [4]], type=pa.list_(pa.int32())),
+        "hour": pa.array([1.0, None, float("inf")]),
+        "label": pa.array(["a", "b", "c"]),
+    })
+    data = table_to_training_data(table, 8)
+    assert data.feature_columns == ["hour"]
+    assert data.ignored_columns == ["label"]
+    assert data.labels.tolist() == [0.0, 1.0, 0.0]
+    assert np.isnan(data.features[1:, 0]).all()  # missing and infinite values are both "missing"
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        (pa.table({"clicked": [0, 1]}), "lacks the required column(s) seq"),
+        (pa.table({"clicked": [0, 2], "seq": [[1], [2]]}), "must hold 0 or 1"),
+        (pa.table({"clicked": pa.array([0, None]), "seq": [[1], [2]]}), "'clicked' is empty in 1 row"),
+        (pa.table({"clicked": [0, 1], "seq": [[1], [-4]]}), "non-negative integers"),
+        (pa.table({"clicked": [0, 1], "seq": ["1,x", "2"]}), "comma-separated integers"),
+    ],
+)
+def test_unusable_tables_are_refused_with_what_to_fix(table, message):
+    with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        table_to_training_data(table, 4)
+
+
+def test_missing_and_corrupt_files_are_data_errors(tmp_path: Path):
+    with pytest.raises(DataError, match="missing"):
+        read_training_file(tmp_path / "nope.parquet", 8)
+    corrupt = tmp_path / "data.parquet"
+    corrupt.write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(DataError, match="could not be read"):
+        read_training_file(corrupt, 8)
+
+
+def test_split_is_stratified_then_only_training_negatives_are_down_sampled():
+    rng = np.random.default_rng(0)
+    labels = (rng.random(20_000) < 0.02).astype(np.float32)
+    split = split_rows(labels, 0.2, downsampling=True, seed=7)
+    assert not set(split.train) & set(split.val)
+    # Validation keeps the original click rate (stratified), within one row per class.
+    assert abs(labels[split.val].mean() - labels.mean()) < 0.001
+    assert len(split.val) == pytest.approx(0.2 * len(labels), abs=2)
+    train_pos = int(labels[split.train].sum())
+    assert len(split.train) - train_pos == 2 * train_pos  # negatives at exactly 2x positives
+    assert split.train_rate == pytest.approx(1 / 3)
+    assert split.base_rate == pytest.approx(labels.mean(), abs=0.002)
+    again = split_rows(labels, 0.2, downsampling=True, seed=7)
+    assert np.array_equal(split.train, again.train) and np.array_equal(split.val, again.val)
+    other = split_rows(labels, 0.2, downsampling=True, seed=8)
+    assert not np.array_equal(split.train, other.train)
+
+
+def test_without_down_sampling_every_training_row_is_used():
+    labels = np.array([1] * 20 + [0] * 180, dtype=np.float32)
+    split = split_rows(labels, 0.25, downsampling=False, seed=1)
+    assert len(split.train) + len(split.val) == 200
+    assert split.train_rate == pytest.approx(split.base_rate)
+
+
+def test_too_few_clicks_for_a_stratified_split_is_a_clear_error():
+    labels = np.array([1] * 3 + [0] * 500, dtype=np.float32)
+    with pytest.raises(DataError, match="only 3 clicked row"):
+        split_rows(labels, 0.2, downsampling=True, seed=1)
+
+
+def test_missing_values_are_filled_with_training_medians():
+    features = np.array([[1.0, np.nan], [3.0, np.nan], [np.nan, np.nan], [100.0, np.nan]], dtype=np.float32)
+    medians = fill_values(features, np.array([0, 1, 2]))  # row 3 is not a training row
+    assert medians.tolist() == [2.0, 0.0]
+    assert apply_fill(features, medians).tolist() == [[1, 0], [3, 0], [2, 0], [100, 0]]
+
+
+def test_generated_file_reads_with_its_planted_sequence_tokens(generated):
+    path, truth = generated
+    data = read_training_file(path, 128)
+    assert data.rows == truth["rows"]
+    assert int(data.labels.sum()) == truth["clicks"]
+    assert len(data.feature_columns) == 117  # 119 columns minus seq and clicked
+    raw = pq.read_table(path, columns=["seq"]).column("seq").to_pylist()
+    longest = int(np.argmax([len(s) for s in raw]))
+    assert data.tokens[longest].tolist() == raw[longest][-128:]
