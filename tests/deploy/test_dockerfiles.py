@@ -269,3 +269,37 @@ def test_gateway_healthcheck_passes_on_a_live_gateway_and_fails_on_a_dead_one(st
     assert done.returncode == 0, done.stderr
     gateway.stop()
     assert run_healthcheck("gateway", env).returncode != 0
+
+
+# --- what `pip install ./services/<name>` (not editable) puts in the image -------------------------
+
+
+def built_wheel_files(project: Path, tmp_path: Path) -> tuple[set[str], set[str]]:
+    """Build the project's wheel the way the Dockerfile installs it; return (wheel files, source files)."""
+    import zipfile
+
+    copy = tmp_path / project.name
+    shutil.copytree(project / "src", copy / "src",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
+    shutil.copy(project / "pyproject.toml", copy / "pyproject.toml")
+    sources = {p.relative_to(copy / "src").as_posix() for p in (copy / "src").rglob("*") if p.is_file()}
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                           "-w", str(tmp_path / "dist"), str(copy)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        in_wheel = {name for name in archive.namelist() if ".dist-info/" not in name}
+    return in_wheel, sources
+
+
+def test_the_installed_service_carries_every_file_of_its_package(service: str, tmp_path: Path) -> None:
+    """Locally the packages are editable installs, which see every file; the image installs a
+    built wheel, which holds only what setuptools packages (a template, a font or a JSON file
+    not declared as package data would be missing in the container alone)."""
+    in_wheel, sources = built_wheel_files(ROOT / "services" / service, tmp_path)
+    assert sources and sources <= in_wheel, f"missing from the image: {sorted(sources - in_wheel)}"
+
+
+def test_the_installed_shared_library_carries_every_file(tmp_path: Path) -> None:
+    in_wheel, sources = built_wheel_files(ROOT / "libs" / "common", tmp_path)
+    assert sources and sources <= in_wheel, f"missing from the images: {sorted(sources - in_wheel)}"
