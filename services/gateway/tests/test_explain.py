@@ -19,6 +19,7 @@ from ctrops_common.datagen import generate
 from ctrops_common.dataset import parquet_path
 from ctrops_common.events import (
     EpochMetrics,
+    ExplanationDone,
     Topic,
     TrainingConfig,
     TrainingDone,
@@ -154,6 +155,14 @@ def test_failed_training_and_failed_explanation_answer_with_their_reason(gateway
     url = f"/api/report/correlation/{no_model_run}"
     response = wait_for(lambda: gateway_client.get(url), lambda r: r.json().get("status") == "failed", timeout_s=60)
     assert response.status_code == 409 and "no saved model" in response.json()["detail"]
+
+
+def test_an_announced_explanation_missing_from_the_store_is_503_not_a_wait(gateway_client):
+    run_id = new_id()
+    publish((Topic.EXPLANATION_DONE, ExplanationDone(run_id=run_id, location=f"runs/{run_id}/explanation.json",
+                                                     top_features=[])))
+    response = wait_for(lambda: gateway_client.get(f"/api/features/{run_id}"), lambda r: r.status_code != 404)
+    assert response.status_code == 503 and "CTROPS_DATA_DIR" in response.json()["detail"]
 
 
 def test_openapi_documents_the_definitions(gateway_client):

@@ -58,6 +58,7 @@ ERRORS = {
     404: {"description": "Unknown or malformed run id, or `latest` before any run completed."},
     409: {"description": "Not ready: the run is still training or being explained (`Retry-After` header), "
                          "or its training or explanation failed (`detail` gives the reason)."},
+    503: {"description": "The explanation was announced but is missing from the gateway's file store."},
 }
 
 
@@ -97,6 +98,11 @@ def load_explanation(state: GatewayState, run_id: str) -> dict[str, Any] | JSONR
     location = explanation_path(run_id)
     if state.store.exists(location):
         return state.store.read_json(location)
+    if views.latest(Topic.EXPLANATION_DONE, run_id) is not None:
+        # Announced but not in this gateway's store: a deployment whose file store is not shared.
+        return _problem(503, f"the explanation of run {run_id} was stored at {location}, but this gateway's file "
+                             "store does not have it; check that the gateway and the explainer share CTROPS_DATA_DIR",
+                        "unavailable")
     if (failed := views.latest(Topic.EXPLANATION_FAILED, run_id)) is not None:
         return _problem(409, f"the explanation of run {run_id} failed: {failed.payload.get('reason', '')}", "failed")
     if views.latest(Topic.TRAINING_DONE, run_id) is not None:
