@@ -24,7 +24,7 @@ def test_blocks_become_row_groups_with_nulls_for_missing(tmp_path):
         values = np.arange(start, start + n, dtype=float)
         values[0] = np.nan
         seq = pa.array([[i, i + 1] for i in range(start, start + n)], type=pa.list_(pa.int32()))
-        sink.add({"시간대": values}, (np.arange(n) % 2).astype(np.int8), seq)
+        sink.add({"시간대": pa.array(values, mask=np.isnan(values))}, (np.arange(n) % 2).astype(np.int8), seq)
     assert sink.close() == 3000
     meta = pq.ParquetFile(path).metadata
     assert meta.num_rows == 3000
@@ -39,6 +39,7 @@ def test_blocks_become_row_groups_with_nulls_for_missing(tmp_path):
 def test_abort_removes_the_partial_file(tmp_path):
     path = tmp_path / "data.parquet"
     sink = ParquetSink(path, ["x", "seq", "clicked"], row_group_rows=1024)
-    sink.add({"x": np.ones(2000)}, np.zeros(2000, dtype=np.int8), pa.array([[1]] * 2000, type=pa.list_(pa.int32())))
+    sink.add({"x": pa.array(np.ones(2000))}, np.zeros(2000, dtype=np.int8),
+             pa.array([[1]] * 2000, type=pa.list_(pa.int32())))
     sink.abort()
     assert not path.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from ctrops_ingest.profiling import ProfileBuilder, row_hashes, text_hashes
@@ -15,14 +16,24 @@ def blocks(matrix: np.ndarray, sizes: list[int]):
         start += size
 
 
+def arrays(matrix: np.ndarray) -> list[pa.Array]:
+    """Columns as the pipeline hands them over: float64 with nulls for missing."""
+    return [pa.array(matrix[:, j], mask=np.isnan(matrix[:, j])) for j in range(matrix.shape[1])]
+
+
+def add(builder: ProfileBuilder, matrix: np.ndarray, clicked: np.ndarray | None = None, lengths=None) -> None:
+    n = len(matrix)
+    clicked = np.zeros(n, dtype=np.int8) if clicked is None else clicked
+    builder.add_block(arrays(matrix), clicked, lengths, np.arange(n, dtype=np.uint64))
+
+
 def test_moments_merged_over_blocks_match_numpy():
     rng = np.random.default_rng(0)
     matrix = rng.normal(5, 3, size=(1000, 2))
     matrix[rng.random(1000) < 0.2, 1] = np.nan
     builder = ProfileBuilder(["a", "b"])
     for part in blocks(matrix, [1, 299, 400, 300]):
-        n = len(part)
-        builder.add_block(part, np.zeros(n, dtype=np.int8), None, np.arange(n, dtype=np.uint64))
+        add(builder, part)
     stats = builder.column_stats()
     for j, name in enumerate(["a", "b"]):
         col = matrix[:, j]
@@ -34,7 +45,7 @@ def test_moments_merged_over_blocks_match_numpy():
 
 def test_all_missing_column_has_null_statistics():
     builder = ProfileBuilder(["a"])
-    builder.add_block(np.full((3, 1), np.nan), np.zeros(3, dtype=np.int8), None, np.arange(3, dtype=np.uint64))
+    add(builder, np.full((3, 1), np.nan))
     assert builder.column_stats()["a"] == {"missing": 3, "mean": None, "std": None, "min": None, "max": None}
 
 
@@ -43,8 +54,7 @@ def test_seq_length_median_is_exact(lengths):
     builder = ProfileBuilder([])
     half = len(lengths) // 2
     for part in (lengths[:half], lengths[half:]):
-        n = len(part)
-        builder.add_block(np.empty((n, 0)), np.zeros(n, dtype=np.int8), np.array(part), np.zeros(n, dtype=np.uint64))
+        add(builder, np.empty((len(part), 0)), lengths=np.array(part))
     stats = builder.seq_stats()
     assert stats["median_len"] == float(np.median(lengths))
     assert stats["min_len"] == min(lengths) and stats["max_len"] == max(lengths)
@@ -54,18 +64,19 @@ def test_seq_length_median_is_exact(lengths):
 def test_duplicate_rows_compare_parsed_values_across_blocks():
     matrix = np.array([[1.0, np.nan], [1.0, np.nan], [0.0, 2.0], [-0.0, 2.0], [1.0, 3.0]])
     seq = text_hashes(["1,2", "1,2", "3", "3", "1,2"])
-    hashes = row_hashes(matrix, [seq])
+    hashes = row_hashes([matrix[:, 0], matrix[:, 1]], [seq])
     builder = ProfileBuilder(["a", "b"])
-    builder.add_block(matrix[:2], np.zeros(2, dtype=np.int8), None, hashes[:2])
-    builder.add_block(matrix[2:], np.zeros(3, dtype=np.int8), None, hashes[2:])
+    builder.add_block(arrays(matrix[:2]), np.zeros(2, dtype=np.int8), None, hashes[:2])
+    builder.add_block(arrays(matrix[2:]), np.zeros(3, dtype=np.int8), None, hashes[2:])
     assert builder.duplicate_rows() == 2  # row 2 repeats row 1 (NaN equal NaN); row 4 repeats row 3 (-0 == 0)
 
 
 def test_row_hash_depends_on_column_order_and_every_column():
-    a = row_hashes(np.array([[1.0, 2.0]]), [])
-    assert a[0] != row_hashes(np.array([[2.0, 1.0]]), [])[0]
-    assert a[0] != row_hashes(np.array([[1.0, 2.0]]), [text_hashes(["x"])])[0]
-    assert a[0] == row_hashes(np.array([[1.0, 2.0]]), [])[0]
+    one, two = np.array([1.0]), np.array([2.0])
+    a = row_hashes([one, two], [])
+    assert a[0] != row_hashes([two, one], [])[0]
+    assert a[0] != row_hashes([one, two], [text_hashes(["x"])])[0]
+    assert a[0] == row_hashes([one.copy(), two.copy()], [])[0]
 
 
 def test_segments_count_rows_clicks_and_ctr_and_skip_bad_labels():
@@ -79,7 +90,7 @@ def test_segments_count_rows_clicks_and_ctr_and_skip_bad_labels():
     ], dtype=float)
     clicked = np.array([1, 0, 0, 1, -1], dtype=np.int8)  # the last row's label is invalid
     builder = ProfileBuilder(features)
-    builder.add_block(matrix, clicked, None, np.arange(5, dtype=np.uint64))
+    add(builder, matrix, clicked)
     tables = builder.segment_tables()
     assert tables["hour"] == [
         {"value": 20, "rows": 2, "clicks": 1, "ctr": 50.0},
@@ -96,5 +107,5 @@ def test_segments_count_rows_clicks_and_ctr_and_skip_bad_labels():
 def test_inventory_table_keeps_the_busiest_values():
     builder = ProfileBuilder(["inventory_id"], max_segment_values=2)
     ids = np.array([[1.0]] * 5 + [[2.0]] * 3 + [[3.0]] * 4)
-    builder.add_block(ids, np.zeros(12, dtype=np.int8), None, np.arange(12, dtype=np.uint64))
+    add(builder, ids)
     assert [row["value"] for row in builder.segment_tables()["inventory_id"]] == [1, 3]

@@ -54,8 +54,8 @@ class ParquetSink:
         self.rows = 0
         self.closed = False
 
-    def add(self, features: dict[str, np.ndarray], clicked: np.ndarray, seq: pa.Array) -> None:
-        """One block: feature arrays by column name (NaN missing), clicked 0/1, seq lists."""
+    def add(self, features: dict[str, pa.Array], clicked: np.ndarray, seq: pa.Array) -> None:
+        """One block: float64 feature arrays by column name (null for missing), clicked 0/1, seq lists."""
         arrays = []
         for name in self.columns:
             if name == TARGET:
@@ -63,8 +63,7 @@ class ParquetSink:
             elif name == SEQUENCE:
                 arrays.append(seq)
             else:
-                values = features[name]
-                arrays.append(pa.array(values, mask=np.isnan(values)))
+                arrays.append(features[name])
         table = pa.Table.from_arrays(arrays, schema=self.schema)
         self._pending.append(table)
         self._pending_rows += table.num_rows

@@ -14,6 +14,7 @@ Structural problems raise ``Rejected``; everything else ends in an ``IngestResul
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,17 @@ from ctrops_common.dataset import SEQUENCE, TARGET, column_description
 
 from .conversion import ParquetSink
 from .profiling import ProfileBuilder, row_hashes, text_hashes
-from .validation import Categories, Header, Problems, Rejected, mostly_text, parse_clicked, parse_seq, sniff, to_float
+from .validation import (
+    Categories,
+    Header,
+    Problems,
+    Rejected,
+    mostly_text,
+    parse_clicked,
+    parse_seq,
+    sniff,
+    to_float,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +48,7 @@ WARNED_COLUMNS = 10  # per-column warnings listed one by one; the rest are summa
 
 @dataclass(frozen=True)
 class IngestOptions:
-    block_bytes: int = 16 << 20
+    block_bytes: int = 4 << 20  # small enough to stay in cache, large enough to amortise per-block work
     row_group_rows: int = 65_536
     preview_rows: int = 10
     max_categories: int = 10_000
@@ -144,6 +155,7 @@ class _Run:
         self.clicks = 0
         self.non_clicks = 0
         self.preview: list[dict[str, Any]] = []
+        self._seq_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seq")
 
     # -- reading ------------------------------------------------------------------
 
@@ -192,6 +204,8 @@ class _Run:
             if self.sink is not None:
                 self.sink.abort()
             raise
+        finally:
+            self._seq_thread.shutdown()
 
     def _block(self, batch: pa.RecordBatch) -> None:
         n = batch.num_rows
@@ -199,33 +213,34 @@ class _Run:
         raw = {name: batch.column(self.internal[name]) for name in self.columns}
         for name, column in raw.items():
             self.empty[name] += column.null_count
+        # seq is the biggest single job of a block; Arrow releases the GIL, so it runs on
+        # a second thread while this one converts the features.
+        seq_job = self._seq_thread.submit(parse_seq, raw[SEQUENCE], first_row, self.bad_seq)
 
         clicked = parse_clicked(raw[TARGET], first_row, self.bad_clicked)
-        seq, seq_bad = parse_seq(raw[SEQUENCE], first_row, self.bad_seq)
         self.clicks += int((clicked == 1).sum())
         self.non_clicks += int((clicked == 0).sum())
+        arrays = [self._feature(name, raw[name], first_row) for name in self.features]
+        dense = [a.to_numpy(zero_copy_only=False) for a in arrays]  # NaN for missing
+        seq_hash = text_hashes(raw[SEQUENCE].to_pylist())
+        hashes = row_hashes(dense, [clicked.astype(np.int64).view(np.uint64), seq_hash])
 
-        matrix = np.empty((n, len(self.features)), dtype=np.float64, order="F")
-        for j, name in enumerate(self.features):
-            matrix[:, j] = self._feature(name, raw[name], first_row)
-
-        lengths = pc.list_value_length(seq).to_numpy(zero_copy_only=False)
-        valid_lengths = lengths[~seq_bad].astype(np.int64) if seq_bad.any() else lengths.astype(np.int64)
-        hashes = row_hashes(matrix, [clicked.astype(np.int64).view(np.uint64),
-                                     text_hashes(raw[SEQUENCE].to_pylist())])
-        self.profile.add_block(matrix, clicked, valid_lengths, hashes)
+        seq, seq_bad = seq_job.result()
+        lengths = pc.fill_null(pc.list_value_length(seq), 0).to_numpy(zero_copy_only=False)
+        valid_lengths = (lengths[~seq_bad] if seq_bad.any() else lengths).astype(np.int64)
+        self.profile.add_block(arrays, clicked, valid_lengths, hashes)
 
         if len(self.preview) < self.options.preview_rows:
-            self._add_preview(raw, matrix, clicked, n)
+            self._add_preview(raw, arrays, clicked, n)
 
         if self.sink is not None and not self.sink.closed:
             if self.bad_clicked.rows or self.bad_seq.rows or self.ragged.rows:
                 self.sink.abort()  # not training data: stop converting, keep counting
             else:
-                self.sink.add({name: matrix[:, j] for j, name in enumerate(self.features)}, clicked, seq)
+                self.sink.add(dict(zip(self.features, arrays)), clicked, seq)
         self.rows += n
 
-    def _feature(self, name: str, column: pa.Array, first_row: int) -> np.ndarray:
+    def _feature(self, name: str, column: pa.Array, first_row: int) -> pa.Array:
         kind = self.kinds.get(name)
         if kind is None:
             kind = self.kinds[name] = "categorical" if mostly_text(column) else "numeric"
@@ -234,18 +249,18 @@ class _Run:
         if kind == "categorical":
             return self.categories[name].encode(column)
         values, not_number = to_float(column)
-        if not_number.any():
+        if not_number is not None and not_number.any():
             bad = np.flatnonzero(not_number)[:3]
             shown = column.take(pa.array(bad, type=pa.int64())).to_pylist()
             self.not_numbers[name].add(int(not_number.sum()),
                                        [f"data row {first_row + int(p)}: {v!r}" for p, v in zip(bad, shown)])
         return values
 
-    def _add_preview(self, raw: dict[str, pa.Array], matrix: np.ndarray, clicked: np.ndarray, n: int) -> None:
+    def _add_preview(self, raw: dict[str, pa.Array], arrays: list[pa.Array], clicked: np.ndarray, n: int) -> None:
         take = min(n, self.options.preview_rows - len(self.preview))
         texts = {name: raw[name].slice(0, take).to_pylist() for name in self.columns
                  if name in (SEQUENCE, TARGET) or self.kinds.get(name) == "categorical"}
-        position = {name: j for j, name in enumerate(self.features)}
+        numbers = {name: array.slice(0, take).to_pylist() for name, array in zip(self.features, arrays)}
         for i in range(take):
             row: dict[str, Any] = {}
             for name in self.columns:
@@ -254,7 +269,8 @@ class _Run:
                 elif name in texts:
                     row[name] = texts[name][i]
                 else:
-                    row[name] = _json_number(float(matrix[i, position[name]]))
+                    value = numbers[name][i]
+                    row[name] = None if value is None else _json_number(value)
             self.preview.append(row)
 
     # -- results ------------------------------------------------------------------

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
-_MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 _NAN_BITS = np.uint64(0x7FF8000000000000)
 
 
@@ -36,11 +37,10 @@ def _splitmix(x: np.ndarray) -> np.ndarray:
         return x ^ (x >> np.uint64(31))
 
 
-def row_hashes(matrix: np.ndarray, extra: list[np.ndarray]) -> np.ndarray:
-    """One hash per row of ``matrix`` (float64, NaN for missing) and of the ``extra`` uint64 columns."""
-    n = matrix.shape[0]
+def row_hashes(columns: list[np.ndarray], extra: list[np.ndarray]) -> np.ndarray:
+    """One hash per row over ``columns`` (float64, NaN for missing) and the ``extra`` uint64 columns."""
+    n = len(columns[0]) if columns else len(extra[0])
     h = np.full(n, 0x243F6A8885A308D3, dtype=np.uint64)
-    columns = [matrix[:, j] for j in range(matrix.shape[1])]
     with np.errstate(over="ignore"):
         for j, col in enumerate(columns):
             bits = (col + 0.0).view(np.uint64)  # +0.0 folds -0.0 into 0.0
@@ -93,7 +93,7 @@ def _number(value: float) -> int | float:
 
 @dataclass
 class ProfileBuilder:
-    features: list[str]  # feature column names, in the order of the matrix's columns
+    features: list[str]  # feature column names, in the order ``add_block`` receives them
     max_segment_values: int = 200
     moments: list[ColumnMoments] = field(init=False)
     seq_lengths: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -105,11 +105,13 @@ class ProfileBuilder:
         self.segments = {k: Segments() for k in ("hour", "day_of_week", "inventory_id", "age_group_gender")}
         self._position = {name: i for i, name in enumerate(self.features)}
 
-    def add_block(self, matrix: np.ndarray, clicked: np.ndarray, seq_lengths: np.ndarray | None,
+    def add_block(self, columns: list[pa.Array], clicked: np.ndarray, seq_lengths: np.ndarray | None,
                   row_hash: np.ndarray) -> None:
-        """``matrix``: n x features float64 (NaN missing); ``clicked``: int8 with -1 for bad values;
-        ``seq_lengths``: token counts of the rows whose seq is valid."""
-        self._add_moments(matrix)
+        """``columns``: the features' float64 arrays (null for missing, finite values), in
+        ``features`` order; ``clicked``: int8 with -1 for bad values; ``seq_lengths``: token
+        counts of the rows whose seq is valid; ``row_hash``: one hash per row."""
+        for moments, column in zip(self.moments, columns):
+            self._add_moments(moments, column)
         if seq_lengths is not None and len(seq_lengths):
             counts = np.bincount(seq_lengths)
             if len(counts) > len(self.seq_lengths):
@@ -118,45 +120,40 @@ class ProfileBuilder:
             else:
                 self.seq_lengths[: len(counts)] += counts
         self.hashes.append(row_hash)
-        self._add_segments(matrix, clicked)
+        self._add_segments(columns, clicked)
 
-    def _add_moments(self, matrix: np.ndarray) -> None:
-        n = matrix.shape[0]
-        if n == 0:
+    @staticmethod
+    def _add_moments(m: ColumnMoments, column: pa.Array) -> None:
+        """Arrow's kernels skip nulls without copying; blocks merge with Chan's formula."""
+        m.missing += column.null_count
+        nb = len(column) - column.null_count
+        if nb == 0:
             return
-        present = ~np.isnan(matrix)
-        counts = present.sum(axis=0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            sums = np.where(present, matrix, 0.0).sum(axis=0)
-            means = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
-            deviations = np.where(present, matrix - means, 0.0)
-            m2s = (deviations * deviations).sum(axis=0)
-            lows = np.where(present, matrix, np.inf).min(axis=0)
-            highs = np.where(present, matrix, -np.inf).max(axis=0)
-        for j, m in enumerate(self.moments):
-            m.missing += int(n - counts[j])
-            nb = int(counts[j])
-            if nb == 0:
-                continue
-            total = m.count + nb
-            delta = float(means[j]) - m.mean
-            m.mean += delta * nb / total
-            m.m2 += float(m2s[j]) + delta * delta * m.count * nb / total
-            m.count = total
-            m.low = min(m.low, float(lows[j]))
-            m.high = max(m.high, float(highs[j]))
+        low_high = pc.min_max(column)
+        mean = pc.mean(column).as_py()
+        m2 = pc.variance(column, ddof=0).as_py() * nb
+        total = m.count + nb
+        delta = mean - m.mean
+        m.mean += delta * nb / total
+        m.m2 += m2 + delta * delta * m.count * nb / total
+        m.count = total
+        m.low = min(m.low, low_high["min"].as_py())
+        m.high = max(m.high, low_high["max"].as_py())
 
-    def _add_segments(self, matrix: np.ndarray, clicked: np.ndarray) -> None:
+    def _add_segments(self, columns: list[pa.Array], clicked: np.ndarray) -> None:
         valid = clicked >= 0
-        for name in ("hour", "day_of_week", "inventory_id"):
+
+        def values(name: str) -> np.ndarray | None:
             j = self._position.get(name)
-            if j is not None:
-                col = matrix[:, j]
+            return None if j is None else columns[j].to_numpy(zero_copy_only=False)  # NaN for missing
+
+        for name in ("hour", "day_of_week", "inventory_id"):
+            col = values(name)
+            if col is not None:
                 keep = valid & ~np.isnan(col)
                 self.segments[name].add(col[keep], clicked[keep])
-        age, gender = self._position.get("age_group"), self._position.get("gender")
-        if age is not None and gender is not None:
-            a, g = matrix[:, age], matrix[:, gender]
+        a, g = values("age_group"), values("gender")
+        if a is not None and g is not None:
             keep = valid & ~np.isnan(a) & ~np.isnan(g)
             # complex numbers sort by (real, imag): one np.unique over the pairs
             self.segments["age_group_gender"].add(a[keep] + 1j * g[keep], clicked[keep])

@@ -7,7 +7,7 @@ from ctrops_common.settings import ServiceSettings
 
 class IngestSettings(ServiceSettings):
     ingest_block_mb: float = Field(
-        16, gt=0, le=256,
+        4, gt=0, le=256,
         description="CSV read per block, in MB: larger blocks cost memory, smaller ones per-block overhead.",
     )
     ingest_row_group_rows: int = Field(

@@ -208,27 +208,31 @@ def _examples(raw: pa.Array, bad: np.ndarray, first_row: int) -> list[str]:
     return [f"data row {first_row + int(p)}: {'empty' if v is None else _quote(v)}" for p, v in zip(positions, values)]
 
 
-def to_float(raw: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Cells as float64 (NaN where empty or not a number) and a mask of non-empty cells that were not numbers.
+def to_float(raw: pa.Array) -> tuple[pa.Array, np.ndarray | None]:
+    """Cells as a float64 array (null where empty or not a finite number) and a mask of the
+    non-empty cells that were not numbers (None when there were none).
 
-    ``raw`` is text, or already float64 when Arrow's reader parsed it.
+    ``raw`` is text, or already float64 when Arrow's reader parsed it (the fast path: only
+    non-finite values such as ``inf`` need cleaning then).
     """
-    try:
-        values = raw if raw.type == pa.float64() else pc.cast(raw, pa.float64())
-    except pa.ArrowInvalid:
-        trimmed = pc.utf8_trim_whitespace(raw)
-        looks_numeric = pc.fill_null(pc.match_substring_regex(trimmed, _NUMBER.pattern), True)
+    if raw.type == pa.float64():
+        values = raw
+    else:
         try:
-            values = pc.cast(pc.if_else(looks_numeric, trimmed, pa.scalar(None, pa.string())), pa.float64())
-        except pa.ArrowInvalid:  # a spelling the regex allows but Arrow does not: ask Python
-            values = pa.array([_py_float(v) for v in trimmed.to_pylist()], type=pa.float64())
-    out = values.to_numpy(zero_copy_only=False)
-    if not out.flags.writeable:
-        out = out.copy()
-    present = raw.is_valid().to_numpy(zero_copy_only=False)
-    not_number = present & ~np.isfinite(out)  # text, and inf/nan spelled out
-    out[not_number] = np.nan
-    return out, not_number
+            values = pc.cast(raw, pa.float64())
+        except pa.ArrowInvalid:
+            trimmed = pc.utf8_trim_whitespace(raw)
+            looks_numeric = pc.fill_null(pc.match_substring_regex(trimmed, _NUMBER.pattern), True)
+            try:
+                values = pc.cast(pc.if_else(looks_numeric, trimmed, pa.scalar(None, pa.string())), pa.float64())
+            except pa.ArrowInvalid:  # a spelling the regex allows but Arrow does not: ask Python
+                values = pa.array([_py_float(v) for v in trimmed.to_pylist()], type=pa.float64())
+    finite = pc.is_finite(values)
+    if values.null_count == raw.null_count and pc.all(finite).as_py() is not False:
+        return values, None
+    not_number = (raw.is_valid().to_numpy(zero_copy_only=False)
+                  & ~pc.fill_null(finite, False).to_numpy(zero_copy_only=False))
+    return pc.if_else(finite, values, pa.scalar(None, pa.float64())), not_number
 
 
 def _py_float(value: str | None) -> float | None:
@@ -242,7 +246,7 @@ def _py_float(value: str | None) -> float | None:
 
 def parse_clicked(raw: pa.Array, first_row: int, problems: Problems) -> np.ndarray:
     """``clicked`` as int8 0/1, -1 where the value is missing or anything else."""
-    values, _ = to_float(raw)
+    values = to_float(raw)[0].to_numpy(zero_copy_only=False)  # NaN for missing
     ok = (values == 0) | (values == 1)
     out = np.where(ok, values, -1).astype(np.int8)
     bad = ~ok
@@ -281,7 +285,7 @@ class Categories:
         self.codes: dict[str, int] = {}
         self.overflow = 0  # cells whose category came after the limit (stored as missing)
 
-    def encode(self, raw: pa.Array) -> np.ndarray:
+    def encode(self, raw: pa.Array) -> pa.Array:
         encoded = pc.dictionary_encode(raw)
         labels = encoded.dictionary.to_pylist()
         mapping = np.empty(len(labels), dtype=np.float64)
@@ -290,15 +294,12 @@ class Categories:
             if code is None and len(self.codes) < self.limit:
                 code = self.codes[label] = len(self.codes)
             mapping[j] = np.nan if code is None else code
-        indices = encoded.indices.to_numpy(zero_copy_only=False)
-        if encoded.indices.null_count:
-            valid = encoded.indices.is_valid().to_numpy(zero_copy_only=False)
-            out = np.full(len(raw), np.nan)
-            out[valid] = mapping[indices[valid].astype(np.int64)]
-        else:
-            out = mapping[indices]
-        self.overflow += int(np.isnan(out).sum() - raw.null_count)
-        return out
+        mapping = np.append(mapping, np.nan)  # the last slot stands for an empty cell
+        indices = pc.fill_null(encoded.indices, len(labels)).to_numpy(zero_copy_only=False)
+        out = mapping[indices]
+        missing = np.isnan(out)
+        self.overflow += int(missing.sum() - raw.null_count)
+        return pa.array(out, mask=missing)
 
 
 def mostly_text(raw: pa.Array) -> bool:
@@ -307,4 +308,4 @@ def mostly_text(raw: pa.Array) -> bool:
     if present == 0 or pa.types.is_floating(raw.type):
         return False
     _, not_number = to_float(raw)
-    return int(not_number.sum()) * 2 > present
+    return not_number is not None and int(not_number.sum()) * 2 > present
