@@ -1,0 +1,51 @@
+"""Security headers: strict on the JSON API, /docs still embeddable in an iframe, CORS from settings."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi.testclient import TestClient
+
+from ctrops_gateway.settings import GatewaySettings
+
+
+def test_api_answers_carry_the_strict_headers(gateway_client):
+    for response in (gateway_client.get("/api/health"), gateway_client.get("/api/performance/nope"),
+                     gateway_client.post("/api/upload")):
+        assert response.headers["content-type"].startswith("application/json")
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["referrer-policy"] == "no-referrer"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+        assert response.headers["cache-control"] == "no-store"
+        assert "strict-transport-security" not in response.headers  # only when configured behind TLS
+
+
+def test_docs_stay_embeddable_by_the_frontend_origins(gateway_client):
+    for path in ("/docs", "/openapi.json", "/redoc"):
+        response = gateway_client.get(path)
+        assert response.status_code == 200
+        assert "x-frame-options" not in response.headers, path
+        assert response.headers["content-security-policy"] == (
+            "frame-ancestors 'self' http://localhost:3000 http://127.0.0.1:3000"), path
+        assert response.headers["x-content-type-options"] == "nosniff"
+    assert "swagger-ui" in gateway_client.get("/docs").text  # its own scripts are not blocked by a CSP
+
+
+def test_frame_ancestors_and_cors_come_from_configuration_only(platform_env):
+    from ctrops_gateway.app import create_app
+
+    settings = GatewaySettings(consumer_group=f"gw-{platform_env['prefix']}", cors_origins="https://app.example.com",
+                               docs_frame_ancestors="https://portal.example.com", hsts_max_age_s=31536000)
+    with TestClient(create_app(settings)) as client:
+        deadline = time.monotonic() + 30
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        docs = client.get("/docs")
+        assert docs.headers["content-security-policy"] == "frame-ancestors https://portal.example.com"
+        assert docs.headers["strict-transport-security"] == "max-age=31536000"
+        allowed = client.get("/api/health", headers={"Origin": "https://app.example.com"})
+        assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
+        refused = client.get("/api/health", headers={"Origin": "http://localhost:3000"})
+        assert "access-control-allow-origin" not in refused.headers  # the default is replaced, not added to
