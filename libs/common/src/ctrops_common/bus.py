@@ -191,10 +191,10 @@ class Bus:
             await consumer.stop()
 
     async def _process(self, consumer: AIOKafkaConsumer, tp: TopicPartition, record: ConsumerRecord) -> None:
-        topic = record.topic
-        handler = self._handlers[topic]
+        handler = self._handlers[record.topic]
+        topic = record.topic.removeprefix(self.settings.topic_prefix)  # catalogue name: bounded labels
         try:
-            event = decode_event(topic.removeprefix(self.settings.topic_prefix), record.value)
+            event = decode_event(topic, record.value)
         except (ValidationError, ValueError) as exc:
             await self._dead_letter(record, f"undecodable event: {exc}", attempts=1)
             await self._commit(consumer, tp, record)
@@ -292,4 +292,4 @@ class Bus:
             group=self.group_id,
         )
         await self.publish(Topic.DEAD_LETTER, letter, key=letter.key)
-        DEAD_LETTERS.labels(self.service, record.topic).inc()
+        DEAD_LETTERS.labels(self.service, record.topic.removeprefix(self.settings.topic_prefix)).inc()
