@@ -33,6 +33,9 @@ RECORDED_TOPICS = [
 ]
 
 
+SNAPSHOTS_KEPT = 100
+
+
 def reply_key(event: Event[Any]) -> str | None:
     """The key a waiting request listens on, if this event answers one."""
     payload = event.payload
@@ -53,6 +56,8 @@ def register(state: GatewayState) -> None:
         if fresh:
             for fan_out in FAN_OUT.get(event.type, ()):
                 fan_out(state, event)
+        if event.type is Topic.MONITOR_SNAPSHOT:  # only the latest is ever read; one arrives every 10 s
+            await asyncio.to_thread(state.views.prune, Topic.MONITOR_SNAPSHOT, SNAPSHOTS_KEPT)
 
     async def on_heartbeat(event: Event[Any]) -> None:
         await asyncio.to_thread(state.views.record_heartbeat, event)

@@ -99,6 +99,16 @@ class ReadModel:
         except IntegrityError:
             return False
 
+    def prune(self, topic: Topic, keep: int) -> None:
+        """Keep only the newest ``keep`` events of a topic whose history nobody reads (snapshots)."""
+        with self.engine.begin() as conn:
+            newest = conn.execute(
+                select(event_log.c.seq).where(event_log.c.topic == topic.value)
+                .order_by(event_log.c.seq.desc()).offset(keep).limit(1)
+            ).scalar()
+            if newest is not None:
+                conn.execute(delete(event_log).where(event_log.c.topic == topic.value, event_log.c.seq <= newest))
+
     def record_heartbeat(self, event: Event[Any]) -> None:
         hb = event.payload
         with self.engine.begin() as conn:
