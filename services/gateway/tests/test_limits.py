@@ -174,3 +174,48 @@ def test_websocket_messages_are_capped_in_size_and_rate(make_client):
             while True:
                 ws.receive_json()
     assert info.value.code == 1008 and "Too many messages" in info.value.reason
+
+
+# -- training runs queued or running at once ---------------------------------------------------------------
+
+
+def test_active_training_runs_per_client_are_capped_until_one_finishes(start_service, make_client, tmp_path):
+    """No trainer runs, so accepted runs stay queued; the trainer's training.failed (a cancel) frees a slot."""
+    from ctrops_common.bus import Bus
+    from ctrops_common.events import Topic, TrainingFailed
+    from ctrops_common.settings import CommonSettings
+
+    start_service("ingest")
+    bob, carol = {"X-API-Key": "operator-key-0123456789"}, {"X-API-Key": "another-operator-key-0123"}
+    client = make_client(auth_enabled=True, max_active_trainings_per_client=2,
+                         auth_api_keys=f"{bob['X-API-Key']}:operator:bob,{carol['X-API-Key']}:operator:carol")
+    csv = tmp_path / "ads.csv"
+    generate(csv, 300, seed=8)
+    upload = client.post("/api/upload", files={"file": ("ads.csv", csv.read_bytes(), "text/csv")}, headers=bob)
+    assert upload.status_code == 200, upload.text
+    request = {"file_id": upload.json()["file_id"], "config": {"epochs": 1}}
+
+    runs = [client.post("/api/train", json=request, headers=bob) for _ in range(2)]
+    assert [r.status_code for r in runs] == [200, 200], [r.text for r in runs]
+    refused = client.post("/api/train", json=request, headers=bob)
+    assert refused.status_code == 429
+    assert "already has 2 training run(s) queued or running; the limit is 2" in refused.json()["detail"]
+    assert int(refused.headers["retry-after"]) > 0
+    assert client.post("/api/train", json=request, headers=carol).status_code == 200  # per client
+
+    async def trainer_reports_cancelled(run_id: str) -> None:
+        bus = Bus(CommonSettings(), "test-trainer")
+        await bus.start()
+        try:
+            await bus.publish(Topic.TRAINING_FAILED, TrainingFailed(run_id=run_id, reason="cancelled", cancelled=True),
+                              correlation_id=run_id)
+        finally:
+            await bus.stop()
+
+    first = runs[0].json()["run_id"]
+    asyncio.run(trainer_reports_cancelled(first))
+    deadline = time.monotonic() + 30
+    while client.get(f"/api/train/status/{first}", headers=bob).json()["status"] != "failed":
+        assert time.monotonic() < deadline, "the gateway never saw training.failed"
+        time.sleep(0.2)
+    assert client.post("/api/train", json=request, headers=bob).status_code == 200
