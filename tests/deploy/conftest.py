@@ -113,11 +113,12 @@ def compose_binary() -> str:
     return str(binary)
 
 
-def run_compose(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the real compose CLI on docker-compose.yml with a clean, explicit environment."""
+def run_compose(*args: str, env: dict[str, str] | None = None,
+                file: Path = ROOT / "docker-compose.yml") -> subprocess.CompletedProcess[str]:
+    """Run the real compose CLI on a compose file with a clean, explicit environment."""
     base_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp")}
     return subprocess.run(
-        [compose_binary(), "--project-directory", str(ROOT), "-f", str(ROOT / "docker-compose.yml"), *args],
+        [compose_binary(), "--project-directory", str(ROOT), "-f", str(file), *args],
         capture_output=True, text=True, env={**base_env, **(env or {})}, timeout=60,
     )
 

@@ -32,13 +32,16 @@ def test_compose_file_validates_with_docker_compose(kit) -> None:
 
 def test_the_validator_rejects_a_broken_file(kit, tmp_path: Path) -> None:
     """So that the check above means something: a misspelt key and a dangling dependency fail."""
-    broken = (ROOT / "docker-compose.yml").read_text().replace("    healthcheck:\n", "    healthchek:\n", 1)
+    original = (ROOT / "docker-compose.yml").read_text()
+    (tmp_path / "docker-compose.yml").write_text(original)
+    assert kit.run_compose("config", "--quiet", file=tmp_path / "docker-compose.yml").returncode == 0
+    broken = original.replace("    healthcheck:\n", "    healthchek:\n", 1)
     (tmp_path / "docker-compose.yml").write_text(broken)
-    done = kit.run_compose("-f", str(tmp_path / "docker-compose.yml"), "config", "--quiet")
+    done = kit.run_compose("config", "--quiet", file=tmp_path / "docker-compose.yml")
     assert done.returncode != 0 and "healthchek" in done.stderr
-    dangling = (ROOT / "docker-compose.yml").read_text().replace("      kafka:\n        condition", "      kafkaa:\n        condition", 1)
+    dangling = original.replace("      kafka:\n        condition", "      kafkaa:\n        condition", 1)
     (tmp_path / "docker-compose.yml").write_text(dangling)
-    done = kit.run_compose("-f", str(tmp_path / "docker-compose.yml"), "config", "--quiet")
+    done = kit.run_compose("config", "--quiet", file=tmp_path / "docker-compose.yml")
     assert done.returncode != 0 and "kafkaa" in done.stderr
 
 
