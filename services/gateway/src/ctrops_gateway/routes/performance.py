@@ -14,6 +14,7 @@ from .. import performance_live as live
 from ..state import GatewayState, State
 
 router = APIRouter(tags=["performance"])
+NOT_FOUND = {404: {"description": "Unknown run id, a run without metrics yet, or `latest` before any completed run"}}
 
 
 def _known_status(state: GatewayState, run_id: str) -> str | None:
@@ -70,14 +71,14 @@ def performance_of(state: GatewayState, run_id: str) -> dict[str, Any]:
     }
 
 
-@router.get("/api/performance/{run_id}")
+@router.get("/api/performance/{run_id}", responses=NOT_FOUND)
 async def performance(run_id: str, state: State) -> dict[str, Any]:
     """accuracy, precision, recall, f1_score (fractions) and response_time (ms, platform p95),
     plus auc, ap, logloss, calibration and score. ``latest`` is the newest completed run."""
     return await asyncio.to_thread(performance_of, state, run_id)
 
 
-@router.get("/api/metrics/{run_id}")
+@router.get("/api/metrics/{run_id}", responses=NOT_FOUND)
 async def metrics_alias(run_id: str, state: State) -> dict[str, Any]:
     """Alias of /api/performance/{run_id}."""
     return await asyncio.to_thread(performance_of, state, run_id)

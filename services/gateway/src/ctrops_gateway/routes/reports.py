@@ -32,6 +32,17 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["reports"])
 
 RETRY_AFTER_S = 5
+# Documented answers besides 200 (the OpenAPI schema is fuzzed against the running gateway).
+REPORT_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "Unknown run id, or `latest` before any completed run"},
+    409: {"description": "Not ready yet (training, explaining or writing), or its training failed; see Retry-After"},
+    502: {"description": "The reporter failed to write the report"},
+}
+PDF_ERRORS: dict[int | str, dict[str, Any]] = {
+    **REPORT_ERRORS,
+    503: {"description": "The message broker is unavailable"},
+    504: {"description": "The reporter did not answer in time"},
+}
 
 
 class PdfOptions(BaseModel):
@@ -129,7 +140,8 @@ async def newest_pdf(state: GatewayState, run_id: str) -> str | None:
     return None
 
 
-@router.get("/api/report/ai/{run_id}", summary="The AI marketing report of a run (report.json)")
+@router.get("/api/report/ai/{run_id}", summary="The AI marketing report of a run (report.json)",
+            responses=REPORT_ERRORS)
 async def ai_report(run_id: str, state: State) -> JSONResponse:
     run_id = await resolve_run(state, run_id)
     location = f"{run_dir(run_id)}/report.json"
@@ -143,7 +155,8 @@ async def ai_report(run_id: str, state: State) -> JSONResponse:
     return JSONResponse(report)
 
 
-@router.post("/api/report/generate-pdf/{run_id}", summary="Generate the PDF report (sections optional)")
+@router.post("/api/report/generate-pdf/{run_id}", summary="Generate the PDF report (sections optional)",
+             responses=PDF_ERRORS)
 async def generate_pdf(
     run_id: str, state: State, options: Annotated[PdfOptions | None, Body()] = None
 ) -> dict[str, Any]:
@@ -164,7 +177,7 @@ async def generate_pdf(
     "/api/report/pdf/{run_id}",
     summary="The PDF report of a run (generated on demand)",
     response_class=FileResponse,
-    responses={200: {"content": {"application/pdf": {}}}},
+    responses={200: {"content": {"application/pdf": {}}}, **PDF_ERRORS},
 )
 async def pdf_report(run_id: str, state: State) -> FileResponse:
     run_id = await resolve_run(state, run_id)
