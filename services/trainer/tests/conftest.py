@@ -37,3 +37,66 @@ def place_training_file(generated, data_dir: Path):
         return relative
 
     return place
+
+
+async def collect_events(topics, run_id: str, until, timeout_s: float = 120) -> list:
+    """Read this test's events of ``topics`` for ``run_id`` from the beginning until ``until(events)``.
+
+    Events are returned in arrival order per topic (each run's events share one partition
+    per topic, keyed by run id).
+    """
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from ctrops_common.events import decode_event
+    from ctrops_common.settings import CommonSettings
+
+    settings = CommonSettings()
+    names = {settings.topic_prefix + t.value: t for t in topics}
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    found: list = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    try:
+        partitions: list[TopicPartition] = []
+        for name in names:
+            while (parts := consumer.partitions_for_topic(name)) is None:
+                await consumer._client.force_metadata_update()  # topics are created by the services
+                if loop.time() > deadline:
+                    raise TimeoutError(f"topic {name} does not exist")
+                await asyncio.sleep(0.2)
+            partitions += [TopicPartition(name, p) for p in parts]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        while not until(found):
+            if loop.time() > deadline:
+                raise TimeoutError(f"events so far: {[(e.type.value, e.payload) for e in found]}")
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for record in records:
+                    event = decode_event(names[record.topic].value, record.value)
+                    if event.correlation_id == run_id:
+                        found.append(event)
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def publish(topic, payload, correlation_id: str | None = None) -> None:
+    from ctrops_common.bus import Bus
+    from ctrops_common.settings import CommonSettings
+
+    bus = Bus(CommonSettings(), "test-producer")
+    await bus.start()
+    try:
+        await bus.publish(topic, payload, correlation_id=correlation_id)
+    finally:
+        await bus.stop()
+
+
+@pytest.fixture
+def bus_tools(platform_env):
+    """(collect_events, publish) bound to this test's topics (test modules cannot import conftest)."""
+    return collect_events, publish

@@ -183,14 +183,16 @@ class Trainer:
                     message = None
                 if message is not None:
                     outcome = await self._relay(message, request, attempt, tracker)
-                    continue
-                if not process.is_alive():
+                    if outcome is not None:
+                        break
+                elif not process.is_alive():
                     try:  # the last messages may still be in the pipe
                         message = messages.get(timeout=0.5)
                     except queue.Empty:
                         return Outcome("died", reason=f"training process exited with code {process.exitcode}")
                     outcome = await self._relay(message, request, attempt, tracker)
                     continue
+                # Every turn, also while epochs stream in: renew the lease, look for a cancel or a stop.
                 now = time.monotonic()
                 if self.runtime.stop_event.is_set() and stop_deadline is None:
                     stop.set()
@@ -211,12 +213,12 @@ class Trainer:
                 return Outcome("stopping")
             return outcome
         finally:
-            if process.is_alive():
+            if process.is_alive():  # normally it exits right after its last message
                 stop.set()
-                process.join(timeout=2)
+                await asyncio.to_thread(process.join, 3)
                 if process.is_alive():
                     process.kill()
-            process.join(timeout=5)
+            await asyncio.to_thread(process.join, 5)
             messages.close()
             messages.cancel_join_thread()
 
@@ -286,6 +288,7 @@ class Trainer:
         except UnsafePath:
             return  # nothing can be running under an invalid id
         await asyncio.to_thread(self.runs.request_cancel, event.payload.run_id)
+        log.info("cancel requested for run %s", event.payload.run_id)
 
     async def listen_for_cancels(self) -> None:
         """A second consumer group: cancels are read even while the main consumer is busy training."""

@@ -1,5 +1,138 @@
-"""Gateway routes: train."""
+"""Training: POST /api/train, GET /api/train/status/{run_id}, GET /api/train/runs, cancel, WS /ws/training/{run_id}.
 
-from fastapi import APIRouter
+POST /api/train answers at once: it checks the file and the config, publishes
+``training.requested`` and records it in the read model, so the status is readable
+immediately. The trainer service does the work and reports through ``training.*``
+events, which the read model and the WebSocket fan-out (``training_live``) turn into
+answers. ``latest`` on any {run_id} path is the newest completed run.
+"""
 
-router = APIRouter()
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, WebSocket
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+
+from ctrops_common.events import Topic, TrainingCancelRequested, TrainingConfig, TrainingRequested, new_id
+from ctrops_common.storage import is_id
+
+from .. import training_live as live
+from ..caller import client_id_of
+from ..state import GatewayState, State
+
+router = APIRouter(tags=["training"])
+
+RUN_ID_HELP = "A run id (32 hex characters) or `latest` (the newest completed run)."
+
+
+class TrainRequest(BaseModel):
+    """``file_id`` from POST /api/upload and the training options (camelCase or snake_case keys)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    file_id: str = Field(validation_alias=AliasChoices("file_id", "fileId"), max_length=200)
+    config: TrainingConfig = Field(default_factory=TrainingConfig)
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _no_config_means_defaults(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+
+class TrainAccepted(BaseModel):
+    run_id: str
+    status: str = "training"
+    file_id: str
+    total_epochs: int
+
+
+def _unknown_file(file_id: str) -> HTTPException:
+    shown = file_id[:80]
+    return HTTPException(404, f"unknown file_id {shown!r}: upload the CSV first (POST /api/upload) "
+                              "and send the file_id it returns")
+
+
+@router.post("/api/train", response_model=TrainAccepted, responses={
+    404: {"description": "Unknown file_id."},
+    422: {"description": "Out-of-range config value, or a file that failed validation."},
+})
+async def start_training(body: TrainRequest, request: Request, state: State) -> dict[str, Any]:
+    """Start training on an uploaded file; answers at once with the run id (progress: WS /ws/training/{run_id})."""
+    if not is_id(body.file_id):
+        raise _unknown_file(body.file_id)
+    record = await asyncio.to_thread(state.views.file_record, body.file_id)
+    if record is None:
+        raise _unknown_file(body.file_id)
+    validation = record.get("validation") or {}
+    if not validation.get("is_valid", False) or not record.get("parquet_location"):
+        errors = "; ".join(validation.get("errors") or []) or "the file could not be converted for training"
+        raise HTTPException(422, f"file {body.file_id} failed validation and cannot be trained on: {errors}. "
+                                 "Fix the file and upload it again.")
+    run_id = new_id()
+    requested = TrainingRequested(
+        run_id=run_id,
+        file_id=body.file_id,
+        parquet_location=record["parquet_location"],
+        config=body.config,
+        client_id=client_id_of(request.scope),
+    )
+    event = await state.bus.publish(Topic.TRAINING_REQUESTED, requested, correlation_id=run_id)
+    await asyncio.to_thread(state.views.record, event)  # readable now, before the consumer sees it
+    return {"run_id": run_id, "status": "training", "file_id": body.file_id, "total_epochs": body.config.epochs}
+
+
+async def _view(state: GatewayState, run_id: str) -> live.RunView:
+    resolved = await asyncio.to_thread(live.resolve_run_id, state.views, run_id)
+    view = await asyncio.to_thread(live.run_view, state.views, resolved) if resolved else None
+    if view is None:
+        if run_id == "latest":
+            raise HTTPException(404, "no training run has completed yet: start one with POST /api/train")
+        raise HTTPException(404, f"unknown run id {run_id[:80]!r}: run ids are the 32-hex run_id that "
+                                 "POST /api/train returned, or 'latest'")
+    return view
+
+
+@router.get("/api/train/status/{run_id}", responses={404: {"description": "Unknown run id."}})
+async def training_status(run_id: str, state: State) -> dict[str, Any]:
+    """status (training/completed/failed), current_epoch, total_epochs, metrics (both spellings), history."""
+    return live.status_body(await _view(state, run_id))
+
+
+@router.get("/api/train/runs")
+async def training_runs(state: State) -> list[dict[str, Any]]:
+    """Every run, newest first: run_id, created_at (ISO 8601), status, accuracy (fraction), file_id."""
+    return await asyncio.to_thread(live.list_runs, state.views)
+
+
+async def _cancel(run_id: str, state: GatewayState) -> dict[str, Any]:
+    view = await _view(state, run_id)
+    if view.status != "training":
+        raise HTTPException(409, f"run {view.run_id} has already {view.status}; nothing to cancel")
+    event = await state.bus.publish(Topic.TRAINING_CANCEL_REQUESTED, TrainingCancelRequested(run_id=view.run_id),
+                                    correlation_id=view.run_id)
+    await asyncio.to_thread(state.views.record, event)
+    return {"run_id": view.run_id, "status": "cancelling"}
+
+
+@router.post("/api/train/{run_id}/cancel", status_code=202, responses={
+    404: {"description": "Unknown run id."}, 409: {"description": "The run already ended."},
+})
+async def cancel_training(run_id: str, state: State) -> dict[str, Any]:
+    """Ask the trainer to stop the run; it ends as failed with ``cancelled: true``."""
+    return await _cancel(run_id, state)
+
+
+@router.delete("/api/train/{run_id}", status_code=202, responses={
+    404: {"description": "Unknown run id."}, 409: {"description": "The run already ended."},
+})
+async def cancel_training_delete(run_id: str, state: State) -> dict[str, Any]:
+    """The same as POST /api/train/{run_id}/cancel."""
+    return await _cancel(run_id, state)
+
+
+@router.websocket("/ws/training/{run_id}")
+async def training_socket(websocket: WebSocket, run_id: str) -> None:
+    """History of the run at once (log with status, one epoch_update per finished epoch), then live messages."""
+    await live.serve(websocket, websocket.app.state.gateway, run_id)

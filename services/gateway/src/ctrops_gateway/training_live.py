@@ -1,0 +1,447 @@
+"""Training runs as the gateway sees them, and their live channel ``training:<run_id>``.
+
+Everything here is built from the ``training.*`` events in the read model (the trainer
+publishes them with the run id as correlation id, docs/events.md):
+
+- ``run_view``: one run's status, epochs of its latest attempt, final event;
+- ``list_runs``: every run, newest first, for GET /api/train/runs;
+- fan-out (registered into ``consumers.FAN_OUT``): each fresh event becomes WebSocket
+  messages on the run's hub channel;
+- ``serve``: WS /ws/training/{run_id}. On connect: a Korean ``log`` with the status, one
+  ``epoch_update`` per finished epoch of the latest attempt, and the final
+  ``training_complete`` / ``training_failed`` if the run ended; then the live messages.
+  The client subscribes before the history is read, so nothing falls in between;
+  messages it already got are recognised by event id and not sent twice.
+
+Metrics go out with both key spellings (``train_loss`` and ``trainLoss``...), accuracies
+as fractions, never NaN (unknown values are null).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from fastapi import WebSocket, WebSocketDisconnect
+from sqlalchemy import select
+
+from ctrops_common.events import Event, Topic
+from ctrops_common.storage import is_id
+
+from .consumers import FAN_OUT
+from .state import GatewayState
+from .views import ReadModel, StoredEvent, event_log
+
+CHANNEL_PREFIX = "training:"
+RUN_TOPICS = [Topic.TRAINING_REQUESTED, Topic.TRAINING_STARTED, Topic.TRAINING_PROGRESS, Topic.TRAINING_DONE,
+              Topic.TRAINING_FAILED, Topic.TRAINING_CANCEL_REQUESTED]
+STATUS_KO = {"training": "학습 중", "completed": "완료", "failed": "실패"}
+# snake_case (the backend guide) -> camelCase (the frontend), sent side by side.
+CAMEL = {"train_loss": "trainLoss", "val_loss": "valLoss", "train_accuracy": "trainAccuracy",
+         "val_accuracy": "valAccuracy", "samples_per_s": "samplesPerS"}
+BASE_METRICS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
+
+
+def channel(run_id: str) -> str:
+    return CHANNEL_PREFIX + run_id
+
+
+def finite(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def metrics_both(metrics: dict[str, Any] | None) -> dict[str, Any]:
+    """Every metric, JSON-safe, with the contract's camelCase twins (f1 also as f1_score/f1Score)."""
+    out: dict[str, Any] = {}
+    for key, value in (metrics or {}).items():
+        out[key] = finite(value)
+        if key in CAMEL:
+            out[CAMEL[key]] = out[key]
+    if "f1" in out:
+        out["f1_score"] = out["f1Score"] = out["f1"]
+    return out
+
+
+# -- the read side ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunView:
+    run_id: str
+    requested: StoredEvent | None = None
+    started: StoredEvent | None = None  # of the latest attempt
+    epochs: list[StoredEvent] = field(default_factory=list)  # latest attempt, in epoch order
+    done: StoredEvent | None = None
+    failed: StoredEvent | None = None
+    cancel_requested: bool = False
+
+    @property
+    def attempt(self) -> int:
+        if self.started is not None:
+            return int(self.started.payload.get("attempt", 1))
+        return int(self.epochs[-1].payload.get("attempt", 1)) if self.epochs else 0
+
+    @property
+    def status(self) -> str:
+        if self.done is not None:
+            return "completed"
+        return "failed" if self.failed is not None else "training"
+
+    @property
+    def config(self) -> dict[str, Any]:
+        if self.requested is not None:
+            return self.requested.payload.get("config", {})
+        return self.done.payload.get("config", {}) if self.done is not None else {}
+
+    @property
+    def total_epochs(self) -> int:
+        if self.epochs:
+            return int(self.epochs[-1].payload["total_epochs"])
+        return int(self.config.get("epochs", 0))
+
+    @property
+    def current_epoch(self) -> int:
+        if self.done is not None:
+            return int(self.done.payload.get("epochs_run", 0))
+        return int(self.epochs[-1].payload["epoch"]) if self.epochs else 0
+
+    @property
+    def file_id(self) -> str | None:
+        for event in (self.requested, self.done):
+            if event is not None and event.payload.get("file_id"):
+                return event.payload["file_id"]
+        return None
+
+    @property
+    def created_at(self) -> datetime | None:
+        first = self.requested or self.started or (self.epochs[0] if self.epochs else None) or self.done or self.failed
+        return first.time if first is not None else None
+
+    def latest_metrics(self) -> dict[str, Any]:
+        """The kept (best) epoch's metrics once completed, else the latest finished epoch's."""
+        if self.done is not None:
+            return self.done.payload.get("metrics", {})
+        return self.epochs[-1].payload.get("metrics", {}) if self.epochs else {}
+
+
+def build_view(run_id: str, events: list[StoredEvent]) -> RunView | None:
+    """Fold one run's events (oldest first) into its view; None if there are none."""
+    if not events:
+        return None
+    view = RunView(run_id)
+    progress: dict[tuple[int, int], StoredEvent] = {}
+    for event in events:
+        topic = event.topic
+        if topic == Topic.TRAINING_REQUESTED.value:
+            view.requested = view.requested or event
+        elif topic == Topic.TRAINING_STARTED.value:
+            view.started = event
+        elif topic == Topic.TRAINING_PROGRESS.value:
+            key = (int(event.payload.get("attempt", 1)), int(event.payload["epoch"]))
+            progress.setdefault(key, event)  # one per epoch, even if an event was published twice
+        elif topic == Topic.TRAINING_DONE.value:
+            view.done = view.done or event  # a re-published done repeats the first
+        elif topic == Topic.TRAINING_FAILED.value:
+            view.failed = view.failed or event
+        elif topic == Topic.TRAINING_CANCEL_REQUESTED.value:
+            view.cancel_requested = True
+    if view.requested is None and view.started is None and not progress and view.done is None \
+            and view.failed is None:
+        return None  # only a cancel request for an id nobody trained
+    if progress:
+        last_attempt = max(a for a, _ in progress)
+        if view.started is not None:
+            last_attempt = max(last_attempt, view.attempt)
+        view.epochs = [progress[k] for k in sorted(progress) if k[0] == last_attempt]
+    return view
+
+
+def run_view(views: ReadModel, run_id: str) -> RunView | None:
+    if not is_id(run_id):
+        return None
+    return build_view(run_id, views.events(RUN_TOPICS, correlation_id=run_id))
+
+
+def resolve_run_id(views: ReadModel, run_id: str) -> str | None:
+    """``latest`` -> the newest completed run; a known run id -> itself; otherwise None."""
+    if run_id == "latest":
+        done = views.latest(Topic.TRAINING_DONE)
+        return done.payload.get("run_id") if done is not None else None
+    return run_id if run_view(views, run_id) is not None else None
+
+
+def status_body(view: RunView) -> dict[str, Any]:
+    metrics = metrics_both(view.latest_metrics())
+    for key in BASE_METRICS:  # the contract's four are numbers: 0 until the first epoch finishes
+        if metrics.get(key) is None:
+            metrics[key] = 0.0
+            metrics[CAMEL[key]] = 0.0
+    body: dict[str, Any] = {
+        "run_id": view.run_id,
+        "status": view.status,
+        "current_epoch": view.current_epoch,
+        "total_epochs": view.total_epochs,
+        "metrics": metrics,
+        "file_id": view.file_id,
+        "created_at": view.created_at.isoformat() if view.created_at else None,
+        "attempt": view.attempt,
+        "experiment_name": view.config.get("experiment_name"),
+        "config": view.config,
+        "history": [{"epoch": e.payload["epoch"], **metrics_both(e.payload.get("metrics"))} for e in view.epochs],
+    }
+    if view.done is not None:
+        done = view.done.payload
+        body.update(best_epoch=done.get("best_epoch"), epochs_run=done.get("epochs_run"),
+                    duration_s=finite(done.get("duration_s")), model_location=done.get("model_location"),
+                    mlflow_run_id=done.get("mlflow_run_id"), completed_at=view.done.time.isoformat())
+    elif view.failed is not None:
+        body.update(error=view.failed.payload.get("reason", ""), cancelled=bool(view.failed.payload.get("cancelled")),
+                    failed_at=view.failed.time.isoformat())
+    else:
+        body["cancel_requested"] = view.cancel_requested
+    return body
+
+
+def list_runs(views: ReadModel, limit: int = 500) -> list[dict[str, Any]]:
+    """Every requested run, newest first: run_id, created_at, status, accuracy (fraction), file_id."""
+    requested = views.events(Topic.TRAINING_REQUESTED, newest_first=True, limit=limit)
+    ids = list(dict.fromkeys(e.correlation_id for e in requested if e.correlation_id))
+    if not ids:
+        return []
+    by_run: dict[str, list[StoredEvent]] = {run_id: [] for run_id in ids}
+    query = (select(event_log).where(event_log.c.topic.in_([t.value for t in RUN_TOPICS]),
+                                     event_log.c.correlation_id.in_(ids))
+             .order_by(event_log.c.seq))
+    with views.engine.connect() as conn:
+        for row in conn.execute(query):
+            by_run[row.correlation_id].append(StoredEvent(row))
+    runs = []
+    for run_id in ids:
+        view = build_view(run_id, by_run[run_id])
+        if view is None:
+            continue
+        metrics = view.latest_metrics()
+        runs.append({
+            "run_id": run_id,
+            "created_at": view.created_at.isoformat() if view.created_at else None,
+            "status": view.status,
+            "accuracy": finite(metrics.get("val_accuracy")),
+            "file_id": view.file_id,
+            "auc": finite(metrics.get("auc")),
+            "current_epoch": view.current_epoch,
+            "total_epochs": view.total_epochs,
+            "experiment_name": view.config.get("experiment_name"),
+        })
+    return runs
+
+
+# -- messages -----------------------------------------------------------------------------------------------
+
+
+def log_message(text: str) -> dict[str, Any]:
+    return {"type": "log", "message": text}
+
+
+def unknown_run_message(run_id: str) -> dict[str, Any]:
+    shown = json.dumps(run_id[:80], ensure_ascii=False)
+    if run_id == "latest":
+        return log_message("아직 완료된 학습 실행이 없습니다. (No training run has completed yet.)")
+    return log_message(f"알 수 없는 학습 실행입니다: {shown} (Unknown training run: {shown})")
+
+
+def status_message(view: RunView) -> dict[str, Any]:
+    text = f"학습 실행 {view.run_id[:8]} 상태: {STATUS_KO[view.status]}"
+    if view.status == "training":
+        text += f" (에폭 {view.current_epoch}/{view.total_epochs} 완료)"
+        if view.cancel_requested:
+            text += ", 취소 요청됨"
+    elif view.status == "completed":
+        text += f" (에폭 {view.current_epoch}/{view.total_epochs})"
+    else:
+        text += f": {view.failed.payload.get('reason', '')}" if view.failed is not None else ""
+    return log_message(text)
+
+
+def epoch_message(payload: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "epoch_update",
+        "epoch": int(payload["epoch"]),
+        "total_epochs": int(payload["total_epochs"]),
+        "metrics": metrics_both(payload.get("metrics")),
+        "attempt": int(payload.get("attempt", 1)),
+    }
+
+
+def epoch_log(payload: dict[str, Any]) -> dict[str, Any]:
+    m = payload.get("metrics", {})
+    auc, val_loss = finite(m.get("auc")), finite(m.get("val_loss"))
+    parts = [f"에폭 {payload['epoch']}/{payload['total_epochs']} 완료"]
+    if auc is not None:
+        parts.append(f"검증 AUC {auc:.3f}")
+    if val_loss is not None:
+        parts.append(f"검증 손실 {val_loss:.4f}")
+    return log_message(" - ".join([parts[0], ", ".join(parts[1:])]) if len(parts) > 1 else parts[0])
+
+
+def complete_messages(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    metrics = metrics_both(payload.get("metrics"))
+    auc = metrics.get("auc")
+    text = f"학습이 완료되었습니다. 최고 에폭 {payload.get('best_epoch')}/{payload.get('epochs_run')}"
+    if auc is not None:
+        text += f", 검증 AUC {auc:.3f}"
+    return [
+        log_message(text),
+        {"type": "training_complete", "metrics": metrics, "run_id": payload.get("run_id"),
+         "best_epoch": payload.get("best_epoch"), "epochs_run": payload.get("epochs_run"),
+         "model_location": payload.get("model_location")},
+    ]
+
+
+def failed_messages(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    reason = payload.get("reason", "")
+    cancelled = bool(payload.get("cancelled"))
+    text = "학습이 취소되었습니다." if cancelled else f"학습에 실패했습니다: {reason}"
+    return [log_message(text), {"type": "training_failed", "error": reason, "cancelled": cancelled}]
+
+
+def started_message(payload: dict[str, Any]) -> dict[str, Any]:
+    attempt = int(payload.get("attempt", 1))
+    if attempt > 1:
+        return log_message(f"이전 시도가 중단되어 학습을 다시 시작합니다 (시도 {attempt}).")
+    return log_message("학습을 시작했습니다.")
+
+
+def history_messages(view: RunView) -> list[tuple[str, dict[str, Any]]]:
+    """(dedupe key, message) for a client that just connected."""
+    messages: list[tuple[str, dict[str, Any]]] = [("status", status_message(view))]
+    if view.started is not None:
+        messages.append((f"{view.started.event_id}:log", started_message(view.started.payload)))
+    for event in view.epochs:
+        messages.append((f"{event.event_id}:epoch_update", epoch_message(event.payload)))
+    final = view.done or view.failed
+    if final is not None:
+        build = complete_messages if view.done is not None else failed_messages
+        messages += [(f"{final.event_id}:{m['type']}", m) for m in build(final.payload)]
+    return messages
+
+
+# -- fan-out: fresh events -> the run's channel ----------------------------------------------------------------
+
+
+def _push(state: GatewayState, event: Event[Any], messages: list[dict[str, Any]]) -> None:
+    run_id = event.payload.run_id
+    for message in messages:
+        state.hub.publish(channel(run_id), {**message, "_key": f"{event.event_id}:{message['type']}"})
+
+
+def on_started(state: GatewayState, event: Event[Any]) -> None:
+    _push(state, event, [started_message(event.payload.model_dump(mode="json"))])
+
+
+def on_progress(state: GatewayState, event: Event[Any]) -> None:
+    payload = event.payload.model_dump(mode="json")
+    _push(state, event, [epoch_message(payload), epoch_log(payload)])
+
+
+def on_done(state: GatewayState, event: Event[Any]) -> None:
+    _push(state, event, complete_messages(event.payload.model_dump(mode="json")))
+
+
+def on_failed(state: GatewayState, event: Event[Any]) -> None:
+    _push(state, event, failed_messages(event.payload.model_dump(mode="json")))
+
+
+def _register() -> None:
+    for topic, fn in ((Topic.TRAINING_STARTED, on_started), (Topic.TRAINING_PROGRESS, on_progress),
+                      (Topic.TRAINING_DONE, on_done), (Topic.TRAINING_FAILED, on_failed)):
+        handlers = FAN_OUT.setdefault(topic, [])
+        if fn not in handlers:
+            handlers.append(fn)
+
+
+_register()
+
+
+# -- the WebSocket -------------------------------------------------------------------------------------------------
+
+
+class _Sent:
+    """What one client already got: by event, by (attempt, epoch), and whether the run's end."""
+
+    def __init__(self) -> None:
+        self.keys: set[str] = set()
+        self.epochs: set[tuple[int, int]] = set()
+        self.final = False
+
+    def admit(self, key: str, message: dict[str, Any]) -> bool:
+        if key in self.keys:
+            return False
+        kind = message["type"]
+        if kind == "epoch_update":
+            epoch = (message.get("attempt", 1), message["epoch"])
+            if epoch in self.epochs:
+                return False
+            self.epochs.add(epoch)
+        elif kind in ("training_complete", "training_failed"):
+            if self.final:
+                return False
+            self.final = True
+        self.keys.add(key)
+        return True
+
+
+async def serve(websocket: WebSocket, state: GatewayState, run_id: str) -> None:
+    await websocket.accept()
+    try:
+        resolved = await asyncio.to_thread(resolve_run_id, state.views, run_id)
+        if resolved is None:
+            await websocket.send_json(unknown_run_message(run_id))
+            await _until_disconnect(websocket)  # the contract: the socket stays open
+            return
+        queue = state.hub.subscribe(channel(resolved))  # before reading history: nothing falls in between
+        try:
+            view = await asyncio.to_thread(run_view, state.views, resolved)
+            sent = _Sent()
+            for key, message in history_messages(view) if view is not None else []:
+                if sent.admit(key, message):
+                    await websocket.send_json(message)
+            listener = asyncio.create_task(_until_disconnect(websocket))
+            try:
+                while True:
+                    getter = asyncio.create_task(queue.get())
+                    done, _ = await asyncio.wait({getter, listener}, return_when=asyncio.FIRST_COMPLETED)
+                    if listener in done:
+                        getter.cancel()
+                        return
+                    message = getter.result()
+                    if message is None:  # the hub dropped this slow client: close; it reconnects for the history
+                        await websocket.close(code=1013)
+                        return
+                    # The same dict went to every client: read it, never change it.
+                    outgoing = {k: v for k, v in message.items() if k != "_key"}
+                    if sent.admit(message.get("_key", ""), outgoing):
+                        await websocket.send_json(outgoing)
+            finally:
+                listener.cancel()
+        finally:
+            state.hub.unsubscribe(channel(resolved), queue)
+    except (WebSocketDisconnect, RuntimeError):
+        pass  # the client left while we were sending
+
+
+async def _until_disconnect(websocket: WebSocket) -> None:
+    """Clients send nothing; reading is how a closed socket is noticed."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return

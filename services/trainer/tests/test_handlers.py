@@ -1,0 +1,140 @@
+"""The trainer as a real process on the real broker: progress per epoch, done with a saved model
+and an MLflow run, failure events a person can act on, cancel, redelivery, kill -9."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from ctrops_common.events import (
+    Topic,
+    TrainingCancelRequested,
+    TrainingConfig,
+    TrainingRequested,
+    new_id,
+)
+from ctrops_common.ml import load_model
+
+RUN_TOPICS = [Topic.TRAINING_STARTED, Topic.TRAINING_PROGRESS, Topic.TRAINING_DONE, Topic.TRAINING_FAILED]
+# Tiny model and window: these tests are about the service, not about learning.
+SMALL = {"batch_size": 512, "max_seq_len": 16, "lstm_hidden": 8, "mlp_hidden": "16", "learning_rate": 0.01}
+NO_MLFLOW = {"CTROPS_TRAINER_MLFLOW_ENABLED": "false", "CTROPS_TRAINER_LEASE_TIMEOUT_S": "3"}
+
+
+def of(events, topic):
+    return [e for e in events if e.type == topic]
+
+
+def ended(events) -> bool:
+    return bool(of(events, Topic.TRAINING_DONE) or of(events, Topic.TRAINING_FAILED))
+
+
+def request(place_training_file, epochs: int, **config) -> TrainingRequested:
+    file_id = new_id()
+    return TrainingRequested(run_id=new_id(), file_id=file_id, parquet_location=place_training_file(file_id),
+                             config=TrainingConfig(epochs=epochs, experiment_name="trainer-tests",
+                                                   **{**SMALL, **config}))
+
+
+async def test_one_progress_event_per_epoch_then_done_with_model_and_mlflow_run(
+        start_service, place_training_file, bus_tools, data_dir: Path):
+    collect, publish = bus_tools
+    start_service("trainer", {"CTROPS_TRAINER_LEASE_TIMEOUT_S": "3"})  # MLflow on: the local SQLite store
+    req = request(place_training_file, epochs=3)
+    await publish(Topic.TRAINING_REQUESTED, req, correlation_id=req.run_id)
+
+    events = await collect(RUN_TOPICS, req.run_id, ended, timeout_s=240)
+    progress = of(events, Topic.TRAINING_PROGRESS)
+    assert [(p.payload.attempt, p.payload.epoch, p.payload.total_epochs) for p in progress] == [
+        (1, 1, 3), (1, 2, 3), (1, 3, 3)]
+    assert [s.payload.attempt for s in of(events, Topic.TRAINING_STARTED)] == [1]
+    (done,) = of(events, Topic.TRAINING_DONE)
+    assert done.payload.model_location == f"runs/{req.run_id}/model"
+    assert done.payload.epochs_run == 3 and 1 <= done.payload.best_epoch <= 3
+    assert done.payload.metrics == progress[done.payload.best_epoch - 1].payload.metrics  # the kept epoch's
+    model, preprocess = load_model(data_dir / done.payload.model_location)
+    assert preprocess.max_seq_len == 16 and len(preprocess.feature_columns) == 117
+
+    # MLflow: one run, tagged with the file and run ids, params, metrics per epoch (step), the model.
+    from mlflow.tracking import MlflowClient
+
+    assert done.payload.mlflow_run_id
+    client = MlflowClient(f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}")
+    run = client.get_run(done.payload.mlflow_run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["ctrops.file_id"] == req.file_id and run.data.tags["ctrops.run_id"] == req.run_id
+    assert run.data.params["epochs"] == "3" and run.data.params["mlp_hidden"] == "16"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "auc")] == [1, 2, 3]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
+    assert {"model/model.pt", "model/preprocess.json"} <= artifacts
+    assert client.get_experiment(run.info.experiment_id).name == "trainer-tests"
+
+    # Redelivered (the same run requested again): the done event again, no second training.
+    await publish(Topic.TRAINING_REQUESTED, req, correlation_id=req.run_id)
+    events = await collect(RUN_TOPICS, req.run_id, lambda e: len(of(e, Topic.TRAINING_DONE)) == 2)
+    assert len(of(events, Topic.TRAINING_PROGRESS)) == 3 and len(of(events, Topic.TRAINING_STARTED)) == 1
+
+
+async def test_a_corrupt_or_missing_training_file_fails_at_once_with_a_reason(
+        start_service, place_training_file, bus_tools, data_dir: Path):
+    collect, publish = bus_tools
+    start_service("trainer", NO_MLFLOW)
+    corrupt = request(place_training_file, epochs=2)
+    (data_dir / corrupt.parquet_location).write_bytes(b"PAR1 definitely not a parquet file")
+    missing = request(place_training_file, epochs=2)
+    (data_dir / missing.parquet_location).unlink()
+    for req in (corrupt, missing):
+        await publish(Topic.TRAINING_REQUESTED, req, correlation_id=req.run_id)
+
+    for req, words in ((corrupt, "could not be read"), (missing, "missing")):
+        events = await collect(RUN_TOPICS, req.run_id, ended)
+        (failed,) = of(events, Topic.TRAINING_FAILED)
+        assert words in failed.payload.reason and "upload" in failed.payload.reason
+        assert not of(events, Topic.TRAINING_PROGRESS) and not of(events, Topic.TRAINING_DONE)
+
+
+async def test_a_cancel_stops_the_run_as_failed_and_cancelled(start_service, place_training_file, bus_tools):
+    collect, publish = bus_tools
+    trainer = start_service("trainer", NO_MLFLOW)
+    req = request(place_training_file, epochs=200)
+    await publish(Topic.TRAINING_REQUESTED, req, correlation_id=req.run_id)
+    await collect([Topic.TRAINING_PROGRESS], req.run_id, lambda e: len(e) >= 1)
+
+    await publish(Topic.TRAINING_CANCEL_REQUESTED, TrainingCancelRequested(run_id=req.run_id),
+                  correlation_id=req.run_id)
+    events = await collect(RUN_TOPICS, req.run_id, ended, timeout_s=60)
+    failures = of(events, Topic.TRAINING_FAILED)
+    assert len(failures) == 1, trainer.log()[-3000:]
+    failed = failures[0]
+    assert failed.payload.cancelled and "cancelled" in failed.payload.reason
+    assert len(of(events, Topic.TRAINING_PROGRESS)) < 200
+
+
+async def test_kill_9_of_the_trainer_mid_run_never_leaves_the_run_stuck(
+        start_service, place_training_file, bus_tools):
+    collect, publish = bus_tools
+    first = start_service("trainer", NO_MLFLOW)
+    req = request(place_training_file, epochs=8)
+    await publish(Topic.TRAINING_REQUESTED, req, correlation_id=req.run_id)
+    await collect([Topic.TRAINING_PROGRESS], req.run_id, lambda e: len(e) >= 1)
+    children = psutil.Process(first.process.pid).children()
+    assert children, "training runs in a child process"
+
+    first.kill9()
+    # The training child dies with its parent: nothing keeps training an orphaned run.
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive
+
+    started = time.monotonic()
+    start_service("trainer", NO_MLFLOW)
+    events = await collect(RUN_TOPICS, req.run_id, ended, timeout_s=240)
+    print(f"run ended {time.monotonic() - started:.1f}s after the restart")
+    attempts = [s.payload.attempt for s in of(events, Topic.TRAINING_STARTED)]
+    assert attempts == [1, 2]  # taken over once the dead trainer's lease expired
+    (done,) = of(events, Topic.TRAINING_DONE)
+    retried = [p.payload.epoch for p in of(events, Topic.TRAINING_PROGRESS) if p.payload.attempt == 2]
+    assert retried == list(range(1, 9))
+    assert done.payload.epochs_run == 8
