@@ -89,10 +89,16 @@ def test_cp949_file_with_korean_column_names_uploads(start_service, gateway_clie
     assert body["column_descriptions"]["hour"] == "시간대"
 
 
+@pytest.fixture
+def unlimited_uploads(monkeypatch):
+    """The batch below sends more uploads than the per-client rate limit allows (limits are tested apart)."""
+    monkeypatch.setenv("CTROPS_RATE_LIMIT_UPLOADS_PER_MIN", "0")
+
+
 GOOD_ROWS = "".join(f"{i % 24},\"1,2,{i}\",{int(i % 7 == 0)}\n" for i in range(40))
 
 
-def test_every_bad_input_gets_its_status_and_message(start_service, gateway_client, data_dir):
+def test_every_bad_input_gets_its_status_and_message(unlimited_uploads, start_service, gateway_client, data_dir):
     start_service("ingest")
     rejected = [
         # (file name, content, status, words in the detail)
