@@ -121,6 +121,9 @@ def _parse_hidden(value: Any) -> list[int]:
             raise ValueError("mlp_hidden must be comma-separated integers such as '256,128'") from None
     if not isinstance(value, (list, tuple)) or not value:
         raise ValueError("mlp_hidden must be a non-empty list of layer sizes such as [256, 128]")
+    if not all(isinstance(v, int) and not isinstance(v, bool) or isinstance(v, str) and v.strip().isdigit()
+               for v in value):  # int({}) or int(None) would escape as a TypeError (a 500)
+        raise ValueError("mlp_hidden must list whole numbers of units such as [256, 128]")
     sizes = [int(v) for v in value]
     if any(s < 1 or s > 4096 for s in sizes) or len(sizes) > 8:
         raise ValueError("mlp_hidden: 1 to 8 layers, each 1..4096 units")
