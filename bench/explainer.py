@@ -220,7 +220,7 @@ def main() -> int:
     parser.add_argument("--naive-rows", type=int, default=10)
     parser.add_argument("--data-rows", type=int, default=60_000)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2, help="torch threads for the LIME comparison")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for the LIME comparison (1: fair to the row-by-row way)")
     parser.add_argument("--model", type=Path, help="a saved model folder (model.pt + preprocess.json)")
     parser.add_argument("--skip-end-to-end", action="store_true")
     args = parser.parse_args()
