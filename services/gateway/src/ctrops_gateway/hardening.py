@@ -106,6 +106,8 @@ def _document_operation(path: str, method: str, operation: dict[str, Any], setti
         responses.setdefault("403", _error("The credentials' role may not do this"))
     route = (method, path)
     if "requestBody" in operation:
+        # FastAPI answers 400 itself when a body cannot even be decoded (bytes that are not UTF-8 JSON).
+        responses.setdefault("400", _error("The body could not be parsed (send UTF-8 JSON)"))
         what = ("Larger than CTROPS_MAX_UPLOAD_MB" if route in STREAMING_ROUTES
                 else f"Body larger than CTROPS_MAX_JSON_BODY_KB ({settings.max_json_body_kb} KB)")
         responses.setdefault("413", _error(what))
@@ -113,3 +115,7 @@ def _document_operation(path: str, method: str, operation: dict[str, Any], setti
     if route in RATE_LIMITED or route == TRAIN_ROUTE:
         responses.setdefault("429", _error("Too many requests from this client (rate or active-run limit)",
                                            _RETRY_AFTER))
+    for status, response in responses.items():
+        # Every error is JSON {"detail": ...} (the contract): say so wherever a route only gave a description.
+        if status[:1] in ("4", "5") and "content" not in response:
+            response["content"] = {"application/json": {"schema": _ERROR_REF}}
