@@ -49,7 +49,9 @@ class TabularSeqModel(nn.Module):
         super().__init__()
         mlp_hidden = mlp_hidden or [256, 128]
         self.bn = nn.BatchNorm1d(n_features)
-        self.lstm = nn.LSTM(input_size=1, hidden_size=lstm_hidden, batch_first=True)
+        # Time-major (batch_first=False): the LSTM's output needs no transposed copy, which on
+        # CPU cost as much as the recurrence itself; the weights are the same either way.
+        self.lstm = nn.LSTM(input_size=1, hidden_size=lstm_hidden)
         layers: list[nn.Module] = []
         width = n_features + lstm_hidden
         for size in mlp_hidden:
@@ -60,9 +62,9 @@ class TabularSeqModel(nn.Module):
 
     def encode_seq(self, seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(B, L) right-padded scaled tokens, (B,) lengths -> (B, H) state at the last real step."""
-        out, _ = self.lstm(seq.unsqueeze(-1))
+        out, _ = self.lstm(seq.t().contiguous().unsqueeze(-1))  # (L, B, H)
         last = (lengths - 1).clamp(min=0)
-        hidden = out[torch.arange(out.shape[0], device=out.device), last]
+        hidden = out[last, torch.arange(out.shape[1], device=out.device)]
         return hidden * (lengths > 0).unsqueeze(-1).to(hidden.dtype)  # empty sequence -> zeros
 
     def head(self, x_tab: torch.Tensor, seq_state: torch.Tensor) -> torch.Tensor:
