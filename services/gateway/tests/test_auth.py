@@ -252,3 +252,25 @@ def test_real_gateway_closes_an_unauthenticated_websocket_with_1008_and_logs_no_
     log = gateway.log()
     assert "/ws/performance" in log  # the request lines are logged ...
     assert OPERATOR_KEY not in log and JWT_SECRET not in log  # ... without the secret
+
+
+def test_every_route_in_the_security_tables_exists_in_the_app(platform_env):
+    """The tables are keyed on route templates: a renamed route must not silently drop out."""
+    from ctrops_gateway.app import create_app
+    from ctrops_gateway.audit import ACTIONS
+    from ctrops_gateway.auth import ROLE_TABLE
+    from ctrops_gateway.caller import route_of
+    from ctrops_gateway.limits import RATE_LIMITED, STREAMING_ROUTES
+
+    app = create_app(GatewaySettings())
+    for method, template in {*ROLE_TABLE, *ACTIONS, *RATE_LIMITED, *STREAMING_ROUTES}:
+        path = template.replace("{run_id}", "0123456789abcdef0123456789abcdef")
+        scope = {"type": "websocket" if method == "WS" else "http", "method": method, "path": path,
+                 "root_path": "", "headers": [], "query_string": b"", "app": app}
+        assert route_of(scope)[0] == template, (method, template)
+
+
+def test_training_websocket_with_a_viewer_token_gets_the_unknown_run_message(auth_client):
+    with auth_client.websocket_connect(f"/ws/training/demo-run?token={VIEWER_KEY}") as ws:
+        message = ws.receive_json()
+    assert message["type"] == "log" and "demo-run" in message["message"]
