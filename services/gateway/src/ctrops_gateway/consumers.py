@@ -50,12 +50,14 @@ def register(state: GatewayState) -> None:
     bus = state.bus
 
     async def on_event(event: Event[Any]) -> None:
-        fresh = await asyncio.to_thread(state.views.record, event)
+        await asyncio.to_thread(state.views.record, event)
         if (key := reply_key(event)) is not None:
             state.replies.resolve(key, event)
-        if fresh:
-            for fan_out in FAN_OUT.get(event.type, ()):
-                fan_out(state, event)
+        # Push every event this replica's consumer delivers, even one another replica stored
+        # first (replicas may share a database): each replica has its own WebSocket clients,
+        # and the bus already skips redeliveries within this replica's group.
+        for fan_out in FAN_OUT.get(event.type, ()):
+            fan_out(state, event)
         if event.type is Topic.MONITOR_SNAPSHOT:  # only the latest is ever read; one arrives every 10 s
             await asyncio.to_thread(state.views.prune, Topic.MONITOR_SNAPSHOT, SNAPSHOTS_KEPT)
 

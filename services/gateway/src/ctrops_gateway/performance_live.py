@@ -280,7 +280,7 @@ def _is_live(event: Event[Any]) -> bool:
     return datetime.now(timezone.utc) - event.time <= LIVE_AGE
 
 
-# -- fan-out of consumed events (called by consumers.on_event for fresh events) --------------------
+# -- fan-out of consumed events (called by consumers.on_event for every delivered event) ----------------
 
 
 def on_snapshot(state: GatewayState, event: Event[Any]) -> None:
