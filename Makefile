@@ -6,9 +6,20 @@ STAMP  := $(VENV)/.installed
 PROJECTS := libs/common services/ingest services/trainer services/explainer services/reporter services/monitor services/gateway
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PROJECTS))
 
-.PHONY: install run test demo bench clean
+.PHONY: install tools run test demo bench clean
 
-install: $(STAMP)
+install: $(STAMP) tools
+
+# System tools the tests use that PyPI does not ship: promtool (Debian package prometheus)
+# checks the Prometheus rules; kubectl (with kustomize) renders the Kubernetes overlays.
+tools:
+	@command -v promtool >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing promtool (Debian package prometheus)"; \
+	    apt-get install -y -qq --no-install-recommends prometheus >/dev/null || \
+	    { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }; \
+	  else echo "WARNING: promtool missing; install the prometheus package (tests need it)"; fi; }
+	@command -v kubectl >/dev/null || echo "WARNING: kubectl missing; see docs/deploy.md (tests need it)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
