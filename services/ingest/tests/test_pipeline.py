@@ -226,3 +226,23 @@ def test_preview_is_json_safe_with_null_for_missing(generated):
     assert list(preview[0]) == toss_columns()
     assert any(row["feat_e_1"] is None for row in preview)  # seed 11 has the feat_e block missing in the first rows
     assert all(isinstance(row["hour"], int) for row in preview)  # whole numbers read as numbers, not 22.0
+
+
+def test_missing_value_spellings_are_missing_in_every_column(tmp_path):
+    lines = ["hour,seq,clicked,price"] + [f"{i % 24},\"1,{i}\",{i % 2},{i}.5" for i in range(30)]
+    lines[2] = "NA,\"1\",0,nan"
+    lines[3] = "3,NULL,1,N/A"
+    lines[4] = "4,\"1\",NA,2.0"
+    result = run(write(tmp_path, "\n".join(lines) + "\n"))
+    assert result.info["missing_values"] == 5  # NA, nan, NULL, N/A, NA: missing, not "not numbers"
+    assert result.warnings == []
+    assert result.profile["columns"]["hour"]["missing"] == 1 and result.profile["columns"]["price"]["missing"] == 2
+    assert result.errors[0].startswith("clicked: 1 rows are not 0 or 1 (data row 4: empty)")
+    assert result.errors[1].startswith("seq: 1 rows are empty or not comma-separated integers (data row 3: empty)")
+
+
+def test_missing_value_spellings_in_text_columns_only_keep_the_fast_path(tmp_path):
+    lines = ["hour,seq,clicked"] + [f"{i % 24},\"1,{i}\",{i % 2}" for i in range(30)] + ["5,NA,0", "6,\"2\",null"]
+    result = run(write(tmp_path, "\n".join(lines) + "\n"))
+    assert result.info["missing_values"] == 2
+    assert result.profile["columns"]["seq"]["missing"] == 1 and result.profile["columns"]["clicked"]["missing"] == 1
