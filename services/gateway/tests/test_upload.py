@@ -144,6 +144,9 @@ def test_every_bad_input_gets_its_status_and_message(unlimited_uploads, start_se
         response = gateway_client.post("/api/upload", content=body, headers=headers)
         assert response.status_code == 400, (disposition, response.text)
         assert words in response.json()["detail"], (disposition, response.json())
+    body, headers = raw_multipart('form-data; name="file"; filename="cut.csv"', b"hour,seq,clicked\n1,\"1\",0\n")
+    response = gateway_client.post("/api/upload", content=body[:-12], headers=headers)  # no closing boundary
+    assert response.status_code == 400 and "cut short" in response.json()["detail"]
     response = gateway_client.post("/api/upload", content=b"hour,seq,clicked\n", headers={"content-type": "text/csv"})
     assert response.status_code == 415 and "multipart/form-data" in response.json()["detail"]
 

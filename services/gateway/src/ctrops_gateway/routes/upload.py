@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 from starlette.requests import ClientDisconnect
 
 from ctrops_common.dataset import upload_path
@@ -185,6 +185,9 @@ async def _receive(request: Request, state: GatewayState, file_id: str) -> tuple
         parser.finalize()
         if part.error:
             raise part.error
+        if part.found and parser.state != MultipartState.END:
+            raise UploadError(400, "The upload was cut short: the request ended before the file did. "
+                                   "Upload the file again.")
         if not part.found:
             raise UploadError(400, f"The request has no part named '{FIELD}'. Send the CSV in the form field '{FIELD}'.")
         if part.pending:
