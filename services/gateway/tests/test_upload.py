@@ -226,3 +226,12 @@ def test_file_part_stops_at_the_limit_and_keeps_nothing():
     _feed(part, body, chunk=512)
     assert part.error is not None and part.error.status_code == 413
     assert part.pending == [] and part.size > 4000
+
+
+def test_other_form_fields_are_bounded_too():
+    from ctrops_gateway.routes.upload import _FilePart
+
+    body, _ = raw_multipart('form-data; name="note"', b"y" * (70 * 1024))
+    part = _FilePart(limit_mb=500)
+    _feed(part, body, chunk=4096)
+    assert part.error is not None and part.error.status_code == 413 and "other than 'file'" in part.error.detail

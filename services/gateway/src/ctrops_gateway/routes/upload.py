@@ -72,6 +72,7 @@ class _FilePart:
         self.filename: str | None = None
         self.found = False
         self.size = 0
+        self.other_bytes = 0  # data of the other parts: discarded, but bounded too
         self.pending: list[bytes] = []
         self.pending_bytes = 0
         self.error: UploadError | None = None
@@ -119,6 +120,10 @@ class _FilePart:
         self._in_file = True
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
+        self.other_bytes += 0 if self._in_file else end - start
+        if self.other_bytes > MULTIPART_SLACK and not self.error:
+            self.error = UploadError(413, f"Form fields other than '{FIELD}' are limited to "
+                                          f"{MULTIPART_SLACK // 1024} KB in all.")
         if not self._in_file or self.error:
             return
         self.size += end - start
