@@ -156,8 +156,8 @@ def generate(out: Path, rows: int | None = None, seed: int = 42, ctr: float = 0.
     ``<out>.truth.json``; return the truth.
 
     Chunk ``i`` draws from its own seed (``SeedSequence(seed, spawn_key=(i,))``), so a
-    file is the same for the same seed, and its whole 50,000-row chunks do not depend on the
-    total size.
+    file is the same for the same seed (and, from 50,000 rows on, its full 50,000-row chunks
+    do not depend on the total size).
     ``index_column`` appends an unnamed row-index column, as some exports have.
     """
     if (rows is None) == (size_mb is None):
