@@ -32,7 +32,7 @@ def test_make_run_reaches_healthy_and_stops_cleanly(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CTROPS_") and k != "KAFKA_BOOTSTRAP_SERVERS"}
     env.update(CTROPS_GATEWAY_PORT=str(gateway), CTROPS_BROKER_PORT=str(broker),
                CTROPS_SERVICE_PORT_BASE=str(base), CTROPS_DATA_DIR=str(tmp_path / "data"),
-               CTROPS_HEARTBEAT_INTERVAL_S="1")
+               CTROPS_HEARTBEAT_INTERVAL_S="1", CTROPS_SAMPLE_ROWS="2000")
     log = tmp_path / "make-run.log"
     with open(log, "wb") as out:
         make = subprocess.Popen(["make", "run"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -49,11 +49,17 @@ def test_make_run_reaches_healthy_and_stops_cleanly(tmp_path):
             except OSError:
                 pass
             time.sleep(0.5)
+        while "sample data to upload" not in log.read_text():  # the banner follows readiness
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
         assert sorted(body["services"]) == sorted(["ingest", "trainer", "explainer", "reporter", "monitor", "gateway"])
         assert all(s["status"] == "up" for s in body["services"].values())
         assert body["broker"]["reachable"]
         output = log.read_text()
         assert f"http://localhost:{gateway}" in output and "/docs" in output
+        sample = tmp_path / "data" / "samples" / "ctr_sample_2000.csv"
+        assert f"sample data to upload: {sample}" in output
+        assert sample.read_text().count("\n") == 2001  # header + rows
         children = psutil.Process(make.pid).children(recursive=True)
         assert len(children) >= 7  # the supervisor, the broker and six services (make may add a shell)
     finally:
@@ -70,7 +76,7 @@ def test_supervisor_reports_a_crashed_service_loudly_and_restarts_it(tmp_path):
     gateway, broker, base = free_port(), free_port(), _free_block(5)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CTROPS_")}
     env.update(CTROPS_GATEWAY_PORT=str(gateway), CTROPS_BROKER_PORT=str(broker),
-               CTROPS_SERVICE_PORT_BASE=str(base), CTROPS_DATA_DIR=str(tmp_path / "data"))
+               CTROPS_SERVICE_PORT_BASE=str(base), CTROPS_DATA_DIR=str(tmp_path / "data"), CTROPS_SAMPLE_ROWS="0")
     log = tmp_path / "stack.log"
     with open(log, "wb") as out:
         stack = subprocess.Popen([str(ROOT / ".venv/bin/python"), "-m", "ctrops_common.stack",

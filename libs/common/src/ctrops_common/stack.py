@@ -34,6 +34,10 @@ class StackSettings(CommonSettings):
     service_port_base: int = Field(
         8101, ge=1, le=65000, description="Health/metrics port of ingest; the other workers follow (+1 each)."
     )
+    sample_rows: int = Field(
+        20_000, ge=0, le=10_000_000,
+        description="Rows of the generated sample make run writes to DATA_DIR/samples/ once (0: none).",
+    )
     ready_timeout_s: float = Field(180, gt=0, description="How long make run waits for every service's /readyz.")
 
 
@@ -138,6 +142,21 @@ class Stack:
                     if not self.stopping.is_set():
                         self.spawn(child)
 
+    def seed_sample(self) -> Path | None:
+        """A generated Toss-layout file to try the upload with, written once."""
+        if not self.settings.sample_rows:
+            return None
+        target = self.settings.data_dir.resolve() / "samples" / f"ctr_sample_{self.settings.sample_rows}.csv"
+        if not target.exists():
+            from .datagen import generate
+
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_suffix(".part")
+            generate(partial, self.settings.sample_rows, seed=42)
+            Path(f"{partial}.truth.json").rename(f"{target}.truth.json")
+            partial.rename(target)
+        return target
+
     def stop(self) -> None:
         self.stopping.set()
         for child in self.children.values():
@@ -166,6 +185,7 @@ class Stack:
             else:
                 self.say("broker", f"using external Kafka at {self.settings.kafka_bootstrap_servers}")
             started = time.monotonic()
+            sample = self.seed_sample()
             for name in self.services:
                 port = (self.settings.gateway_port if name == "gateway"
                         else self.settings.service_port_base + SERVICES.index(name))
@@ -175,6 +195,8 @@ class Stack:
             url = f"http://localhost:{self.settings.gateway_port}"
             self.say("gateway", f"all {len(self.services)} services ready in {time.monotonic() - started:.1f}s")
             self.say("gateway", f"==> {url}   API docs: {url}/docs   (Ctrl-C stops everything)")
+            if sample:
+                self.say("gateway", f"sample data to upload: {sample}  (or run `make demo`)")
             self.supervise()
             return 0
         except KeyboardInterrupt:
