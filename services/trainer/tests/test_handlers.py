@@ -138,3 +138,22 @@ async def test_kill_9_of_the_trainer_mid_run_never_leaves_the_run_stuck(
     retried = [p.payload.epoch for p in of(events, Topic.TRAINING_PROGRESS) if p.payload.attempt == 2]
     assert retried == list(range(1, 9))
     assert done.payload.epochs_run == 8
+
+
+async def test_a_second_trainer_joining_the_group_mid_run_never_trains_the_run_twice(
+        start_service, place_training_file, bus_tools):
+    collect, publish = bus_tools
+    start_service("trainer", NO_MLFLOW)
+    req = request(place_training_file, epochs=6)
+    await publish(Topic.TRAINING_REQUESTED, req, correlation_id=req.run_id)
+    await collect([Topic.TRAINING_PROGRESS], req.run_id, lambda e: len(e) >= 1)
+
+    start_service("trainer", NO_MLFLOW)  # joins the consumer group: partitions are rebalanced mid-run
+    events = await collect(RUN_TOPICS, req.run_id, ended, timeout_s=240)
+    time.sleep(2)  # a redelivery to the newcomer may still re-announce the result
+    events = await collect(RUN_TOPICS, req.run_id, ended)
+    assert [s.payload.attempt for s in of(events, Topic.TRAINING_STARTED)] == [1]
+    assert [p.payload.epoch for p in of(events, Topic.TRAINING_PROGRESS)] == [1, 2, 3, 4, 5, 6]
+    assert not of(events, Topic.TRAINING_FAILED)
+    dones = of(events, Topic.TRAINING_DONE)
+    assert dones and all(d.payload == dones[0].payload for d in dones)  # re-announced, never retrained

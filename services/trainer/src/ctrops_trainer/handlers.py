@@ -77,12 +77,16 @@ class Trainer:
         except UnsafePath as exc:
             await self._publish_failed(run_id, f"the training request is invalid ({exc}); start a new training")
             return
+        waiting = False
         while True:
             claim = await asyncio.to_thread(
                 self.runs.claim, run_id, self.worker_name,
                 self.settings.trainer_lease_timeout_s, self.settings.trainer_max_attempts,
             )
             if claim.action == "wait":  # another trainer holds a fresh lease on this run
+                if not waiting:
+                    log.info("run %s is being trained by another trainer; waiting for its end or its lease", run_id)
+                    waiting = True
                 await asyncio.sleep(self.settings.trainer_poll_s)
                 continue
             if claim.action == "completed":
