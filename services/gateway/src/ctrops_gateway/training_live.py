@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -338,10 +339,10 @@ def history_messages(view: RunView) -> list[tuple[str, dict[str, Any]]]:
 # -- fan-out: fresh events -> the run's channel ----------------------------------------------------------------
 
 
-def _push(state: GatewayState, event: Event[Any], messages: list[dict[str, Any]]) -> None:
+def _push(state: GatewayState, event: Event[Any], messages: list[dict[str, Any]], final: bool = False) -> None:
     run_id = event.payload.run_id
     for message in messages:
-        state.hub.publish(channel(run_id), {**message, "_key": f"{event.event_id}:{message['type']}"})
+        state.hub.publish(channel(run_id), {**message, "_key": f"{event.event_id}:{message['type']}", "_final": final})
 
 
 def on_started(state: GatewayState, event: Event[Any]) -> None:
@@ -354,11 +355,11 @@ def on_progress(state: GatewayState, event: Event[Any]) -> None:
 
 
 def on_done(state: GatewayState, event: Event[Any]) -> None:
-    _push(state, event, complete_messages(event.payload.model_dump(mode="json")))
+    _push(state, event, complete_messages(event.payload.model_dump(mode="json")), final=True)
 
 
 def on_failed(state: GatewayState, event: Event[Any]) -> None:
-    _push(state, event, failed_messages(event.payload.model_dump(mode="json")))
+    _push(state, event, failed_messages(event.payload.model_dump(mode="json")), final=True)
 
 
 def _register() -> None:
@@ -400,6 +401,61 @@ class _Sent:
         return True
 
 
+# Longest the end of a run waits for epochs this gateway has not consumed yet (see _Outbox).
+FINAL_HOLD_S = 10.0
+
+
+class _Outbox:
+    """Sends each message once, and the run's end (training_complete) only after every epoch it reports.
+
+    Topics are consumed in no global order, so a gateway catching up on a backlog (after a
+    restart, say) can consume ``training.done`` before the last ``training.progress`` events.
+    The end is then held until those epochs were sent, or FINAL_HOLD_S passed; then the
+    epochs the read model has are sent, and the end.
+    """
+
+    def __init__(self, websocket: WebSocket, sent: _Sent) -> None:
+        self.websocket = websocket
+        self.sent = sent
+        self.held: list[tuple[str, dict[str, Any]]] = []
+        self.deadline: float | None = None
+
+    def wait_s(self) -> float | None:
+        return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+
+    async def offer(self, key: str, message: dict[str, Any], final: bool = False) -> None:
+        if final:
+            self.held.append((key, message))
+            self.deadline = self.deadline or time.monotonic() + FINAL_HOLD_S
+        elif self.sent.admit(key, message):
+            await self.websocket.send_json(message)
+        await self.flush()
+
+    async def flush(self, force: bool = False) -> None:
+        end = next((m for _, m in self.held if m["type"] in ("training_complete", "training_failed")), None)
+        if not self.held or (end is None and not force) or (not force and self._epochs_missing(end)):
+            return
+        for key, message in self.held:
+            if self.sent.admit(key, message):
+                await self.websocket.send_json(message)
+        self.held, self.deadline = [], None
+
+    async def catch_up(self, views: ReadModel, run_id: str) -> None:
+        """The hold expired: send the epochs the read model has, then the end."""
+        view = await asyncio.to_thread(run_view, views, run_id)
+        for event in view.epochs if view is not None else []:
+            await self.offer(f"{event.event_id}:epoch_update", epoch_message(event.payload))
+        await self.flush(force=True)
+
+    def _epochs_missing(self, end: dict[str, Any] | None) -> bool:
+        expected = end.get("epochs_run") if end is not None and end["type"] == "training_complete" else None
+        if not expected:
+            return False
+        attempt = max((a for a, _ in self.sent.epochs), default=None)
+        have = {e for a, e in self.sent.epochs if a == attempt}
+        return not set(range(1, int(expected) + 1)) <= have
+
+
 async def serve(websocket: WebSocket, state: GatewayState, run_id: str) -> None:
     await websocket.accept()
     try:
@@ -411,26 +467,30 @@ async def serve(websocket: WebSocket, state: GatewayState, run_id: str) -> None:
         queue = state.hub.subscribe(channel(resolved))  # before reading history: nothing falls in between
         try:
             view = await asyncio.to_thread(run_view, state.views, resolved)
-            sent = _Sent()
+            out = _Outbox(websocket, _Sent())
+            end = (view.done or view.failed) if view is not None else None
             for key, message in history_messages(view) if view is not None else []:
-                if sent.admit(key, message):
-                    await websocket.send_json(message)
+                await out.offer(key, message, final=end is not None and key.startswith(f"{end.event_id}:"))
             listener = asyncio.create_task(_until_disconnect(websocket))
             try:
                 while True:
                     getter = asyncio.create_task(queue.get())
-                    done, _ = await asyncio.wait({getter, listener}, return_when=asyncio.FIRST_COMPLETED)
+                    done, _ = await asyncio.wait({getter, listener}, timeout=out.wait_s(),
+                                                 return_when=asyncio.FIRST_COMPLETED)
                     if listener in done:
                         getter.cancel()
                         return
+                    if not done:  # the held end waited long enough
+                        getter.cancel()
+                        await out.catch_up(state.views, resolved)
+                        continue
                     message = getter.result()
                     if message is None:  # the hub dropped this slow client: close; it reconnects for the history
                         await websocket.close(code=1013)
                         return
                     # The same dict went to every client: read it, never change it.
-                    outgoing = {k: v for k, v in message.items() if k != "_key"}
-                    if sent.admit(message.get("_key", ""), outgoing):
-                        await websocket.send_json(outgoing)
+                    outgoing = {k: v for k, v in message.items() if not k.startswith("_")}
+                    await out.offer(message.get("_key", ""), outgoing, final=bool(message.get("_final")))
             finally:
                 listener.cancel()
         finally:
