@@ -12,6 +12,7 @@ import pytest
 from ctrops_trainer.data import (
     DataError,
     apply_fill,
+    check_training_file,
     fill_values,
     read_training_file,
     split_rows,
@@ -70,13 +71,18 @@ def test_unusable_tables_are_refused_with_what_to_fix(table, message):
         table_to_training_data(table, 4)
 
 
-def test_missing_and_corrupt_files_are_data_errors(tmp_path: Path):
+@pytest.mark.parametrize("read", [lambda p: read_training_file(p, 8), check_training_file])
+def test_missing_corrupt_and_incomplete_files_are_data_errors(tmp_path: Path, read):
     with pytest.raises(DataError, match="missing"):
-        read_training_file(tmp_path / "nope.parquet", 8)
+        read(tmp_path / "nope.parquet")
     corrupt = tmp_path / "data.parquet"
     corrupt.write_bytes(b"PAR1 this is not parquet")
     with pytest.raises(DataError, match="could not be read"):
-        read_training_file(corrupt, 8)
+        read(corrupt)
+    no_seq = tmp_path / "no_seq.parquet"
+    pq.write_table(pa.table({"clicked": [0, 1]}), no_seq)
+    with pytest.raises(DataError, match="lacks the required column"):
+        read(no_seq)
 
 
 def test_split_is_stratified_then_only_training_negatives_are_down_sampled():
@@ -117,12 +123,18 @@ def test_missing_values_are_filled_with_training_medians():
     assert apply_fill(features, medians).tolist() == [[1, 0], [3, 0], [2, 0], [100, 0]]
 
 
-def test_generated_file_reads_with_its_planted_sequence_tokens(generated):
+def test_generated_file_reads_every_row_window_right(generated, monkeypatch):
+    import ctrops_trainer.data as data_module
+
+    monkeypatch.setattr(data_module, "_WINDOW_CHUNK_ROWS", 999)  # several windowing chunks, one ragged
     path, truth = generated
     data = read_training_file(path, 128)
     assert data.rows == truth["rows"]
     assert int(data.labels.sum()) == truth["clicks"]
     assert len(data.feature_columns) == 117  # 119 columns minus seq and clicked
     raw = pq.read_table(path, columns=["seq"]).column("seq").to_pylist()
-    longest = int(np.argmax([len(s) for s in raw]))
-    assert data.tokens[longest].tolist() == raw[longest][-128:]
+    for row, tokens in enumerate(raw):
+        recent = tokens[-128:]
+        assert data.lengths[row] == len(recent)
+        assert data.tokens[row, : len(recent)].tolist() == recent
+    assert data.truncated_rows == sum(len(t) > 128 for t in raw)

@@ -28,7 +28,7 @@ from ctrops_common.dataset import SEQUENCE, TARGET
 
 MIN_CLASS_ROWS = 10  # clicks (and non-clicks) needed for a stratified split that measures anything
 NEGATIVES_PER_POSITIVE = 2  # down-sampling keeps clicked=0 rows at this multiple of clicked=1 rows
-_WINDOW_CHUNK_ROWS = 65_536  # bounds the temporary index matrix while windowing
+_WINDOW_CHUNK_ROWS = 8_192  # bounds the temporary index matrices while windowing (a few MB each)
 
 
 class DataError(Exception):
@@ -61,6 +61,22 @@ class Split:
     train_rate: float  # click rate of the rows actually fitted on
 
 
+def check_training_file(path: Path) -> None:
+    """Cheap checks from the file's footer (no rows read): raises DataError for a missing,
+    unreadable or incomplete file, so such a run fails before a training process starts."""
+    if not path.exists():
+        raise DataError(
+            f"the training file {path.name} is missing from the file store; upload the CSV again"
+        )
+    try:
+        names = pq.ParquetFile(path).schema_arrow.names
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"the training file could not be read ({exc}); upload the CSV again") from exc
+    missing = [c for c in (TARGET, SEQUENCE) if c not in names]
+    if missing:
+        raise DataError(f"the training data lacks the required column(s) {', '.join(missing)}")
+
+
 def read_training_file(path: Path, max_seq_len: int) -> TrainingData:
     """Read the training Parquet file (``clicked``, ``seq`` and numeric features)."""
     if not path.exists():
@@ -71,7 +87,10 @@ def read_training_file(path: Path, max_seq_len: int) -> TrainingData:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"the training file could not be read ({exc}); upload the CSV again") from exc
-    return table_to_training_data(table, max_seq_len)
+    data = table_to_training_data(table, max_seq_len)
+    del table
+    pa.default_memory_pool().release_unused()  # Arrow keeps freed buffers otherwise: peak RSS
+    return data
 
 
 def table_to_training_data(table: pa.Table, max_seq_len: int) -> TrainingData:

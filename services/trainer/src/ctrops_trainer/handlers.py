@@ -38,6 +38,7 @@ from ctrops_common.service import ServiceRuntime
 from ctrops_common.storage import UnsafePath, check_id
 
 from . import worker
+from .data import DataError, check_training_file
 from .runs import RunStore
 from .settings import TrainerSettings
 from .tracking import RunTracking, Tracking
@@ -103,15 +104,29 @@ class Trainer:
             if claim.action == "exhausted":
                 await self._finish_failed(
                     run_id, None,
-                    f"the trainer stopped unexpectedly during {claim.attempt} attempt(s) (killed, restarted or out "
-                    "of memory); try again, with a smaller batch_size or max_seq_len if it keeps happening",
+                    f"the trainer stopped unexpectedly during {claim.attempt} attempt(s) (killed, restarted, out "
+                    "of memory or an internal error in its log); try again, with a smaller batch_size or "
+                    "max_seq_len if it keeps happening",
                 )
                 return
-            outcome = await self._attempt(request, parquet_path, claim.attempt, claim.previous_mlflow_run_id)
+            try:
+                outcome = await self._attempt(request, parquet_path, claim.attempt, claim.previous_mlflow_run_id)
+            except Exception:
+                # e.g. the broker was unreachable for a publish: give the run back so the bus's
+                # retry (here or on another trainer) starts the next attempt at once.
+                await asyncio.to_thread(self.runs.release, run_id, self.worker_name)
+                raise
             if outcome.kind == "died":
+                if claim.attempt >= self.settings.trainer_max_attempts:
+                    await self._finish_failed(
+                        run_id, self.worker_name,
+                        f"the training process died in each of {claim.attempt} attempt(s) (last: {outcome.reason}; "
+                        "code -9 usually means out of memory): lower batch_size or max_seq_len",
+                    )
+                    return
                 log.warning("training process of run %s died (%s); retrying", run_id, outcome.reason)
                 await asyncio.to_thread(self.runs.release, run_id, self.worker_name)
-                continue  # the claim counts the attempt and fails the run once they are used up
+                continue  # the next claim starts the next attempt
             return
 
     async def _attempt(self, request: TrainingRequested, parquet_path: Path, attempt: int,
@@ -128,6 +143,13 @@ class Trainer:
             log.info("run %s already has a saved model; reporting it", run_id)
             await self._complete(request, saved, tracker)
             return Outcome("done", saved)
+
+        try:
+            await asyncio.to_thread(check_training_file, parquet_path)
+        except DataError as exc:
+            reason = f"the training data cannot be used: {exc}"
+            await self._finish_failed(run_id, self.worker_name, reason)
+            return Outcome("failed", reason=reason)
 
         await self.bus.publish(Topic.TRAINING_STARTED,
                                TrainingStarted(run_id=run_id, attempt=attempt, worker=self.worker_name),
