@@ -12,6 +12,7 @@ from ctrops_common.settings import CommonSettings, ServiceSettings, load_setting
 
 
 def test_prefixed_and_bare_names(monkeypatch):
+    monkeypatch.delenv("CTROPS_KAFKA_BOOTSTRAP_SERVERS", raising=False)  # the session broker sets it
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
     monkeypatch.setenv("CTROPS_HEARTBEAT_INTERVAL_S", "2.5")
     settings = CommonSettings()
