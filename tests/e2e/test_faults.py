@@ -126,6 +126,12 @@ def shared() -> dict[str, Any]:
     return {}
 
 
+def earlier(shared: dict[str, Any], key: str) -> Any:
+    if key not in shared:
+        pytest.skip(f"needs {key} from an earlier test of this module (they run in file order)")
+    return shared[key]
+
+
 def run_events(stack, topic: Topic, run_id: str) -> list:
     return stack.topic_events(topic, run_id)
 
@@ -185,7 +191,7 @@ async def _history(stack, run_id: str) -> list[dict[str, Any]]:
 
 
 def test_explainer_killed_mid_explanation_explains_once_after_restart(stack, shared):
-    run_id = shared["run_id"]
+    run_id = earlier(shared, "run_id")
     # training.done is the explainer's only input: in flight means it is explaining this run.
     stack.wait_until(lambda: stack.in_flight("explainer"), lambda n: n > 0, 180, "explainer busy")
     killed = stack.kill9("explainer")
@@ -216,7 +222,7 @@ def _generate_pdf(url: str, run_id: str, options: dict[str, Any]) -> httpx.Respo
 
 
 def test_reporter_killed_while_writing_the_report_with_a_pdf_request_waiting(stack, shared, fake_llm):
-    run_id = shared["run_id"]
+    run_id = earlier(shared, "run_id")
     assert fake_llm.arrived.wait(240), "the reporter never asked the LLM for the run's narrative"
     assert len(fake_llm.requests) == 1
     with ThreadPoolExecutor(1) as pool:
@@ -244,7 +250,7 @@ def test_reporter_killed_while_writing_the_report_with_a_pdf_request_waiting(sta
 
 
 def test_reporter_killed_mid_pdf_renders_it_once_after_restart(stack, shared):
-    run_id = shared["run_id"]
+    run_id = earlier(shared, "run_id")
     options = {"includeActionPlan": False}  # a PDF that does not exist yet: it must be drawn
     with ThreadPoolExecutor(1) as pool:
         waiting: Future[httpx.Response] = pool.submit(_generate_pdf, stack.url, run_id, options)
@@ -325,7 +331,7 @@ def _restart_gateway(stack) -> None:
 
 
 def test_every_job_ended_and_nothing_is_stuck_or_duplicated(stack, shared):
-    run_ids = [shared["run_id"], shared["second_run_id"]]
+    run_ids = [earlier(shared, "run_id"), earlier(shared, "second_run_id")]
     for run_id in run_ids:  # the second run finishes its report (report.json first, then the PDF, then the event)
         stack.wait_until(lambda: run_events(stack, Topic.REPORT_READY, run_id), bool, 300, f"report of {run_id}")
     runs = {r["run_id"]: r for r in stack.json("/api/train/runs")}
