@@ -40,7 +40,7 @@ test: install
 
 # Against a running `make run`: upload a generated sample, train, explain, report, save the PDF in out/.
 demo: install
-	$(PY) scripts/demo.py
+	$(PY) scripts/demo.py $(DEMO_ARGS)
 
 # Each script prints its figures; they are recorded by hand in docs/benchmarks.md.
 bench: install

@@ -177,6 +177,8 @@ class Stack:
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, _interrupt)
+        # A shell that backgrounds make run leaves SIGINT ignored; Ctrl-C / kill -INT must still stop us.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         (self.settings.data_dir / "logs").mkdir(parents=True, exist_ok=True)
         try:
             if self.broker:
