@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -24,34 +22,8 @@ from ctrops_common.events import (
     new_id,
 )
 
-from ctrops_common.bus import Bus
 from ctrops_common.events import EpochMetrics, TrainingDone
-from ctrops_common.settings import CommonSettings
-
-
-def publish(*items) -> None:
-    """Publish (topic, payload, correlation_id) events as the other services would."""
-
-    async def go() -> None:
-        bus = Bus(CommonSettings(), "test-producer")
-        await bus.start()
-        try:
-            for topic, payload, correlation_id in items:
-                await bus.publish(topic, payload, correlation_id=correlation_id)
-        finally:
-            await bus.stop()
-
-    asyncio.run(go())
-
-
-def wait_for(fetch, predicate, timeout_s: float = 30):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = fetch()
-        if predicate(value):
-            return value
-        assert time.monotonic() < deadline, f"never matched: {value}"
-        time.sleep(0.2)
+from ctrops_common.testing import publish_events as publish, wait_for
 
 
 def strict_json(text: str):

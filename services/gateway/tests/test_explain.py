@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -14,7 +11,6 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import torch
 
-from ctrops_common.bus import Bus
 from ctrops_common.datagen import generate
 from ctrops_common.dataset import parquet_path
 from ctrops_common.events import (
@@ -28,8 +24,8 @@ from ctrops_common.events import (
     new_id,
 )
 from ctrops_common.ml import Preprocess, TabularSeqModel, save_model
-from ctrops_common.settings import CommonSettings
 from ctrops_common.storage import FileStore
+from ctrops_common.testing import publish_events as publish, wait_for
 
 EXPLAINER_ENV = {
     "CTROPS_EXPLAINER_SAMPLE_ROWS": "16",
@@ -42,29 +38,6 @@ EXPLAINER_ENV = {
     "CTROPS_EXPLAINER_TORCH_THREADS": "1",
 }
 ROUTES = ("/api/report/feature-importance/{}", "/api/features/{}", "/api/report/correlation/{}")
-
-
-def publish(*items: tuple[Topic, Any]) -> None:
-    async def go() -> None:
-        bus = Bus(CommonSettings(), "test-producer")
-        await bus.start()
-        try:
-            for topic, payload in items:
-                await bus.publish(topic, payload, correlation_id=payload.run_id)
-        finally:
-            await bus.stop()
-
-    asyncio.run(go())
-
-
-def wait_for(fetch, predicate, timeout_s: float = 30):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = fetch()
-        if predicate(value):
-            return value
-        assert time.monotonic() < deadline, f"never matched: {value.status_code} {value.text[:500]}"
-        time.sleep(0.2)
 
 
 def stored_run(data_dir: Path, with_model: bool = True) -> tuple[str, str]:

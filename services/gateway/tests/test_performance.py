@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from typing import Any
 
 import pytest
 
-from ctrops_common.bus import Bus
 from ctrops_common.events import (
     EpochMetrics,
     MonitorAlert,
@@ -22,32 +20,7 @@ from ctrops_common.events import (
     TrainingRequested,
     new_id,
 )
-from ctrops_common.settings import CommonSettings
-
-
-def publish(*items: tuple[Topic, Any, str | None]) -> None:
-    """Publish events as another service would (a real producer on the test's topics)."""
-
-    async def go() -> None:
-        bus = Bus(CommonSettings(), "test-producer")
-        await bus.start()
-        try:
-            for topic, payload, correlation_id in items:
-                await bus.publish(topic, payload, correlation_id=correlation_id)
-        finally:
-            await bus.stop()
-
-    asyncio.run(go())
-
-
-def wait_for(fetch, predicate, timeout_s: float = 30):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = fetch()
-        if predicate(value):
-            return value
-        assert time.monotonic() < deadline, f"never matched: {value}"
-        time.sleep(0.2)
+from ctrops_common.testing import publish_events as publish, wait_for
 
 
 def metrics(accuracy: float = 0.981, auc: float = 0.74, **extra) -> EpochMetrics:

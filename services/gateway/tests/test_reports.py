@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import time
 from pathlib import Path
@@ -10,7 +9,6 @@ from typing import Any
 
 from pypdf import PdfReader
 
-from ctrops_common.bus import Bus
 from ctrops_common.events import (
     EpochMetrics,
     ExplanationDone,
@@ -19,8 +17,8 @@ from ctrops_common.events import (
     TrainingRequested,
     new_id,
 )
-from ctrops_common.settings import CommonSettings
 from ctrops_common.storage import FileStore
+from ctrops_common.testing import publish_events as publish
 
 METRICS = {"train_loss": 0.52, "val_loss": 0.0921, "train_accuracy": 0.74, "val_accuracy": 0.9791, "auc": 0.7386,
            "ap": 0.0874, "logloss": 0.0921, "calibration": 1.0731, "score": 0.4813, "precision": 0.0812,
@@ -30,19 +28,6 @@ FEATURES = [
     {"feature": "hour", "importance": 0.62, "p_value": 0.004, "ci": [0.51, 0.74], "description": "시간대"},
     {"feature": "age_group", "importance": 0.29, "p_value": 0.03, "ci": [0.17, 0.40], "description": "연령대"},
 ]
-
-
-def publish(*items: tuple[Topic, Any]) -> None:
-    async def run() -> None:
-        bus = Bus(CommonSettings(), "test-driver")
-        await bus.start()
-        try:
-            for topic, payload in items:
-                await bus.publish(topic, payload, correlation_id=payload.run_id)
-        finally:
-            await bus.stop()
-
-    asyncio.run(run())
 
 
 def completed_run(data_dir: str) -> tuple[str, TrainingDone, ExplanationDone]:

@@ -3,7 +3,6 @@ against the real broker and (for the live flow) a real trainer process."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import time
@@ -13,10 +12,9 @@ from typing import Any
 import anyio
 import pytest
 
-from ctrops_common.bus import Bus
 from ctrops_common.events import DataInfo, FileUploaded, Topic, Validation, new_id
-from ctrops_common.settings import CommonSettings
 from ctrops_common.testdata import training_parquet
+from ctrops_common.testing import publish_events, wait_for
 
 # A tiny model on a small generated file: these tests are about the API and the live channel.
 FAST_CONFIG = {"batchSize": 512, "maxSeqLen": 16, "lstmHidden": 8, "mlpHidden": "16", "learningRate": 0.01}
@@ -31,25 +29,7 @@ def generated_parquet(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def publish(topic: Topic, payload: Any, correlation_id: str) -> None:
-    async def go() -> None:
-        bus = Bus(CommonSettings(), "test-producer")
-        await bus.start()
-        try:
-            await bus.publish(topic, payload, correlation_id=correlation_id)
-        finally:
-            await bus.stop()
-
-    asyncio.run(go())
-
-
-def wait_for(fetch, predicate, timeout_s: float = 30):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = fetch()
-        if predicate(value):
-            return value
-        assert time.monotonic() < deadline, f"never matched: {value}"
-        time.sleep(0.2)
+    publish_events((topic, payload, correlation_id))
 
 
 def uploaded(client, data_dir: Path, parquet: Path | None, valid: bool = True, errors: list[str] | None = None) -> str:

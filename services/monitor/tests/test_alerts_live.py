@@ -15,21 +15,13 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ctrops_common.bus import Bus
 from ctrops_common.events import EpochMetrics, Topic, TrainingConfig, TrainingDone, new_id
 from ctrops_common.settings import CommonSettings
+from ctrops_common.testing import publish_events
 
 
 def publish(topic: Topic, payload, correlation_id: str | None = None) -> None:
-    async def go() -> None:
-        bus = Bus(CommonSettings(), "test-producer")
-        await bus.start()
-        try:
-            await bus.publish(topic, payload, correlation_id=correlation_id)
-        finally:
-            await bus.stop()
-
-    asyncio.run(go())
+    publish_events((topic, payload, correlation_id) if correlation_id else (topic, payload))
 
 
 def scrape(port: int) -> dict[tuple[str, frozenset], float]:

@@ -8,7 +8,6 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from ctrops_common.bus import Bus
 from ctrops_common.events import (
     EpochMetrics,
     ExplanationDone,
@@ -20,19 +19,7 @@ from ctrops_common.events import (
     new_id,
 )
 from ctrops_common.settings import CommonSettings
-
-
-def publish(*items: tuple[Topic, Any]) -> None:
-    async def run() -> None:
-        bus = Bus(CommonSettings(), "test-driver")
-        await bus.start()
-        try:
-            for topic, payload in items:
-                await bus.publish(topic, payload, correlation_id=payload.run_id)
-        finally:
-            await bus.stop()
-
-    asyncio.run(run())
+from ctrops_common.testing import publish_events as publish
 
 
 def wait_for_events(topics: list[Topic], predicate, count: int = 1, timeout_s: float = 90) -> list[Any]:

@@ -113,3 +113,41 @@ async def read_events(topic, count: int = 1, timeout_s: float = 30, predicate=No
     finally:
         await consumer.stop()
     return found
+
+
+def publish_events(*items: tuple) -> list:
+    """Publish ``(topic, payload)`` or ``(topic, payload, correlation_id)`` items as a service would.
+
+    The correlation id defaults to the payload's ``run_id`` (or ``file_id``), the bus convention.
+    """
+    import asyncio
+
+    from .bus import Bus
+    from .settings import CommonSettings
+
+    async def go() -> list:
+        bus = Bus(CommonSettings(), "test-producer")
+        await bus.start()
+        try:
+            sent = []
+            for topic, payload, *rest in items:
+                correlation_id = rest[0] if rest else getattr(payload, "run_id", None) or getattr(payload, "file_id", None)
+                sent.append(await bus.publish(topic, payload, correlation_id=correlation_id))
+            return sent
+        finally:
+            await bus.stop()
+
+    return asyncio.run(go())
+
+
+def wait_for(fetch, predicate, timeout_s: float = 30):
+    """Call ``fetch()`` until ``predicate`` holds for its value; fail with the last value after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = fetch()
+        if predicate(value):
+            return value
+        if time.monotonic() >= deadline:
+            shown = f"{value.status_code} {value.text[:500]}" if hasattr(value, "status_code") else repr(value)[:2000]
+            raise AssertionError(f"never matched: {shown}")
+        time.sleep(0.2)
