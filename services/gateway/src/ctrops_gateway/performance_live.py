@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -28,6 +27,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 
 from ctrops_common.events import Event, Topic
 from ctrops_common.storage import is_id
+from ctrops_common.numbers import finite as finite_or
 
 from .consumers import FAN_OUT
 from .state import GatewayState
@@ -46,14 +46,8 @@ NOTE = (
 
 
 def finite(value: Any, default: float | None = 0.0) -> float | None:
-    """A JSON-safe number: NaN, infinities and junk become ``default``."""
-    if value is None or isinstance(value, bool):
-        return default
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return default
-    return number if math.isfinite(number) else default
+    """A JSON-safe number for the dashboards: NaN, infinities and junk become ``default`` (0 unless given)."""
+    return finite_or(value, default)
 
 
 def percent(value: Any) -> float:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,6 +31,7 @@ from sqlalchemy import select
 
 from ctrops_common.events import Event, Topic
 from ctrops_common.storage import is_id
+from ctrops_common.numbers import finite
 
 from .consumers import FAN_OUT
 from .state import GatewayState
@@ -49,16 +49,6 @@ BASE_METRICS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
 
 def channel(run_id: str) -> str:
     return CHANNEL_PREFIX + run_id
-
-
-def finite(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def metrics_both(metrics: dict[str, Any] | None) -> dict[str, Any]:

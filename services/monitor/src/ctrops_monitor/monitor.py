@@ -16,7 +16,6 @@ Alerts open ONCE per incident and close with a 'resolved' message:
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -28,6 +27,7 @@ from ctrops_common.events import (
     TrainingDone,
     TrainingProgress,
 )
+from ctrops_common.numbers import finite as _finite
 
 from . import metrics as m
 from .health import InstanceBeat, TrafficWindow, api_rates, gateway_p95_ms, resource_use, status_of
@@ -43,14 +43,6 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _finite(value: Any) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def quality_of(done: dict[str, Any]) -> dict[str, float | None]:

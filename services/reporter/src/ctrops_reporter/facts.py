@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from ctrops_common.dataset import column_description, explanation_path, parquet_path, profile_path
 from ctrops_common.storage import FileStore
+from ctrops_common.numbers import finite as _finite
 
 from .settings import MoneyAssumptions
 
@@ -120,12 +121,6 @@ class Facts(BaseModel):
 # --- reading the inputs ---------------------------------------------------------
 
 
-def _finite(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def metrics_from(training_metrics: dict[str, Any]) -> Metrics:
