@@ -23,6 +23,13 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands timezone-aware columns back naive; they were stored in UTC."""
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})

@@ -50,6 +50,7 @@ from sqlalchemy import (
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ctrops_common.db import as_utc
 from ctrops_common.storage import is_id
 
 from .caller import method_of, principal_of, remote_addr, route_of
@@ -112,9 +113,6 @@ def outcome_of(status: int) -> str:
     return "failed"
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
 
 class AuditLog:
     def __init__(self, engine: Engine) -> None:
@@ -139,7 +137,7 @@ class AuditLog:
         q = q.order_by(audit_table.c.id.desc()).limit(limit)
         with self.engine.connect() as conn:
             rows = conn.execute(q).mappings().all()
-        return [{**row, "at": _aware(row["at"]).isoformat()} for row in rows]
+        return [{**row, "at": as_utc(row["at"]).isoformat()} for row in rows]
 
     def started_runs(self, client_id: str, remote: str | None, since: datetime) -> set[str]:
         """Run ids of the successful train calls of a client since ``since`` (``remote``: only

@@ -29,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from ctrops_common.db import as_utc
 from ctrops_common.events import Event, Topic
 from ctrops_common.storage import is_id
 
@@ -59,9 +60,6 @@ heartbeats = Table(
 )
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
 
 class StoredEvent:
     __slots__ = ("seq", "event_id", "topic", "correlation_id", "time", "payload")
@@ -71,7 +69,7 @@ class StoredEvent:
         self.event_id = row.event_id
         self.topic = row.topic
         self.correlation_id = row.correlation_id
-        self.time = _aware(row.time)
+        self.time = as_utc(row.time)
         self.payload: dict[str, Any] = json.loads(row.payload)
 
 
@@ -144,7 +142,7 @@ class ReadModel:
     def heartbeats(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(heartbeats)).all()
-        return [{"seen_at": _aware(r.seen_at), **json.loads(r.payload)} for r in rows]
+        return [{"seen_at": as_utc(r.seen_at), **json.loads(r.payload)} for r in rows]
 
     def service_liveness(self, services: list[str], timeout_s: float) -> dict[str, dict[str, Any]]:
         """Per service: alive if any instance sent a heartbeat within ``timeout_s``."""

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -32,6 +32,8 @@ from sqlalchemy import (
     select,
     update,
 )
+
+from ctrops_common.db import as_utc
 
 metadata = MetaData()
 
@@ -82,12 +84,6 @@ watched = Table(
 )
 
 
-def aware(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
-
 class MonitorStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -135,8 +131,8 @@ class MonitorStore:
             "severity": row.severity,
             "message": row.message,
             "metrics": json.loads(row.metrics),
-            "opened_at": aware(row.opened_at),
-            "resolved_at": aware(row.resolved_at),
+            "opened_at": as_utc(row.opened_at),
+            "resolved_at": as_utc(row.resolved_at),
         }
 
     # -- runs ---------------------------------------------------------------------
@@ -149,7 +145,7 @@ class MonitorStore:
     def latest_run(self) -> tuple[datetime, dict[str, Any]] | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(runs).order_by(runs.c.finished_at.desc()).limit(1)).first()
-        return (aware(row.finished_at), json.loads(row.payload)) if row else None
+        return (as_utc(row.finished_at), json.loads(row.payload)) if row else None
 
     # -- heartbeats -----------------------------------------------------------------
 
@@ -176,7 +172,7 @@ class MonitorStore:
     def heartbeats(self) -> list[tuple[str, str, datetime, dict[str, Any]]]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(instances)).all()
-        return [(r.service, r.instance, aware(r.seen_at), json.loads(r.payload)) for r in rows]
+        return [(r.service, r.instance, as_utc(r.seen_at), json.loads(r.payload)) for r in rows]
 
     def watched_services(self) -> dict[str, float]:
         with self.engine.connect() as conn:

@@ -40,6 +40,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from ctrops_common.db import as_utc
+
 metadata = MetaData()
 
 trainer_runs = Table(
@@ -69,10 +71,6 @@ class Claim:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 class RunStore:
@@ -106,7 +104,7 @@ class RunStore:
                 return Claim(status, attempt=attempts, result=result)
             if row["cancel_requested"]:
                 return Claim("cancelled", attempt=attempts)
-            fresh = now - _aware(row["updated_at"]) < timedelta(seconds=lease_s)
+            fresh = now - as_utc(row["updated_at"]) < timedelta(seconds=lease_s)
             if status == "running" and fresh and row["worker"] != worker:
                 return Claim("wait", attempt=attempts)
             # pending (new), interrupted, or running under a lease nobody renews (its trainer died)
