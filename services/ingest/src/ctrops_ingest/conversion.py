@@ -40,7 +40,7 @@ def training_schema(columns: list[str]) -> pa.Schema:
 
 
 class ParquetSink:
-    def __init__(self, path: Path, columns: list[str], row_group_rows: int = 65_536,
+    def __init__(self, path: Path, columns: list[str], row_group_rows: int = 16_384,
                  compression: str = "snappy") -> None:
         self.path = path
         self.columns = columns

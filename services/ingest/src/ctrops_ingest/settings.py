@@ -11,7 +11,7 @@ class IngestSettings(ServiceSettings):
         description="CSV read per block, in MB: larger blocks cost memory, smaller ones per-block overhead.",
     )
     ingest_row_group_rows: int = Field(
-        65_536, ge=1_024, le=4_000_000, description="Rows per Parquet row group of the training copy."
+        16_384, ge=1_024, le=4_000_000, description="Rows per Parquet row group of the training copy."
     )
     ingest_max_categories: int = Field(
         10_000, ge=1, le=1_000_000,
