@@ -9,7 +9,7 @@ import torch
 
 from ctrops_common.events import TrainingConfig
 from ctrops_trainer.data import apply_fill, read_training_file, split_rows
-from ctrops_trainer.training import Cancelled, predict_raw, train
+from ctrops_trainer.training import Cancelled, TrainingError, predict_raw, resolve_device, train
 
 # 5 epochs on 8,000 rows (~630 clicks). Measured here: val AUC 0.666 after 5 epochs (the
 # generator's own logit scores 0.79 on this data); the floor leaves room for noise.
@@ -83,3 +83,23 @@ def test_a_stop_request_interrupts_training(data):
 
     with pytest.raises(Cancelled):
         train(data, TrainingConfig(epochs=50, **FAST), should_stop=should_stop)
+
+
+def test_the_device_setting_resolves_or_says_what_to_change():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    # A GPU that is not there is a clear failure, never a silent fall-back to the CPU.
+    missing = f"cuda:{torch.cuda.device_count()}" if torch.cuda.is_available() else "cuda"
+    with pytest.raises(TrainingError, match="CTROPS_TRAINER_DEVICE"):
+        resolve_device(missing)
+
+
+def test_the_fitted_model_comes_back_on_the_cpu_whatever_device_trained_it(data):
+    result = train(data, TrainingConfig(epochs=1, seed=5, **{**FAST, "max_seq_len": 16}), device="auto")
+    assert result.device == str(resolve_device("auto"))
+    assert {p.device.type for p in result.model.parameters()} == {"cpu"}
+    assert {b.device.type for b in result.model.buffers()} == {"cpu"}
+    # Usable as the explainer uses it: CPU tensors in, finite probabilities out.
+    p = predict_raw(result.model, torch.zeros(4, data.features.shape[1]), torch.ones(4, 16, dtype=torch.int32),
+                    torch.full((4,), 16), result.preprocess.seq_scale, 2)
+    assert p.shape == (4,) and np.isfinite(p).all()

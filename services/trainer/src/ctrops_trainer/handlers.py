@@ -163,6 +163,7 @@ class Trainer:
             "config": config.model_dump(mode="json"),
             "threads": self.settings.trainer_threads,
             "seq_chunks": self.settings.trainer_seq_chunks,
+            "device": self.settings.trainer_device,
         }
         outcome = await self._supervise(job, request, attempt, tracker)
         if tracker.mlflow_run_id is None:

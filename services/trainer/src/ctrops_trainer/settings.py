@@ -12,6 +12,10 @@ class TrainerSettings(ServiceSettings):
         2, ge=1, le=256,
         description="torch threads of a training process (CTROPS_TRAINER_THREADS); match the cores it may use.",
     )
+    trainer_device: str = Field(
+        "auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$",
+        description="Where training runs: auto (the GPU when torch sees one, else the CPU), cpu, cuda or cuda:N.",
+    )
     trainer_max_attempts: int = Field(
         2, ge=1, le=10,
         description="Tries of one run whose trainer died mid-run (kill -9, out of memory) before it is failed.",

@@ -6,6 +6,10 @@ per row: rows are gathered by index tensors, sorted by sequence length, and the 
 runs over a few length-sorted chunks, each trimmed to its own longest sequence, with the
 output taken at each row's last real step (same result as a packed sequence, much
 cheaper on CPU). BatchNorm and the MLP still see the whole random batch.
+
+``device`` ("auto", "cpu", "cuda", "cuda:N") places the model and the prepared tensors; the
+fitted model comes back on the CPU, where the explainer and the reporter use it. On CUDA a
+seed repeats a run closely but not bit for bit (cuDNN's LSTM backward is not deterministic).
 """
 
 from __future__ import annotations
@@ -37,6 +41,21 @@ class TrainingError(Exception):
     """Training cannot go on with this config; the message says what to change."""
 
 
+def resolve_device(requested: str) -> torch.device:
+    """``requested`` as a torch device; "auto" is the first CUDA device when torch sees one."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(requested)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainingError(f"the trainer is set to train on {requested} (CTROPS_TRAINER_DEVICE), but torch "
+                                f"sees no CUDA device here: set CTROPS_TRAINER_DEVICE to auto or cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise TrainingError(f"the trainer is set to train on {requested} (CTROPS_TRAINER_DEVICE), but torch "
+                                f"sees {torch.cuda.device_count()} CUDA device(s): pick one below that, or auto")
+    return device
+
+
 @dataclass
 class TrainResult:
     model: TabularSeqModel
@@ -47,6 +66,7 @@ class TrainResult:
     history: list[dict[str, float | None]] = field(default_factory=list)
     train_rows: int = 0
     val_rows: int = 0
+    device: str = "cpu"
 
 
 def seq_states(model: TabularSeqModel, tokens: torch.Tensor, lengths: torch.Tensor, scale: float,
@@ -72,13 +92,13 @@ def predict_raw(model: TabularSeqModel, features: torch.Tensor, tokens: torch.Te
     """Probabilities at the training click rate (not corrected), in the rows' own order."""
     model.eval()
     order = torch.argsort(lengths, stable=True)
-    out = torch.empty(features.shape[0], dtype=torch.float32)
+    out = torch.empty(features.shape[0], dtype=torch.float32, device=features.device)
     with torch.no_grad():
         for lo in range(0, len(order), EVAL_BATCH):
             idx = order[lo:lo + EVAL_BATCH]
             state = seq_states(model, tokens[idx], lengths[idx], scale, chunks)
             out[idx] = torch.sigmoid(model.head(features[idx], state))
-    return out.numpy().astype(np.float64)
+    return out.cpu().numpy().astype(np.float64)
 
 
 def train(
@@ -86,26 +106,28 @@ def train(
     config: TrainingConfig,
     *,
     seq_chunks: int = 4,
+    device: str = "cpu",
     on_epoch: Callable[[int, dict[str, float | None]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
     """Fit the model; ``on_epoch(epoch, metrics)`` after each epoch; ``should_stop()`` polled per batch."""
+    where = resolve_device(device)
     torch.manual_seed(config.seed)
     split = split_rows(data.labels, config.validation_split, config.downsampling, config.seed)
     medians = fill_values(data.features, split.train)
-    features = torch.from_numpy(apply_fill(data.features, medians))
-    tokens = torch.from_numpy(data.tokens)
-    lengths = torch.from_numpy(data.lengths)
-    labels = torch.from_numpy(data.labels)
+    features = torch.from_numpy(apply_fill(data.features, medians)).to(where)
+    tokens = torch.from_numpy(data.tokens).to(where)
+    lengths = torch.from_numpy(data.lengths).to(where)
+    labels = torch.from_numpy(data.labels).to(where)
     train_tokens = data.tokens[split.train]
     seq_scale = float(max(1, int(train_tokens.max()) if train_tokens.size else 1))
 
-    model = TabularSeqModel(features.shape[1], config.lstm_hidden, config.mlp_hidden, config.dropout)
+    model = TabularSeqModel(features.shape[1], config.lstm_hidden, config.mlp_hidden, config.dropout).to(where)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     loss_fn = nn.BCEWithLogitsLoss(reduction="sum")
     rng = np.random.default_rng(config.seed + 1)  # batch order; the split used ``seed`` itself
 
-    val_idx = torch.from_numpy(split.val)
+    val_idx = torch.from_numpy(split.val).to(where)
     val_labels = data.labels[split.val]
     n_batches = max(1, math.ceil(len(split.train) / config.batch_size))
 
@@ -125,7 +147,7 @@ def train(
             if should_stop is not None and should_stop():
                 raise Cancelled()
             batch = batch[np.argsort(data.lengths[batch], kind="stable")]
-            idx = torch.from_numpy(batch)
+            idx = torch.from_numpy(batch).to(where)
             target = labels[idx]
             state = seq_states(model, tokens[idx], lengths[idx], seq_scale, seq_chunks)
             logits = model.head(features[idx], state)
@@ -165,7 +187,7 @@ def train(
 
     assert best_state is not None  # at least one epoch ran
     model.load_state_dict(best_state)
-    model.eval()
+    model.to("cpu").eval()
     preprocess = Preprocess(
         feature_columns=data.feature_columns,
         fill_values=[float(v) for v in medians],
@@ -198,4 +220,5 @@ def train(
         history=history,
         train_rows=int(len(split.train)),
         val_rows=int(len(split.val)),
+        device=str(where),
     )

@@ -85,7 +85,7 @@ def _plain(value: Any) -> Any:
 
 
 def run(job: dict[str, Any], messages, stop) -> None:
-    """Entry point of the child process. ``job``: run_id, parquet_path, data_dir, config, threads, seq_chunks."""
+    """Entry point of the child process. ``job``: run_id, parquet_path, data_dir, config, threads, seq_chunks, device."""
     _die_with_parent()
     parent = os.getppid()
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # idle OpenMP threads must not spin on shared cores
@@ -117,7 +117,8 @@ def run(job: dict[str, Any], messages, stop) -> None:
         def on_epoch(epoch: int, metrics: dict[str, Any]) -> None:
             messages.put(("epoch", epoch, metrics))
 
-        result = train(data, config, seq_chunks=job["seq_chunks"], on_epoch=on_epoch, should_stop=should_stop)
+        result = train(data, config, seq_chunks=job["seq_chunks"], device=job.get("device", "cpu"),
+                       on_epoch=on_epoch, should_stop=should_stop)
         summary = {
             "best_epoch": result.best_epoch,
             "epochs_run": result.epochs_run,
@@ -130,6 +131,7 @@ def run(job: dict[str, Any], messages, stop) -> None:
             "seq_scale": result.preprocess.seq_scale,
             "features": len(result.preprocess.feature_columns),
             "threads": job["threads"],
+            "device": result.device,
         }
         summary = json.loads(json.dumps(summary, default=_plain))
         _save_atomically(Path(job["data_dir"]), job["run_id"], result.model, result.preprocess, summary)
@@ -146,6 +148,9 @@ def run(job: dict[str, Any], messages, stop) -> None:
             messages.put(("failed", f"the training data cannot be used: {exc}"))
         elif isinstance(exc, TrainingError):
             messages.put(("failed", str(exc)))
+        elif type(exc).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError: the GPU's memory
+            messages.put(("failed", "training ran out of GPU memory: lower batch_size or max_seq_len, "
+                                    "or set CTROPS_TRAINER_DEVICE=cpu"))
         else:
             detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             messages.put(("failed", f"training crashed: {detail}. The trainer log has the stack trace."))
