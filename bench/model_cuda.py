@@ -1,6 +1,6 @@
 """The shared model (ctrops_common.ml.TabularSeqModel) on CUDA vs CPU: training-step throughput.
 
-Optional device check (the platform trains on CPU; no service uses a GPU yet). Synthetic
+Optional device check of the model class alone (bench/trainer_device.py checks the trainer). Synthetic
 tensors shaped like the 60k file after the 128-token window: 112 tabular features,
 batches of 4096, right-padded sequences with the output gathered at each row's last step.
 Usage: PYTHONPATH=libs/common/src python3 bench/model_cuda.py
