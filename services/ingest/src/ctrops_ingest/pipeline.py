@@ -14,10 +14,11 @@ Structural problems raise ``Rejected``; everything else ends in an ``IngestResul
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -209,9 +210,11 @@ class _Run:
         try:
             try:
                 reader = self._reader(self.options.use_threads, self.ragged.handler)
-                for batch in _read_ahead(reader):
-                    if batch.num_rows:
-                        self._block(batch)
+                # closing(): a failed block stops the read-ahead thread now, not when the generator is collected
+                with closing(_read_ahead(reader)) as batches:
+                    for batch in batches:
+                        if batch.num_rows:
+                            self._block(batch)
             except pa.ArrowInvalid as exc:
                 text = str(exc)
                 if "invalid UTF8" in text:
