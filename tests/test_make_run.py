@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -46,7 +47,7 @@ def test_make_run_reaches_healthy_and_stops_cleanly(tmp_path):
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{gateway}/api/health", timeout=2) as r:
                     body = json.loads(r.read())
-            except OSError:
+            except (OSError, http.client.HTTPException):  # HTTPException: a TCP self-connect before the bind
                 pass
             time.sleep(0.5)
         while "sample data to upload" not in log.read_text():  # the banner follows readiness

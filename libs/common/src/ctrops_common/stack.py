@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import http.client
 import os
 import signal
 import subprocess
@@ -39,6 +40,17 @@ class StackSettings(CommonSettings):
         description="Rows of the generated sample make run writes to DATA_DIR/samples/ once (0: none).",
     )
     ready_timeout_s: float = Field(180, gt=0, description="How long make run waits for every service's /readyz.")
+
+
+def is_ready(port: int, timeout_s: float = 1.0) -> bool:
+    """Whether a service on this host answers 200 on ``/readyz`` at ``port``."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=timeout_s) as r:
+            return r.status == 200
+    except (OSError, http.client.HTTPException):
+        # HTTPException too: while nothing listens on a port in the ephemeral range, the connect
+        # can meet itself (a TCP self-connect) and read back its own request as the answer.
+        return False
 
 
 def _die_with_parent() -> None:
@@ -121,12 +133,8 @@ class Stack:
             for name, child in list(pending.items()):
                 if child.process and child.process.poll() is not None:
                     raise RuntimeError(f"{name} exited with code {child.process.returncode} during start-up")
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{child.port}/readyz", timeout=1) as r:
-                        if r.status == 200:
-                            pending.pop(name)
-                except OSError:
-                    pass
+                if is_ready(child.port):
+                    pending.pop(name)
             if time.monotonic() > deadline:
                 raise RuntimeError(f"not ready after {self.settings.ready_timeout_s:.0f}s: {', '.join(pending)}")
             time.sleep(0.3)

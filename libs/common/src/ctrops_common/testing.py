@@ -7,11 +7,11 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from .broker import free_port
+from .stack import is_ready
 
 
 @dataclass
@@ -26,11 +26,7 @@ class ServiceProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=1) as r:
-                return r.status == 200
-        except OSError:
-            return False
+        return is_ready(self.port)
 
     def wait_ready(self, timeout_s: float = 90) -> ServiceProcess:
         deadline = time.monotonic() + timeout_s
