@@ -114,7 +114,7 @@ def stack_env(fake_llm: HoldingLlm) -> dict[str, str]:
         "CTROPS_LLM_TIMEOUT_S": "600",  # the held call never times out on its own: only the kill ends it
         "CTROPS_LLM_MAX_ATTEMPTS": "1",
         "CTROPS_REPORT_TIMEOUT_S": "300",  # the gateway waits out a reporter restart on a busy machine
-        # Long enough explaining (about 10-20 s here) that the next test, which starts after the
+        # Long enough explaining (9-10 s on a quiet machine here) that the next test, which starts after the
         # previous one's checks, still finds it in the middle: at 48 x 1,000 it took 1.5 s on a
         # quiet machine and was over before the test looked.
         "CTROPS_EXPLAINER_SAMPLE_ROWS": "200",
