@@ -254,7 +254,10 @@ class Trainer:
         """Publish one child message; an Outcome when it was the last."""
         kind = message[0]
         if kind == "info":
-            tracker.params(message[1])
+            tracker.params(message[1], prefix="data")
+            return None
+        if kind == "environment":  # where the run trains: device, torch threads and version
+            tracker.params(message[1], prefix="trainer")
             return None
         if kind == "epoch":
             epoch, metrics = message[1], message[2]

@@ -138,16 +138,17 @@ class RunTracking:
         self.mlflow_run_id = run.info.run_id
         client.log_batch(self.mlflow_run_id, params=[Param(k, v) for k, v in config_params(config).items()])
 
-    def params(self, values: dict[str, Any]) -> None:
-        self._queue(self._params, values)
+    def params(self, values: dict[str, Any], prefix: str) -> None:
+        """Logged as ``<prefix>.<name>`` beside the config's own params."""
+        self._queue(self._params, values, prefix)
 
-    def _params(self, values: dict[str, Any]) -> None:
+    def _params(self, values: dict[str, Any], prefix: str) -> None:
         client = self.tracking.client()
         if client is None or self.mlflow_run_id is None:
             return
         from mlflow.entities import Param
 
-        params = [Param(f"data.{k}", str(v)[:500]) for k, v in values.items()]
+        params = [Param(f"{prefix}.{k}", str(v)[:500]) for k, v in values.items()]
         client.log_batch(self.mlflow_run_id, params=params)
 
     def epoch(self, step: int, metrics: dict[str, Any]) -> None:

@@ -99,8 +99,10 @@ def run(job: dict[str, Any], messages, stop) -> None:
         from ctrops_common.events import TrainingConfig
 
         from .data import read_training_file
-        from .training import Cancelled, train
+        from .training import Cancelled, resolve_device, train
 
+        device = str(resolve_device(job.get("device", "cpu")))  # a GPU that is not there fails here, at once
+        messages.put(("environment", {"device": device, "threads": job["threads"], "torch": torch.__version__}))
         config = TrainingConfig.model_validate(job["config"])
         data = read_training_file(Path(job["parquet_path"]), config.max_seq_len)
         messages.put(("info", {
@@ -117,8 +119,8 @@ def run(job: dict[str, Any], messages, stop) -> None:
         def on_epoch(epoch: int, metrics: dict[str, Any]) -> None:
             messages.put(("epoch", epoch, metrics))
 
-        result = train(data, config, seq_chunks=job["seq_chunks"], device=job.get("device", "cpu"),
-                       on_epoch=on_epoch, should_stop=should_stop)
+        result = train(data, config, seq_chunks=job["seq_chunks"], device=device, on_epoch=on_epoch,
+                       should_stop=should_stop)
         summary = {
             "best_epoch": result.best_epoch,
             "epochs_run": result.epochs_run,
