@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/trainer_device.py [--rows 60000] [--epochs 10] [--workdir /tmp/ctrops-bench-device]
 
-Same generated file (``ctrops-datagen``, seed 42, converted by the ingest pipeline), same
+Same generated file (``ctrops-datagen``, seed 42, in the training layout via
+``ctrops_common.testdata.training_parquet``: the same tensors as the ingest pipeline's), same
 configs, ``ctrops_trainer.training.train`` with ``device="cpu"`` and then ``device="cuda"``
 (CTROPS_TRAINER_DEVICE): samples/s of the training passes, wall time for all epochs
 (validation included), best val AUC, AP and log loss. Configs (``--configs``):
@@ -24,24 +25,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-for src in ("libs/common/src", "services/ingest/src", "services/trainer/src"):  # also runs without `make install`
+for src in ("libs/common/src", "services/trainer/src"):  # also runs without `make install`
     if str(ROOT / src) not in sys.path:
         sys.path.insert(0, str(ROOT / src))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
-def prepare(workdir: Path, rows: int) -> Path:
-    from ctrops_common.datagen import generate
-    from ctrops_ingest.pipeline import ingest_csv
-
-    workdir.mkdir(parents=True, exist_ok=True)
-    csv, parquet = workdir / f"ctr_{rows}.csv", workdir / f"ctr_{rows}.parquet"
-    if not parquet.exists():
-        generate(csv, seed=42, rows=rows)
-        result = ingest_csv(csv, parquet)
-        assert result.is_valid and result.parquet_written, result.errors
-    return parquet
-
 
 CONFIGS = {"defaults": {}, "all-rows": {"batch_size": 512, "downsampling": False}}
 
@@ -77,7 +64,9 @@ def main() -> int:
 
     import torch
 
-    parquet = prepare(args.workdir, args.rows)
+    from ctrops_common.testdata import training_parquet
+
+    parquet, _ = training_parquet(args.workdir, args.rows, seed=42)
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: torch {torch.__version__}, "
           f"{os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, GPU: {gpu}; "
