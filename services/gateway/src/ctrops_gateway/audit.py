@@ -113,7 +113,6 @@ def outcome_of(status: int) -> str:
     return "failed"
 
 
-
 class AuditLog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

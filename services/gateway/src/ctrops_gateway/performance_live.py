@@ -26,8 +26,8 @@ from typing import Any
 from fastapi import WebSocket, WebSocketDisconnect
 
 from ctrops_common.events import Event, Topic
-from ctrops_common.storage import is_id
 from ctrops_common.numbers import finite as finite_or
+from ctrops_common.storage import is_id
 
 from .consumers import FAN_OUT
 from .state import GatewayState

@@ -30,8 +30,8 @@ from fastapi import WebSocket, WebSocketDisconnect
 from sqlalchemy import select
 
 from ctrops_common.events import Event, Topic
-from ctrops_common.storage import is_id
 from ctrops_common.numbers import finite
+from ctrops_common.storage import is_id
 
 from .consumers import FAN_OUT
 from .state import GatewayState

@@ -60,7 +60,6 @@ heartbeats = Table(
 )
 
 
-
 class StoredEvent:
     __slots__ = ("seq", "event_id", "topic", "correlation_id", "time", "payload")
 

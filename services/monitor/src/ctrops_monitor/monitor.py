@@ -43,8 +43,6 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-
-
 def quality_of(done: dict[str, Any]) -> dict[str, float | None]:
     """The contract's names (accuracy, precision, recall, f1_score) plus the honest ones."""
     metrics = done.get("metrics", {})

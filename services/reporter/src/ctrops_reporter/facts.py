@@ -15,8 +15,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from ctrops_common.dataset import column_description, explanation_path, parquet_path, profile_path
-from ctrops_common.storage import FileStore
 from ctrops_common.numbers import finite as _finite
+from ctrops_common.storage import FileStore
 
 from .settings import MoneyAssumptions
 
@@ -119,8 +119,6 @@ class Facts(BaseModel):
 
 
 # --- reading the inputs ---------------------------------------------------------
-
-
 
 
 def metrics_from(training_metrics: dict[str, Any]) -> Metrics:
