@@ -146,7 +146,14 @@ class TrainingConfig(Payload):
     validation_split: float = Field(0.2, ge=0.05, le=0.5)
     seed: int = Field(42, ge=0, le=2**31 - 1)
     max_seq_len: int = Field(128, ge=1, le=4096, description="Most recent seq tokens kept per row.")
-    early_stopping_patience: int | None = Field(None, ge=1, le=200)
+    early_stopping_patience: int | None = Field(
+        3, ge=1, le=200,
+        description="Stop after this many epochs without a better validation AUC (the best epoch is kept); "
+                    "null trains every epoch.")
+    seq_encoding: Literal["embedding", "scalar"] = Field(
+        "embedding",
+        description="How seq tokens enter the LSTM: 'embedding' (hashed vocabulary -> learned vectors) or "
+                    "'scalar' (the seed notebook's token/scale as one number per step).")
     notifications: list[str] = []
 
     @field_validator("mlp_hidden", mode="before")
@@ -209,17 +216,64 @@ class TrainingProgress(Payload):
     metrics: EpochMetrics
 
 
+ModelKind = Literal["lstm", "gbdt"]
+
+
+class BatchPlan(Payload):
+    """The batch size the LSTM trained with, beside the one the config asked for."""
+
+    requested: int
+    used: int
+    steps_per_epoch: int
+    train_rows_per_epoch: int
+    reason: str | None = None  # why ``used`` differs from ``requested`` (None when it does not)
+
+
+class ModelResult(Payload):
+    """One model of a run (the LSTM+MLP or the gradient-boosting challenger) and its validation numbers."""
+
+    kind: ModelKind
+    label: str  # for people: "LSTM+MLP", "LightGBM"
+    metrics: EpochMetrics  # validation metrics of the kept model (best epoch / best iteration)
+    model_location: str  # folder in the file store (weights + preprocess.json)
+    best_iteration: int  # best epoch of the LSTM, best boosting round of the GBDT
+    iterations_run: int
+    duration_s: float
+    model_uri: str | None = None  # MLflow logged model (models:/m-...), when tracking is on
+
+
+class AucComparison(Payload):
+    """Paired DeLong test of the two models' AUCs on the same validation rows."""
+
+    method: str = "DeLong paired"
+    auc_lstm: float
+    auc_gbdt: float
+    difference: float  # auc_gbdt - auc_lstm
+    ci_low: float  # 95% interval of the difference
+    ci_high: float
+    p_value: float  # two-sided, H0: equal AUCs
+    val_rows: int
+    val_clicks: int
+
+
 class TrainingDone(Payload):
     run_id: str
     file_id: str
-    model_location: str  # folder in the file store holding weights and preprocessing
-    metrics: EpochMetrics  # of the kept (best) epoch
-    best_epoch: int
-    epochs_run: int
+    model_location: str  # folder of the champion in the file store (weights and preprocessing)
+    metrics: EpochMetrics  # of the champion (the LSTM's best epoch or the GBDT's best round)
+    best_epoch: int  # of the LSTM
+    epochs_run: int  # of the LSTM
     duration_s: float
     experiment_name: str
     mlflow_run_id: str | None = None
     config: TrainingConfig
+    champion: ModelKind = "lstm"
+    models: list[ModelResult] = []  # every model the run trained, champion included
+    comparison: AucComparison | None = None
+    batch: BatchPlan | None = None
+    registered_model: str | None = None  # MLflow registered model name
+    registered_version: int | None = None  # version of the champion in it (alias "champion")
+    model_uri: str | None = None  # models:/<name>/<version>: where the explainer and reporter load it
 
 
 class TrainingFailed(Payload):
