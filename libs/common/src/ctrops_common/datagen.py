@@ -4,9 +4,22 @@
 together, ``seq`` lengths from a few tokens to a few thousand, about 2% clicks. The click
 probability follows a logistic model whose terms are written to a sidecar JSON
 (``<out>.truth.json``) with the exact row and click counts, so tests can check the
-platform's numbers and explanations against ground truth.
+platform's numbers and explanations against ground truth, and each row's generating click
+probability to ``<out>.oracle.npy`` (float64, file order): the oracle, whose AUC (over the
+whole file in the sidecar, or on any subset of rows from the array) is the best any model
+can reach on that file.
 
-The planted logit, per row (``PLANTED`` and the sidecar say the same):
+``--variant`` says where the signal lives (``VARIANTS``; the columns are drawn the same way
+in all of them, only the logit and the planted tokens differ, and every variant's tokens and
+features are its own, so a model that finds them knows nothing about them in advance):
+``mixed`` (the default, below), ``tabular`` (joint indicators and products of two features
+only), ``seq`` (recent tokens only, one of them also planted outside its window as a decoy),
+``hour`` (one hour window) and ``none`` (constant probability: nothing to find). The sidecar
+names the ``drivers`` (feature, kind, sign of the effect, weight, effect in words) and the
+``non_drivers`` (every other column). The default variant's file is byte for byte what it was
+before variants existed.
+
+The planted logit of ``mixed``, per row (``PLANTED`` and the sidecar say the same):
 
     0.8 * z(history_a_1) + 0.9 * [hour in 19..22] + 0.8 * [l_feat_14 in {3, 7}]
     + 0.6 * [age_group == 5] + 0.5 * z(feat_a_3)
@@ -22,7 +35,7 @@ only its oldest tokens loses this part of the signal; a recent-token window keep
 Every other column is noise. Blocks of columns (feat_e_*, history_b_21..30) go missing
 together after the signal is computed.
 
-Options: ``--size-mb`` (a file of about that size instead of ``--rows``), ``--encoding
+Other options: ``--size-mb`` (a file of about that size instead of ``--rows``), ``--encoding
 cp949`` / ``utf-8-sig``, ``--names renamed|korean`` (readable English or Korean names for a
 few anonymous columns) and ``--index-column`` (a trailing unnamed row index).
 """
@@ -33,6 +46,8 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,12 +55,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from .dataset import toss_columns
+from .dataset import SEQUENCE, TARGET, toss_columns
 
 CHUNK_ROWS = 50_000  # fixed, so the output depends on the seed only
 VOCAB = 480  # ordinary tokens are 1..VOCAB-1
 RECENT = 16
-SEQ_TOKENS = {497: 1.4, 251: 0.9}  # token -> logit added when among the last RECENT tokens
+SEQ_TOKENS = {497: 1.4, 251: 0.9}  # token -> logit added when among the last RECENT tokens (variant "mixed")
 INVENTORY_IDS = np.array([2, 11, 29, 36, 37, 42, 43, 46, 88, 91, 92])
 
 PLANTED = [
@@ -59,29 +74,167 @@ PLANTED = [
 PLANTED_TABULAR = ["history_a_1", "hour", "l_feat_14", "age_group", "feat_a_3"]
 
 
-def _seq_tokens(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class SeqToken:
+    """A planted ``seq`` token: ``weight`` logit when it is among the ``window`` most recent tokens.
+
+    Planted in a share ``rate`` of rows at a random position inside the window and, with
+    ``decoy`` > 0, in that share of rows at a position older than the window, where it counts
+    for nothing (so only recency carries the signal)."""
+
+    token: int
+    weight: float
+    window: int
+    rate: float
+    decoy: float = 0.0
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Where a data set's signal lives: its tabular logit, its planted tokens and the truth about both.
+
+    ``drivers`` lists every feature that moves the click probability, each with ``kind``
+    (linear, values, threshold (above ``threshold``, or ``threshold_sd`` standard deviations above
+    the mean), product, tokens), ``sign`` (+1: the named values, or higher
+    values, raise CTR; -1: they lower it; 0: no direction on its own, as in a pure product),
+    the logit ``weight`` and the effect in words; every other column is a non-driver.
+    """
+
+    name: str
+    summary: str
+    logit: Callable[[dict[str, np.ndarray]], np.ndarray]
+    drivers: tuple[dict, ...]
+    tokens: tuple[SeqToken, ...] = ()
+
+
+def _z(cols: dict[str, np.ndarray], c: str) -> np.ndarray:
+    return (cols[c] - cols[c].mean()) / (cols[c].std() + 1e-9)
+
+
+def _mixed_logit(cols: dict[str, np.ndarray]) -> np.ndarray:
+    return (
+        0.8 * _z(cols, "history_a_1")
+        + 0.9 * np.isin(cols["hour"], [19, 20, 21, 22])
+        + 0.8 * np.isin(cols["l_feat_14"], [3, 7])
+        + 0.6 * (cols["age_group"] == 5)
+        + 0.5 * _z(cols, "feat_a_3")
+    )
+
+
+def _tabular_logit(cols: dict[str, np.ndarray]) -> np.ndarray:
+    """Only joint effects: no term depends on one feature alone."""
+    return (
+        1.5 * (np.isin(cols["day_of_week"], [6, 7]) & np.isin(cols["inventory_id"], [36, 88]))
+        + 1.5 * ((_z(cols, "feat_c_5") > 0.5) & (cols["history_b_3"] > 1.0))
+        + 0.9 * np.maximum(_z(cols, "history_a_6"), 0.0) * (cols["age_group"] >= 6)
+        + 0.7 * _z(cols, "feat_d_4") * _z(cols, "l_feat_11")
+    )
+
+
+def _hour_logit(cols: dict[str, np.ndarray]) -> np.ndarray:
+    return 1.8 * np.isin(cols["hour"], [10, 11, 12, 13])
+
+
+def _no_logit(cols: dict[str, np.ndarray]) -> np.ndarray:
+    return np.zeros(len(cols["hour"]))
+
+
+def _driver(feature: str, kind: str, sign: int, weight: float, effect: str, **extra) -> dict:
+    return {"feature": feature, "kind": kind, "sign": sign, "weight": weight, "effect": effect, **extra}
+
+
+VARIANTS: dict[str, Variant] = {
+    "mixed": Variant(
+        "mixed", "tabular main effects, an hour window and recent seq tokens (the original formula)",
+        _mixed_logit,
+        (
+            _driver("history_a_1", "linear", 1, 0.8, "+0.8 logit per standard deviation"),
+            _driver("hour", "values", 1, 0.9, "+0.9 logit for hours 19-22", values=[19, 20, 21, 22]),
+            _driver("l_feat_14", "values", 1, 0.8, "+0.8 logit for ad sets 3 and 7", values=[3, 7]),
+            _driver("age_group", "values", 1, 0.6, "+0.6 logit for age group 5", values=[5]),
+            _driver("feat_a_3", "linear", 1, 0.5, "+0.5 logit per standard deviation"),
+            _driver("seq", "tokens", 1, 1.4,
+                    "+1.4 logit if token 497, +0.9 if token 251 is among the 16 most recent tokens",
+                    tokens={"497": 1.4, "251": 0.9}, windows={"497": RECENT, "251": RECENT}),
+        ),
+        (SeqToken(497, 1.4, RECENT, 0.12), SeqToken(251, 0.9, RECENT, 0.12)),
+    ),
+    "tabular": Variant(
+        "tabular", "tabular interactions only (joint indicators and products of two features), no seq signal",
+        _tabular_logit,
+        (
+            _driver("day_of_week", "values", 1, 1.5, "+1.5 logit for days 6-7 together with inventory 36 or 88",
+                    values=[6, 7], partner="inventory_id"),
+            _driver("inventory_id", "values", 1, 1.5, "+1.5 logit for inventory 36 or 88 together with days 6-7",
+                    values=[36, 88], partner="day_of_week"),
+            _driver("feat_c_5", "threshold", 1, 1.5, "+1.5 logit above mean + 0.5 sd together with "
+                    "history_b_3 > 1", threshold_sd=0.5, partner="history_b_3"),
+            _driver("history_b_3", "threshold", 1, 1.5, "+1.5 logit above 1 together with feat_c_5 above "
+                    "mean + 0.5 sd", threshold=1.0, partner="feat_c_5"),
+            _driver("history_a_6", "linear", 1, 0.9,
+                    "+0.9 logit per standard deviation above the mean, for age groups 6-8 only",
+                    partner="age_group"),
+            _driver("age_group", "values", 1, 0.9, "age groups 6-8 gain +0.9 logit per sd of history_a_6 above "
+                    "its mean", values=[6, 7, 8], partner="history_a_6"),
+            _driver("feat_d_4", "product", 0, 0.7, "+0.7 x z(feat_d_4) x z(l_feat_11): no direction alone, "
+                    "raises CTR where both sit on the same side of their means", partner="l_feat_11"),
+            _driver("l_feat_11", "product", 0, 0.7, "+0.7 x z(feat_d_4) x z(l_feat_11): no direction alone, "
+                    "raises CTR where both sit on the same side of their means", partner="feat_d_4"),
+        ),
+    ),
+    "seq": Variant(
+        "seq", "recent seq tokens only (two raise CTR, one lowers it), nothing tabular",
+        _no_logit,
+        (
+            _driver("seq", "tokens", 0, 1.6,
+                    "+1.6 logit if token 333 is among the 8 most recent tokens (also planted older, where it "
+                    "counts for nothing), +1.0 if token 58 is among the 16 most recent, -1.3 if token 140 is "
+                    "among the 8 most recent",
+                    tokens={"333": 1.6, "58": 1.0, "140": -1.3}, windows={"333": 8, "58": 16, "140": 8}),
+        ),
+        (SeqToken(333, 1.6, 8, 0.10, decoy=0.10), SeqToken(58, 1.0, 16, 0.12), SeqToken(140, -1.3, 8, 0.20)),
+    ),
+    "hour": Variant(
+        "hour", "an hour window only",
+        _hour_logit,
+        (_driver("hour", "values", 1, 1.8, "+1.8 logit for hours 10-13", values=[10, 11, 12, 13]),),
+    ),
+    "none": Variant("none", "no planted signal: every feature is noise, the click probability is constant",
+                    _no_logit, ()),
+}
+DEFAULT_VARIANT = "mixed"
+
+
+def _seq_tokens(rng: np.random.Generator, n: int,
+                tokens: tuple[SeqToken, ...] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(flat tokens, row end offsets, logit effect). Row i's tokens are ``flat[ends[i-1]:ends[i]]``."""
     lengths = np.clip(rng.lognormal(mean=4.6, sigma=0.9, size=n), 3, 3000).astype(np.int64)
     flat = rng.zipf(1.3, size=int(lengths.sum())) % (VOCAB - 1) + 1
     ends = np.cumsum(lengths)
-    for token in SEQ_TOKENS:
-        plant = rng.random(n) < 0.12
+    for spec in tokens:
+        plant = rng.random(n) < spec.rate
         for i in np.flatnonzero(plant):
-            window = min(RECENT, int(lengths[i]))
-            flat[ends[i] - 1 - rng.integers(window)] = token
-    # Measured on the final sequences, after all planting: a 251 planted over a 497 removes
-    # the 497's effect, and a 251 that the ordinary draw put in the window counts too.
+            window = min(spec.window, int(lengths[i]))
+            flat[ends[i] - 1 - rng.integers(window)] = spec.token
+        if spec.decoy:
+            # Also planted where it does not count (older than the window): only recency carries signal.
+            old = (rng.random(n) < spec.decoy) & (lengths > spec.window)
+            for i in np.flatnonzero(old):
+                flat[ends[i] - lengths[i] + rng.integers(lengths[i] - spec.window)] = spec.token
+    # Measured on the final sequences, after all planting: a token planted over another removes
+    # the other's effect, and a signal token that the ordinary draw put in the window counts too.
     row_of = np.repeat(np.arange(n), lengths)
-    recent = np.arange(len(flat)) >= (ends - np.minimum(lengths, RECENT))[row_of]
     effect = np.zeros(n)
-    for token, weight in SEQ_TOKENS.items():
+    for spec in tokens:
+        recent = np.arange(len(flat)) >= (ends - np.minimum(lengths, spec.window))[row_of]
         present = np.zeros(n, dtype=bool)
-        present[row_of[recent & (flat == token)]] = True
-        effect += weight * present
+        present[row_of[recent & (flat == spec.token)]] = True
+        effect += spec.weight * present
     return flat, ends, effect
 
 
-def _chunk(rng: np.random.Generator, n: int) -> tuple[dict[str, np.ndarray], np.ndarray, pa.Array]:
+def _chunk(rng: np.random.Generator, n: int,
+           variant: str = DEFAULT_VARIANT) -> tuple[dict[str, np.ndarray], np.ndarray, pa.Array]:
     cols: dict[str, np.ndarray] = {}
     cols["gender"] = rng.choice([1.0, 2.0], size=n, p=[0.55, 0.45])
     cols["age_group"] = rng.choice(np.arange(1.0, 9.0), size=n, p=[0.02, 0.08, 0.17, 0.22, 0.21, 0.15, 0.10, 0.05])
@@ -104,16 +257,9 @@ def _chunk(rng: np.random.Generator, n: int) -> tuple[dict[str, np.ndarray], np.
     for i in range(1, 31):
         cols[f"history_b_{i}"] = np.round(rng.exponential(1.0, size=n), 5)
 
-    flat, ends, seq_effect = _seq_tokens(rng, n)
-    z = lambda c: (cols[c] - cols[c].mean()) / (cols[c].std() + 1e-9)  # noqa: E731
-    logit = (
-        0.8 * z("history_a_1")
-        + 0.9 * np.isin(cols["hour"], [19, 20, 21, 22])
-        + 0.8 * np.isin(cols["l_feat_14"], [3, 7])
-        + 0.6 * (cols["age_group"] == 5)
-        + 0.5 * z("feat_a_3")
-        + seq_effect
-    )
+    spec = VARIANTS[variant]
+    flat, ends, seq_effect = _seq_tokens(rng, n, spec.tokens)
+    logit = spec.logit(cols) + seq_effect
 
     # Blocks missing together, as in the real data (after the signal is computed).
     for block_cols, rate in ((["feat_e_%d" % i for i in range(1, 11)], 0.15),
@@ -151,9 +297,10 @@ NAME_SETS: dict[str, dict[str, str]] = {
 
 def generate(out: Path, rows: int | None = None, seed: int = 42, ctr: float = 0.0192, encoding: str = "utf-8",
              rename: dict[str, str] | None = None, *, size_mb: float | None = None,
-             index_column: bool = False) -> dict:
-    """Write ``rows`` rows (or about ``size_mb`` MB) to ``out`` and the ground truth to
-    ``<out>.truth.json``; return the truth.
+             index_column: bool = False, variant: str = DEFAULT_VARIANT) -> dict:
+    """Write ``rows`` rows (or about ``size_mb`` MB) to ``out``, the ground truth to
+    ``<out>.truth.json`` and each row's generating click probability (float64, file order)
+    to ``<out>.oracle.npy``; return the truth.
 
     Chunk ``i`` draws from its own seed (``SeedSequence(seed, spawn_key=(i,))``), so a
     file is the same for the same seed (and, from 50,000 rows on, its full 50,000-row chunks
@@ -162,6 +309,9 @@ def generate(out: Path, rows: int | None = None, seed: int = 42, ctr: float = 0.
     """
     if (rows is None) == (size_mb is None):
         raise ValueError("give either rows or size_mb")
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    spec = VARIANTS[variant]
     target_bytes = int(size_mb * 1e6) if size_mb is not None else None
     names = toss_columns()
     header = [rename.get(c, c) if rename else c for c in names] + ([""] if index_column else [])
@@ -170,6 +320,8 @@ def generate(out: Path, rows: int | None = None, seed: int = 42, ctr: float = 0.
     clicks = 0
     written = 0
     chunk = 0
+    probabilities: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
     with open(out, "wb") as raw:
         raw.write((",".join(header) + "\n").encode(encoding))
         while True:
@@ -184,11 +336,14 @@ def generate(out: Path, rows: int | None = None, seed: int = 42, ctr: float = 0.
             if n <= 0:
                 break
             rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(chunk,)))
-            cols, logit, seq_text = _chunk(rng, n)
+            cols, logit, seq_text = _chunk(rng, n, variant)
             if intercept is None:
                 intercept = _intercept_for(logit, ctr)
-            clicked = (rng.random(n) < 1 / (1 + np.exp(-(logit + intercept)))).astype(np.int8)
+            probability = 1 / (1 + np.exp(-(logit + intercept)))
+            clicked = (rng.random(n) < probability).astype(np.int8)
             clicks += int(clicked.sum())
+            probabilities.append(probability)
+            labels.append(clicked)
             arrays = []
             for c in names:
                 if c == "seq":
@@ -208,6 +363,12 @@ def generate(out: Path, rows: int | None = None, seed: int = 42, ctr: float = 0.
             raw.write(data if text_encoding == "utf-8" else data.decode("utf-8").encode(text_encoding))
             written += n
             chunk += 1
+    named = (lambda c: rename.get(c, c)) if rename else (lambda c: c)
+    oracle = np.concatenate(probabilities) if probabilities else np.zeros(0)
+    np.save(f"{out}.oracle.npy", oracle)
+    drivers = [{**d, "feature": named(d["feature"])} for d in spec.drivers]
+    driver_names = {d["feature"] for d in drivers}
+    features = [named(c) for c in names if c != TARGET]
     truth = {
         "rows": written,
         "clicks": clicks,
@@ -216,14 +377,49 @@ def generate(out: Path, rows: int | None = None, seed: int = 42, ctr: float = 0.
         "columns": header,
         "encoding": encoding,
         "seed": seed,
-        "planted": PLANTED,
-        "planted_tabular": [rename.get(c, c) if rename else c for c in PLANTED_TABULAR],
-        "seq_signal": {"tokens": {str(k): v for k, v in SEQ_TOKENS.items()}, "recent_window": RECENT,
-                       "measured": "on the final sequence: a token counts when it is among the last 16"},
+        "variant": variant,
+        "summary": spec.summary,
+        "drivers": drivers,
+        "non_drivers": [c for c in features if c not in driver_names],
+        "oracle_auc": round(roc_auc(np.concatenate(labels), oracle), 6) if labels else 0.5,
+        "oracle": f"{Path(out).name}.oracle.npy",
+        "planted": [{"feature": d["feature"], "effect": d["effect"]} for d in drivers],
+        "planted_tabular": [d["feature"] for d in drivers if d["feature"] != SEQUENCE],
+        "seq_signal": _seq_signal(spec.tokens),
         "intercept": intercept,
     }
     Path(f"{out}.truth.json").write_text(json.dumps(truth, indent=2, ensure_ascii=False))
     return truth
+
+
+def _seq_signal(tokens: tuple[SeqToken, ...]) -> dict | None:
+    if not tokens:
+        return None
+    windows = {str(t.token): t.window for t in tokens}
+    signal = {"tokens": {str(t.token): t.weight for t in tokens}, "recent_window": max(windows.values())}
+    if len(set(windows.values())) == 1:
+        signal["measured"] = f"on the final sequence: a token counts when it is among the last {tokens[0].window}"
+    else:
+        signal["windows"] = windows
+        signal["measured"] = "on the final sequence: a token counts when it is among the last <its window> tokens"
+    return signal
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve with ties counted half (mid-ranks); 0.5 when a class is absent."""
+    labels = np.asarray(labels).astype(bool)
+    positives = int(labels.sum())
+    negatives = labels.size - positives
+    if positives == 0 or negatives == 0:
+        return 0.5
+    order = np.argsort(scores, kind="mergesort")
+    ordered = np.asarray(scores)[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(ordered)) + 1]
+    counts = np.diff(np.r_[starts, ordered.size])
+    mid = starts + (counts + 1) / 2.0  # 1-based mid-rank of each run of equal scores
+    ranks = np.empty(labels.size)
+    ranks[order] = np.repeat(mid, counts)
+    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -239,6 +435,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="column names: toss (as in the challenge), renamed (readable English for a few "
                              "anonymous columns), korean (Korean for a few; pair with --encoding cp949)")
     parser.add_argument("--index-column", action="store_true", help="append an unnamed row-index column")
+    parser.add_argument("--variant", default=DEFAULT_VARIANT, choices=list(VARIANTS),
+                        help="where the planted signal lives: " + "; ".join(
+                            f"{v.name}: {v.summary}" for v in VARIANTS.values()))
     args = parser.parse_args(argv)
     if args.size_mb is None and args.rows is None:
         args.rows = 60_000
@@ -248,8 +447,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--size-mb must be positive")
     started = time.perf_counter()
     truth = generate(args.out, args.rows, args.seed, args.ctr, args.encoding, NAME_SETS[args.names] or None,
-                     size_mb=args.size_mb, index_column=args.index_column)
+                     size_mb=args.size_mb, index_column=args.index_column, variant=args.variant)
     print(f"wrote {args.out}: {truth['rows']} rows, {truth['clicks']} clicks ({truth['ctr_percent']}%), "
+          f"variant {args.variant}, oracle AUC {truth['oracle_auc']:.4f}, "
           f"{args.out.stat().st_size / 1e6:.1f} MB in {time.perf_counter() - started:.1f}s", file=sys.stderr)
     return 0
 
