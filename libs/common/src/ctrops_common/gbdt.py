@@ -1,0 +1,250 @@
+"""The gradient-boosting challenger's model: LightGBM over tabular features plus generic ``seq`` features.
+
+Trees cannot read a sequence, so ``seq`` becomes a fixed set of numbers per row, computed
+once for the whole file with numpy (no Python work per row) from the same window the
+LSTM sees: the ``(n, L)`` right-padded matrix of each row's most recent tokens (most
+recent last) and the number of tokens kept. Nothing here knows which tokens matter; the
+features say what a recent history looks like, and the trees find what of it predicts a
+click:
+
+- ``seq_length``: tokens in the window (the full length before the window is not known here);
+- ``seq_last_1`` .. ``seq_last_4``: the most recent tokens as values (NaN where absent);
+- ``seq_distinct_16`` / ``seq_distinct_ratio_16``: distinct tokens among the last 16 and their
+  share of the tokens there; ``seq_repeats_16``: adjacent equal pairs there (a user repeating
+  the same action) and ``seq_changes_16``: adjacent different pairs;
+- ``seq_last_gap``: steps back to the previous occurrence of the most recent token in the
+  window (NaN if it has none) and ``seq_last_count``: its occurrences in the window;
+- ``seq_tok_<t>_16``: counts of the ``vocab_size`` tokens most frequent among the training
+  rows' last 16 tokens (the vocabulary is learned from the data at fit time and saved with
+  the model; a frequent token gets a feature of its own, named by its value);
+- ``seq_h<b>_16`` / ``seq_h<b>_4``: counts of the last 16 / last 4 tokens hashed into
+  ``buckets`` buckets (every token, frequent or not, lands somewhere; the short window
+  gives the trees recency);
+- ``seq_bi<b>_16``: counts of the last 15 transitions (previous token -> next token)
+  hashed into ``bigram_buckets`` buckets.
+
+Hashing is Fibonacci hashing (multiply by 2^64/phi, keep the top bits): fixed, seedless,
+and the same on every machine, so a saved model's features are reproduced exactly.
+
+A saved model is a folder: ``model.txt`` (LightGBM's text format) and ``preprocess.json``
+(``Preprocess`` with ``kind="gbdt"``; the seq feature settings and vocabulary in
+``extra["seq_features"]``, the feature names in ``extra["feature_names"]``). Missing tabular
+values may be passed as NaN (the model learned LightGBM's own missing-value branches on
+NaN); values filled with ``preprocess.fill_values`` are scored too, as ordinary values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+
+from .ml import Preprocess
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / phi, odd: Fibonacci hashing
+_BIGRAM_MIX = np.uint64(0xC2B2AE3D27D4EB4F)  # a second odd constant to combine two tokens
+_CHUNK_ROWS = 8_192  # bounds the temporaries of one pass (a few MB each)
+
+
+@dataclass(frozen=True)
+class SeqFeatureSpec:
+    """How ``seq`` becomes features; saved with the model so scoring computes the same ones."""
+
+    recent: int = 16  # the "recent" window of the counts and transition summaries
+    short: int = 4  # the short window of the second set of hashed counts
+    last_values: int = 4  # most recent tokens given as values
+    buckets: int = 32  # hashed unigram buckets (a power of two)
+    bigram_buckets: int = 32  # hashed transition buckets (a power of two)
+    vocab: tuple[int, ...] = ()  # tokens counted by value (learned from the training rows)
+
+    def __post_init__(self) -> None:
+        for name in ("buckets", "bigram_buckets"):
+            value = getattr(self, name)
+            if value and value & (value - 1):
+                raise ValueError(f"{name} must be a power of two, not {value}")
+
+    def names(self) -> list[str]:
+        r, s = self.recent, self.short
+        names = ["seq_length"]
+        names += [f"seq_last_{k}" for k in range(1, self.last_values + 1)]
+        names += [f"seq_distinct_{r}", f"seq_distinct_ratio_{r}", f"seq_repeats_{r}", f"seq_changes_{r}",
+                  "seq_last_gap", "seq_last_count"]
+        names += [f"seq_tok_{t}_{r}" for t in self.vocab]
+        names += [f"seq_h{b}_{r}" for b in range(self.buckets)]
+        names += [f"seq_h{b}_{s}" for b in range(self.buckets if s else 0)]
+        names += [f"seq_bi{b}_{r}" for b in range(self.bigram_buckets)]
+        return names
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "vocab": [int(t) for t in self.vocab]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> SeqFeatureSpec:
+        return cls(**{**data, "vocab": tuple(int(t) for t in data.get("vocab", ()))})
+
+
+def _hash(values: np.ndarray, buckets: int) -> np.ndarray:
+    bits = int(buckets).bit_length() - 1
+    if bits == 0:
+        return np.zeros(values.shape, dtype=np.int64)
+    mixed = values.astype(np.uint64) * _GOLDEN  # wraps modulo 2^64, as intended
+    return (mixed >> np.uint64(64 - bits)).astype(np.int64)
+
+
+def _recent_first(tokens: np.ndarray, lengths: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n, width) tokens newest first (column 0 = most recent), -1 where the row has fewer; and the mask."""
+    steps = np.arange(width, dtype=np.int64)
+    index = lengths[:, None] - 1 - steps[None, :]
+    valid = index >= 0
+    if tokens.shape[1] == 0:
+        return np.full((len(lengths), width), -1, dtype=np.int64), valid
+    picked = np.take_along_axis(tokens, np.clip(index, 0, tokens.shape[1] - 1), axis=1).astype(np.int64)
+    return np.where(valid, picked, -1), valid
+
+
+def _bucket_counts(buckets: np.ndarray, valid: np.ndarray, n_buckets: int) -> np.ndarray:
+    """Per row, how many valid entries fall in each bucket: (n, n_buckets)."""
+    n = buckets.shape[0]
+    flat = (np.arange(n, dtype=np.int64)[:, None] * n_buckets + buckets)[valid]
+    return np.bincount(flat, minlength=n * n_buckets).reshape(n, n_buckets).astype(np.float32)
+
+
+def _as_int_tokens(tokens: np.ndarray) -> np.ndarray:
+    tokens = np.asarray(tokens)
+    if tokens.ndim != 2:
+        raise ValueError(f"tokens must be a (rows, window) matrix, got shape {tokens.shape}")
+    if np.issubdtype(tokens.dtype, np.floating):
+        tokens = np.rint(np.nan_to_num(tokens, nan=0.0))
+    return tokens.astype(np.int64, copy=False)
+
+
+def seq_features(tokens: np.ndarray, lengths: np.ndarray, spec: SeqFeatureSpec) -> np.ndarray:
+    """(n, L) right-padded tokens (most recent last), (n,) kept lengths -> (n, len(spec.names())) float32."""
+    tokens = _as_int_tokens(tokens)
+    lengths = np.minimum(np.asarray(lengths, dtype=np.int64).ravel(), tokens.shape[1])
+    if lengths.shape[0] != tokens.shape[0]:
+        raise ValueError(f"{tokens.shape[0]} token rows but {lengths.shape[0]} lengths")
+    n = tokens.shape[0]
+    out = np.empty((n, len(spec.names())), dtype=np.float32)
+    for lo in range(0, n, _CHUNK_ROWS):
+        hi = min(n, lo + _CHUNK_ROWS)
+        out[lo:hi] = _seq_block(tokens[lo:hi], lengths[lo:hi], spec)
+    return out
+
+
+def _seq_block(tokens: np.ndarray, lengths: np.ndarray, spec: SeqFeatureSpec) -> np.ndarray:
+    n, window = tokens.shape
+    r = spec.recent
+    columns: list[np.ndarray] = [lengths.astype(np.float32)[:, None]]
+
+    full, full_valid = _recent_first(tokens, lengths, max(window, 1))
+    last = full[:, :spec.last_values].astype(np.float32)
+    last[~full_valid[:, :spec.last_values]] = np.nan
+    if last.shape[1] < spec.last_values:  # a window shorter than last_values
+        last = np.pad(last, ((0, 0), (0, spec.last_values - last.shape[1])), constant_values=np.nan)
+    columns.append(last)
+
+    recent, valid = _recent_first(tokens, lengths, r)
+    kept = valid.sum(axis=1)
+    ordered = np.sort(recent, axis=1)  # pads (-1) first
+    new_value = np.ones_like(ordered, dtype=bool)
+    new_value[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    distinct = (new_value & (ordered >= 0)).sum(axis=1)
+    pairs = valid[:, 1:]  # (newer, older) both present
+    same = (recent[:, 1:] == recent[:, :-1]) & pairs
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(kept > 0, distinct / np.maximum(kept, 1), np.nan)
+    columns.append(np.stack([distinct, ratio, same.sum(axis=1), (pairs & ~same).sum(axis=1)], axis=1))
+
+    # The most recent token's history in the whole window: when did it last occur, how often.
+    again = (full[:, 1:] == full[:, :1]) & full_valid[:, 1:]
+    gap = np.where(again.any(axis=1), again.argmax(axis=1) + 1, np.nan)
+    count = np.where(lengths > 0, again.sum(axis=1) + 1, 0)
+    columns.append(np.stack([gap, count], axis=1))
+
+    if spec.vocab:
+        vocab = np.asarray(spec.vocab, dtype=np.int64)
+        columns.append(((recent[:, :, None] == vocab[None, None, :]) & valid[:, :, None]).sum(axis=1))
+    if spec.buckets:
+        hashed = _hash(np.maximum(recent, 0), spec.buckets)
+        columns.append(_bucket_counts(hashed, valid, spec.buckets))
+        if spec.short:
+            s = min(spec.short, r)
+            columns.append(_bucket_counts(hashed[:, :s], valid[:, :s], spec.buckets))
+    if spec.bigram_buckets:
+        newer, older = np.maximum(recent[:, :-1], 0), np.maximum(recent[:, 1:], 0)
+        pair_code = older.astype(np.uint64) * _BIGRAM_MIX + newer.astype(np.uint64)
+        columns.append(_bucket_counts(_hash(pair_code, spec.bigram_buckets), pairs, spec.bigram_buckets))
+    return np.concatenate([np.asarray(c, dtype=np.float32).reshape(n, -1) for c in columns], axis=1)
+
+
+def learn_vocab(tokens: np.ndarray, lengths: np.ndarray, recent: int, size: int) -> tuple[int, ...]:
+    """The ``size`` tokens most frequent among the last ``recent`` tokens of these rows (ties: smaller token)."""
+    if size <= 0 or tokens.shape[0] == 0:
+        return ()
+    recent_tokens, valid = _recent_first(_as_int_tokens(tokens), np.asarray(lengths, dtype=np.int64), recent)
+    values, counts = np.unique(recent_tokens[valid], return_counts=True)
+    order = np.lexsort((values, -counts))[:size]
+    return tuple(int(t) for t in np.sort(values[order]))
+
+
+@dataclass
+class GbdtModel:
+    """A fitted LightGBM booster with the preprocessing that turns a row into its features."""
+
+    preprocess: Preprocess
+    booster: lgb.Booster
+    seq_feature_names: list[str] = field(default_factory=list)
+    threads: int = 1  # scoring threads (prediction is cheap; the services share their cores)
+
+    @property
+    def seq_spec(self) -> SeqFeatureSpec:
+        return SeqFeatureSpec.from_json(self.preprocess.extra["seq_features"])
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Tabular columns then ``seq_*`` features: the booster's columns, in order (for TreeSHAP)."""
+        return list(self.preprocess.feature_columns) + list(self.seq_feature_names)
+
+    def encode_seq(self, tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """(n, L) right-padded tokens, most recent last (ints, or floats holding ints) -> (n, S) float32."""
+        return seq_features(tokens, lengths, self.seq_spec)
+
+    def features(self, x_tab: np.ndarray, seq_features: np.ndarray) -> np.ndarray:
+        x_tab = np.asarray(x_tab, dtype=np.float32)
+        seq_features = np.asarray(seq_features, dtype=np.float32)
+        if x_tab.ndim != 2 or x_tab.shape[1] != len(self.preprocess.feature_columns):
+            raise ValueError(f"x_tab must have {len(self.preprocess.feature_columns)} columns, got {x_tab.shape}")
+        if seq_features.shape != (x_tab.shape[0], len(self.seq_feature_names)):
+            raise ValueError(f"seq_features must be ({x_tab.shape[0]}, {len(self.seq_feature_names)}), "
+                             f"got {seq_features.shape}")
+        return np.concatenate([x_tab, seq_features], axis=1)
+
+    def logits(self, x_tab: np.ndarray, seq_features: np.ndarray) -> np.ndarray:
+        """Raw scores (log-odds at ``preprocess.train_rate``), float64 (n,)."""
+        return np.asarray(self.booster.predict(self.features(x_tab, seq_features), raw_score=True,
+                                               num_threads=self.threads), dtype=np.float64)
+
+    def contributions(self, x_tab: np.ndarray, seq_features: np.ndarray) -> np.ndarray:
+        """TreeSHAP: (n, F + S + 1) per-feature contributions to the logit, the bias last."""
+        return np.asarray(self.booster.predict(self.features(x_tab, seq_features), pred_contrib=True,
+                                               num_threads=self.threads), dtype=np.float64)
+
+    def save(self, folder: Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.booster.save_model(str(folder / "model.txt"))
+        self.preprocess.save(folder / "preprocess.json")
+
+    @classmethod
+    def load(cls, folder: Path) -> GbdtModel:
+        folder = Path(folder)
+        preprocess = Preprocess.load(folder / "preprocess.json")
+        if getattr(preprocess, "kind", "gbdt") != "gbdt":
+            raise ValueError(f"{folder} holds a {preprocess.kind} model, not a gbdt one")
+        booster = lgb.Booster(model_file=str(folder / "model.txt"))
+        names = SeqFeatureSpec.from_json(preprocess.extra["seq_features"]).names()
+        return cls(preprocess=preprocess, booster=booster, seq_feature_names=names)
+
