@@ -44,6 +44,10 @@ class TrainerSettings(ServiceSettings):
     trainer_mlflow_enabled: bool = Field(
         True, description="Track every run in MLflow (failures there never fail the training)."
     )
+    trainer_registered_model: str = Field(
+        "ctrops-ctr", min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="MLflow registered model each run's champion becomes a new version of (alias 'champion').",
+    )
     trainer_mlflow_wait_s: float = Field(
         120.0, ge=0, le=3600,
         description="How long a finished run waits for its MLflow logging before reporting done anyway.",
