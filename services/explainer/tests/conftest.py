@@ -22,7 +22,9 @@ import pytest
 import torch
 
 from ctrops_common.datagen import generate
+from ctrops_common.gbdt import GbdtModel, SeqFeatureSpec, learn_vocab, seq_features
 from ctrops_common.ml import Preprocess, TabularSeqModel, save_model
+from ctrops_common.model_loading import LoadedModel
 from ctrops_explainer.inputs import DataFile
 
 ROWS = 16_000
@@ -93,6 +95,10 @@ class PlantedModel:
     truth: dict
     planted: list[str]  # every planted feature, ``seq`` included
 
+    @property
+    def loaded(self) -> LoadedModel:
+        return LoadedModel(self.preprocess.kind, self.preprocess, self.model)
+
 
 @pytest.fixture(scope="session")
 def planted_model(tmp_path_factory: pytest.TempPathFactory) -> PlantedModel:
@@ -105,3 +111,37 @@ def planted_model(tmp_path_factory: pytest.TempPathFactory) -> PlantedModel:
     features = [c for c in truth["columns"] if c in set(truth["planted_tabular"]) | set(UNRELATED)]
     model, preprocess = train_tiny_model(parquet, features, root / "model")
     return PlantedModel(parquet, root / "model", model, preprocess, truth, planted)
+
+
+def train_tiny_gbdt(parquet: Path, features: list[str], folder: Path, rounds: int = 60) -> GbdtModel:
+    """The challenger's kind of model on the same data: LightGBM over the features plus the seq features."""
+    import lightgbm as lgb
+
+    raw = pq.read_table(parquet, columns=features)
+    values = np.column_stack([raw.column(c).to_numpy(zero_copy_only=False) for c in features])
+    clicked = pq.read_table(parquet, columns=["clicked"]).column(0).to_numpy()
+    rate = float(clicked.mean())
+    preprocess = Preprocess(
+        feature_columns=features, fill_values=np.nan_to_num(np.nanmedian(values, axis=0)).tolist(),
+        max_seq_len=16, seq_scale=1.0, lstm_hidden=0, mlp_hidden=[], dropout=0.0, base_rate=rate, train_rate=rate,
+        kind="gbdt",
+    )
+    rows = DataFile(parquet, preprocess).rows(np.arange(len(clicked)))
+    spec = SeqFeatureSpec(vocab=learn_vocab(rows.seq, rows.lengths, 16, 16))
+    preprocess.extra = {"seq_features": spec.to_json()}
+    booster = lgb.train({"objective": "binary", "learning_rate": 0.1, "num_leaves": 15, "verbose": -1,
+                         "num_threads": 1, "seed": 0},
+                        lgb.Dataset(np.column_stack([rows.x_tab, seq_features(rows.seq, rows.lengths, spec)]),
+                                    rows.clicked), rounds)
+    model = GbdtModel(preprocess, booster, spec.names())
+    model.save(folder)
+    return model
+
+
+@pytest.fixture(scope="session")
+def planted_gbdt(planted_model: PlantedModel) -> PlantedModel:
+    """A LightGBM on the planted model's data and features (saved beside it as ``gbdt/``)."""
+    folder = planted_model.model_folder.parent / "gbdt"
+    gbdt = train_tiny_gbdt(planted_model.parquet, planted_model.preprocess.feature_columns, folder)
+    return PlantedModel(planted_model.parquet, folder, gbdt, gbdt.preprocess, planted_model.truth,
+                        planted_model.planted)

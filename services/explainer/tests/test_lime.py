@@ -8,6 +8,7 @@ import torch
 from scipy import stats
 
 from ctrops_common.ml import Preprocess, TabularSeqModel
+from ctrops_common.model_loading import LoadedModel
 from ctrops_explainer.inputs import Rows
 from ctrops_explainer.lime import (
     SEQ_FEATURE,
@@ -56,7 +57,7 @@ def scorer() -> Scorer:
     torch.manual_seed(0)
     model = CountingModel(len(FEATURES), lstm_hidden=4, mlp_hidden=[8], dropout=0.0).eval()
     preprocess = Preprocess(FEATURES, [0.0] * 4, 12, 500.0, 4, [8], 0.0, base_rate=0.02, train_rate=0.3)
-    return Scorer(model, preprocess, batch_rows=256)
+    return Scorer(LoadedModel("lstm", preprocess, model), batch_rows=256)
 
 
 def test_each_sequence_is_encoded_once_and_perturbations_run_only_the_head_in_batches(scorer):

@@ -16,7 +16,7 @@ SMALL = ExplainConfig(sample_rows=60, lime_samples=1000, background_rows=1000, s
 
 @pytest.fixture(scope="module")
 def explanation(planted_model):
-    return explain(planted_model.model, planted_model.preprocess, planted_model.parquet, SMALL)
+    return explain(planted_model.loaded, planted_model.parquet, SMALL)
 
 
 def _ranking(result) -> list[str]:
@@ -67,7 +67,7 @@ def test_correlation_covers_the_top_features_with_seq_as_its_length(explanation)
 
 
 def test_same_seed_gives_the_same_importances(explanation, planted_model):
-    again = explain(planted_model.model, planted_model.preprocess, planted_model.parquet, SMALL)
+    again = explain(planted_model.loaded, planted_model.parquet, SMALL)
     assert [(f["feature"], f["importance"], f["pValue"], f["ci"]) for f in again["features"]] == \
         [(f["feature"], f["importance"], f["pValue"], f["ci"]) for f in explanation["features"]]
 
@@ -75,7 +75,7 @@ def test_same_seed_gives_the_same_importances(explanation, planted_model):
 def test_different_seed_keeps_the_top_ten_mostly_the_same(explanation, planted_model, capsys):
     from dataclasses import replace
 
-    other = explain(planted_model.model, planted_model.preprocess, planted_model.parquet, replace(SMALL, seed=7))
+    other = explain(planted_model.loaded, planted_model.parquet, replace(SMALL, seed=7))
     overlap = top_overlap(_ranking(explanation), _ranking(other), 10)
     with capsys.disabled():
         print(f"\ntop-10 overlap between seeds 42 and 7: {overlap}/10")

@@ -1,16 +1,23 @@
 """Which events the explainer service consumes and publishes.
 
-``training.done`` -> explain the run's model on its data (in a worker thread) -> store
+``training.done`` -> explain the run's champion on its data (in a worker thread) -> store
 ``runs/<run_id>/explanation.json`` atomically -> ``explanation.done`` (its top features).
 A failure that retrying cannot fix (no model, unreadable data, ...) -> ``explanation.failed``
 with the reason. A run already explained is not explained again: a redelivered or
 repeated ``training.done`` re-announces the stored result.
+
+The model explained is the one ``training.done`` names: ``model_uri`` (the champion's
+registered version, ``models:/<name>/<version>``) loaded through the MLflow tracking store
+when the trainer registered one; otherwise (tracking off or failed, runs from before the
+registry) the folder ``model_location`` in the file store. The explanation records which:
+``model_uri`` (None for a folder), ``model_version``, ``model_kind``, ``model_location``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 from ctrops_common.bus import PermanentError
@@ -23,7 +30,7 @@ from ctrops_common.events import (
     Topic,
     TrainingDone,
 )
-from ctrops_common.ml import load_model
+from ctrops_common.model_loading import LoadedModel, load_ctr_model, load_ctr_model_uri
 from ctrops_common.service import ServiceRuntime
 from ctrops_common.storage import FileStore, UnsafePath, check_id
 
@@ -32,28 +39,56 @@ from .settings import ExplainerSettings
 
 log = logging.getLogger(__name__)
 
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars in service logs
+
 
 class ExplanationError(Exception):
     """The run cannot be explained; the message says why, for a person."""
 
 
-def explain_run(store: FileStore, done: TrainingDone, config: ExplainConfig) -> dict[str, Any]:
-    """Load the run's model and data from the store and explain them (blocking: call in a thread)."""
+def explain_run(store: FileStore, done: TrainingDone, config: ExplainConfig,
+                tracking_uri: str | None = None) -> dict[str, Any]:
+    """Load the model ``done`` names and the run's data, and explain them (blocking: call in a thread)."""
     try:
-        model_folder = store.path(done.model_location.rstrip("/"))
         data_file = store.path(parquet_path(check_id(done.file_id)))
     except UnsafePath as exc:
         raise ExplanationError(f"refusing an unsafe store location: {exc}") from None
-    if not (model_folder / "model.pt").exists() or not (model_folder / "preprocess.json").exists():
-        raise ExplanationError(f"no saved model at {done.model_location} (model.pt and preprocess.json expected)")
+    loaded, note = load_explained_model(store, done, tracking_uri)
     if not data_file.exists():
         raise ExplanationError(f"the training data of file {done.file_id} is missing ({parquet_path(done.file_id)})")
+    result = explain(loaded, data_file, config)
+    return {
+        "run_id": done.run_id, "file_id": done.file_id, "model_location": done.model_location,
+        "model_uri": loaded.uri, "model_version": loaded.version,
+        **({"model_note": note} if note else {}),
+        **result,
+    }
+
+
+def load_explained_model(store: FileStore, done: TrainingDone, tracking_uri: str | None
+                         ) -> tuple[LoadedModel, str | None]:
+    """The registered model when ``done.model_uri`` is set, else (or if MLflow fails) the store's folder.
+    The note says why a registered model was not used."""
+    note = None
+    if done.model_uri:
+        try:
+            return load_ctr_model_uri(done.model_uri, tracking_uri), None
+        except Exception as exc:  # noqa: BLE001 - the folder holds the same model; say why it was used
+            note = f"{done.model_uri} could not be loaded through MLflow ({type(exc).__name__}: {exc}); " \
+                   f"explained the file store's copy at {done.model_location}"
+            log.warning("run %s: %s", done.run_id, note)
     try:
-        model, preprocess = load_model(model_folder)
+        model_folder = store.path(done.model_location.rstrip("/"))
+    except UnsafePath as exc:
+        raise ExplanationError(f"refusing an unsafe store location: {exc}") from None
+    if not (model_folder / "preprocess.json").exists():
+        raise ExplanationError(f"no saved model at {done.model_location} (preprocess.json and the model file "
+                               "expected)" + (f"; {note}" if note else ""))
+    try:
+        return load_ctr_model(model_folder), note
     except Exception as exc:  # noqa: BLE001 - a corrupt or incompatible model is the run's problem, not ours
         raise ExplanationError(f"the saved model cannot be loaded: {type(exc).__name__}: {exc}") from None
-    result = explain(model, preprocess, data_file, config)
-    return {"run_id": done.run_id, "file_id": done.file_id, "model_location": done.model_location, **result}
 
 
 def top_features(result: dict[str, Any], count: int) -> list[FeatureImportance]:
@@ -67,6 +102,7 @@ def top_features(result: dict[str, Any], count: int) -> list[FeatureImportance]:
 def register(runtime: ServiceRuntime, settings: ExplainerSettings) -> None:
     """Subscribe this service's handlers on the runtime's bus."""
     config = settings.explain_config()
+    tracking_uri = settings.tracking_uri()
     store = runtime.store
     bus = runtime.bus
 
@@ -82,7 +118,7 @@ def register(runtime: ServiceRuntime, settings: ExplainerSettings) -> None:
             result = await asyncio.to_thread(store.read_json, location)
         else:
             try:
-                result = await asyncio.to_thread(explain_run, store, done, config)
+                result = await asyncio.to_thread(explain_run, store, done, config, tracking_uri)
             except Exception as exc:  # noqa: BLE001 - the same inputs would fail the same way on a retry
                 reason = str(exc) if isinstance(exc, ExplanationError) else f"{type(exc).__name__}: {exc}"
                 log.error("explaining run %s failed: %s", run_id, reason, exc_info=not isinstance(exc, ExplanationError))
@@ -97,4 +133,17 @@ def register(runtime: ServiceRuntime, settings: ExplainerSettings) -> None:
             correlation_id=run_id,
         )
 
+    async def warm_up_mlflow() -> None:
+        """Import MLflow and its model flavors before the first registered model needs them (seconds)."""
+        try:
+            await asyncio.to_thread(_import_mlflow)
+        except Exception as exc:  # noqa: BLE001 - the first load will say what is wrong
+            log.warning("MLflow cannot be imported (%s: %s); models are read from the file store", type(exc).__name__, exc)
+
     bus.subscribe(Topic.TRAINING_DONE, on_training_done)
+    runtime.add_background(warm_up_mlflow)
+
+
+def _import_mlflow() -> None:
+    import mlflow.lightgbm  # noqa: F401
+    import mlflow.pytorch  # noqa: F401

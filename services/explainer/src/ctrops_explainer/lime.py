@@ -12,10 +12,12 @@ How the inputs enter LIME (docs/explainer.md has the full definitions):
   probability 1/2 each way, so the weight of ``seq`` is the change in click probability
   when this user's behaviour sequence is replaced by someone else's. Sequences are never
   perturbed token by token.
-- Because a perturbation only ever *picks* a sequence (its own or a bank one), the LSTM
-  runs once per explained row and once per bank sequence; each batch of perturbed rows
-  runs only the model's ``head``. ``predict_proba`` gets all of an instance's samples in
-  one call and scores them in ``batch_rows`` chunks.
+- Because a perturbation only ever *picks* a sequence (its own or a bank one), the
+  sequence is encoded once per explained row and once per bank sequence (the LSTM's
+  state; for the GBDT challenger its seq features); each batch of perturbed rows runs
+  only the rest of the model (the LSTM model's ``head``, the GBDT's trees on tabular plus
+  those features). ``predict_proba`` gets all of an instance's samples in one call and
+  scores them in ``batch_rows`` chunks.
 
 The local surrogate is LIME's own weighted ridge regression (alpha=1, all features, no
 selection); ``RidgeWithErrors`` adds heteroscedasticity-robust standard errors of its

@@ -3,7 +3,8 @@
 For each feature, its column is shuffled across the evaluation rows (``repeats`` times,
 seeded) and the drop in average precision (AP) of the model's scores is recorded. AP is
 used rather than accuracy because at 2% clicks accuracy barely moves. ``seq`` is
-shuffled as a whole: rows swap their LSTM states, which are computed once.
+shuffled as a whole: rows swap their sequence states (the LSTM's state or the GBDT's
+seq features), which are computed once.
 """
 
 from __future__ import annotations

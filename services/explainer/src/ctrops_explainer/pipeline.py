@@ -18,7 +18,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from ctrops_common.dataset import column_description
-from ctrops_common.ml import Preprocess, TabularSeqModel
+from ctrops_common.model_loading import LoadedModel
 
 from .correlation import pearson_matrix
 from .inputs import DataFile
@@ -36,7 +36,7 @@ DEFINITIONS = {
               "rows; w_i its LIME weight on row i, se_i the robust (HC1) standard error from LIME's ridge fit",
     "ci": "95% percentile bootstrap interval of importance, resampling explained rows (seeded)",
     "seq": "one LIME switch: own sequence vs another user's (from a bank of data rows), drawn 50/50; "
-           "its LSTM encoding is computed once per row and reused",
+           "its encoding (the LSTM's state, or the GBDT's seq features) is computed once per row and reused",
     "permutation": "drop in average precision when the feature is shuffled across evaluation rows, "
                    "mean and std over repeats",
     "correlation": "Pearson, pairwise-complete rows; undefined pairs (constant or missing) reported as 0",
@@ -76,26 +76,24 @@ def _finite(value: float, default: float = 0.0) -> float:
     return float(value) if value is not None and math.isfinite(value) else default
 
 
-def explain(model: TabularSeqModel, preprocess: Preprocess, data_path: Path, config: ExplainConfig,
-            predictor_factory=None) -> dict[str, Any]:
-    """The whole explanation of one model on one data file, as a JSON-ready dict."""
+def explain(loaded: LoadedModel, data_path: Path, config: ExplainConfig, predictor_factory=None) -> dict[str, Any]:
+    """The whole explanation of one model (either kind) on one data file, as a JSON-ready dict."""
     torch.set_num_threads(config.torch_threads)
     # LIME's linear algebra is on small matrices (samples x ~120 features): one BLAS thread is
     # faster than several, and much faster on a busy machine where threads wait for each other.
     with threadpool_limits(limits=1, user_api="blas"):
-        return _explain(model, preprocess, data_path, config, predictor_factory)
+        return _explain(loaded, data_path, config, predictor_factory)
 
 
-def _explain(model: TabularSeqModel, preprocess: Preprocess, data_path: Path, config: ExplainConfig,
-             predictor_factory=None) -> dict[str, Any]:
+def _explain(loaded: LoadedModel, data_path: Path, config: ExplainConfig, predictor_factory=None) -> dict[str, Any]:
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    data = DataFile(data_path, preprocess)
+    data = DataFile(data_path, loaded.preprocess)
     n = len(data)
     if n < 4:
         raise ValueError(f"the data file has {n} rows; at least 4 are needed to explain a model")
     rng = np.random.default_rng(config.seed)
-    scorer = Scorer(model, preprocess, config.batch_rows)
+    scorer = Scorer(loaded, config.batch_rows)
 
     explained_index = stratified_sample(data.clicked, min(config.sample_rows, n - 2), config.click_share, rng)
     rest = np.setdiff1d(np.arange(n), explained_index)
@@ -149,6 +147,7 @@ def _explain(model: TabularSeqModel, preprocess: Preprocess, data_path: Path, co
     return {
         "version": RESULT_VERSION,
         "created_at": datetime.now(timezone.utc).isoformat(),
+        "model_kind": loaded.kind,
         "features": features,
         "permutation": _finite_tree(permutation),
         "correlation": correlation,

@@ -2,7 +2,7 @@
 
 from pydantic import Field
 
-from ctrops_common.settings import ServiceSettings
+from ctrops_common.settings import ServiceSettings, env_alias
 
 from .pipeline import ExplainConfig
 
@@ -47,6 +47,19 @@ class ExplainerSettings(ServiceSettings):
     explainer_torch_threads: int = Field(
         2, ge=1, le=256, description="torch intra-op threads for the explainer's scoring."
     )
+
+    mlflow_tracking_uri: str | None = Field(
+        None,
+        validation_alias=env_alias("mlflow_tracking_uri", "MLFLOW_TRACKING_URI"),
+        description="MLflow tracking URI the trainer registers models in; unset: the local SQLite store under "
+                    "DATA_DIR/mlflow (the trainer's default).",
+    )
+
+    def tracking_uri(self) -> str:
+        """The trainer's store, resolved exactly as the trainer does (services/trainer settings)."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{(self.data_dir.resolve() / 'mlflow' / 'mlflow.db')}"
 
     def explain_config(self) -> ExplainConfig:
         return ExplainConfig(
