@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PROJECTS := libs/common services/ingest services/trainer services/explainer services/reporter services/monitor services/gateway
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PROJECTS))
 
-.PHONY: install tools run test demo bench clean
+.PHONY: install tools run test demo bench mlflow clean
 
 install: $(STAMP) tools
 
@@ -45,6 +45,21 @@ demo: install
 # Each script prints its figures; they are recorded by hand in docs/benchmarks.md.
 bench: install
 	for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+# The MLflow UI over the trainer's embedded store (runs, both models of each run, the registry with
+# its champion alias): http://127.0.0.1:5000. The same SQLite file and artifact folder the trainer
+# uses (DATA_DIR/mlflow; DATA_DIR from CTROPS_DATA_DIR, default data/). MLFLOW_PORT and MLFLOW_HOST
+# override where it listens (MLFLOW_HOST=0.0.0.0 to reach it from another machine).
+MLFLOW_PORT ?= 5000
+MLFLOW_HOST ?= 127.0.0.1
+MLFLOW_DATA = $(abspath $(or $(CTROPS_DATA_DIR),data))/mlflow
+mlflow: install
+	@mkdir -p $(MLFLOW_DATA)/artifacts
+	@echo "MLflow UI on http://$(MLFLOW_HOST):$(MLFLOW_PORT) over $(MLFLOW_DATA) (Ctrl-C stops it)"
+	MLFLOW_DISABLE_TELEMETRY=true $(VENV)/bin/mlflow server --host $(MLFLOW_HOST) --port $(MLFLOW_PORT) --workers 1 \
+		--backend-store-uri sqlite:///$(MLFLOW_DATA)/mlflow.db \
+		--default-artifact-root file://$(MLFLOW_DATA)/artifacts \
+		--artifacts-destination file://$(MLFLOW_DATA)/artifacts
 
 clean:
 	rm -rf $(VENV) data out .pytest_cache
