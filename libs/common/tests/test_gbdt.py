@@ -27,10 +27,10 @@ def named(features: np.ndarray, spec: SeqFeatureSpec = SPEC) -> list[dict[str, f
 
 def test_names_follow_the_spec():
     names = SPEC.names()
-    assert names[:12] == ["seq_length", "seq_last_1", "seq_last_2", "seq_distinct_4", "seq_distinct_ratio_4",
+    assert names[:14] == ["seq_length", "seq_last_1", "seq_last_2", "seq_distinct_4", "seq_distinct_ratio_4",
                           "seq_repeats_4", "seq_changes_4", "seq_last_gap", "seq_last_count",
-                          "seq_tok_7_4", "seq_tok_9_4", "seq_h0_4"]
-    assert len(names) == 11 + 4 + 4 + 2 == len(set(names))
+                          "seq_tok_7_4", "seq_tok_9_4", "seq_tok_7_age", "seq_tok_9_age", "seq_h0_4"]
+    assert len(names) == 13 + 4 + 4 + 2 == len(set(names))
     assert all(name.startswith("seq_") for name in names)
 
 
@@ -46,6 +46,7 @@ def test_seq_features_of_hand_made_windows():
     assert (first["seq_repeats_4"], first["seq_changes_4"]) == (1, 1)
     assert (first["seq_last_gap"], first["seq_last_count"]) == (1, 2)  # 7 occurred one step earlier
     assert (first["seq_tok_7_4"], first["seq_tok_9_4"]) == (2, 0)
+    assert first["seq_tok_7_age"] == 1 and math.isnan(first["seq_tok_9_age"])  # 7 is the newest; no 9
     seven = int(_hash(np.array([7]), 4)[0])
     assert first[f"seq_h{seven}_2"] == 2  # both of the last two tokens are 7
     assert sum(first[f"seq_h{b}_4"] for b in range(4)) == 3
@@ -57,6 +58,7 @@ def test_seq_features_of_hand_made_windows():
     assert second["seq_distinct_4"] == 4 and second["seq_distinct_ratio_4"] == 1.0
     assert (second["seq_repeats_4"], second["seq_changes_4"]) == (0, 3)
     assert math.isnan(second["seq_last_gap"]) and second["seq_last_count"] == 1
+    assert second["seq_tok_7_4"] == 0 and math.isnan(second["seq_tok_7_age"])
     assert sum(second[f"seq_h{b}_4"] for b in range(4)) == 4
     assert sum(second[f"seq_h{b}_2"] for b in range(4)) == 2
     assert sum(second[f"seq_bi{b}_4"] for b in range(2)) == 3
@@ -65,13 +67,23 @@ def test_seq_features_of_hand_made_windows():
     assert empty["seq_length"] == 0 and empty["seq_last_count"] == 0
     for name in ("seq_last_1", "seq_last_2", "seq_distinct_ratio_4", "seq_last_gap"):
         assert math.isnan(empty[name])
-    assert all(v == 0 for k, v in empty.items() if k.startswith(("seq_h", "seq_bi", "seq_tok", "seq_rep", "seq_ch")))
+    counts = {k: v for k, v in empty.items() if k.startswith(("seq_h", "seq_bi", "seq_tok", "seq_rep", "seq_ch"))}
+    assert all(math.isnan(v) if k.endswith("_age") else v == 0 for k, v in counts.items())
 
     # "0 0 9 0": zero is a real token here (the length says so), not padding
     assert (zeros["seq_last_1"], zeros["seq_last_2"]) == (0, 9)
     assert zeros["seq_distinct_4"] == 2 and zeros["seq_tok_9_4"] == 1
+    assert zeros["seq_tok_9_age"] == 2 and math.isnan(zeros["seq_tok_7_age"])
     assert (zeros["seq_last_gap"], zeros["seq_last_count"]) == (2, 3)
     assert (zeros["seq_repeats_4"], zeros["seq_changes_4"]) == (1, 2)
+
+
+def test_vocabulary_counts_keep_the_spec_order_and_ages_reach_past_the_recent_window():
+    spec = SeqFeatureSpec(recent=2, short=0, last_values=1, buckets=0, bigram_buckets=0, vocab=(9, 3))
+    tokens = np.array([[3, 9, 1, 1, 3, 0]])  # newest first: 3, 1, 1, 9, 3
+    row = named(seq_features(tokens, np.array([5]), spec), spec)[0]
+    assert (row["seq_tok_9_2"], row["seq_tok_3_2"]) == (0, 1)  # only 3 is among the last 2
+    assert (row["seq_tok_9_age"], row["seq_tok_3_age"]) == (4, 1)  # the newest occurrence of each
 
 
 def test_padding_content_and_float_tokens_do_not_change_the_features():

@@ -14,12 +14,14 @@ click:
   the same action) and ``seq_changes_16``: adjacent different pairs;
 - ``seq_last_gap``: steps back to the previous occurrence of the most recent token in the
   window (NaN if it has none) and ``seq_last_count``: its occurrences in the window;
-- ``seq_tok_<t>_16``: counts of the ``vocab_size`` tokens most frequent among the training
-  rows' last 16 tokens (the vocabulary is learned from the data at fit time and saved with
-  the model; a frequent token gets a feature of its own, named by its value);
-- ``seq_h<b>_16`` / ``seq_h<b>_4``: counts of the last 16 / last 4 tokens hashed into
-  ``buckets`` buckets (every token, frequent or not, lands somewhere; the short window
-  gives the trees recency);
+- ``seq_tok_<t>_16`` and ``seq_tok_<t>_age``: for each token of a vocabulary, its count among
+  the last 16 tokens and the steps back to its newest occurrence anywhere in the window (1 =
+  the most recent token, NaN if absent), so the trees can pick any recency cut-off. The
+  vocabulary is the 64 tokens most frequent among the training rows' last 16 tokens,
+  learned from the data at fit time and saved with the model: a token gets features of its
+  own, named by its value, because it is frequent, not because it is known to matter;
+- ``seq_h<b>_16``: counts of the last 16 tokens hashed into ``buckets`` buckets (every
+  token, in the vocabulary or not, lands somewhere);
 - ``seq_bi<b>_16``: counts of the last 15 transitions (previous token -> next token)
   hashed into ``bigram_buckets`` buckets.
 
@@ -53,11 +55,12 @@ class SeqFeatureSpec:
     """How ``seq`` becomes features; saved with the model so scoring computes the same ones."""
 
     recent: int = 16  # the "recent" window of the counts and transition summaries
-    short: int = 4  # the short window of the second set of hashed counts
+    short: int = 0  # a short window for a second set of hashed counts (0: none; measured no gain)
     last_values: int = 4  # most recent tokens given as values
     buckets: int = 32  # hashed unigram buckets (a power of two)
     bigram_buckets: int = 32  # hashed transition buckets (a power of two)
     vocab: tuple[int, ...] = ()  # tokens counted by value (learned from the training rows)
+    vocab_age: bool = True  # also each vocabulary token's steps back to its newest occurrence
 
     def __post_init__(self) -> None:
         for name in ("buckets", "bigram_buckets"):
@@ -72,6 +75,7 @@ class SeqFeatureSpec:
         names += [f"seq_distinct_{r}", f"seq_distinct_ratio_{r}", f"seq_repeats_{r}", f"seq_changes_{r}",
                   "seq_last_gap", "seq_last_count"]
         names += [f"seq_tok_{t}_{r}" for t in self.vocab]
+        names += [f"seq_tok_{t}_age" for t in (self.vocab if self.vocab_age else ())]
         names += [f"seq_h{b}_{r}" for b in range(self.buckets)]
         names += [f"seq_h{b}_{s}" for b in range(self.buckets if s else 0)]
         names += [f"seq_bi{b}_{r}" for b in range(self.bigram_buckets)]
@@ -122,7 +126,9 @@ def _as_int_tokens(tokens: np.ndarray) -> np.ndarray:
 
 def seq_features(tokens: np.ndarray, lengths: np.ndarray, spec: SeqFeatureSpec) -> np.ndarray:
     """(n, L) right-padded tokens (most recent last), (n,) kept lengths -> (n, len(spec.names())) float32."""
-    tokens = _as_int_tokens(tokens)
+    tokens = np.asarray(tokens)
+    if tokens.ndim != 2:
+        raise ValueError(f"tokens must be a (rows, window) matrix, got shape {tokens.shape}")
     lengths = np.minimum(np.asarray(lengths, dtype=np.int64).ravel(), tokens.shape[1])
     if lengths.shape[0] != tokens.shape[0]:
         raise ValueError(f"{tokens.shape[0]} token rows but {lengths.shape[0]} lengths")
@@ -137,16 +143,18 @@ def seq_features(tokens: np.ndarray, lengths: np.ndarray, spec: SeqFeatureSpec) 
 def _seq_block(tokens: np.ndarray, lengths: np.ndarray, spec: SeqFeatureSpec) -> np.ndarray:
     n, window = tokens.shape
     r = spec.recent
+    # Column-major: the per-step loops below read one contiguous column per step.
+    tokens = np.asfortranarray(_as_int_tokens(tokens))
+    step = np.arange(window, dtype=np.int64)[None, :]
+    in_row = step < lengths[:, None]  # (n, window) real tokens, oldest first
     columns: list[np.ndarray] = [lengths.astype(np.float32)[:, None]]
 
-    full, full_valid = _recent_first(tokens, lengths, max(window, 1))
-    last = full[:, :spec.last_values].astype(np.float32)
-    last[~full_valid[:, :spec.last_values]] = np.nan
-    if last.shape[1] < spec.last_values:  # a window shorter than last_values
-        last = np.pad(last, ((0, 0), (0, spec.last_values - last.shape[1])), constant_values=np.nan)
+    recent, valid = _recent_first(tokens, lengths, max(r, spec.last_values))
+    last = recent[:, :spec.last_values].astype(np.float32)
+    last[~valid[:, :spec.last_values]] = np.nan
     columns.append(last)
 
-    recent, valid = _recent_first(tokens, lengths, r)
+    recent, valid = recent[:, :r], valid[:, :r]
     kept = valid.sum(axis=1)
     ordered = np.sort(recent, axis=1)  # pads (-1) first
     new_value = np.ones_like(ordered, dtype=bool)
@@ -159,14 +167,28 @@ def _seq_block(tokens: np.ndarray, lengths: np.ndarray, spec: SeqFeatureSpec) ->
     columns.append(np.stack([distinct, ratio, same.sum(axis=1), (pairs & ~same).sum(axis=1)], axis=1))
 
     # The most recent token's history in the whole window: when did it last occur, how often.
-    again = (full[:, 1:] == full[:, :1]) & full_valid[:, 1:]
-    gap = np.where(again.any(axis=1), again.argmax(axis=1) + 1, np.nan)
+    before_newest = step < (lengths - 1)[:, None]
+    again = (tokens == recent[:, :1]) & before_newest
+    previous = (again * (step + 1)).max(axis=1) - 1  # newest earlier position, -1 if none
+    gap = np.where(previous >= 0, (lengths - 1) - previous, np.nan)
     count = np.where(lengths > 0, again.sum(axis=1) + 1, 0)
     columns.append(np.stack([gap, count], axis=1))
 
     if spec.vocab:
-        vocab = np.asarray(spec.vocab, dtype=np.int64)
-        columns.append(((recent[:, :, None] == vocab[None, None, :]) & valid[:, :, None]).sum(axis=1))
+        v = len(spec.vocab)
+        slot = _vocab_slots(tokens, spec.vocab)  # (n, window): position in spec.vocab, -1 if not in it
+        known = (slot >= 0) & in_row
+        key = np.arange(n, dtype=np.int64)[:, None] * v + slot  # (row, vocabulary token) -> flat index
+        in_recent = known & (step >= (lengths - r)[:, None])
+        columns.append(np.bincount(key[in_recent], minlength=n * v).reshape(n, v))
+        if spec.vocab_age:
+            newest = np.full(n * v, -1, dtype=np.int64)
+            known, key = np.asfortranarray(known), np.asfortranarray(key)
+            for p in range(window):  # oldest first: the newest occurrence writes last
+                hit = known[:, p]
+                newest[key[hit, p]] = p  # one entry per row per step: no repeated index
+            newest = newest.reshape(n, v)
+            columns.append(np.where(newest >= 0, lengths[:, None] - newest, np.nan))
     if spec.buckets:
         hashed = _hash(np.maximum(recent, 0), spec.buckets)
         columns.append(_bucket_counts(hashed, valid, spec.buckets))
@@ -178,6 +200,22 @@ def _seq_block(tokens: np.ndarray, lengths: np.ndarray, spec: SeqFeatureSpec) ->
         pair_code = older.astype(np.uint64) * _BIGRAM_MIX + newer.astype(np.uint64)
         columns.append(_bucket_counts(_hash(pair_code, spec.bigram_buckets), pairs, spec.bigram_buckets))
     return np.concatenate([np.asarray(c, dtype=np.float32).reshape(n, -1) for c in columns], axis=1)
+
+
+_TABLE_LIMIT = 1 << 22  # tokens below this are looked up in a table (16 MB at most), others searched
+
+
+def _vocab_slots(tokens: np.ndarray, vocab: tuple[int, ...]) -> np.ndarray:
+    """Each token's position in ``vocab`` (-1 if absent; negative tokens are padding, also -1)."""
+    values = np.asarray(vocab, dtype=np.int64)
+    top = int(tokens.max()) if tokens.size else 0
+    if top < _TABLE_LIMIT:
+        table = np.full(max(top, int(values.max())) + 1, -1, dtype=np.int64)
+        table[values] = np.arange(len(values))
+        return np.where(tokens >= 0, table[np.maximum(tokens, 0)], -1)
+    order = np.argsort(values)
+    found = np.minimum(np.searchsorted(values[order], tokens), len(values) - 1)
+    return np.where(values[order][found] == tokens, order[found], -1)
 
 
 def learn_vocab(tokens: np.ndarray, lengths: np.ndarray, recent: int, size: int) -> tuple[int, ...]:
