@@ -208,12 +208,6 @@ class EpochMetrics(Payload):
     samples_per_s: float | None = None
 
 
-class TrainingProgress(Payload):
-    run_id: str
-    attempt: int = 1
-    epoch: int  # 1-based
-    total_epochs: int
-    metrics: EpochMetrics
 
 
 ModelKind = Literal["lstm", "gbdt"]
@@ -227,6 +221,15 @@ class BatchPlan(Payload):
     steps_per_epoch: int
     train_rows_per_epoch: int
     reason: str | None = None  # why ``used`` differs from ``requested`` (None when it does not)
+
+
+class TrainingProgress(Payload):
+    run_id: str
+    attempt: int = 1
+    epoch: int  # 1-based
+    total_epochs: int
+    metrics: EpochMetrics
+    batch: BatchPlan | None = None  # the LSTM's batch size, used vs requested
 
 
 class ModelResult(Payload):

@@ -123,7 +123,17 @@ def model_metrics(done: dict[str, Any] | None) -> dict[str, Any]:
         "calibration": finite(metrics.get("calibration"), None),
         "score": finite(metrics.get("score"), None),
         "threshold": finite(metrics.get("threshold"), None),
+        **champion_of(done),
     }
+
+
+def champion_of(done: dict[str, Any] | None) -> dict[str, Any]:
+    """Which model the numbers are of: the run's champion (absent for runs from before the challenger)."""
+    done = done or {}
+    if not done.get("models"):
+        return {}
+    label = next((m.get("label") for m in done["models"] if m.get("kind") == done.get("champion")), None)
+    return {"champion": done.get("champion"), "model": label}
 
 
 def response_time(state: GatewayState, snapshot: StoredEvent | None) -> tuple[float, str]:

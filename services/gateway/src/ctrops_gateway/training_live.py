@@ -63,6 +63,32 @@ def metrics_both(metrics: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+MODEL_KO = {"lstm": "LSTM+MLP", "gbdt": "LightGBM(그래디언트 부스팅)"}
+
+
+def models_body(done: dict[str, Any]) -> dict[str, Any]:
+    """What a finished run says about its models: the champion, each model's numbers, their comparison,
+    and the batch size the LSTM used beside the one asked for. Empty for runs from before the challenger."""
+    models = done.get("models") or []
+    if not models:
+        return {}
+    body: dict[str, Any] = {
+        "champion": done.get("champion", "lstm"),
+        "champion_label": next((m.get("label") for m in models if m.get("kind") == done.get("champion")), None),
+        "models": [{**{k: v for k, v in m.items() if k != "metrics"}, "metrics": metrics_both(m.get("metrics"))}
+                   for m in models],
+        "comparison": {k: finite(v) if isinstance(v, float) else v for k, v in (done.get("comparison") or {}).items()}
+        or None,
+    }
+    if done.get("batch"):
+        body["batch"] = done["batch"]
+    if done.get("model_uri"):
+        body.update(model_uri=done["model_uri"], registered_model=done.get("registered_model"),
+                    registered_version=done.get("registered_version"))
+    body["championLabel"] = body["champion_label"]
+    return body
+
+
 # -- the read side ---------------------------------------------------------------------------------------
 
 
@@ -190,11 +216,15 @@ def status_body(view: RunView) -> dict[str, Any]:
         "config": view.config,
         "history": [{"epoch": e.payload["epoch"], **metrics_both(e.payload.get("metrics"))} for e in view.epochs],
     }
+    batch = next((e.payload["batch"] for e in view.epochs if e.payload.get("batch")), None)
+    if batch is not None:
+        body["batch"] = batch  # the batch size the LSTM uses, beside the one asked for, and why
     if view.done is not None:
         done = view.done.payload
         body.update(best_epoch=done.get("best_epoch"), epochs_run=done.get("epochs_run"),
                     duration_s=finite(done.get("duration_s")), model_location=done.get("model_location"),
-                    mlflow_run_id=done.get("mlflow_run_id"), completed_at=view.done.time.isoformat())
+                    mlflow_run_id=done.get("mlflow_run_id"), completed_at=view.done.time.isoformat(),
+                    **models_body(done))
     elif view.failed is not None:
         body.update(error=view.failed.payload.get("reason", ""), cancelled=bool(view.failed.payload.get("cancelled")),
                     failed_at=view.failed.time.isoformat())
@@ -232,6 +262,7 @@ def list_runs(views: ReadModel, limit: int = 500) -> list[dict[str, Any]]:
             "current_epoch": view.current_epoch,
             "total_epochs": view.total_epochs,
             "experiment_name": view.config.get("experiment_name"),
+            "champion": view.done.payload.get("champion") if view.done is not None else None,
         })
     return runs
 
@@ -284,18 +315,68 @@ def epoch_log(payload: dict[str, Any]) -> dict[str, Any]:
     return log_message(" - ".join([parts[0], ", ".join(parts[1:])]) if len(parts) > 1 else parts[0])
 
 
+def challenger_log(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """The challenger's result and the champion, in words (None for runs from before the challenger)."""
+    by_kind = {m.get("kind"): m for m in payload.get("models") or []}
+    if "gbdt" not in by_kind or "lstm" not in by_kind:
+        return None
+    auc = {k: finite((m.get("metrics") or {}).get("auc")) for k, m in by_kind.items()}
+    champion = payload.get("champion", "lstm")
+    text = "도전 모델 LightGBM 학습 완료"
+    if auc["gbdt"] is not None:
+        text += f": 검증 AUC {auc['gbdt']:.3f}"
+    if auc["lstm"] is not None:
+        text += f" (LSTM+MLP {auc['lstm']:.3f})"
+    comparison = payload.get("comparison") or {}
+    p_value = finite(comparison.get("p_value"))
+    if p_value is not None:
+        diff = finite(comparison.get("difference")) or 0.0
+        lo, hi = finite(comparison.get("ci_low")), finite(comparison.get("ci_high"))
+        text += f". AUC 차이 {diff:+.3f}"
+        if lo is not None and hi is not None:
+            text += f" (95% 신뢰구간 {lo:+.3f}~{hi:+.3f}"
+        text += f", DeLong p={p_value:.3g})" if lo is not None and hi is not None else f", DeLong p={p_value:.3g}"
+    text += f". 챔피언 모델: {MODEL_KO.get(champion, champion)}"
+    if p_value is not None and p_value >= 0.05:
+        text += " (두 모델의 차이는 통계적으로 유의하지 않습니다)"
+    return log_message(text + ".")
+
+
 def complete_messages(payload: dict[str, Any]) -> list[dict[str, Any]]:
     metrics = metrics_both(payload.get("metrics"))
     auc = metrics.get("auc")
+    models = models_body(payload)
     text = f"학습이 완료되었습니다. 최고 에폭 {payload.get('best_epoch')}/{payload.get('epochs_run')}"
+    if models:
+        text = f"학습이 완료되었습니다. 챔피언 {MODEL_KO.get(models['champion'], models['champion'])}"
     if auc is not None:
         text += f", 검증 AUC {auc:.3f}"
+    challenger = challenger_log(payload)
     return [
+        *([challenger] if challenger is not None else []),
         log_message(text),
         {"type": "training_complete", "metrics": metrics, "run_id": payload.get("run_id"),
          "best_epoch": payload.get("best_epoch"), "epochs_run": payload.get("epochs_run"),
-         "model_location": payload.get("model_location")},
+         "model_location": payload.get("model_location"), **models},
     ]
+
+
+def epoch_messages(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """An epoch's update, with the batch-size note on the first epoch when there is one."""
+    batch = batch_log(payload)
+    return [epoch_message(payload), *([batch] if batch is not None else [])]
+
+
+def batch_log(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """Said once, with the first epoch: the batch size used when it differs from the one asked for."""
+    batch = payload.get("batch") or {}
+    if int(payload.get("epoch", 0)) != 1 or not batch.get("reason"):
+        return None
+    return log_message(
+        f"배치 크기: 요청 {batch.get('requested')}, 사용 {batch.get('used')} "
+        f"(에폭당 학습 행 {batch.get('train_rows_per_epoch')}개, 에폭당 최적화 단계 {batch.get('steps_per_epoch')}회). "
+        f"이유: 요청한 배치로는 에폭당 최적화 단계가 너무 적어 모델이 학습하지 못합니다. ({batch.get('reason')})"
+    )
 
 
 def failed_messages(payload: dict[str, Any]) -> list[dict[str, Any]]:
@@ -312,17 +393,28 @@ def started_message(payload: dict[str, Any]) -> dict[str, Any]:
     return log_message("학습을 시작했습니다.")
 
 
+def keyed(event_id: str, messages: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """(dedupe key, message): ``<event>:<type>``, numbered from the second message of a type on
+    (one event may say two log lines); live fan-out and history use the same keys."""
+    seen: dict[str, int] = {}
+    out = []
+    for message in messages:
+        n = seen[message["type"]] = seen.get(message["type"], -1) + 1
+        out.append((f"{event_id}:{message['type']}" + (f":{n}" if n else ""), message))
+    return out
+
+
 def history_messages(view: RunView) -> list[tuple[str, dict[str, Any]]]:
     """(dedupe key, message) for a client that just connected."""
     messages: list[tuple[str, dict[str, Any]]] = [("status", status_message(view))]
     if view.started is not None:
         messages.append((f"{view.started.event_id}:log", started_message(view.started.payload)))
-    for event in view.epochs:
-        messages.append((f"{event.event_id}:epoch_update", epoch_message(event.payload)))
+    for event in view.epochs:  # without the per-epoch log lines (keys as in the live fan-out, which sends them last)
+        messages += keyed(event.event_id, epoch_messages(event.payload))
     final = view.done or view.failed
     if final is not None:
         build = complete_messages if view.done is not None else failed_messages
-        messages += [(f"{final.event_id}:{m['type']}", m) for m in build(final.payload)]
+        messages += keyed(final.event_id, build(final.payload))
     return messages
 
 
@@ -331,8 +423,8 @@ def history_messages(view: RunView) -> list[tuple[str, dict[str, Any]]]:
 
 def _push(state: GatewayState, event: Event[Any], messages: list[dict[str, Any]], final: bool = False) -> None:
     run_id = event.payload.run_id
-    for message in messages:
-        state.hub.publish(channel(run_id), {**message, "_key": f"{event.event_id}:{message['type']}", "_final": final})
+    for key, message in keyed(event.event_id, messages):
+        state.hub.publish(channel(run_id), {**message, "_key": key, "_final": final})
 
 
 def on_started(state: GatewayState, event: Event[Any]) -> None:
@@ -341,7 +433,7 @@ def on_started(state: GatewayState, event: Event[Any]) -> None:
 
 def on_progress(state: GatewayState, event: Event[Any]) -> None:
     payload = event.payload.model_dump(mode="json")
-    _push(state, event, [epoch_message(payload), epoch_log(payload)])
+    _push(state, event, [*epoch_messages(payload), epoch_log(payload)])
 
 
 def on_done(state: GatewayState, event: Event[Any]) -> None:

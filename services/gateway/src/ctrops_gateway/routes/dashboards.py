@@ -101,6 +101,8 @@ def latest_run(state: GatewayState) -> dict[str, Any]:
         "ap": live.finite(metrics.get("ap"), None),
         "finishedAt": done.time.isoformat(),
         "status": "completed",
+        **live.champion_of(payload),
+        "batchSizeUsed": (payload.get("batch") or {}).get("used", config.get("batch_size", 0)),
     }
 
 
