@@ -191,9 +191,9 @@ class TrainingStarted(Payload):
 class EpochMetrics(Payload):
     """Per-epoch numbers; validation metrics are on the original (not down-sampled) distribution."""
 
-    train_loss: float
+    train_loss: float | None = None  # None for the GBDT (no training-batch pass to report)
     val_loss: float
-    train_accuracy: float
+    train_accuracy: float | None = None
     val_accuracy: float
     auc: float | None = None
     ap: float | None = None
@@ -239,6 +239,10 @@ class ModelResult(Payload):
     label: str  # for people: "LSTM+MLP", "LightGBM"
     metrics: EpochMetrics  # validation metrics of the kept model (best epoch / best iteration)
     model_location: str  # folder in the file store (weights + preprocess.json)
+    auc_ci_low: float | None = None  # DeLong 95% interval of the validation AUC
+    auc_ci_high: float | None = None
+    val_rows: int | None = None
+    val_clicks: int | None = None
     best_iteration: int  # best epoch of the LSTM, best boosting round of the GBDT
     iterations_run: int
     duration_s: float
