@@ -95,8 +95,9 @@ class Variant:
 
     ``drivers`` lists every feature that moves the click probability, each with ``kind``
     (linear, values, threshold (above ``threshold``, or ``threshold_sd`` standard deviations above
-    the mean), product, tokens), ``sign`` (+1: the named values, or higher
-    values, raise CTR; -1: they lower it; 0: no direction on its own, as in a pure product),
+    the mean), product (of the parts above the means of the feature and its ``partner``), tokens),
+    ``sign`` (+1: the named values, or higher values, raise CTR; -1: they lower it; 0: no single
+    direction, as for a ``seq`` whose tokens both raise and lower CTR),
     the logit ``weight`` and the effect in words; every other column is a non-driver.
     """
 
@@ -126,8 +127,8 @@ def _tabular_logit(cols: dict[str, np.ndarray]) -> np.ndarray:
     return (
         1.5 * (np.isin(cols["day_of_week"], [6, 7]) & np.isin(cols["inventory_id"], [36, 88]))
         + 1.5 * ((_z(cols, "feat_c_5") > 0.5) & (cols["history_b_3"] > 1.0))
-        + 0.9 * np.maximum(_z(cols, "history_a_6"), 0.0) * (cols["age_group"] >= 6)
-        + 0.7 * _z(cols, "feat_d_4") * _z(cols, "l_feat_11")
+        + 1.0 * np.maximum(_z(cols, "history_a_6"), 0.0) * (cols["age_group"] >= 6)
+        + 1.0 * np.maximum(_z(cols, "feat_d_4"), 0.0) * np.maximum(_z(cols, "l_feat_11"), 0.0)
     )
 
 
@@ -171,15 +172,15 @@ VARIANTS: dict[str, Variant] = {
                     "history_b_3 > 1", threshold_sd=0.5, partner="history_b_3"),
             _driver("history_b_3", "threshold", 1, 1.5, "+1.5 logit above 1 together with feat_c_5 above "
                     "mean + 0.5 sd", threshold=1.0, partner="feat_c_5"),
-            _driver("history_a_6", "linear", 1, 0.9,
-                    "+0.9 logit per standard deviation above the mean, for age groups 6-8 only",
+            _driver("history_a_6", "linear", 1, 1.0,
+                    "+1.0 logit per standard deviation above the mean, for age groups 6-8 only",
                     partner="age_group"),
-            _driver("age_group", "values", 1, 0.9, "age groups 6-8 gain +0.9 logit per sd of history_a_6 above "
+            _driver("age_group", "values", 1, 1.0, "age groups 6-8 gain +1.0 logit per sd of history_a_6 above "
                     "its mean", values=[6, 7, 8], partner="history_a_6"),
-            _driver("feat_d_4", "product", 0, 0.7, "+0.7 x z(feat_d_4) x z(l_feat_11): no direction alone, "
-                    "raises CTR where both sit on the same side of their means", partner="l_feat_11"),
-            _driver("l_feat_11", "product", 0, 0.7, "+0.7 x z(feat_d_4) x z(l_feat_11): no direction alone, "
-                    "raises CTR where both sit on the same side of their means", partner="feat_d_4"),
+            _driver("feat_d_4", "product", 1, 1.0, "+1.0 x (sd of feat_d_4 above its mean) x (sd of l_feat_11 "
+                    "above its mean): higher raises CTR where l_feat_11 is above its mean too", partner="l_feat_11"),
+            _driver("l_feat_11", "product", 1, 1.0, "+1.0 x (sd of feat_d_4 above its mean) x (sd of l_feat_11 "
+                    "above its mean): higher raises CTR where feat_d_4 is above its mean too", partner="feat_d_4"),
         ),
     ),
     "seq": Variant(
