@@ -115,7 +115,15 @@ def test_a_completed_run_logs_both_flavors_the_dataset_and_registers_the_champio
         assert info.metadata[METADATA_KEY]["kind"] == kind
         assert info.metadata[METADATA_KEY]["preprocess"] == preprocess
     assert get_model_info(logged.model_uris["lstm"]).signature.inputs.input_names()[-2:] == ["seq_16", "seq_len"]
-    assert "seq_length" in get_model_info(logged.model_uris["gbdt"]).signature.inputs.input_names()
+    gbdt_inputs = get_model_info(logged.model_uris["gbdt"]).signature.inputs
+    assert "seq_length" in gbdt_inputs.input_names() and not any(c.required for c in gbdt_inputs.inputs)  # NaN ok
+    # As an MLflow user would: pyfunc scores the logged example rows (click probabilities).
+    import mlflow.pyfunc
+
+    for uri in logged.model_uris.values():
+        pyfunc = mlflow.pyfunc.load_model(uri)
+        p = np.asarray(pyfunc.predict(pyfunc.input_example)).ravel()
+        assert p.shape == (5,) and np.all((p > 0) & (p < 1))
     gbdt_metrics = {m.key: m for m in client.get_logged_model(logged.model_uris["gbdt"].split("/")[-1]).metrics}
     assert gbdt_metrics["gbdt.auc"].value == 0.71 and "gbdt.ap" not in gbdt_metrics
 

@@ -434,13 +434,19 @@ def log_ctr_model(client: Any, run_id: str, kind: str, folder: Path, parquet: Pa
     elif kind == "gbdt":
         import mlflow.lightgbm
 
+        from mlflow.models import ModelSignature
+        from mlflow.types import ColSpec, Schema
+
         gbdt = loaded.model
         features = gbdt.features(x_tab, gbdt.encode_seq(tokens, lengths))
-        # NaN (a seq feature with nothing to say) does not survive an input example's JSON.
-        example = pd.DataFrame(np.nan_to_num(features.astype(np.float64), nan=0.0), columns=gbdt.feature_names)
+        example = pd.DataFrame(features.astype(np.float64), columns=gbdt.feature_names)
         output = gbdt.booster.predict(example.to_numpy(), num_threads=1)
+        # Every input may be NaN (a seq feature with nothing to say, a missing value: LightGBM's
+        # own missing branch), whatever the five example rows happen to hold.
+        inputs = Schema([ColSpec("double", name, required=False) for name in gbdt.feature_names])
+        signature = ModelSignature(inputs=inputs, outputs=infer_signature(example, output).outputs)
         info = mlflow.lightgbm.log_model(
-            gbdt.booster, signature=infer_signature(example, output), input_example=example,
+            gbdt.booster, signature=signature, input_example=example,
             pip_requirements=_requirements("lightgbm", "numpy", "pandas", "scikit-learn"),
             **common,
         )
