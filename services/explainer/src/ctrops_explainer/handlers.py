@@ -126,7 +126,8 @@ def register(runtime: ServiceRuntime, settings: ExplainerSettings) -> None:
                                   correlation_id=run_id)
                 return
             await asyncio.to_thread(store.write_json, location, result)
-            log.info("run %s explained in %.1fs", run_id, result["timings"]["total_s"])
+            log.info("run %s explained in %.1fs (%s model %s)", run_id, result["timings"]["total_s"],
+                     result.get("model_kind"), result.get("model_uri") or result.get("model_location"))
         await bus.publish(
             Topic.EXPLANATION_DONE,
             ExplanationDone(run_id=run_id, location=location, top_features=top_features(result, config.top_k)),
@@ -138,7 +139,8 @@ def register(runtime: ServiceRuntime, settings: ExplainerSettings) -> None:
         try:
             await asyncio.to_thread(_import_mlflow)
         except Exception as exc:  # noqa: BLE001 - the first load will say what is wrong
-            log.warning("MLflow cannot be imported (%s: %s); models are read from the file store", type(exc).__name__, exc)
+            log.warning("MLflow cannot be imported (%s: %s); models are read from the file store",
+                        type(exc).__name__, exc)
 
     bus.subscribe(Topic.TRAINING_DONE, on_training_done)
     runtime.add_background(warm_up_mlflow)
