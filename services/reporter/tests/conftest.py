@@ -74,12 +74,17 @@ class SampleRun:
     TOP_FEATURES = TOP_FEATURES
     CURVE = CURVE
 
-    def __init__(self, root: Path, *, with_profile: bool = True) -> None:
+    def __init__(self, root: Path, *, with_profile: bool = True, metrics: dict[str, Any] | None = None,
+                 models: list[dict[str, Any]] | None = None, champion: str = "lstm",
+                 comparison: dict[str, Any] | None = None, profile: dict[str, Any] | None = None) -> None:
+        """``metrics``: the champion's (default METRICS); ``models``: ModelResult payloads (default none, as older runs)."""
+        self.metrics = METRICS if metrics is None else metrics
+        self.models, self.champion, self.comparison = models or [], champion, comparison
         self.store = FileStore(root)
         self.run_id, self.file_id = new_id(), new_id()
         self.explanation_location = f"runs/{self.run_id}/explanation.json"
         self.store.write_json(self.explanation_location, make_explanation(self.run_id))
-        self.profile = make_profile()
+        self.profile = make_profile() if profile is None else profile
         if with_profile:
             self.store.write_json(f"files/{self.file_id}/profile.json", self.profile)
 
@@ -87,10 +92,11 @@ class SampleRun:
     def training_done(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id, "file_id": self.file_id, "model_location": f"runs/{self.run_id}/model",
-            "metrics": METRICS, "best_epoch": 3, "epochs_run": 3, "duration_s": 41.5,
+            "metrics": self.metrics, "best_epoch": 3, "epochs_run": 3, "duration_s": 41.5,
             "experiment_name": "CTR_Experiment_report_test", "mlflow_run_id": None,
             "config": {"epochs": 3, "batch_size": 1024, "learning_rate": 0.001, "lstm_hidden": 16,
                        "mlp_hidden": [32, 16], "dropout": 0.2, "downsampling": True, "validation_split": 0.2},
+            "champion": self.champion, "models": self.models, "comparison": self.comparison,
         }
 
     @property
@@ -126,7 +132,8 @@ class FakeLlm:
     """Answers POST /v1/chat/completions like an OpenAI-compatible server and records each request.
 
     ``mode``: "good" (a valid structured answer), "malformed" (not the asked JSON),
-    "slow" (answers after ``delay_s``, past the client's timeout).
+    "slow" (answers after ``delay_s``, past the client's timeout), "money" (valid JSON that
+    claims a won figure, as an LLM might whatever the facts say).
     """
 
     MODEL = "fake-gpt-test"
@@ -183,6 +190,12 @@ class FakeLlm:
 
         if self.mode == "malformed":
             return '{"summary": "형식이 틀린 답", "insights": "이건 목록이 아닙니다"}'
+        if self.mode == "money":
+            return _json.dumps({
+                "summary": "모델 타겟팅으로 월 매출이 1,610,553원 늘어납니다.",
+                "insights": [{"type": "success", "title": "수익", "message": "ROI +6.7%", "details": [], "action": ""}],
+                "actions": [],
+            }, ensure_ascii=False)
         return _json.dumps({
             "summary": self.GOOD_SUMMARY,
             "insights": [

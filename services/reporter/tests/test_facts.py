@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -32,7 +34,7 @@ def test_missing_profile_means_no_segments_and_base_ctr_from_the_data(sample_fac
     run = sample_factory(with_profile=False)
     facts = gather(run.store, run.training_done, run.explanation_done, [], MoneyAssumptions())
     assert facts.segments == [] and facts.segments_available is False and facts.base_ctr is None
-    assert facts.money.computable is False and facts.money.roi_increase_percent == 0.0
+    assert facts.money.computable is False and facts.money.roi_change_points == 0.0
 
     table = pa.table({"clicked": pa.array([1] * 20 + [0] * 980, pa.int8())})
     target = run.store.path(f"files/{run.file_id}/data.parquet")
@@ -40,7 +42,13 @@ def test_missing_profile_means_no_segments_and_base_ctr_from_the_data(sample_fac
     pq.write_table(table, target)
     facts = gather(run.store, run.training_done, run.explanation_done, [], MoneyAssumptions())
     assert (facts.rows, facts.clicks, facts.base_ctr) == (1000, 20, 2.0)
-    assert facts.segments_available is False and facts.money.computable is True
+    assert facts.segments_available is False
+    # No ModelResult (an older run): 4 validation clicks (20 x split 0.2) behind the AUC, so its
+    # Hanley-McNeil interval is wide, the model is weak whatever its point AUC, and no money is shown.
+    assert (facts.strength.val_rows, facts.strength.val_clicks, facts.strength.val_counts_estimated) == (200, 4, True)
+    assert facts.strength.ci_method == "Hanley-McNeil" and facts.strength.auc_ci_low < 0.55
+    assert facts.strength.verdict == "weak" and facts.money.computable is False
+    assert "약함" in facts.money.reason
 
 
 def test_the_whole_datas_clicks_are_the_segment_baseline_when_known(sample_run):
@@ -60,19 +68,40 @@ def test_money_follows_the_stated_formulas():
                                    report_conversion_rate=0.03, report_conversion_value_krw=40000,
                                    report_targeted_share=0.2)
     metrics = Metrics(precision=0.08, recall=0.5)
-    money = estimate_money(metrics, 0.02, assumptions)
+    money = estimate_money(metrics, 0.02, assumptions, val_clicks=400, verdict="usable")
     flagged = 0.5 * 0.02 / 0.08  # 12.5% of traffic is flagged: caps the 20% asked for
     assert money.flagged_share == pytest.approx(flagged) and money.effective_targeted_share == pytest.approx(flagged)
     model_ctr = 0.02 + flagged * (0.08 - 0.02)
     assert money.model_ctr == pytest.approx(model_ctr)
+    spend = 6000 * 1000
     revenue_base, revenue_model = 1e6 * 0.02 * 0.03 * 40000, 1e6 * model_ctr * 0.03 * 40000
     assert money.additional_revenue_krw == pytest.approx(revenue_model - revenue_base)
-    assert money.roi_increase_percent == pytest.approx(100 * (model_ctr / 0.02 - 1))
-    assert money.monthly_spend_krw == 6000 * 1000
-    assert money.roi_base_percent == pytest.approx(100 * (revenue_base - 6e6) / 6e6)
+    assert money.revenue_change_percent == pytest.approx(100 * (model_ctr / 0.02 - 1))
+    assert money.monthly_spend_krw == spend
+    assert money.roi_base_percent == pytest.approx(100 * (revenue_base - spend) / spend)
+    # "ROI" is the real return on spend: the change is in percentage points, not the revenue ratio.
+    assert money.roi_change_points == pytest.approx(100 * (revenue_model - revenue_base) / spend)
+    assert money.roi_change_points != pytest.approx(money.revenue_change_percent)
 
-    worse = estimate_money(Metrics(precision=0.01, recall=0.5), 0.02, assumptions)
-    assert worse.roi_increase_percent < 0  # a model worse than random says so, it is not hidden
+    # The range: 200 of 400 validation clicks found among 2,500 flagged rows; Wilson interval by hand.
+    assert (money.targeted_clicks, money.targeted_rows) == (pytest.approx(200), pytest.approx(2500))
+    z, n, p = 1.959963984540054, 2500, 0.08
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    assert (money.targeted_ctr_low, money.targeted_ctr_high) == (pytest.approx(centre - half),
+                                                                  pytest.approx(centre + half))
+    assert money.targeted_ctr_low == pytest.approx(0.0700, abs=1e-4)
+    assert money.targeted_ctr_high == pytest.approx(0.0913, abs=1e-4)
+    low_ctr = 0.02 + flagged * (money.targeted_ctr_low - 0.02)
+    assert money.additional_revenue_low_krw == pytest.approx(1e6 * (low_ctr - 0.02) * 0.03 * 40000)
+    assert money.additional_revenue_low_krw < money.additional_revenue_krw < money.additional_revenue_high_krw
+
+    worse = estimate_money(Metrics(precision=0.01, recall=0.5), 0.02, assumptions, val_clicks=400, verdict="usable")
+    assert worse.revenue_change_percent < 0  # a model worse than random says so, it is not hidden
+
+    assert estimate_money(metrics, 0.02, assumptions, val_clicks=400, verdict="weak").computable is False
+    unknown = estimate_money(metrics, 0.02, assumptions, val_clicks=None, verdict="usable")
+    assert unknown.computable is False and "범위" in unknown.reason  # no range, no figure
 
 
 def test_small_segments_are_not_recommended_and_p_value_is_a_two_proportion_test():

@@ -48,7 +48,8 @@ def test_prompt_carries_the_runs_real_metrics_and_features_and_the_answer_is_use
     assert [i.title for i in narrative.insights] == ["LLM 인사이트: 모델 변별력", "LLM 인사이트: 정확도 주의"]
     targeting = next(a for a in narrative.actions if a.id == "model_targeting")
     assert targeting.title == "LLM 과제: 모델 타겟팅" and targeting.duration == "3주"
-    assert targeting.impact == round(facts.money.roi_increase_percent, 2)  # the number stays computed
+    # the number stays computed: the conservative end of the revenue change range
+    assert targeting.impact == round(facts.money.revenue_change_low_percent, 2)
     assert all(a.id != "invented_action" for a in narrative.actions)
 
     report = build_report(facts, narrative)
@@ -104,5 +105,8 @@ def test_deterministic_narrative_states_its_numbers_and_reports_missing_segments
     titles = [i.title for i in narrative.insights]
     assert "세그먼트 데이터 없음" in titles
     assert not any("시간대" in t for t in titles)  # no invented segment findings
-    assert all(a.id in ("model_targeting", "calibration") for a in narrative.actions)
-    assert "금액을 계산하지 않았습니다" in narrative.summary
+    # Neither the data's clicks nor the validation counts are known: the AUC's interval is unknown, so the
+    # model is weak, and neither money nor a model-based action is claimed.
+    assert facts.strength.verdict == "weak" and facts.strength.auc_ci_low is None
+    assert narrative.actions == []
+    assert "95% 신뢰구간 알 수 없음" in narrative.summary and "금액과 실행 과제는 싣지 않았습니다" in narrative.summary

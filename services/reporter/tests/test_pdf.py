@@ -41,7 +41,8 @@ def test_text_has_korean_headings_and_the_runs_numbers(full_pdf, inputs, sample_
     for number in ("97.91%", "0.7386", "0.0874", "0.0921", "1.073", "8.12%", "34.78%", "0.1317", "0.4813"):
         assert number in text, number
     assert "history_a_1" in text and "과거 인기도 1" in text
-    assert f"{inputs.report['additionalRevenue']:,.0f}원" in text
+    low, high = inputs.report["moneyRange"]["additionalRevenueKrw"]
+    assert f"{low:+,.0f}원 ~ {high:+,.0f}원" in text  # money only as a range
     assert sample_run.run_id in text
 
 

@@ -18,6 +18,17 @@ from ctrops_common.dataset import column_description, explanation_path, parquet_
 from ctrops_common.numbers import finite as _finite
 from ctrops_common.storage import FileStore
 
+from .evidence import (
+    SIGNIFICANCE,
+    VERDICT_KO,
+    StrengthInputs,
+    Verdict,
+    ap_lift,
+    benjamini_hochberg,
+    hanley_mcneil_interval,
+    strength_verdict,
+    wilson_interval,
+)
 from .settings import MoneyAssumptions
 
 log = logging.getLogger(__name__)
@@ -51,13 +62,56 @@ class Feature(BaseModel):
     ci_high: float
 
 
+class ModelSummary(BaseModel):
+    """One model of the run as the report shows it (both the champion and the challenger)."""
+
+    kind: str
+    label: str
+    champion: bool
+    auc: float | None
+    auc_ci_low: float | None
+    auc_ci_high: float | None
+    ap: float | None
+
+
+class Strength(BaseModel):
+    """The champion's strength verdict and the evidence it rests on (evidence.py gives the rule)."""
+
+    verdict: Verdict
+    verdict_ko: str
+    reasons: list[str]
+    champion: str  # "lstm" | "gbdt"
+    champion_label: str
+    auc: float | None
+    auc_ci_low: float | None
+    auc_ci_high: float | None
+    ci_method: str | None  # "DeLong", "Hanley-McNeil" or None (unknown)
+    ap: float | None
+    base_rate: float | None  # click rate of the validation rows (AP's random baseline), fraction
+    ap_lift: float | None
+    val_rows: int | None
+    val_clicks: int | None
+    val_counts_estimated: bool = False  # rows x validation split (older runs do not send them)
+    accuracy: float | None
+    majority_baseline: float | None  # accuracy of always answering "no click" = 1 - base rate
+    models: list[ModelSummary] = []
+    comparison: dict[str, Any] | None = None  # paired DeLong test of the two models' AUCs
+
+
 class Segment(BaseModel):
     label: str  # Korean, e.g. "14시"
     rows: int
     clicks: int
     ctr: float  # percent
+    ctr_low: float | None = None  # Wilson 95% interval of the segment's CTR, percent
+    ctr_high: float | None = None
     lift: float  # ctr / overall ctr
     p_value: float | None  # two-proportion z-test against the rest of the data
+    p_adjusted: float | None = None  # Benjamini-Hochberg across every segment test of the report
+
+    @property
+    def significant(self) -> bool:
+        return self.p_adjusted is not None and self.p_adjusted < SIGNIFICANCE
 
 
 class SegmentFinding(BaseModel):
@@ -67,10 +121,17 @@ class SegmentFinding(BaseModel):
     best: list[Segment]
     worst: list[Segment]
     segments_considered: int
+    tests_in_family: int = 0  # segment tests the Benjamini-Hochberg adjustment ran over (all tables)
 
 
 class Money(BaseModel):
-    """The ROI estimate: assumptions (settings) in, figures out; docs/reports.md gives the formulas."""
+    """The money estimate: assumptions (settings) in, ranges out; docs/reports.md gives the formulas.
+
+    Every figure has a point value (the validation precision) and a 95% range (the Wilson
+    interval of that precision, from the validation rows behind it). ``roi_change_points``
+    is a real ROI change: ROI = (revenue - spend) / spend, in percentage points at the same
+    spend; ``revenue_change_percent`` is the relative change of revenue (and of clicks).
+    """
 
     computable: bool
     reason: str = ""
@@ -84,16 +145,33 @@ class Money(BaseModel):
     flagged_share: float | None = None  # recall * base / precision
     base_ctr: float | None = None  # fraction
     targeted_ctr: float | None = None  # precision at the threshold, fraction
+    targeted_ctr_low: float | None = None  # Wilson 95% interval of the precision
+    targeted_ctr_high: float | None = None
+    targeted_rows: float | None = None  # validation rows the model flagged (the interval's trials)
+    targeted_clicks: float | None = None  # clicks among them
     model_ctr: float | None = None  # blended CTR with targeting, fraction
+    model_ctr_low: float | None = None
+    model_ctr_high: float | None = None
     monthly_spend_krw: float | None = None
     clicks_base: float | None = None
     clicks_model: float | None = None
+    clicks_model_low: float | None = None
+    clicks_model_high: float | None = None
     revenue_base_krw: float | None = None
     revenue_model_krw: float | None = None
     roi_base_percent: float | None = None
     roi_model_percent: float | None = None
-    roi_increase_percent: float = 0.0
+    roi_model_low_percent: float | None = None
+    roi_model_high_percent: float | None = None
+    roi_change_points: float = 0.0  # ROI(model) - ROI(base), percentage points
+    roi_change_low_points: float | None = None
+    roi_change_high_points: float | None = None
+    revenue_change_percent: float = 0.0  # (revenue model / revenue base - 1) * 100, same spend
+    revenue_change_low_percent: float | None = None
+    revenue_change_high_percent: float | None = None
     additional_revenue_krw: float = 0.0
+    additional_revenue_low_krw: float | None = None
+    additional_revenue_high_krw: float | None = None
     effective_cpc_base_krw: float | None = None
     effective_cpc_model_krw: float | None = None
 
@@ -115,6 +193,7 @@ class Facts(BaseModel):
     base_ctr: float | None  # percent
     segments_available: bool
     segments: list[SegmentFinding]
+    strength: Strength
     money: Money
 
 
@@ -205,12 +284,24 @@ def _label(dimension: str, entry: dict[str, Any]) -> str:
     if dimension == "hour":
         return f"{_code(entry.get('value'))}시"
     if dimension == "day_of_week":
-        return f"요일 코드 {_code(entry.get('value'))}"
+        return weekday_name(entry.get("value"))
     if dimension == "inventory_id":
         return f"지면 {_code(entry.get('value'))}"
     if dimension == "age_group_gender":
         return f"연령대 {_code(entry.get('age_group'))} · 성별 {_code(entry.get('gender'))}"
     return _code(entry.get("value"))
+
+
+# ISO 8601 weekday numbers (1 = Monday ... 7 = Sunday), as the generator uses them (days 6-7 are its weekend).
+WEEKDAYS = {1: "월요일", 2: "화요일", 3: "수요일", 4: "목요일", 5: "금요일", 6: "토요일", 7: "일요일"}
+
+
+def weekday_name(value: Any) -> str:
+    """Korean weekday of an ISO day number; an unknown code is shown as it is."""
+    number = _finite(value)
+    if number is not None and number == int(number) and int(number) in WEEKDAYS:
+        return WEEKDAYS[int(number)]
+    return f"요일 코드 {_code(value)}"
 
 
 SEGMENT_TITLES = {
@@ -242,8 +333,12 @@ def segment_findings(
     Without totals each table's own sums are the baseline. Ingest truncates the inventory
     and age x gender tables to their busiest values and leaves out rows where the column is
     missing, so the whole data's totals are the better baseline when known.
+
+    Every ranked segment of every table is one test (its CTR against the rest of the data);
+    the Benjamini-Hochberg adjustment runs over all of them together, since the report
+    picks its findings from all tables at once.
     """
-    findings = []
+    tables = []
     for dimension, title in SEGMENT_TITLES.items():
         entries = segments.get(dimension) if isinstance(segments, dict) else None
         if not isinstance(entries, list) or not entries:
@@ -262,27 +357,38 @@ def segment_findings(
             continue
         if totals is not None and totals[0] >= total_rows and totals[1] >= total_clicks:
             total_rows, total_clicks = totals
-        base = total_clicks / total_rows
         usable = [(e, r, c) for e, r, c in parsed if r >= min_rows]
         if not usable:
             continue
+        ranked = sorted(usable, key=lambda t: (t[2] / t[1], t[1]), reverse=True)
+        p_values = [two_proportion_p_value(c, r, total_clicks, total_rows) for _, r, c in ranked]
+        tables.append((dimension, title, total_rows, total_clicks, ranked, p_values))
 
-        def segment(entry: dict[str, Any], rows: int, clicks: int) -> Segment:
-            return Segment(
+    family = [p for *_, p_values in tables for p in p_values]
+    adjusted = iter(benjamini_hochberg(family))
+    tests = sum(p is not None for p in family)
+    findings = []
+    for dimension, title, total_rows, total_clicks, ranked, p_values in tables:
+        base = total_clicks / total_rows
+        built = []
+        for (entry, rows, clicks), p_value in zip(ranked, p_values):
+            interval = wilson_interval(clicks, rows)
+            built.append(Segment(
                 label=_label(dimension, entry),
                 rows=rows,
                 clicks=clicks,
                 ctr=round(100 * clicks / rows, 3),
+                ctr_low=None if interval is None else round(100 * interval[0], 3),
+                ctr_high=None if interval is None else round(100 * interval[1], 3),
                 lift=round((clicks / rows) / base, 3) if base else 0.0,
-                p_value=two_proportion_p_value(clicks, rows, total_clicks, total_rows),
-            )
-
-        ranked = sorted(usable, key=lambda t: (t[2] / t[1], t[1]), reverse=True)
-        best = [segment(*t) for t in ranked[:top]]
-        worst = [segment(*t) for t in ranked[::-1][:top] if t not in ranked[:top]]
+                p_value=p_value,
+                p_adjusted=next(adjusted),
+            ))
+        best = built[:top]
+        worst = [s for s in built[::-1][:top] if s not in best]
         findings.append(SegmentFinding(
             dimension=dimension, title=title, base_ctr=round(100 * base, 3),
-            best=best, worst=worst, segments_considered=len(usable),
+            best=best, worst=worst, segments_considered=len(ranked), tests_in_family=tests,
         ))
     return findings
 
@@ -303,13 +409,23 @@ def totals_from_profile(profile: dict[str, Any]) -> tuple[int, int] | None:
 # --- money -----------------------------------------------------------------------------
 
 
-def estimate_money(metrics: Metrics, base_ctr_fraction: float | None, assumptions: MoneyAssumptions) -> Money:
-    """ROI of moving a share of the impressions to the audience the model flags, at fixed spend.
+def estimate_money(
+    metrics: Metrics,
+    base_ctr_fraction: float | None,
+    assumptions: MoneyAssumptions,
+    *,
+    val_clicks: int | None = None,
+    verdict: Verdict | None = None,
+) -> Money:
+    """Return of moving a share of the impressions to the audience the model flags, at fixed spend.
 
     With the spend fixed by CPM, more clicks from the same impressions means more
-    conversions for the same money. The model's audience converts clicks at its
-    precision (the CTR among the impressions it flags, measured on validation data);
-    the moved share is capped by how much traffic the model flags at its threshold.
+    conversions for the same money. The model's audience clicks at its precision (the CTR
+    among the validation impressions it flags); the moved share is capped by how much
+    traffic the model flags at its threshold. The range comes from the Wilson interval of
+    that precision: the validation clicks found (recall x val_clicks) among the rows
+    flagged (found / precision). A weak model (``verdict="weak"``) gets no estimate, nor
+    does a run without validation click counts (no range can be given).
     """
     money = Money(
         computable=False,
@@ -321,40 +437,141 @@ def estimate_money(metrics: Metrics, base_ctr_fraction: float | None, assumption
         targeted_share=assumptions.report_targeted_share,
     )
     base, precision, recall = base_ctr_fraction, metrics.precision, metrics.recall
+    if verdict == "weak":
+        money.reason = ("모델 신뢰도가 '약함'이라 금액을 추정하지 않았습니다: 검증 데이터가 타겟팅에 쓸 만한 "
+                        "신호를 보여 주지 않았습니다.")
+        return money
     if base is None or base <= 0:
         money.reason = "데이터의 기준 CTR을 알 수 없어 금액을 계산하지 않았습니다."
         return money
     if precision is None or recall is None or precision <= 0:
         money.reason = "모델의 정밀도/재현율이 없어 금액을 계산하지 않았습니다."
         return money
+    if not val_clicks:
+        money.reason = "검증 데이터의 클릭 수를 알 수 없어 금액의 범위를 계산할 수 없으므로 금액을 싣지 않았습니다."
+        return money
+    found = recall * val_clicks
+    flagged_rows = found / precision
+    interval = wilson_interval(found, flagged_rows)
+    if interval is None:
+        money.reason = "모델이 고른 검증 노출이 없어 금액을 계산하지 않았습니다."
+        return money
 
     flagged = min(1.0, recall * base / precision)
     share = min(assumptions.report_targeted_share, flagged)
-    model_ctr = base + share * (precision - base)
     impressions = assumptions.report_monthly_impressions
     spend = impressions / 1000 * assumptions.report_cpm_krw
     per_click = assumptions.report_conversion_rate * assumptions.report_conversion_value_krw
-    clicks_base, clicks_model = impressions * base, impressions * model_ctr
-    revenue_base, revenue_model = clicks_base * per_click, clicks_model * per_click
+
+    def at(targeted: float) -> tuple[float, float, float, float, float]:
+        """(model CTR, clicks, revenue, ROI percent, revenue change percent) at a targeted CTR."""
+        ctr = base + share * (targeted - base)
+        clicks = impressions * ctr
+        revenue = clicks * per_click
+        return ctr, clicks, revenue, 100 * (revenue - spend) / spend, 100 * (ctr / base - 1)
+
+    clicks_base = impressions * base
+    revenue_base = clicks_base * per_click
+    roi_base = 100 * (revenue_base - spend) / spend
+    model_ctr, clicks_model, revenue_model, roi_model, change = at(precision)
+    low, high = at(interval[0]), at(interval[1])
     money.computable = True
     money.flagged_share = flagged
     money.effective_targeted_share = share
     money.base_ctr = base
-    money.targeted_ctr = precision
-    money.model_ctr = model_ctr
+    money.targeted_ctr, money.targeted_ctr_low, money.targeted_ctr_high = precision, interval[0], interval[1]
+    money.targeted_rows, money.targeted_clicks = flagged_rows, found
+    money.model_ctr, money.model_ctr_low, money.model_ctr_high = model_ctr, low[0], high[0]
     money.monthly_spend_krw = spend
     money.clicks_base = clicks_base
-    money.clicks_model = clicks_model
+    money.clicks_model, money.clicks_model_low, money.clicks_model_high = clicks_model, low[1], high[1]
     money.revenue_base_krw = revenue_base
     money.revenue_model_krw = revenue_model
-    money.roi_base_percent = 100 * (revenue_base - spend) / spend
-    money.roi_model_percent = 100 * (revenue_model - spend) / spend
-    # Return on the same spend rises exactly as the revenue does: (ROAS_model / ROAS_base - 1).
-    money.roi_increase_percent = 100 * (revenue_model / revenue_base - 1)
+    money.roi_base_percent = roi_base
+    money.roi_model_percent, money.roi_model_low_percent, money.roi_model_high_percent = roi_model, low[3], high[3]
+    money.roi_change_points = roi_model - roi_base
+    money.roi_change_low_points, money.roi_change_high_points = low[3] - roi_base, high[3] - roi_base
+    money.revenue_change_percent = change
+    money.revenue_change_low_percent, money.revenue_change_high_percent = low[4], high[4]
     money.additional_revenue_krw = revenue_model - revenue_base
+    money.additional_revenue_low_krw = low[2] - revenue_base
+    money.additional_revenue_high_krw = high[2] - revenue_base
     money.effective_cpc_base_krw = spend / clicks_base if clicks_base else None
     money.effective_cpc_model_krw = spend / clicks_model if clicks_model else None
     return money
+
+
+# --- model strength ----------------------------------------------------------------------
+
+MODEL_LABELS = {"lstm": "LSTM+MLP", "gbdt": "LightGBM"}
+
+
+def strength_from(
+    training_done: dict[str, Any], metrics: Metrics, totals: tuple[int, int] | None
+) -> Strength:
+    """The champion's verdict: DeLong interval from training.done, else Hanley-McNeil, else unknown.
+
+    The validation rows and clicks come from the champion's ModelResult; older runs do not
+    send them, so they are estimated as the data's rows and clicks x the validation split
+    (the split is stratified by click) and the Strength says so.
+    """
+    champion = str(training_done.get("champion") or "lstm")
+    raw_models = [m for m in training_done.get("models") or [] if isinstance(m, dict)]
+    chosen = next((m for m in raw_models if m.get("kind") == champion), None)
+    auc, ap, accuracy = metrics.auc, metrics.ap, metrics.accuracy
+    low = high = None
+    method: str | None = None
+    val_rows = val_clicks = None
+    estimated = False
+    if chosen is not None:
+        val_rows = _int_or_none(chosen.get("val_rows"))
+        val_clicks = _int_or_none(chosen.get("val_clicks"))
+        low, high = _finite(chosen.get("auc_ci_low")), _finite(chosen.get("auc_ci_high"))
+        if low is not None and high is not None:
+            method = "DeLong"
+        else:
+            low = high = None
+    if val_rows is None or val_clicks is None:
+        split = _finite((training_done.get("config") or {}).get("validation_split"))
+        if totals is not None and split is not None and 0 < split < 1:
+            val_rows, val_clicks = round(totals[0] * split), round(totals[1] * split)
+            estimated = True
+        else:
+            val_rows = val_clicks = None
+    if method is None and auc is not None and val_rows is not None and val_clicks is not None:
+        interval = hanley_mcneil_interval(auc, val_clicks, val_rows - val_clicks)
+        if interval is not None:
+            (low, high), method = interval, "Hanley-McNeil"
+    if val_rows and val_clicks is not None:
+        base_rate: float | None = val_clicks / val_rows
+    elif totals and totals[0]:
+        base_rate = totals[1] / totals[0]
+    else:
+        base_rate = None
+    verdict, reasons = strength_verdict(StrengthInputs(auc=auc, auc_low=low, ap=ap, base_rate=base_rate))
+    models = []
+    for m in raw_models:
+        values = m.get("metrics") or {}
+        kind = str(m.get("kind", ""))
+        models.append(ModelSummary(
+            kind=kind, label=str(m.get("label") or MODEL_LABELS.get(kind, kind)), champion=kind == champion,
+            auc=_finite(values.get("auc")), auc_ci_low=_finite(m.get("auc_ci_low")),
+            auc_ci_high=_finite(m.get("auc_ci_high")), ap=_finite(values.get("ap")),
+        ))
+    comparison = training_done.get("comparison")
+    label = next((m.label for m in models if m.champion), MODEL_LABELS.get(champion, champion))
+    return Strength(
+        verdict=verdict, verdict_ko=VERDICT_KO[verdict], reasons=reasons, champion=champion, champion_label=label,
+        auc=auc, auc_ci_low=low, auc_ci_high=high, ci_method=method, ap=ap, base_rate=base_rate,
+        ap_lift=ap_lift(ap, base_rate), val_rows=val_rows, val_clicks=val_clicks, val_counts_estimated=estimated,
+        accuracy=accuracy, majority_baseline=None if base_rate is None else 1 - base_rate,
+        models=models, comparison=comparison if isinstance(comparison, dict) else None,
+    )
+
+
+def _int_or_none(value: Any) -> int | None:
+    number = _finite(value)
+    return None if number is None else int(number)
 
 
 # --- assembling ---------------------------------------------------------------------------
@@ -389,6 +606,7 @@ def gather(
     base_fraction = clicks / rows if rows else None
 
     metrics = metrics_from(training_done.get("metrics") or {})
+    strength = strength_from(training_done, metrics, totals)
     return Facts(
         run_id=run_id,
         file_id=file_id,
@@ -406,5 +624,7 @@ def gather(
         base_ctr=round(100 * base_fraction, 4) if base_fraction is not None else None,
         segments_available=bool(findings),
         segments=findings,
-        money=estimate_money(metrics, base_fraction, assumptions),
+        strength=strength,
+        money=estimate_money(metrics, base_fraction, assumptions, val_clicks=strength.val_clicks,
+                             verdict=strength.verdict),
     )

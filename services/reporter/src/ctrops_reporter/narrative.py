@@ -6,6 +6,12 @@ summary, the insights and the actions' text, and its answer must pass a pydantic
 Any failure - no key, a timeout, an HTTP error, an answer that is not the JSON asked
 for - falls back to the deterministic Korean narrative built from the same facts, and
 ``model_used`` says which one wrote the report.
+
+Claims follow the evidence (evidence.py): the model's strength verdict leads; a weak
+model gets no money figure and no action built on it, only what data would help; money
+is always a range with its assumptions; a segment is a finding only at a
+Benjamini-Hochberg adjusted p < 0.05, and no action is built on one that is not. The LLM
+gets the same rules and an answer that states money the facts do not support is refused.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from .evidence import SIGNIFICANCE
 from .facts import Facts, Feature, SegmentFinding
 from .settings import ReporterSettings
 
@@ -83,6 +90,46 @@ def feature_label(feature: Feature) -> str:
     return feature.name if feature.description == feature.name else f"{feature.name}({feature.description})"
 
 
+def won_range(low: float | None, high: float | None) -> str:
+    if low is None or high is None:
+        return "없음"
+    return f"{low:+,.0f}원 ~ {high:+,.0f}원"
+
+
+def ci_text(low: float | None, high: float | None, digits: int = 3) -> str:
+    return "95% 신뢰구간 알 수 없음" if low is None or high is None else f"95% CI {low:.{digits}f}~{high:.{digits}f}"
+
+
+def strength_line(facts: Facts) -> str:
+    """The headline: verdict, AUC with its interval, AP beside the base rate (cover and summary lead with it)."""
+    s = facts.strength
+    lift = f", 기준 클릭률 {pct(s.base_rate, 2)}의 {s.ap_lift:.1f}배" if s.ap_lift is not None else ""
+    return (f"모델 신뢰도: {s.verdict_ko}. ROC AUC {num(s.auc)} ({ci_text(s.auc_ci_low, s.auc_ci_high)}), "
+            f"평균 정밀도(AP) {num(s.ap)}{lift}.")
+
+
+def accuracy_line(facts: Facts) -> str | None:
+    """Accuracy only beside the majority-class baseline (always answering 'no click')."""
+    s = facts.strength
+    if s.accuracy is None or s.majority_baseline is None:
+        return None
+    return (f"정확도 {pct(s.accuracy, 2)}는 모두 '클릭 안 함'으로 답해도 얻는 {pct(s.majority_baseline, 2)}와 "
+            f"비교해야 하는 값이라 모델 평가에 쓰지 않습니다.")
+
+
+def data_needed(facts: Facts) -> list[str]:
+    """What data would let a weak model show a signal, with the run's own numbers."""
+    s = facts.strength
+    clicks = f"현재 검증 클릭 {s.val_clicks:,}회" if s.val_clicks is not None else "검증 클릭 수 불명"
+    items = [
+        f"클릭이 더 많은 데이터: {clicks}. AUC 신뢰구간의 폭은 클릭 수의 제곱근에 반비례하므로 폭을 절반으로 "
+        "줄이려면 클릭이 약 4배 필요합니다.",
+        f"더 많은 행(기간): 현재 {facts.rows:,}행." if facts.rows else "더 많은 행(기간)의 로그.",
+        "클릭과 관련 있을 만한 변수: 광고 소재·지면 맥락, 사용자의 과거 클릭·관심사, 노출 시각 등.",
+    ]
+    return items
+
+
 def priority_of(impact: float) -> Literal["high", "medium", "low"]:
     return "high" if impact >= 10 else "medium" if impact >= 3 else "low"
 
@@ -105,38 +152,50 @@ def _action(id_: str, title: str, description: str, impact: float, duration: str
 
 
 def candidate_actions(facts: Facts) -> list[Action]:
-    """Actions whose impact (expected CTR change in percent) follows from the facts."""
+    """Actions whose impact (expected CTR change in percent, the conservative end) follows from the facts.
+
+    Model targeting and recalibration only when the model is not weak and (targeting) the
+    lower end of its revenue range is a gain; a segment action only for segments whose
+    Benjamini-Hochberg adjusted p < 0.05 and whose CTR interval's lower end beats the
+    average. Impact is the lower end of the 95% range, so priority is effect x confidence.
+    """
     actions = []
     money = facts.money
-    if money.computable and money.roi_increase_percent > 0:
+    weak = facts.strength.verdict == "weak"
+    if not weak and money.computable and (money.revenue_change_low_percent or 0) > 0:
         actions.append(_action(
             "model_targeting",
             "모델 기반 타겟팅 파일럿",
             f"노출의 {pct(money.effective_targeted_share)}를 모델이 클릭 가능성이 높다고 판단한 사용자"
-            f"(예측 CTR {pct(money.targeted_ctr, 2)}, 전체 {pct(money.base_ctr, 2)})에게 우선 배정합니다. "
-            f"같은 비용으로 예상 클릭이 월 {money.clicks_base:,.0f}회에서 {money.clicks_model:,.0f}회로 늘어납니다.",
-            money.roi_increase_percent, "2주 파일럿 후 확대", "추가 매체비 없음 (기존 예산 재배분)",
+            f"(예측 대상의 CTR {pct(money.targeted_ctr, 2)}, 95% 범위 {pct(money.targeted_ctr_low, 2)}~"
+            f"{pct(money.targeted_ctr_high, 2)}; 전체 {pct(money.base_ctr, 2)})에게 우선 배정합니다. "
+            f"같은 비용으로 예상 클릭이 월 {money.clicks_base:,.0f}회에서 {money.clicks_model_low:,.0f}~"
+            f"{money.clicks_model_high:,.0f}회로 늘어납니다(추정).",
+            money.revenue_change_low_percent or 0.0, "2주 파일럿 후 확대", "추가 매체비 없음 (기존 예산 재배분)",
         ))
-    share = money.effective_targeted_share or money.targeted_share
+    share = money.targeted_share
     for finding in facts.segments:
-        if not finding.best or finding.best[0].lift <= 1:
+        base = finding.base_ctr
+        holding = [x for x in finding.best if x.significant and base > 0 and (x.ctr_low or 0) > base]
+        if not holding:
             continue
         title = SEGMENT_ACTION_TITLES[finding.dimension]
-        top = finding.best[0]
-        labels = ", ".join(f"{s.label}({s.ctr:.2f}%)" for s in finding.best)
-        worst = ", ".join(s.label for s in finding.worst)
+        top = holding[0]
+        labels = ", ".join(f"{x.label}({x.ctr:.2f}%)" for x in holding)
+        worst = ", ".join(x.label for x in finding.worst if x.significant and (x.ctr_high or base) < base)
         description = (
             f"CTR이 높은 {labels}에 노출의 {pct(share, 0)}를 옮깁니다 "
-            f"(해당 표의 평균 CTR {finding.base_ctr:.2f}%, 최고 {top.lift:.2f}배, {p_text(top.p_value)})."
+            f"(평균 CTR {base:.2f}%, 최고 {top.lift:.2f}배, CTR 95% 범위 {top.ctr_low:.2f}~{top.ctr_high:.2f}%, "
+            f"보정 p {p_text(top.p_adjusted)})."
         )
         if worst:
             description += f" 효율이 낮은 {worst}의 입찰은 낮춥니다."
         actions.append(_action(
             f"segment_{finding.dimension}", title, description,
-            100 * share * (top.lift - 1), "1주", "추가 비용 없음 (입찰·예산 조정)",
+            100 * share * ((top.ctr_low or base) / base - 1), "1주", "추가 비용 없음 (입찰·예산 조정)",
         ))
     calibration = facts.metrics.calibration
-    if calibration is not None and abs(calibration - 1) > 0.1:
+    if not weak and calibration is not None and abs(calibration - 1) > 0.1:
         direction = "많게" if calibration > 1 else "적게"
         actions.append(_action(
             "calibration",
@@ -154,45 +213,125 @@ def candidate_actions(facts: Facts) -> list[Action]:
 
 def _segment_insight(finding: SegmentFinding) -> Insight:
     top = finding.best[0]
-    significant = top.p_value is not None and top.p_value < 0.05
-    details = [f"{s.label}: CTR {s.ctr:.2f}% ({s.lift:.2f}배, 노출 {s.rows:,}회, {p_text(s.p_value)})" for s in finding.best]
-    details += [f"낮음 - {s.label}: CTR {s.ctr:.2f}% ({s.lift:.2f}배, 노출 {s.rows:,}회)" for s in finding.worst]
+    significant = top.significant and top.lift > 1
+    family = f"세그먼트 검정 {finding.tests_in_family}개에 Benjamini-Hochberg 보정"
+
+    def line(x) -> str:
+        return (f"{x.label}: CTR {x.ctr:.2f}% (95% 범위 {x.ctr_low:.2f}~{x.ctr_high:.2f}%, {x.lift:.2f}배, "
+                f"노출 {x.rows:,}회, 보정 {p_text(x.p_adjusted)})")
+
+    details = [line(x) for x in finding.best] + [f"낮음 - {line(x)}" for x in finding.worst]
+    if significant:
+        message = (f"{top.label}의 CTR이 {top.ctr:.2f}%로 평균 {finding.base_ctr:.2f}%의 {top.lift:.2f}배이며, "
+                   f"{family} 후에도 유의합니다(보정 {p_text(top.p_adjusted)}).")
+        action = f"{top.label} 중심으로 노출을 늘리는 A/B 테스트를 권장합니다."
+    else:
+        message = (f"가장 높은 {top.label}의 CTR은 {top.ctr:.2f}%(평균 {finding.base_ctr:.2f}%)지만 {family} 후 "
+                   f"유의하지 않습니다(보정 {p_text(top.p_adjusted)}). 데이터가 이 차이를 보여 주지 않았습니다.")
+        action = "이 표를 근거로 한 실행 과제는 없습니다. 같은 세그먼트의 노출·클릭이 더 쌓이면 다시 확인하세요."
     return Insight(
-        icon=ICONS["success" if significant else "info"],
-        type="success" if significant else "info",
-        title=finding.title,
-        message=(
-            f"{top.label}의 CTR이 {top.ctr:.2f}%로 평균 {finding.base_ctr:.2f}%의 {top.lift:.2f}배입니다"
-            + (" (통계적으로 유의)." if significant else " (표본이 작아 유의하지 않을 수 있음).")
-        ),
-        details=details,
-        action=f"{top.label} 중심으로 노출을 늘리는 A/B 테스트를 권장합니다.",
+        icon=ICONS["success" if significant else "info"], type="success" if significant else "info",
+        title=finding.title, message=message, details=details, action=action,
     )
+
+
+def _strength_insight(facts: Facts) -> Insight:
+    s = facts.strength
+    kind = {"strong": "success", "usable": "info", "weak": "warning"}[s.verdict]
+    method = {"DeLong": "DeLong", "Hanley-McNeil": "Hanley-McNeil 근사"}.get(s.ci_method or "", "없음")
+    details = [f"판정 근거: {r}" for r in s.reasons]
+    details += [f"ROC AUC: {num(s.auc)} ({ci_text(s.auc_ci_low, s.auc_ci_high)}, 구간 계산: {method})",
+                f"AP: {num(s.ap)} (무작위 순위의 AP = 기준 클릭률 {pct(s.base_rate, 2)})"]
+    if s.val_rows is not None and s.val_clicks is not None:
+        details.append(f"검증 데이터: {s.val_rows:,}행, 클릭 {s.val_clicks:,}회"
+                       + (" (전체 데이터 x 검증 비율로 추정)" if s.val_counts_estimated else ""))
+    details.append("기준: AUC 하한 ≤ 0.55 또는 AP/기준 클릭률 < 1.5 → 약함; 하한 ≥ 0.70 이고 3배 이상 → 강함; "
+                   "그 외 → 사용 가능")
+    if s.verdict == "weak":
+        message = (f"{s.champion_label} 모델의 신뢰도는 '약함'입니다. 검증 데이터가 타겟팅에 쓸 만한 신호를 보여 주지 "
+                   "않았으므로 이 모델에 근거한 금액 추정과 실행 과제를 싣지 않았습니다.")
+        details += [f"도움이 될 데이터: {d}" for d in data_needed(facts)]
+        action = "위의 데이터를 보강해 다시 학습한 뒤 판정을 확인하세요."
+    elif s.verdict == "usable":
+        message = (f"{s.champion_label} 모델의 신뢰도는 '사용 가능'입니다. 순위 구분력이 우연 이상임이 확인되었으나 "
+                   "효과의 크기는 범위로 읽고 파일럿으로 검증해야 합니다.")
+        action = "작은 파일럿(A/B)으로 효과를 확인한 뒤 확대하세요."
+    else:
+        message = (f"{s.champion_label} 모델의 신뢰도는 '강함'입니다. 95% 신뢰구간 전체가 충분한 변별력을 보이고 "
+                   "상위 순위에 클릭이 기준의 3배 이상 모입니다.")
+        action = "이 모델의 점수를 타겟팅 우선순위로 사용할 수 있습니다."
+    return Insight(icon=ICONS[kind], type=kind, title=f"모델 신뢰도: {s.verdict_ko}", message=message,
+                   details=details, action=action)
+
+
+def _comparison_insight(facts: Facts) -> Insight | None:
+    s = facts.strength
+    c = s.comparison
+    if len(s.models) < 2 or not c:
+        return None
+    try:
+        diff, low, high, p = (float(c[k]) for k in ("difference", "ci_low", "ci_high", "p_value"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    significant = p < SIGNIFICANCE
+    return Insight(
+        icon=ICONS["info"], type="info", title="모델 비교 (같은 검증 데이터)",
+        message=(f"챔피언은 {s.champion_label}입니다. LightGBM - LSTM+MLP AUC 차이 {diff:+.3f} "
+                 f"(95% CI {low:+.3f}~{high:+.3f}, DeLong 대응 검정 {p_text(p)}): "
+                 + ("차이가 유의합니다." if significant else "두 모델의 차이는 유의하지 않습니다.")),
+        details=[f"{m.label}{' (챔피언)' if m.champion else ''}: AUC {num(m.auc)} "
+                 f"({ci_text(m.auc_ci_low, m.auc_ci_high)}), AP {num(m.ap)}" for m in s.models],
+        action="두 모델의 차이가 유의하지 않으면 운영이 단순한 쪽을 써도 됩니다." if not significant
+        else "챔피언 모델을 사용합니다.",
+    )
+
+
+def _money_insight(facts: Facts) -> Insight | None:
+    money = facts.money
+    if not money.computable:
+        return None
+    up = (money.revenue_change_low_percent or 0) > 0
+    return Insight(
+        icon=ICONS["success" if up else "warning"], type="success" if up else "warning",
+        title="예상 비즈니스 효과 (추정 범위)",
+        message=("가정한 조건에서 같은 비용으로 월 매출이 "
+                 f"{won_range(money.additional_revenue_low_krw, money.additional_revenue_high_krw)}"
+                 f"({money.revenue_change_low_percent:+.1f}%~{money.revenue_change_high_percent:+.1f}%) 달라질 것으로 "
+                 "추정됩니다(95% 범위)."
+                 + ("" if up else " 범위가 0을 포함하므로 이득이 확인되지 않았습니다.")),
+        details=[money_assumptions_text(facts),
+                 f"ROI(=(매출-비용)/비용): {money.roi_base_percent:.1f}% → {money.roi_model_low_percent:.1f}%~"
+                 f"{money.roi_model_high_percent:.1f}% (변화 {money.roi_change_low_points:+.1f}~"
+                 f"{money.roi_change_high_points:+.1f}%p)",
+                 f"유효 CPC: {won(money.effective_cpc_base_krw)} → {won(money.effective_cpc_model_krw)} "
+                 f"(CPC 구매 가정 {won(money.cpc_krw)})"],
+        action="파일럿 캠페인으로 실제 효과를 검증한 뒤 확대하세요.",
+    )
+
+
+def money_assumptions_text(facts: Facts) -> str:
+    money = facts.money
+    return (f"가정: 월 노출 {money.monthly_impressions:,}회, CPM {won(money.cpm_krw)}, 전환율 {pct(money.conversion_rate)}, "
+            f"전환 가치 {won(money.conversion_value_krw)}, 모델 타겟팅 비중 {pct(money.effective_targeted_share)}; "
+            f"범위는 모델이 고른 검증 노출의 CTR {pct(money.targeted_ctr, 2)}의 Wilson 95% 구간 "
+            f"{pct(money.targeted_ctr_low, 2)}~{pct(money.targeted_ctr_high, 2)}에서 나옵니다.")
 
 
 def deterministic(facts: Facts, fallback_reason: str | None = None) -> Narrative:
     m = facts.metrics
-    base = facts.base_ctr / 100 if facts.base_ctr is not None else None
-    insights: list[Insight] = []
-
-    auc = m.auc
-    kind = "info" if auc is None else "success" if auc >= 0.75 else "warning" if auc < 0.65 else "info"
-    ap_lift = f" (기준 CTR {pct(base, 2)}의 {m.ap / base:.1f}배)" if m.ap is not None and base else ""
-    insights.append(Insight(
-        icon=ICONS[kind], type=kind, title="모델 변별력",
-        message=f"검증 데이터에서 ROC AUC {num(auc)}, 평균 정밀도(AP) {num(m.ap)}{ap_lift}입니다.",
-        details=[f"ROC AUC: {num(auc)}", f"AP: {num(m.ap)}", f"로그 손실: {num(m.logloss, 4)}",
-                 f"대회 점수(0.5·AP + 0.5/(1+WLL)): {num(m.score, 4)}"],
-        action="AUC가 0.65 미만이면 더 많은 데이터나 에폭으로 재학습하세요." if kind == "warning"
-        else "이 모델의 점수를 타겟팅 우선순위로 사용할 수 있습니다.",
-    ))
-    if m.accuracy is not None and base is not None:
+    s = facts.strength
+    weak = s.verdict == "weak"
+    insights: list[Insight] = [_strength_insight(facts)]
+    comparison = _comparison_insight(facts)
+    if comparison is not None:
+        insights.append(comparison)
+    accuracy = accuracy_line(facts)
+    if accuracy is not None:
         insights.append(Insight(
             icon=ICONS["info"], type="info", title="정확도 해석 주의",
-            message=(f"정확도는 {pct(m.accuracy)}이지만 클릭 비율이 {pct(base, 2)}라 모두 '클릭 안 함'으로 "
-                     f"예측해도 {pct(1 - base)}입니다. 순위 지표(AUC, AP)로 판단해야 합니다."),
+            message=accuracy + " 순위 지표(AUC, AP)로 판단해야 합니다.",
             details=[f"정밀도: {pct(m.precision)}", f"재현율: {pct(m.recall)}", f"F1: {num(m.f1)}",
-                     f"판정 임계값: {num(m.threshold)}"],
+                     f"판정 임계값: {num(m.threshold)}", f"로그 손실: {num(m.logloss, 4)}"],
             action="캠페인 평가는 AUC·AP와 실제 CTR 향상으로 하세요.",
         ))
     if m.calibration is not None:
@@ -206,14 +345,17 @@ def deterministic(facts: Facts, fallback_reason: str | None = None) -> Narrative
             action="입찰 전에 확률을 재보정하세요." if off else "정기적으로 보정 비율을 모니터링하세요.",
         ))
     if facts.features:
-        significant = [f for f in facts.features if f.p_value < 0.05]
+        significant = [f for f in facts.features if f.p_value < SIGNIFICANCE]
+        names = ", ".join(feature_label(f) for f in facts.features[:3])
+        message = (f"모델이 가장 많이 쓴 변수는 {names}입니다. 상위 {len(facts.features)}개 중 "
+                   f"{len(significant)}개가 p<0.05입니다(설명 서비스의 p-value).")
+        if weak:
+            message += " 다만 모델 신뢰도가 '약함'이라 이 순위를 데이터의 클릭 요인으로 읽을 수 없습니다."
         insights.append(Insight(
-            icon=ICONS["info"], type="info", title="핵심 클릭 요인",
-            message=(f"클릭 예측에 가장 큰 영향을 준 변수는 {', '.join(feature_label(f) for f in facts.features[:3])}"
-                     f"입니다. 상위 {len(facts.features)}개 중 {len(significant)}개가 통계적으로 유의합니다(p<0.05)."),
+            icon=ICONS["info"], type="info", title="핵심 클릭 요인", message=message,
             details=[f"{feature_label(f)}: 중요도 {f.importance:.3f} "
                      f"(95% CI {f.ci_low:.3f}~{f.ci_high:.3f}, {p_text(f.p_value)})" for f in facts.features[:5]],
-            action="유의한 변수의 수집 품질을 우선 관리하세요.",
+            action="모델을 보강한 뒤 다시 확인하세요." if weak else "유의한 변수의 수집 품질을 우선 관리하세요.",
         ))
     for finding in facts.segments:
         if finding.best:
@@ -224,52 +366,46 @@ def deterministic(facts: Facts, fallback_reason: str | None = None) -> Narrative
             message="이 데이터에는 시간대·고객군·지면별 통계가 없어 세그먼트 분석을 하지 않았습니다.",
             details=[], action="hour, age_group, gender, inventory_id 열을 포함해 업로드하세요.",
         ))
-    money = facts.money
-    if money.computable:
-        up = money.roi_increase_percent > 0
-        insights.append(Insight(
-            icon=ICONS["success" if up else "warning"], type="success" if up else "warning",
-            title="예상 비즈니스 효과 (추정)",
-            message=(f"가정한 조건에서 같은 비용으로 수익이 {money.roi_increase_percent:+.1f}% 변하고 "
-                     f"월 추가 매출은 약 {won(money.additional_revenue_krw)}(으)로 추정됩니다."),
-            details=[f"월 노출 {money.monthly_impressions:,}회, CPM {won(money.cpm_krw)}, 전환율 {pct(money.conversion_rate)}, "
-                     f"전환 가치 {won(money.conversion_value_krw)}",
-                     f"유효 CPC: {won(money.effective_cpc_base_krw)} → {won(money.effective_cpc_model_krw)} "
-                     f"(CPC 구매 가정 {won(money.cpc_krw)})",
-                     f"ROI: {money.roi_base_percent:.1f}% → {money.roi_model_percent:.1f}%"],
-            action="파일럿 캠페인으로 실제 효과를 검증한 뒤 확대하세요.",
-        ))
+    money = _money_insight(facts)
+    if money is not None:
+        insights.append(money)
 
-    summary = _summary(facts)
-    return Narrative(summary=summary, insights=insights, actions=candidate_actions(facts),
+    return Narrative(summary=_summary(facts), insights=insights, actions=candidate_actions(facts),
                      model_used=DETERMINISTIC_MODEL, source="deterministic", fallback_reason=fallback_reason)
 
 
 def _summary(facts: Facts) -> str:
-    m = facts.metrics
+    s = facts.strength
     base = facts.base_ctr / 100 if facts.base_ctr is not None else None
     parts = [
-        f"실험 '{facts.experiment_name}'의 CTR 예측 모델(에폭 {facts.best_epoch}/{facts.epochs_run} 채택)은 "
-        f"검증 데이터에서 ROC AUC {num(m.auc)}, AP {num(m.ap)}, 로그 손실 {num(m.logloss, 4)}, "
-        f"정확도 {pct(m.accuracy)}를 기록했습니다."
+        f"실험 '{facts.experiment_name}'의 CTR 예측 모델({s.champion_label}) — {strength_line(facts)}",
     ]
+    accuracy = accuracy_line(facts)
+    if accuracy is not None:
+        parts.append(accuracy)
     if base is not None:
         parts.append(f"데이터의 실제 CTR은 {pct(base, 2)}({facts.clicks:,}/{facts.rows:,})입니다.")
-    if facts.features:
-        parts.append(f"클릭에 가장 큰 영향을 준 변수는 {', '.join(feature_label(f) for f in facts.features[:3])}입니다.")
-    for finding in facts.segments:
-        if finding.dimension == "hour" and finding.best:
-            top = finding.best[0]
-            parts.append(f"CTR이 가장 높은 시간대는 {top.label}({top.ctr:.2f}%)입니다.")
+    if s.verdict == "weak":
+        parts.append("검증 데이터는 타겟팅에 쓸 만한 신호를 보여 주지 않았으므로 이 모델에 근거한 금액과 실행 과제는 "
+                     "싣지 않았습니다. 도움이 될 데이터: 클릭이 더 많은 데이터, 더 많은 행, 클릭과 관련 있을 만한 변수.")
+    elif facts.features:
+        parts.append(f"모델이 가장 많이 쓴 변수는 {', '.join(feature_label(f) for f in facts.features[:3])}입니다.")
+    found = [(finding, x) for finding in facts.segments for x in finding.best[:1] if x.significant and x.lift > 1]
+    for finding, top in found:
+        parts.append(f"{finding.title}: {top.label}의 CTR이 {top.ctr:.2f}%로 평균의 {top.lift:.2f}배입니다"
+                     f"(보정 {p_text(top.p_adjusted)}).")
+    if facts.segments and not found:
+        parts.append("세그먼트별 CTR 차이는 다중검정 보정 후 유의하지 않았습니다.")
     money = facts.money
     if money.computable:
         parts.append(
             f"노출의 {pct(money.effective_targeted_share)}를 모델이 고른 사용자에게 배정하면 같은 비용으로 "
-            f"수익이 {money.roi_increase_percent:+.1f}%, 월 매출이 약 {won(money.additional_revenue_krw)} 달라질 것으로 "
-            f"추정됩니다(가정: 월 노출 {money.monthly_impressions:,}회, CPM {won(money.cpm_krw)}, "
+            f"월 매출이 {won_range(money.additional_revenue_low_krw, money.additional_revenue_high_krw)}"
+            f"({money.revenue_change_low_percent:+.1f}%~{money.revenue_change_high_percent:+.1f}%) 달라질 것으로 "
+            f"추정됩니다(95% 범위; 가정: 월 노출 {money.monthly_impressions:,}회, CPM {won(money.cpm_krw)}, "
             f"전환율 {pct(money.conversion_rate)}, 전환 가치 {won(money.conversion_value_krw)})."
         )
-    else:
+    elif s.verdict != "weak":
         parts.append(money.reason)
     return " ".join(parts)
 
@@ -325,19 +461,53 @@ ANSWER_SCHEMA = {
 SYSTEM_PROMPT = (
     "당신은 SK Planet 광고 플랫폼의 시니어 마케팅 데이터 분석가입니다. 마케터가 읽을 CTR 예측 모델 "
     "보고서를 한국어로 씁니다. 아래 사실(JSON)에 있는 숫자만 사용하고 새로운 숫자를 만들지 마세요. "
-    "정확도는 클릭 비율이 낮아 과대평가되므로 AUC·AP·로그 손실·보정 비율을 함께 해석하세요. "
-    "금액은 명시된 가정에 따른 추정치라고 밝히세요. 반드시 지정된 JSON 형식으로만 답하세요."
+    "규칙: (1) 요약은 model_strength의 판정(verdict_ko)을 말로 밝히고 ROC AUC와 그 95% 신뢰구간, AP와 기준 "
+    "클릭률로 시작합니다. (2) 정확도는 majority_baseline(모두 '클릭 안 함'의 정확도) 옆에서만 언급하고 성과로 "
+    "내세우지 마세요. (3) money_estimate.computable이 false이면 금액·ROI·매출 변화를 어떤 형태로도 쓰지 마세요. "
+    "true이면 금액은 제공된 범위(low~high)로만, 가정과 함께 추정치라고 밝히세요. (4) verdict가 weak이면 데이터가 "
+    "쓸 만한 신호를 보여 주지 않았다고 말하고, 모델에 근거한 효과나 실행을 권하지 말고 data_needed의 데이터를 "
+    "권하세요. (5) 세그먼트 차이는 significant가 true(보정 p<0.05)인 것만 유의하다고 말하고, 나머지는 데이터가 "
+    "차이를 보여 주지 않았다고 쓰세요. 반드시 지정된 JSON 형식으로만 답하세요."
 )
 
 
 def facts_for_prompt(facts: Facts, actions: list[Action]) -> dict[str, Any]:
     """The facts the LLM sees, rounded so the prompt stays short and the numbers recognisable."""
     r = lambda v, d=4: None if v is None else round(v, d)  # noqa: E731
-    m = facts.metrics
+    m, st, money = facts.metrics, facts.strength, facts.money
+    money_block: dict[str, Any] = {"computable": money.computable, "reason": money.reason or None}
+    if money.computable:
+        money_block |= {
+            "assumptions": {"monthly_impressions": money.monthly_impressions, "cpm_krw": money.cpm_krw,
+                            "cpc_krw": money.cpc_krw, "conversion_rate": money.conversion_rate,
+                            "conversion_value_krw": money.conversion_value_krw,
+                            "targeted_share": r(money.effective_targeted_share)},
+            "targeted_ctr_range_percent": [r(100 * (money.targeted_ctr_low or 0), 3),
+                                           r(100 * (money.targeted_ctr_high or 0), 3)],
+            "additional_revenue_krw_per_month_range": [round(money.additional_revenue_low_krw or 0),
+                                                       round(money.additional_revenue_high_krw or 0)],
+            "revenue_change_percent_range": [r(money.revenue_change_low_percent, 2),
+                                             r(money.revenue_change_high_percent, 2)],
+            "roi_percent_base": r(money.roi_base_percent, 1),
+            "roi_change_points_range": [r(money.roi_change_low_points, 1), r(money.roi_change_high_points, 1)],
+            "range_method": "Wilson 95% interval of the precision among the validation rows the model targets",
+        }
     return {
         "run": {"run_id": facts.run_id, "experiment_name": facts.experiment_name, "best_epoch": facts.best_epoch,
                 "epochs_run": facts.epochs_run, "rows": facts.rows, "clicks": facts.clicks,
                 "base_ctr_percent": r(facts.base_ctr)},
+        "model_strength": {
+            "verdict": st.verdict, "verdict_ko": st.verdict_ko, "reasons": st.reasons,
+            "champion": st.champion_label, "roc_auc": r(st.auc), "auc_ci95": [r(st.auc_ci_low), r(st.auc_ci_high)],
+            "auc_ci_method": st.ci_method, "average_precision": r(st.ap),
+            "base_rate_percent": r(None if st.base_rate is None else 100 * st.base_rate),
+            "ap_lift": r(st.ap_lift, 2), "validation_rows": st.val_rows, "validation_clicks": st.val_clicks,
+            "accuracy": r(st.accuracy), "majority_baseline": r(st.majority_baseline),
+            "rule": "weak: AUC CI low <= 0.55 or AP/base < 1.5; strong: CI low >= 0.70 and AP/base >= 3; else usable",
+            "data_needed": data_needed(facts) if st.verdict == "weak" else [],
+            "models": [mm.model_dump() for mm in st.models],
+            "comparison": st.comparison,
+        },
         "metrics": {
             "accuracy": r(m.accuracy), "precision": r(m.precision), "recall": r(m.recall), "f1": r(m.f1),
             "roc_auc": r(m.auc), "average_precision": r(m.ap), "logloss": r(m.logloss),
@@ -352,20 +522,15 @@ def facts_for_prompt(facts: Facts, actions: list[Action]) -> dict[str, Any]:
         "segments_available": facts.segments_available,
         "segments": [
             {"dimension": s.dimension, "title": s.title, "base_ctr_percent": s.base_ctr,
+             "tests_in_family": s.tests_in_family,
              "best": [{"segment": x.label, "ctr_percent": x.ctr, "lift": x.lift, "rows": x.rows,
-                       "p_value": r(x.p_value, 6)} for x in s.best],
-             "worst": [{"segment": x.label, "ctr_percent": x.ctr, "lift": x.lift, "rows": x.rows} for x in s.worst]}
+                       "p_value": r(x.p_value, 6), "p_adjusted_bh": r(x.p_adjusted, 6),
+                       "significant": x.significant} for x in s.best],
+             "worst": [{"segment": x.label, "ctr_percent": x.ctr, "lift": x.lift, "rows": x.rows,
+                        "p_adjusted_bh": r(x.p_adjusted, 6), "significant": x.significant} for x in s.worst]}
             for s in facts.segments
         ],
-        "money_estimate": {
-            "computable": facts.money.computable, "reason": facts.money.reason or None,
-            "assumptions": {"monthly_impressions": facts.money.monthly_impressions, "cpm_krw": facts.money.cpm_krw,
-                            "cpc_krw": facts.money.cpc_krw, "conversion_rate": facts.money.conversion_rate,
-                            "conversion_value_krw": facts.money.conversion_value_krw,
-                            "targeted_share": r(facts.money.effective_targeted_share or facts.money.targeted_share)},
-            "roi_increase_percent": r(facts.money.roi_increase_percent, 2),
-            "additional_revenue_krw_per_month": round(facts.money.additional_revenue_krw),
-        },
+        "money_estimate": money_block,
         "candidate_actions": [{"id": a.id, "default_title": a.title, "impact_percent": a.impact,
                                "priority": a.priority, "default_description": a.description} for a in actions],
     }
@@ -390,6 +555,20 @@ def parse_answer(content: str | None) -> LlmAnswer:
     if not content:
         raise ValueError("empty answer")
     return LlmAnswer.model_validate_json(_FENCE.sub("", content.strip()))
+
+
+_MONEY = re.compile(r"[0-9][0-9,.]*\s*(?:만|억|천)?\s*원|₩\s*[0-9]|ROI[^.]{0,15}?[0-9]")
+
+
+def check_claims(answer: LlmAnswer, facts: Facts) -> None:
+    """Refuse an answer that states money the facts do not support (retried, then the rules write)."""
+    if facts.money.computable:
+        return
+    texts = [answer.summary] + [t for i in answer.insights for t in (i.title, i.message, i.action, *i.details)]
+    texts += [t for a in answer.actions for t in (a.title, a.description)]
+    for text in texts:
+        if _MONEY.search(text):
+            raise ValueError(f"the answer states money although no estimate is supported: {text[:120]!r}")
 
 
 def merge(answer: LlmAnswer, actions: list[Action], model: str) -> Narrative:
@@ -431,6 +610,7 @@ def llm_narrative(facts: Facts, settings: ReporterSettings) -> Narrative:
                     model=settings.llm_model, messages=messages, response_format=response_format, temperature=0.3,
                 )
                 answer = parse_answer(response.choices[0].message.content)
+                check_claims(answer, facts)
                 return merge(answer, actions, response.model or settings.llm_model)
             except (ValidationError, ValueError) as exc:
                 last_error = exc

@@ -5,14 +5,20 @@ summary, model performance, training curves*, key features (chart* with confiden
 intervals), correlation heatmap*, segment analysis, AI insights**, action plan***,
 method notes. (*) ``include_charts``, (**) ``include_insights``, (***)
 ``include_action_plan`` switch their parts off. All text uses the embedded NanumGothic.
+
+The cover and the summary lead with the model's strength verdict, its ROC AUC with the
+95% interval and AP beside the base rate; accuracy appears only beside the majority-class
+baseline; money only as a range with its assumptions, and not at all when the report
+has no supported estimate. Times are shown in Asia/Seoul.
 """
 
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 from xml.sax.saxutils import escape
 
 from reportlab.lib import colors
@@ -40,6 +46,56 @@ INK, MUTED, LINE = colors.HexColor("#111827"), colors.HexColor("#6b7280"), color
 TYPE_COLORS = {"success": "#059669", "warning": "#d97706", "info": "#2563eb"}
 TYPE_LABELS = {"success": "긍정", "warning": "주의", "info": "정보"}
 PRIORITY_LABELS = {"high": "높음", "medium": "중간", "low": "낮음"}
+VERDICT_COLORS = {"strong": "#059669", "usable": "#2563eb", "weak": "#dc2626"}
+SEOUL = ZoneInfo("Asia/Seoul")
+
+
+def seoul_time(iso: Any) -> str:
+    """An ISO timestamp as Asia/Seoul wall time ('2025-03-01 18:04 KST'); naive times are UTC."""
+    try:
+        moment = datetime.fromisoformat(str(iso))
+    except (TypeError, ValueError):
+        return str(iso or "")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(SEOUL).strftime("%Y-%m-%d %H:%M KST")
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    return "없음" if value is None else f"{value:.{digits}f}"
+
+
+def auc_text(strength: dict[str, Any]) -> str:
+    ci = strength.get("aucCi")
+    interval = f" (95% CI {ci[0]:.3f}~{ci[1]:.3f})" if ci else " (95% 신뢰구간 알 수 없음)"
+    return f"ROC AUC {_num(strength.get('auc'))}{interval}"
+
+
+def ap_text(strength: dict[str, Any]) -> str:
+    base, lift = strength.get("baseRate"), strength.get("apLift")
+    beside = f" (기준 클릭률 {100 * base:.2f}%, {lift:.1f}배)" if base is not None and lift is not None else ""
+    return f"AP {_num(strength.get('ap'))}{beside}"
+
+
+def accuracy_text(strength: dict[str, Any]) -> str | None:
+    accuracy, baseline = strength.get("accuracy"), strength.get("majorityBaseline")
+    if accuracy is None or baseline is None:
+        return None
+    return f"정확도 {100 * accuracy:.2f}% (모두 '클릭 안 함'으로 답하는 기준 {100 * baseline:.2f}%)"
+
+
+def money_range_text(report: dict[str, Any]) -> str | None:
+    """'+1,234원 ~ +5,678원' per month, or None when the report has no supported estimate."""
+    money = report.get("moneyRange") or {}
+    revenue = money.get("additionalRevenueKrw")
+    if not (report.get("assumptions") or {}).get("computable") or not revenue:
+        return None
+    return f"{revenue[0]:+,.0f}원 ~ {revenue[1]:+,.0f}원"
+
+
+def writer_label(report: dict[str, Any]) -> str:
+    """Who wrote the text, for people (the internal model id stays in the method notes)."""
+    return "LLM 작성" if report.get("narrativeSource") == "llm" else "규칙 기반 자동 작성"
 
 HEADINGS = {
     "summary": "경영진 요약",
@@ -96,6 +152,16 @@ def _fmt(value: Any, digits: int = 4, percent: bool = False) -> str:
     if value is None:
         return "없음"
     return f"{100 * value:.2f}%" if percent else f"{value:.{digits}f}"
+
+
+def _p_text(p: float | None) -> str:
+    return "없음" if p is None else ("<0.001" if p < 0.001 else f"{p:.3f}")
+
+
+def _assumptions_line(assumptions: dict[str, Any]) -> str:
+    return (f"금액 가정: 월 노출 {assumptions['monthlyImpressions']:,}회, CPM {assumptions['cpmKrw']:,.0f}원, "
+            f"전환율 {100 * assumptions['conversionRate']:.1f}%, 전환 가치 {assumptions['conversionValueKrw']:,.0f}원; "
+            "범위는 모델이 고른 검증 노출의 CTR(정밀도) Wilson 95% 구간에서 나옵니다.")
 
 
 def _table(rows: list[list[Any]], widths: list[float], header: bool = True) -> Table:
@@ -170,34 +236,58 @@ def render_pdf(inputs: PdfInputs, options: PdfOptions = PdfOptions()) -> bytes:
     width = A4[0] - 36 * mm
     story: list[Any] = [PageBreak()]  # page 1 is drawn on the canvas (title page)
 
-    # -- executive summary
+    # -- executive summary: the verdict, AUC and AP lead, the narrative follows
+    strength = report.get("modelStrength") or {}
+    verdict = strength.get("verdict", "weak")
     story.append(_p(HEADINGS["summary"], st["h1"]))
+    story.append(Paragraph(
+        f'<font color="{VERDICT_COLORS.get(verdict, "#111827")}"><b>모델 신뢰도: '
+        f'{escape(strength.get("verdictKo", "알 수 없음"))}</b></font> · {escape(auc_text(strength))} · '
+        f'{escape(ap_text(strength))}', st["body"]))
+    story.append(Spacer(1, 4))
     story.append(_p(report.get("summary", ""), st["body"]))
     story.append(Spacer(1, 6))
+    money_range = money_range_text(report)
+    ci = strength.get("aucCi")
     kpis = [
-        ("정확도", f"{report.get('accuracy', 0):.2f}%"),
-        ("ROC AUC", _fmt(metrics.get("auc"), 3)),
-        ("AP", _fmt(metrics.get("ap"), 3)),
-        ("ROI 증가 (추정)", f"{report.get('roiIncrease', 0):+.1f}%"),
-        ("월 추가 매출 (추정)", f"{report.get('additionalRevenue', 0):,.0f}원"),
+        ("모델 신뢰도", strength.get("verdictKo", "없음")),
+        ("ROC AUC (95% CI)", f"{_num(strength.get('auc'))}"
+                            + (f"<br/><font size=8>{ci[0]:.3f}~{ci[1]:.3f}</font>" if ci else "")),
+        ("AP (기준 클릭률)", f"{_num(strength.get('ap'))}"
+                         + (f"<br/><font size=8>기준 {100 * strength['baseRate']:.2f}%</font>"
+                            if strength.get("baseRate") is not None else "")),
+        ("월 매출 변화 (95% 범위, 추정)", money_range.replace(" ~ ", "<br/>~ ") if money_range else "추정하지 않음"),
     ]
     story.append(_table(
-        [[_p(v, st["kpi_value"]) for _, v in kpis], [_p(k, st["kpi_label"]) for k, _ in kpis]],
+        [[Paragraph(v, st["kpi_value"]) for _, v in kpis], [_p(k, st["kpi_label"]) for k, _ in kpis]],
         [width / len(kpis)] * len(kpis), header=False,
     ))
-    story.append(_p(f"보고서 작성: {report.get('model_used', '')}", st["small"]))
+    accuracy = accuracy_text(strength)
+    if accuracy:
+        story.append(_p(f"{accuracy}: 클릭이 드물어 정확도는 모델 평가에 쓰지 않습니다.", st["small"]))
+    if money_range:
+        story.append(_p(_assumptions_line(assumptions), st["small"]))
+    else:
+        story.append(_p(f"금액: {assumptions.get('reason') or '추정하지 않았습니다.'}", st["small"]))
+    story.append(_p(f"문장: {writer_label(report)}. 숫자는 모두 계산값입니다.", st["small"]))
 
     # -- model performance
     data = report.get("data") or {}
     story.append(_p(HEADINGS["performance"], st["h1"]))
     rows = [[_p(h, st["cell_bold"]) for h in ("지표", "값", "의미")]]
     for label, value, meaning in (
-        ("정확도 (Accuracy)", _fmt(metrics.get("accuracy"), percent=True), "임계값 기준 맞힌 비율. 클릭이 드물어 과대평가됨"),
+        ("정확도 (Accuracy)", _fmt(metrics.get("accuracy"), percent=True),
+         f"모두 '클릭 안 함'으로 답해도 {_fmt(strength.get('majorityBaseline'), percent=True)} (기준). "
+         "클릭이 드물어 평가에 쓰지 않음"),
         ("정밀도 (Precision)", _fmt(metrics.get("precision"), percent=True), "클릭 예측 중 실제 클릭 비율"),
         ("재현율 (Recall)", _fmt(metrics.get("recall"), percent=True), "실제 클릭 중 찾아낸 비율"),
         ("F1", _fmt(metrics.get("f1")), "정밀도와 재현율의 조화평균"),
-        ("ROC AUC", _fmt(metrics.get("auc")), "클릭/비클릭 순위 구분력 (0.5 = 무작위)"),
-        ("평균 정밀도 (AP)", _fmt(metrics.get("ap")), f"무작위 기준 = CTR {data.get('ctr') or 0:.2f}%"),
+        ("ROC AUC", _fmt(metrics.get("auc")),
+         "클릭/비클릭 순위 구분력 (0.5 = 무작위). "
+         + (f"95% CI {ci[0]:.3f}~{ci[1]:.3f} ({strength.get('aucCiMethod')})" if ci else "95% 신뢰구간 알 수 없음")),
+        ("평균 정밀도 (AP)", _fmt(metrics.get("ap")),
+         f"무작위 기준 = 검증 클릭률 {_fmt(strength.get('baseRate'), percent=True)}"
+         + (f", AP는 그 {strength['apLift']:.1f}배" if strength.get("apLift") is not None else "")),
         ("로그 손실 (Log loss)", _fmt(metrics.get("logloss")), "예측 확률의 정확도 (낮을수록 좋음)"),
         ("보정 비율 (Calibration)", _fmt(metrics.get("calibration"), 3), "예측 클릭 수 / 실제 클릭 수 (1이 이상적)"),
         ("대회 점수", _fmt(metrics.get("score")), "0.5·AP + 0.5/(1+WLL)"),
@@ -205,6 +295,23 @@ def render_pdf(inputs: PdfInputs, options: PdfOptions = PdfOptions()) -> bytes:
     ):
         rows.append([_p(label, st["cell"]), _p(value, st["cell_bold"]), _p(meaning, st["cell"])])
     story.append(_table(rows, [width * 0.3, width * 0.17, width * 0.53]))
+    models = strength.get("models") or []
+    if models:
+        story.append(_p("학습한 모델 (같은 검증 데이터)", st["h2"]))
+        rows = [[_p(h, st["cell_bold"]) for h in ("모델", "ROC AUC", "95% 신뢰구간 (DeLong)", "AP")]]
+        for model in models:
+            low, high = model.get("auc_ci_low"), model.get("auc_ci_high")
+            rows.append([_p(model.get("label", "") + (" (챔피언)" if model.get("champion") else ""), st["cell"]),
+                         _p(_fmt(model.get("auc")), st["cell"]),
+                         _p("없음" if low is None or high is None else f"{low:.4f} ~ {high:.4f}", st["cell"]),
+                         _p(_fmt(model.get("ap")), st["cell"])])
+        story.append(_table(rows, [width * 0.34, width * 0.18, width * 0.3, width * 0.18]))
+        comparison = strength.get("comparison") or {}
+        if comparison.get("p_value") is not None:
+            story.append(_p(
+                f"AUC 차이 (LightGBM - LSTM+MLP) {comparison['difference']:+.4f}, 95% CI "
+                f"{comparison['ci_low']:+.4f} ~ {comparison['ci_high']:+.4f}, DeLong 대응 검정 p="
+                f"{comparison['p_value']:.3g}.", st["small"]))
     training = report.get("training") or {}
     if data.get("rows"):
         story.append(_p(
@@ -255,19 +362,29 @@ def render_pdf(inputs: PdfInputs, options: PdfOptions = PdfOptions()) -> bytes:
     heading: list[Any] = [_p(HEADINGS["segments"], st["h1"])]  # kept on the page of the first table
     if segments.get("available"):
         for finding in segments.get("findings") or []:
-            rows = [[_p(h, st["cell_bold"]) for h in ("구분", "세그먼트", "CTR", "평균 대비", "노출 수", "p-value")]]
+            rows = [[_p(h, st["cell_bold"]) for h in ("구분", "세그먼트", "CTR (95% 범위)", "평균 대비", "노출 수",
+                                                     "p-value", "보정 p (BH)")]]
             for kind, items in (("상위", finding.get("best") or []), ("하위", finding.get("worst") or [])):
                 for s in items:
-                    p = s.get("p_value")
-                    rows.append([_p(kind, st["cell"]), _p(s["label"], st["cell"]), _p(f"{s['ctr']:.2f}%", st["cell"]),
+                    interval = (f"<br/>{s['ctr_low']:.2f}~{s['ctr_high']:.2f}%"
+                                if s.get("ctr_low") is not None and s.get("ctr_high") is not None else "")
+                    adjusted = s.get("p_adjusted")
+                    mark = " *" if adjusted is not None and adjusted < 0.05 else ""
+                    rows.append([_p(kind, st["cell"]), _p(s["label"], st["cell"]),
+                                 Paragraph(f"{s['ctr']:.2f}%{interval}", st["cell"]),
                                  _p(f"{s['lift']:.2f}배", st["cell"]), _p(f"{s['rows']:,}", st["cell"]),
-                                 _p("없음" if p is None else ("<0.001" if p < 0.001 else f"{p:.3f}"), st["cell"])])
+                                 _p(_p_text(s.get("p_value")), st["cell"]),
+                                 _p(_p_text(adjusted) + mark, st["cell_bold" if mark else "cell"])])
             story.append(KeepTogether(heading + [
                 _p(f"{finding['title']} (평균 {finding['base_ctr']:.2f}%)", st["h2"]),
-                _table(rows, [w * width for w in (0.1, 0.3, 0.14, 0.14, 0.16, 0.16)]),
+                _table(rows, [w * width for w in (0.08, 0.26, 0.16, 0.11, 0.13, 0.12, 0.14)]),
             ]))
             heading = []
     story += heading
+    if segments.get("available"):
+        tests = max((f.get("tests_in_family") or 0 for f in segments.get("findings") or []), default=0)
+        story.append(_p(f"* 보정 p < 0.05: 세그먼트 검정 {tests}개 전체에 Benjamini-Hochberg 보정을 한 뒤에도 유의. "
+                        "유의하지 않은 세그먼트로는 실행 과제를 만들지 않습니다.", st["small"]))
     if not segments.get("available"):
         story.append(_p("세그먼트 데이터를 사용할 수 없습니다 (데이터 프로필에 시간대·고객군·지면 통계가 없습니다).",
                         st["body"]))
@@ -301,38 +418,52 @@ def render_pdf(inputs: PdfInputs, options: PdfOptions = PdfOptions()) -> bytes:
                     _p(a.get("cost", ""), st["cell"]),
                 ])
             story.append(_table(rows, [w * width for w in (0.09, 0.17, 0.42, 0.1, 0.1, 0.12)]))
-            story.append(_p("예상 효과: 해당 과제를 실행할 때 같은 노출에서 기대되는 CTR(수익) 변화율 추정치.",
-                            st["small"]))
+            story.append(_p("예상 효과: 해당 과제를 실행할 때 같은 노출에서 기대되는 CTR(매출) 변화율의 95% 범위 "
+                            "하한(보수적 추정). 우선순위는 이 값으로 정합니다.", st["small"]))
         else:
             story.append(_p("데이터에서 근거를 찾은 실행 과제가 없습니다.", st["body"]))
+        if verdict == "weak":
+            story.append(_p("모델 신뢰도가 '약함'이라 모델에 근거한 과제(타겟팅, 재보정)는 싣지 않았습니다. 먼저 "
+                            "클릭이 더 많은 데이터, 더 많은 행, 클릭과 관련 있을 만한 변수를 확보해 다시 학습하세요.",
+                            st["body"]))
 
     # -- method notes
     story.append(_p(HEADINGS["method"], st["h1"]))
     config = (report.get("training") or {})
+    champion = strength.get("championLabel") or "LSTM+MLP"
     notes = [
-        "모델: 행동 시퀀스(seq)를 LSTM으로, 나머지 변수를 배치 정규화 후 MLP로 학습하는 TabularSeqModel. "
-        "검증 지표는 다운샘플링하지 않은 원래 분포의 검증 데이터에서 계산했습니다.",
-        "정확도·정밀도·재현율·F1은 판정 임계값 기준입니다. 클릭 비율이 약 2%이므로 AUC, AP, 로그 손실, "
-        "보정 비율을 함께 봐야 합니다.",
-        "변수 중요도는 설명 서비스가 계산한 값(0~1)이며, 95% 신뢰구간과 p-value는 반복 추정에서 얻었습니다.",
-        "세그먼트 p-value는 해당 세그먼트와 나머지 데이터의 CTR 차이에 대한 두 비율 z-검정입니다.",
+        f"모델: 챔피언 {champion}. LSTM+MLP는 행동 시퀀스(seq)를 LSTM으로, 나머지 변수를 MLP로 학습하고, LightGBM은 "
+        "같은 데이터의 경사 부스팅 도전 모델입니다. 검증 AUC가 높은 쪽이 챔피언이며, 검증 지표는 다운샘플링하지 "
+        "않은 원래 분포의 검증 데이터에서 계산했습니다.",
+        "모델 신뢰도: 검증 AUC의 95% 신뢰구간(DeLong, 없으면 Hanley-McNeil 근사) 하한이 0.55 이하이거나 AP가 기준 "
+        "클릭률의 1.5배 미만이면 '약함', 하한이 0.70 이상이고 AP가 3배 이상이면 '강함', 그 외는 '사용 가능'. "
+        "'약함'이면 금액 추정과 모델에 근거한 실행 과제를 싣지 않습니다.",
+        "정확도·정밀도·재현율·F1은 판정 임계값 기준입니다. 클릭이 드물어 모두 '클릭 안 함'으로 답해도 정확도가 "
+        "높으므로, 정확도는 그 기준과 나란히만 보여 주고 AUC, AP, 로그 손실, 보정 비율로 판단합니다.",
+        "변수 중요도는 설명 서비스가 계산한 값(0~1)이며, 95% 신뢰구간과 p-value도 설명 서비스가 냈습니다.",
+        "세그먼트 p-value는 해당 세그먼트와 나머지 데이터의 CTR 차이에 대한 두 비율 z-검정이며, 모든 표의 검정 "
+        "전체에 Benjamini-Hochberg 보정(거짓 발견률 5%)을 했습니다. 세그먼트 CTR 범위는 Wilson 95% 구간입니다. "
+        "요일은 ISO 번호(1=월요일 ... 7=일요일)로 읽었습니다.",
     ]
     if assumptions.get("computable"):
         notes.append(
-            f"금액 추정 가정: 월 노출 {assumptions['monthlyImpressions']:,}회, CPM {assumptions['cpmKrw']:,.0f}원, "
-            f"전환율 {100 * assumptions['conversionRate']:.1f}%, 전환 가치 {assumptions['conversionValueKrw']:,.0f}원, "
-            f"모델 타겟팅 비중 {100 * assumptions['effectiveTargetedShare']:.1f}% "
+            _assumptions_line(assumptions)
+            + f" 모델 타겟팅 비중 {100 * assumptions['effectiveTargetedShare']:.1f}% "
             f"(설정 {100 * assumptions['targetedShare']:.0f}%, 모델이 고르는 트래픽 {100 * assumptions['flaggedShare']:.1f}%). "
-            f"타겟 CTR = 정밀도 {100 * assumptions['targetedCtr']:.2f}%, 기준 CTR {100 * assumptions['baseCtr']:.2f}%. "
-            f"ROI 증가 = (모델 수익 / 기준 수익 - 1) x 100 (같은 비용), 월 추가 매출 = 모델 수익 - 기준 수익. "
+            f"타겟 CTR = 정밀도 {100 * assumptions['targetedCtr']:.2f}% (Wilson 95% 구간 "
+            f"{100 * assumptions['targetedCtrLow']:.2f}~{100 * assumptions['targetedCtrHigh']:.2f}%, 모델이 고른 검증 노출 "
+            f"약 {assumptions['targetedRows']:,.0f}회 중 클릭 약 {assumptions['targetedClicks']:,.0f}회), "
+            f"기준 CTR {100 * assumptions['baseCtr']:.2f}%. 월 매출 변화 = 모델 매출 - 기준 매출(같은 비용), "
+            "ROI = (매출 - 비용) / 비용, ROI 변화는 %p. 모든 금액은 타겟 CTR 구간의 양 끝에서 계산한 범위입니다. "
             f"CPC 구매 가정 {assumptions['cpcKrw']:,.0f}원 대비 유효 CPC "
             f"{assumptions['effectiveCpcBaseKrw']:,.0f}원 → {assumptions['effectiveCpcModelKrw']:,.0f}원."
         )
     else:
-        notes.append(f"금액 추정 불가: {assumptions.get('reason') or '입력 부족'}")
+        notes.append(f"금액 추정 없음: {assumptions.get('reason') or '입력 부족'}")
     notes.append(f"보고서 문장 작성: {report.get('model_used', '')} "
                  f"({'LLM' if report.get('narrativeSource') == 'llm' else '규칙 기반'}). 숫자는 모두 계산값입니다.")
     notes.append(f"실행 ID: {report.get('run_id', '')}, 파일 ID: {config.get('fileId', '')}. "
+                 f"생성 시각: {seoul_time(report.get('generatedAt'))} (Asia/Seoul). "
                  "글꼴: 나눔고딕 (SIL Open Font License 1.1).")
     story += [_p(f"• {n}", st["body"]) for n in notes]
 
@@ -359,23 +490,23 @@ def _title_page(report: dict[str, Any], regular: str, bold: str):
         canvas.drawString(24 * mm, page_h / 2 + 30 * mm, "CTR 예측 AI 마케팅 리포트")
         canvas.setFont(regular, 13)
         canvas.drawString(24 * mm, page_h / 2 + 16 * mm, "광고 클릭 예측 모델 성과와 실행 전략")
+        strength = report.get("modelStrength") or {}
+        canvas.setFont(bold, 16)
+        canvas.drawString(24 * mm, page_h / 2 - 4 * mm, f"모델 신뢰도: {strength.get('verdictKo', '알 수 없음')}")
         canvas.setFont(regular, 10.5)
-        generated = report.get("generatedAt", "")
-        try:
-            generated = datetime.fromisoformat(generated).strftime("%Y-%m-%d %H:%M UTC")
-        except (TypeError, ValueError):
-            pass
+        money_range = money_range_text(report)
         lines = [
+            auc_text(strength),
+            ap_text(strength),
+            f"월 매출 변화 (95% 범위, 추정): {money_range}" if money_range else "금액 추정: 하지 않음",
             f"실험: {report.get('experimentName', '')}",
-            f"실행 ID: {report.get('run_id', '')}",
-            f"정확도 {report.get('accuracy', 0):.2f}%  ·  ROC AUC {_fmt((report.get('metrics') or {}).get('auc'), 3)}",
-            f"작성: {report.get('model_used', '')}",
-            f"생성 시각: {generated}",
+            f"작성: {writer_label(report)}",
+            f"생성 시각: {seoul_time(report.get('generatedAt'))}",
         ]
         for index, line in enumerate(lines):
-            canvas.drawString(24 * mm, page_h / 2 - 10 * mm - index * 7 * mm, line)
+            canvas.drawString(24 * mm, page_h / 2 - 14 * mm - index * 7 * mm, line)
         canvas.setFont(regular, 8)
-        canvas.drawString(24 * mm, 16 * mm, "금액은 보고서에 적힌 가정에 따른 추정치입니다.")
+        canvas.drawString(24 * mm, 16 * mm, "금액은 보고서에 적힌 가정에 따른 추정 범위입니다. 시각은 한국 표준시(KST).")
         canvas.restoreState()
 
     return draw

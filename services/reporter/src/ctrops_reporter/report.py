@@ -1,10 +1,13 @@
 """The report JSON of the contract (``GET /api/report/ai/{run_id}``), from facts and narrative.
 
-Contract fields: ``summary``, ``accuracy`` (percent), ``roiIncrease`` (percent),
-``additionalRevenue`` (KRW per month), ``topFeatures``, ``aiInsights``, ``actionPlan``.
-Beside them: ``model_used``, ``metrics`` (AUC, AP, log loss, calibration next to
-accuracy), ``assumptions`` (every input of the money figures, with the formulas) and
-``segments``, so a reader can check each number.
+Contract fields: ``summary``, ``accuracy`` (percent), ``roiIncrease`` (the ROI change in
+percentage points at the same spend, ROI = (revenue - spend) / spend; 0 when no estimate is
+supported), ``additionalRevenue`` (KRW per month, the point of the range; 0 when none),
+``topFeatures``, ``aiInsights``, ``actionPlan``. Beside them: ``modelStrength`` (the
+verdict and the AUC interval and AP lift it rests on), ``moneyRange`` (every money figure
+as a 95% range, or null), ``model_used``, ``metrics`` (AUC, AP, log loss, calibration next
+to accuracy), ``assumptions`` (every input of the money figures, with the formulas) and
+``segments`` (with Benjamini-Hochberg adjusted p), so a reader can check each number.
 """
 
 from __future__ import annotations
@@ -46,8 +49,9 @@ def _round(value: float | None, digits: int = 4) -> float | None:
 
 
 def build_report(facts: Facts, narrative: Narrative) -> dict[str, Any]:
-    m, money = facts.metrics, facts.money
+    m, money, strength = facts.metrics, facts.money, facts.strength
     colors = gradient(len(facts.features))
+    pair = lambda low, high, d=0: None if low is None or high is None else [round(low, d), round(high, d)]  # noqa: E731
     report = {
         "run_id": facts.run_id,
         "runId": facts.run_id,
@@ -55,8 +59,30 @@ def build_report(facts: Facts, narrative: Narrative) -> dict[str, Any]:
         "generatedAt": datetime.now(timezone.utc).isoformat(),
         "summary": narrative.summary,
         "accuracy": round(100 * m.accuracy, 2) if m.accuracy is not None else None,
-        "roiIncrease": round(money.roi_increase_percent, 2),
+        "roiIncrease": round(money.roi_change_points, 2),
         "additionalRevenue": round(money.additional_revenue_krw),
+        "revenueChangePercent": round(money.revenue_change_percent, 2),
+        "moneyRange": {
+            "additionalRevenueKrw": pair(money.additional_revenue_low_krw, money.additional_revenue_high_krw),
+            "revenueChangePercent": pair(money.revenue_change_low_percent, money.revenue_change_high_percent, 2),
+            "roiChangePoints": pair(money.roi_change_low_points, money.roi_change_high_points, 2),
+            "roiModelPercent": pair(money.roi_model_low_percent, money.roi_model_high_percent, 2),
+            "targetedCtr": pair(money.targeted_ctr_low, money.targeted_ctr_high, 6),
+            "clicksModel": pair(money.clicks_model_low, money.clicks_model_high, 1),
+            "level": 0.95,
+            "method": "Wilson interval of the precision among the validation rows the model targets",
+        } if money.computable else None,
+        "modelStrength": {
+            "verdict": strength.verdict, "verdictKo": strength.verdict_ko, "reasons": strength.reasons,
+            "champion": strength.champion, "championLabel": strength.champion_label,
+            "auc": _round(strength.auc), "aucCi": pair(strength.auc_ci_low, strength.auc_ci_high, 4),
+            "aucCiMethod": strength.ci_method, "ap": _round(strength.ap),
+            "baseRate": _round(strength.base_rate, 6), "apLift": _round(strength.ap_lift, 3),
+            "valRows": strength.val_rows, "valClicks": strength.val_clicks,
+            "valCountsEstimated": strength.val_counts_estimated,
+            "accuracy": _round(strength.accuracy), "majorityBaseline": _round(strength.majority_baseline, 6),
+            "models": [x.model_dump() for x in strength.models], "comparison": strength.comparison,
+        },
         "topFeatures": [
             {"name": f.name, "description": f.description, "importance": round(f.importance, 4),
              "pValue": f.p_value, "ci": [round(f.ci_low, 4), round(f.ci_high, 4)], "color": color}
@@ -92,6 +118,10 @@ def build_report(facts: Facts, narrative: Narrative) -> dict[str, Any]:
             "flaggedShare": _round(money.flagged_share),
             "baseCtr": _round(money.base_ctr, 6),
             "targetedCtr": _round(money.targeted_ctr, 6),
+            "targetedCtrLow": _round(money.targeted_ctr_low, 6),
+            "targetedCtrHigh": _round(money.targeted_ctr_high, 6),
+            "targetedRows": _round(money.targeted_rows, 1),
+            "targetedClicks": _round(money.targeted_clicks, 1),
             "modelCtr": _round(money.model_ctr, 6),
             "monthlySpendKrw": _round(money.monthly_spend_krw, 0),
             "clicksBase": _round(money.clicks_base, 1),
@@ -108,10 +138,16 @@ def build_report(facts: Facts, narrative: Narrative) -> dict[str, Any]:
                 "modelCtr": "baseCtr + effectiveTargetedShare * (precision - baseCtr)",
                 "monthlySpendKrw": "monthlyImpressions / 1000 * cpmKrw",
                 "revenue": "monthlyImpressions * ctr * conversionRate * conversionValueKrw",
-                "roiIncrease": "(revenueModel / revenueBase - 1) * 100, same spend",
+                "roi": "(revenue - monthlySpendKrw) / monthlySpendKrw * 100",
+                "roiIncrease": "roiModel - roiBase (percentage points, same spend)",
+                "revenueChangePercent": "(revenueModel / revenueBase - 1) * 100, same spend",
                 "additionalRevenue": "revenueModel - revenueBase (KRW per month)",
+                "ranges": "each figure at the low and high end of the Wilson 95% interval of precision, "
+                          "from targetedClicks = recall * valClicks among targetedRows = targetedClicks / precision",
+                "noEstimate": "weak model verdict, or no validation click counts: no figures (computable=false)",
             },
-            "note": "추정치입니다: 금액은 위 가정(설정값)과 검증 데이터의 정밀도·CTR로 계산했습니다.",
+            "note": "추정치입니다: 금액은 위 가정(설정값)과 검증 데이터의 정밀도·CTR로 계산했고, 범위는 정밀도의 "
+                    "Wilson 95% 구간에서 나옵니다.",
         },
         "segments": {
             "available": facts.segments_available,
