@@ -150,8 +150,12 @@ def load_ctr_model_uri(uri: str, tracking_uri: str | None) -> LoadedModel:
     from mlflow.models import Model
 
     version = _registered_version(uri, tracking_uri)
+    source = uri
+    alias = _ALIAS_URI.match(uri)
+    if alias:  # download the version the alias named a moment ago, even if it moves meanwhile
+        source = f"models:/{alias['name']}/{version}"
     with tempfile.TemporaryDirectory(prefix="ctrops-model-") as tmp:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp, tracking_uri=tracking_uri,
+        local = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tmp, tracking_uri=tracking_uri,
                                                     registry_uri=tracking_uri)
         mlmodel = Model.load(local)
         meta = (mlmodel.metadata or {}).get(METADATA_KEY)
