@@ -133,6 +133,7 @@ def bench_lime(model, preprocess, parquet: Path, rows: int, samples: int, naive_
     from ctrops_explainer.inputs import DataFile
     from ctrops_explainer.lime import TabularSeqLime
     from ctrops_explainer.pipeline import stratified_sample
+    from ctrops_common.model_loading import LoadedModel
     from ctrops_explainer.scoring import Scorer
 
     torch.set_num_threads(threads)
@@ -144,7 +145,7 @@ def bench_lime(model, preprocess, parquet: Path, rows: int, samples: int, naive_
     background = data.rows(np.sort(rng.choice(rest, 2000, replace=False)))
     explained = data.rows(index)
     subset = data.rows(index[:naive_rows])
-    scorer = Scorer(model, preprocess, 8192)
+    scorer = Scorer(LoadedModel("lstm", preprocess, model), 8192)
     out: dict = {}
     with threadpool_limits(limits=1, user_api="blas"):
         def run(name, target_rows, factory=None):
