@@ -1,8 +1,10 @@
-"""The shared model: the padded-batch-plus-gather LSTM equals a packed LSTM; saving round-trips;
-probabilities learnt at one click rate map back to another."""
+"""The shared model: the padded-batch-plus-gather LSTM equals a packed LSTM; tokens hash into the
+embedding as documented; saving round-trips (scalar, embedding, and models saved before
+embeddings); probabilities learnt at one click rate map back to another."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,14 @@ import pytest
 import torch
 from torch import nn
 
-from ctrops_common.ml import Preprocess, TabularSeqModel, correct_probability, load_model, save_model
+from ctrops_common.ml import (
+    Preprocess,
+    TabularSeqModel,
+    correct_probability,
+    hash_tokens,
+    load_model,
+    save_model,
+)
 
 
 def test_right_padded_lstm_gathered_at_the_last_step_equals_the_packed_lstm():
@@ -55,3 +64,105 @@ def test_probabilities_are_corrected_from_the_training_rate_to_the_base_rate():
     assert corrected[1] == pytest.approx(0.02)  # the training prior maps onto the true prior
     assert np.all(np.diff(corrected) > 0)  # ranking (and so AUC) is kept
     assert np.all(corrected < p)
+
+
+def test_tokens_hash_into_the_vocabulary_evenly_and_the_same_as_ints_or_floats():
+    tokens = torch.arange(0, 5000)
+    buckets = hash_tokens(tokens, 2**14)
+    assert int(buckets.min()) >= 0 and int(buckets.max()) < 2**14
+    assert len(torch.unique(buckets)) == 5000  # consecutive ids 0..4,999 land in distinct buckets at 2^14
+    assert torch.equal(hash_tokens(tokens.to(torch.float32), 2**14), buckets)  # floats holding ints: same buckets
+    assert torch.equal(hash_tokens(tokens.to(torch.float32) + 0.2, 2**14), buckets)  # rounded, not truncated
+    # The documented formula: top 14 bits of (token * 2654435761) mod 2^32.
+    assert int(hash_tokens(torch.tensor([497]), 2**14)) == (497 * 2654435761 % 2**32) >> 18
+    big = torch.tensor([2**31 - 1])  # the largest token the trainer accepts: no int64 overflow
+    assert 0 <= int(hash_tokens(big, 2**14)) < 2**14
+    with pytest.raises(ValueError, match="power of two"):
+        hash_tokens(tokens, 1000)
+
+
+def _embedding_model() -> tuple[TabularSeqModel, Preprocess]:
+    torch.manual_seed(2)
+    model = TabularSeqModel(3, lstm_hidden=4, mlp_hidden=[8], dropout=0.1, seq_encoding="embedding",
+                            seq_vocab=64, seq_embedding_dim=5).eval()
+    pre = Preprocess(feature_columns=["a", "b", "c"], fill_values=[0.0, 1.0, 2.0], max_seq_len=16, seq_scale=1.0,
+                     lstm_hidden=4, mlp_hidden=[8], dropout=0.1, base_rate=0.02, train_rate=1 / 3,
+                     seq_encoding="embedding", seq_vocab=64, seq_embedding_dim=5)
+    return model, pre
+
+
+def test_an_embedding_model_reads_token_ids_as_ints_or_as_floats_holding_ints():
+    model, _ = _embedding_model()
+    tokens = torch.tensor([[5, 9, 497, 0], [3, 0, 0, 0], [0, 0, 0, 0]])
+    lengths = torch.tensor([3, 1, 0])
+    with torch.no_grad():
+        from_ints = model.encode_seq(tokens, lengths)
+        # The explainer passes float32 tokens divided by seq_scale, which is 1.0 for embedding models.
+        from_floats = model.encode_seq(tokens.to(torch.float32) / 1.0, lengths)
+        assert torch.equal(from_ints, from_floats)
+        assert torch.count_nonzero(from_ints[2]) == 0  # an empty sequence contributes zeros
+        # Padding is never read: whatever sits past a row's length changes nothing.
+        noisy = tokens.clone()
+        noisy[0, 3], noisy[1, 1:] = 77, 123
+        assert torch.allclose(model.encode_seq(noisy, lengths), from_ints)
+        # Ids are categories: two tokens give different states, and the id's size is not a quantity.
+        other = model.encode_seq(torch.tensor([[5, 9, 496, 0]]), torch.tensor([3]))
+        assert not torch.allclose(other, from_ints[:1])
+
+
+def test_an_embedding_model_saves_and_loads_with_the_same_predictions(tmp_path: Path):
+    model, pre = _embedding_model()
+    save_model(tmp_path / "model", model, pre)
+    loaded, loaded_pre = load_model(tmp_path / "model")
+    assert loaded_pre == pre and loaded_pre.kind == "lstm" and loaded.embedding is not None
+    x, lengths = torch.rand(4, 3), torch.tensor([4, 2, 0, 1])
+    seq = torch.randint(0, 1000, (4, 4))
+    with torch.no_grad():
+        assert torch.allclose(loaded(x, seq, lengths), model(x, seq, lengths))
+
+
+def test_a_model_saved_before_embeddings_still_loads_as_a_scalar_model(tmp_path: Path):
+    torch.manual_seed(3)
+    model = TabularSeqModel(2, lstm_hidden=4, mlp_hidden=[8], dropout=0.0).eval()
+    folder = tmp_path / "old"
+    folder.mkdir()
+    torch.save(model.state_dict(), folder / "model.pt")
+    # preprocess.json exactly as the trainer wrote it before kind/seq_encoding/seq_vocab existed.
+    (folder / "preprocess.json").write_text(json.dumps({
+        "feature_columns": ["a", "b"], "fill_values": [0.0, 0.0], "max_seq_len": 8, "seq_scale": 480.0,
+        "lstm_hidden": 4, "mlp_hidden": [8], "dropout": 0.0, "base_rate": 0.02, "train_rate": 1 / 3,
+        "threshold": 0.4, "extra": {"seed": 42},
+    }))
+    loaded, pre = load_model(folder)
+    assert (pre.kind, pre.seq_encoding, pre.seq_vocab, pre.seq_embedding_dim) == ("lstm", "scalar", 0, 0)
+    assert loaded.embedding is None and loaded.lstm.input_size == 1
+    x, seq, lengths = torch.rand(3, 2), torch.rand(3, 8), torch.tensor([8, 3, 0])
+    with torch.no_grad():
+        assert torch.allclose(loaded(x, seq, lengths), model(x, seq, lengths))
+
+
+def test_an_unknown_seq_encoding_is_refused():
+    with pytest.raises(ValueError, match="seq_encoding"):
+        TabularSeqModel(2, seq_encoding="onehot")
+    with pytest.raises(ValueError, match="power of two"):
+        TabularSeqModel(2, seq_encoding="embedding", seq_vocab=1000, seq_embedding_dim=4)
+
+
+def test_categorical_features_look_up_their_value_and_unseen_values_share_one_row(tmp_path: Path):
+    torch.manual_seed(4)
+    model = TabularSeqModel(3, lstm_hidden=4, mlp_hidden=[8], dropout=0.0, categorical={0: [1.0, 5.0, 7.0]},
+                            category_dim=2).eval()
+    x = torch.tensor([[1.0, 0.3, 0.1], [5.0, 0.3, 0.1], [7.0, 0.3, 0.1], [6.0, 0.3, 0.1], [99.0, 0.3, 0.1]])
+    (vectors,) = model.categories(x)
+    table = model.category_embeddings[0].weight
+    assert torch.equal(vectors[:3], table[1:4])  # each known value its own row
+    assert torch.equal(vectors[3], table[0]) and torch.equal(vectors[4], table[0])  # unseen values: row 0
+    # Saved and loaded through Preprocess.categorical_values (by column name), same predictions.
+    pre = Preprocess(feature_columns=["hour", "b", "c"], fill_values=[0.0] * 3, max_seq_len=4, seq_scale=10.0,
+                     lstm_hidden=4, mlp_hidden=[8], dropout=0.0, base_rate=0.02, train_rate=1 / 3,
+                     categorical_values={"hour": [1.0, 5.0, 7.0]}, category_dim=2)
+    save_model(tmp_path / "m", model, pre)
+    loaded, _ = load_model(tmp_path / "m")
+    seq, lengths = torch.rand(5, 4), torch.tensor([4, 1, 0, 2, 3])
+    with torch.no_grad():
+        assert torch.allclose(loaded(x, seq, lengths), model(x, seq, lengths))
