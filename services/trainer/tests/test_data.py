@@ -1,4 +1,5 @@
-"""The input pipeline: recent-token window, stratified split, down-sampling, clear data errors."""
+"""The input pipeline: recent-token window, stratified split, fresh down-sampled negatives each epoch,
+clear data errors."""
 
 from __future__ import annotations
 
@@ -101,6 +102,56 @@ def test_split_is_stratified_then_only_training_negatives_are_down_sampled():
     assert np.array_equal(split.train, again.train) and np.array_equal(split.val, again.val)
     other = split_rows(labels, 0.2, downsampling=True, seed=8)
     assert not np.array_equal(split.train, other.train)
+    # Every training row, never down-sampled, beside the validation rows: the challenger fits on it.
+    assert np.array_equal(split.train_all, np.setdiff1d(np.arange(len(labels)), split.val))
+    assert set(split.train) <= set(split.train_all)
+
+
+def test_validation_rows_are_the_same_as_before_fresh_negatives():
+    """The validation rows of a seed are what they were when down-sampling drew one fixed subset
+    (the algorithm as it was, written out here), so runs stay comparable across versions."""
+    rng = np.random.default_rng(3)
+    labels = (rng.random(5_000) < 0.05).astype(np.float32)
+    for seed, fraction in ((42, 0.2), (7, 0.35)):
+        before = np.random.default_rng(seed)
+        val = []
+        for indices in (np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)):
+            shuffled = before.permutation(indices)
+            val.append(shuffled[:min(len(indices) - 1, max(1, int(round(fraction * len(indices)))))])
+        for downsampling in (True, False):
+            split = split_rows(labels, fraction, downsampling=downsampling, seed=seed)
+            assert np.array_equal(split.val, np.sort(np.concatenate(val)))
+
+
+def test_down_sampling_draws_fresh_negatives_every_epoch_and_uses_them_all():
+    rng = np.random.default_rng(1)
+    labels = (rng.random(6_000) < 0.04).astype(np.float32)
+    split = split_rows(labels, 0.2, downsampling=True, seed=5)
+    positives = split.train_all[labels[split.train_all] == 1]
+    negatives = split.train_all[labels[split.train_all] == 0]
+    k = 2 * len(positives)
+    assert split.negatives_per_epoch == k and split.rows_per_epoch == 3 * len(positives)
+    epochs = [split.epoch_rows(e) for e in range(1, 30)]
+    assert np.array_equal(epochs[0], split.train)  # epoch 1 is ``train``
+    seen: list[np.ndarray] = []
+    for rows in epochs:
+        assert np.array_equal(rows, np.unique(rows))  # sorted, no row twice in one epoch
+        assert np.array_equal(rows[labels[rows] == 1], positives)  # every click, every epoch
+        assert len(rows) == 3 * len(positives)  # 1:2 every epoch: the same training click rate
+        seen.append(rows[labels[rows] == 0])
+    assert not np.array_equal(seen[0], seen[1])  # fresh non-clicks, not one fixed subset
+    assert len(np.intersect1d(seen[0], seen[1])) == 0  # the next ones in turn, not a redraw
+    # Each non-click is used once before any is used twice: all of them within ceil(N / k) epochs.
+    cover = -(-len(negatives) // k)
+    assert np.array_equal(np.unique(np.concatenate(seen[:cover])), negatives)
+    assert len(np.unique(np.concatenate(seen[:cover - 1]))) == (cover - 1) * k
+    # Seeded: the same seed draws the same epochs, another seed others.
+    again = split_rows(labels, 0.2, downsampling=True, seed=5)
+    assert all(np.array_equal(again.epoch_rows(e), epochs[e - 1]) for e in (1, 2, 7))
+    other = split_rows(labels, 0.2, downsampling=True, seed=6)
+    assert not np.array_equal(other.epoch_rows(2), epochs[1])
+    # fresh=False repeats epoch 1's rows (the fixed subset of earlier versions, for measuring).
+    assert np.array_equal(split.epoch_rows(4, fresh=False), split.train)
 
 
 def test_without_down_sampling_every_training_row_is_used():
@@ -108,6 +159,8 @@ def test_without_down_sampling_every_training_row_is_used():
     split = split_rows(labels, 0.25, downsampling=False, seed=1)
     assert len(split.train) + len(split.val) == 200
     assert split.train_rate == pytest.approx(split.base_rate)
+    assert np.array_equal(split.train, split.train_all)
+    assert all(np.array_equal(split.epoch_rows(e), split.train_all) for e in (1, 2, 3))
 
 
 def test_too_few_clicks_for_a_stratified_split_is_a_clear_error():

@@ -9,7 +9,10 @@ Everything here is done once per run, vectorised, before the first epoch:
 - every other numeric column is a float feature; missing values are filled with the
   training rows' medians (BatchNorm then scales them).
 - the validation split is stratified and drawn from the original distribution; only the
-  training part is down-sampled (clicked=0 kept at 2x clicked=1), with a seeded generator.
+  training part is down-sampled: every click, and twice as many non-clicks drawn afresh
+  each epoch (``Split.epoch_rows``), cycling through a seeded permutation of all training
+  non-clicks, so a run sees as many different non-clicks as its epochs allow instead of
+  one fixed subset.
 
 No torch here: the module is cheap to import and easy to test.
 """
@@ -55,10 +58,30 @@ class TrainingData:
 
 @dataclass
 class Split:
-    train: np.ndarray  # row indices used for fitting (down-sampled when asked), sorted
+    train: np.ndarray  # row indices fitted on in epoch 1 (down-sampled when asked), sorted
     val: np.ndarray  # row indices of the stratified validation part (original distribution), sorted
     base_rate: float  # click rate of the original training part
-    train_rate: float  # click rate of the rows actually fitted on
+    train_rate: float  # click rate of the rows actually fitted on (the same every epoch)
+    train_all: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # every training row, sorted
+    # Down-sampling: every training click each epoch, plus ``negatives_per_epoch`` non-clicks
+    # taken in turn from ``negative_order`` (a seeded permutation of all training non-clicks),
+    # wrapping around at its end: each non-click is used once before any is used twice.
+    train_positives: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    negative_order: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    negatives_per_epoch: int = 0  # 0: no down-sampling, every epoch fits on ``train_all``
+
+    @property
+    def rows_per_epoch(self) -> int:
+        return len(self.train)
+
+    def epoch_rows(self, epoch: int, fresh: bool = True) -> np.ndarray:
+        """Sorted rows fitted on in ``epoch`` (1-based). ``fresh=False`` repeats epoch 1's rows
+        (the fixed down-sample of earlier versions, kept to measure the difference)."""
+        if not self.negatives_per_epoch or not fresh or epoch == 1:
+            return self.train
+        k, total = self.negatives_per_epoch, len(self.negative_order)
+        taken = self.negative_order[((epoch - 1) * k + np.arange(k)) % total]
+        return np.sort(np.concatenate([self.train_positives, taken]))
 
 
 def check_training_file(path: Path) -> None:
@@ -201,7 +224,10 @@ def _parse_token_strings(array: pa.Array) -> pa.Array:
 
 
 def split_rows(labels: np.ndarray, validation_split: float, downsampling: bool, seed: int) -> Split:
-    """Stratified validation split, then (optionally) down-sampling of the training negatives."""
+    """Stratified validation split, then (optionally) down-sampling of the training negatives.
+
+    The validation rows depend only on ``labels``, ``validation_split`` and ``seed`` (the
+    same rows as before fresh negatives were introduced)."""
     positives = np.flatnonzero(labels == 1)
     negatives = np.flatnonzero(labels == 0)
     if len(positives) < MIN_CLASS_ROWS:
@@ -221,15 +247,20 @@ def split_rows(labels: np.ndarray, validation_split: float, downsampling: bool, 
         n_val = min(len(indices) - 1, max(1, int(round(validation_split * len(indices)))))
         return shuffled[n_val:], shuffled[:n_val]
 
-    train_pos, val_pos = cut(positives)
+    train_pos, val_pos = cut(positives)  # the validation rows depend on these two draws only
     train_neg, val_neg = cut(negatives)
     base_rate = len(train_pos) / (len(train_pos) + len(train_neg))
-    if downsampling and len(train_neg) > NEGATIVES_PER_POSITIVE * len(train_pos):
-        train_neg = rng.choice(train_neg, size=NEGATIVES_PER_POSITIVE * len(train_pos), replace=False)
-    train = np.sort(np.concatenate([train_pos, train_neg]))
+    train_all = np.sort(np.concatenate([train_pos, train_neg]))
     val = np.sort(np.concatenate([val_pos, val_neg]))
-    train_rate = len(train_pos) / len(train)
-    return Split(train=train, val=val, base_rate=float(base_rate), train_rate=float(train_rate))
+    per_epoch = NEGATIVES_PER_POSITIVE * len(train_pos)
+    if downsampling and len(train_neg) > per_epoch:
+        order = rng.permutation(np.sort(train_neg))
+        train = np.sort(np.concatenate([train_pos, order[:per_epoch]]))
+        return Split(train=train, val=val, base_rate=float(base_rate), train_rate=float(len(train_pos) / len(train)),
+                     train_all=train_all, train_positives=np.sort(train_pos), negative_order=order,
+                     negatives_per_epoch=per_epoch)
+    return Split(train=train_all, val=val, base_rate=float(base_rate), train_rate=float(base_rate),
+                 train_all=train_all, train_positives=np.sort(train_pos))
 
 
 def fill_values(features: np.ndarray, rows: np.ndarray) -> np.ndarray:
