@@ -64,6 +64,9 @@ def test_dashboards_answer_neutral_values_before_any_data(gateway_client):
         assert 0 <= si_body["systemHealth"][key] <= 100
     assert client_body["customerSegments"] == [] and client_body["optimalTimeSlots"] == []
     assert client_body["marketingStrategies"] == [] and client_body["businessMetrics"]["isEstimate"] is True
+    money = client_body["businessMetrics"]
+    assert money["status"] == "no_run" and money["statusMessage"]
+    assert money["additionalRevenue"] is None and money["estimatedMonthlyCost"] is None and money["verdict"] is None
 
 
 def _profile(rows_per_hour: int = 2500) -> dict:
@@ -166,7 +169,51 @@ def test_engineer_dashboard_health_and_alert_come_from_the_monitor(gateway_clien
     assert body["performanceAlert"]["message"] == "trainer is down" and body["performanceAlert"]["severity"] == "high"
 
 
-def test_client_dashboard_segments_hours_money_and_strategies(gateway_client, trained_run):
+MONEY_FIELDS = ("expectedMonthlyClicks", "modelMonthlyClicks", "modelMonthlyClicksRange", "additionalClicks",
+                "estimatedMonthlyCost", "estimatedMonthlyRevenue", "modelMonthlyRevenue", "estimatedRoas",
+                "additionalRevenue", "additionalRevenueRange", "roiIncrease", "roiIncreaseRange",
+                "revenueChangePercent", "revenueChangeRange")
+
+
+def report_doc(run_id: str, verdict: str = "usable") -> dict:
+    """A report.json as the reporter writes it (the keys the dashboard reads, plus insights and a plan)."""
+    weak = verdict == "weak"
+    segment = lambda label, ctr, low, high, p_adj: {  # noqa: E731
+        "label": label, "rows": 12000, "clicks": 300, "ctr": ctr, "ctr_low": low, "ctr_high": high,
+        "lift": round(ctr / 1.992, 3), "p_value": p_adj / 4, "p_adjusted": p_adj}
+    return {
+        "run_id": run_id, "runId": run_id, "summary": "요약", "accuracy": 98.1,
+        "roiIncrease": 0 if weak else 37.21, "additionalRevenue": 0 if weak else 2_232_640,
+        "revenueChangePercent": 0 if weak else 9.34,
+        "moneyRange": None if weak else {
+            "additionalRevenueKrw": [1_061_234, 3_496_789], "revenueChangePercent": [4.44, 14.63],
+            "roiChangePoints": [17.69, 58.28], "roiModelPercent": [416.1, 456.7], "targetedCtr": [0.05, 0.08],
+            "clicksModel": [20_884.4, 22_913.9], "level": 0.95, "method": "Wilson"},
+        "modelStrength": {"verdict": verdict, "verdictKo": {"weak": "약함", "usable": "사용 가능"}[verdict],
+                          "reasons": ["r"], "champion": "gbdt", "championLabel": "LightGBM", "auc": 0.74,
+                          "aucCi": [0.71, 0.77], "aucCiMethod": "DeLong", "ap": 0.081, "baseRate": 0.02,
+                          "apLift": 4.05},
+        "assumptions": {"currency": "KRW", "computable": not weak,
+                        "reason": "모델 신뢰도가 '약함'이라 금액을 추정하지 않았습니다." if weak else None,
+                        "monthlyImpressions": 1_000_000, "cpmKrw": 6000.0, "cpcKrw": 300.0, "conversionRate": 0.03,
+                        "conversionValueKrw": 40000.0, "targetedShare": 0.2,
+                        "effectiveTargetedShare": None if weak else 0.2,
+                        "monthlySpendKrw": None if weak else 6_000_000, "clicksBase": None if weak else 19_920.0,
+                        "clicksModel": None if weak else 21_780.6, "revenueBaseKrw": None if weak else 23_904_000,
+                        "revenueModelKrw": None if weak else 26_136_640},
+        "segments": {"available": True, "findings": [{
+            "dimension": "age_group_gender", "title": "연령대 × 성별 CTR", "base_ctr": 1.992,
+            "best": [segment("연령대 5 · 성별 2", 2.6, 2.1, 3.1, 0.2),  # highest CTR, not significant
+                     segment("연령대 4 · 성별 1", 2.5, 2.23, 2.8, 0.0004)],
+            "worst": [], "segments_considered": 3, "tests_in_family": 30}]},
+        "aiInsights": [{"icon": "💡", "type": "success", "title": "from the reporter", "message": "m",
+                        "details": [], "action": "a"}],
+        "actionPlan": [{"title": "Shift budget to 20-22h", "description": "d", "priority": "high",
+                        "impact": 12.5, "duration": "2주", "cost": "낮음", "color": "#f00"}],
+    }
+
+
+def test_client_dashboard_segments_hours_and_no_money_before_the_report(gateway_client, trained_run):
     body = strict_json(gateway_client.get("/api/dashboard/client").text)
     assert body["runId"] == trained_run["run_id"] and body["fileId"] == trained_run["file_id"]
     slots = body["optimalTimeSlots"]
@@ -182,28 +229,63 @@ def test_client_dashboard_segments_hours_money_and_strategies(gateway_client, tr
     money = body["businessMetrics"]
     assert money["isEstimate"] is True and money["actualCtr"] == pytest.approx(1.992)
     assert money["predictedCtr"] == pytest.approx(1.992 * 1.04, abs=1e-3)  # calibration of the run
-    assert money["assumptions"] == {"cpcKrw": 300.0, "conversionRate": 0.03, "conversionValueKrw": 40000.0,
-                                    "monthlyImpressions": 1000000}
-    assert money["expectedMonthlyClicks"] == round(1_000_000 * 0.01992)
-    assert money["estimatedMonthlyRevenue"] == round(1_000_000 * 0.01992 * 0.03 * 40000)
-    assert money["ctrLift"] > 0 and money["additionalRevenue"] > 0
-    # No report yet: strategies and insights come from the data itself.
-    assert body["marketingStrategies"] and all(s["source"] == "data" for s in body["marketingStrategies"])
-    assert any("최적 시간대" in i["title"] for i in body["aiInsights"])
+    assert money["ctrLift"] > 0 and money["modelAuc"] == pytest.approx(0.74)
+    # No report yet: the dashboard says so and shows no money figure of its own, no verdict, no actions.
+    assert body["reportStatus"] == money["status"] == "pending" and "리포트" in money["statusMessage"]
+    assert all(money[key] is None for key in MONEY_FIELDS) and money["assumptions"] is None
+    assert money["verdict"] is None and money["topSegment"] is None
+    assert body["marketingStrategies"] == []
+    titles = [i["title"] for i in body["aiInsights"]]
+    assert any("시간대" in t for t in titles) and "리포트 상태" in titles
+    assert not any("AUC" in i["title"] for i in body["aiInsights"])  # no verdict beside the reporter's
     assert [s["title"] for s in body["performanceSummary"]][:2] == ["모델 학습 완료", "데이터 업로드"]
 
-    report = {"aiInsights": [{"icon": "💡", "type": "success", "title": "from the reporter", "message": "m",
-                              "details": [], "action": "a"}],
-              "actionPlan": [{"title": "Shift budget to 20-22h", "description": "d", "priority": "high",
-                              "impact": 12.5, "duration": "2주", "cost": "낮음", "color": "#f00"}]}
+
+def _write_report(trained_run, report: dict | str) -> None:
     run_folder = trained_run["data_dir"] / "runs" / trained_run["run_id"]
     run_folder.mkdir(parents=True, exist_ok=True)
-    (run_folder / "report.json").write_text(json.dumps(report, ensure_ascii=False))
-    body = gateway_client.get("/api/dashboard/client").json()
+    text = report if isinstance(report, str) else json.dumps(report, ensure_ascii=False)
+    (run_folder / "report.json").write_text(text)
+
+
+def test_client_dashboard_money_is_the_reports_own(gateway_client, trained_run):
+    report = report_doc(trained_run["run_id"])
+    _write_report(trained_run, report)
+    body = strict_json(gateway_client.get("/api/dashboard/client").text)
+    money = body["businessMetrics"]
+    assert money["status"] == "estimated" and (money["verdict"], money["verdictKo"]) == ("usable", "사용 가능")
+    assert money["additionalRevenue"] == 2_232_640 and money["additionalRevenueRange"] == [1_061_234, 3_496_789]
+    assert money["roiIncrease"] == 37.21 and money["roiIncreaseRange"] == [17.69, 58.28]
+    assert money["revenueChangePercent"] == 9.34 and money["revenueChangeRange"] == [4.44, 14.63]
+    assert money["estimatedMonthlyCost"] == 6_000_000 and money["estimatedMonthlyRevenue"] == 23_904_000
+    assert money["modelMonthlyRevenue"] == 26_136_640 and money["expectedMonthlyClicks"] == 19_920
+    assert money["additionalClicks"] == round(21_780.6 - 19_920.0) and money["modelMonthlyClicksRange"] == [20_884, 22_914]
+    assert money["assumptions"]["cpmKrw"] == 6000.0 and money["assumptions"]["monthlyImpressions"] == 1_000_000
+    assert money["modelAucCi"] == [0.71, 0.77]
+    # The top segment is the report's: the best one that holds after BH, not the highest raw CTR.
+    assert money["topSegment"]["label"] == "연령대 4 · 성별 1" and money["topSegment"]["pAdjusted"] == 0.0004
+    segments = body["customerSegments"]
+    assert segments[0]["label"] == "연령대 4 · 성별 1" and segments[0]["isTop"] and segments[0]["significant"]
+    tested = {s["label"]: s for s in segments if "pAdjusted" in s}
+    assert tested["연령대 5 · 성별 2"]["significant"] is False
     assert body["aiInsights"][0]["title"] == "from the reporter"
     assert body["marketingStrategies"] == [{"id": 1, "priority": "high", "title": "Shift budget to 20-22h",
                                             "description": "d", "impact": 12.5, "duration": "2주", "cost": "낮음",
                                             "source": "report"}]
+
+
+def test_client_dashboard_has_no_money_for_a_weak_model_or_an_unreadable_report(gateway_client, trained_run):
+    _write_report(trained_run, report_doc(trained_run["run_id"], "weak"))
+    money = strict_json(gateway_client.get("/api/dashboard/client").text)["businessMetrics"]
+    assert money["status"] == "no_estimate" and money["verdict"] == "weak" and "약함" in money["statusMessage"]
+    assert all(money[key] is None for key in MONEY_FIELDS)
+
+    old = report_doc(trained_run["run_id"])
+    del old["modelStrength"]  # a report.json from before the verdict: its money is not shown
+    _write_report(trained_run, old)
+    body = strict_json(gateway_client.get("/api/dashboard/client").text)
+    assert body["reportStatus"] == "unreadable" and all(body["businessMetrics"][k] is None for k in MONEY_FIELDS)
+    assert body["aiInsights"][0]["title"] == "from the reporter"
 
 
 def test_client_dashboard_survives_a_corrupt_profile(gateway_client, trained_run):

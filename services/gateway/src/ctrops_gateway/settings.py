@@ -23,19 +23,11 @@ class GatewaySettings(ServiceSettings):
     service_timeout_s: float = Field(20.0, gt=0, description="A service without a heartbeat this long is down.")
     max_upload_mb: float = Field(500, gt=0, description="Largest accepted upload (413 above).")
     upload_timeout_s: float = Field(600, gt=0, description="How long an upload waits for ingest's verdict.")
-    report_timeout_s: float = Field(120, gt=0, description="How long a PDF request waits for the reporter.")
+    report_timeout_s: float = Field(
+        120, gt=0,
+        description="How long a report or PDF request waits for the run's explanation and report (409 after).",
+    )
     ws_performance_interval_s: float = Field(10.0, gt=0, description="Push period of /ws/performance.")
-    # Assumptions behind the marketer dashboard's money figures (shown beside them, labelled estimates).
-    dashboard_cpc_krw: float = Field(300.0, ge=0, le=1_000_000, description="Assumed cost per click (KRW).")
-    dashboard_conversion_rate: float = Field(
-        0.03, ge=0, le=1, description="Assumed share of clicks that convert (0..1), for revenue estimates."
-    )
-    dashboard_conversion_value_krw: float = Field(
-        40_000.0, ge=0, le=1e9, description="Assumed revenue per conversion (KRW)."
-    )
-    dashboard_monthly_impressions: int = Field(
-        1_000_000, ge=0, le=10**12, description="Assumed monthly impressions the estimates scale to."
-    )
 
     # ---- Hardening (issue 10; docs/security.md): authentication, limits, audit, headers ----
     auth_enabled: bool = Field(

@@ -16,8 +16,8 @@ from ctrops_common.settings import ServiceSettings, env_alias
 class MoneyAssumptions(ServiceSettings):
     """Campaign figures the ROI estimate rests on; none of them comes from the data.
 
-    CPC, conversion rate and value and impressions default to the same values as the
-    gateway's marketer dashboard (CTROPS_DASHBOARD_*), so both screens tell one story.
+    These are the platform's only money assumptions: the gateway's marketer dashboard and
+    ``make demo`` show the figures report.json carries, never an estimate of their own.
     """
 
     report_monthly_impressions: int = Field(

@@ -4,9 +4,11 @@ Everything comes from real data: runs and epochs from the read model (training e
 health from the monitor's latest snapshot, errors from service.error events, latency
 per route from this gateway's traffic window, segments and hours from ingest's
 ``files/<file_id>/profile.json``, strategies and insights from the reporter's
-``runs/<run_id>/report.json`` when it exists. Money figures are estimates from the
-stated, configurable assumptions (GatewaySettings.dashboard_*), returned beside them.
-With no data yet both answer 200 with empty or neutral values.
+``runs/<run_id>/report.json`` when it exists. Money figures and the model verdict are
+the reporter's, read back from report.json (ctrops_common.report_doc); the gateway never
+computes an estimate of its own, so the dashboard, the report, its PDF and ``make demo``
+agree. No report yet: the money figures are null and ``status`` says why. With no data
+yet both answer 200 with empty or neutral values.
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter
+from pydantic import ValidationError
 
 from ctrops_common.dataset import profile_path, run_dir
 from ctrops_common.events import Topic
+from ctrops_common.report_doc import ReportDoc
 from ctrops_common.storage import is_id
 
 from .. import performance_live as live
@@ -272,7 +277,12 @@ def _sources(state: GatewayState) -> tuple[StoredEvent | None, StoredEvent | Non
     return done, upload
 
 
-def customer_segments(profile: dict[str, Any] | None, overall: float, min_rows: int) -> list[dict[str, Any]]:
+def customer_segments(
+    profile: dict[str, Any] | None, overall: float, min_rows: int, report: ReportDoc | None = None,
+) -> list[dict[str, Any]]:
+    """The data's audience segments (age x gender, else placement), ranked by the lower end of
+    their CTR interval; with a report, each segment the report tested carries its adjusted
+    p-value, and the report's top segment (if one holds) comes first, so both tell one story."""
     rows = _segment_rows(profile, "age_group_gender")
     kind = "age_group_gender"
     if not rows:
@@ -289,7 +299,7 @@ def customer_segments(profile: dict[str, Any] | None, overall: float, min_rows: 
             name, label = f"age_{age}_gender_{gender}", f"연령대 {age} · 성별 {gender}"
         else:
             value = _code(r.get("value"))
-            name, label = f"inventory_{value}", f"광고 지면 {value}"
+            name, label = f"inventory_{value}", f"지면 {value}"  # the report's name for it
         segments.append({
             "name": name,
             "label": label,
@@ -304,7 +314,17 @@ def customer_segments(profile: dict[str, Any] | None, overall: float, min_rows: 
             "clicks": r["clicks"],
             "share": round(100.0 * r["rows"] / total, 2),
         })
-    return sorted(segments, key=lambda s: -s["potential"])[:10]
+    segments.sort(key=lambda s: -s["potential"])
+    if report is not None:
+        finding = next((f for f in report.segments.findings if f.dimension == kind), None)
+        tested = {s.label: s for s in (finding.best + finding.worst)} if finding else {}
+        top = report.top_segment(kind)
+        for s in segments:
+            if (found := tested.get(s["label"])) is not None:
+                s["pAdjusted"], s["significant"] = found.p_adjusted, found.significant
+            s["isTop"] = top is not None and s["label"] == top[1].label
+        segments.sort(key=lambda s: not s["isTop"])  # stable: the rest keep their order
+    return segments[:10]
 
 
 def time_slots(profile: dict[str, Any] | None, min_rows: int) -> list[dict[str, Any]]:
@@ -331,122 +351,194 @@ def time_slots(profile: dict[str, Any] | None, min_rows: int) -> list[dict[str, 
     return slots
 
 
+# -- the run's report: the one money estimate ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What the dashboard knows of a run's report: the typed money/verdict part, the raw
+    document (insights and action plan), and a status when there is no usable report."""
+
+    status: str  # no_run | pending | failed | unreadable | ready
+    message: str
+    doc: ReportDoc | None = None
+    raw: dict[str, Any] | None = None
+
+
+def run_report(state: GatewayState, done: StoredEvent | None) -> RunReport:
+    """The stored report.json of the run, read back through ReportDoc; never a second estimate."""
+    if done is None:
+        return RunReport("no_run", "아직 완료된 학습이 없습니다. 학습이 끝나면 리포트가 금액을 추정합니다.")
+    run_id = str(done.payload.get("run_id", ""))
+    raw = _read_json(state, f"{run_dir(run_id)}/report.json") if is_id(run_id) else None
+    if raw is None:
+        failed = (state.views.latest(Topic.EXPLANATION_FAILED, run_id)
+                  or state.views.latest(Topic.REPORT_FAILED, run_id))
+        if failed is not None and not failed.payload.get("retryable", False):
+            return RunReport("failed", f"이 실행의 리포트를 만들지 못했습니다: {failed.payload.get('reason', '')}"[:500])
+        return RunReport("pending", "리포트를 작성 중입니다. 모델 신뢰도와 금액 추정은 리포트가 준비되면 표시됩니다.")
+    try:
+        doc = ReportDoc.model_validate(raw)
+    except ValidationError as exc:
+        log.warning("report.json of %s does not carry the money/verdict part: %s", run_id, exc.error_count())
+        return RunReport("unreadable", "리포트 형식이 달라 금액을 표시하지 않습니다. 리포트를 다시 생성하세요.", raw=raw)
+    return RunReport("ready", "", doc=doc, raw=raw)
+
+
+def _pair(values: tuple[float, float] | None, digits: int = 0) -> list[float] | None:
+    if values is None:
+        return None
+    return [round(v) if digits == 0 else round(v, digits) for v in values]
+
+
+def _krw(value: float | None) -> float | None:
+    return None if value is None else round(value)
+
+
+def top_segment_view(doc: ReportDoc) -> dict[str, Any] | None:
+    found = doc.top_segment()
+    if found is None:
+        return None
+    finding, s = found
+    return {"dimension": finding.dimension, "title": finding.title, "label": s.label, "ctr": s.ctr,
+            "ctrLow": s.ctr_low, "ctrHigh": s.ctr_high, "lift": s.lift, "rows": s.rows,
+            "pAdjusted": s.p_adjusted, "baseCtr": finding.base_ctr}
+
+
 def business_metrics(
-    state: GatewayState, done: StoredEvent | None, overall_pct: float, slots: list[dict[str, Any]],
+    report: RunReport, done: StoredEvent | None, overall_pct: float, slots: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    s = state.settings
+    """CTR facts of the data beside the run report's money figures, copied from report.json.
+
+    The reporter owns the estimate (ranges from the Wilson interval of the targeted CTR,
+    assumptions from its settings); this only reads it back. No report yet, an unreadable
+    one, or a weak model: every money figure is null and ``status`` says why.
+    """
     best = [x for x in slots if x["isBest"]]
     best_rows = sum(x["traffic"] for x in best)
     best_pct = 100.0 * sum(x["clicks"] for x in best) / best_rows if best_rows else overall_pct
     lift = best_pct / overall_pct if overall_pct > 0 else 1.0
-    calibration = live.finite(done.payload.get("metrics", {}).get("calibration"), None) if done else None
-    predicted_pct = overall_pct * calibration if calibration is not None else None
-    clicks = s.dashboard_monthly_impressions * overall_pct / 100.0
-    targeted_clicks = s.dashboard_monthly_impressions * best_pct / 100.0
-    cost = clicks * s.dashboard_cpc_krw
-    revenue = clicks * s.dashboard_conversion_rate * s.dashboard_conversion_value_krw
-    additional_clicks = max(0.0, targeted_clicks - clicks)
-    additional_revenue = additional_clicks * s.dashboard_conversion_rate * s.dashboard_conversion_value_krw
-    return {
+    metrics = done.payload.get("metrics", {}) if done else {}
+    calibration = live.finite(metrics.get("calibration"), None)
+    doc = report.doc
+    strength = doc.model_strength if doc else None
+    out: dict[str, Any] = {
+        "status": report.status,
+        "statusMessage": report.message,
         "actualCtr": round(overall_pct, 3),
-        "predictedCtr": None if predicted_pct is None else round(predicted_pct, 3),
+        "predictedCtr": None if calibration is None else round(overall_pct * calibration, 3),
         "bestHoursCtr": round(best_pct, 3),
         "ctrLift": round(100.0 * (lift - 1.0), 1),
-        "modelAuc": live.finite(done.payload.get("metrics", {}).get("auc"), None) if done else None,
-        "expectedMonthlyClicks": round(clicks),
-        "estimatedMonthlyCost": round(cost),
-        "estimatedMonthlyRevenue": round(revenue),
-        "estimatedRoas": round(revenue / cost, 2) if cost > 0 else 0.0,
-        "additionalClicks": round(additional_clicks),
-        "additionalRevenue": round(additional_revenue),
+        "modelAuc": live.finite(metrics.get("auc"), None),
+        "modelAucCi": list(strength.auc_ci) if strength and strength.auc_ci else None,
+        "verdict": strength.verdict if strength else None,
+        "verdictKo": strength.verdict_ko if strength else None,
+        "expectedMonthlyClicks": None,
+        "modelMonthlyClicks": None,
+        "modelMonthlyClicksRange": None,
+        "additionalClicks": None,
+        "estimatedMonthlyCost": None,
+        "estimatedMonthlyRevenue": None,
+        "modelMonthlyRevenue": None,
+        "estimatedRoas": None,
+        "additionalRevenue": None,
+        "additionalRevenueRange": None,
+        "roiIncrease": None,
+        "roiIncreaseRange": None,
+        "revenueChangePercent": None,
+        "revenueChangeRange": None,
+        "topSegment": top_segment_view(doc) if doc else None,
         "currency": "KRW",
         "isEstimate": True,
-        "assumptions": {
-            "cpcKrw": s.dashboard_cpc_krw,
-            "conversionRate": s.dashboard_conversion_rate,
-            "conversionValueKrw": s.dashboard_conversion_value_krw,
-            "monthlyImpressions": s.dashboard_monthly_impressions,
-        },
-        "basis": (
-            "추정치: 월 노출수 × 실제 CTR × 가정(CPC, 전환율, 전환 가치). 추가 수익은 같은 노출을 CTR 상위 "
-            f"{BEST_HOURS}개 시간대에 집중할 때의 차이입니다. Estimates from the stated assumptions; "
-            "predictedCtr = actual CTR × model calibration (predicted / actual clicks)."
-        ),
+        "source": "report",
+        "assumptions": None,
+        "basis": "금액은 이 실행의 리포트(report.json)가 계산한 추정치를 그대로 보여 줍니다: 모델이 고른 사용자에게 "
+                 "노출의 일부를 옮길 때 같은 비용에서의 변화이며, 범위는 그 CTR의 Wilson 95% 구간에서 나옵니다. "
+                 "The figures are the run report's own estimate, copied, never recomputed here.",
     }
+    if doc is None:
+        return out
+    a = doc.assumptions
+    out["assumptions"] = {
+        "monthlyImpressions": a.monthly_impressions, "cpmKrw": a.cpm_krw, "cpcKrw": a.cpc_krw,
+        "conversionRate": a.conversion_rate, "conversionValueKrw": a.conversion_value_krw,
+        "targetedShare": a.targeted_share, "effectiveTargetedShare": a.effective_targeted_share,
+    }
+    if not doc.has_money:
+        out["status"] = "no_estimate"
+        out["statusMessage"] = a.reason or "리포트가 금액을 추정하지 않았습니다."
+        return out
+    money = doc.money_range
+    assert money is not None  # has_money
+    spend = a.monthly_spend_krw
+    out.update({
+        "status": "estimated",
+        "statusMessage": f"모델 신뢰도 '{doc.model_strength.verdict_ko}': 금액은 95% 범위의 추정치입니다.",
+        "expectedMonthlyClicks": _krw(a.clicks_base),
+        "modelMonthlyClicks": _krw(a.clicks_model),
+        "modelMonthlyClicksRange": _pair(money.clicks_model),
+        "additionalClicks": None if a.clicks_model is None or a.clicks_base is None
+        else round(a.clicks_model - a.clicks_base),
+        "estimatedMonthlyCost": _krw(spend),
+        "estimatedMonthlyRevenue": _krw(a.revenue_base_krw),
+        "modelMonthlyRevenue": _krw(a.revenue_model_krw),
+        "estimatedRoas": round(a.revenue_base_krw / spend, 2) if spend and a.revenue_base_krw is not None else None,
+        "additionalRevenue": round(doc.additional_revenue),
+        "additionalRevenueRange": _pair(money.additional_revenue_krw),
+        "roiIncrease": doc.roi_increase,
+        "roiIncreaseRange": _pair(money.roi_change_points, 2),
+        "revenueChangePercent": doc.revenue_change_percent,
+        "revenueChangeRange": _pair(money.revenue_change_percent, 2),
+    })
+    return out
 
 
 def _derived_insights(slots: list[dict[str, Any]], segments: list[dict[str, Any]], overall: float,
-                      done: StoredEvent | None) -> list[dict[str, Any]]:
+                      report: RunReport) -> list[dict[str, Any]]:
+    """Before the run has a report: what the data shows, and the report's status (no verdict of our own)."""
     insights = []
     best = sorted((x for x in slots if x["isBest"]), key=lambda x: -x["ctr"])
     if best and overall > 0:
         top = best[0]
         insights.append({
-            "icon": "⏰", "type": "success", "title": f"최적 시간대 {top['period']}",
+            "icon": "⏰", "type": "info", "title": f"CTR 상위 시간대 {top['period']}",
             "message": f"CTR {top['ctr']:.2f}% (전체 {overall:.2f}%의 {top['ctr'] / overall:.1f}배)",
             "details": [f"{x['period']}: CTR {x['ctr']:.2f}% (95% {x['ctrLow']:.2f}-{x['ctrHigh']:.2f}%), "
                         f"노출 {x['traffic']:,}" for x in best],
-            "action": "이 시간대에 예산을 우선 배분하세요.",
+            "action": "다중검정 보정을 거친 판단과 실행 과제는 리포트에서 확인하세요.",
         })
     if segments:
         top = segments[0]
         insights.append({
-            "icon": "👥", "type": "info", "title": f"유망 세그먼트: {top['label']}",
+            "icon": "👥", "type": "info", "title": f"CTR 하한이 가장 높은 세그먼트: {top['label']}",
             "message": f"CTR {top['ctr']:.2f}% (95% 하한 {top['ctrLow']:.2f}%), 노출 비중 {top['share']:.1f}%",
             "details": [f"{s['label']}: CTR {s['ctr']:.2f}%, lift {s['lift']:.2f}" for s in segments[:3]],
-            "action": "해당 세그먼트 타기팅 캠페인을 시험해 보세요.",
+            "action": "다중검정 보정을 거친 판단과 실행 과제는 리포트에서 확인하세요.",
         })
-    if done is not None:
-        metrics = done.payload.get("metrics", {})
-        auc = live.finite(metrics.get("auc"), None)
-        ap = live.finite(metrics.get("ap"), None)
-        if auc is not None:
-            weak = auc < 0.6
-            insights.append({
-                "icon": "📈", "type": "warning" if weak else "info",
-                "title": "모델 변별력 (AUC)",
-                "message": f"AUC {auc:.3f}" + (f", AP {ap:.3f}" if ap is not None else "")
-                           + (" — 예측력이 약합니다." if weak else ""),
-                "details": ["클릭 비율이 약 2%라서 정확도보다 AUC/AP가 모델 품질을 더 정직하게 보여줍니다."],
-                "action": "데이터를 늘리거나 피처를 보강해 재학습하세요." if weak else "현재 모델로 타기팅을 시작할 수 있습니다.",
-            })
+    if report.status != "no_run":
+        insights.append({
+            "icon": "📝", "type": "warning" if report.status in ("failed", "unreadable") else "info",
+            "title": "리포트 상태", "message": report.message, "details": [],
+            "action": "모델 신뢰도, 금액 추정과 실행 과제는 리포트가 정합니다.",
+        })
     return insights
 
 
-def _strategies(report: dict[str, Any] | None, slots: list[dict[str, Any]], segments: list[dict[str, Any]],
-                overall: float) -> list[dict[str, Any]]:
-    plan = (report or {}).get("actionPlan")
-    if isinstance(plan, list) and plan:
-        return [{
-            "id": i + 1,
-            "priority": item.get("priority", "medium"),
-            "title": item.get("title", ""),
-            "description": item.get("description", ""),
-            "impact": live.finite(item.get("impact")),
-            "duration": item.get("duration"),
-            "cost": item.get("cost"),
-            "source": "report",
-        } for i, item in enumerate(plan) if isinstance(item, dict)]
-    strategies = []
-    best = [x for x in slots if x["isBest"]]
-    if best and overall > 0:
-        rows = sum(x["traffic"] for x in best)
-        ctr = 100.0 * sum(x["clicks"] for x in best) / rows if rows else 0.0
-        strategies.append({
-            "title": "시간대 예산 재배분",
-            "description": "CTR 상위 시간대(" + ", ".join(x["period"] for x in best) + ")에 노출을 집중합니다.",
-            "impact": round(100.0 * (ctr / overall - 1.0), 1),
-        })
-    if segments and overall > 0:
-        top = segments[0]
-        strategies.append({
-            "title": f"{top['label']} 타기팅",
-            "description": f"CTR {top['ctr']:.2f}% 세그먼트에 맞춤 소재를 집행합니다 (95% 하한 {top['ctrLow']:.2f}%).",
-            "impact": round(100.0 * (top["ctrLow"] / overall - 1.0), 1),
-        })
-    strategies.sort(key=lambda s: -s["impact"])
-    return [{"id": i + 1, "priority": "high" if i == 0 else "medium", "source": "data", **s}
-            for i, s in enumerate(strategies)]
+def _strategies(report: RunReport) -> list[dict[str, Any]]:
+    """The report's action plan; none before it exists (actions rest on its tests and estimate)."""
+    plan = (report.raw or {}).get("actionPlan")
+    if not isinstance(plan, list):
+        return []
+    return [{
+        "id": i + 1,
+        "priority": item.get("priority", "medium"),
+        "title": item.get("title", ""),
+        "description": item.get("description", ""),
+        "impact": live.finite(item.get("impact")),
+        "duration": item.get("duration"),
+        "cost": item.get("cost"),
+        "source": "report",
+    } for i, item in enumerate(plan) if isinstance(item, dict)]
 
 
 def performance_summary(state: GatewayState, limit: int = 10) -> list[dict[str, Any]]:
@@ -482,7 +574,7 @@ def client_dashboard(state: GatewayState) -> dict[str, Any]:
     file_id = upload.payload.get("file_id") if upload else (done.payload.get("file_id") if done else None)
     profile = _read_json(state, profile_path(file_id)) if file_id and is_id(file_id) else None
     run_id = done.payload.get("run_id") if done else None
-    report = _read_json(state, f"{run_dir(run_id)}/report.json") if run_id and is_id(run_id) else None
+    report = run_report(state, done)
 
     hours = _segment_rows(profile, "hour")
     total_rows = sum(r["rows"] for r in hours)
@@ -495,22 +587,23 @@ def client_dashboard(state: GatewayState) -> dict[str, Any]:
     min_rows = max(30, int(0.002 * rows_known))
 
     slots = time_slots(profile, min_rows)
-    segments = customer_segments(profile, overall_pct / 100.0, min_rows)
-    report_insights = (report or {}).get("aiInsights")
+    segments = customer_segments(profile, overall_pct / 100.0, min_rows, report.doc)
+    report_insights = (report.raw or {}).get("aiInsights")
     insights = report_insights if isinstance(report_insights, list) and report_insights else \
-        _derived_insights(slots, segments, overall_pct, done)
+        _derived_insights(slots, segments, overall_pct, report)
     return {
         "runId": run_id,
         "fileId": file_id,
-        "businessMetrics": business_metrics(state, done, overall_pct, slots),
+        "reportStatus": report.status,
+        "businessMetrics": business_metrics(report, done, overall_pct, slots),
         "aiInsights": live.jsonable(insights),
         "customerSegments": segments,
         "optimalTimeSlots": slots,
-        "marketingStrategies": _strategies(report, slots, segments, overall_pct),
+        "marketingStrategies": _strategies(report),
         "performanceSummary": performance_summary(state),
         "sources": {
             "profile": profile is not None,
-            "report": report is not None,
+            "report": report.raw is not None,
             "generatedAt": datetime.now().astimezone().isoformat(),
         },
     }
@@ -525,6 +618,7 @@ async def dashboard_si(state: State) -> dict[str, Any]:
 
 @router.get("/api/dashboard/client")
 async def dashboard_client(state: State) -> dict[str, Any]:
-    """Marketer dashboard: CTR and estimated money figures (with their assumptions), insights,
-    segments and best hours from the uploaded data, strategies from the AI report."""
+    """Marketer dashboard: CTR from the uploaded data, the run report's verdict and money figures
+    (ranges, with their assumptions; null with a status before the report or for a weak model),
+    insights and strategies from the report, segments and best hours from the data."""
     return await asyncio.to_thread(client_dashboard, state)
