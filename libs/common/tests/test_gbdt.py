@@ -94,6 +94,9 @@ def test_padding_content_and_float_tokens_do_not_change_the_features():
     np.testing.assert_array_equal(seq_features(garbage, LENGTHS, SPEC), reference)
     as_float = TOKENS.astype(np.float32) + np.float32(1e-3)  # floats holding integers (rounded)
     np.testing.assert_array_equal(seq_features(as_float, LENGTHS, SPEC), reference)
+    # The matrix's width is only padding: a caller that pads to its batch's longest row gets the same.
+    wider = np.pad(TOKENS, ((0, 0), (0, 7)))
+    np.testing.assert_array_equal(seq_features(wider, LENGTHS, SPEC), reference)
 
 
 def test_rows_are_independent_of_the_chunking(monkeypatch):
@@ -126,7 +129,7 @@ def test_learn_vocab_takes_the_most_frequent_recent_tokens():
     assert learn_vocab(tokens, lengths, recent=2, size=0) == ()
 
 
-def fitted_model(tmp_path_factory=None) -> tuple[GbdtModel, np.ndarray, np.ndarray, np.ndarray]:
+def fitted_model() -> tuple[GbdtModel, np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(1)
     n, f = 2_000, 3
     x = rng.normal(size=(n, f)).astype(np.float32)
@@ -170,7 +173,7 @@ def test_a_saved_model_loads_and_scores_identically(tmp_path):
     np.testing.assert_allclose(contributions.sum(axis=1), logits[:50], atol=1e-9)
 
 
-def test_logits_check_their_inputs(tmp_path):
+def test_logits_check_their_inputs():
     model, x, tokens, lengths = fitted_model()
     seq = model.encode_seq(tokens, lengths)
     with pytest.raises(ValueError, match="3 columns"):
