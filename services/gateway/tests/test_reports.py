@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,7 @@ def test_unknown_runs_are_404_json_never_a_pdf(gateway_client):
 
 def test_runs_without_a_report_yet_answer_409_with_retry_after(gateway_client, platform_env):
     views = gateway_client.app.state.gateway.views
+    gateway_client.app.state.gateway.settings.report_timeout_s = 1.0  # no explainer: each request waits this long
     run_id, done, _ = completed_run(platform_env["data_dir"])
     training = new_id()
     publish((Topic.TRAINING_DONE, done),
@@ -140,3 +142,56 @@ def test_pdf_latest_works_without_a_generate_call_and_options_are_honoured(
     response = gateway_client.post(f"/api/report/generate-pdf/{run_id}")
     assert response.status_code == 200, response.text
     assert "학습 곡선" in pdf_text(gateway_client.get(f"/api/report/pdf/{run_id}").content)
+
+
+def test_a_pdf_asked_the_moment_training_completes_waits_for_the_report(start_service, gateway_client, platform_env):
+    """The frontend asks for the PDF as soon as training completes, never retries: it gets 200, not 409."""
+    start_service("reporter", {"CTROPS_OPENAI_API_KEY": ""})
+    views = gateway_client.app.state.gateway.views
+    for ask in (lambda run_id: gateway_client.get(f"/api/report/pdf/{run_id}"),
+                lambda run_id: gateway_client.post(f"/api/report/generate-pdf/{run_id}", json={"includeCharts": False})):
+        run_id, done, explained = completed_run(platform_env["data_dir"])
+        publish((Topic.TRAINING_DONE, done))
+        wait_until(lambda: views.latest(Topic.TRAINING_DONE, run_id) is not None, what="training.done recorded")
+        # The explainer finishes 2 s after the click; the request waits for it and for the report.
+        later = threading.Timer(2.0, publish, args=((Topic.EXPLANATION_DONE, explained),))
+        later.start()
+        started = time.monotonic()
+        response = ask(run_id)
+        later.join()
+        assert response.status_code == 200, response.text
+        assert time.monotonic() - started >= 2.0  # it did wait for the explanation
+        if response.headers["content-type"] == "application/pdf":
+            assert f"ctr-report-{run_id}.pdf" in response.headers["content-disposition"]
+            assert "0.7386" in pdf_text(response.content)
+        else:
+            assert response.json()["run_id"] == run_id and response.json()["status"] == "generated"
+            assert "학습 곡선" not in pdf_text(gateway_client.get(response.json()["pdf_url"]).content)
+
+
+def test_latest_report_is_the_newest_run_that_has_one_while_a_newer_run_is_explained(
+    start_service, gateway_client, platform_env
+):
+    start_service("reporter", {"CTROPS_OPENAI_API_KEY": ""})
+    views = gateway_client.app.state.gateway.views
+    older, done, explained = completed_run(platform_env["data_dir"])
+    publish((Topic.TRAINING_DONE, done), (Topic.EXPLANATION_DONE, explained))
+    wait_until(lambda: views.latest(Topic.TRAINING_DONE, older) is not None, what="training.done recorded")
+    assert gateway_client.get(f"/api/report/ai/{older}").status_code == 200  # waits for the report
+    newer, done, explained = completed_run(platform_env["data_dir"])
+    publish((Topic.TRAINING_DONE, done))  # trained, being explained
+    wait_until(lambda: views.latest(Topic.TRAINING_DONE, newer) is not None, what="training.done recorded")
+
+    started = time.monotonic()
+    pdf = gateway_client.get("/api/report/pdf/latest")
+    assert pdf.status_code == 200 and f"ctr-report-{older}.pdf" in pdf.headers["content-disposition"]
+    assert gateway_client.get("/api/report/ai/latest").json()["run_id"] == older
+    generated = gateway_client.post("/api/report/generate-pdf/latest", json={})
+    assert generated.status_code == 200 and generated.json()["run_id"] == older
+    assert time.monotonic() - started < 20  # served at once, not after the newer run's wait
+    # Training and performance: latest stays the newest completed run.
+    assert gateway_client.get("/api/train/status/latest").json()["run_id"] == newer
+
+    publish((Topic.EXPLANATION_DONE, explained))
+    assert gateway_client.get(f"/api/report/ai/{newer}").status_code == 200
+    assert gateway_client.get("/api/report/ai/latest").json()["run_id"] == newer

@@ -6,8 +6,17 @@
 - ``GET /api/report/pdf/{run_id}``: the newest PDF of the run; generated on demand (same
   way) when the run has none yet.
 
-``latest`` is the newest completed run. Unknown ids answer 404; a run whose report is
-not ready yet answers 409 with ``Retry-After``; errors are JSON, never a 2xx body.
+A request for a run that finished training but is still being explained (or whose
+report is being written) waits for it, up to CTROPS_REPORT_TIMEOUT_S in all, and then
+answers with the run's report or PDF: a click on "PDF" the moment training completes
+gets the PDF, not a 409. Only a run still training, or one still unexplained after the
+wait, answers 409 with ``Retry-After``.
+
+``latest`` here is the newest completed run that *has* a report, so while a newer run
+is still being explained the previous run's report and PDF are served at once; before
+any run has one it is the newest completed run (and the request waits for it). On the
+training and performance routes ``latest`` stays the newest completed run. Unknown ids
+answer 404; errors are JSON, never a 2xx body.
 """
 
 from __future__ import annotations
@@ -32,10 +41,13 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["reports"])
 
 RETRY_AFTER_S = 5
+POLL_S = 0.25  # how often a waiting request looks at the read model and the file store
+LATEST_SCAN = 50  # completed runs looked at, newest first, for the newest one with a report
 # Documented answers besides 200 (the OpenAPI schema is fuzzed against the running gateway).
 REPORT_ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "Unknown run id, or `latest` before any completed run"},
-    409: {"description": "Not ready yet (training, explaining or writing), or its training failed; see Retry-After"},
+    409: {"description": "Still training, or not explained/written within CTROPS_REPORT_TIMEOUT_S, "
+                         "or its training or explanation failed; see Retry-After"},
     502: {"description": "The reporter failed to write the report"},
 }
 PDF_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -63,20 +75,48 @@ async def _latest(state: GatewayState, topics: Topic | list[Topic], run_id: str 
     return await asyncio.to_thread(state.views.latest, topics, run_id)
 
 
+def _deadline(state: GatewayState) -> float:
+    return asyncio.get_running_loop().time() + state.settings.report_timeout_s
+
+
+def _left(deadline: float) -> float:
+    return deadline - asyncio.get_running_loop().time()
+
+
+def report_exists(state: GatewayState, run_id: str) -> bool:
+    return state.store.exists(f"{run_dir(run_id)}/report.json")
+
+
+def newest_reported_run(state: GatewayState) -> str | None:
+    """The newest completed run with a report.json; else the newest completed run; None before any."""
+    done = state.views.events(Topic.TRAINING_DONE, newest_first=True, limit=LATEST_SCAN)
+    if not done:
+        return None
+    for event in done:
+        run_id = str(event.payload.get("run_id", ""))
+        if is_id(run_id) and report_exists(state, run_id):
+            return run_id
+    return str(done[0].payload["run_id"])
+
+
 async def resolve_run(state: GatewayState, run_id: str) -> str:
-    """``latest`` -> the newest completed run; anything that is not a run id -> 404."""
+    """``latest`` -> the newest completed run that has a report (see the module's docstring);
+    anything that is not a run id -> 404."""
     if run_id == "latest":
-        done = await _latest(state, Topic.TRAINING_DONE)
-        if done is None:
+        found = await asyncio.to_thread(newest_reported_run, state)
+        if found is None:
             raise HTTPException(404, detail="no completed training run yet / 완료된 학습이 아직 없습니다")
-        return str(done.payload["run_id"])
+        return found
     if not is_id(run_id):
         raise HTTPException(404, detail=f"unknown run {run_id!r} / 알 수 없는 실행입니다")
     return run_id
 
 
-async def require_report_inputs(state: GatewayState, run_id: str) -> None:
-    """Raise 404/409 unless the run finished training and has its explanation."""
+async def explained(state: GatewayState, run_id: str) -> bool:
+    """True once the run has its explanation; False while it is being explained.
+
+    Raises 404 (unknown run) or 409 (still training, or a failure that waiting cannot mend).
+    """
     if await _latest(state, Topic.TRAINING_DONE, run_id) is None:
         failed = await _latest(state, Topic.TRAINING_FAILED, run_id)
         if failed is not None:
@@ -86,18 +126,48 @@ async def require_report_inputs(state: GatewayState, run_id: str) -> None:
         if started is not None:
             raise _not_ready(f"run {run_id} is still training; the report follows its explanation / 학습 중입니다")
         raise HTTPException(404, detail=f"unknown run {run_id!r} / 알 수 없는 실행입니다")
-    if await _latest(state, Topic.EXPLANATION_DONE, run_id) is None:
-        failed = await _latest(state, Topic.EXPLANATION_FAILED, run_id)
-        if failed is not None:
+    if await _latest(state, Topic.EXPLANATION_DONE, run_id) is not None:
+        return True
+    failed = await _latest(state, Topic.EXPLANATION_FAILED, run_id)
+    if failed is not None:
+        raise _not_ready(
+            f"the explanation of run {run_id} failed, so there is no report: {failed.payload.get('reason', '')}",
+            retry=False,
+        )
+    return False
+
+
+async def await_explanation(state: GatewayState, run_id: str, deadline: float) -> None:
+    """Wait (until ``deadline``) for the run's explanation; 404/409 as ``explained`` says, or 409 at the deadline."""
+    while not await explained(state, run_id):
+        if _left(deadline) <= 0:
             raise _not_ready(
-                f"the explanation of run {run_id} failed, so there is no report: {failed.payload.get('reason', '')}",
-                retry=False,
+                f"run {run_id}: the explanation is still being computed after "
+                f"{state.settings.report_timeout_s:.0f} s; the report follows / 분석 중입니다"
             )
-        raise _not_ready(f"run {run_id}: the explanation is still being computed; the report follows / 분석 중입니다")
+        await asyncio.sleep(POLL_S)
 
 
-async def request_pdf(state: GatewayState, run_id: str, options: PdfOptions) -> dict[str, Any]:
-    """Publish ``report.requested`` and wait for the reporter's answer; the ReportReady payload."""
+async def request_pdf(
+    state: GatewayState, run_id: str, options: PdfOptions, deadline: float | None = None
+) -> dict[str, Any]:
+    """Publish ``report.requested`` and wait (until ``deadline``) for the reporter's answer.
+
+    The reporter consumes explanation.done on its own: asked the moment this gateway saw
+    the explanation, it may not have it yet and answers "not ready" (retryable); the
+    request is then asked again until the deadline rather than failing the user's click.
+    """
+    deadline = _deadline(state) if deadline is None else deadline
+    while True:
+        try:
+            return await _request_pdf_once(state, run_id, options, max(1.0, _left(deadline)))
+        except HTTPException as exc:
+            if exc.status_code != 409 or not (exc.headers or {}).get("Retry-After") or _left(deadline) <= POLL_S * 4:
+                raise
+        await asyncio.sleep(POLL_S * 2)
+
+
+async def _request_pdf_once(state: GatewayState, run_id: str, options: PdfOptions, timeout_s: float) -> dict[str, Any]:
     request_id = new_id()
     key = f"report:{request_id}"
     future = state.replies.expect(key)  # before publishing, so a fast answer is not missed
@@ -112,7 +182,7 @@ async def request_pdf(state: GatewayState, run_id: str, options: PdfOptions) -> 
         log.warning("cannot publish report.requested: %s", exc)
         raise HTTPException(503, detail="the message broker is unavailable; try again shortly") from exc
     try:
-        event = await state.replies.wait(key, future, state.settings.report_timeout_s)
+        event = await state.replies.wait(key, future, timeout_s)
     except asyncio.TimeoutError:
         raise HTTPException(
             504, detail=f"the reporter did not answer within {state.settings.report_timeout_s:.0f} s; try again",
@@ -140,17 +210,40 @@ async def newest_pdf(state: GatewayState, run_id: str) -> str | None:
     return None
 
 
+async def await_report_json(state: GatewayState, run_id: str, deadline: float) -> str:
+    """Store path of the run's report.json, waiting (until ``deadline``) while it is explained and written."""
+    location = f"{run_dir(run_id)}/report.json"
+    await await_explanation(state, run_id, deadline)
+    while not state.store.exists(location):
+        failed = await _latest(state, Topic.REPORT_FAILED, run_id)
+        if failed is not None and not failed.payload.get("retryable") and failed.payload.get("request_id") == f"auto-{run_id}":
+            raise HTTPException(502, detail=f"report generation failed: {failed.payload.get('reason', '')}")
+        if _left(deadline) <= 0:
+            raise _not_ready(f"run {run_id}: the report is still being written after "
+                             f"{state.settings.report_timeout_s:.0f} s / 보고서를 작성 중입니다")
+        await asyncio.sleep(POLL_S)
+    return location
+
+
+async def await_auto_pdf(state: GatewayState, run_id: str, deadline: float) -> str | None:
+    """The PDF the reporter renders by itself right after report.json (all sections), once it
+    is there; None when its announcement says there is none, or at the deadline."""
+    auto = f"auto-{run_id}"
+    while (location := await newest_pdf(state, run_id)) is None and _left(deadline) > 0:
+        answered = await asyncio.to_thread(state.views.events, [Topic.REPORT_READY, Topic.REPORT_FAILED], run_id)
+        if any(e.payload.get("request_id") == auto for e in answered):
+            return await newest_pdf(state, run_id)
+        await asyncio.sleep(POLL_S)
+    return location
+
+
 @router.get("/api/report/ai/{run_id}", summary="The AI marketing report of a run (report.json)",
             responses=REPORT_ERRORS)
 async def ai_report(run_id: str, state: State) -> JSONResponse:
     run_id = await resolve_run(state, run_id)
     location = f"{run_dir(run_id)}/report.json"
     if not state.store.exists(location):
-        await require_report_inputs(state, run_id)
-        failed = await _latest(state, Topic.REPORT_FAILED, run_id)
-        if failed is not None and not failed.payload.get("retryable") and failed.payload.get("request_id") == f"auto-{run_id}":
-            raise HTTPException(502, detail=f"report generation failed: {failed.payload.get('reason', '')}")
-        raise _not_ready(f"run {run_id}: the report is being written / 보고서를 작성 중입니다")
+        location = await await_report_json(state, run_id, _deadline(state))
     report = await asyncio.to_thread(state.store.read_json, location)
     return JSONResponse(report)
 
@@ -161,8 +254,9 @@ async def generate_pdf(
     run_id: str, state: State, options: Annotated[PdfOptions | None, Body()] = None
 ) -> dict[str, Any]:
     run_id = await resolve_run(state, run_id)
-    await require_report_inputs(state, run_id)
-    ready = await request_pdf(state, run_id, options or PdfOptions())
+    deadline = _deadline(state)
+    await await_explanation(state, run_id, deadline)
+    ready = await request_pdf(state, run_id, options or PdfOptions(), deadline)
     return {
         "pdf_url": f"/api/report/pdf/{run_id}",
         "pdfUrl": f"/api/report/pdf/{run_id}",
@@ -181,10 +275,13 @@ async def generate_pdf(
 )
 async def pdf_report(run_id: str, state: State) -> FileResponse:
     run_id = await resolve_run(state, run_id)
+    deadline = _deadline(state)
     location = await newest_pdf(state, run_id)
     if location is None:
-        await require_report_inputs(state, run_id)
-        ready = await request_pdf(state, run_id, PdfOptions())
+        await await_report_json(state, run_id, deadline)
+        location = await await_auto_pdf(state, run_id, deadline)
+    if location is None:  # the run's PDF was never rendered, or was removed: ask for it
+        ready = await request_pdf(state, run_id, PdfOptions(), deadline)
         location = ready["pdf_location"]
         if not state.store.exists(location):
             raise HTTPException(502, detail="the reporter announced a PDF that is not in the file store")
