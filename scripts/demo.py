@@ -21,6 +21,7 @@ import httpx
 import websockets
 
 from ctrops_common.datagen import generate
+from ctrops_common.report_doc import ReportDoc
 
 # What the frontend does when its socket drops: 5 reconnects, 3 s apart.
 RECONNECTS, RECONNECT_DELAY_S = 5, 3.0
@@ -39,6 +40,46 @@ def pad(text: str, width: int) -> str:
 
 def num(value: Any, fmt: str) -> str:
     return "n/a" if value is None else format(value, fmt)
+
+
+def won_range(pair: tuple[float, float]) -> str:
+    return f"{pair[0]:+,.0f}원 ~ {pair[1]:+,.0f}원"
+
+
+def money_summary(report: dict[str, Any]) -> list[str]:
+    """The run report's verdict, money and top segment, as the report states them (never recomputed).
+
+    The same figures as the PDF and the marketer dashboard (/api/dashboard/client): all three
+    read them from the run's report.json. A weak model gets no money line at all.
+    """
+    doc = ReportDoc.model_validate(report)
+    s = doc.model_strength
+    auc = "n/a" if s.auc is None else f"{s.auc:.3f}"
+    ci = f" (95% CI {s.auc_ci[0]:.3f}~{s.auc_ci[1]:.3f}, {s.auc_ci_method})" if s.auc_ci else ""
+    ap = "" if s.ap is None else f", AP {s.ap:.3f}" + ("" if s.ap_lift is None else f" ({s.ap_lift:.1f}x the click rate)")
+    lines = [f"model strength: {s.verdict_ko} ({s.verdict}) - AUC {auc}{ci}{ap}"]
+    a = doc.assumptions
+    if doc.has_money and doc.money_range is not None:
+        m = doc.money_range
+        lines += [
+            f"monthly revenue change (95% range, estimate): {won_range(m.additional_revenue_krw)} "
+            f"(point {doc.additional_revenue:+,.0f}원)",
+            f"ROI change: {m.roi_change_points[0]:+.2f}%p ~ {m.roi_change_points[1]:+.2f}%p "
+            f"(point {doc.roi_increase:+.2f}%p) at the same monthly spend {a.monthly_spend_krw or 0:,.0f}원",
+            f"assumptions: {a.monthly_impressions:,} impressions/month, CPM {a.cpm_krw:,.0f}원, "
+            f"conversion {100 * a.conversion_rate:.1f}% x {a.conversion_value_krw:,.0f}원",
+        ]
+    else:
+        lines.append(f"money: no estimate - {a.reason or 'the report gives none'}")
+    top = doc.top_segment()
+    if top is None:
+        lines.append("top segment: none holds after the Benjamini-Hochberg correction")
+    else:
+        finding, seg = top
+        lines.append(f"top segment: {seg.label} ({finding.title}) CTR {seg.ctr:.2f}% "
+                     f"(95% {seg.ctr_low:.2f}~{seg.ctr_high:.2f}%, average {finding.base_ctr:.2f}%), "
+                     f"BH-adjusted p {seg.p_adjusted:.2g}")
+    return lines
 
 
 def wait_for(client: httpx.Client, path: str, what: str, timeout_s: float) -> httpx.Response:
@@ -176,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     perf = wait_for(client, f"/api/performance/{run_id}", "performance", 60).json()
     print(f"    written by: {report.get('model_used', '?')}")
     print(f"    summary: {report['summary'][:400]}")
+    for line in money_summary(report):  # the same figures as the PDF and /api/dashboard/client
+        print(f"    {line}")
     print("    key metrics (validation rows, original click rate; judge by AUC and AP at ~2% clicks):")
     for key in ("auc", "ap", "logloss", "calibration", "accuracy", "precision", "recall", "f1_score"):
         if perf.get(key) is not None:

@@ -93,6 +93,17 @@ def money_range_text(report: dict[str, Any]) -> str | None:
     return f"{revenue[0]:+,.0f}원 ~ {revenue[1]:+,.0f}원"
 
 
+def spend_roi_text(report: dict[str, Any]) -> str | None:
+    """'월 광고비 6,000,000원 (같은 비용), ROI 변화 +1.23%p ~ +4.56%p': the same figures the marketer
+    dashboard and ``make demo`` show for the run; None without a supported estimate."""
+    money = report.get("moneyRange") or {}
+    assumptions = report.get("assumptions") or {}
+    roi, spend = money.get("roiChangePoints"), assumptions.get("monthlySpendKrw")
+    if money_range_text(report) is None or not roi or spend is None:
+        return None
+    return f"월 광고비 {spend:,.0f}원 (같은 비용), ROI 변화 (95% 범위) {roi[0]:+.2f}%p ~ {roi[1]:+.2f}%p"
+
+
 def writer_label(report: dict[str, Any]) -> str:
     """Who wrote the text, for people (the internal model id stays in the method notes)."""
     return "LLM 작성" if report.get("narrativeSource") == "llm" else "규칙 기반 자동 작성"
@@ -267,6 +278,9 @@ def render_pdf(inputs: PdfInputs, options: PdfOptions = PdfOptions()) -> bytes:
         story.append(_p(f"{accuracy}: 클릭이 드물어 정확도는 모델 평가에 쓰지 않습니다.", st["small"]))
     if money_range:
         story.append(_p(_assumptions_line(assumptions), st["small"]))
+        spend_roi = spend_roi_text(report)
+        if spend_roi:
+            story.append(_p(spend_roi, st["small"]))
     else:
         story.append(_p(f"금액: {assumptions.get('reason') or '추정하지 않았습니다.'}", st["small"]))
     story.append(_p(f"문장: {writer_label(report)}. 숫자는 모두 계산값입니다.", st["small"]))
