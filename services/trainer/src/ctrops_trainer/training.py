@@ -7,6 +7,19 @@ runs over a few length-sorted chunks, each trimmed to its own longest sequence, 
 output taken at each row's last real step (same result as a packed sequence, much
 cheaper on CPU). BatchNorm and the MLP still see the whole random batch.
 
+What makes the model learn at the frontend's settings on files of 20k-600k rows (each
+measured on and off in bench/lstm_levers.py, figures in docs/training.md):
+- fresh negatives: with down-sampling, every epoch fits on all training clicks and a new
+  set of twice as many non-clicks (``Split.epoch_rows``);
+- a floor on optimizer steps per epoch (``Levers.min_steps``): a batch that would give
+  fewer steps is made smaller (never below ``Levers.min_batch``), and ``BatchPlan`` says so;
+- ``seq`` tokens through a hashed, learned embedding (``config.seq_encoding``);
+- AdamW with a one-cycle learning-rate schedule whose peak is ``config.learning_rate``;
+- early stopping on validation AUC, keeping the best epoch.
+
+Validation runs over every validation row every epoch. Those rows never change, so they
+are gathered and sorted by sequence length once per run, not once per epoch.
+
 ``device`` ("auto", "cpu", "cuda", "cuda:N") places the model and the prepared tensors; the
 fitted model comes back on the CPU, where the explainer and the reporter use it. On CUDA a
 seed repeats a run closely but not bit for bit (cuDNN's LSTM backward is not deterministic).
@@ -24,13 +37,53 @@ import numpy as np
 import torch
 from torch import nn
 
-from ctrops_common.events import TrainingConfig
-from ctrops_common.ml import Preprocess, TabularSeqModel
+from ctrops_common.events import BatchPlan, TrainingConfig
+from ctrops_common.ml import Preprocess, TabularSeqModel, correct_probability
 
-from .data import TrainingData, apply_fill, fill_values, split_rows
+from .data import Split, TrainingData, apply_fill, fill_values, split_rows
 from .metrics import validation_metrics
 
-EVAL_BATCH = 16_384
+EVAL_BATCH = 2_048  # validation rows per forward pass: length-sorted blocks, each trimmed to its longest
+
+
+@dataclass(frozen=True)
+class Levers:
+    """Training choices that are not config keys. The defaults are what the trainer uses; the
+    others exist to measure each choice on and off (bench/lstm_levers.py)."""
+
+    min_steps: int = 64  # floor on optimizer steps per epoch; 0 turns the floor off
+    min_batch: int = 16  # the floor never makes a batch smaller than this
+    fresh_negatives: bool = True  # down-sampling draws new non-clicks each epoch (False: one fixed subset)
+    schedule: str = "onecycle"  # "onecycle" (warm-up to config.learning_rate, cosine down) or "constant"
+    warmup: float = 0.3  # share of the run's steps spent warming up (one-cycle)
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay (0, the default: plain Adam; measured no gain)
+    seq_vocab: int = 2**14  # hash buckets of the token embedding (power of two)
+    seq_embedding_dim: int = 32  # width of a token's learned vector
+    max_categories: int = 32  # integer features with 2..this many training values also get an embedding (0: off)
+    category_dim: int = 4  # width of a categorical value's learned vector
+
+
+def categorical_features(features: np.ndarray, rows: np.ndarray, max_categories: int) -> dict[int, list[float]]:
+    """Columns whose training values (``rows``, missing ones aside) are 2..``max_categories``
+    distinct integers -> those values. An MLP on one BatchNorm-scaled number finds "hour in
+    19..22" or "ad set 3 or 7" only by placing several ReLU kinks exactly; a learned vector
+    per value finds it at once."""
+    found: dict[int, list[float]] = {}
+    if not max_categories:
+        return found
+    subset = features[rows]
+    for column in range(subset.shape[1]):
+        x = subset[:, column]
+        x = x[np.isfinite(x)]
+        if x.size == 0 or not np.array_equal(x, np.round(x)):
+            continue
+        values = np.unique(x)
+        if 2 <= len(values) <= max_categories:
+            found[column] = [float(v) for v in values]
+    return found
+
+
+LEVERS = Levers()
 
 
 class Cancelled(Exception):
@@ -63,15 +116,45 @@ class TrainResult:
     best_epoch: int
     best_metrics: dict[str, float | None]
     epochs_run: int
+    split: Split  # the rows trained and validated on (the challenger uses the same)
+    val_probability: np.ndarray  # corrected click probability of the best epoch, float64, in split.val order
+    batch: BatchPlan  # the batch size asked for and the one used
     history: list[dict[str, float | None]] = field(default_factory=list)
-    train_rows: int = 0
+    train_rows: int = 0  # rows fitted on per epoch
     val_rows: int = 0
     device: str = "cpu"
+    seconds: float = 0.0  # wall time of train(), preparation included
+
+
+def plan_batches(requested: int, rows: int, min_steps: int, min_batch: int) -> BatchPlan:
+    """The batch size to train with: ``requested``, unless that gives fewer than ``min_steps``
+    optimizer steps per epoch over ``rows``; then ``rows // min_steps`` (not below ``min_batch``).
+
+    Why: with down-sampling a 60k-row file leaves about 2,900 rows per epoch, and batch 4096
+    is one step per epoch, ten in a run: the model barely moves (docs/training.md)."""
+    rows = max(1, rows)
+
+    def steps_at(size: int) -> int:
+        return max(1, math.ceil(rows / size))
+
+    if not min_steps or steps_at(requested) >= min_steps:
+        return BatchPlan(requested=requested, used=requested, steps_per_epoch=steps_at(requested),
+                         train_rows_per_epoch=rows)
+    used = min(requested, max(min_batch, rows // min_steps))
+    steps = steps_at(used)
+    before = steps_at(requested)
+    reason = (f"{requested:,} would give {before:,} optimizer step{'s' if before != 1 else ''} per epoch on "
+              f"{rows:,} training rows; at least {min_steps} are needed to learn")
+    if steps < min_steps:
+        reason += f" (batches of {used} give {steps}: no batch is made smaller than {min_batch})"
+    return BatchPlan(requested=requested, used=used, steps_per_epoch=steps, train_rows_per_epoch=rows,
+                     reason=reason)
 
 
 def seq_states(model: TabularSeqModel, tokens: torch.Tensor, lengths: torch.Tensor, scale: float,
                chunks: int) -> torch.Tensor:
-    """LSTM states of rows already sorted by length, over ``chunks`` trimmed slices."""
+    """LSTM states of rows already sorted by length, over ``chunks`` trimmed slices. Scalar models
+    get tokens / ``scale``; embedding models the token ids themselves."""
     rows = tokens.shape[0]
     parts = []
     bounds = np.linspace(0, rows, min(chunks, rows) + 1).round().astype(int)
@@ -82,23 +165,46 @@ def seq_states(model: TabularSeqModel, tokens: torch.Tensor, lengths: torch.Tens
         if longest == 0:
             parts.append(tokens.new_zeros((hi - lo, model.lstm.hidden_size), dtype=torch.float32))
             continue
-        seq = tokens[lo:hi, :longest].to(torch.float32) / scale
+        seq = tokens[lo:hi, :longest]
+        if model.embedding is None:
+            seq = seq.to(torch.float32) / scale
         parts.append(model.encode_seq(seq, lengths[lo:hi]))
     return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+
+def _predict_sorted(model: TabularSeqModel, features: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor,
+                    scale: float, chunks: int) -> torch.Tensor:
+    """Probabilities (training click rate) of rows already sorted by length, in that order."""
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for lo in range(0, features.shape[0], EVAL_BATCH):
+            hi = lo + EVAL_BATCH
+            state = seq_states(model, tokens[lo:hi], lengths[lo:hi], scale, chunks)
+            out.append(torch.sigmoid(model.head(features[lo:hi], state)))
+    return torch.cat(out) if out else features.new_zeros(0)
 
 
 def predict_raw(model: TabularSeqModel, features: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor,
                 scale: float, chunks: int) -> np.ndarray:
     """Probabilities at the training click rate (not corrected), in the rows' own order."""
-    model.eval()
     order = torch.argsort(lengths, stable=True)
-    out = torch.empty(features.shape[0], dtype=torch.float32, device=features.device)
-    with torch.no_grad():
-        for lo in range(0, len(order), EVAL_BATCH):
-            idx = order[lo:lo + EVAL_BATCH]
-            state = seq_states(model, tokens[idx], lengths[idx], scale, chunks)
-            out[idx] = torch.sigmoid(model.head(features[idx], state))
+    sorted_p = _predict_sorted(model, features[order], tokens[order], lengths[order], scale, chunks)
+    out = torch.empty_like(sorted_p)
+    out[order] = sorted_p
     return out.cpu().numpy().astype(np.float64)
+
+
+def _schedule(optimizer: torch.optim.Optimizer, kind: str, peak: float, total_steps: int,
+              warmup: float) -> torch.optim.lr_scheduler.LRScheduler | None:
+    if kind == "constant":
+        return None
+    if kind == "onecycle":
+        # Warm-up over the first ``warmup`` of the steps from peak/25, cosine down to peak/2.5e5: the
+        # early steps on fresh weights are small, the last ones settle the best epoch's weights.
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peak, total_steps=max(2, total_steps),
+                                                   pct_start=warmup, cycle_momentum=False)
+    raise ValueError(f"unknown schedule {kind!r}")
 
 
 def train(
@@ -109,41 +215,62 @@ def train(
     device: str = "cpu",
     on_epoch: Callable[[int, dict[str, float | None]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    levers: Levers = LEVERS,
 ) -> TrainResult:
     """Fit the model; ``on_epoch(epoch, metrics)`` after each epoch; ``should_stop()`` polled per batch."""
+    run_started = time.perf_counter()
     where = resolve_device(device)
     torch.manual_seed(config.seed)
     split = split_rows(data.labels, config.validation_split, config.downsampling, config.seed)
-    medians = fill_values(data.features, split.train)
+    medians = fill_values(data.features, split.train_all)
     features = torch.from_numpy(apply_fill(data.features, medians)).to(where)
     tokens = torch.from_numpy(data.tokens).to(where)
     lengths = torch.from_numpy(data.lengths).to(where)
     labels = torch.from_numpy(data.labels).to(where)
-    train_tokens = data.tokens[split.train]
-    seq_scale = float(max(1, int(train_tokens.max()) if train_tokens.size else 1))
+    embedding = config.seq_encoding == "embedding"
+    if embedding:
+        seq_scale = 1.0  # raw token ids go in; callers that divide by seq_scale pass them unchanged
+    else:
+        train_tokens = data.tokens[split.train_all]
+        seq_scale = float(max(1, int(train_tokens.max()) if train_tokens.size else 1))
+        del train_tokens
 
-    model = TabularSeqModel(features.shape[1], config.lstm_hidden, config.mlp_hidden, config.dropout).to(where)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    categorical = categorical_features(data.features, split.train_all, levers.max_categories)
+    model = TabularSeqModel(
+        features.shape[1], config.lstm_hidden, config.mlp_hidden, config.dropout,
+        seq_encoding=config.seq_encoding,
+        seq_vocab=levers.seq_vocab if embedding else 0,
+        seq_embedding_dim=levers.seq_embedding_dim if embedding else 0,
+        categorical=categorical, category_dim=levers.category_dim if categorical else 0,
+    ).to(where)
+    plan = plan_batches(config.batch_size, split.rows_per_epoch, levers.min_steps, levers.min_batch)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=levers.weight_decay)
+    scheduler = _schedule(optimizer, levers.schedule, config.learning_rate, config.epochs * plan.steps_per_epoch,
+                          levers.warmup)
     loss_fn = nn.BCEWithLogitsLoss(reduction="sum")
     rng = np.random.default_rng(config.seed + 1)  # batch order; the split used ``seed`` itself
 
-    val_idx = torch.from_numpy(split.val).to(where)
+    # The validation rows are the same every epoch: gathered and length-sorted once.
+    val_order = np.argsort(data.lengths[split.val], kind="stable")
+    val_sorted = torch.from_numpy(split.val[val_order]).to(where)
+    val_features, val_tokens, val_lengths = features[val_sorted], tokens[val_sorted], lengths[val_sorted]
     val_labels = data.labels[split.val]
-    n_batches = max(1, math.ceil(len(split.train) / config.batch_size))
 
     history: list[dict[str, float | None]] = []
     best_key = -math.inf
     best_state: dict[str, torch.Tensor] | None = None
     best_epoch = 0
     best_metrics: dict[str, float | None] = {}
+    best_p = np.zeros(0)
     stale_epochs = 0
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
         model.train()
+        rows = split.epoch_rows(epoch, fresh=levers.fresh_negatives)
         loss_sum = 0.0
         correct = 0
         # Equal-sized batches (never a last batch of one row, which BatchNorm cannot train on).
-        for batch in np.array_split(rng.permutation(split.train), n_batches):
+        for batch in np.array_split(rng.permutation(rows), plan.steps_per_epoch):
             if should_stop is not None and should_stop():
                 raise Cancelled()
             batch = batch[np.argsort(data.lengths[batch], kind="stable")]
@@ -155,6 +282,8 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             (loss / len(batch)).backward()
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             loss_sum += float(loss.detach())
             correct += int(((logits.detach() > 0) == (target > 0.5)).sum())
         train_seconds = time.perf_counter() - started
@@ -164,18 +293,20 @@ def train(
                 f"lower learning_rate (now {config.learning_rate})"
             )
 
-        p_raw = predict_raw(model, features[val_idx], tokens[val_idx], lengths[val_idx], seq_scale, seq_chunks)
+        p_sorted = _predict_sorted(model, val_features, val_tokens, val_lengths, seq_scale, seq_chunks)
+        p_raw = np.empty(len(val_order), dtype=np.float64)
+        p_raw[val_order] = p_sorted.cpu().numpy()
         metrics: dict[str, float | None] = {
-            "train_loss": loss_sum / len(split.train),
-            "train_accuracy": correct / len(split.train),
+            "train_loss": loss_sum / len(rows),
+            "train_accuracy": correct / len(rows),
             **validation_metrics(val_labels, p_raw, split.train_rate, split.base_rate),
             "seconds": time.perf_counter() - started,
-            "samples_per_s": len(split.train) / train_seconds if train_seconds > 0 else None,
+            "samples_per_s": len(rows) / train_seconds if train_seconds > 0 else None,
         }
         history.append(metrics)
         key = metrics["auc"] if metrics["auc"] is not None else -float(metrics["val_loss"] or 0.0)
         if key > best_key:
-            best_key, best_epoch, best_metrics = key, epoch, metrics
+            best_key, best_epoch, best_metrics, best_p = key, epoch, metrics, p_raw
             best_state = copy.deepcopy(model.state_dict())
             stale_epochs = 0
         else:
@@ -203,13 +334,26 @@ def train(
             "seed": config.seed,
             "best_epoch": best_epoch,
             "downsampling": config.downsampling,
+            "fresh_negatives": bool(levers.fresh_negatives and split.negatives_per_epoch),
             "validation_split": config.validation_split,
-            "train_rows": int(len(split.train)),
+            "train_rows": int(split.rows_per_epoch),
+            "train_rows_all": int(len(split.train_all)),
             "val_rows": int(len(split.val)),
+            "batch_size_requested": plan.requested,
+            "batch_size_used": plan.used,
+            "steps_per_epoch": plan.steps_per_epoch,
+            "schedule": levers.schedule,
+            "weight_decay": levers.weight_decay,
             "ignored_columns": data.ignored_columns,
             "truncated_rows": data.truncated_rows,
             "threshold_rule": "corrected probability maximising F1 on the validation rows",
         },
+        kind="lstm",
+        seq_encoding=config.seq_encoding,
+        seq_vocab=model.seq_vocab,
+        seq_embedding_dim=model.embedding.embedding_dim if model.embedding is not None else 0,
+        categorical_values={data.feature_columns[c]: v for c, v in categorical.items()},
+        category_dim=levers.category_dim if categorical else 0,
     )
     return TrainResult(
         model=model,
@@ -217,8 +361,12 @@ def train(
         best_epoch=best_epoch,
         best_metrics=best_metrics,
         epochs_run=len(history),
+        split=split,
+        val_probability=correct_probability(best_p, split.train_rate, split.base_rate),
+        batch=plan,
         history=history,
-        train_rows=int(len(split.train)),
+        train_rows=int(split.rows_per_epoch),
         val_rows=int(len(split.val)),
         device=str(where),
+        seconds=time.perf_counter() - run_started,
     )
