@@ -25,6 +25,7 @@ from ctrops_common.datagen import generate
 from ctrops_common.gbdt import GbdtModel, SeqFeatureSpec, learn_vocab, seq_features
 from ctrops_common.ml import Preprocess, TabularSeqModel, save_model
 from ctrops_common.model_loading import LoadedModel
+from ctrops_common.splits import training_rows
 from ctrops_explainer.inputs import DataFile
 
 ROWS = 16_000
@@ -48,19 +49,22 @@ def csv_to_training_layout(csv: Path, out: Path) -> None:
     pq.write_table(pa.table(columns, names=table.column_names), out)
 
 
-def train_tiny_model(parquet: Path, features: list[str], folder: Path, epochs: int = 10, seed: int = 0
-                     ) -> tuple[TabularSeqModel, Preprocess]:
+def train_tiny_model(parquet: Path, features: list[str], folder: Path, epochs: int = 10, seed: int = 0,
+                     rows: np.ndarray | None = None) -> tuple[TabularSeqModel, Preprocess]:
+    """A small LSTM+MLP fitted on ``rows`` (all rows when None)."""
     torch.manual_seed(seed)
     raw = pq.read_table(parquet, columns=features)
     values = np.column_stack([raw.column(c).to_numpy(zero_copy_only=False) for c in features])
     clicked = pq.read_table(parquet, columns=["clicked"]).column(0).to_numpy()
+    rows_fitted = np.arange(len(clicked)) if rows is None else np.asarray(rows)
+    values, clicked = values[rows_fitted], clicked[rows_fitted]
     rate = float(clicked.mean())
     preprocess = Preprocess(
         feature_columns=features, fill_values=np.nan_to_num(np.nanmedian(values, axis=0)).tolist(),
         max_seq_len=16, seq_scale=500.0, lstm_hidden=8, mlp_hidden=[64, 32], dropout=0.1,
         base_rate=rate, train_rate=rate,
     )
-    rows = DataFile(parquet, preprocess).rows(np.arange(len(clicked)))
+    rows = DataFile(parquet, preprocess).rows(rows_fitted)
     model = TabularSeqModel(len(features), 8, [64, 32], 0.1)
     optimiser = torch.optim.Adam(model.parameters(), lr=5e-3)
     x, seq = torch.from_numpy(rows.x_tab), torch.from_numpy(rows.seq)
@@ -109,28 +113,34 @@ def planted_model(tmp_path_factory: pytest.TempPathFactory) -> PlantedModel:
     csv_to_training_layout(csv, parquet)
     planted = [p["feature"] for p in truth["planted"]]
     features = [c for c in truth["columns"] if c in set(truth["planted_tabular"]) | set(UNRELATED)]
-    model, preprocess = train_tiny_model(parquet, features, root / "model")
+    clicked = pq.read_table(parquet, columns=["clicked"]).column(0).to_numpy()
+    # Fitted on the training rows of the trainer's default split (0.2, seed 42): the explainer tests on the rest.
+    model, preprocess = train_tiny_model(parquet, features, root / "model", rows=training_rows(clicked, 0.2, 42))
     return PlantedModel(parquet, root / "model", model, preprocess, truth, planted)
 
 
-def train_tiny_gbdt(parquet: Path, features: list[str], folder: Path, rounds: int = 60) -> GbdtModel:
-    """The challenger's kind of model on the same data: LightGBM over the features plus the seq features."""
+def train_tiny_gbdt(parquet: Path, features: list[str], folder: Path, rounds: int = 60,
+                    rows: np.ndarray | None = None, params: dict | None = None) -> GbdtModel:
+    """The challenger's kind of model on the same data: LightGBM over the features plus the seq features,
+    fitted on ``rows`` (all rows when None)."""
     import lightgbm as lgb
 
     raw = pq.read_table(parquet, columns=features)
     values = np.column_stack([raw.column(c).to_numpy(zero_copy_only=False) for c in features])
     clicked = pq.read_table(parquet, columns=["clicked"]).column(0).to_numpy()
+    rows_fitted = np.arange(len(clicked)) if rows is None else np.asarray(rows)
+    values, clicked = values[rows_fitted], clicked[rows_fitted]
     rate = float(clicked.mean())
     preprocess = Preprocess(
         feature_columns=features, fill_values=np.nan_to_num(np.nanmedian(values, axis=0)).tolist(),
         max_seq_len=16, seq_scale=1.0, lstm_hidden=0, mlp_hidden=[], dropout=0.0, base_rate=rate, train_rate=rate,
         kind="gbdt",
     )
-    rows = DataFile(parquet, preprocess).rows(np.arange(len(clicked)))
+    rows = DataFile(parquet, preprocess).rows(rows_fitted)
     spec = SeqFeatureSpec(vocab=learn_vocab(rows.seq, rows.lengths, 16, 16))
     preprocess.extra = {"seq_features": spec.to_json()}
     booster = lgb.train({"objective": "binary", "learning_rate": 0.1, "num_leaves": 15, "verbose": -1,
-                         "num_threads": 1, "seed": 0},
+                         "num_threads": 1, "seed": 0, **(params or {})},
                         lgb.Dataset(np.column_stack([rows.x_tab, seq_features(rows.seq, rows.lengths, spec)]),
                                     rows.clicked), rounds)
     model = GbdtModel(preprocess, booster, spec.names())
@@ -142,6 +152,14 @@ def train_tiny_gbdt(parquet: Path, features: list[str], folder: Path, rounds: in
 def planted_gbdt(planted_model: PlantedModel) -> PlantedModel:
     """A LightGBM on the planted model's data and features (saved beside it as ``gbdt/``)."""
     folder = planted_model.model_folder.parent / "gbdt"
-    gbdt = train_tiny_gbdt(planted_model.parquet, planted_model.preprocess.feature_columns, folder)
+    clicked = pq.read_table(planted_model.parquet, columns=["clicked"]).column(0).to_numpy()
+    gbdt = train_tiny_gbdt(planted_model.parquet, planted_model.preprocess.feature_columns, folder,
+                           rows=training_rows(clicked, 0.2, 42))
     return PlantedModel(planted_model.parquet, folder, gbdt, gbdt.preprocess, planted_model.truth,
                         planted_model.planted)
+
+
+@pytest.fixture(scope="session")
+def gbdt_trainer():
+    """``train_tiny_gbdt`` for test modules (they cannot import conftest under --import-mode=importlib)."""
+    return train_tiny_gbdt

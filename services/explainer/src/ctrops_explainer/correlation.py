@@ -42,3 +42,13 @@ def pearson_matrix(values: np.ndarray) -> np.ndarray:
     r = (r + r.T) / 2
     np.fill_diagonal(r, 1.0)
     return r if k else np.zeros((0, 0))
+
+
+def correlated_pairs(matrix: np.ndarray, names: list[str], threshold: float, limit: int = 20) -> list[dict]:
+    """Pairs (i < j) with |r| >= ``threshold``, strongest first (ties by name), at most ``limit``."""
+    r = np.asarray(matrix, dtype=np.float64)
+    i, j = np.triu_indices(len(names), k=1)
+    keep = np.abs(r[i, j]) >= threshold
+    found = [{"features": [names[a], names[b]], "r": round(float(r[a, b]), 6)} for a, b in zip(i[keep], j[keep])]
+    found.sort(key=lambda p: (-abs(p["r"]), p["features"]))
+    return found[:limit]

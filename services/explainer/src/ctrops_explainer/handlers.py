@@ -34,7 +34,7 @@ from ctrops_common.model_loading import LoadedModel, load_ctr_model, load_ctr_mo
 from ctrops_common.service import ServiceRuntime
 from ctrops_common.storage import FileStore, UnsafePath, check_id
 
-from .pipeline import ExplainConfig, explain
+from .pipeline import ExplainConfig, SplitSpec, explain
 from .settings import ExplainerSettings
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,9 @@ def explain_run(store: FileStore, done: TrainingDone, config: ExplainConfig,
     loaded, note = load_explained_model(store, done, tracking_uri)
     if not data_file.exists():
         raise ExplanationError(f"the training data of file {done.file_id} is missing ({parquet_path(done.file_id)})")
-    result = explain(loaded, data_file, config)
+    # The trainer's validation rows: the features are tested on rows the model was not fitted on.
+    split = SplitSpec(validation_split=done.config.validation_split, seed=done.config.seed)
+    result = explain(loaded, data_file, config, split=split)
     return {
         "run_id": done.run_id, "file_id": done.file_id, "model_location": done.model_location,
         "model_uri": loaded.uri, "model_version": loaded.version,

@@ -35,6 +35,10 @@ class Rows:
     def __len__(self) -> int:
         return len(self.clicked)
 
+    def take(self, index: np.ndarray) -> Rows:
+        return Rows(self.x_tab[index], self.raw_tab[index], self.seq[index], self.lengths[index],
+                    self.seq_length[index], self.clicked[index])
+
 
 class DataFile:
     """One data file opened once; rows are materialised on demand by index."""
