@@ -20,7 +20,8 @@ from ctrops_common.ml import load_model
 
 RUN_TOPICS = [Topic.TRAINING_STARTED, Topic.TRAINING_PROGRESS, Topic.TRAINING_DONE, Topic.TRAINING_FAILED]
 # Tiny model and window: these tests are about the service, not about learning.
-SMALL = {"batch_size": 512, "max_seq_len": 16, "lstm_hidden": 8, "mlp_hidden": "16", "learning_rate": 0.01}
+SMALL = {"batch_size": 512, "max_seq_len": 16, "lstm_hidden": 8, "mlp_hidden": "16", "learning_rate": 0.01,
+         "early_stopping_patience": None}  # every epoch runs: the tests count them
 NO_MLFLOW = {"CTROPS_TRAINER_MLFLOW_ENABLED": "false", "CTROPS_TRAINER_LEASE_TIMEOUT_S": "3"}
 
 
@@ -52,11 +53,26 @@ async def test_one_progress_event_per_epoch_then_done_with_model_and_mlflow_run(
         (1, 1, 3), (1, 2, 3), (1, 3, 3)]
     assert [s.payload.attempt for s in of(events, Topic.TRAINING_STARTED)] == [1]
     (done,) = of(events, Topic.TRAINING_DONE)
-    assert done.payload.model_location == f"runs/{req.run_id}/model"
     assert done.payload.epochs_run == 3 and 1 <= done.payload.best_epoch <= 3
-    assert done.payload.metrics == progress[done.payload.best_epoch - 1].payload.metrics  # the kept epoch's
-    model, preprocess = load_model(data_dir / done.payload.model_location)
+    # Both models, the champion the better on validation AUC, compared on the same rows.
+    models = {m.kind: m for m in done.payload.models}
+    assert set(models) == {"lstm", "gbdt"}
+    lstm, gbdt = models["lstm"], models["gbdt"]
+    assert lstm.metrics == progress[done.payload.best_epoch - 1].payload.metrics  # the LSTM's kept epoch
+    assert lstm.best_iteration == done.payload.best_epoch and gbdt.best_iteration >= 1
+    champion = "gbdt" if gbdt.metrics.auc > lstm.metrics.auc else "lstm"
+    assert done.payload.champion == champion
+    assert done.payload.metrics == models[champion].metrics
+    assert done.payload.model_location == f"runs/{req.run_id}/model/{champion}"
+    comparison = done.payload.comparison
+    assert comparison.auc_lstm == pytest.approx(lstm.metrics.auc, abs=1e-12)  # DeLong's AUC = sklearn's
+    assert comparison.auc_gbdt == pytest.approx(gbdt.metrics.auc, abs=1e-12)
+    assert comparison.ci_low <= comparison.difference <= comparison.ci_high and 0 <= comparison.p_value <= 1
+    assert lstm.auc_ci_low <= lstm.metrics.auc <= lstm.auc_ci_high and lstm.val_clicks == comparison.val_clicks
+    assert done.payload.batch.requested == 512 and progress[0].payload.batch == done.payload.batch
+    model, preprocess = load_model(data_dir / lstm.model_location)
     assert preprocess.max_seq_len == 16 and len(preprocess.feature_columns) == 117
+    assert (data_dir / gbdt.model_location / "model.txt").exists()
 
     # MLflow: one run, tagged with the file and run ids, params, metrics per epoch (step), the model.
     from mlflow.tracking import MlflowClient
@@ -74,8 +90,13 @@ async def test_one_progress_event_per_epoch_then_done_with_model_and_mlflow_run(
     assert run.data.params["trainer.device"] == ("cuda" if torch.cuda.is_available() else "cpu")
     assert run.data.params["trainer.threads"] == "2" and run.data.params["trainer.torch"] == torch.__version__
     assert [m.step for m in client.get_metric_history(run.info.run_id, "auc")] == [1, 2, 3]
-    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
-    assert {"model/model.pt", "model/preprocess.json"} <= artifacts
+    # Both models logged with their flavors, the data as the run's dataset, the champion registered.
+    assert run.inputs.dataset_inputs[0].dataset.name == req.file_id
+    assert lstm.model_uri.startswith("models:/m-") and gbdt.model_uri.startswith("models:/m-")
+    assert done.payload.registered_model == "ctrops-ctr" and done.payload.registered_version == 1
+    assert done.payload.model_uri == "models:/ctrops-ctr/1"
+    version = client.get_model_version_by_alias("ctrops-ctr", "champion")
+    assert int(version.version) == 1 and version.run_id == done.payload.mlflow_run_id
     assert client.get_experiment(run.info.experiment_id).name == "trainer-tests"
 
     # Redelivered (the same run requested again): the done event again, no second training.

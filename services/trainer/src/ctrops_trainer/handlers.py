@@ -23,8 +23,11 @@ from typing import Any
 
 from ctrops_common.bus import Bus
 from ctrops_common.events import (
+    AucComparison,
+    BatchPlan,
     EpochMetrics,
     Event,
+    ModelResult,
     Topic,
     TrainingCancelRequested,
     TrainingDone,
@@ -41,7 +44,7 @@ from . import worker
 from .data import DataError, check_training_file
 from .runs import RunStore
 from .settings import TrainerSettings
-from .tracking import RunTracking, Tracking
+from .tracking import RunTracking, Tracking, TrainingDataset
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +144,10 @@ class Trainer:
         if saved is not None:
             # An earlier attempt saved the model and died before reporting: report it, do not train again.
             log.info("run %s already has a saved model; reporting it", run_id)
-            await self._complete(request, saved, tracker)
+            # Its attempt died before tracking it: this attempt's MLflow run logs and registers the saved models.
+            tracker.begin(experiment=config.experiment_name, run_id=run_id, file_id=request.file_id, attempt=attempt,
+                          config=config, previous_mlflow_run_id=previous_mlflow_run_id)
+            await self._complete(request, saved, tracker, parquet_path)
             return Outcome("done", saved)
 
         try:
@@ -172,7 +178,7 @@ class Trainer:
             await asyncio.to_thread(self.runs.set_mlflow_run, run_id, tracker.mlflow_run_id)
 
         if outcome.kind == "done":
-            await self._complete(request, outcome.result or {}, tracker)
+            await self._complete(request, outcome.result or {}, tracker, parquet_path)
         elif outcome.kind == "failed":
             tracker.finish("FAILED", tags={"ctrops.failure": outcome.reason})
             await self._finish_failed(run_id, self.worker_name, outcome.reason)
@@ -261,13 +267,18 @@ class Trainer:
             return None
         if kind == "epoch":
             epoch, metrics = message[1], message[2]
+            batch = BatchPlan.model_validate(message[3]) if len(message) > 3 and message[3] else None
             await self.bus.publish(
                 Topic.TRAINING_PROGRESS,
                 TrainingProgress(run_id=request.run_id, attempt=attempt, epoch=epoch,
-                                 total_epochs=request.config.epochs, metrics=EpochMetrics.model_validate(metrics)),
+                                 total_epochs=request.config.epochs, metrics=EpochMetrics.model_validate(metrics),
+                                 batch=batch),
                 correlation_id=request.run_id,
             )
             tracker.epoch(epoch, metrics)
+            return None
+        if kind == "challenger_started":
+            log.info("run %s: LSTM+MLP done, fitting the gradient-boosting challenger", request.run_id)
             return None
         if kind == "done":
             return Outcome("done", result=message[1])
@@ -278,15 +289,24 @@ class Trainer:
         log.error("unknown message from the training process: %r", message[:1])
         return None
 
-    async def _complete(self, request: TrainingRequested, result: dict[str, Any], tracker: RunTracking) -> None:
+    async def _complete(self, request: TrainingRequested, result: dict[str, Any], tracker: RunTracking,
+                        parquet_path: Path) -> None:
         run_id = request.run_id
-        model_folder = worker.model_dir(self.runtime.store.root, run_id)
-        tracker.finish("FINISHED", model_folder=model_folder)
+        store = self.runtime.store
+        results = result.get("models", [])
+        # kind -> its folder (runs/<run_id>/model/lstm/, .../gbdt/); a result from before the challenger: one folder
+        folders = {m["kind"]: store.path(m["model_location"]) for m in results} or \
+            {"lstm": worker.model_dir(store.root, run_id)}
+        tracker.complete(models=folders, champion=result.get("champion", "lstm"),
+                         dataset=TrainingDataset(request.file_id, parquet_path),
+                         metrics={m["kind"]: m["metrics"] for m in results})
         mlflow_run_id = await tracker.flush(self.settings.trainer_mlflow_wait_s)
+        logged = tracker.logged  # None: tracking off, MLflow unusable, or the wait ran out
+        uris = logged.model_uris if logged else {}
         done = TrainingDone(
             run_id=run_id,
             file_id=request.file_id,
-            model_location=f"runs/{run_id}/model",
+            model_location=result.get("model_location", f"runs/{run_id}/model"),
             metrics=EpochMetrics.model_validate(result["metrics"]),
             best_epoch=result["best_epoch"],
             epochs_run=result["epochs_run"],
@@ -294,6 +314,13 @@ class Trainer:
             experiment_name=request.config.experiment_name,
             mlflow_run_id=mlflow_run_id,
             config=request.config,
+            champion=result.get("champion", "lstm"),
+            models=[ModelResult.model_validate({**m, "model_uri": uris.get(m["kind"])}) for m in results],
+            comparison=AucComparison.model_validate(result["comparison"]) if result.get("comparison") else None,
+            batch=BatchPlan.model_validate(result["batch"]) if result.get("batch") else None,
+            registered_model=logged.registered_model if logged else None,
+            registered_version=logged.registered_version if logged else None,
+            model_uri=logged.model_uri if logged else None,
         )
         if await asyncio.to_thread(self.runs.finish, run_id, self.worker_name, "completed",
                                    done.model_dump(mode="json")):

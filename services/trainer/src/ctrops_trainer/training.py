@@ -215,9 +215,11 @@ def train(
     device: str = "cpu",
     on_epoch: Callable[[int, dict[str, float | None]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_plan: Callable[[BatchPlan], None] | None = None,
     levers: Levers = LEVERS,
 ) -> TrainResult:
-    """Fit the model; ``on_epoch(epoch, metrics)`` after each epoch; ``should_stop()`` polled per batch."""
+    """Fit the model; ``on_plan(batch_plan)`` once before the first epoch; ``on_epoch(epoch, metrics)``
+    after each epoch; ``should_stop()`` polled per batch."""
     run_started = time.perf_counter()
     where = resolve_device(device)
     torch.manual_seed(config.seed)
@@ -244,6 +246,8 @@ def train(
         categorical=categorical, category_dim=levers.category_dim if categorical else 0,
     ).to(where)
     plan = plan_batches(config.batch_size, split.rows_per_epoch, levers.min_steps, levers.min_batch)
+    if on_plan is not None:
+        on_plan(plan)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=levers.weight_decay)
     scheduler = _schedule(optimizer, levers.schedule, config.learning_rate, config.epochs * plan.steps_per_epoch,
                           levers.warmup)

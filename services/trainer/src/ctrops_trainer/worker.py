@@ -6,8 +6,9 @@ stop it, and a crash (out of memory) takes down only the attempt. The child talk
 the parent through one queue of plain tuples:
 
     ("info", {...})            data facts (rows, features, split sizes) once the data is ready
-    ("epoch", n, {...})        metrics of each finished epoch
-    ("done", {...})            the model is saved under runs/<run_id>/model/; final numbers
+    ("epoch", n, {...}, {...}) metrics of each finished epoch, and the batch plan (requested vs used size)
+    ("challenger_started", {}) the LSTM is done; the gradient-boosting challenger is being fitted
+    ("done", {...})            both models are saved under runs/<run_id>/model/{lstm,gbdt}/; final numbers
     ("failed", reason)         the data or config cannot be trained on; the reason says what to fix
     ("cancelled",)             the stop event was set
 
@@ -61,17 +62,20 @@ def remove_partial_models(data_dir: Path, run_id: str) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
-def _save_atomically(data_dir: Path, run_id: str, model, preprocess, result: dict[str, Any]) -> None:
-    from ctrops_common.ml import save_model
-
+def _save_atomically(data_dir: Path, run_id: str, models: dict[str, Any], result: dict[str, Any]) -> None:
+    """Every model of the run in its own sub-folder (``lstm/``, ``gbdt/``) and ``result.json``, made
+    visible at once by one rename: a reader sees all of them or none."""
     target = model_dir(data_dir, run_id)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".model-{uuid.uuid4().hex}.part"
-    save_model(tmp, model, preprocess)
+    tmp.mkdir()
+    for kind, save in models.items():
+        save(tmp / kind)
     (tmp / RESULT_FILE).write_text(json.dumps(result, indent=2, allow_nan=False))
-    for file in tmp.iterdir():  # on disk before the rename makes the folder visible
-        with open(file, "rb") as fh:
-            os.fsync(fh.fileno())
+    for file in tmp.rglob("*"):  # on disk before the rename makes the folder visible
+        if file.is_file():
+            with open(file, "rb") as fh:
+                os.fsync(fh.fileno())
     if target.exists():  # an earlier attempt saved but died before reporting: replace it whole
         old = target.parent / f".model-{uuid.uuid4().hex}.old"
         os.replace(target, old)
@@ -98,7 +102,9 @@ def run(job: dict[str, Any], messages, stop) -> None:
 
         from ctrops_common.events import TrainingConfig
 
+        from .challenger import train_challenger
         from .data import read_training_file
+        from .summary import summarise
         from .training import Cancelled, resolve_device, train
 
         device = str(resolve_device(job.get("device", "cpu")))  # a GPU that is not there fails here, at once
@@ -116,27 +122,28 @@ def run(job: dict[str, Any], messages, stop) -> None:
         def should_stop() -> bool:
             return stop.is_set() or os.getppid() != parent
 
+        plan: dict[str, Any] = {}
+
+        def on_plan(batch) -> None:
+            plan.update(batch.model_dump(mode="json"))
+
         def on_epoch(epoch: int, metrics: dict[str, Any]) -> None:
-            messages.put(("epoch", epoch, metrics))
+            messages.put(("epoch", epoch, metrics, plan))
 
         result = train(data, config, seq_chunks=job["seq_chunks"], device=device, on_epoch=on_epoch,
-                       should_stop=should_stop)
-        summary = {
-            "best_epoch": result.best_epoch,
-            "epochs_run": result.epochs_run,
-            "metrics": result.best_metrics,
-            "duration_s": time.perf_counter() - started,
-            "train_rows": result.train_rows,
-            "val_rows": result.val_rows,
-            "base_rate": result.preprocess.base_rate,
-            "train_rate": result.preprocess.train_rate,
-            "seq_scale": result.preprocess.seq_scale,
-            "features": len(result.preprocess.feature_columns),
-            "threads": job["threads"],
-            "device": result.device,
-        }
+                       should_stop=should_stop, on_plan=on_plan)
+        messages.put(("challenger_started", {}))
+        challenger = train_challenger(data, result.split, config, threads=job["threads"], should_stop=should_stop)
+        summary = summarise(job["run_id"], config, data, result, challenger)
+        summary["duration_s"] = time.perf_counter() - started
+        summary["threads"] = job["threads"]
         summary = json.loads(json.dumps(summary, default=_plain))
-        _save_atomically(Path(job["data_dir"]), job["run_id"], result.model, result.preprocess, summary)
+        from ctrops_common.ml import save_model
+
+        _save_atomically(Path(job["data_dir"]), job["run_id"], {
+            "lstm": lambda folder: save_model(folder, result.model, result.preprocess),
+            "gbdt": challenger.model.save,
+        }, summary)
         messages.put(("done", summary))
     except Cancelled:
         messages.put(("cancelled",))
