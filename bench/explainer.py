@@ -214,6 +214,43 @@ async def bench_end_to_end(data_root: Path, parquet: Path, model_folder: Path) -
             "overlap": result["permutation"].get("top10_overlap_with_lime")}
 
 
+def bench_stages(parquet: Path, lstm_folder: Path, root: Path, threads: int) -> dict:
+    """The explanation's stages (default settings, the trainer's default split) for both model kinds:
+    a LightGBM fitted here on the split's training rows (the challenger's shape) and the LSTM stand-in."""
+    import lightgbm as lgb
+
+    from ctrops_common.gbdt import GbdtModel, SeqFeatureSpec, learn_vocab, seq_features
+    from ctrops_common.model_loading import load_ctr_model
+    from ctrops_common.splits import training_rows
+    from ctrops_explainer.inputs import DataFile
+    from ctrops_explainer.pipeline import ExplainConfig, explain
+
+    names = [c for c in pq.read_schema(parquet).names if c not in ("seq", "clicked")]
+    clicked = pq.read_table(parquet, columns=["clicked"]).column(0).to_numpy()
+    train = training_rows(clicked, 0.2, 42)
+    rate = float(clicked[train].mean())
+    pre = Preprocess(names, [0.0] * len(names), 128, 1.0, 0, [], 0.0, rate, rate, kind="gbdt")
+    rows = DataFile(parquet, pre).rows(train)
+    spec = SeqFeatureSpec(vocab=learn_vocab(rows.seq, rows.lengths, 16, 64))
+    pre.extra = {"seq_features": spec.to_json()}
+    booster = lgb.train({"objective": "binary", "num_leaves": 7, "feature_fraction": 0.5, "learning_rate": 0.05,
+                         "verbose": -1, "num_threads": 1, "seed": 0},
+                        lgb.Dataset(np.column_stack([rows.x_tab, seq_features(rows.seq, rows.lengths, spec)]),
+                                    rows.clicked), 300)
+    GbdtModel(pre, booster, spec.names()).save(root / "gbdt")
+    out = {}
+    for kind, folder in (("gbdt", root / "gbdt"), ("lstm", lstm_folder)):
+        loaded = load_ctr_model(folder)
+        started = time.perf_counter()
+        result = explain(loaded, parquet, ExplainConfig(torch_threads=threads))
+        out[kind] = {"wall_s": time.perf_counter() - started, "timings": result["timings"],
+                     "lime_samples": result["sample"].get("lime_samples"),
+                     "significant": result["significant_features"][:10],
+                     "top": [(f["feature"], round(f["importance"], 3), f"{f['pValue']:.1e}", f["direction"])
+                             for f in result["features"][:6]]}
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=200)
@@ -224,6 +261,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the LIME comparison (1: fair to the row-by-row way)")
     parser.add_argument("--model", type=Path, help="a saved model folder (model.pt + preprocess.json)")
     parser.add_argument("--skip-end-to-end", action="store_true")
+    parser.add_argument("--stages-only", action="store_true",
+                        help="only the explanation's stages for a LightGBM and the LSTM (default settings)")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="bench-explainer-"))
@@ -240,6 +279,14 @@ def main() -> int:
             train_stand_in(root / "data.parquet", model_folder, args.epochs, args.threads)
             print(f"stand-in model trained ({args.epochs} epochs, down-sampled): {time.perf_counter() - started:.1f}s")
         model, preprocess = load_model(model_folder)
+        if args.stages_only:
+            print(f"machine load before: {os.getloadavg()}")
+            for kind, stage in bench_stages(root / "data.parquet", model_folder, root, args.threads).items():
+                print(f"\n{kind}: explain {stage['wall_s']:.1f} s, stages {stage['timings']}")
+                print(f"  LIME samples per row: {stage['lime_samples']}; significant: {stage['significant']}")
+                print(f"  top: {stage['top']}")
+            print(f"machine load after: {os.getloadavg()}")
+            return 0
 
         lime = bench_lime(model, preprocess, root / "data.parquet", args.rows, args.samples, args.naive_rows,
                           args.threads)
