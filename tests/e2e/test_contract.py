@@ -73,6 +73,12 @@ def journey(stack, sample_csv) -> dict[str, Any]:
     return {"truth": truth, "upload": upload, "run_id": run_id, "live": live, "report": report}
 
 
+@pytest.fixture(scope="module")
+def stack_env() -> dict[str, str]:
+    """MLflow on (the embedded SQLite store under the stack's data dir): the journey checks the registry."""
+    return {"CTROPS_TRAINER_MLFLOW_ENABLED": "true"}
+
+
 def test_health_lists_six_services_up_and_the_broker(stack):
     body = stack.health()
     assert body["status"] == "healthy"
@@ -147,6 +153,27 @@ def test_status_and_runs(stack, journey):
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", ours["created_at"])
     created = [r["created_at"] for r in runs]
     assert created == sorted(created, reverse=True)  # newest first
+
+
+def test_the_champion_is_registered_in_mlflow_and_is_the_model_explained(stack, journey):
+    """Issue 18: both models trained, the better one registered (alias champion), and the explainer
+    loaded exactly that registered version through the tracking store."""
+    from mlflow.tracking import MlflowClient
+
+    run_id = journey["run_id"]
+    status = stack.json(f"/api/train/status/{run_id}")
+    assert {m["kind"] for m in status["models"]} == {"lstm", "gbdt"}
+    assert status["champion"] in ("lstm", "gbdt")
+    assert status["model_uri"] == f"models:/ctrops-ctr/{status['registered_version']}"
+    client = MlflowClient(f"sqlite:///{stack.data_dir / 'mlflow' / 'mlflow.db'}")
+    version = client.get_model_version("ctrops-ctr", str(status["registered_version"]))
+    assert version.run_id == status["mlflow_run_id"] and version.tags["ctrops.kind"] == status["champion"]
+    assert "champion" in version.aliases
+    stack.wait_ready_200(f"/api/report/feature-importance/{run_id}")
+    explanation = json.loads((stack.data_dir / "runs" / run_id / "explanation.json").read_text())
+    assert explanation["model_uri"] == status["model_uri"]
+    assert int(explanation["model_version"]) == status["registered_version"]
+    assert explanation["model_kind"] == status["champion"]
 
 
 def test_feature_importance_and_its_alias(stack, journey):

@@ -149,6 +149,11 @@ def load_ctr_model_uri(uri: str, tracking_uri: str | None) -> LoadedModel:
     import mlflow
     from mlflow.models import Model
 
+    if tracking_uri:
+        # Some of MLflow's model-URI paths (models:/ downloads) read the process-wide registry URI
+        # rather than the one passed in; unset, that is ./mlflow.db in the working directory.
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
     version = _registered_version(uri, tracking_uri)
     source = uri
     alias = _ALIAS_URI.match(uri)
