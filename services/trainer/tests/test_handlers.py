@@ -84,6 +84,8 @@ async def test_one_progress_event_per_epoch_then_done_with_model_and_mlflow_run(
     assert run.data.tags["ctrops.file_id"] == req.file_id and run.data.tags["ctrops.run_id"] == req.run_id
     assert run.data.params["epochs"] == "3" and run.data.params["mlp_hidden"] == "16"
     assert run.data.params["data.features"] == "117"
+    assert run.data.params["batch.requested"] == "512"
+    assert run.data.params["batch.used"] == str(done.payload.batch.used)
     # Where it trained (CTROPS_TRAINER_DEVICE=auto: the GPU when this machine's torch sees one).
     import torch
 

@@ -276,6 +276,8 @@ class Trainer:
                 correlation_id=request.run_id,
             )
             tracker.epoch(epoch, metrics)
+            if batch is not None and epoch == 1:  # requested vs used batch size, and why
+                tracker.params(batch.model_dump(), prefix="batch")
             return None
         if kind == "challenger_started":
             log.info("run %s: LSTM+MLP done, fitting the gradient-boosting challenger", request.run_id)
