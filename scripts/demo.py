@@ -202,12 +202,12 @@ def main(argv: list[str] | None = None) -> int:
     ws_url = args.url.replace("http", "ws", 1) + f"/ws/training/{run_id}"
     asyncio.run(follow_training(ws_url, args.epochs))
 
-    print("4/5 explaining the model (LIME on 200 rows, permutation check)...")
+    print("4/5 explaining the champion (TreeSHAP or LIME, held-out permutation test)...")
     features = wait_for(client, f"/api/report/feature-importance/{run_id}", "explanation", args.timeout).json()
     planted = set(truth["planted_tabular"]) | {"seq"}
     print(f"    {pad('feature', 18)} {pad('설명', 22)} importance  p-value   95% CI")
     for f in features[:8]:
-        p_value = "<1e-15" if f["pValue"] < 1e-15 else format(f["pValue"], ".2g")  # 0.0 is an underflow
+        p_value = "<1e-15" if f["pValue"] < 1e-15 else format(f["pValue"], ".2g")  # below double precision
         mark = "  <- planted by the generator" if f["feature"] in planted else ""
         print(f"    {pad(f['feature'], 18)} {pad(f['description'], 22)} {f['importance']:10.3f}  "
               f"{p_value:<8}  [{f['ci'][0]:.3f}, {f['ci'][1]:.3f}]{mark}")

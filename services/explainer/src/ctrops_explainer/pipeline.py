@@ -187,15 +187,18 @@ def _explain(loaded: LoadedModel, data_path: Path, config: ExplainConfig, predic
 
     t = time.perf_counter()
     directions = {}
-    pd_rows = config.direction_rows
+    # Partial dependence on a seeded random subset (the evaluation rows are sorted by row index:
+    # their head would be the file's earliest rows).
+    pd_index = np.sort(np.random.default_rng(config.seed + 1).choice(
+        len(evaluation), min(config.direction_rows, len(evaluation)), replace=False))
     for j, name in enumerate(names):
         if name == SEQ_FEATURE:
             directions[name] = sequence_direction(token_effects)
         elif loaded.kind == "gbdt":
             directions[name] = direction_of(attributed.raw_tab[:, j], attribution[:, j], attributed.clicked)
         else:  # LIME's few explained rows cannot say which of 24 hours helps: partial dependence on more rows
-            values, effect = partial_dependence(scorer, evaluation.x_tab[:pd_rows], states[:pd_rows], j,
-                                                evaluation.raw_tab[:pd_rows, j])
+            values, effect = partial_dependence(scorer, evaluation.x_tab[pd_index], states[pd_index], j,
+                                                evaluation.raw_tab[pd_index, j])
             directions[name] = direction_of(values, effect, np.zeros(len(values)),
                                             evidence=(evaluation.raw_tab[:, j], evaluation.clicked))
     timings["direction_s"] = time.perf_counter() - t

@@ -44,8 +44,8 @@ class ExplainerSettings(ServiceSettings):
     )
     explainer_eval_rows: int = Field(
         12_000, ge=100, le=2_000_000,
-        description="Validation rows (a seeded sample when there are more) for TreeSHAP, the permutation test "
-                    "and the directions.",
+        description="Validation rows (a seeded sample when there are more) for TreeSHAP and the directions' "
+                    "click rates.",
     )
     explainer_permutation_rows: int = Field(
         5_000, ge=100, le=2_000_000,

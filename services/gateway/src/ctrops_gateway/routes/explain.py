@@ -27,24 +27,23 @@ RETRY_AFTER_S = 5
 TRAINING_TOPICS = [Topic.TRAINING_REQUESTED, Topic.TRAINING_STARTED, Topic.TRAINING_PROGRESS]
 
 IMPORTANCE_DEFINITION = """\
-Features ranked by how much the trained model's click probability depends on them, from
-LIME (`lime.lime_tabular.LimeTabularExplainer`) run on a stratified, seeded sample of rows
-(200 by default, half of them clicks when the file has enough; 5,000 perturbations each).
+Features ranked by how much the run's champion model (LSTM+MLP or LightGBM) uses them, each
+with a test of whether the feature carries click signal on validation rows the model never
+saw (the trainer's stratified validation split).
 
-- `importance` (0..1): mean over explained rows of |LIME weight|, divided by the largest
-  such mean, so the strongest feature scores 1. A LIME weight is the change in the
-  (base-rate corrected) click probability when the feature keeps the row's own value (its
-  category, or its quartile bin for continuous features) instead of a value drawn from the data.
-- `pValue`: test of H0 "the feature has no local effect on any explained row": with w_i the
-  row's weight and se_i its robust (HC1) standard error from LIME's ridge fit,
-  pValue = P(chi2 with n degrees of freedom >= sum_i (w_i/se_i)^2) over the n explained rows.
-- `ci`: 95% percentile bootstrap interval of `importance` (explained rows resampled, seeded).
-- `description`: the column's Korean label.
-- `seq` (the behaviour sequence) is one LIME feature: the row's own sequence versus another
-  user's sequence from the data, drawn 50/50; its LSTM encoding is computed once per row.
-
-A permutation-importance check (drop in average precision, with repeats) is stored beside
-it in the run's explanation file.
+- `importance` (0..1): mean |attribution| over validation rows, divided by the largest such
+  mean, so the strongest feature scores 1. Attribution: exact TreeSHAP contribution to the
+  logit for a LightGBM champion (the `seq_*` features summed into `seq`); the LIME weight in
+  click probability for an LSTM+MLP champion (explained validation rows, perturbations sized by
+  a convergence test).
+- `pValue`: Benjamini-Hochberg adjusted (across all features) one-sided p of a held-out
+  permutation test. H0: shuffling the feature across the validation rows does not lower the
+  model's ROC AUC there. Statistic: the AUC drop, its standard error from DeLong's paired
+  variance. The unadjusted p is `p_value_raw` in the run's explanation file.
+- `ci`: 95% percentile bootstrap interval of `importance` (rows resampled, seeded).
+- `description`: the column's Korean label. The explanation file also gives each feature's
+  direction of effect (which values raise clicks, with the observed click rates).
+- `seq` (the behaviour sequence) is one feature: the row's own sequence versus another user's.
 """
 
 CORRELATION_DEFINITION = """\
@@ -64,8 +63,10 @@ ERRORS = {
 
 class FeatureImportanceItem(BaseModel):
     feature: str = Field(description="Column name (`seq` for the behaviour sequence).")
-    importance: float = Field(ge=0, le=1, description="Mean |LIME weight| relative to the strongest feature.")
-    pValue: float = Field(ge=0, le=1, description="Chi-square test of the LIME weights against zero.")  # noqa: N815
+    importance: float = Field(ge=0, le=1, description="Mean |attribution| (TreeSHAP or LIME) relative to the "
+                                                      "strongest feature.")
+    pValue: float = Field(ge=0, le=1, description="Benjamini-Hochberg adjusted p of the held-out permutation "  # noqa: N815
+                                                  "test (AUC drop on validation rows).")
     ci: tuple[float, float] = Field(description="95% bootstrap interval of importance [low, high].")
     description: str = Field(description="Korean label of the column.")
 
@@ -138,7 +139,8 @@ async def _feature_importance(state: GatewayState, run_id: str) -> Any:
 
 
 @router.get("/api/report/feature-importance/{run_id}", response_model=list[FeatureImportanceItem],
-            summary="Feature importance (LIME) with p-values and 95% intervals", description=IMPORTANCE_DEFINITION,
+            summary="Feature importance (TreeSHAP or LIME) with adjusted held-out p-values and 95% intervals",
+            description=IMPORTANCE_DEFINITION,
             responses=ERRORS)
 async def feature_importance(state: State, run_id: str = RunId) -> Any:
     return await _feature_importance(state, run_id)
