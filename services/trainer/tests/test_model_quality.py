@@ -1,0 +1,110 @@
+"""Both models find the planted signal at the frontend's settings, measured against the oracle.
+
+Generated sets with a known generating probability (``ctrops_common.testdata.variant_parquet``):
+the oracle's AUC on the very validation rows the models are scored on is the best any model
+can reach there, so "gap to the oracle" is a fair yardstick whatever the set's difficulty.
+Issue 18 asks, at the frontend's settings: champion >= oracle - 0.015 and the LSTM+MLP alone
+>= oracle - 0.04; here with a margin for the noise of 20k-row sets at 5% clicks (about 200
+validation clicks), measured with bench/models.py (numbers below). And on
+the set whose signal lives only in recent ``seq`` tokens, the LSTM+MLP beats a LightGBM that
+sees only the tabular columns: the sequence is learnt, not just the columns beside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pytest
+import torch
+
+from ctrops_common.auc_stats import auc_ci
+from ctrops_common.events import TrainingConfig
+from ctrops_common.testdata import variant_parquet
+from ctrops_trainer.challenger import MAX_ROUNDS, PATIENCE, challenger_params, train_challenger
+from ctrops_trainer.data import Split, TrainingData, read_training_file
+from ctrops_trainer.training import train
+
+# Issue 18's floors, and the margin allowed on 20k-row sets for sampling noise. Measured with
+# bench/models.py --sets mixed:0.05:20000,tabular:0.05:20000,seq:0.05:20000 --seeds 1,2,3 at 7e16068
+# (about 200 validation clicks each), gap to the oracle for seeds 1/2/3:
+#   mixed    GBDT -0.021/-0.033/-0.021   LSTM -0.055/-0.093/-0.067
+#   tabular  GBDT -0.025/-0.022/-0.047   LSTM -0.110/-0.073/-0.058
+#   seq      GBDT -0.005/+0.014/+0.014   LSTM -0.067/-0.038/-0.039   tabular-only GBDT 0.510/0.549/0.495
+# The spread of one model's gap across seeds is about 0.01-0.02 (a DeLong s.e. of the paired gap at
+# 200 clicks is of that size), hence MARGIN. With it the champion holds on seed 1 and the LSTM+MLP
+# does not on the tabular and seq sets (0.04-0.11 under the oracle): those two tests fail until it
+# learns more (see /work/notes/models-bench.md).
+CHAMPION_FLOOR = 0.015
+LSTM_FLOOR = 0.04
+MARGIN = 0.02
+
+SETS = [("mixed", 0.05), ("tabular", 0.05), ("seq", 0.05)]  # 20k rows each, seed 1
+ROWS = 20_000
+SEED = 1
+
+
+def frontend_config(seed: int) -> TrainingConfig:
+    """The values the frontend's form sends (issue 18); everything else the config's defaults."""
+    return TrainingConfig(epochs=10, batch_size=4096, learning_rate=0.001, lstm_hidden=64, mlp_hidden=[256, 128],
+                          dropout=0.2, downsampling=True, validation_split=0.2, seed=seed)
+
+
+@dataclass
+class Measured:
+    data: TrainingData
+    split: Split
+    oracle: float
+    lstm: float
+    gbdt: float
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Measured]:
+    folder: Path = tmp_path_factory.mktemp("quality")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        out = {}
+        for variant, ctr in SETS:
+            parquet, _, oracle = variant_parquet(folder, variant, ROWS, seed=SEED, ctr=ctr)
+            config = frontend_config(SEED)
+            data = read_training_file(parquet, config.max_seq_len)
+            lstm = train(data, config)
+            gbdt = train_challenger(data, lstm.split, config, threads=2)
+            y = data.labels[lstm.split.val]
+            out[variant] = Measured(data, lstm.split, auc_ci(y, oracle[lstm.split.val]).auc,
+                                    auc_ci(y, lstm.val_probability).auc, auc_ci(y, gbdt.val_probability).auc)
+        return out
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("variant", [v for v, _ in SETS])
+def test_champion_is_near_the_oracle(measured, variant):
+    m = measured[variant]
+    champion = max(m.lstm, m.gbdt)
+    assert champion >= m.oracle - CHAMPION_FLOOR - MARGIN, (variant, m.oracle, m.lstm, m.gbdt)
+
+
+@pytest.mark.parametrize("variant", [v for v, _ in SETS])
+def test_lstm_alone_is_near_the_oracle(measured, variant):
+    m = measured[variant]
+    assert m.lstm >= m.oracle - LSTM_FLOOR - MARGIN, (variant, m.oracle, m.lstm)
+
+
+def test_lstm_learns_the_sequence(measured):
+    """Signal only in recent seq tokens: a tabular-only GBDT (the challenger's parameters and early
+    stopping, no seq features) sees noise, the LSTM+MLP must do clearly better."""
+    m = measured["seq"]
+    train_set = lgb.Dataset(m.data.features[m.split.train_all], m.data.labels[m.split.train_all])
+    val_set = lgb.Dataset(m.data.features[m.split.val], m.data.labels[m.split.val], reference=train_set)
+    booster = lgb.train(challenger_params(SEED, 2), train_set, num_boost_round=MAX_ROUNDS, valid_sets=[val_set],
+                        callbacks=[lgb.early_stopping(PATIENCE, first_metric_only=True, verbose=False)])
+    tabular = auc_ci(m.data.labels[m.split.val],
+                     booster.predict(m.data.features[m.split.val], num_iteration=booster.best_iteration)).auc
+    assert tabular < 0.6  # the columns carry nothing here
+    assert m.lstm > tabular + 0.05, (m.lstm, tabular, m.oracle)
+    assert np.isfinite(m.gbdt)
