@@ -1,7 +1,8 @@
 """Model quality against the oracle: the LSTM+MLP and the LightGBM challenger on generated sets
 whose true click probability is known.
 
-    .venv/bin/python bench/models.py [--seeds 1,2] [--large] [--only seq] [--threads 2]
+    .venv/bin/python bench/models.py [--seeds 1,2] [--large] [--only seq] [--sets seq:0.05:20000,...]
+                                     [--threads 2]
                                      [--workdir /tmp/ctrops-bench-models] [--json out.jsonl]
 
 Data: ``ctrops_common.testdata.variant_parquet`` (the generator's variants, in the training
@@ -169,6 +170,8 @@ def main() -> int:
     parser.add_argument("--seeds", default="1,2")
     parser.add_argument("--large", action="store_true", help="also the 600k-row sets (minutes each on 2 cores)")
     parser.add_argument("--only", default="", help="comma-separated variants to keep")
+    parser.add_argument("--sets", default="", help="instead of the built-in list: variant:ctr:rows,... "
+                        "(e.g. seq:0.05:20000, the sets of services/trainer/tests/test_model_quality.py)")
     parser.add_argument("--max-rows", type=int, default=0, help="skip sets larger than this")
     parser.add_argument("--threads", type=int, default=2, help="torch and LightGBM threads")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/ctrops-bench-models"))
@@ -191,6 +194,8 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     sets = DATASETS + (LARGE if args.large else [])
+    if args.sets:
+        sets = [(v, float(c), int(r)) for v, c, r in (item.split(":") for item in args.sets.split(","))]
     if args.only:
         sets = [s for s in sets if s[0] in args.only.split(",")]
     if args.max_rows:

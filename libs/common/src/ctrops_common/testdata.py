@@ -6,6 +6,7 @@ and, for the variants, each row's generating click probability (the oracle).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from .datagen import DEFAULT_VARIANT, generate
+from .datagen import DEFAULT_VARIANT, VARIANTS, generate
 from .dataset import SEQUENCE, TARGET
 
 
@@ -48,7 +49,9 @@ def variant_parquet(folder: Path, variant: str, rows: int, seed: int = 42,
     by variant/rows/seed/ctr: (parquet path, truth, oracle), where ``oracle[i]`` is row i's
     generating click probability (float64, the parquet's row order), so a benchmark can score
     the oracle on exactly its validation rows."""
-    return _generated(folder, f"gen-{variant}-{rows}-{seed}-{ctr:g}", rows, seed, ctr, variant)
+    spec = VARIANTS[variant]  # the drivers and tokens in the name: a changed formula never reuses a stale file
+    digest = hashlib.sha256(repr((spec.drivers, spec.tokens)).encode()).hexdigest()[:8]
+    return _generated(folder, f"gen-{variant}-{digest}-{rows}-{seed}-{ctr:g}", rows, seed, ctr, variant)
 
 
 def _generated(folder: Path, stem: str, rows: int, seed: int, ctr: float,
