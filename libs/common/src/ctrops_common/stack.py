@@ -161,7 +161,8 @@ class Stack:
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_suffix(".part")
             generate(partial, self.settings.sample_rows, seed=42)
-            Path(f"{partial}.truth.json").rename(f"{target}.truth.json")
+            for sidecar in (".truth.json", ".oracle.npy"):  # the truth, each row's generating probability
+                Path(f"{partial}{sidecar}").rename(f"{target}{sidecar}")
             partial.rename(target)
         return target
 
