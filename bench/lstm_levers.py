@@ -10,7 +10,7 @@ wall time and CPU time (both threads; on a machine shared with other work the CP
 says more than the wall time), with the machine's load before and after.
 
     .venv/bin/python bench/lstm_levers.py                      # 60k mixed, seed 42, 2 threads
-    .venv/bin/python bench/lstm_levers.py --rows 20000 --seeds 1,2 --variant seq
+    .venv/bin/python bench/lstm_levers.py --rows 20000 --ctr 0.05 --data-seed 1 --seeds 1,2 --variant seq
 
 Run it on a quiet machine: wall times on a shared one say more about the neighbours.
 """
@@ -45,6 +45,14 @@ def variants() -> dict[str, tuple[dict, dict]]:
         "weight decay 1e-4 (AdamW)": ({}, {"weight_decay": 1e-4}),
         "weight decay 1e-2 (AdamW)": ({}, {"weight_decay": 1e-2}),
         "no early stopping": ({"early_stopping_patience": None}, {}),
+        "early stopping patience 5": ({"early_stopping_patience": 5}, {}),
+        "step floor 128": ({}, {"min_steps": 128}),
+        "4 non-clicks per click per epoch": ({}, {"negatives_per_positive": 4}),
+        "weight decay 1e-1 (AdamW)": ({}, {"weight_decay": 0.1}),
+        "quantile input transform (rank-Gauss)": ({}, {"input_transform": "quantile"}),
+        "robust input transform (median/IQR, clip 5)": ({}, {"input_transform": "robust"}),
+        "input dropout 0.1": ({}, {"input_dropout": 0.1}),
+        "EMA of weights (decay 0.99 per step)": ({}, {"ema": 0.99}),
         "all off (as before issue 18)": ({"seq_encoding": "scalar"},
                                          {"min_steps": 0, "fresh_negatives": False, "schedule": "constant",
                                           "weight_decay": 0.0, "max_categories": 0}),
@@ -60,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=60_000)
     parser.add_argument("--variant", default="mixed", help="generator variant (ctrops_common.datagen.VARIANTS)")
     parser.add_argument("--ctr", type=float, default=0.02)
-    parser.add_argument("--seeds", default="42", help="comma-separated training seeds (the data's seed is 42)")
+    parser.add_argument("--seeds", default="42", help="comma-separated training seeds")
+    parser.add_argument("--data-seed", type=int, default=42, help="the generator's seed (test_model_quality uses 1)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", default="", help="comma-separated substrings of the lever sets to run")
     parser.add_argument("--data", type=Path, default=Path("/tmp/ctrops-bench-data"))
@@ -76,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     from ctrops_trainer.training import LEVERS, train
 
     torch.set_num_threads(args.threads)
-    path, truth, oracle = variant_parquet(args.data, args.variant, args.rows, seed=42, ctr=args.ctr)
+    path, truth, oracle = variant_parquet(args.data, args.variant, args.rows, seed=args.data_seed,
+                                         ctr=args.ctr)
     data = read_training_file(path, 128)
     print(f"data: {args.variant}, {data.rows:,} rows, {int(data.labels.sum()):,} clicks; torch {torch.__version__}, "
           f"{args.threads} threads; levers {dataclasses.asdict(LEVERS)}")

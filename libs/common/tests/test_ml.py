@@ -16,6 +16,7 @@ from ctrops_common.ml import (
     Preprocess,
     TabularSeqModel,
     correct_probability,
+    fit_input_transform,
     hash_tokens,
     load_model,
     save_model,
@@ -166,3 +167,47 @@ def test_categorical_features_look_up_their_value_and_unseen_values_share_one_ro
     seq, lengths = torch.rand(5, 4), torch.tensor([4, 1, 0, 2, 3])
     with torch.no_grad():
         assert torch.allclose(loaded(x, seq, lengths), model(x, seq, lengths))
+
+
+def test_the_quantile_input_transform_is_rank_gauss_inside_head_and_saved_with_the_model(tmp_path: Path):
+    rng = np.random.default_rng(5)
+    raw = np.c_[rng.exponential(1.0, 4000) ** 3, rng.integers(0, 3, 4000), np.full(4000, 2.0)].astype(np.float32)
+    knots, targets = fit_input_transform(raw, "quantile", knots=64)
+    assert len(knots) == len(targets) == 3 and all(len(k) == len(t) == 64 for k, t in zip(knots, targets))
+    torch.manual_seed(6)
+    model = TabularSeqModel(3, lstm_hidden=4, mlp_hidden=[8], dropout=0.0, input_knots=knots,
+                            input_targets=targets).eval()
+    out = model.transform_inputs(torch.from_numpy(raw)).numpy()
+    # A heavy-tailed column comes out close to a standard normal, in the same order.
+    assert abs(out[:, 0].mean()) < 0.05 and 0.9 < out[:, 0].std() < 1.1 and out[:, 0].max() < 2.6
+    assert np.all(np.diff(out[np.argsort(raw[:, 0], kind="stable"), 0]) >= 0)
+    assert len(np.unique(out[:, 1])) == 3  # a discrete column keeps one value per level
+    assert np.all(out[:, 2] == 0.0)  # a constant column becomes 0
+    # Values beyond the training range are held at the end points.
+    far = model.transform_inputs(torch.tensor([[-1e9, -5.0, 2.0], [1e9, 9.0, 2.0]]))
+    assert torch.allclose(far[:, 0], torch.tensor([min(targets[0]), max(targets[0])]))
+    # head() applies it: callers pass raw filled features; saved and loaded, same predictions.
+    pre = Preprocess(feature_columns=["a", "b", "c"], fill_values=[0.0] * 3, max_seq_len=4, seq_scale=10.0,
+                     lstm_hidden=4, mlp_hidden=[8], dropout=0.0, base_rate=0.02, train_rate=1 / 3,
+                     input_transform="quantile", input_knots=knots, input_targets=targets)
+    save_model(tmp_path / "m", model, pre)
+    loaded, loaded_pre = load_model(tmp_path / "m")
+    assert loaded_pre == pre
+    x, state = torch.from_numpy(raw[:16]), torch.rand(16, 4)
+    with torch.no_grad():
+        assert torch.allclose(loaded.head(x, state), model.head(x, state))
+        plain = TabularSeqModel(3, lstm_hidden=4, mlp_hidden=[8], dropout=0.0).eval()
+        plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("input_")})
+        assert torch.allclose(model.head(x, state), plain.head(model.transform_inputs(x), state))
+
+
+def test_the_robust_input_transform_centres_on_the_median_and_clips():
+    x = np.array([[0.0], [1.0], [2.0], [3.0], [4.0], [1000.0]], dtype=np.float32)
+    knots, targets = fit_input_transform(x, "robust", clip=5.0)
+    model = TabularSeqModel(1, lstm_hidden=2, mlp_hidden=[2], dropout=0.0, input_knots=knots, input_targets=targets)
+    out = model.transform_inputs(torch.from_numpy(x))[:, 0]
+    iqr = 3.75 - 1.25
+    assert torch.allclose(out[:5], torch.tensor([(v - 2.5) / iqr for v in range(5)]), atol=1e-5)
+    assert out[5].item() == 5.0  # the outlier is clipped
+    with pytest.raises(ValueError, match="quantile"):
+        fit_input_transform(x, "minmax")

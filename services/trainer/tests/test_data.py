@@ -154,6 +154,17 @@ def test_down_sampling_draws_fresh_negatives_every_epoch_and_uses_them_all():
     assert np.array_equal(split.epoch_rows(4, fresh=False), split.train)
 
 
+def test_the_non_clicks_per_click_of_an_epoch_can_be_set_without_moving_the_validation_rows():
+    rng = np.random.default_rng(2)
+    labels = (rng.random(6_000) < 0.04).astype(np.float32)
+    two = split_rows(labels, 0.2, downsampling=True, seed=5)
+    four = split_rows(labels, 0.2, downsampling=True, seed=5, negatives_per_positive=4)
+    clicks = int(labels[four.train_all].sum())
+    assert np.array_equal(four.val, two.val) and np.array_equal(four.train_all, two.train_all)
+    assert four.negatives_per_epoch == 4 * clicks and len(four.epoch_rows(3)) == 5 * clicks
+    assert four.train_rate == clicks / (5 * clicks) and four.base_rate == two.base_rate
+
+
 def test_without_down_sampling_every_training_row_is_used():
     labels = np.array([1] * 20 + [0] * 180, dtype=np.float32)
     split = split_rows(labels, 0.25, downsampling=False, seed=1)

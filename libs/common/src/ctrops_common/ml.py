@@ -19,6 +19,11 @@ How tokens enter the LSTM (``seq_encoding``):
 - ``"scalar"`` (the notebook's, and every model saved before embeddings): the token divided
   by ``seq_scale`` as one number per step.
 
+Optional input transform (``Preprocess.input_transform``, off in the trainer by default: it
+measured no gain, bench/lstm_levers.py): a per-feature piecewise-linear map fitted on the
+training rows (rank-Gauss quantiles, or median/IQR clipped), held as buffers and applied inside
+``head`` before BatchNorm, so every caller keeps passing raw filled features.
+
 A saved model is a folder in the file store: ``model.pt`` (state dict) and
 ``preprocess.json`` (``Preprocess``: features, fill values, sequence window, rates).
 """
@@ -56,6 +61,12 @@ class Preprocess:
     # the MLP through a small learned embedding of its value; empty for models saved before.
     categorical_values: dict[str, list[float]] = field(default_factory=dict)
     category_dim: int = 0
+    # Per-feature piecewise-linear input transform applied inside ``TabularSeqModel.head`` (so every
+    # caller keeps passing raw filled features): feature i's value is mapped through the points
+    # (input_knots[i][k], input_targets[i][k]), clamped at both ends. Empty: none (models saved before).
+    input_transform: str = "none"  # "none", "quantile" (rank-Gauss) or "robust" (median/IQR, clipped)
+    input_knots: list[list[float]] = field(default_factory=list)
+    input_targets: list[list[float]] = field(default_factory=list)
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2))
@@ -85,12 +96,26 @@ class TabularSeqModel(nn.Module):
     def __init__(self, n_features: int, lstm_hidden: int = 64, mlp_hidden: list[int] | None = None,
                  dropout: float = 0.2, seq_encoding: str = "scalar", seq_vocab: int = 0,
                  seq_embedding_dim: int = 0, categorical: dict[int, list[float]] | None = None,
-                 category_dim: int = 0) -> None:
+                 category_dim: int = 0, input_knots: list[list[float]] | None = None,
+                 input_targets: list[list[float]] | None = None, input_dropout: float = 0.0) -> None:
         super().__init__()
         mlp_hidden = mlp_hidden or [256, 128]
         self.seq_encoding = seq_encoding
         self.seq_vocab = seq_vocab
         self.bn = nn.BatchNorm1d(n_features)
+        # Dropout on the normalised numeric inputs while training (identity in eval: nothing to save).
+        self.input_dropout = nn.Dropout(input_dropout) if input_dropout > 0 else None
+        # The input transform's points as buffers (saved with the weights); None: raw features.
+        self.register_buffer("input_knots", None)
+        self.register_buffer("input_targets", None)
+        if input_knots:
+            knots = torch.tensor(input_knots, dtype=torch.float32)
+            targets = torch.tensor(input_targets, dtype=torch.float32)
+            if knots.shape != (n_features, knots.shape[1]) or targets.shape != knots.shape or knots.shape[1] < 2:
+                raise ValueError(f"input knots {tuple(knots.shape)} and targets {tuple(targets.shape)} must both be "
+                                 f"({n_features}, K>=2)")
+            self.register_buffer("input_knots", knots)
+            self.register_buffer("input_targets", targets)
         if seq_encoding == "embedding":
             hash_tokens(torch.zeros(1, dtype=torch.long), seq_vocab)  # a bad vocabulary fails here, not later
             if seq_embedding_dim < 1:
@@ -146,11 +171,73 @@ class TabularSeqModel(nn.Module):
             out.append(embedding(index))
         return out
 
+    def transform_inputs(self, x_tab: torch.Tensor) -> torch.Tensor:
+        """Raw filled features -> the values BatchNorm sees: each feature through its piecewise-linear
+        map (``input_knots`` -> ``input_targets``, flat beyond the end points), or unchanged."""
+        knots = getattr(self, "input_knots", None)  # absent on models pickled before the transform
+        if knots is None:
+            return x_tab
+        targets = self.input_targets
+        x = x_tab.t().contiguous()  # (F, B)
+        k = knots.shape[1]
+        hi = torch.searchsorted(knots, x, right=True).clamp(1, k - 1)
+        lo = hi - 1
+        x0, x1 = knots.gather(1, lo), knots.gather(1, hi)
+        y0, y1 = targets.gather(1, lo), targets.gather(1, hi)
+        span = x1 - x0
+        w = torch.where(span > 0, (x - x0) / torch.where(span > 0, span, torch.ones_like(span)),
+                        torch.zeros_like(x)).clamp(0, 1)
+        return (y0 + w * (y1 - y0)).t()
+
     def head(self, x_tab: torch.Tensor, seq_state: torch.Tensor) -> torch.Tensor:
-        return self.mlp(torch.cat([self.bn(x_tab), seq_state, *self.categories(x_tab)], dim=1)).squeeze(-1)
+        x = self.bn(self.transform_inputs(x_tab))
+        dropout = getattr(self, "input_dropout", None)  # absent on models pickled before it existed
+        if dropout is not None:
+            x = dropout(x)
+        return self.mlp(torch.cat([x, seq_state, *self.categories(x_tab)], dim=1)).squeeze(-1)
 
     def forward(self, x_tab: torch.Tensor, seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.head(x_tab, self.encode_seq(seq, lengths))
+
+
+def fit_input_transform(features: np.ndarray, kind: str, knots: int = 64,
+                        clip: float = 5.0) -> tuple[list[list[float]], list[list[float]]]:
+    """Points of the per-feature input transform fitted on ``features`` (training rows, filled):
+    (knots, targets), each ``n_features`` lists of the same length.
+
+    - ``"quantile"`` (rank-Gauss): ``knots`` quantiles of each feature mapped to the standard
+      normal's quantiles at the same levels (0.5% .. 99.5%), linear in between; a value shared by
+      several quantiles (a discrete feature) maps to their mean. A skewed or heavy-tailed column
+      reaches the MLP as a bell shape instead of a few outliers and a crowded middle.
+    - ``"robust"``: (x - median) / IQR, clipped to +-``clip`` (two points).
+    """
+    from scipy.stats import norm
+
+    n, f = features.shape
+    out_knots: list[list[float]] = []
+    out_targets: list[list[float]] = []
+    if kind == "quantile":
+        levels = np.linspace(0.0, 1.0, knots)
+        normal = norm.ppf(np.clip(levels, 0.005, 0.995))
+        for column in range(f):
+            q = np.quantile(features[:, column].astype(np.float64), levels) if n else np.zeros(knots)
+            values, inverse = np.unique(q, return_inverse=True)
+            targets = np.bincount(inverse, weights=normal) / np.bincount(inverse)
+            if len(values) < 2:  # a constant column: flat at 0
+                values, targets = np.array([values[0], values[0] + 1.0]), np.zeros(2)
+            pad = knots - len(values)  # equal widths for one tensor: repeat the last point (flat beyond it)
+            out_knots.append([float(v) for v in np.concatenate([values, np.repeat(values[-1], pad)])])
+            out_targets.append([float(v) for v in np.concatenate([targets, np.repeat(targets[-1], pad)])])
+    elif kind == "robust":
+        for column in range(f):
+            x = features[:, column].astype(np.float64)
+            q1, median, q3 = np.quantile(x, [0.25, 0.5, 0.75]) if n else (0.0, 0.0, 1.0)
+            iqr = q3 - q1 if q3 > q1 else (np.std(x) if n and np.std(x) > 0 else 1.0)
+            out_knots.append([float(median - clip * iqr), float(median + clip * iqr)])
+            out_targets.append([-clip, clip])
+    else:
+        raise ValueError(f"input transform must be 'quantile' or 'robust', not {kind!r}")
+    return out_knots, out_targets
 
 
 def correct_probability(p: np.ndarray, train_rate: float, base_rate: float) -> np.ndarray:
@@ -177,6 +264,7 @@ def load_model(folder: Path) -> tuple[TabularSeqModel, Preprocess]:
         seq_embedding_dim=preprocess.seq_embedding_dim,
         categorical={preprocess.feature_columns.index(c): v for c, v in preprocess.categorical_values.items()},
         category_dim=preprocess.category_dim,
+        input_knots=preprocess.input_knots or None, input_targets=preprocess.input_targets or None,
     )
     model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
     model.eval()

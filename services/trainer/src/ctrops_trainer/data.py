@@ -223,8 +223,10 @@ def _parse_token_strings(array: pa.Array) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets), numbers)
 
 
-def split_rows(labels: np.ndarray, validation_split: float, downsampling: bool, seed: int) -> Split:
-    """Stratified validation split, then (optionally) down-sampling of the training negatives.
+def split_rows(labels: np.ndarray, validation_split: float, downsampling: bool, seed: int,
+               negatives_per_positive: int = NEGATIVES_PER_POSITIVE) -> Split:
+    """Stratified validation split, then (optionally) down-sampling of the training negatives to
+    ``negatives_per_positive`` non-clicks per training click in each epoch.
 
     The validation rows depend only on ``labels``, ``validation_split`` and ``seed`` (the
     same rows as before fresh negatives were introduced)."""
@@ -252,7 +254,7 @@ def split_rows(labels: np.ndarray, validation_split: float, downsampling: bool, 
     base_rate = len(train_pos) / (len(train_pos) + len(train_neg))
     train_all = np.sort(np.concatenate([train_pos, train_neg]))
     val = np.sort(np.concatenate([val_pos, val_neg]))
-    per_epoch = NEGATIVES_PER_POSITIVE * len(train_pos)
+    per_epoch = negatives_per_positive * len(train_pos)
     if downsampling and len(train_neg) > per_epoch:
         order = rng.permutation(np.sort(train_neg))
         train = np.sort(np.concatenate([train_pos, order[:per_epoch]]))

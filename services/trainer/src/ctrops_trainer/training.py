@@ -38,9 +38,9 @@ import torch
 from torch import nn
 
 from ctrops_common.events import BatchPlan, TrainingConfig
-from ctrops_common.ml import Preprocess, TabularSeqModel, correct_probability
+from ctrops_common.ml import Preprocess, TabularSeqModel, correct_probability, fit_input_transform
 
-from .data import Split, TrainingData, apply_fill, fill_values, split_rows
+from .data import NEGATIVES_PER_POSITIVE, Split, TrainingData, apply_fill, fill_values, split_rows
 from .metrics import validation_metrics
 
 EVAL_BATCH = 2_048  # validation rows per forward pass: length-sorted blocks, each trimmed to its longest
@@ -53,6 +53,7 @@ class Levers:
 
     min_steps: int = 64  # floor on optimizer steps per epoch; 0 turns the floor off
     min_batch: int = 16  # the floor never makes a batch smaller than this
+    negatives_per_positive: int = NEGATIVES_PER_POSITIVE  # down-sampling's non-clicks per click in an epoch
     fresh_negatives: bool = True  # down-sampling draws new non-clicks each epoch (False: one fixed subset)
     schedule: str = "onecycle"  # "onecycle" (warm-up to config.learning_rate, cosine down) or "constant"
     warmup: float = 0.3  # share of the run's steps spent warming up (one-cycle)
@@ -61,6 +62,10 @@ class Levers:
     seq_embedding_dim: int = 32  # width of a token's learned vector
     max_categories: int = 32  # integer features with 2..this many training values also get an embedding (0: off)
     category_dim: int = 4  # width of a categorical value's learned vector
+    input_transform: str = "none"  # numeric inputs before BatchNorm: "none", "quantile" (rank-Gauss) or "robust"
+    input_knots: int = 64  # points of the quantile transform per feature
+    input_dropout: float = 0.0  # dropout on the BatchNorm-scaled numeric inputs while training
+    ema: float = 0.0  # >0: validate and keep an exponential moving average of the weights (decay per step)
 
 
 def categorical_features(features: np.ndarray, rows: np.ndarray, max_categories: int) -> dict[int, list[float]]:
@@ -223,7 +228,8 @@ def train(
     run_started = time.perf_counter()
     where = resolve_device(device)
     torch.manual_seed(config.seed)
-    split = split_rows(data.labels, config.validation_split, config.downsampling, config.seed)
+    split = split_rows(data.labels, config.validation_split, config.downsampling, config.seed,
+                       levers.negatives_per_positive)
     medians = fill_values(data.features, split.train_all)
     features = torch.from_numpy(apply_fill(data.features, medians)).to(where)
     tokens = torch.from_numpy(data.tokens).to(where)
@@ -238,12 +244,19 @@ def train(
         del train_tokens
 
     categorical = categorical_features(data.features, split.train_all, levers.max_categories)
+    knots: list[list[float]] = []
+    targets: list[list[float]] = []
+    if levers.input_transform != "none":
+        filled_train = features[torch.from_numpy(split.train_all).to(where)].cpu().numpy()
+        knots, targets = fit_input_transform(filled_train, levers.input_transform, levers.input_knots)
+        del filled_train
     model = TabularSeqModel(
         features.shape[1], config.lstm_hidden, config.mlp_hidden, config.dropout,
         seq_encoding=config.seq_encoding,
         seq_vocab=levers.seq_vocab if embedding else 0,
         seq_embedding_dim=levers.seq_embedding_dim if embedding else 0,
         categorical=categorical, category_dim=levers.category_dim if categorical else 0,
+        input_knots=knots or None, input_targets=targets or None, input_dropout=levers.input_dropout,
     ).to(where)
     plan = plan_batches(config.batch_size, split.rows_per_epoch, levers.min_steps, levers.min_batch)
     if on_plan is not None:
@@ -252,6 +265,11 @@ def train(
     scheduler = _schedule(optimizer, levers.schedule, config.learning_rate, config.epochs * plan.steps_per_epoch,
                           levers.warmup)
     loss_fn = nn.BCEWithLogitsLoss(reduction="sum")
+    averaged = None
+    if levers.ema:
+        averaged = torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(levers.ema), use_buffers=True)
+    scored: TabularSeqModel = averaged.module if averaged is not None else model  # validated and kept
     rng = np.random.default_rng(config.seed + 1)  # batch order; the split used ``seed`` itself
 
     # The validation rows are the same every epoch: gathered and length-sorted once.
@@ -288,6 +306,8 @@ def train(
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
             loss_sum += float(loss.detach())
             correct += int(((logits.detach() > 0) == (target > 0.5)).sum())
         train_seconds = time.perf_counter() - started
@@ -297,7 +317,7 @@ def train(
                 f"lower learning_rate (now {config.learning_rate})"
             )
 
-        p_sorted = _predict_sorted(model, val_features, val_tokens, val_lengths, seq_scale, seq_chunks)
+        p_sorted = _predict_sorted(scored, val_features, val_tokens, val_lengths, seq_scale, seq_chunks)
         p_raw = np.empty(len(val_order), dtype=np.float64)
         p_raw[val_order] = p_sorted.cpu().numpy()
         metrics: dict[str, float | None] = {
@@ -311,7 +331,7 @@ def train(
         key = metrics["auc"] if metrics["auc"] is not None else -float(metrics["val_loss"] or 0.0)
         if key > best_key:
             best_key, best_epoch, best_metrics, best_p = key, epoch, metrics, p_raw
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = copy.deepcopy(scored.state_dict())
             stale_epochs = 0
         else:
             stale_epochs += 1
@@ -358,6 +378,9 @@ def train(
         seq_embedding_dim=model.embedding.embedding_dim if model.embedding is not None else 0,
         categorical_values={data.feature_columns[c]: v for c, v in categorical.items()},
         category_dim=levers.category_dim if categorical else 0,
+        input_transform=levers.input_transform if knots else "none",
+        input_knots=knots,
+        input_targets=targets,
     )
     return TrainResult(
         model=model,
