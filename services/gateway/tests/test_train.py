@@ -166,7 +166,8 @@ def test_training_streams_every_epoch_to_every_client_then_completes(
     status = gateway_client.get(f"/api/train/status/{run_id}").json()
     assert status["status"] == "completed" and status["current_epoch"] == 3
     assert BOTH_SPELLINGS <= set(status["metrics"]) and len(status["history"]) == 3
-    assert (data_dir / status["model_location"] / "model.pt").exists()
+    assert status["model_location"] == f"runs/{run_id}/model/{status['champion']}"  # the champion's folder
+    assert (data_dir / status["model_location"] / "preprocess.json").exists()
     assert gateway_client.get("/api/train/status/latest").json()["run_id"] == run_id
 
     runs = gateway_client.get("/api/train/runs").json()
