@@ -48,6 +48,8 @@ def variants() -> dict[str, tuple[dict, dict]]:
         "early stopping patience 5": ({"early_stopping_patience": 5}, {}),
         "step floor 128": ({}, {"min_steps": 128}),
         "4 non-clicks per click per epoch": ({}, {"negatives_per_positive": 4}),
+        "3 non-clicks per click per epoch": ({}, {"negatives_per_positive": 3}),
+        "one-cycle warm-up 50% of the steps": ({}, {"warmup": 0.5}),
         "weight decay 1e-1 (AdamW)": ({}, {"weight_decay": 0.1}),
         "quantile input transform (rank-Gauss)": ({}, {"input_transform": "quantile"}),
         "robust input transform (median/IQR, clip 5)": ({}, {"input_transform": "robust"}),
