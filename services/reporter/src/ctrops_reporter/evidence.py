@@ -43,13 +43,15 @@ from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Literal
 
+# Adjusted p below SIGNIFICANCE counts as a finding: one bar for the report and the dashboard that reads it.
+from ctrops_common.report_doc import SIGNIFICANCE  # noqa: F401 - re-exported to facts and narrative
+
 Verdict = Literal["strong", "usable", "weak"]
 
 WEAK_AUC_LOW = 0.55  # the AUC interval's lower bound at or below this: weak
 STRONG_AUC_LOW = 0.70  # lower bound at or above this (and AP lift below): strong
 WEAK_AP_LIFT = 1.5  # AP / base rate below this: weak
 STRONG_AP_LIFT = 3.0  # AP / base rate at or above this (and AUC above): strong
-SIGNIFICANCE = 0.05  # adjusted p below this counts as a finding
 
 VERDICT_KO: dict[str, str] = {"strong": "강함", "usable": "사용 가능", "weak": "약함"}
 
