@@ -141,7 +141,9 @@ def test_an_announced_explanation_missing_from_the_store_is_503_not_a_wait(gatew
 def test_openapi_documents_the_definitions(gateway_client):
     spec = gateway_client.get("/openapi.json").json()
     importance = spec["paths"]["/api/report/feature-importance/{run_id}"]["get"]
-    assert "chi2" in importance["description"] and "bootstrap" in importance["description"]
+    description = importance["description"]
+    assert "Benjamini-Hochberg" in description and "held-out permutation" in description
+    assert "TreeSHAP" in description and "bootstrap" in description
     assert {"404", "409"} <= set(importance["responses"])
     assert "Pearson" in spec["paths"]["/api/report/correlation/{run_id}"]["get"]["description"]
     assert "/api/features/{run_id}" in spec["paths"]
