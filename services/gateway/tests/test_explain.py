@@ -142,7 +142,7 @@ def test_openapi_documents_the_definitions(gateway_client):
     spec = gateway_client.get("/openapi.json").json()
     importance = spec["paths"]["/api/report/feature-importance/{run_id}"]["get"]
     description = importance["description"]
-    assert "Benjamini-Hochberg" in description and "held-out permutation" in description
+    assert "Benjamini-Hochberg" in description and "permutation test" in description
     assert "TreeSHAP" in description and "bootstrap" in description
     assert {"404", "409"} <= set(importance["responses"])
     assert "Pearson" in spec["paths"]["/api/report/correlation/{run_id}"]["get"]["description"]
