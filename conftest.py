@@ -29,6 +29,29 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         broker.stop()
 
 
+@pytest.fixture(autouse=True)
+def mlflow_uris_stay_in_their_test():
+    """``mlflow.set_tracking_uri`` / ``set_registry_uri`` (the trainer's tracking and the explainer's
+    model loading call them) also export MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI, which every
+    service process a later test starts would inherit: its MLflow would write to this test's store."""
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved = {name: os.environ.get(name) for name in names}
+    yield
+    import sys
+
+    if "mlflow" in sys.modules:
+        from mlflow.tracking._model_registry import utils as registry_utils
+        from mlflow.tracking._tracking_service import utils as tracking_utils
+
+        tracking_utils._tracking_uri = None  # the process-wide URIs MLflow keeps beside the variables
+        registry_utils._registry_uri = None
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh file store root, exported so settings and child processes use it."""
