@@ -49,15 +49,21 @@ def csv_to_training_layout(csv: Path, out: Path) -> None:
     pq.write_table(pa.table(columns, names=table.column_names), out)
 
 
-def train_tiny_model(parquet: Path, features: list[str], folder: Path, epochs: int = 10, seed: int = 0,
-                     rows: np.ndarray | None = None) -> tuple[TabularSeqModel, Preprocess]:
-    """A small LSTM+MLP fitted on ``rows`` (all rows when None)."""
-    torch.manual_seed(seed)
+def fitted_rows(parquet: Path, features: list[str], rows: np.ndarray | None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(feature values, clicked, row indices) of the rows a tiny model is fitted on (all when None)."""
     raw = pq.read_table(parquet, columns=features)
     values = np.column_stack([raw.column(c).to_numpy(zero_copy_only=False) for c in features])
     clicked = pq.read_table(parquet, columns=["clicked"]).column(0).to_numpy()
     rows_fitted = np.arange(len(clicked)) if rows is None else np.asarray(rows)
-    values, clicked = values[rows_fitted], clicked[rows_fitted]
+    return values[rows_fitted], clicked[rows_fitted], rows_fitted
+
+
+def train_tiny_model(parquet: Path, features: list[str], folder: Path, epochs: int = 10, seed: int = 0,
+                     rows: np.ndarray | None = None) -> tuple[TabularSeqModel, Preprocess]:
+    """A small LSTM+MLP fitted on ``rows`` (all rows when None)."""
+    torch.manual_seed(seed)
+    values, clicked, rows_fitted = fitted_rows(parquet, features, rows)
     rate = float(clicked.mean())
     preprocess = Preprocess(
         feature_columns=features, fill_values=np.nan_to_num(np.nanmedian(values, axis=0)).tolist(),
@@ -125,11 +131,7 @@ def train_tiny_gbdt(parquet: Path, features: list[str], folder: Path, rounds: in
     fitted on ``rows`` (all rows when None)."""
     import lightgbm as lgb
 
-    raw = pq.read_table(parquet, columns=features)
-    values = np.column_stack([raw.column(c).to_numpy(zero_copy_only=False) for c in features])
-    clicked = pq.read_table(parquet, columns=["clicked"]).column(0).to_numpy()
-    rows_fitted = np.arange(len(clicked)) if rows is None else np.asarray(rows)
-    values, clicked = values[rows_fitted], clicked[rows_fitted]
+    values, clicked, rows_fitted = fitted_rows(parquet, features, rows)
     rate = float(clicked.mean())
     preprocess = Preprocess(
         feature_columns=features, fill_values=np.nan_to_num(np.nanmedian(values, axis=0)).tolist(),
