@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import io
-import time
 from pathlib import Path
 
 from pypdf import PdfReader
@@ -18,6 +17,7 @@ from ctrops_common.events import EpochMetrics, ExplanationDone, Topic, TrainingD
 from ctrops_common.report_doc import ReportDoc
 from ctrops_common.storage import FileStore
 from ctrops_common.testing import publish_events as publish
+from ctrops_common.testing import wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
 METRICS = {"train_loss": 0.52, "val_loss": 0.0921, "train_accuracy": 0.74, "val_accuracy": 0.9791, "auc": 0.7386,
@@ -27,13 +27,6 @@ FEATURES = [
     {"feature": "history_a_1", "importance": 1.0, "p_value": 0.0009, "ci": [0.83, 1.0], "description": "과거 인기도 1"},
     {"feature": "age_group", "importance": 0.29, "p_value": 0.03, "ci": [0.17, 0.40], "description": "연령대"},
 ]
-
-
-def wait_until(predicate, timeout_s: float = 60, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def pdf_text(content: bytes) -> str:
@@ -73,7 +66,7 @@ def flat(text: str) -> str:
 
 def surfaces(gateway_client, views, run_id: str) -> tuple[dict, dict, str, str]:
     """(report.json via /api/report/ai, the dashboard's businessMetrics + segments, PDF text, demo lines)."""
-    wait_until(lambda: views.latest(Topic.TRAINING_DONE, run_id) is not None, what="training.done recorded")
+    wait_for(lambda: views.latest(Topic.TRAINING_DONE, run_id), lambda done: done is not None, timeout_s=60)
     report = gateway_client.get(f"/api/report/ai/{run_id}")  # waits for the reporter
     assert report.status_code == 200, report.text
     dashboard = gateway_client.get("/api/dashboard/client").json()
