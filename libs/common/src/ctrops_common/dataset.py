@@ -8,7 +8,7 @@ column as a float64 feature, so no later step parses text again.
 
 from __future__ import annotations
 
-import re
+from .feature_names import FeatureNameMapping, shipped_feature_names
 
 TARGET = "clicked"
 SEQUENCE = "seq"
@@ -48,37 +48,10 @@ def toss_columns() -> list[str]:
     return cols
 
 
-_KNOWN = {
-    "gender": "성별",
-    "age_group": "연령대",
-    "inventory_id": "광고 지면 ID",
-    "day_of_week": "요일",
-    "hour": "시간대",
-    "seq": "행동 시퀀스",
-    "clicked": "클릭 여부",
-    "content_category_id": "콘텐츠 카테고리 ID",
-    "scroll_depth_percentage": "스크롤 깊이(%)",
-    "impression_count_7d": "최근 7일 노출 수",
-    "device_type": "기기 유형",
-    "seq_length": "행동 시퀀스 길이",
-}
-_PATTERNS = [
-    (re.compile(r"^l_feat_(\d+)$"), "광고 속성 {}"),
-    (re.compile(r"^feat_([a-e])_(\d+)$"), "정보영역 {}-{}"),
-    (re.compile(r"^history_a_(\d+)$"), "과거 인기도 {}"),
-    (re.compile(r"^history_b_(\d+)$"), "과거 피처 {}"),
-]
+def column_description(name: str, names: FeatureNameMapping | None = None) -> str:
+    """Korean display name of a column from the feature-name mapping (``names``; default the
+    shipped ``feature_name_mapping.csv``); the name itself for a column the mapping does not know.
 
-
-def column_description(name: str) -> str:
-    """Korean label for a known column; the name itself otherwise."""
-    if name in _KNOWN:
-        return _KNOWN[name]
-    if name == "l_feat_14":
-        return "광고 속성 14 (광고 세트)"
-    for pattern, template in _PATTERNS:
-        match = pattern.match(name)
-        if match:
-            groups = [g.upper() if g.isalpha() else g for g in match.groups()]
-            return template.format(*groups)
-    return name
+    Services that show names to people pass ``effective_feature_names(store)`` so a user's
+    uploaded mapping applies (see ctrops_common.feature_names)."""
+    return (names or shipped_feature_names()).name_of(name)
