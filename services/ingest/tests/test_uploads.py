@@ -9,6 +9,7 @@ import pytest
 from ctrops_common.datagen import generate
 from ctrops_common.dataset import parquet_path, profile_path, upload_path
 from ctrops_common.events import FileRejected, FileUploaded, Topic, UploadReceived, new_id
+from ctrops_common.feature_names import parse_mapping_csv, save_override
 from ctrops_common.storage import FileStore
 from ctrops_ingest.pipeline import IngestOptions
 from ctrops_ingest.uploads import decide
@@ -48,6 +49,17 @@ def test_valid_upload_gets_parquet_and_profile_and_no_temp_files(store, tmp_path
     again_topic, again = decide(store, upload, OPTIONS)  # a redelivery writes the same files again
     assert again_topic == topic and again.model_dump() == payload.model_dump()
     assert len(leftovers(store)) == 3
+
+
+def test_column_descriptions_follow_the_users_feature_name_mapping(store, tmp_path):
+    source = tmp_path / "gen.csv"
+    generate(source, 300, seed=3)
+    _, shipped = decide(store, stored(store, source.read_bytes()), OPTIONS)
+    assert shipped.column_descriptions["hour"] == "시간대" and shipped.column_descriptions["feat_a_3"] == "정보영역 A-3"
+    save_override(store, parse_mapping_csv("column,name\nfeat_a_3,앱 사용 빈도\n".encode()))
+    _, mapped = decide(store, stored(store, source.read_bytes()), OPTIONS)
+    assert mapped.column_descriptions["feat_a_3"] == "앱 사용 빈도"
+    assert mapped.column_descriptions["hour"] == "시간대"  # not overridden: the shipped name
 
 
 def test_structural_problem_removes_everything(store):

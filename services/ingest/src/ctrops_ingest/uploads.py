@@ -5,6 +5,8 @@ the training copy's location when the data is valid) or ``FILE_REJECTED`` (after
 everything stored for the upload). The Parquet file is written to a temporary sibling and
 renamed into ``files/<file_id>/data.parquet`` only when complete, so a crash never leaves a
 half-written file under its final name; running it twice writes the same files again.
+The column descriptions are the Korean names of the feature-name mapping in effect (the
+shipped one overlaid with a user's uploaded mapping, ctrops_common.feature_names).
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import errno
 import logging
 from contextlib import suppress
 
-from ctrops_common.dataset import parquet_path, profile_path, upload_path
+from ctrops_common.dataset import column_description, parquet_path, profile_path, upload_path
 from ctrops_common.events import DataInfo, FileRejected, FileUploaded, Payload, Topic, UploadReceived, Validation
+from ctrops_common.feature_names import effective_feature_names
 from ctrops_common.storage import FileStore
 
 from .pipeline import IngestOptions, ingest_csv
@@ -64,6 +67,7 @@ def decide(store: FileStore, upload: UploadReceived, options: IngestOptions) -> 
         with suppress(OSError):
             tmp.unlink()
 
+    names = effective_feature_names(store)
     return Topic.FILE_UPLOADED, FileUploaded(
         file_id=file_id,
         filename=upload.filename,
@@ -76,6 +80,6 @@ def decide(store: FileStore, upload: UploadReceived, options: IngestOptions) -> 
         validation=Validation(is_valid=result.is_valid, errors=result.errors, warnings=result.warnings),
         info=DataInfo(**result.info),
         preview=result.preview,
-        column_descriptions=result.column_descriptions,
+        column_descriptions={c: column_description(c, names) for c in result.columns},
         profile_location=profile_path(file_id),
     )
