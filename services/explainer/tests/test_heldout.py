@@ -106,3 +106,31 @@ def test_importance_is_relative_and_its_interval_brackets_it():
     assert importance[0] == 1.0 and 0.2 < importance[1] < 0.4 and importance[2] < 0.02
     assert np.all(interval[:, 0] <= importance) and np.all(importance <= interval[:, 1])
     assert np.isclose(raw[1], np.abs(attribution[:, 1]).mean())
+
+
+def test_features_a_tree_model_never_splits_on_are_skipped_with_the_same_result():
+    """``Scorer.unused`` finds the columns no split reads; skipping them changes no number of the test."""
+    import lightgbm as lgb
+
+    from ctrops_common.gbdt import GbdtModel
+    from ctrops_common.ml import Preprocess
+    from ctrops_common.model_loading import LoadedModel
+    from ctrops_explainer.scoring import Scorer
+
+    x, y = _data(3000, 4)
+    names = [f"f{j}" for j in range(x.shape[1])]
+    booster = lgb.train({"objective": "binary", "num_leaves": 3, "learning_rate": 0.2, "verbose": -1,
+                         "num_threads": 1, "seed": 0, "min_data_in_leaf": 50}, lgb.Dataset(x, y), 4)
+    used = booster.feature_importance("split") > 0
+    assert used[0] and not used.all()  # the driver is read, most noise columns are not
+    pre = Preprocess(names, [0.0] * len(names), 1, 1.0, 0, [], 0.0, float(y.mean()), float(y.mean()), kind="gbdt")
+    scorer = Scorer(LoadedModel("gbdt", pre, GbdtModel(pre, booster, [])), 4096, threads=2)
+    assert scorer.model.threads == 2
+    skip = scorer.unused([*names, "seq"])
+    assert np.array_equal(skip[:-1], ~used) and skip[-1]  # no seq_* column at all: the sequence is unused
+    states = np.zeros((len(y), 0), dtype=np.float32)
+    full = heldout_permutation(scorer, x, states, y, names, 2, 200, 7)
+    fast = heldout_permutation(scorer, x, states, y, names, 2, 200, 7, skip=skip[:-1])
+    for field in ("drop", "se", "p_raw", "ci", "p_bootstrap", "drop_std"):
+        assert np.array_equal(getattr(full, field), getattr(fast, field)), field
+    assert np.all(fast.p_raw[~used] == 1.0) and np.all(fast.drop[~used] == 0.0)

@@ -48,3 +48,16 @@ def test_a_file_without_seq_is_refused(tmp_path):
     pq.write_table(pa.table({"clicked": pa.array([0, 1], type=pa.int8()), "hour": [1.0, 2.0]}), path)
     with pytest.raises(ValueError, match="'seq'"):
         DataFile(path, Preprocess(["hour"], [0.0], 2, 1.0, 4, [8], 0.0, 0.3, 0.3))
+
+
+def test_rows_for_a_tree_model_keep_missing_values_as_the_model_was_fitted(tmp_path):
+    """The LightGBM challenger trains on NaN (learned missing-value branches): a filled value would score as a value."""
+    path = tmp_path / "data.parquet"
+    pq.write_table(pa.table({
+        "clicked": pa.array([0, 1], type=pa.int8()),
+        "seq": pa.array([[1], [2]], type=pa.list_(pa.int32())),
+        "hour": pa.array([None, 3.0]),
+    }), path)
+    pre = Preprocess(["hour"], [2.5], 2, 1.0, 0, [], 0.0, 0.3, 0.3, kind="gbdt")
+    rows = DataFile(path, pre).rows(np.array([0, 1]))
+    assert np.isnan(rows.x_tab[0, 0]) and rows.x_tab[1, 0] == 3.0

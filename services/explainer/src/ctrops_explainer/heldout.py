@@ -27,6 +27,11 @@ a01 over non-clicks), so
   the first-order expansion of the resample's AUC drop; scoring the model again per
   resample would cost 500 times more for a difference of order 1/n); ``p_bootstrap`` =
   (1 + #{D_b <= 0}) / (1 + B) is kept beside it, a resolution-limited check of p_raw.
+
+Features in ``skip`` (those the model provably never reads: ``Scorer.unused``) are not
+scored: a shuffle cannot change a score, so their drop is exactly 0 and p_raw 1. Their
+shuffles are still drawn, so every other feature gets the same shuffles, and the same
+numbers, as without the skip.
 """
 
 from __future__ import annotations
@@ -74,7 +79,8 @@ def placements(y: np.ndarray, scores: np.ndarray) -> tuple[float, np.ndarray, np
 
 
 def heldout_permutation(scorer: Scorer, x_tab: np.ndarray, states: np.ndarray, clicked: np.ndarray,
-                        names: list[str], repeats: int, bootstrap: int, seed: int) -> HeldOutImportance:
+                        names: list[str], repeats: int, bootstrap: int, seed: int,
+                        skip: np.ndarray | None = None) -> HeldOutImportance:
     """Shuffle each feature on the (validation) rows given; the AUC drop, its test and its interval."""
     y = (np.asarray(clicked) == 1).astype(np.int8)
     m, n = int(y.sum()), int(len(y) - y.sum())
@@ -91,9 +97,12 @@ def heldout_permutation(scorer: Scorer, x_tab: np.ndarray, states: np.ndarray, c
     a10 = np.zeros((m, f))
     a01 = np.zeros((n, f))
     drops = np.zeros((f, repeats))
+    skip = np.zeros(f, dtype=bool) if skip is None else np.asarray(skip, dtype=bool)
     for j, name in enumerate(names):
         for r in range(repeats):
             order = rng.permutation(len(y))
+            if skip[j]:
+                continue  # never read by the model: every score, hence every contrast, is unchanged
             if name == SEQ_FEATURE:
                 score = scorer.logits(x, states[order])
             else:

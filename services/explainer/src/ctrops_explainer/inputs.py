@@ -3,7 +3,8 @@
 The trainer has its own (faster, streaming) pipeline; the explainer only needs a few
 thousand rows at a time, so it builds the same tensors here with plain numpy:
 features in ``preprocess.feature_columns`` order, missing values replaced by
-``fill_values``, ``seq`` cut to its ``max_seq_len`` most recent tokens, divided by
+``fill_values`` (for the LSTM+MLP; a LightGBM was fitted on NaN and learned where missing
+values go, so its rows keep them), ``seq`` cut to its ``max_seq_len`` most recent tokens, divided by
 ``seq_scale`` and right-padded.
 """
 
@@ -25,7 +26,7 @@ from ctrops_common.ml import Preprocess
 class Rows:
     """Some rows of a data file in model form, plus what the explanation reports beside them."""
 
-    x_tab: np.ndarray  # (n, F) float32, missing values filled
+    x_tab: np.ndarray  # (n, F) float32, missing values filled (kept as NaN for a LightGBM)
     raw_tab: np.ndarray  # (n, F) float64, missing values kept as NaN (for correlations)
     seq: np.ndarray  # (n, L) float32, right-padded scaled tokens, most recent last
     lengths: np.ndarray  # (n,) int64, tokens kept (<= max_seq_len)
@@ -70,7 +71,7 @@ class DataFile:
                 raw[:, j] = part.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
         fill = np.asarray(pre.fill_values, dtype=np.float64)
         fill = np.where(np.isfinite(fill), fill, 0.0)
-        filled = np.where(np.isfinite(raw), raw, fill)
+        filled = raw if pre.kind == "gbdt" else np.where(np.isfinite(raw), raw, fill)
         seq, lengths, full_lengths = recent_tokens(part.column(SEQUENCE), pre.max_seq_len, pre.seq_scale)
         return Rows(
             x_tab=filled.astype(np.float32),

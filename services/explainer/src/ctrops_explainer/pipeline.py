@@ -48,7 +48,8 @@ DEFINITIONS = {
     "p_value_raw": "H0: shuffling the feature across the validation rows does not lower the model's ROC AUC there "
                    "(the feature carries no signal on rows the model never saw). Statistic: AUC drop D averaged "
                    "over the shuffles; se from DeLong's paired variance of the AUC contrast (placements of clicks "
-                   "and non-clicks); p = P(Z >= D/se)",
+                   "and non-clicks); p = P(Z >= D/se). A feature a tree model never splits on is not scored: its drop "
+                   "is exactly 0 and p 1",
     "auc_drop_ci": "95% percentile interval of the AUC drop over stratified bootstrap resamples of the validation "
                    "rows (first-order expansion of each resample's drop from the per-row placements)",
     "direction": "attribution = TreeSHAP (LightGBM) or the centred partial dependence of the logit on a grid "
@@ -130,7 +131,7 @@ def _explain(loaded: LoadedModel, data_path: Path, config: ExplainConfig, predic
     if n < 4:
         raise ValueError(f"the data file has {n} rows; at least 4 are needed to explain a model")
     rng = np.random.default_rng(config.seed)
-    scorer = Scorer(loaded, config.batch_rows)
+    scorer = Scorer(loaded, config.batch_rows, config.torch_threads)
     names = [*loaded.preprocess.feature_columns, SEQ_FEATURE]
 
     val = validation_rows(data.clicked, split.validation_split, split.seed)
@@ -181,7 +182,8 @@ def _explain(loaded: LoadedModel, data_path: Path, config: ExplainConfig, predic
     tested_index = stratified_sample(data.clicked[val], min(config.permutation_rows, len(val)), 0.5, rng)
     tested = data.rows(val[tested_index])
     heldout = heldout_permutation(scorer, tested.x_tab, scorer.encode(tested.seq, tested.lengths), tested.clicked,
-                                  names, config.permutation_repeats, config.bootstrap, config.seed)
+                                  names, config.permutation_repeats, config.bootstrap, config.seed,
+                                  skip=scorer.unused(names))
     p_adjusted = benjamini_hochberg(heldout.p_raw)
     timings["permutation_s"] = time.perf_counter() - t
 

@@ -5,6 +5,11 @@ LightGBM challenger) scores as ``logits(x_tab, encode(seq))``. The encoding of a
 sequence (the LSTM's state at its last token; the GBDT's generic seq features) does not
 change when only tabular features are perturbed, so it is computed once per sequence and
 only ``logits`` runs on the many perturbed rows, in large batches.
+
+A LightGBM scores with the explainer's threads (the trainer's copy keeps one: the services
+share their cores, but the explainer works alone between training.done and report.ready).
+``unused`` says which features a model provably ignores: a tree model's columns that no
+split uses (shuffling them cannot change a score, so the permutation test need not score).
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ from ctrops_common.model_loading import LoadedModel
 
 
 class Scorer:
-    def __init__(self, loaded: LoadedModel, batch_rows: int = 8192) -> None:
+    def __init__(self, loaded: LoadedModel, batch_rows: int = 8192, threads: int | None = None) -> None:
+        if loaded.kind == "gbdt" and threads is not None:
+            loaded = replace(loaded, model=replace(loaded.model, threads=max(1, int(threads))))
         self.loaded = replace(loaded, batch_rows=batch_rows)
-        self.model = loaded.model
+        self.model = self.loaded.model
         self.kind = loaded.kind
         self.preprocess = loaded.preprocess
         self.batch_rows = batch_rows
@@ -39,3 +46,22 @@ class Scorer:
     def probability(self, logits: np.ndarray) -> np.ndarray:
         """Click probability on the real base rate (the model may have trained on down-sampled data)."""
         return self.loaded.probability(logits)
+
+    def unused(self, names: list[str]) -> np.ndarray:
+        """(len(names),) bool: features the model never reads, so no value of theirs changes a score.
+
+        A LightGBM's tabular column is unused when no split of any tree is on it; ``seq`` when no
+        split is on any of the ``seq_*`` columns. The LSTM+MLP reads every input (all False).
+        """
+        flags = np.zeros(len(names), dtype=bool)
+        if self.kind != "gbdt":
+            return flags
+        splits = np.asarray(self.model.booster.feature_importance(importance_type="split"))
+        columns = list(self.preprocess.feature_columns)
+        position = {name: j for j, name in enumerate(columns)}
+        for j, name in enumerate(names):
+            if name in position:
+                flags[j] = splits[position[name]] == 0
+            else:  # the sequence: every seq_* column after the tabular ones
+                flags[j] = not splits[len(columns):].any()
+        return flags
