@@ -58,14 +58,64 @@ def make_profile(seed: int = 7) -> dict[str, Any]:
         "hour": hours, "day_of_week": [], "inventory_id": inventory, "age_group_gender": groups}}
 
 
+# What explanation.json adds per feature (the explainer's held-out test and direction of effect).
+EVIDENCE = {
+    "history_a_1": {"p_value_raw": 0.0001, "auc_drop": 0.0412, "auc_drop_ci": [0.031, 0.052],
+                    "direction": "higher values raise clicks", "direction_ko": "값이 클수록 클릭 증가",
+                    "effect": {"kind": "monotone", "sign": 1, "rho": 0.41, "ctr_top_quartile": 0.034,
+                               "ctr_bottom_quartile": 0.009}},
+    "hour": {"p_value_raw": 0.0004, "auc_drop": 0.018, "auc_drop_ci": [0.011, 0.025],
+             "direction": "values 21, 20, 22 raise clicks", "direction_ko": "값 21, 20, 22에서 클릭 증가",
+             "effect": {"kind": "values", "values": [21.0, 20.0, 22.0], "ctr_named": 0.0331, "ctr_rest": 0.0162}},
+    "l_feat_14": {"p_value_raw": 0.003, "auc_drop": 0.009, "auc_drop_ci": [0.004, 0.014],
+                  "direction": "values 3, 7 raise clicks", "direction_ko": "값 3, 7에서 클릭 증가",
+                  "effect": {"kind": "values", "values": [3.0, 7.0], "ctr_named": 0.027, "ctr_rest": 0.017}},
+    "age_group": {"p_value_raw": 0.012, "auc_drop": 0.004, "auc_drop_ci": [0.0008, 0.0072],
+                  "direction": "values 5 raise clicks", "direction_ko": "값 5에서 클릭 증가",
+                  "effect": {"kind": "values", "values": [5.0], "ctr_named": 0.026, "ctr_rest": 0.017}},
+    "feat_a_3": {"p_value_raw": 0.07, "auc_drop": 0.0011, "auc_drop_ci": [-0.0005, 0.0027],
+                 "direction": "no single direction", "direction_ko": "일정한 방향 없음",
+                 "effect": {"kind": "mixed", "sign": 0, "rho": 0.02}},
+    "seq": {"p_value_raw": 0.15, "auc_drop": 0.0006, "auc_drop_ci": [-0.001, 0.002],
+            "direction": "depends on which actions the user took recently",
+            "direction_ko": "최근 행동 시퀀스의 내용에 따라 다름", "effect": {"kind": "sequence"}},
+}
+# The rest of the 118 columns, as a real explanation lists them: little importance, nothing significant,
+# except inventory_id (significant though little used, so it is shown beyond the top 15).
+FILLERS = ([f"history_b_{i}" for i in range(1, 13)] + [f"feat_e_{i}" for i in range(1, 7)] + ["gender"])
+
+
+def explanation_features() -> list[dict[str, Any]]:
+    features = [{**f, "pValue": f["p_value"], **EVIDENCE[f["feature"]]} for f in TOP_FEATURES]
+    for k, name in enumerate(FILLERS):
+        importance = round(0.08 - 0.004 * k, 4)
+        features.append({"feature": name, "importance": importance, "p_value": 0.62, "pValue": 0.62,
+                         "p_value_raw": 0.41, "ci": [max(0.0, importance - 0.03), importance + 0.03],
+                         "auc_drop": 0.0001, "auc_drop_ci": [-0.0009, 0.0011], "direction_ko": "두드러지는 값 없음",
+                         "direction": "no value stands out", "effect": {"kind": "none"}})
+    features.append({"feature": "inventory_id", "importance": 0.004, "p_value": 0.018, "pValue": 0.018,
+                     "p_value_raw": 0.005, "ci": [0.0, 0.01], "auc_drop": 0.0031, "auc_drop_ci": [0.0009, 0.0053],
+                     "direction": "values 36, 43 raise clicks", "direction_ko": "값 36, 43에서 클릭 증가",
+                     "effect": {"kind": "values", "values": [36.0, 43.0], "ctr_named": 0.025, "ctr_rest": 0.015}})
+    return features
+
+
 def make_explanation(run_id: str) -> dict[str, Any]:
     names = [f["feature"] for f in TOP_FEATURES]
     matrix = [[1.0 if i == j else round(0.35 / (1 + abs(i - j)) * (-1) ** (i + j), 3) for j in range(len(names))]
               for i in range(len(names))]
+    matrix[0][4] = matrix[4][0] = 0.41  # history_a_1 and feat_a_3
     return {
         "run_id": run_id,
-        "features": [{**f, "pValue": f["p_value"]} for f in TOP_FEATURES],
-        "correlation": {"features": names, "matrix": matrix},
+        "features": explanation_features(),
+        "correlation": {
+            "features": names, "matrix": matrix, "rows": 60000, "threshold": 0.3,
+            "pairs": [{"features": ["history_a_1", "history_a_2"], "r": 0.82},
+                      {"features": ["history_a_1", "feat_a_3"], "r": 0.41},
+                      {"features": ["hour", "feat_e_2"], "r": -0.33}],
+            "pairs_note": "3 pair(s) of the 118 features have |r| >= 0.3",
+            "max_abs_off_diagonal": 0.82,
+        },
     }
 
 

@@ -17,7 +17,14 @@ from ctrops_reporter.evidence import (
     wilson_interval,
 )
 from ctrops_reporter.facts import gather, segment_findings, weekday_name
-from ctrops_reporter.narrative import DETERMINISTIC_MODEL, build_prompt, candidate_actions, write_narrative
+from ctrops_reporter.narrative import (
+    DETERMINISTIC_MODEL,
+    PRIORITY_RULE,
+    build_prompt,
+    candidate_actions,
+    priority_of,
+    write_narrative,
+)
 from ctrops_reporter.pdf import PdfInputs, render_pdf, seoul_time
 from ctrops_reporter.report import build_report
 from ctrops_reporter.settings import ReporterSettings
@@ -238,3 +245,43 @@ def test_an_llm_answer_that_states_unsupported_money_is_refused(sample_factory, 
     strong = strong_run(sample_factory)
     facts = gather(strong.store, strong.training_done, strong.explanation_done, strong.curve, settings)
     assert write_narrative(facts, settings).source == "llm"  # money is supported there: the answer stands
+
+
+def test_action_priority_is_effect_times_confidence_and_stated_in_the_appendix(sample_factory):
+    run = sample_factory(metrics={**METRICS, "calibration": 1.4})
+    report, pages = report_and_pdf(run)
+    plan = report["actionPlan"]
+    assert [a["id"] for a in plan][:2] == ["model_targeting", "segment_hour"] and plan[-1]["id"] == "calibration"
+    impacts = [a["impact"] for a in plan]
+    assert impacts == sorted(impacts, reverse=True)
+    for action in plan:  # the stated rule, applied: the low end of the 95% range of the CTR change
+        assert action["priority"] == priority_of(action["impact"])
+    assert plan[-1]["impact"] == 0 and plan[-1]["priority"] == "low"  # recalibration does not move CTR
+    hour = next(a for a in plan if a["id"] == "segment_hour")
+    assert "변수 검정도 같은 결론입니다: hour(시간대) 21시, 20시, 22시에 클릭 증가 (보정 p=0.004)" in hour["description"]
+    assert report["priorityRule"] == PRIORITY_RULE
+    appendix = "".join(pages[pages.index(next(p for p in pages if "분석 방법 및 가정" in p)):]).replace("\n", "")
+    assert "우선순위는 효과 크기 × 신뢰도로 정합니다" in appendix
+    assert "Benjamini-Hochberg 보정을 한 값(보정 p)" in appendix  # the features' test, stated
+
+
+def test_an_action_on_a_column_the_feature_test_does_not_support_says_so(sample_factory):
+    """The hour segments differ (profile) but the held-out test calls hour not significant: the action
+    says it rests on the segment test only, and nothing calls hour a driver."""
+    run = sample_factory()
+    explanation = run.store.read_json(run.explanation_location)
+    for feature in explanation["features"]:
+        if feature["feature"] == "hour":
+            feature.update(p_value=0.4, pValue=0.4, auc_drop_ci=[-0.002, 0.004])
+    run.store.write_json(run.explanation_location, explanation)
+    facts = gather(run.store, run.training_done, run.explanation_done, run.curve, _settings())
+    narrative = write_narrative(facts, _settings())
+    hour = next(a for a in narrative.actions if a.id == "segment_hour")
+    assert "모델의 변수 검정에서는 hour(시간대)(보정 p=0.400)이 유의하지 않아" in hour.description
+    assert "hour(시간대) —" not in narrative.summary
+    drivers = next(i for i in narrative.insights if i.title == "핵심 클릭 요인")
+    assert not any(d.startswith("hour(") for d in drivers.details)
+    for action in narrative.actions:  # no action leans on a feature the report calls not significant
+        for feature in facts.features:
+            if not feature.significant and f"{feature.name}(" in action.description:
+                assert "유의하지 않아" in action.description, (action.id, feature.name)

@@ -8,7 +8,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ctrops_reporter.facts import Metrics, estimate_money, gather, segment_findings, two_proportion_p_value
+from ctrops_common.feature_names import parse_mapping_csv, save_override, shipped_feature_names
+from ctrops_reporter.facts import (
+    Metrics,
+    drivers,
+    estimate_money,
+    gather,
+    segment_findings,
+    two_proportion_p_value,
+)
 from ctrops_reporter.settings import MoneyAssumptions
 
 
@@ -26,8 +34,39 @@ def test_facts_carry_the_runs_metrics_features_and_segments(sample_run):
     hour = next(s for s in facts.segments if s.dimension == "hour")
     assert {s.label for s in hour.best} == {"20시", "21시", "22시"}  # the planted peak hours
     assert hour.best[0].p_value < 0.001
-    assert facts.correlation["features"][0] == "history_a_1"
+    assert facts.correlation.features[0] == "history_a_1" and facts.correlation.names[0] == "과거 인기도 1"
+    assert [(p.features, p.r) for p in facts.correlation.pairs][0] == (("history_a_1", "history_a_2"), 0.82)
+    assert facts.correlation.threshold == 0.3
     assert len(facts.curve) == len(sample_run.CURVE)
+
+
+def test_features_carry_the_held_out_evidence_and_direction_in_korean(sample_run):
+    facts = gather(sample_run.store, sample_run.training_done, sample_run.explanation_done, sample_run.curve,
+                   MoneyAssumptions())
+    by_name = {f.name: f for f in facts.features}
+    hour = by_name["hour"]
+    assert hour.description == "시간대" and hour.group == "지면·시간"
+    assert hour.direction_ko == "21시, 20시, 22시에 클릭 증가"  # hours spelled out, not "값 21"
+    assert hour.effect_ko == "해당 값 CTR 3.31% vs 나머지 1.62%"
+    assert (hour.auc_drop, hour.auc_drop_low, hour.auc_drop_high, hour.p_value_raw) == (0.018, 0.011, 0.025, 0.0004)
+    assert by_name["history_a_1"].effect_ko == "상위 25% CTR 3.40% vs 하위 25% 0.90%"
+    # 15 by importance, plus inventory_id: significant though 26th by importance.
+    assert len(facts.features) == 16 and facts.features[-1].name == "inventory_id"
+    assert "gender" not in by_name  # neither top 15 nor significant
+    # Drivers: significant only, by the lower end of the AUC drop's interval (effect x confidence).
+    assert [f.name for f in drivers(facts.features)] == ["history_a_1", "hour", "l_feat_14", "inventory_id",
+                                                         "age_group"]
+
+
+def test_names_follow_the_users_uploaded_mapping(sample_run):
+    save_override(sample_run.store, parse_mapping_csv(
+        "column,name,group\nhour,노출 시각,시간\nhistory_a_2,재방문 점수,이력\n".encode()))
+    facts = gather(sample_run.store, sample_run.training_done, sample_run.explanation_done, sample_run.curve,
+                   MoneyAssumptions())
+    hour = next(f for f in facts.features if f.name == "hour")
+    assert (hour.description, hour.group) == ("노출 시각", "시간")  # the explanation's "시간대" is not used
+    assert facts.correlation.pairs[0].names == ("과거 인기도 1", "재방문 점수")
+    assert facts.feature_names_digest != shipped_feature_names().digest()
 
 
 def test_missing_profile_means_no_segments_and_base_ctr_from_the_data(sample_factory):

@@ -110,3 +110,33 @@ def test_deterministic_narrative_states_its_numbers_and_reports_missing_segments
     assert facts.strength.verdict == "weak" and facts.strength.auc_ci_low is None
     assert narrative.actions == []
     assert "95% 신뢰구간 알 수 없음" in narrative.summary and "금액과 실행 과제는 싣지 않았습니다" in narrative.summary
+
+
+def test_prompt_carries_directions_correlated_pairs_and_the_priority_rule(fake_llm, facts):
+    write_narrative(facts, _settings(fake_llm))
+    prompt = "\n".join(m["content"] for m in fake_llm.requests[0]["body"]["messages"])
+    assert '"direction_ko": "21시, 20시, 22시에 클릭 증가"' in prompt and '"significant": true' in prompt
+    assert '"auc_drop": 0.0412' in prompt and '"p_value_raw": 0.0001' in prompt
+    assert '"drivers": [\n  "history_a_1",\n  "hour"' in prompt
+    assert '"history_a_2"' in prompt and '"r": 0.82' in prompt and '"threshold": 0.3' in prompt
+    assert "효과 크기 × 신뢰도" in prompt  # priority_rule
+    from ctrops_reporter.narrative import SYSTEM_PROMPT
+    assert "direction_ko" in SYSTEM_PROMPT and "correlation.pairs" in SYSTEM_PROMPT
+
+
+def test_deterministic_narrative_names_drivers_with_their_direction_and_the_correlated_pairs(facts):
+    narrative = write_narrative(facts, _settings())
+    summary = narrative.summary
+    assert "확인된 클릭 요인" in summary
+    assert "history_a_1(과거 인기도 1) — 값이 클수록 클릭 증가" in summary
+    assert "hour(시간대) — 21시, 20시, 22시에 클릭 증가" in summary
+    assert "feat_a_3" not in summary  # adjusted p 0.21: not called a driver
+    assert "가장 강한 쌍은 과거 인기도 1–과거 인기도 2 (r = +0.82)" in summary
+
+    drivers = next(i for i in narrative.insights if i.title == "핵심 클릭 요인")
+    assert drivers.details[0].startswith("history_a_1(과거 인기도 1): 값이 클수록 클릭 증가 (상위 25% CTR 3.40% vs "
+                                         "하위 25% 0.90%), AUC 감소 0.0412 (95% CI 0.0310~0.0520), 보정 p<0.001")
+    assert "검증에서 유의하지 않은 변수" in drivers.details[-1] and "feat_a_3" in drivers.details[-1]
+    correlation = next(i for i in narrative.insights if i.title == "변수 간 상관관계")
+    assert "|r| ≥ 0.3인 변수 쌍이 3개" in correlation.message
+    assert correlation.details[0] == "과거 인기도 1(history_a_1) ↔ 과거 인기도 2(history_a_2): r = +0.82"

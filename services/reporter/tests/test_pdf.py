@@ -49,7 +49,7 @@ def test_text_has_korean_headings_and_the_runs_numbers(full_pdf, inputs, sample_
 def test_options_remove_their_sections(inputs):
     text = _text(render_pdf(inputs, PdfOptions(include_charts=False, include_insights=False,
                                                include_action_plan=False)))
-    for kept in ("summary", "performance", "features", "segments", "method"):
+    for kept in ("summary", "performance", "features", "correlation", "segments", "method"):
         assert HEADINGS[kept] in text
     for removed in ("curves", "feature_chart", "heatmap", "insights", "actions"):
         assert HEADINGS[removed] not in text, removed

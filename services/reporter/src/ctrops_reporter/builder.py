@@ -2,9 +2,9 @@
 
 One report per run: ``runs/<run_id>/report.json`` and ``runs/<run_id>/report.pdf`` (all
 sections) or ``report-<flags>.pdf`` (other options). Files are written atomically.
-report.json carries a digest of the inputs it was built from, so it is rebuilt only
-when those change (a retrained run), and re-handling an event calls the LLM no second
-time. A PDF is reused while it is newer than report.json. Everything here is blocking:
+report.json carries a digest of the inputs it was built from (the two events and the
+feature-name mapping in effect), so it is rebuilt only when those change (a retrained run,
+a newly uploaded mapping), and re-handling an event calls the LLM no second time. A PDF is reused while it is newer than report.json. Everything here is blocking:
 callers run it in a worker thread.
 """
 
@@ -16,6 +16,7 @@ import logging
 from typing import Any
 
 from ctrops_common.dataset import explanation_path, run_dir
+from ctrops_common.feature_names import FeatureNameMapping, effective_feature_names
 from ctrops_common.storage import FileStore, UnsafePath, check_id
 
 from .facts import correlation_from, gather
@@ -44,8 +45,12 @@ def report_pdf_path(run_id: str, options: PdfOptions) -> str:
     return f"{run_dir(run_id)}/report{options.suffix}.pdf"
 
 
-def inputs_digest(training_done: dict[str, Any], explanation_done: dict[str, Any]) -> str:
-    canonical = json.dumps([training_done, explanation_done], sort_keys=True, ensure_ascii=False)
+def inputs_digest(training_done: dict[str, Any], explanation_done: dict[str, Any],
+                  names: FeatureNameMapping | None = None) -> str:
+    inputs: list[Any] = [training_done, explanation_done]
+    if names is not None:
+        inputs.append(names.digest())
+    canonical = json.dumps(inputs, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
@@ -74,7 +79,7 @@ class ReportBuilder:
     def ensure_report(self, run_id: str) -> dict[str, Any]:
         """report.json of the run: reused when built from the same inputs, built (LLM or rules) otherwise."""
         training, explanation = self._inputs(run_id)
-        digest = inputs_digest(training, explanation)
+        digest = inputs_digest(training, explanation, effective_feature_names(self.store))
         path = report_json_path(run_id)
         if self.store.exists(path):
             try:
@@ -101,7 +106,7 @@ class ReportBuilder:
         correlation = None
         location = explanation.get("location") or explanation_path(run_id)
         try:
-            correlation = correlation_from(self.store.read_json(location))
+            correlation = correlation_from(self.store.read_json(location), effective_feature_names(self.store))
         except (OSError, ValueError, UnsafePath) as exc:
             log.info("no correlation matrix for %s: %s", run_id, exc)
         data = render_pdf(PdfInputs(report, self.records.curve(run_id), correlation), options)

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ctrops_common.dataset import column_description, explanation_path, parquet_path, profile_path
+from ctrops_common.feature_names import FeatureNameMapping, effective_feature_names
 from ctrops_common.numbers import finite as _finite
 from ctrops_common.storage import FileStore
 
@@ -54,12 +55,60 @@ class Metrics(BaseModel):
 
 
 class Feature(BaseModel):
+    """One feature as the explainer judged it, named by the feature-name mapping in effect.
+
+    ``importance`` is the model's attribution (0..1); ``p_value`` the Benjamini-Hochberg
+    adjusted p of the held-out permutation test (does shuffling the feature lower the AUC on
+    validation rows the model never saw); ``auc_drop`` that drop with its 95% interval;
+    ``direction_ko`` which values raise clicks. Older explanations lack the held-out and
+    direction fields: they stay None.
+    """
+
     name: str
-    description: str
+    description: str  # Korean display name (feature-name mapping)
+    group: str = ""
     importance: float
-    p_value: float
+    p_value: float  # adjusted
     ci_low: float
     ci_high: float
+    p_value_raw: float | None = None
+    auc_drop: float | None = None
+    auc_drop_low: float | None = None
+    auc_drop_high: float | None = None
+    direction: str | None = None  # English, as the explainer wrote it
+    direction_ko: str | None = None  # Korean, hours and weekdays spelled out
+    effect_ko: str | None = None  # the observed click rates behind the direction, in words
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value < SIGNIFICANCE
+
+    @property
+    def strength(self) -> float:
+        """Effect size x confidence: the lower end of the AUC drop's 95% interval (0 when unknown)."""
+        return max(0.0, self.auc_drop_low or 0.0)
+
+
+class CorrelatedPair(BaseModel):
+    features: tuple[str, str]
+    names: tuple[str, str]  # Korean display names
+    r: float
+
+
+class Correlation(BaseModel):
+    """Pearson correlations of the explanation: the top features' matrix and every pair at |r| >= threshold."""
+
+    features: list[str]
+    names: list[str]  # Korean display names, in ``features`` order
+    matrix: list[list[float]]
+    threshold: float | None = None  # None: an older explanation without the pair list
+    pairs: list[CorrelatedPair] = []
+    rows: int | None = None
+    max_abs_off_diagonal: float = 0.0
+
+    @property
+    def pairs_known(self) -> bool:
+        return self.threshold is not None
 
 
 class ModelSummary(BaseModel):
@@ -186,7 +235,8 @@ class Facts(BaseModel):
     config: dict[str, Any]
     metrics: Metrics
     features: list[Feature]
-    correlation: dict[str, Any] | None  # {"features": [...], "matrix": [[...]]}
+    correlation: Correlation | None
+    feature_names_digest: str = ""  # the feature-name mapping the names come from
     curve: list[dict[str, Any]]
     rows: int | None
     clicks: int | None
@@ -206,45 +256,103 @@ def metrics_from(training_metrics: dict[str, Any]) -> Metrics:
     return Metrics(**values)
 
 
-def features_from(top_features: list[dict[str, Any]], limit: int = 15) -> list[Feature]:
+def direction_text(name: str, direction_ko: Any, effect: Any) -> tuple[str | None, str | None]:
+    """(direction, observed click rates) in Korean: hours as "20시", weekdays by name."""
+    text = str(direction_ko) if direction_ko else None
+    effect = effect if isinstance(effect, dict) else {}
+    values = effect.get("values") if effect.get("kind") == "values" else None
+    if text and isinstance(values, list) and values and name in ("hour", "day_of_week"):
+        spelled = [weekday_name(v) if name == "day_of_week" else f"{_code(v)}시" for v in values[:8]]
+        text = f"{', '.join(spelled)}에 클릭 증가"
+    rates = None
+    named, rest = _finite(effect.get("ctr_named")), _finite(effect.get("ctr_rest"))
+    top, bottom = _finite(effect.get("ctr_top_quartile")), _finite(effect.get("ctr_bottom_quartile"))
+    if named is not None and rest is not None:
+        rates = f"해당 값 CTR {100 * named:.2f}% vs 나머지 {100 * rest:.2f}%"
+    elif top is not None and bottom is not None and effect.get("kind") == "monotone":
+        rates = f"상위 25% CTR {100 * top:.2f}% vs 하위 25% {100 * bottom:.2f}%"
+    return text, rates
+
+
+def features_from(top_features: list[dict[str, Any]], names: FeatureNameMapping | None = None,
+                  limit: int = 15, limit_with_significant: int = 20) -> list[Feature]:
+    """The most important features (``limit``), plus every significant one beyond them (up to
+    ``limit_with_significant`` in all), by importance. Names come from ``names`` (the mapping in
+    effect), not from the explanation, so a user's uploaded mapping applies to older runs too."""
     found = []
     for item in top_features:
         name = str(item.get("feature") or item.get("name") or "")
         importance = _finite(item.get("importance"))
         if not name or importance is None:
             continue
-        p_value = _finite(item.get("p_value", item.get("pValue")))
+        p_value = _finite(item.get("pValue", item.get("p_value")))
         ci = item.get("ci") or [importance, importance]
         low, high = (_finite(ci[0]), _finite(ci[1])) if len(ci) == 2 else (None, None)
+        drop_ci = item.get("auc_drop_ci")
+        drop_low, drop_high = ((_finite(drop_ci[0]), _finite(drop_ci[1]))
+                               if isinstance(drop_ci, list) and len(drop_ci) == 2 else (None, None))
+        direction_ko, effect_ko = direction_text(name, item.get("direction_ko"), item.get("effect"))
+        entry = names.get(name) if names is not None else None
         found.append(Feature(
             name=name,
-            description=str(item.get("description") or column_description(name)),
+            description=column_description(name, names),
+            group=entry.group if entry else "",
             importance=max(0.0, min(1.0, importance)),
             p_value=1.0 if p_value is None else max(0.0, min(1.0, p_value)),
             ci_low=importance if low is None else low,
             ci_high=importance if high is None else high,
+            p_value_raw=_finite(item.get("p_value_raw")),
+            auc_drop=_finite(item.get("auc_drop")),
+            auc_drop_low=drop_low,
+            auc_drop_high=drop_high,
+            direction=str(item["direction"]) if item.get("direction") else None,
+            direction_ko=direction_ko,
+            effect_ko=effect_ko,
         ))
-    found.sort(key=lambda f: f.importance, reverse=True)
-    return found[:limit]
+    found.sort(key=lambda f: (-f.importance, f.name))
+    chosen = found[:limit]
+    chosen += [f for f in found[limit:] if f.significant][: max(0, limit_with_significant - len(chosen))]
+    return sorted(chosen, key=lambda f: (-f.importance, f.name))
 
 
-def correlation_from(explanation: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The correlation matrix of explanation.json, if it is there and well formed."""
+def drivers(features: list[Feature]) -> list[Feature]:
+    """The features the held-out test supports (adjusted p < 0.05), strongest evidence first:
+    by the lower end of the AUC drop's 95% interval (effect x confidence), then the adjusted p."""
+    return sorted((f for f in features if f.significant), key=lambda f: (-f.strength, f.p_value, f.name))
+
+
+def correlation_from(explanation: dict[str, Any] | None, names: FeatureNameMapping | None = None
+                     ) -> Correlation | None:
+    """The correlation block of explanation.json (matrix and correlated pairs), if well formed."""
     if not isinstance(explanation, dict):
         return None
     block = explanation.get("correlation")
     block = block if isinstance(block, dict) else explanation
-    names, matrix = block.get("features"), block.get("matrix")
-    if not isinstance(names, list) or not isinstance(matrix, list) or not names or len(matrix) != len(names):
+    features, matrix = block.get("features"), block.get("matrix")
+    if not isinstance(features, list) or not isinstance(matrix, list) or not features or len(matrix) != len(features):
         return None
-    if any(not isinstance(n, str) for n in names):
+    if any(not isinstance(n, str) for n in features):
         return None  # e.g. a list of feature-importance objects, not a correlation block
     clean = []
     for row in matrix:
-        if not isinstance(row, list) or len(row) != len(names):
+        if not isinstance(row, list) or len(row) != len(features):
             return None
         clean.append([max(-1.0, min(1.0, _finite(v) or 0.0)) for v in row])
-    return {"features": [str(n) for n in names], "matrix": clean}
+    pairs = []
+    for item in block.get("pairs") or []:
+        pair = item.get("features") if isinstance(item, dict) else None
+        r = _finite(item.get("r")) if isinstance(item, dict) else None
+        if isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair) and r is not None:
+            pairs.append(CorrelatedPair(features=(pair[0], pair[1]), r=max(-1.0, min(1.0, r)),
+                                        names=(column_description(pair[0], names), column_description(pair[1], names))))
+    pairs.sort(key=lambda p: (-abs(p.r), p.features))
+    off = [abs(v) for i, row in enumerate(clean) for j, v in enumerate(row) if i != j]
+    rows = _finite(block.get("rows"))
+    return Correlation(
+        features=[str(n) for n in features], names=[column_description(str(n), names) for n in features],
+        matrix=clean, threshold=_finite(block.get("threshold")), pairs=pairs,
+        rows=None if rows is None else int(rows), max_abs_off_diagonal=max(off, default=0.0),
+    )
 
 
 def _read_json(store: FileStore, relative: str) -> Any:
@@ -588,12 +696,16 @@ def gather(
     run_id = str(training_done["run_id"])
     file_id = str(training_done.get("file_id", ""))
     explanation = _read_json(store, str(explanation_done.get("location") or explanation_path(run_id)))
-    top = explanation_done.get("top_features") or []
-    if isinstance(explanation, dict) and not top:
+    # The explanation file has every feature with its held-out test and direction; the event only the top ones.
+    top = []
+    if isinstance(explanation, dict):
         for key in ("features", "feature_importance", "importances", "top_features"):
-            if isinstance(explanation.get(key), list):
+            if isinstance(explanation.get(key), list) and explanation[key]:
                 top = explanation[key]
                 break
+    if not top:
+        top = explanation_done.get("top_features") or []
+    names = effective_feature_names(store)
 
     profile = _read_json(store, profile_path(file_id)) if file_id else None
     segments_block = profile.get("segments") if isinstance(profile, dict) else None
@@ -616,8 +728,9 @@ def gather(
         duration_s=float(training_done.get("duration_s", 0.0) or 0.0),
         config=dict(training_done.get("config") or {}),
         metrics=metrics,
-        features=features_from(top),
-        correlation=correlation_from(explanation),
+        features=features_from(top, names),
+        correlation=correlation_from(explanation, names),
+        feature_names_digest=names.digest(),
         curve=curve,
         rows=rows,
         clicks=clicks,

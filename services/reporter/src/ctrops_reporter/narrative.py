@@ -12,6 +12,11 @@ model gets no money figure and no action built on it, only what data would help;
 is always a range with its assumptions; a segment is a finding only at a
 Benjamini-Hochberg adjusted p < 0.05, and no action is built on one that is not. The LLM
 gets the same rules and an answer that states money the facts do not support is refused.
+
+Features: only those the held-out test supports (adjusted p < 0.05) are called click
+drivers, each with its direction of effect, strongest evidence first (the lower end of the
+AUC drop's 95% interval); the correlation insight names the most correlated pairs or says
+none reaches the threshold. Actions are ordered by ``PRIORITY_RULE`` (effect x confidence).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from .evidence import SIGNIFICANCE
-from .facts import Facts, Feature, SegmentFinding
+from .facts import Facts, Feature, SegmentFinding, drivers
 from .settings import ReporterSettings
 
 log = logging.getLogger(__name__)
@@ -130,8 +135,48 @@ def data_needed(facts: Facts) -> list[str]:
     return items
 
 
+HIGH_PRIORITY, MEDIUM_PRIORITY = 10.0, 3.0  # percent of CTR change at the low end of the 95% range
+
+PRIORITY_RULE = (
+    "실행 과제의 우선순위는 효과 크기 × 신뢰도로 정합니다: 과제를 실행할 때 같은 노출에서 기대되는 CTR(매출) "
+    "변화율의 95% 범위 하한(보수적 추정)이 예상 효과이고, 그 값이 "
+    f"{HIGH_PRIORITY:g}% 이상이면 높음, {MEDIUM_PRIORITY:g}% 이상이면 중간, 그 밖은 낮음입니다. 과제는 예상 효과가 큰 "
+    "순서로 싣습니다. 보정 p ≥ 0.05인 세그먼트, 하한이 평균을 넘지 못하는 세그먼트, '약함' 모델로는 과제를 만들지 "
+    "않습니다. 예측 확률 재보정은 CTR을 바꾸지 않으므로 예상 효과 0(낮음)입니다."
+)
+
+
 def priority_of(impact: float) -> Literal["high", "medium", "low"]:
-    return "high" if impact >= 10 else "medium" if impact >= 3 else "low"
+    return "high" if impact >= HIGH_PRIORITY else "medium" if impact >= MEDIUM_PRIORITY else "low"
+
+
+def driver_line(f: Feature) -> str:
+    """'시간대(hour): 20시, 21시에 클릭 증가 (해당 값 CTR ...), AUC 감소 0.0123 (95% CI ...), 보정 p<0.001'."""
+    parts = [f"{feature_label(f)}: {f.direction_ko or '방향 정보 없음'}"]
+    if f.effect_ko:
+        parts[0] += f" ({f.effect_ko})"
+    if f.auc_drop is not None:
+        interval = (f" (95% CI {f.auc_drop_low:.4f}~{f.auc_drop_high:.4f})"
+                    if f.auc_drop_low is not None and f.auc_drop_high is not None else "")
+        parts.append(f"AUC 감소 {f.auc_drop:.4f}{interval}")
+    parts.append(f"보정 {p_text(f.p_value)}")
+    return ", ".join(parts)
+
+
+def correlation_sentence(facts: Facts) -> str | None:
+    """The correlated pairs in one sentence, or that none reaches the threshold; None without a matrix."""
+    c = facts.correlation
+    if c is None:
+        return None
+    if not c.pairs_known:
+        return (f"상위 {len(c.features)}개 변수 사이의 상관계수 절댓값은 최대 {c.max_abs_off_diagonal:.2f}입니다 "
+                "(상관 쌍 목록이 없는 이전 형식의 분석).")
+    if not c.pairs:
+        return (f"분석한 변수 중 |r| ≥ {c.threshold:g}인 쌍은 없습니다(상위 변수 사이 최대 |r| = "
+                f"{c.max_abs_off_diagonal:.2f}). 변수들이 서로 거의 독립이라 각 변수의 효과를 따로 읽어도 됩니다.")
+    top = c.pairs[0]
+    return (f"|r| ≥ {c.threshold:g}인 변수 쌍이 {len(c.pairs)}개 있습니다. 가장 강한 쌍은 {top.names[0]}({top.features[0]})와 "
+            f"{top.names[1]}({top.features[1]}) (r = {top.r:+.2f})입니다.")
 
 
 # --- actions with computed impact -------------------------------------------------------
@@ -149,6 +194,25 @@ def _action(id_: str, title: str, description: str, impact: float, duration: str
     priority = priority_of(impact)
     return Action(id=id_, title=title, description=description, priority=priority, impact=round(impact, 2),
                   duration=duration, cost=cost, color=PRIORITY_COLORS[priority])
+
+
+SEGMENT_FEATURES = {"hour": ("hour",), "day_of_week": ("day_of_week",), "inventory_id": ("inventory_id",),
+                    "age_group_gender": ("age_group", "gender")}
+
+
+def _feature_evidence(facts: Facts, dimension: str) -> str:
+    """What the held-out feature test says about the segment's columns, so no page contradicts another."""
+    shown = {f.name: f for f in facts.features}
+    tested = [shown[c] for c in SEGMENT_FEATURES.get(dimension, ()) if c in shown]
+    if not tested:
+        return ""
+    supported = [f for f in tested if f.significant]
+    if supported:
+        return " 변수 검정도 같은 결론입니다: " + "; ".join(
+            f"{feature_label(f)} {f.direction_ko or ''} (보정 {p_text(f.p_value)})".replace("  ", " ")
+            for f in supported) + "."
+    return (" 모델의 변수 검정에서는 " + ", ".join(f"{feature_label(f)}(보정 {p_text(f.p_value)})" for f in tested)
+            + "이 유의하지 않아, 이 과제는 세그먼트 CTR 차이만을 근거로 합니다.")
 
 
 def candidate_actions(facts: Facts) -> list[Action]:
@@ -190,6 +254,7 @@ def candidate_actions(facts: Facts) -> list[Action]:
         )
         if worst:
             description += f" 효율이 낮은 {worst}의 입찰은 낮춥니다."
+        description += _feature_evidence(facts, finding.dimension)
         actions.append(_action(
             f"segment_{finding.dimension}", title, description,
             100 * share * ((top.ctr_low or base) / base - 1), "1주", "추가 비용 없음 (입찰·예산 조정)",
@@ -201,8 +266,9 @@ def candidate_actions(facts: Facts) -> list[Action]:
             "calibration",
             "예측 확률 재보정",
             f"모델이 예측한 클릭 수가 실제보다 {abs(calibration - 1) * 100:.1f}% {direction} 나옵니다"
-            f"(보정 비율 {calibration:.2f}). 입찰가 산정 전에 실제 CTR 기준으로 확률을 재보정합니다.",
-            abs(calibration - 1) * 100, "3일", "ML 엔지니어 공수",
+            f"(보정 비율 {calibration:.2f}). 입찰가 산정 전에 실제 CTR 기준으로 확률을 재보정합니다. "
+            "CTR 자체를 바꾸는 과제가 아니라 예상 효과는 0입니다(입찰가 오차를 줄임).",
+            0.0, "3일", "ML 엔지니어 공수",
         ))
     actions.sort(key=lambda a: a.impact, reverse=True)
     return actions
@@ -317,6 +383,47 @@ def money_assumptions_text(facts: Facts) -> str:
             f"{pct(money.targeted_ctr_low, 2)}~{pct(money.targeted_ctr_high, 2)}에서 나옵니다.")
 
 
+def _drivers_insight(facts: Facts) -> Insight:
+    """Which features the held-out test supports, with their direction; the rest are not called drivers."""
+    weak = facts.strength.verdict == "weak"
+    found = drivers(facts.features)
+    others = [f for f in facts.features if not f.significant]
+    if found:
+        message = (f"모델이 학습하지 않은 검증 데이터에서 클릭 신호가 확인된 변수(보정 p<{SIGNIFICANCE:g})는 "
+                   f"{len(found)}개입니다. 근거가 강한 순서(AUC 감소의 95% 하한)로: "
+                   + "; ".join(f"{feature_label(f)} — {f.direction_ko or '방향 정보 없음'}" for f in found[:3]) + ".")
+        action = "확인된 요인의 방향(위)을 타겟팅·소재 조건에 반영하고 A/B 테스트로 효과를 확인하세요."
+    else:
+        message = (f"검증 데이터에서 클릭 신호가 확인된 변수는 없습니다(보정 p<{SIGNIFICANCE:g}인 변수 없음). "
+                   "모델의 중요도 순위를 클릭 요인으로 읽을 수 없습니다.")
+        action = "클릭과 관련 있을 만한 변수나 더 많은 클릭을 모은 뒤 다시 확인하세요."
+    if weak:
+        message += " 다만 모델 신뢰도가 '약함'이라 이 결과에 근거한 실행 과제는 싣지 않았습니다."
+        action = "모델을 보강한 뒤 다시 확인하세요."
+    details = [driver_line(f) for f in found[:6]]
+    if others:
+        details.append("모델이 썼지만 검증에서 유의하지 않은 변수(클릭 요인으로 보지 않음): "
+                       + ", ".join(f"{feature_label(f)}(보정 {p_text(f.p_value)})" for f in others[:5]))
+    return Insight(icon=ICONS["success" if found and not weak else "info"],
+                   type="success" if found and not weak else "info",
+                   title="핵심 클릭 요인", message=message, details=details, action=action)
+
+
+def _correlation_insight(facts: Facts) -> Insight | None:
+    sentence = correlation_sentence(facts)
+    if sentence is None:
+        return None
+    c = facts.correlation
+    assert c is not None
+    details = [f"{p.names[0]}({p.features[0]}) ↔ {p.names[1]}({p.features[1]}): r = {p.r:+.2f}" for p in c.pairs[:5]]
+    if c.rows:
+        details.append(f"피어슨 상관계수, {c.rows:,}행 기준" + (f", 기준 |r| ≥ {c.threshold:g}" if c.threshold else ""))
+    action = ("상관이 큰 두 변수는 효과를 나눠 가지므로 한쪽의 중요도나 p-value만 보고 다른 쪽을 버리지 마세요."
+              if c.pairs else "변수를 하나씩 해석해도 됩니다.")
+    return Insight(icon=ICONS["info"], type="info", title="변수 간 상관관계", message=sentence, details=details,
+                   action=action)
+
+
 def deterministic(facts: Facts, fallback_reason: str | None = None) -> Narrative:
     m = facts.metrics
     s = facts.strength
@@ -345,18 +452,10 @@ def deterministic(facts: Facts, fallback_reason: str | None = None) -> Narrative
             action="입찰 전에 확률을 재보정하세요." if off else "정기적으로 보정 비율을 모니터링하세요.",
         ))
     if facts.features:
-        significant = [f for f in facts.features if f.p_value < SIGNIFICANCE]
-        names = ", ".join(feature_label(f) for f in facts.features[:3])
-        message = (f"모델이 가장 많이 쓴 변수는 {names}입니다. 상위 {len(facts.features)}개 중 "
-                   f"{len(significant)}개가 p<0.05입니다(설명 서비스의 p-value).")
-        if weak:
-            message += " 다만 모델 신뢰도가 '약함'이라 이 순위를 데이터의 클릭 요인으로 읽을 수 없습니다."
-        insights.append(Insight(
-            icon=ICONS["info"], type="info", title="핵심 클릭 요인", message=message,
-            details=[f"{feature_label(f)}: 중요도 {f.importance:.3f} "
-                     f"(95% CI {f.ci_low:.3f}~{f.ci_high:.3f}, {p_text(f.p_value)})" for f in facts.features[:5]],
-            action="모델을 보강한 뒤 다시 확인하세요." if weak else "유의한 변수의 수집 품질을 우선 관리하세요.",
-        ))
+        insights.append(_drivers_insight(facts))
+    correlation = _correlation_insight(facts)
+    if correlation is not None:
+        insights.append(correlation)
     for finding in facts.segments:
         if finding.best:
             insights.append(_segment_insight(finding))
@@ -389,13 +488,27 @@ def _summary(facts: Facts) -> str:
         parts.append("검증 데이터는 타겟팅에 쓸 만한 신호를 보여 주지 않았으므로 이 모델에 근거한 금액과 실행 과제는 "
                      "싣지 않았습니다. 도움이 될 데이터: 클릭이 더 많은 데이터, 더 많은 행, 클릭과 관련 있을 만한 변수.")
     elif facts.features:
-        parts.append(f"모델이 가장 많이 쓴 변수는 {', '.join(feature_label(f) for f in facts.features[:3])}입니다.")
+        supported = drivers(facts.features)
+        if supported:
+            parts.append("검증 데이터에서 확인된 클릭 요인(보정 p<0.05, 근거가 강한 순): "
+                         + "; ".join(f"{feature_label(f)} — {f.direction_ko or '방향 정보 없음'}" for f in supported[:3])
+                         + ".")
+        else:
+            parts.append("검증 데이터에서 클릭 신호가 확인된 변수는 없었습니다(모든 변수의 보정 p≥0.05).")
     found = [(finding, x) for finding in facts.segments for x in finding.best[:1] if x.significant and x.lift > 1]
     for finding, top in found:
         parts.append(f"{finding.title}: {top.label}의 CTR이 {top.ctr:.2f}%로 평균의 {top.lift:.2f}배입니다"
                      f"(보정 {p_text(top.p_adjusted)}).")
     if facts.segments and not found:
         parts.append("세그먼트별 CTR 차이는 다중검정 보정 후 유의하지 않았습니다.")
+    c = facts.correlation
+    if c is not None and c.pairs_known:
+        if c.pairs:
+            top = c.pairs[0]
+            parts.append(f"변수 간 상관: |r| ≥ {c.threshold:g}인 쌍 {len(c.pairs)}개, 가장 강한 쌍은 "
+                         f"{top.names[0]}–{top.names[1]} (r = {top.r:+.2f})입니다.")
+        else:
+            parts.append(f"분석한 변수 중 |r| ≥ {c.threshold:g}인 상관 쌍은 없습니다.")
     money = facts.money
     if money.computable:
         parts.append(
@@ -467,7 +580,11 @@ SYSTEM_PROMPT = (
     "true이면 금액은 제공된 범위(low~high)로만, 가정과 함께 추정치라고 밝히세요. (4) verdict가 weak이면 데이터가 "
     "쓸 만한 신호를 보여 주지 않았다고 말하고, 모델에 근거한 효과나 실행을 권하지 말고 data_needed의 데이터를 "
     "권하세요. (5) 세그먼트 차이는 significant가 true(보정 p<0.05)인 것만 유의하다고 말하고, 나머지는 데이터가 "
-    "차이를 보여 주지 않았다고 쓰세요. 반드시 지정된 JSON 형식으로만 답하세요."
+    "차이를 보여 주지 않았다고 쓰세요. (6) 변수는 top_features의 significant가 true인 것(drivers)만 클릭 요인이라 "
+    "부르고, 각 요인의 direction_ko(어떤 값에서 클릭이 느는지)를 함께 쓰세요. significant가 false인 변수를 요인이라 "
+    "부르거나 그것으로 실행을 권하지 마세요. (7) correlation.pairs가 있으면 가장 강한 쌍과 r을, 없으면 note_ko처럼 "
+    "기준 이상인 쌍이 없다고 쓰세요. (8) 실행 과제의 순서와 우선순위는 priority_rule대로 이미 정해져 있습니다. "
+    "반드시 지정된 JSON 형식으로만 답하세요."
 )
 
 
@@ -515,10 +632,23 @@ def facts_for_prompt(facts: Facts, actions: list[Action]) -> dict[str, Any]:
             "threshold": r(m.threshold),
         },
         "top_features": [
-            {"feature": f.name, "description": f.description, "importance": r(f.importance), "p_value": r(f.p_value, 6),
-             "ci95": [r(f.ci_low), r(f.ci_high)]}
+            {"feature": f.name, "description": f.description, "group": f.group, "importance": r(f.importance),
+             "p_value": r(f.p_value, 6), "p_value_raw": r(f.p_value_raw, 6), "significant": f.significant,
+             "ci95": [r(f.ci_low), r(f.ci_high)], "auc_drop": r(f.auc_drop, 5),
+             "auc_drop_ci95": [r(f.auc_drop_low, 5), r(f.auc_drop_high, 5)], "direction_ko": f.direction_ko,
+             "observed_ctr": f.effect_ko}
             for f in facts.features[:10]
         ],
+        "drivers": [f.name for f in drivers(facts.features)],
+        "drivers_rule": "significant = Benjamini-Hochberg adjusted p (held-out permutation test of the AUC drop) "
+                        "< 0.05; drivers ordered by the lower end of the AUC drop's 95% interval",
+        "correlation": None if facts.correlation is None else {
+            "threshold": facts.correlation.threshold,
+            "pairs": [{"features": list(p.features), "names": list(p.names), "r": r(p.r, 3)}
+                      for p in facts.correlation.pairs[:10]],
+            "note_ko": correlation_sentence(facts),
+        },
+        "priority_rule": PRIORITY_RULE,
         "segments_available": facts.segments_available,
         "segments": [
             {"dimension": s.dimension, "title": s.title, "base_ctr_percent": s.base_ctr,

@@ -1,9 +1,10 @@
 """The PDF report (ReportLab), in Korean, from the report JSON plus the curve and correlation.
 
 Sections: title page (SK AX / SK Planet AIOps, blue-to-purple gradient), executive
-summary, model performance, training curves*, key features (chart* with confidence
-intervals), correlation heatmap*, segment analysis, AI insights**, action plan***,
-method notes. (*) ``include_charts``, (**) ``include_insights``, (***)
+summary, model performance, training curves*, key features (held-out test, direction of
+effect; chart* with confidence intervals), correlations (the correlated pairs, or that none
+reaches the threshold; heatmap*), segment analysis, AI insights**, action plan***, method
+notes. (*) ``include_charts``, (**) ``include_insights``, (***)
 ``include_action_plan`` switch their parts off. All text uses the embedded NanumGothic.
 
 The cover and the summary lead with the model's strength verdict, its ROC AUC with the
@@ -38,8 +39,9 @@ from reportlab.platypus import (
 )
 
 from . import charts
-from .facts import Feature
+from .facts import Correlation, Feature
 from .fonts import register_pdf_fonts
+from .narrative import PRIORITY_RULE
 
 BLUE, PURPLE = colors.HexColor("#2563eb"), colors.HexColor("#7c3aed")
 INK, MUTED, LINE = colors.HexColor("#111827"), colors.HexColor("#6b7280"), colors.HexColor("#e5e7eb")
@@ -108,12 +110,14 @@ def writer_label(report: dict[str, Any]) -> str:
     """Who wrote the text, for people (the internal model id stays in the method notes)."""
     return "LLM 작성" if report.get("narrativeSource") == "llm" else "규칙 기반 자동 작성"
 
+# In the order the story shows them (h1 sections; feature_chart and heatmap are h2 inside theirs).
 HEADINGS = {
     "summary": "경영진 요약",
     "performance": "모델 성능",
     "curves": "학습 곡선",
     "features": "주요 변수",
     "feature_chart": "변수 중요도 차트",
+    "correlation": "변수 간 상관관계",
     "heatmap": "상관관계 히트맵",
     "segments": "세그먼트 분석",
     "insights": "AI 인사이트",
@@ -204,15 +208,16 @@ def _cell_color(value: float) -> colors.Color:
     return colors.Color(*(1 + (e - 1) * t for e in end))
 
 
-def _heatmap(correlation: dict[str, Any], width: float, st: dict[str, ParagraphStyle], limit: int = 14) -> list[Any]:
+def _heatmap(correlation: Correlation, width: float, st: dict[str, ParagraphStyle], limit: int = 14) -> list[Any]:
     """The correlation matrix as a coloured table: vector, crisp, and its numbers stay searchable text."""
-    names = correlation["features"][:limit]
-    matrix = [row[: len(names)] for row in correlation["matrix"][: len(names)]]
+    names = correlation.features[:limit]
+    matrix = [row[: len(names)] for row in correlation.matrix[: len(names)]]
     label_w = 40 * mm
     cell_w = (width - label_w) / len(names)
     rows = [[""] + [str(i + 1) for i in range(len(names))]]
     for i, name in enumerate(names):
-        rows.append([_p(f"{i + 1}. {name}", st["cell"])] + [f"{v:.2f}" for v in matrix[i]])
+        label = correlation.names[i] if i < len(correlation.names) else name
+        rows.append([_p(f"{i + 1}. {label}", st["cell"])] + [f"{v:.2f}" for v in matrix[i]])
     table = Table(rows, colWidths=[label_w] + [cell_w] * len(names), rowHeights=[12] + [16] * len(names))
     style = [
         ("GRID", (0, 0), (-1, -1), 0.3, colors.white),
@@ -231,11 +236,48 @@ def _heatmap(correlation: dict[str, Any], width: float, st: dict[str, ParagraphS
     return [table, note]
 
 
+def _correlation_section(correlation: Correlation | None, charts_on: bool, width: float,
+                         st: dict[str, ParagraphStyle]) -> list[Any]:
+    """The correlated pairs (or that none reaches the threshold), then the heatmap when it shows something."""
+    story: list[Any] = [_p(HEADINGS["correlation"], st["h1"])]
+    if correlation is None:
+        story.append(_p("상관관계 분석 결과가 없습니다.", st["body"]))
+        return story
+    c = correlation
+    if c.pairs_known and c.pairs:
+        story.append(_p(f"|r| ≥ {c.threshold:g}인 변수 쌍 {len(c.pairs)}개 (상관이 강한 순, 최대 10개). 상관이 큰 두 변수는 "
+                        "효과를 나눠 가지므로 한쪽의 중요도나 p-value만 보고 다른 쪽을 버리지 마세요.", st["body"]))
+        rows = [[_p(h, st["cell_bold"]) for h in ("변수 1", "변수 2", "상관계수 r")]]
+        for pair in c.pairs[:10]:
+            rows.append([_p(f"{pair.names[0]} ({pair.features[0]})", st["cell"]),
+                         _p(f"{pair.names[1]} ({pair.features[1]})", st["cell"]), _p(f"{pair.r:+.2f}", st["cell"])])
+        story.append(_table(rows, [width * 0.42, width * 0.42, width * 0.16]))
+    elif c.pairs_known:
+        story.append(_p(f"분석한 변수 중 |r| ≥ {c.threshold:g}인 쌍은 없습니다 (상위 변수 사이 최대 |r| = "
+                        f"{c.max_abs_off_diagonal:.2f}). 변수들이 서로 거의 독립이라 각 변수의 효과를 따로 읽어도 "
+                        "됩니다.", st["body"]))
+    else:
+        story.append(_p(f"상위 {len(c.features)}개 변수 사이 상관계수의 최대 절댓값은 {c.max_abs_off_diagonal:.2f}입니다 "
+                        "(상관 쌍 목록이 없는 이전 형식의 분석).", st["body"]))
+    if c.rows:
+        story.append(_p(f"피어슨 상관계수, {c.rows:,}행 기준. 행동 시퀀스(seq)는 길이로 계산했습니다.", st["small"]))
+    story = [KeepTogether(story)]  # the heading, the pairs and their note on one page (at most 10 rows)
+    if charts_on:
+        story.append(_p(HEADINGS["heatmap"], st["h2"]))
+        threshold = c.threshold if c.threshold is not None else 0.3
+        if c.max_abs_off_diagonal >= min(threshold, 0.1):
+            story += _heatmap(c, width, st)
+        else:
+            story.append(_p(f"상위 {len(c.features)}개 변수 사이의 상관계수가 모두 |r| < {min(threshold, 0.1):g}라 "
+                            "히트맵을 생략했습니다 (모든 칸이 0에 가까운 그림은 정보가 없습니다).", st["body"]))
+    return story
+
+
 @dataclass
 class PdfInputs:
     report: dict[str, Any]
     curve: list[dict[str, Any]]
-    correlation: dict[str, Any] | None
+    correlation: Correlation | None
 
 
 def render_pdf(inputs: PdfInputs, options: PdfOptions = PdfOptions()) -> bytes:
@@ -341,35 +383,51 @@ def render_pdf(inputs: PdfInputs, options: PdfOptions = PdfOptions()) -> bytes:
         else:
             story.append(_p("학습 곡선 데이터가 없습니다 (에폭별 진행 이벤트를 받지 못했습니다).", st["body"]))
 
-    # -- key features
+    # -- key features: the model's use, the held-out evidence and the direction of effect
     features = [
-        Feature(name=f["name"], description=f.get("description", f["name"]), importance=f["importance"],
-                p_value=f.get("pValue", 1.0), ci_low=(f.get("ci") or [f["importance"]] * 2)[0],
-                ci_high=(f.get("ci") or [f["importance"]] * 2)[1])
+        Feature(name=f["name"], description=f.get("description", f["name"]), group=f.get("group") or "",
+                importance=f["importance"], p_value=f.get("pValue", 1.0),
+                ci_low=(f.get("ci") or [f["importance"]] * 2)[0], ci_high=(f.get("ci") or [f["importance"]] * 2)[1],
+                p_value_raw=f.get("pValueRaw"), auc_drop=f.get("aucDrop"),
+                auc_drop_low=(f.get("aucDropCi") or [None, None])[0],
+                auc_drop_high=(f.get("aucDropCi") or [None, None])[1],
+                direction_ko=f.get("directionKo"), effect_ko=f.get("effectKo"))
         for f in report.get("topFeatures") or []
     ]
     story.append(_p(HEADINGS["features"], st["h1"]))
     if features:
-        rows = [[_p(h, st["cell_bold"]) for h in ("순위", "변수", "설명", "중요도", "95% 신뢰구간", "p-value")]]
+        significant = [f for f in features if f.significant]
+        story.append(_p(
+            f"중요도는 모델이 변수를 얼마나 쓰는지(0~1), AUC 감소와 보정 p는 모델이 학습하지 않은 검증 데이터에서 그 "
+            f"변수를 섞었을 때 순위 구분력이 얼마나 떨어지는지의 검정입니다. 보정 p < 0.05인 {len(significant)}개(*)만 "
+            "클릭 요인으로 보고, 효과 방향은 어떤 값에서 클릭이 늘어나는지입니다.", st["small"]))
+        rows = [[_p(h, st["cell_bold"]) for h in ("순위", "변수", "그룹", "중요도 (95% CI)", "AUC 감소 (95% CI)",
+                                                 "보정 p", "효과 방향")]]
         for rank, f in enumerate(features, 1):
-            p_text = "<0.001" if f.p_value < 0.001 else f"{f.p_value:.3f}"
-            rows.append([_p(rank, st["cell"]), _p(f.name, st["cell"]), _p(f.description, st["cell"]),
-                         _p(f"{f.importance:.3f}", st["cell"]), _p(f"{f.ci_low:.3f} ~ {f.ci_high:.3f}", st["cell"]),
-                         _p(p_text, st["cell"])])
-        story.append(_table(rows, [w * width for w in (0.07, 0.25, 0.25, 0.12, 0.19, 0.12)]))
+            style = st["cell_bold"] if f.significant else st["cell"]
+            drop = ("없음" if f.auc_drop is None else f"{f.auc_drop:.4f}"
+                    + (f"<br/>{f.auc_drop_low:.4f}~{f.auc_drop_high:.4f}"
+                       if f.auc_drop_low is not None and f.auc_drop_high is not None else ""))
+            direction = escape(f.direction_ko or "없음")
+            if f.effect_ko:
+                direction += f'<br/><font color="#6b7280">{escape(f.effect_ko)}</font>'
+            label = escape(f.name) if f.description == f.name else f"{escape(f.description)}<br/>({escape(f.name)})"
+            rows.append([_p(rank, st["cell"]), Paragraph(label, style), _p(f.group or "-", st["cell"]),
+                         Paragraph(f"{f.importance:.3f}<br/>{f.ci_low:.2f}~{f.ci_high:.2f}", st["cell"]),
+                         Paragraph(drop, st["cell"]),
+                         _p(_p_text(f.p_value) + (" *" if f.significant else ""), style),
+                         Paragraph(direction, st["cell"])])
+        story.append(_table(rows, [w * width for w in (0.06, 0.2, 0.1, 0.13, 0.15, 0.1, 0.26)]))
+        story.append(_p("* 보정 p < 0.05 (모든 변수에 Benjamini-Hochberg 보정). 그 밖의 변수는 모델이 썼더라도 "
+                        "클릭 요인으로 보지 않습니다.", st["small"]))
         if options.include_charts:
             story.append(KeepTogether([_p(HEADINGS["feature_chart"], st["h2"]),
                                        _image(charts.feature_importance(features), width)]))
     else:
         story.append(_p("변수 중요도 결과가 없습니다.", st["body"]))
 
-    # -- correlation heatmap
-    if options.include_charts:
-        story.append(_p(HEADINGS["heatmap"], st["h1"]))
-        if inputs.correlation:
-            story += _heatmap(inputs.correlation, width, st)
-        else:
-            story.append(_p("상관관계 행렬이 없습니다.", st["body"]))
+    # -- correlations: the pairs (or none above the threshold), the heatmap with the charts
+    story += _correlation_section(inputs.correlation, options.include_charts, width, st)
 
     # -- segments
     segments = report.get("segments") or {}
@@ -432,8 +490,7 @@ def render_pdf(inputs: PdfInputs, options: PdfOptions = PdfOptions()) -> bytes:
                     _p(a.get("cost", ""), st["cell"]),
                 ])
             story.append(_table(rows, [w * width for w in (0.09, 0.17, 0.42, 0.1, 0.1, 0.12)]))
-            story.append(_p("예상 효과: 해당 과제를 실행할 때 같은 노출에서 기대되는 CTR(매출) 변화율의 95% 범위 "
-                            "하한(보수적 추정). 우선순위는 이 값으로 정합니다.", st["small"]))
+            story.append(_p(report.get("priorityRule") or PRIORITY_RULE, st["small"]))
         else:
             story.append(_p("데이터에서 근거를 찾은 실행 과제가 없습니다.", st["body"]))
         if verdict == "weak":
@@ -454,7 +511,17 @@ def render_pdf(inputs: PdfInputs, options: PdfOptions = PdfOptions()) -> bytes:
         "'약함'이면 금액 추정과 모델에 근거한 실행 과제를 싣지 않습니다.",
         "정확도·정밀도·재현율·F1은 판정 임계값 기준입니다. 클릭이 드물어 모두 '클릭 안 함'으로 답해도 정확도가 "
         "높으므로, 정확도는 그 기준과 나란히만 보여 주고 AUC, AP, 로그 손실, 보정 비율로 판단합니다.",
-        "변수 중요도는 설명 서비스가 계산한 값(0~1)이며, 95% 신뢰구간과 p-value도 설명 서비스가 냈습니다.",
+        "변수 중요도: 챔피언 모델의 기여도(LightGBM은 TreeSHAP, LSTM+MLP는 LIME)의 평균 절댓값을 가장 큰 값이 1이 "
+        "되게 나눈 값이며, 구간은 행 부트스트랩 95% 구간입니다. 변수의 p-value는 모델이 학습하지 않은 검증 데이터에서 "
+        "그 변수를 섞었을 때 ROC AUC가 떨어지는지에 대한 단측 순열 검정(귀무가설: 섞어도 AUC가 떨어지지 않음, 표준오차는 "
+        "DeLong)이고, 모든 변수에 Benjamini-Hochberg 보정을 한 값(보정 p)입니다. 보정 p < 0.05인 변수만 클릭 요인으로 "
+        "부르며, 요인의 순서는 AUC 감소의 95% 하한(효과 크기 × 신뢰도)입니다. 효과 방향은 어떤 값에서 모델의 클릭 "
+        "예측이 오르는지와 그 값의 실제 CTR입니다.",
+        "변수의 한국어 이름·그룹은 변수 이름 매핑(feature_name_mapping)에서 옵니다: 기본 제공 매핑에 사용자가 올린 "
+        "매핑(PUT /api/feature-mapping)을 덮어쓴 것입니다.",
+        "상관관계: 피어슨 상관계수, |r|이 기준(설정 CTROPS_EXPLAINER_CORRELATION_THRESHOLD) 이상인 변수 쌍을 모두 "
+        "나열합니다.",
+        report.get("priorityRule") or PRIORITY_RULE,
         "세그먼트 p-value는 해당 세그먼트와 나머지 데이터의 CTR 차이에 대한 두 비율 z-검정이며, 모든 표의 검정 "
         "전체에 Benjamini-Hochberg 보정(거짓 발견률 5%)을 했습니다. 세그먼트 CTR 범위는 Wilson 95% 구간입니다. "
         "요일은 ISO 번호(1=월요일 ... 7=일요일)로 읽었습니다.",
@@ -518,12 +585,24 @@ def _title_page(report: dict[str, Any], regular: str, bold: str):
             f"생성 시각: {seoul_time(report.get('generatedAt'))}",
         ]
         for index, line in enumerate(lines):
-            canvas.drawString(24 * mm, page_h / 2 - 14 * mm - index * 7 * mm, line)
+            _draw_fitted(canvas, line, 24 * mm, page_h / 2 - 14 * mm - index * 7 * mm, regular, 10.5, page_w - 48 * mm)
         canvas.setFont(regular, 8)
         canvas.drawString(24 * mm, 16 * mm, "금액은 보고서에 적힌 가정에 따른 추정 범위입니다. 시각은 한국 표준시(KST).")
         canvas.restoreState()
 
     return draw
+
+
+def _draw_fitted(canvas, text: str, x: float, y: float, font: str, size: float, max_width: float) -> None:
+    """One line of the cover within ``max_width``: a smaller font first (down to 7 pt), then cut with '…'."""
+    while size > 7 and canvas.stringWidth(text, font, size) > max_width:
+        size -= 0.5
+    if canvas.stringWidth(text, font, size) > max_width:
+        while text and canvas.stringWidth(text + "…", font, size) > max_width:
+            text = text[:-1]
+        text += "…"
+    canvas.setFont(font, size)
+    canvas.drawString(x, y, text)
 
 
 def _later_pages(regular: str):

@@ -8,6 +8,13 @@ verdict and the AUC interval and AP lift it rests on), ``moneyRange`` (every mon
 as a 95% range, or null), ``model_used``, ``metrics`` (AUC, AP, log loss, calibration next
 to accuracy), ``assumptions`` (every input of the money figures, with the formulas) and
 ``segments`` (with Benjamini-Hochberg adjusted p), so a reader can check each number.
+
+Each of ``topFeatures`` carries the held-out evidence and the direction of effect
+(``significant``, ``pValueRaw``, ``aucDrop``/``aucDropCi``, ``directionKo``, ``group``);
+``drivers`` lists the significant ones strongest first (by the AUC drop's lower 95% bound);
+``correlation`` the correlated pairs (|r| >= its threshold) or none; ``priorityRule`` how the
+action plan is ordered. Display names come from the feature-name mapping in effect
+(``featureNamesDigest`` identifies it).
 """
 
 from __future__ import annotations
@@ -16,8 +23,8 @@ import math
 from datetime import datetime, timezone
 from typing import Any
 
-from .facts import Facts
-from .narrative import Narrative
+from .facts import Facts, drivers
+from .narrative import PRIORITY_RULE, Narrative
 
 # Blue to purple, the SK AX / SK Planet AIOps gradient, one step per ranked feature.
 GRADIENT_START, GRADIENT_END = "#2563eb", "#7c3aed"
@@ -84,10 +91,23 @@ def build_report(facts: Facts, narrative: Narrative) -> dict[str, Any]:
             "models": [x.model_dump() for x in strength.models], "comparison": strength.comparison,
         },
         "topFeatures": [
-            {"name": f.name, "description": f.description, "importance": round(f.importance, 4),
-             "pValue": f.p_value, "ci": [round(f.ci_low, 4), round(f.ci_high, 4)], "color": color}
+            {"name": f.name, "description": f.description, "group": f.group, "importance": round(f.importance, 4),
+             "pValue": f.p_value, "pValueRaw": f.p_value_raw, "significant": f.significant,
+             "ci": [round(f.ci_low, 4), round(f.ci_high, 4)],
+             "aucDrop": _round(f.auc_drop, 5), "aucDropCi": pair(f.auc_drop_low, f.auc_drop_high, 5),
+             "direction": f.direction, "directionKo": f.direction_ko, "effectKo": f.effect_ko, "color": color}
             for f, color in zip(facts.features, colors)
         ],
+        "drivers": [f.name for f in drivers(facts.features)],
+        "correlation": None if facts.correlation is None else {
+            "threshold": facts.correlation.threshold,
+            "rows": facts.correlation.rows,
+            "maxAbsOffDiagonal": round(facts.correlation.max_abs_off_diagonal, 4),
+            "pairs": [{"features": list(p.features), "names": list(p.names), "r": round(p.r, 4)}
+                      for p in facts.correlation.pairs],
+        },
+        "priorityRule": PRIORITY_RULE,
+        "featureNamesDigest": facts.feature_names_digest,
         "aiInsights": [i.model_dump() for i in narrative.insights],
         "actionPlan": [
             {k: v for k, v in a.model_dump().items() if k != "id"} | {"id": a.id} for a in narrative.actions
