@@ -11,7 +11,8 @@ PYPROJECTS := $(addsuffix /pyproject.toml,$(PROJECTS))
 install: $(STAMP) tools
 
 # System tools the tests use that PyPI does not ship: promtool (Debian package prometheus)
-# checks the Prometheus rules; kubectl (with kustomize) renders the Kubernetes overlays.
+# checks the Prometheus rules; pdftoppm/pdftotext (poppler-utils) render and read back every
+# page of a report; kubectl (with kustomize) renders the Kubernetes overlays.
 tools:
 	@command -v promtool >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -19,6 +20,12 @@ tools:
 	    apt-get install -y -qq --no-install-recommends prometheus >/dev/null || \
 	    { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }; \
 	  else echo "WARNING: promtool missing; install the prometheus package (tests need it)"; fi; }
+	@command -v pdftoppm >/dev/null && command -v pdftotext >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing pdftoppm and pdftotext (Debian package poppler-utils)"; \
+	    apt-get install -y -qq --no-install-recommends poppler-utils >/dev/null || \
+	    { apt-get update -qq && apt-get install -y -qq --no-install-recommends poppler-utils >/dev/null; }; \
+	  else echo "WARNING: pdftoppm/pdftotext missing; install the poppler-utils package (tests need it)"; fi; }
 	@command -v kubectl >/dev/null || echo "WARNING: kubectl missing; see docs/deploy.md (tests need it)"
 
 $(PY):
