@@ -16,6 +16,7 @@ Audited calls (``ACTIONS``); any other non-GET call under /api is recorded as ``
 | POST /api/report/generate-pdf/{run_id} | generate_pdf |
 | GET /api/report/pdf/{run_id} | download_pdf |
 | GET /api/audit | read_audit |
+| PUT /api/feature-mapping, DELETE /api/feature-mapping | feature_mapping |
 
 The resource is the run id (path, response or ``Content-Disposition`` file name) or the
 file id (response of an upload, request of a train call). No credential, query string or
@@ -65,6 +66,8 @@ ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/report/generate-pdf/{run_id}"): "generate_pdf",
     ("GET", "/api/report/pdf/{run_id}"): "download_pdf",
     ("GET", "/api/audit"): "read_audit",
+    ("PUT", "/api/feature-mapping"): "feature_mapping",
+    ("DELETE", "/api/feature-mapping"): "feature_mapping",
 }
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_CAPTURE = 1 << 20  # a JSON answer larger than this is passed on without looking for ids in it

@@ -18,7 +18,7 @@ Who may do what (``required_role``), first match wins:
 |-------------------------------------------------------|-------------|
 | GET /api/health, /healthz, /readyz, /metrics, /docs, /docs/oauth2-redirect, /redoc, /openapi.json; any OPTIONS (CORS preflight) | none |
 | GET /api/audit                                        | operator |
-| POST /api/upload, POST /api/train, POST /api/train/{run_id}/cancel, POST /api/report/generate-pdf/{run_id} (and any other non-GET under /api) | operator |
+| POST /api/upload, POST /api/train, POST /api/train/{run_id}/cancel, POST /api/report/generate-pdf/{run_id}, PUT/DELETE /api/feature-mapping (and any other non-GET under /api) | operator |
 | GET /api/... (runs, status, reports, PDF download, features, performance, dashboards) | viewer |
 | WebSocket /ws/training/{run_id}, /ws/performance (any /ws/...) | viewer |
 | anything else (the single-page frontend's files)       | none |
@@ -71,6 +71,8 @@ ROLE_TABLE: dict[tuple[str, str], Role] = {
     ("POST", "/api/train/{run_id}/cancel"): Role.OPERATOR,
     ("DELETE", "/api/train/{run_id}"): Role.OPERATOR,
     ("POST", "/api/report/generate-pdf/{run_id}"): Role.OPERATOR,
+    ("PUT", "/api/feature-mapping"): Role.OPERATOR,
+    ("DELETE", "/api/feature-mapping"): Role.OPERATOR,
     ("GET", "/api/audit"): Role.OPERATOR,
     ("GET", "/api/report/pdf/{run_id}"): Role.VIEWER,
     ("WS", "/ws/training/{run_id}"): Role.VIEWER,

@@ -15,8 +15,9 @@ from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from ctrops_common.dataset import explanation_path
+from ctrops_common.dataset import column_description, explanation_path
 from ctrops_common.events import Topic
+from ctrops_common.feature_names import FeatureNameMapping, effective_feature_names
 from ctrops_common.storage import is_id
 
 from ..state import GatewayState, State
@@ -41,7 +42,8 @@ saw (the trainer's stratified validation split).
   model's ROC AUC there. Statistic: the AUC drop, its standard error from DeLong's paired
   variance. The unadjusted p is `p_value_raw` in the run's explanation file.
 - `ci`: 95% percentile bootstrap interval of `importance` (rows resampled, seeded).
-- `description`: the column's Korean label. The explanation file also gives each feature's
+- `description`: the column's Korean name from the feature-name mapping in effect (shipped,
+  or your own: PUT /api/feature-mapping). The explanation file also gives each feature's
   direction of effect (which values raise clicks, with the observed click rates).
 - `seq` (the behaviour sequence) is one feature: the row's own sequence versus another user's.
 """
@@ -118,14 +120,15 @@ def load_explanation(state: GatewayState, run_id: str) -> dict[str, Any] | JSONR
     return _problem(404, f"unknown run id {run_id!r}", "unknown")
 
 
-def importance_items(explanation: dict[str, Any]) -> list[dict[str, Any]]:
+def importance_items(explanation: dict[str, Any], names: FeatureNameMapping | None = None) -> list[dict[str, Any]]:
+    """Importance rows; ``description`` from ``names`` (the mapping in effect) when given."""
     items = [
         {
             "feature": f["feature"],
             "importance": f["importance"],
             "pValue": f.get("pValue", f.get("p_value")),
             "ci": list(f["ci"]),
-            "description": f["description"],
+            "description": column_description(f["feature"], names) if names is not None else f["description"],
         }
         for f in explanation["features"]
     ]
@@ -135,7 +138,9 @@ def importance_items(explanation: dict[str, Any]) -> list[dict[str, Any]]:
 
 async def _feature_importance(state: GatewayState, run_id: str) -> Any:
     found = await asyncio.to_thread(load_explanation, state, run_id)
-    return found if isinstance(found, JSONResponse) else importance_items(found)
+    if isinstance(found, JSONResponse):
+        return found
+    return importance_items(found, await asyncio.to_thread(effective_feature_names, state.store))
 
 
 @router.get("/api/report/feature-importance/{run_id}", response_model=list[FeatureImportanceItem],
@@ -161,4 +166,6 @@ async def correlation(state: State, run_id: str = RunId) -> Any:
     if isinstance(found, JSONResponse):
         return found
     matrix = found["correlation"]
-    return {"features": matrix["features"], "matrix": matrix["matrix"], "descriptions": matrix.get("descriptions", [])}
+    names = await asyncio.to_thread(effective_feature_names, state.store)
+    return {"features": matrix["features"], "matrix": matrix["matrix"],
+            "descriptions": [column_description(name, names) for name in matrix["features"]]}
