@@ -75,6 +75,13 @@ def test_override_is_stored_as_the_model_and_overlays_the_shipped_names(tmp_path
     assert effective_feature_names(store) is shipped_feature_names()
 
 
+def test_an_unreadable_stored_mapping_falls_back_to_the_shipped_names(tmp_path, caplog):
+    store = FileStore(tmp_path)
+    store.write_bytes(FEATURE_MAPPING_PATH, b'{"entries": [{"column": "hour"}]}')  # no name: not a mapping
+    assert effective_feature_names(store) is shipped_feature_names()
+    assert stored_override(store) is None and "ignoring unreadable feature-name mapping" in caplog.text
+
+
 def test_csv_with_bom_cp949_korean_headers_and_quoted_commas():
     text = "컬럼,한글명,그룹,설명\r\nhour,시간대,지면,\"0~23시, 한국 시간\"\r\n\r\n"
     for data in (codecs.BOM_UTF8 + text.encode(), text.encode("cp949")):

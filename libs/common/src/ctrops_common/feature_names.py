@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import logging
 import threading
 from datetime import datetime
 from functools import lru_cache
@@ -27,6 +28,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from .storage import FileStore
+
+log = logging.getLogger(__name__)
 
 FEATURE_MAPPING_PATH = "settings/feature_name_mapping.json"
 SHIPPED_FILE = "feature_name_mapping.csv"
@@ -313,6 +316,9 @@ def _load(store: FileStore) -> tuple[FeatureNameMapping | None, FeatureNameMappi
     try:
         override = FeatureNameMapping.model_validate_json(store.path(FEATURE_MAPPING_PATH).read_bytes())
     except FileNotFoundError:
+        return None, shipped_feature_names()
+    except (OSError, ValueError) as exc:  # edited by hand or truncated: names must never stop a report
+        log.warning("ignoring unreadable feature-name mapping %s: %s", FEATURE_MAPPING_PATH, str(exc)[:300])
         return None, shipped_feature_names()
     effective = shipped_feature_names().overlay(override)
     with _lock:
