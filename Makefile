@@ -2,17 +2,24 @@
 PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+# Two install layers, each with its stamp: `make run` (and demo, bench, mlflow) needs only the
+# first; `make test` adds the second (test tools, requirements-dev.txt) and the system tools.
+RUN_STAMP  := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 PROJECTS := libs/common services/ingest services/trainer services/explainer services/reporter services/monitor services/gateway
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PROJECTS))
 
-.PHONY: install tools run test demo bench mlflow clean
+.PHONY: install install-run install-test tools run test demo bench mlflow clean
 
-install: $(STAMP) tools
+# Everything (both layers and the system tools), as before.
+install: install-test
+install-run: $(RUN_STAMP)
+install-test: $(TEST_STAMP) tools
 
 # System tools the tests use that PyPI does not ship: promtool (Debian package prometheus)
 # checks the Prometheus rules; pdftoppm/pdftotext (poppler-utils) render and read back every
-# page of a report; kubectl (with kustomize) renders the Kubernetes overlays.
+# page of a report; chromium (headless) loads /docs with the network cut; kubectl (with
+# kustomize) renders the Kubernetes overlays. Only `make test` asks for them.
 tools:
 	@command -v promtool >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -26,31 +33,47 @@ tools:
 	    apt-get install -y -qq --no-install-recommends poppler-utils >/dev/null || \
 	    { apt-get update -qq && apt-get install -y -qq --no-install-recommends poppler-utils >/dev/null; }; \
 	  else echo "WARNING: pdftoppm/pdftotext missing; install the poppler-utils package (tests need it)"; fi; }
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium (Debian package chromium, headless test of /docs)"; \
+	    apt-get install -y -qq --no-install-recommends chromium >/dev/null || \
+	    { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; \
+	  else echo "WARNING: chromium missing; install the chromium package (the offline /docs test needs it)"; fi; }
 	@command -v kubectl >/dev/null || echo "WARNING: kubectl missing; see docs/deploy.md (tests need it)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip==25.3
 
-# torch first, pinned: the CPU build this machine provides, never an unpinned CUDA download.
-$(STAMP): $(PY) $(PYPROJECTS) constraints.txt requirements-dev.txt
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -c constraints.txt -r requirements-dev.txt \
+# torch first, pinned (its own dependencies held to constraints.txt), so nothing later can pull
+# another torch: every later install runs under constraints.txt, which pins torch==2.13.0 too.
+# Which build that is depends on the indexes pip reads: this machine kind's pip finds the CPU
+# build 2.13.0+cpu in /opt/wheels (PIP_FIND_LINKS) and prefers it (a local version sorts above
+# 2.13.0); a plain PyPI serves the CUDA build of 2.13.0 with its nvidia-* wheels. README, "What
+# the first run installs", says how to get the CPU build elsewhere.
+$(RUN_STAMP): $(PY) $(PYPROJECTS) constraints.txt
+	$(PY) -m pip install --quiet -c constraints.txt torch==2.13.0
+	$(PY) -m pip install --quiet -c constraints.txt \
 		-e 'libs/common[ml]' $(addprefix -e ,$(filter-out libs/common,$(PROJECTS)))
-	touch $(STAMP)
+	touch $@
 
-run: install
+# The test layer on top: pytest, schemathesis, the deploy-file checkers, PDF readers.
+$(TEST_STAMP): $(RUN_STAMP) requirements-dev.txt constraints.txt
+	$(PY) -m pip install --quiet -c constraints.txt -r requirements-dev.txt
+	touch $@
+
+run: $(RUN_STAMP)
 	$(PY) -m ctrops_common.stack
 
-test: install
+test: install-test
 	$(PY) -m pytest
 
 # Against a running `make run`: upload a generated sample, train, explain, report, save the PDF in out/.
-demo: install
+demo: $(RUN_STAMP)
 	$(PY) scripts/demo.py $(DEMO_ARGS)
 
 # Each script prints its figures; they are recorded by hand in docs/benchmarks.md.
-bench: install
+bench: $(RUN_STAMP)
 	for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
 # The MLflow UI over the trainer's embedded store (runs, both models of each run, the registry with
@@ -60,7 +83,7 @@ bench: install
 MLFLOW_PORT ?= 5000
 MLFLOW_HOST ?= 127.0.0.1
 MLFLOW_DATA = $(abspath $(or $(CTROPS_DATA_DIR),data))/mlflow
-mlflow: install
+mlflow: $(RUN_STAMP)
 	@mkdir -p $(MLFLOW_DATA)/artifacts
 	@echo "MLflow UI on http://$(MLFLOW_HOST):$(MLFLOW_PORT) over $(MLFLOW_DATA) (Ctrl-C stops it)"
 	MLFLOW_DISABLE_TELEMETRY=true $(VENV)/bin/mlflow server --host $(MLFLOW_HOST) --port $(MLFLOW_PORT) --workers 1 \
