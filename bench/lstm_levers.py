@@ -55,9 +55,21 @@ def variants() -> dict[str, tuple[dict, dict]]:
         "robust input transform (median/IQR, clip 5)": ({}, {"input_transform": "robust"}),
         "input dropout 0.1": ({}, {"input_dropout": 0.1}),
         "EMA of weights (decay 0.99 per step)": ({}, {"ema": 0.99}),
+        "no PLE": ({}, {"ple_bins": 0}),
+        "PLE 8 bins": ({}, {"ple_bins": 8}),
+        "PLE 16 bins": ({}, {"ple_bins": 16}),
+        "PLE 32 bins": ({}, {"ple_bins": 32}),
+        "cross 1 layer rank 32": ({}, {"cross_layers": 1}),
+        "cross 2 layers rank 32": ({}, {"cross_layers": 2}),
+        "PLE 16 bins + cross 1": ({}, {"ple_bins": 16, "cross_layers": 1}),
+        "no BatchNorm, robust transform": ({}, {"tabular_norm": "none", "input_transform": "robust"}),
+        "PLE 8 + cross 2": ({}, {"ple_bins": 8, "cross_layers": 2}),
+        "cross 2 + no BatchNorm, robust": ({}, {"cross_layers": 2, "tabular_norm": "none", "input_transform": "robust"}),
+        "recent pool 16": ({}, {"seq_pool": 16}),
+        "recent pool 16 + PLE 8": ({}, {"seq_pool": 16, "ple_bins": 8}),
         "all off (as before issue 18)": ({"seq_encoding": "scalar"},
                                          {"min_steps": 0, "fresh_negatives": False, "schedule": "constant",
-                                          "weight_decay": 0.0, "max_categories": 0}),
+                                          "weight_decay": 0.0, "max_categories": 0, "ple_bins": 0}),
     }
 
 
@@ -74,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-seed", type=int, default=42, help="the generator's seed (test_model_quality uses 1)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", default="", help="comma-separated substrings of the lever sets to run")
+    parser.add_argument("--sets", default="", help="instead of --variant/--ctr/--rows/--data-seed: variant:ctr:rows,... "
+                        "with data seed = training seed, as bench/models.py (e.g. tabular:0.02:20000)")
     parser.add_argument("--data", type=Path, default=Path("/tmp/ctrops-bench-data"))
     args = parser.parse_args(argv)
 
@@ -87,15 +101,27 @@ def main(argv: list[str] | None = None) -> int:
     from ctrops_trainer.training import LEVERS, train
 
     torch.set_num_threads(args.threads)
-    path, truth, oracle = variant_parquet(args.data, args.variant, args.rows, seed=args.data_seed,
-                                         ctr=args.ctr)
-    data = read_training_file(path, 128)
-    print(f"data: {args.variant}, {data.rows:,} rows, {int(data.labels.sum()):,} clicks; torch {torch.__version__}, "
-          f"{args.threads} threads; levers {dataclasses.asdict(LEVERS)}")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    if args.sets:  # (set name, data seed, training seed)
+        jobs = [((v, float(c), int(r)), seed, seed) for v, c, r in (item.split(":") for item in args.sets.split(","))
+                for seed in seeds]
+    else:
+        jobs = [((args.variant, args.ctr, args.rows), args.data_seed, seed) for seed in seeds]
+    print(f"torch {torch.__version__}, {args.threads} threads; levers {dataclasses.asdict(LEVERS)}")
     print(f"load before: {uptime()}")
     wanted = [w for w in args.only.split(",") if w]
     rows = []
-    for seed in [int(s) for s in args.seeds.split(",")]:
+    loaded: dict = {}
+    for (variant, ctr, n_rows), data_seed, seed in jobs:
+        key = (variant, ctr, n_rows, data_seed)
+        if key not in loaded:
+            loaded.clear()  # one data set in memory at a time
+            path, truth, oracle = variant_parquet(args.data, variant, n_rows, seed=data_seed, ctr=ctr)
+            loaded[key] = (read_training_file(path, 128), oracle)
+        data, oracle = loaded[key]
+        label = f"{variant} {ctr:.1%} {n_rows // 1000}k"
+        print(f"data: {label} (data seed {data_seed}), {data.rows:,} rows, {int(data.labels.sum()):,} clicks",
+              flush=True)
         for name, (config_over, lever_over) in variants().items():
             if wanted and not any(w in name for w in wanted):
                 continue
@@ -106,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
             oracle_auc = roc_auc_score(data.labels[result.split.val], oracle[result.split.val])
             auc = result.best_metrics["auc"]
-            rows.append((name, seed, auc, oracle_auc, result.best_epoch, result.epochs_run, result.batch.used,
+            rows.append((f"{label}: {name}" if args.sets else name, seed, auc, oracle_auc, result.best_epoch, result.epochs_run, result.batch.used,
                          result.batch.steps_per_epoch, wall, cpu))
             aucs = " ".join(f"{m['auc']:.3f}" for m in result.history)
             print(f"{name:34s} seed {seed}: val AUC {auc:.4f} (oracle {oracle_auc:.4f}, gap {oracle_auc - auc:+.4f}) "

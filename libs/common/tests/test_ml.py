@@ -17,6 +17,7 @@ from ctrops_common.ml import (
     TabularSeqModel,
     correct_probability,
     fit_input_transform,
+    fit_ple_edges,
     hash_tokens,
     load_model,
     save_model,
@@ -211,3 +212,44 @@ def test_the_robust_input_transform_centres_on_the_median_and_clips():
     assert out[5].item() == 5.0  # the outlier is clipped
     with pytest.raises(ValueError, match="quantile"):
         fit_input_transform(x, "minmax")
+
+
+def test_the_piecewise_linear_encoding_is_fitted_on_quantiles_and_saved_with_the_model(tmp_path: Path):
+    rng = np.random.default_rng(7)
+    raw = np.c_[rng.uniform(0, 8, 4000), rng.integers(0, 2, 4000), np.full(4000, 3.0)].astype(np.float32)
+    edges = fit_ple_edges(raw, 4)
+    assert len(edges) == 3 and all(len(e) == 5 for e in edges)
+    assert np.allclose(edges[0], np.quantile(raw[:, 0].astype(np.float64), [0, 0.25, 0.5, 0.75, 1]))
+    assert edges[1] == [0.0, 1.0, 1.0, 1.0, 1.0]  # two values: one bin, the rest empty
+    assert edges[2] == [3.0] * 5  # a constant: every bin empty
+    torch.manual_seed(8)
+    model = TabularSeqModel(3, lstm_hidden=4, mlp_hidden=[8], dropout=0.0, ple_edges=edges).eval()
+    e0 = edges[0]
+    x = torch.tensor([[(e0[1] + e0[2]) / 2, 1.0, 3.0], [-5.0, 0.0, 3.0], [99.0, 1.0, 3.0]])
+    code = model.piecewise_linear(x)[0].reshape(3, 3, 4)
+    assert torch.allclose(code[0, 0], torch.tensor([1.0, 0.5, 0.0, 0.0]), atol=1e-5)  # thermometer, 0.5 inside
+    assert torch.all(code[1, 0] == 0) and torch.all(code[2, 0] == 1)  # clamped beyond the training range
+    assert code[:, 1, 0].tolist() == [1.0, 0.0, 1.0] and torch.all(code[:, 1, 1:] == 0)  # binary: an indicator
+    assert torch.all(code[:, 2] == 0)
+    assert model.mlp[0].in_features == 3 + 4 + 3 * 4
+    # With cross layers, a recent-token pool and no BatchNorm, saved and loaded: same predictions.
+    options = dict(seq_encoding="embedding", seq_vocab=64, seq_embedding_dim=3)
+    model = TabularSeqModel(3, lstm_hidden=4, mlp_hidden=[8], dropout=0.0, ple_edges=edges, cross_layers=2,
+                            cross_rank=2, seq_pool=5, tabular_norm="none", **options).eval()
+    assert model.state_size == 4 + 3 and isinstance(model.bn, nn.Identity)
+    pre = Preprocess(feature_columns=["a", "b", "c"], fill_values=[0.0] * 3, max_seq_len=6, seq_scale=1.0,
+                     lstm_hidden=4, mlp_hidden=[8], dropout=0.0, base_rate=0.02, train_rate=1 / 3,
+                     ple_edges=edges, cross_layers=2, cross_rank=2, seq_pool=5, tabular_norm="none", **options)
+    save_model(tmp_path / "m", model, pre)
+    loaded, loaded_pre = load_model(tmp_path / "m")
+    assert loaded_pre == pre
+    seq = torch.randint(1, 60, (16, 6))
+    lengths = torch.tensor([6, 1, 0, 3] * 4)
+    xs = torch.from_numpy(raw[:16])
+    with torch.no_grad():
+        assert torch.allclose(loaded(xs, seq, lengths), model(xs, seq, lengths))
+        states = model.encode_seq(seq, lengths)
+        assert states.shape == (16, 7) and torch.all(states[2] == 0)  # an empty sequence: zeros
+        # The pool is the age-weighted sum of the most recent tokens' vectors.
+        vectors = model.embedding(hash_tokens(seq[1:2, :1], 64))[0]  # one token, age 1
+        assert torch.allclose(states[1, 4:], (vectors * model.seq_pool[:1]).sum(0), atol=1e-6)

@@ -24,6 +24,18 @@ measured no gain, bench/lstm_levers.py): a per-feature piecewise-linear map fitt
 training rows (rank-Gauss quantiles, or median/IQR clipped), held as buffers and applied inside
 ``head`` before BatchNorm, so every caller keeps passing raw filled features.
 
+Optional piecewise-linear encoding (``Preprocess.ple_edges``; Gorishniy et al. 2022, "On
+Embeddings for Numerical Features in Tabular Deep Learning"): each feature's training quantiles
+cut its range into up to T bins, and the feature also reaches the MLP as T numbers, bin t being
+0 left of it, 1 right of it and the position inside it in between. A threshold ("above 1") or a
+window of values is then one weight for the MLP's first layer, not a ReLU kink it must place.
+The edges are buffers (saved with the weights) and the encoding runs inside ``head`` on the raw
+filled features, so every caller (the explainer's LIME included) passes what it passed before.
+
+Optional cross layers (``Preprocess.cross_layers``; DCN-v2, Wang et al. 2021, low-rank): before
+the MLP, ``x_{l+1} = x_0 * (U_l (V_l x_l) + b_l) + x_l`` over the MLP's input, which makes
+products of two inputs (feature interactions) one layer away.
+
 A saved model is a folder in the file store: ``model.pt`` (state dict) and
 ``preprocess.json`` (``Preprocess``: features, fill values, sequence window, rates).
 """
@@ -67,6 +79,14 @@ class Preprocess:
     input_transform: str = "none"  # "none", "quantile" (rank-Gauss) or "robust" (median/IQR, clipped)
     input_knots: list[list[float]] = field(default_factory=list)
     input_targets: list[list[float]] = field(default_factory=list)
+    # Piecewise-linear encoding: per feature, the T+1 edges of its T quantile bins (fitted on the
+    # training rows, filled; a feature with fewer distinct quantiles repeats its last edge, and an
+    # empty bin encodes as 0). Empty: none (models saved before).
+    ple_edges: list[list[float]] = field(default_factory=list)
+    cross_layers: int = 0  # low-rank cross layers before the MLP (0: none, models saved before)
+    cross_rank: int = 0
+    seq_pool: int = 0  # recent tokens pooled into the state beside the LSTM's (0: none, models saved before)
+    tabular_norm: str = "batch"  # "batch": BatchNorm over the numeric inputs (every model saved before); "none"
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2))
@@ -97,12 +117,17 @@ class TabularSeqModel(nn.Module):
                  dropout: float = 0.2, seq_encoding: str = "scalar", seq_vocab: int = 0,
                  seq_embedding_dim: int = 0, categorical: dict[int, list[float]] | None = None,
                  category_dim: int = 0, input_knots: list[list[float]] | None = None,
-                 input_targets: list[list[float]] | None = None, input_dropout: float = 0.0) -> None:
+                 input_targets: list[list[float]] | None = None, input_dropout: float = 0.0,
+                 ple_edges: list[list[float]] | None = None, cross_layers: int = 0, cross_rank: int = 0,
+                 tabular_norm: str = "batch", seq_pool: int = 0) -> None:
         super().__init__()
         mlp_hidden = mlp_hidden or [256, 128]
         self.seq_encoding = seq_encoding
         self.seq_vocab = seq_vocab
-        self.bn = nn.BatchNorm1d(n_features)
+        if tabular_norm not in ("batch", "none"):
+            raise ValueError(f"tabular_norm must be 'batch' or 'none', not {tabular_norm!r}")
+        # "none": the numeric inputs go in as the input transform leaves them (no batch statistics).
+        self.bn = nn.BatchNorm1d(n_features) if tabular_norm == "batch" else nn.Identity()
         # Dropout on the normalised numeric inputs while training (identity in eval: nothing to save).
         self.input_dropout = nn.Dropout(input_dropout) if input_dropout > 0 else None
         # The input transform's points as buffers (saved with the weights); None: raw features.
@@ -116,6 +141,17 @@ class TabularSeqModel(nn.Module):
                                  f"({n_features}, K>=2)")
             self.register_buffer("input_knots", knots)
             self.register_buffer("input_targets", targets)
+        # Piecewise-linear encoding's bins as buffers: left edges and widths, (F, T) each.
+        self.register_buffer("ple_left", None)
+        self.register_buffer("ple_width", None)
+        ple_width = 0
+        if ple_edges:
+            edges = torch.tensor(ple_edges, dtype=torch.float32)
+            if edges.ndim != 2 or edges.shape[0] != n_features or edges.shape[1] < 2:
+                raise ValueError(f"PLE edges {tuple(edges.shape)} must be ({n_features}, T+1>=2)")
+            self.register_buffer("ple_left", edges[:, :-1].contiguous())
+            self.register_buffer("ple_width", (edges[:, 1:] - edges[:, :-1]).contiguous())
+            ple_width = n_features * (edges.shape[1] - 1)
         if seq_encoding == "embedding":
             hash_tokens(torch.zeros(1, dtype=torch.long), seq_vocab)  # a bad vocabulary fails here, not later
             if seq_embedding_dim < 1:
@@ -130,6 +166,14 @@ class TabularSeqModel(nn.Module):
         # Time-major (batch_first=False): the LSTM's output needs no transposed copy, which on
         # CPU cost as much as the recurrence itself; the weights are the same either way.
         self.lstm = nn.LSTM(input_size=input_size, hidden_size=lstm_hidden)
+        # Recent-token pool: the vectors of the ``seq_pool`` most recent tokens, each weighted per
+        # dimension by a learned weight of its age (1 = newest), summed into the state beside the LSTM's.
+        self.seq_pool: nn.Parameter | None = None
+        if seq_pool:
+            if self.embedding is None:
+                raise ValueError("seq_pool needs seq_encoding 'embedding'")
+            self.seq_pool = nn.Parameter(torch.full((seq_pool, input_size), seq_pool ** -0.5))
+        self.state_size = lstm_hidden + (input_size if seq_pool else 0)
         # Categorical features: column index -> its known values (a buffer, saved with the
         # weights) and an embedding with one extra row (0) for a value not seen in training.
         self.categorical_columns = sorted(categorical or {}) if category_dim else []
@@ -139,7 +183,12 @@ class TabularSeqModel(nn.Module):
             self.register_buffer(f"category_values_{i}", values)
             self.category_embeddings.append(nn.Embedding(len(values) + 1, category_dim))
         layers: list[nn.Module] = []
-        width = n_features + lstm_hidden + len(self.categorical_columns) * category_dim
+        width = n_features + self.state_size + len(self.categorical_columns) * category_dim + ple_width
+        self.cross = nn.ModuleList()
+        for _ in range(cross_layers):
+            if cross_rank < 1:
+                raise ValueError(f"cross_rank must be at least 1 with cross layers, not {cross_rank}")
+            self.cross.append(nn.Sequential(nn.Linear(width, cross_rank, bias=False), nn.Linear(cross_rank, width)))
         for size in mlp_hidden:
             layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(dropout)]
             width = size
@@ -158,7 +207,15 @@ class TabularSeqModel(nn.Module):
         out, _ = self.lstm(steps)  # (L, B, H)
         last = (lengths - 1).clamp(min=0)
         hidden = out[last, torch.arange(out.shape[1], device=out.device)]
-        return hidden * (lengths > 0).unsqueeze(-1).to(hidden.dtype)  # empty sequence -> zeros
+        hidden = hidden * (lengths > 0).unsqueeze(-1).to(hidden.dtype)  # empty sequence -> zeros
+        pool = getattr(self, "seq_pool", None)  # absent on models pickled before the pool
+        if pool is None:
+            return hidden
+        age = torch.arange(pool.shape[0], device=seq.device).unsqueeze(1)  # (K, 1): 0 = newest
+        at = lengths.unsqueeze(0) - 1 - age  # (K, B) time step of each recent token
+        recent = steps.gather(0, at.clamp(min=0).unsqueeze(-1).expand(-1, -1, steps.shape[2]))  # (K, B, E)
+        pooled = (recent * pool.unsqueeze(1) * (at >= 0).unsqueeze(-1).to(recent.dtype)).sum(0)
+        return torch.cat([hidden, pooled], dim=1)
 
     def categories(self, x_tab: torch.Tensor) -> list[torch.Tensor]:
         """Each categorical column's value -> its learned vector (unseen values share row 0)."""
@@ -189,12 +246,26 @@ class TabularSeqModel(nn.Module):
                         torch.zeros_like(x)).clamp(0, 1)
         return (y0 + w * (y1 - y0)).t()
 
+    def piecewise_linear(self, x_tab: torch.Tensor) -> list[torch.Tensor]:
+        """Raw filled features -> [(B, F*T) piecewise-linear encoding], or [] without one."""
+        left = getattr(self, "ple_left", None)  # absent on models pickled before the encoding
+        if left is None:
+            return []
+        width = self.ple_width
+        safe = torch.where(width > 0, width, torch.ones_like(width))
+        code = ((x_tab.unsqueeze(-1) - left) / safe).clamp(0, 1) * (width > 0)
+        return [code.flatten(1)]
+
     def head(self, x_tab: torch.Tensor, seq_state: torch.Tensor) -> torch.Tensor:
         x = self.bn(self.transform_inputs(x_tab))
         dropout = getattr(self, "input_dropout", None)  # absent on models pickled before it existed
         if dropout is not None:
             x = dropout(x)
-        return self.mlp(torch.cat([x, seq_state, *self.categories(x_tab)], dim=1)).squeeze(-1)
+        h = torch.cat([x, seq_state, *self.categories(x_tab), *self.piecewise_linear(x_tab)], dim=1)
+        x0 = h
+        for layer in getattr(self, "cross", ()):  # absent on models pickled before cross layers
+            h = x0 * layer(h) + h
+        return self.mlp(h).squeeze(-1)
 
     def forward(self, x_tab: torch.Tensor, seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.head(x_tab, self.encode_seq(seq, lengths))
@@ -240,6 +311,25 @@ def fit_input_transform(features: np.ndarray, kind: str, knots: int = 64,
     return out_knots, out_targets
 
 
+def fit_ple_edges(features: np.ndarray, bins: int) -> list[list[float]]:
+    """Edges of the piecewise-linear encoding fitted on ``features`` (training rows, filled): per
+    feature ``bins + 1`` values, its quantiles at 0, 1/bins, .., 1 with repeats dropped and the
+    last one repeated to the common width (an empty bin encodes as 0). A feature of k < bins
+    distinct values gets at most k - 1 bins, one per step between neighbouring values."""
+    if bins < 1:
+        raise ValueError(f"PLE needs at least one bin, not {bins}")
+    n, f = features.shape
+    levels = np.linspace(0.0, 1.0, bins + 1)
+    out: list[list[float]] = []
+    for column in range(f):
+        x = features[:, column].astype(np.float64)
+        x = x[np.isfinite(x)]
+        edges = np.unique(np.quantile(x, levels)) if x.size else np.zeros(1)
+        edges = np.concatenate([edges, np.repeat(edges[-1], bins + 1 - len(edges))])
+        out.append([float(v) for v in edges])
+    return out
+
+
 def correct_probability(p: np.ndarray, train_rate: float, base_rate: float) -> np.ndarray:
     """Map probabilities learned at ``train_rate`` back to the true ``base_rate`` (prior shift)."""
     p = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7)
@@ -265,6 +355,8 @@ def load_model(folder: Path) -> tuple[TabularSeqModel, Preprocess]:
         categorical={preprocess.feature_columns.index(c): v for c, v in preprocess.categorical_values.items()},
         category_dim=preprocess.category_dim,
         input_knots=preprocess.input_knots or None, input_targets=preprocess.input_targets or None,
+        ple_edges=preprocess.ple_edges or None, cross_layers=preprocess.cross_layers,
+        cross_rank=preprocess.cross_rank, tabular_norm=preprocess.tabular_norm, seq_pool=preprocess.seq_pool,
     )
     model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
     model.eval()

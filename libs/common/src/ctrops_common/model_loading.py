@@ -68,7 +68,7 @@ class LoadedModel:
         """Width of ``encode``'s output."""
         if self.kind == "gbdt":
             return len(self.model.seq_feature_names)
-        return int(self.model.lstm.hidden_size)
+        return int(getattr(self.model, "state_size", self.model.lstm.hidden_size))  # LSTM state (+ recent pool)
 
     def encode(self, seq: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """(n, L) right-padded tokens already divided by ``preprocess.seq_scale``, (n,) lengths -> (n, S)."""

@@ -14,6 +14,8 @@ measured on and off in bench/lstm_levers.py, figures in docs/training.md):
 - a floor on optimizer steps per epoch (``Levers.min_steps``): a batch that would give
   fewer steps is made smaller (never below ``Levers.min_batch``), and ``BatchPlan`` says so;
 - ``seq`` tokens through a hashed, learned embedding (``config.seq_encoding``);
+- each numeric feature also enters the MLP piecewise-linearly over 8 quantile bins of the
+  training rows (``Levers.ple_bins``; edges saved with the model, applied inside ``head``);
 - AdamW with a one-cycle learning-rate schedule whose peak is ``config.learning_rate``;
 - early stopping on validation AUC, keeping the best epoch.
 
@@ -38,7 +40,8 @@ import torch
 from torch import nn
 
 from ctrops_common.events import BatchPlan, TrainingConfig
-from ctrops_common.ml import Preprocess, TabularSeqModel, correct_probability, fit_input_transform
+from ctrops_common.ml import (Preprocess, TabularSeqModel, correct_probability, fit_input_transform,
+                              fit_ple_edges)
 
 from .data import NEGATIVES_PER_POSITIVE, Split, TrainingData, apply_fill, fill_values, split_rows
 from .metrics import validation_metrics
@@ -67,6 +70,11 @@ class Levers:
     input_knots: int = 64  # points of the quantile transform per feature
     input_dropout: float = 0.0  # dropout on the BatchNorm-scaled numeric inputs while training
     ema: float = 0.0  # >0: validate and keep an exponential moving average of the weights (decay per step)
+    ple_bins: int = 8  # >0: each feature also enters the MLP piecewise-linearly over this many quantile bins
+    cross_layers: int = 0  # low-rank DCN-v2 cross layers over the MLP's input (0: none)
+    cross_rank: int = 32  # rank of each cross layer
+    seq_pool: int = 0  # >0: this many most recent token vectors, age-weighted, go to the MLP beside the LSTM state
+    tabular_norm: str = "batch"  # "batch" (BatchNorm on the numeric inputs) or "none" (the input transform's scale)
 
 
 def categorical_features(features: np.ndarray, rows: np.ndarray, max_categories: int) -> dict[int, list[float]]:
@@ -172,7 +180,7 @@ def seq_states(model: TabularSeqModel, tokens: torch.Tensor, lengths: torch.Tens
             continue
         longest = int(lengths[hi - 1])  # sorted ascending: the last row is the longest
         if longest == 0:
-            parts.append(tokens.new_zeros((hi - lo, model.lstm.hidden_size), dtype=torch.float32))
+            parts.append(tokens.new_zeros((hi - lo, model.state_size), dtype=torch.float32))
             continue
         seq = tokens[lo:hi, :longest]
         if model.embedding is None:
@@ -250,9 +258,13 @@ def train(
     categorical = categorical_features(data.features, split.train_all, levers.max_categories)
     knots: list[list[float]] = []
     targets: list[list[float]] = []
-    if levers.input_transform != "none":
+    ple_edges: list[list[float]] = []
+    if levers.input_transform != "none" or levers.ple_bins:
         filled_train = features[torch.from_numpy(split.train_all).to(where)].cpu().numpy()
-        knots, targets = fit_input_transform(filled_train, levers.input_transform, levers.input_knots)
+        if levers.input_transform != "none":
+            knots, targets = fit_input_transform(filled_train, levers.input_transform, levers.input_knots)
+        if levers.ple_bins:
+            ple_edges = fit_ple_edges(filled_train, levers.ple_bins)
         del filled_train
     model = TabularSeqModel(
         features.shape[1], config.lstm_hidden, config.mlp_hidden, config.dropout,
@@ -261,6 +273,9 @@ def train(
         seq_embedding_dim=levers.seq_embedding_dim if embedding else 0,
         categorical=categorical, category_dim=levers.category_dim if categorical else 0,
         input_knots=knots or None, input_targets=targets or None, input_dropout=levers.input_dropout,
+        ple_edges=ple_edges or None, cross_layers=levers.cross_layers,
+        cross_rank=levers.cross_rank if levers.cross_layers else 0, tabular_norm=levers.tabular_norm,
+        seq_pool=levers.seq_pool if embedding else 0,
     ).to(where)
     plan = plan_batches(config.batch_size, split.rows_per_epoch, levers.min_steps, levers.min_batch)
     if on_plan is not None:
@@ -385,6 +400,11 @@ def train(
         input_transform=levers.input_transform if knots else "none",
         input_knots=knots,
         input_targets=targets,
+        ple_edges=ple_edges,
+        cross_layers=levers.cross_layers,
+        cross_rank=levers.cross_rank if levers.cross_layers else 0,
+        tabular_norm=levers.tabular_norm,
+        seq_pool=levers.seq_pool if embedding else 0,
     )
     return TrainResult(
         model=model,
