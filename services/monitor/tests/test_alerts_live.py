@@ -101,8 +101,8 @@ def test_low_accuracy_alerts_once_survives_restart_and_recovers(fast_ws, start_s
         samples = scrape(monitor.port)
         assert value(samples, "ctrops_alert_active", kind="model_accuracy", subject="model") == 1
         assert value(samples, "ctrops_alerts_fired_total", kind="model_accuracy") == 1
-        assert value(samples, "ctrops_model_quality", metric="accuracy") == pytest.approx(0.62)
-        assert value(samples, "ctrops_model_quality", metric="auc") == pytest.approx(0.71)
+        assert value(samples, "ctrops_model_accuracy_ratio") == pytest.approx(0.62)
+        assert value(samples, "ctrops_model_roc_auc_ratio") == pytest.approx(0.71)
 
         # A restart keeps the open incident (table monitor_alerts) and does not fire it again.
         monitor.stop()
@@ -111,7 +111,7 @@ def test_low_accuracy_alerts_once_survives_restart_and_recovers(fast_ws, start_s
         assert value(samples, "ctrops_alert_active", kind="model_accuracy", subject="model") == 1
         still_bad = finished_run(accuracy=0.6, auc=0.7)
         publish(Topic.TRAINING_DONE, still_bad, still_bad.run_id)
-        wait_until(lambda: value(scrape(monitor.port), "ctrops_model_quality", metric="accuracy") == pytest.approx(0.6),
+        wait_until(lambda: value(scrape(monitor.port), "ctrops_model_accuracy_ratio") == pytest.approx(0.6),
                    30, "the restarted monitor to see the second bad run")
         assert alert_messages(ws, 3) == []
         assert value(scrape(monitor.port), "ctrops_alerts_fired_total", kind="model_accuracy") in (None, 0)

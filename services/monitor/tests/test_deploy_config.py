@@ -94,7 +94,7 @@ def test_metric_name_extraction_sees_through_promql():
 def test_rules_and_dashboards_name_only_exported_metrics():
     exported = exported_series()
     assert {"ctrops_events_handled_total", "ctrops_http_request_seconds_bucket", "ctrops_alert_active",
-            "ctrops_model_quality"} <= exported
+            "ctrops_model_accuracy_ratio", "ctrops_model_roc_auc_ratio"} <= exported
     for alert, expr in rule_exprs().items():
         names = metric_names(expr)
         assert names, alert
@@ -204,3 +204,74 @@ def test_grafana_provisioning_and_dashboards_fit_together():
               for p in DASHBOARDS}
     assert any("AUC" in t for t in titles["ctrops-model"]) and any("progress" in t.lower() for t in titles["ctrops-model"])
     assert {"Traffic", "Errors", "Latency", "Saturation"} <= set(titles["ctrops-services"])
+
+
+def rules() -> list[dict]:
+    return [r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
+
+
+def test_every_alert_has_a_standard_severity_and_a_runbook_section():
+    runbooks = (ROOT / "docs" / "runbooks.md").read_text()
+    anchors = {re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-")
+               for h in re.findall(r"^## (.+)$", runbooks, flags=re.MULTILINE)}
+    for rule in rules():
+        severity = rule["labels"]["severity"]
+        assert severity in ("critical", "warning") or re.fullmatch(
+            r'\{\{ if .* \}\}(critical|warning)\{\{ else \}\}(critical|warning)\{\{ end \}\}', severity
+        ), (rule["alert"], severity)
+        url = rule["annotations"]["runbook_url"]
+        assert url == f"docs/runbooks.md#{rule['alert'].lower()}", rule["alert"]
+        assert url.split("#")[1] in anchors, f"docs/runbooks.md has no section for {rule['alert']}"
+    assert len(anchors) == len(rules())  # and no runbook of an alert that is gone
+
+
+def test_the_first_dead_letter_fires_the_alert(tmp_path: Path):
+    """What a service really exports, fed to promtool: 0 at start, 1 after one dead letter."""
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from ctrops_common.bus import Bus
+    from ctrops_common.events import Topic
+    from ctrops_common.observability import DEAD_LETTERS
+    from ctrops_common.settings import CommonSettings
+
+    def exported() -> float | None:
+        for family in text_string_to_metric_families(generate_latest().decode()):
+            for s in family.samples:
+                if s.name == "ctrops_dead_letters_total" and s.labels == {"service": "dl-test", "topic": "report.requested"}:
+                    return s.value
+        return None
+
+    bus = Bus(CommonSettings(topic_prefix="t1."), "dl-test")
+    assert exported() is None
+    bus.subscribe(Topic.REPORT_REQUESTED, lambda event: None)  # what a service does at start
+    at_start = exported()
+    assert at_start == 0.0
+    DEAD_LETTERS.labels("dl-test", "report.requested").inc()  # what Bus._dead_letter does
+    after = exported()
+    assert after == 1.0
+
+    series = 'ctrops_dead_letters_total{service="dl-test", topic="report.requested", job="dl", instance="dl:1"}'
+    test = {
+        "rule_files": [str(RULES)],
+        "evaluation_interval": "15s",
+        "tests": [{
+            "interval": "1m",
+            "input_series": [{"series": series, "values": f"{at_start:g} {at_start:g} {after:g} {after:g}"}],
+            "alert_rule_test": [
+                {"eval_time": "1m", "alertname": "CtropsDeadLetters", "exp_alerts": []},
+                {"eval_time": "2m", "alertname": "CtropsDeadLetters", "exp_alerts": [{
+                    "exp_labels": {"severity": "warning", "service": "dl-test", "topic": "report.requested"},
+                    "exp_annotations": {
+                        "summary": "dl-test dead-lettered events of report.requested",
+                        "description": "Events failed every retry and went to dead.letter; read them there and fix the cause.",
+                        "runbook_url": "docs/runbooks.md#ctropsdeadletters",
+                    },
+                }]},
+            ],
+        }],
+    }
+    path = tmp_path / "first-dead-letter.test.yml"
+    path.write_text(yaml.safe_dump(test))
+    result = promtool("test", "rules", str(path))
+    assert result.returncode == 0 and "SUCCESS" in result.stdout, result.stdout + result.stderr

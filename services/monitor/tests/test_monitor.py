@@ -80,8 +80,8 @@ def test_low_accuracy_fires_once_and_a_good_run_resolves(settings, engine):
 
     again = monitor.on_training_done(done(0.5), at(4))  # a new incident gets a new id
     assert again is not None and again.alert_id != first.alert_id
-    assert sample("ctrops_model_quality", metric="accuracy") == pytest.approx(0.5)
-    assert sample("ctrops_model_quality", metric="auc") == pytest.approx(0.71)
+    assert sample("ctrops_model_accuracy_ratio") == pytest.approx(0.5)
+    assert sample("ctrops_model_roc_auc_ratio") == pytest.approx(0.71)
 
 
 def test_an_older_run_arriving_late_does_not_overrule_the_newer_one(settings, engine):
@@ -187,3 +187,39 @@ def test_snapshot_without_runs_is_neutral(settings, engine):
     assert snapshot.metrics["accuracy"] is None
     assert snapshot.health["status"] == "healthy"
     assert snapshot.health["api_success_rate"] == 100.0
+
+
+def test_known_counters_are_born_at_zero_so_their_first_increase_alerts(tmp_path, engine):
+    from ctrops_monitor.monitor import SEVERITY
+
+    settings = MonitorSettings(data_dir=tmp_path, monitor_expected_services="born-zero-a")
+    monitor = Monitor(settings, MonitorStore(engine))
+    for outcome in ("completed", "failed"):
+        assert sample("ctrops_training_runs_total", outcome=outcome) is not None
+    for kind in SEVERITY:
+        assert sample("ctrops_alerts_fired_total", kind=kind) is not None
+        assert sample("ctrops_alerts_resolved_total", kind=kind) is not None
+    assert sample("ctrops_service_errors_total", service="born-zero-a", level="ERROR") == 0
+    assert sample("ctrops_service_errors_total", service="born-zero-b", level="ERROR") is None
+    monitor.on_heartbeat(beat("born-zero-b"), T0, now=T0)  # a service seen for the first time
+    assert sample("ctrops_service_errors_total", service="born-zero-b", level="CRITICAL") == 0
+
+
+def test_quality_gauges_are_one_per_metric_in_base_units_and_absent_before_a_run(settings, engine):
+    from ctrops_monitor import metrics as m
+
+    m.MODEL_QUALITY.set({})  # the registry is process-wide: start from "no run seen"
+    Monitor(settings, MonitorStore(engine))
+    assert sample("ctrops_model_accuracy_ratio") is None  # no 0 that would fire CtropsModelAccuracyLow
+    monitor = Monitor(settings, MonitorStore(engine))
+    monitor.on_training_done(done(0.9, auc=0.8), T0)
+    assert sample("ctrops_model_accuracy_ratio") == pytest.approx(0.9)
+    assert sample("ctrops_model_roc_auc_ratio") == pytest.approx(0.8)
+    assert sample("ctrops_model_average_precision_ratio") == pytest.approx(0.08)
+    assert sample("ctrops_model_log_loss") == pytest.approx(0.09)
+    assert sample("ctrops_model_f1_ratio") == pytest.approx(0.16)
+    assert sample("ctrops_model_calibration_ratio") is None  # not reported by this run: absent
+    monitor.on_heartbeat(beat("cpu-svc"), T0, now=T0)  # 12 % of a core in the heartbeat
+    monitor.check(T0)
+    assert sample("ctrops_service_cpu_usage_ratio", service="cpu-svc") == pytest.approx(0.12)
+    assert sample("ctrops_api_response_time_p95_seconds") is None  # latency is the gateway's histogram

@@ -35,6 +35,7 @@ from .observability import (
     EVENTS_IN_FLIGHT,
     EVENTS_PUBLISHED,
     event_id_var,
+    init_consumer_metrics,
     run_id_var,
 )
 from .settings import CommonSettings
@@ -96,6 +97,7 @@ class Bus:
         self.in_flight = 0
         self.handled_total = 0
         self.errors_total = 0
+        EVENTS_IN_FLIGHT.labels(service)  # exported at 0 from the start
 
     # -- producing ------------------------------------------------------------
 
@@ -156,6 +158,7 @@ class Bus:
         if name in self._handlers:
             raise ValueError(f"{self.service} already handles {topic}")
         self._handlers[name] = handler
+        init_consumer_metrics(self.service, topic.value)
 
     async def consume(self, stop: asyncio.Event) -> None:
         """Run the consumer until ``stop`` is set; finishes the message in hand first."""

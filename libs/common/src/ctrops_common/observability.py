@@ -17,7 +17,8 @@ run_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("run_id"
 event_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("event_id", default=None)
 
 # Metric names follow Prometheus conventions: counters end in _total, durations in _seconds.
-# Labels are bounded sets (service, topic, outcome), never ids.
+# Labels are bounded sets (service, topic, outcome), never ids. Base units only (seconds,
+# bytes, ratios); the label combinations a service knows at start are created at 0.
 EVENTS_HANDLED = Counter(
     "ctrops_events_handled_total", "Events handled by a consumer", ["service", "topic", "outcome"]
 )
@@ -30,6 +31,22 @@ EVENT_HANDLE_SECONDS = Histogram(
 )
 EVENTS_IN_FLIGHT = Gauge("ctrops_events_in_flight", "Events being handled now", ["service"])
 DEAD_LETTERS = Counter("ctrops_dead_letters_total", "Events sent to the dead-letter topic", ["service", "topic"])
+HANDLED_OUTCOMES = ("ok", "dead_letter", "duplicate")
+
+
+def init_consumer_metrics(service: str, topic: str) -> None:
+    """Create the counters of a topic a service consumes at 0 when it subscribes.
+
+    A counter child that only appears on its first increment is born at 1, and
+    ``increase()`` sees no change from a series that did not exist: the first dead letter
+    would never fire ``CtropsDeadLetters``. Born at 0, the first one is a 0 -> 1 step.
+    """
+    DEAD_LETTERS.labels(service, topic)
+    for outcome in HANDLED_OUTCOMES:
+        EVENTS_HANDLED.labels(service, topic, outcome)
+    EVENT_HANDLE_SECONDS.labels(service, topic)
+
+
 SERVICE_UP = Gauge("ctrops_service_up", "1 while the service runs", ["service"])
 SERVICE_READY = Gauge("ctrops_service_ready", "1 while the service is ready", ["service"])
 

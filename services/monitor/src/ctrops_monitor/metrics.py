@@ -2,21 +2,65 @@
 
 Labels stay bounded: alert kinds, service names and fixed metric names. Run ids are
 unbounded, so the model-quality gauges describe the *latest* finished run; Prometheus
-keeps their history over time (one step per run). docs/monitoring.md lists them all.
+keeps their history over time (one step per run). Units are base units: ratios (0..1;
+CPU in CPU-seconds per second, 1 = one core), bytes, seconds; no gauge mixes units. API latency is the
+gateway's ``ctrops_http_request_seconds`` histogram (PromQL computes the quantiles): the
+monitor stores no p95 gauge. Counters of known label values start at 0 (``init_counters``)
+so an alert on their first increase fires. docs/monitoring.md lists them all.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 # -- model quality and training progress ----------------------------------------
 
-MODEL_QUALITY = Gauge(
-    "ctrops_model_quality",
-    "Validation metrics of the latest finished training run (accuracy, precision, recall, f1, auc, ap, "
-    "logloss, calibration, score)",
-    ["metric"],
-)
+
+class LatestRunQuality(Collector):
+    """One gauge per validation metric of the latest finished run, each in its own unit.
+
+    A metric the run did not report is absent, never 0 (a 0 would fire the accuracy and
+    AUC alerts on a monitor that has seen no run yet).
+    """
+
+    GAUGES = {
+        "accuracy": ("ctrops_model_accuracy_ratio", "Validation accuracy of the latest finished run (0..1)"),
+        "precision": ("ctrops_model_precision_ratio", "Validation precision at the run's threshold (0..1)"),
+        "recall": ("ctrops_model_recall_ratio", "Validation recall at the run's threshold (0..1)"),
+        "f1": ("ctrops_model_f1_ratio", "Validation F1 score at the run's threshold (0..1)"),
+        "auc": ("ctrops_model_roc_auc_ratio", "Validation ROC AUC of the latest finished run (0..1, 0.5 = chance)"),
+        "ap": ("ctrops_model_average_precision_ratio", "Validation average precision, area under the PR curve (0..1)"),
+        "logloss": ("ctrops_model_log_loss", "Validation log loss of the latest finished run (nats per example)"),
+        "calibration": ("ctrops_model_calibration_ratio", "Predicted / actual clicks on validation (1 = calibrated)"),
+        "score": ("ctrops_model_score", "Model-selection score 0.5*AP + 0.5/(1+WLL) of the latest run (0..1)"),
+    }
+
+    def __init__(self) -> None:
+        self.values: dict[str, float] = {}
+
+    def set(self, values: dict[str, float | None]) -> None:
+        unknown = set(values) - set(self.GAUGES)
+        if unknown:
+            raise KeyError(f"no gauge for {sorted(unknown)}")
+        self.values = {key: float(value) for key, value in values.items() if value is not None}
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return [GaugeMetricFamily(name, doc) for name, doc in self.GAUGES.values()]
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        families = []
+        for key, (name, doc) in self.GAUGES.items():
+            family = GaugeMetricFamily(name, doc)
+            if key in self.values:
+                family.add_metric([], self.values[key])
+            families.append(family)
+        return families
+
+
+MODEL_QUALITY = LatestRunQuality()
+REGISTRY.register(MODEL_QUALITY)
 MODEL_LAST_RUN_TIMESTAMP = Gauge(
     "ctrops_model_last_run_timestamp_seconds", "Unix time the latest training run finished"
 )
@@ -30,9 +74,15 @@ TRAINING_EPOCHS = Counter("ctrops_training_epochs_total", "Training epochs finis
 TRAINING_PROGRESS = Gauge(
     "ctrops_training_progress_ratio", "Epochs done / epochs planned of the most recently reporting run"
 )
-TRAINING_EPOCH_METRIC = Gauge(
-    "ctrops_training_epoch_metric",
-    "Metrics of the latest finished epoch of the most recently reporting run",
+# Per-epoch numbers split by unit: losses (nats) and 0..1 ratios.
+TRAINING_EPOCH_LOSS = Gauge(
+    "ctrops_training_epoch_loss",
+    "Losses of the latest finished epoch of the most recently reporting run (nats per example)",
+    ["metric"],
+)
+TRAINING_EPOCH_RATIO = Gauge(
+    "ctrops_training_epoch_quality_ratio",
+    "Accuracy, ROC AUC and AP of the latest finished epoch of the most recently reporting run (0..1)",
     ["metric"],
 )
 
@@ -44,7 +94,8 @@ HEARTBEAT_AGE = Gauge(
     "ctrops_service_heartbeat_age_seconds", "Seconds since the newest heartbeat of any instance", ["service"]
 )
 SERVICE_CPU = Gauge(
-    "ctrops_service_cpu_percent", "Process CPU use summed over a service's live instances (100 = one core)",
+    "ctrops_service_cpu_usage_ratio",
+    "Process CPU seconds per second summed over a service's live instances (1 = one core busy)",
     ["service"],
 )
 SERVICE_RSS = Gauge(
@@ -55,9 +106,6 @@ SERVICE_ERRORS = Counter(
 )
 SYSTEM_CPU = Gauge("ctrops_system_cpu_usage_ratio", "Host CPU use, busiest host of the live instances (0..1)")
 SYSTEM_MEMORY = Gauge("ctrops_system_memory_usage_ratio", "Host memory use, fullest host of the live instances (0..1)")
-API_RESPONSE_P95 = Gauge(
-    "ctrops_api_response_time_p95_seconds", "The gateway's p95 API latency over its window (max over replicas)"
-)
 API_SUCCESS = Gauge("ctrops_api_success_ratio", "Share of API requests without a 5xx over the traffic window")
 API_REQUESTS_WINDOW = Gauge("ctrops_api_requests_window", "API requests counted in the traffic window")
 SYSTEM_HEALTHY = Gauge("ctrops_system_healthy", "1 when every watched service is alive and no alert fires")
@@ -72,5 +120,21 @@ ALERT_ACTIVE = Gauge(
 ALERTS_FIRED = Counter("ctrops_alerts_fired_total", "Alert incidents opened", ["kind"])
 ALERTS_RESOLVED = Counter("ctrops_alerts_resolved_total", "Alert incidents resolved", ["kind"])
 
-QUALITY_METRICS = ("accuracy", "precision", "recall", "f1", "auc", "ap", "logloss", "calibration", "score")
-EPOCH_METRICS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "auc", "ap", "logloss")
+QUALITY_METRICS = tuple(LatestRunQuality.GAUGES)
+EPOCH_LOSSES = ("train_loss", "val_loss", "logloss")
+EPOCH_RATIOS = ("train_accuracy", "val_accuracy", "auc", "ap")
+EPOCH_METRICS = EPOCH_LOSSES + EPOCH_RATIOS
+TRAINING_OUTCOMES = ("completed", "failed")
+ERROR_LEVELS = ("ERROR", "CRITICAL")
+
+
+def init_counters(alert_kinds: tuple[str, ...], services: list[str] | tuple[str, ...]) -> None:
+    """Create every known label combination at 0, so its first increase is a visible 0 -> 1."""
+    for outcome in TRAINING_OUTCOMES:
+        TRAINING_RUNS.labels(outcome)
+    for kind in alert_kinds:
+        ALERTS_FIRED.labels(kind)
+        ALERTS_RESOLVED.labels(kind)
+    for service in services:
+        for level in ERROR_LEVELS:
+            SERVICE_ERRORS.labels(service, level)

@@ -88,6 +88,7 @@ class Monitor:
             self.watched[service] = datetime.fromtimestamp(last_seen, timezone.utc)
         for service in self.settings.expected_services:
             self.watched.setdefault(service, datetime.fromtimestamp(0, timezone.utc))
+        m.init_counters(tuple(SEVERITY), sorted(self.watched))
         self.latest_run = self.store.latest_run()
         if self.latest_run is not None:
             self._export_quality(*self.latest_run)
@@ -162,16 +163,8 @@ class Monitor:
 
     def _export_quality(self, at: datetime, payload: dict[str, Any]) -> None:
         quality = quality_of(payload)
-        names = {"f1_score": "f1"}
-        for key in ("accuracy", "precision", "recall", "f1_score", "auc", "ap", "logloss", "calibration", "score"):
-            label = names.get(key, key)
-            if quality[key] is None:
-                try:
-                    m.MODEL_QUALITY.remove(label)
-                except KeyError:
-                    pass
-            else:
-                m.MODEL_QUALITY.labels(label).set(quality[key])
+        names = {"f1": "f1_score"}
+        m.MODEL_QUALITY.set({key: quality[names.get(key, key)] for key in m.QUALITY_METRICS})
         m.MODEL_LAST_RUN_TIMESTAMP.set(at.timestamp())
 
     def on_training_failed(self) -> None:
@@ -185,7 +178,8 @@ class Monitor:
         for name in m.EPOCH_METRICS:
             value = _finite(values.get(name))
             if value is not None:
-                m.TRAINING_EPOCH_METRIC.labels(name).set(value)
+                gauge = m.TRAINING_EPOCH_LOSS if name in m.EPOCH_LOSSES else m.TRAINING_EPOCH_RATIO
+                gauge.labels(name).set(value)
 
     # -- heartbeats and errors ----------------------------------------------------------------
 
@@ -198,6 +192,8 @@ class Monitor:
             return  # a replayed, older heartbeat
         payload = beat.model_dump(mode="json")
         self.instances[key] = InstanceBeat(beat.service, beat.instance, seen_at, payload)
+        if beat.service not in self.watched:
+            m.init_counters((), [beat.service])
         self.watched[beat.service] = max(seen_at, self.watched.get(beat.service, seen_at))
         self.store.save_heartbeat(beat.service, beat.instance, seen_at, payload)
         if beat.service == "gateway" and beat.requests_total is not None:
@@ -231,7 +227,8 @@ class Monitor:
             m.SERVICE_ALIVE.labels(service).set(1 if alive else 0)
             m.SERVICE_INSTANCES.labels(service).set(count)
             m.HEARTBEAT_AGE.labels(service).set(min(age, 10 * 365 * 86400))
-            m.SERVICE_CPU.labels(service).set(sum(float(b.beat.get("cpu_percent") or 0) for b in live if b.service == service))
+            cpu_percent = sum(float(b.beat.get("cpu_percent") or 0) for b in live if b.service == service)
+            m.SERVICE_CPU.labels(service).set(cpu_percent / 100.0)  # heartbeats carry percent; export the ratio
             m.SERVICE_RSS.labels(service).set(sum(int(b.beat.get("rss_bytes") or 0) for b in live if b.service == service))
             if not alive and in_grace:
                 continue  # unknown yet: neither fire nor resolve
@@ -246,8 +243,7 @@ class Monitor:
                 metrics={"service": service, "last_seen": seen, "timeout_s": self.timeout.total_seconds()},
             ))
 
-        p95 = gateway_p95_ms(live)
-        m.API_RESPONSE_P95.set((p95 or 0.0) / 1000.0)
+        p95 = gateway_p95_ms(live)  # the contract's response_time; Prometheus reads the gateway's histogram
         if p95 is not None:
             limit = self.settings.monitor_response_time_ms
             changes.append(self._condition(
