@@ -55,9 +55,23 @@ KAFKA_TOPIC_SCHEMA = {
 }
 
 
+# Other custom resources: a strict JSON schema per kind, vendored in tests/deploy/schemas as
+# <kind>_<group>_<version>.json (lower-case kind), e.g. scaledobject_keda.sh_v1alpha1.json.
+SCHEMAS = Path(__file__).resolve().parent / "schemas"
+
+
+def vendored_schema(doc: dict) -> Path:
+    group, _, version = doc["apiVersion"].rpartition("/")
+    return SCHEMAS / f"{doc['kind'].lower()}_{group}_{version}.json"
+
+
 def validate(doc: dict, version: str) -> None:
     if doc["kind"] == "KafkaTopic":
         jsonschema.validate(doc, KAFKA_TOPIC_SCHEMA)
+    elif vendored_schema(doc).is_file():
+        import json
+
+        jsonschema.validate(doc, json.loads(vendored_schema(doc).read_text()))
     else:
         kubernetes_validate.validate(doc, version, strict=True)
 
@@ -223,6 +237,9 @@ def test_compute_threads_fit_the_cpu_limit(kit, overlay: str, service: str,
 
 def test_images_match_compose_and_the_package_version(kit, overlay: str, service: str) -> None:
     image = kit.pods(kit.render(overlay))[service].container["image"]
+    if re.fullmatch(r"[^@]+@sha256:[0-9a-f]{64}", image):  # pinned by digest: the name still says which
+        assert image.split("@")[0].rsplit("/", 1)[-1] == f"ctrops-{service}"
+        return
     name, _, tag = image.rpartition(":")
     assert name.rsplit("/", 1)[-1] == f"ctrops-{service}" and tag == kit.project_version(service)
     compose = kit.compose_config()["services"][service]["image"]
@@ -251,27 +268,44 @@ def test_prometheus_in_kubernetes_scrapes_each_pod_under_its_compose_job_name(ki
 # --- scaling ---------------------------------------------------------------------------------------
 
 
+def autoscaled_bounds(docs: list[dict]) -> dict[str, tuple[int, int]]:
+    """Deployment name -> (least, most) replicas, from its HPA or its KEDA ScaledObject."""
+    bounds = {}
+    for hpa in by_kind(docs, "HorizontalPodAutoscaler").values():
+        target = hpa["spec"]["scaleTargetRef"]
+        assert target["kind"] == "Deployment" and target["name"] not in bounds, target
+        bounds[target["name"]] = (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"])
+    for scaled in by_kind(docs, "ScaledObject").values():
+        target = scaled["spec"]["scaleTargetRef"]
+        assert target.get("kind", "Deployment") == "Deployment", target
+        assert target["name"] not in bounds, f"{target['name']}: an HPA and a ScaledObject would fight"
+        bounds[target["name"]] = (scaled["spec"].get("minReplicaCount", 0), scaled["spec"]["maxReplicaCount"])
+    return bounds
+
+
 def test_gateway_and_trainer_autoscale_within_what_kafka_allows(kit, overlay: str) -> None:
     docs = kit.render(overlay)
-    scalers = by_kind(docs, "HorizontalPodAutoscaler")
+    scalers = autoscaled_bounds(docs)
     assert set(scalers) == {"ctrops-gateway", "ctrops-trainer"}
     deployments = by_kind(docs, "Deployment")
     partitions = int(common_config(docs)["CTROPS_TOPIC_PARTITIONS"])
-    for name, hpa in scalers.items():
-        target = hpa["spec"]["scaleTargetRef"]
-        assert (target["kind"], target["name"]) == ("Deployment", name) and name in deployments
-        assert "replicas" not in deployments[name]["spec"], f"{name}: the HPA owns the replica count"
-        assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+    for name, (least, most) in scalers.items():
+        assert name in deployments
+        assert "replicas" not in deployments[name]["spec"], f"{name}: the autoscaler owns the replica count"
+        assert 1 <= least <= most
     # One consumer group of trainers: a replica beyond the partition count never gets work.
-    assert scalers["ctrops-trainer"]["spec"]["maxReplicas"] <= partitions
+    assert scalers["ctrops-trainer"][1] <= partitions
+    # Prod scales trainers on Kafka lag (KEDA); base and dev need no CRD and keep the CPU HPA.
+    kind = "ScaledObject" if overlay == "overlays/prod" else "HorizontalPodAutoscaler"
+    assert "ctrops-trainer" in by_kind(docs, kind)
 
 
 def test_prod_runs_more_and_bigger_than_dev(kit) -> None:
     dev, prod = kit.render("overlays/dev"), kit.render("overlays/prod")
 
     def least_replicas(docs: list[dict], name: str) -> int:
-        hpa = by_kind(docs, "HorizontalPodAutoscaler").get(name)
-        return hpa["spec"]["minReplicas"] if hpa else by_kind(docs, "Deployment")[name]["spec"]["replicas"]
+        scaled = autoscaled_bounds(docs).get(name)
+        return scaled[0] if scaled else by_kind(docs, "Deployment")[name]["spec"]["replicas"]
 
     more = 0
     for service in kit.SERVICES:
@@ -284,8 +318,7 @@ def test_prod_runs_more_and_bigger_than_dev(kit) -> None:
         assert memory(prod_limits["memory"]) >= memory(dev_limits["memory"])
     assert more >= 4
     assert by_kind(prod, "Deployment")["ctrops-monitor"]["spec"]["replicas"] == 1, "one monitor decides incidents"
-    prod_hpa = by_kind(prod, "HorizontalPodAutoscaler")
-    assert prod_hpa["ctrops-gateway"]["spec"]["minReplicas"] >= 2, "no single gateway in prod"
+    assert autoscaled_bounds(prod)["ctrops-gateway"][0] >= 2, "no single gateway in prod"
 
 
 def test_overlays_set_their_namespace_with_restricted_pod_security(kit) -> None:
