@@ -6,6 +6,7 @@ import time
 
 from fastapi.testclient import TestClient
 
+from ctrops_gateway.headers import DOCS_SOURCES
 from ctrops_gateway.settings import GatewaySettings
 
 
@@ -22,14 +23,19 @@ def test_api_answers_carry_the_strict_headers(gateway_client):
 
 
 def test_docs_stay_embeddable_by_the_frontend_origins(gateway_client):
-    for path in ("/docs", "/openapi.json", "/redoc"):
+    for path in ("/docs", "/openapi.json", "/redoc", "/docs/static/swagger-ui-bundle.js",
+                 "/docs/static/swagger-ui.css", "/docs/static/redoc.standalone.js"):
         response = gateway_client.get(path)
-        assert response.status_code == 200
+        assert response.status_code == 200, path
         assert "x-frame-options" not in response.headers, path
         assert response.headers["content-security-policy"] == (
-            "frame-ancestors 'self' http://localhost:3000 http://127.0.0.1:3000"), path
+            f"{DOCS_SOURCES}; frame-ancestors 'self' http://localhost:3000 http://127.0.0.1:3000"), path
         assert response.headers["x-content-type-options"] == "nosniff"
-    assert "swagger-ui" in gateway_client.get("/docs").text  # its own scripts are not blocked by a CSP
+    docs, redoc = gateway_client.get("/docs").text, gateway_client.get("/redoc").text
+    # Their scripts and styles come from this origin (the CSP allows no other), never from a CDN.
+    assert '<script src="/docs/static/swagger-ui-bundle.js">' in docs and "/docs/static/swagger-ui.css" in docs
+    assert '<script src="/docs/static/redoc.standalone.js">' in redoc
+    assert "https://" not in docs and "https://" not in redoc
 
 
 def test_frame_ancestors_and_cors_come_from_configuration_only(platform_env):
@@ -43,7 +49,7 @@ def test_frame_ancestors_and_cors_come_from_configuration_only(platform_env):
             assert time.monotonic() < deadline
             time.sleep(0.1)
         docs = client.get("/docs")
-        assert docs.headers["content-security-policy"] == "frame-ancestors https://portal.example.com"
+        assert docs.headers["content-security-policy"] == f"{DOCS_SOURCES}; frame-ancestors https://portal.example.com"
         assert docs.headers["strict-transport-security"] == "max-age=31536000"
         allowed = client.get("/api/health", headers={"Origin": "https://app.example.com"})
         assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"

@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from prometheus_client import Counter, Histogram
 
 from ctrops_common.service import ServiceRuntime
@@ -19,6 +20,7 @@ from ctrops_common.service import ServiceRuntime
 from . import consumers
 from .audit import AuditLog
 from .hardening import add_guards, add_security_headers, document_security
+from .headers import DOCS_STATIC
 from .routes import ROUTERS
 from .routes import audit as audit_routes
 from .settings import GatewaySettings
@@ -63,11 +65,17 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         finally:
             await runtime.shutdown()
 
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc load their scripts and styles from the gateway itself, out of
+    # the pinned fastapi-offline package (mounted at DOCS_STATIC), never from a CDN: they work
+    # offline and inside the frontend's API-tester iframe. validatorUrl None: no badge fetched
+    # from validator.swagger.io either.
+    app = FastAPIOffline(
         title="CTR AIOps gateway",
         version="0.1.0",
         description="Upload ad-click logs, train the CTR model, explain it and get the marketing report.",
         lifespan=lifespan,
+        static_url=DOCS_STATIC,
+        swagger_ui_parameters={"validatorUrl": None},
     )
     add_guards(app, settings)  # audit, auth, limits: inside CORS so their refusals carry CORS headers
     app.add_middleware(

@@ -5,10 +5,12 @@
   CTROPS_HSTS_MAX_AGE_S > 0 (behind TLS only);
 - JSON answers (the API): ``Content-Security-Policy: default-src 'none'; frame-ancestors 'none'``,
   ``X-Frame-Options: DENY`` and ``Cache-Control: no-store`` unless the route set one;
-- /docs, /redoc, /openapi.json (the contract: embeddable in an iframe): no X-Frame-Options
-  (it cannot name several origins) and ``Content-Security-Policy: frame-ancestors <list>``,
-  the list being CTROPS_DOCS_FRAME_ANCESTORS or, by default, 'self' and the CORS origins.
-  Swagger UI's own scripts and styles (a CDN) are left alone: only framing is restricted;
+- /docs, /redoc, /openapi.json and the docs' assets under /docs/static (the contract:
+  embeddable in an iframe): no X-Frame-Options (it cannot name several origins) and a
+  Content-Security-Policy that allows framing by CTROPS_DOCS_FRAME_ANCESTORS or, by default,
+  'self' and the CORS origins, and loading from this origin only (Swagger UI's and ReDoc's
+  assets are served here, never from a CDN; their inline bootstrap script and styles, ReDoc's
+  blob: worker and data: images are allowed);
 - anything else (the PDF, the single-page frontend's files) only gets the first group, so
   a browser's PDF viewer and the frontend's own scripts keep working.
 """
@@ -24,6 +26,12 @@ if TYPE_CHECKING:
     from .settings import GatewaySettings
 
 DOCS_PATHS = ("/docs", "/redoc", "/openapi.json")
+DOCS_STATIC = "/docs/static"  # Swagger UI's and ReDoc's files (fastapi-offline), under /docs on purpose
+DOCS_SOURCES = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'self'"
+)
 
 
 def docs_frame_ancestors(settings: GatewaySettings) -> str:
@@ -31,10 +39,14 @@ def docs_frame_ancestors(settings: GatewaySettings) -> str:
     return " ".join(configured or ["'self'", *settings.cors_origin_list])
 
 
+def docs_csp(settings: GatewaySettings) -> str:
+    return f"{DOCS_SOURCES}; frame-ancestors {docs_frame_ancestors(settings)}"
+
+
 class SecurityHeadersMiddleware:
     def __init__(self, app: ASGIApp, settings: GatewaySettings) -> None:
         self.app = app
-        self.docs_csp = f"frame-ancestors {docs_frame_ancestors(settings)}"
+        self.docs_csp = docs_csp(settings)
         self.hsts = f"max-age={settings.hsts_max_age_s}" if settings.hsts_max_age_s else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -130,12 +130,31 @@ async def _mapping_from(request: Request) -> FeatureNameMapping | JSONResponse:
     return mapping.model_copy(update={"updated_at": datetime.now(timezone.utc)})
 
 
+def _inline_defs(schema: dict[str, Any]) -> dict[str, Any]:
+    """Pydantic's JSON schema with its ``$defs`` written in place: OpenAPI has no ``#/$defs``, so a
+    ``$ref`` to it is unresolvable (ReDoc stopped rendering the whole page on it)."""
+    definitions = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                rest = {key: value for key, value in node.items() if key != "$ref"}
+                return resolve({**definitions[ref.removeprefix("#/$defs/")], **rest})
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    return resolve(schema)
+
+
 _BODY = {
     "required": True,
     "content": {
         "text/csv": {"schema": {"type": "string", "description": "CSV: header column,name,group,description."},
                      "example": "column,name,group,description\nfeat_a_3,앱 사용 빈도,정보영역,하루 평균 앱 실행 수\n"},
-        "application/json": {"schema": FeatureNameMapping.model_json_schema(mode="validation")},
+        "application/json": {"schema": _inline_defs(FeatureNameMapping.model_json_schema(mode="validation"))},
         "multipart/form-data": {"schema": {
             "type": "object", "required": [FIELD],
             "properties": {FIELD: {"type": "string", "format": "binary",
