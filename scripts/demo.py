@@ -19,17 +19,13 @@ from typing import Any
 
 import httpx
 import websockets
+from tqdm import tqdm
 
 from ctrops_common.datagen import generate
 from ctrops_common.report_doc import ReportDoc
 
 # What the frontend does when its socket drops: 5 reconnects, 3 s apart.
 RECONNECTS, RECONNECT_DELAY_S = 5, 3.0
-
-
-def bar(done: int, total: int, width: int = 30) -> str:
-    filled = int(width * done / max(total, 1))
-    return "[" + "#" * filled + "-" * (width - filled) + f"] {done}/{total}"
 
 
 def pad(text: str, width: int) -> str:
@@ -95,40 +91,57 @@ def wait_for(client: httpx.Client, path: str, what: str, timeout_s: float) -> ht
 
 
 class Progress:
-    """One progress line redrawn in place; other messages are printed above it."""
+    """The epochs as a tqdm bar; other messages are printed above it.
+
+    In a terminal tqdm redraws the bar in place (with elapsed time and its estimate of the time
+    left); piped to a file, each update is one line (tqdm's same meter, printed as a line).
+    """
+
+    FORMAT = "  {bar:30} {n_fmt}/{total_fmt} epochs [{elapsed}<{remaining}]{postfix}"
 
     def __init__(self, total: int) -> None:
-        self.total = total
-        self.done = 0
+        self.tty = sys.stdout.isatty()
+        self.bar = tqdm(total=total, file=sys.stdout, bar_format=self.FORMAT, dynamic_ncols=True,
+                        disable=not self.tty, mininterval=0)
+        self.done, self.total, self.postfix = 0, total, ""
         self.started = time.monotonic()
-        self.line = ""
 
     def epoch(self, message: dict[str, Any]) -> None:
-        self.done = max(self.done, int(message["epoch"]))
+        done = max(self.done, int(message["epoch"]))
         self.total = int(message.get("total_epochs", self.total))
         m = message["metrics"]
-        self.line = (f"  {bar(self.done, self.total)}  {time.monotonic() - self.started:5.0f}s  "
-                     f"val loss {num(m.get('val_loss'), '.4f')}  val AUC {num(m.get('auc'), '.3f')}  "
-                     f"AP {num(m.get('ap'), '.3f')}")
-        self.redraw()
+        self.postfix = (f"val loss {num(m.get('val_loss'), '.4f')}  val AUC {num(m.get('auc'), '.3f')}  "
+                        f"AP {num(m.get('ap'), '.3f')}")
+        if self.tty:
+            if self.bar.total != self.total:
+                self.bar.total = self.total
+            self.bar.set_postfix_str(self.postfix, refresh=False)
+            self.bar.update(done - self.done)
+        else:
+            print(tqdm.format_meter(done, self.total, time.monotonic() - self.started, bar_format=self.FORMAT,
+                                    postfix=self.postfix), flush=True)
+        self.done = done
 
     def say(self, text: str) -> None:
-        tty = sys.stdout.isatty()
-        sys.stdout.write(("\r\033[K" if tty else "") + f"  {text}\n")
-        if tty:
-            self.redraw()
-        sys.stdout.flush()
+        if self.tty:
+            self.bar.write(f"  {text}", file=sys.stdout)
+        else:
+            print(f"  {text}", flush=True)
 
-    def redraw(self) -> None:
-        """In a terminal the bar is redrawn in place; piped to a file, each update is a line."""
-        if self.line:
-            sys.stdout.write(f"\r\033[K{self.line}" if sys.stdout.isatty() else f"{self.line}\n")
-        sys.stdout.flush()
+    def close(self) -> None:
+        self.bar.close()
 
 
 async def follow_training(ws_url: str, epochs: int) -> dict[str, Any]:
     """Live progress from /ws/training/{run_id} until the run ends; reconnects like the frontend."""
     progress = Progress(epochs)
+    try:
+        return await _follow(ws_url, progress)
+    finally:
+        progress.close()
+
+
+async def _follow(ws_url: str, progress: Progress) -> dict[str, Any]:
     tries = 0
     while True:
         try:
@@ -142,7 +155,6 @@ async def follow_training(ws_url: str, epochs: int) -> dict[str, Any]:
                     elif kind == "log" and not message["message"].startswith("에폭"):  # epochs are on the bar
                         progress.say(message["message"])
                     elif kind == "training_complete":
-                        print()
                         return message.get("metrics", {})
                     elif kind == "training_failed":
                         raise SystemExit(f"\ntraining failed: {message.get('error')}")

@@ -298,7 +298,8 @@ NAME_SETS: dict[str, dict[str, str]] = {
 
 def generate(out: Path, rows: int | None = None, seed: int = 42, ctr: float = 0.0192, encoding: str = "utf-8",
              rename: dict[str, str] | None = None, *, size_mb: float | None = None,
-             index_column: bool = False, variant: str = DEFAULT_VARIANT) -> dict:
+             index_column: bool = False, variant: str = DEFAULT_VARIANT,
+             progress: Callable[[int, int], None] | None = None) -> dict:
     """Write ``rows`` rows (or about ``size_mb`` MB) to ``out``, the ground truth to
     ``<out>.truth.json`` and each row's generating click probability (float64, file order)
     to ``<out>.oracle.npy``; return the truth.
@@ -307,6 +308,7 @@ def generate(out: Path, rows: int | None = None, seed: int = 42, ctr: float = 0.
     file is the same for the same seed (and, from 50,000 rows on, its full 50,000-row chunks
     do not depend on the total size).
     ``index_column`` appends an unnamed row-index column, as some exports have.
+    ``progress(rows_written, bytes_written)`` is called after each chunk (the CLI's progress bar).
     """
     if (rows is None) == (size_mb is None):
         raise ValueError("give either rows or size_mb")
@@ -364,6 +366,8 @@ def generate(out: Path, rows: int | None = None, seed: int = 42, ctr: float = 0.
             raw.write(data if text_encoding == "utf-8" else data.decode("utf-8").encode(text_encoding))
             written += n
             chunk += 1
+            if progress is not None:
+                progress(written, raw.tell())
     named = (lambda c: rename.get(c, c)) if rename else (lambda c: c)
     oracle = np.concatenate(probabilities) if probabilities else np.zeros(0)
     np.save(f"{out}.oracle.npy", oracle)
@@ -447,8 +451,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.size_mb is not None and args.size_mb <= 0:
         parser.error("--size-mb must be positive")
     started = time.perf_counter()
-    truth = generate(args.out, args.rows, args.seed, args.ctr, args.encoding, NAME_SETS[args.names] or None,
-                     size_mb=args.size_mb, index_column=args.index_column, variant=args.variant)
+    # A tqdm bar on stderr in a terminal (rows, or MB with --size-mb); nothing when piped.
+    from tqdm import tqdm
+
+    by_rows = args.rows is not None
+    bar = tqdm(total=args.rows if by_rows else int(args.size_mb * 1e6), unit="rows" if by_rows else "B",
+               unit_scale=True, unit_divisor=1000, desc=args.out.name, disable=None, file=sys.stderr)
+
+    def advance(rows: int, size: int) -> None:
+        bar.update(min(rows if by_rows else size, bar.total) - bar.n)
+
+    try:
+        truth = generate(args.out, args.rows, args.seed, args.ctr, args.encoding, NAME_SETS[args.names] or None,
+                         size_mb=args.size_mb, index_column=args.index_column, variant=args.variant,
+                         progress=advance)
+    finally:
+        bar.close()
     print(f"wrote {args.out}: {truth['rows']} rows, {truth['clicks']} clicks ({truth['ctr_percent']}%), "
           f"variant {args.variant}, oracle AUC {truth['oracle_auc']:.4f}, "
           f"{args.out.stat().st_size / 1e6:.1f} MB in {time.perf_counter() - started:.1f}s", file=sys.stderr)
