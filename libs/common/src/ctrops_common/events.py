@@ -7,6 +7,7 @@ docs/events.md documents who produces and who consumes each topic.
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from datetime import datetime, timezone
 from enum import StrEnum
@@ -130,6 +131,21 @@ def _parse_hidden(value: Any) -> list[int]:
     return sizes
 
 
+NUMERIC_CONFIG_FIELDS = ("epochs", "batch_size", "learning_rate", "lstm_hidden", "dropout", "validation_split",
+                         "seed", "max_seq_len", "early_stopping_patience")
+
+
+def experiment_name_problem(name: str) -> str | None:
+    """Why an experiment name is refused, or None. Names become MLflow experiment names and
+    appear in reports and logs: no control characters (NUL, newlines), no path separators."""
+    bad = next((c for c in name if unicodedata.category(c) in ("Cc", "Zl", "Zp")), None)
+    if bad is not None:
+        return f"must not contain control characters (found U+{ord(bad):04X})"
+    if "/" in name or "\\" in name or name.strip() in (".", "..") or ".." in name:
+        return "must be a plain name such as 'CTR_Experiment_1', without path separators ('/', '\\') or '..'"
+    return None
+
+
 class TrainingConfig(Payload):
     """Training options; accepts camelCase (frontend) and snake_case (guide), ignores unknown keys."""
 
@@ -138,12 +154,12 @@ class TrainingConfig(Payload):
     experiment_name: str = Field(default_factory=lambda: f"CTR_Experiment_{utcnow():%Y%m%d}", max_length=200)
     epochs: int = Field(10, ge=1, le=200)
     batch_size: int = Field(4096, ge=16, le=65536)
-    learning_rate: float = Field(0.001, gt=0, le=1.0)
+    learning_rate: float = Field(0.001, gt=0, le=1.0, allow_inf_nan=False)
     lstm_hidden: int = Field(64, ge=1, le=1024)
     mlp_hidden: list[int] = Field(default_factory=lambda: [256, 128])
-    dropout: float = Field(0.2, ge=0.0, le=0.9)
+    dropout: float = Field(0.2, ge=0.0, le=0.9, allow_inf_nan=False)
     downsampling: bool = True
-    validation_split: float = Field(0.2, ge=0.05, le=0.5)
+    validation_split: float = Field(0.2, ge=0.05, le=0.5, allow_inf_nan=False)
     seed: int = Field(42, ge=0, le=2**31 - 1)
     max_seq_len: int = Field(128, ge=1, le=4096, description="Most recent seq tokens kept per row.")
     early_stopping_patience: int | None = Field(
@@ -166,6 +182,18 @@ class TrainingConfig(Payload):
     def _name(cls, v: Any) -> Any:
         if v is None or (isinstance(v, str) and not v.strip()):
             return f"CTR_Experiment_{utcnow():%Y%m%d}"
+        if isinstance(v, str):
+            problem = experiment_name_problem(v)
+            if problem:
+                raise ValueError(problem)
+        return v
+
+    @field_validator(*NUMERIC_CONFIG_FIELDS, mode="before")
+    @classmethod
+    def _no_booleans(cls, v: Any) -> Any:
+        # JSON true/false are not numbers: pydantic's lax mode would take true as 1.
+        if isinstance(v, bool):
+            raise ValueError(f"must be a number, not {str(v).lower()}")
         return v
 
     @field_validator("notifications", mode="before")

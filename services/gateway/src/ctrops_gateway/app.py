@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -126,5 +127,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
 
 def _jsonable(errors: list[dict]) -> list[dict]:
-    return [{k: (v if isinstance(v, (str, int, float, bool, list, type(None))) else str(v)) for k, v in e.items()
-             if k != "ctx"} for e in errors]
+    # A non-finite float (an input of nan) cannot be written as JSON: it would turn the 422 into a 500.
+    return [{k: (v if isinstance(v, (str, int, bool, list, type(None))) or isinstance(v, float) and math.isfinite(v)
+                 else str(v)) for k, v in e.items() if k != "ctx"} for e in errors]

@@ -1,7 +1,7 @@
 """Wiring of the hardening layers (docs/security.md) and their place in the OpenAPI schema.
 
 Middleware order, outermost first (Starlette runs the last added first):
-  measure (app.py) -> security headers -> CORS -> audit -> auth -> limits -> routes
+  measure (app.py) -> security headers -> CORS -> audit -> auth -> limits -> strict JSON -> routes
 CORS wraps the guards so refusals (401/403/413/429) carry CORS headers a browser can read;
 the audit sits outside auth and limits so it records their refusals, and inside it the
 principal set by auth is known. The answers these layers give are documented here, in
@@ -19,6 +19,7 @@ from .auth import OPEN_PATHS, AuthMiddleware, check_auth_settings, install_log_r
 from .headers import SecurityHeadersMiddleware
 from .limits import RATE_LIMITED, STREAMING_ROUTES, TRAIN_ROUTE, LimitsMiddleware
 from .settings import GatewaySettings
+from .strict_json import StrictJsonMiddleware
 
 ERROR_SCHEMA = {
     "title": "Error",
@@ -43,6 +44,7 @@ def add_guards(app: FastAPI, settings: GatewaySettings) -> None:
     """Audit, auth and limits; call before adding CORS so CORS wraps them."""
     check_auth_settings(settings)  # now, at start-up: middlewares are only built on the first request
     install_log_redaction()
+    app.add_middleware(StrictJsonMiddleware, skip=STREAMING_ROUTES)  # inside limits: bodies already capped
     app.add_middleware(LimitsMiddleware, settings=settings)
     app.add_middleware(AuthMiddleware, settings=settings)
     app.add_middleware(AuditMiddleware)

@@ -27,6 +27,11 @@ class GatewaySettings(ServiceSettings):
         120, gt=0,
         description="How long a report or PDF request waits for the run's explanation and report (409 after).",
     )
+    training_memory_limit_mb: float = Field(
+        4096, gt=0, le=16 * 1024 * 1024,
+        description="Largest estimated trainer memory a training config may need (422 above; training_cost.py); "
+        "set it to what one training process may use (the trainer's pod limit is 6 GiB).",
+    )
     ws_performance_interval_s: float = Field(10.0, gt=0, description="Push period of /ws/performance.")
 
     # ---- Hardening (issue 10; docs/security.md): authentication, limits, audit, headers ----

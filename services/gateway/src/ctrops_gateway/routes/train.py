@@ -18,6 +18,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from ctrops_common.events import Topic, TrainingCancelRequested, TrainingConfig, TrainingRequested, new_id
 from ctrops_common.storage import is_id
 
+from .. import training_cost
 from .. import training_live as live
 from ..caller import client_id_of
 from ..state import GatewayState, State
@@ -56,10 +57,14 @@ def _unknown_file(file_id: str) -> HTTPException:
 
 @router.post("/api/train", response_model=TrainAccepted, responses={
     404: {"description": "Unknown file_id."},
-    422: {"description": "Out-of-range config value, or a file that failed validation."},
+    422: {"description": "Out-of-range config value, a config whose estimated memory is above "
+                         "CTROPS_TRAINING_MEMORY_LIMIT_MB, or a file that failed validation."},
 })
 async def start_training(body: TrainRequest, request: Request, state: State) -> dict[str, Any]:
     """Start training on an uploaded file; answers at once with the run id (progress: WS /ws/training/{run_id})."""
+    problem = training_cost.too_big(body.config, state.settings.training_memory_limit_mb)
+    if problem:
+        raise HTTPException(422, problem)
     if not is_id(body.file_id):
         raise _unknown_file(body.file_id)
     record = await asyncio.to_thread(state.views.file_record, body.file_id)

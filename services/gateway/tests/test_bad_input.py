@@ -1,0 +1,132 @@
+"""Hostile or broken input gets a 4xx that names what to fix, never a 500 (issue 17, items 5 and 6):
+non-finite numbers in JSON, booleans as numbers, unsafe experiment names, configs too big for
+the trainer's memory; through the real routes (in-process app on the real broker, and a real
+uvicorn process where the connection itself matters)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+
+import pytest
+
+from ctrops_common.events import TrainingConfig, new_id
+from ctrops_gateway.strict_json import non_finite_paths
+from ctrops_gateway.training_cost import estimate, too_big
+
+SMALL = {"batchSize": 512, "maxSeqLen": 16, "lstmHidden": 8, "mlpHidden": "16"}
+
+
+def post_raw(client, path: str, raw: str):
+    return client.post(path, content=raw.encode(), headers={"content-type": "application/json"})
+
+
+# -- non-finite numbers ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("raw", "where", "literal"), [
+    ('{"file_id": "%s", "config": {"learningRate": NaN}}', "config.learningRate", "NaN"),
+    ('{"file_id": "%s", "config": {"dropout": Infinity}}', "config.dropout", "Infinity"),
+    ('{"file_id": "%s", "config": {"validation_split": -Infinity}}', "config.validation_split", "-Infinity"),
+    ('{"file_id": "%s", "config": {"learning_rate": 1e999}}', "config.learning_rate", "1e999"),
+    ('{"file_id": "%s", "config": {"mlpHidden": [16, NaN]}}', "config.mlpHidden.1", "NaN"),
+])
+def test_non_finite_numbers_in_json_are_422_naming_the_field_and_the_next_request_is_served(
+        gateway_client, raw, where, literal):
+    response = post_raw(gateway_client, "/api/train", raw % new_id())
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["detail"].startswith(f"{where}: must be a finite number") and literal in body["detail"]
+    assert body["errors"][0]["loc"][0] == "body"
+    # The same client goes on: the next request is answered normally.
+    assert gateway_client.get("/api/health").status_code == 200
+    assert post_raw(gateway_client, "/api/train", '{"file_id": "%s", "config": {"learningRate": 0.01}}'
+                    % new_id()).status_code == 404  # valid config, unknown file
+
+
+def test_huge_but_finite_numbers_are_ordinary_range_errors(gateway_client):
+    response = post_raw(gateway_client, "/api/train", '{"file_id": "%s", "config": {"learningRate": 1e308}}' % new_id())
+    assert response.status_code == 422 and "config.learningRate" in response.json()["detail"]
+    response = post_raw(gateway_client, "/api/train", '{"file_id": "%s", "config": {"epochs": 1e308}}' % new_id())
+    assert response.status_code == 422 and "config.epochs" in response.json()["detail"]
+
+
+def test_non_finite_paths_finds_every_one_and_ignores_what_is_not_json():
+    assert non_finite_paths(b'{"a": [1, {"b": NaN}], "c": Infinity, "d": 1e308}') == [(["a", 1, "b"], "NaN"),
+                                                                                         (["c"], "Infinity")]
+    assert non_finite_paths(b"{not json") == []
+    assert non_finite_paths(b'{"x": 1.5}') == []
+
+
+def test_a_non_finite_body_does_not_break_the_keep_alive_connection_of_a_real_server(start_service):
+    gateway = start_service("gateway")
+    connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=30)
+    try:
+        body = '{"file_id": "%s", "config": {"learningRate": NaN}}' % new_id()
+        connection.request("POST", "/api/train", body=body, headers={"content-type": "application/json"})
+        first = connection.getresponse()
+        assert first.status == 422
+        assert "config.learningRate" in json.loads(first.read())["detail"]
+        connection.request("GET", "/api/health")  # the same connection
+        second = connection.getresponse()
+        assert second.status == 200
+        second.read()
+    finally:
+        connection.close()
+
+
+# -- strict types and names --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("config", "where"), [
+    ({"epochs": True}, "config.epochs"),
+    ({"batch_size": False}, "config.batch_size"),
+    ({"batchSize": True}, "config.batchSize"),
+    ({"learningRate": True}, "config.learningRate"),
+    ({"early_stopping_patience": True}, "config.early_stopping_patience"),
+    ({"mlpHidden": [True]}, "config.mlpHidden"),
+])
+def test_booleans_are_not_numbers(gateway_client, config, where):
+    response = gateway_client.post("/api/train", json={"file_id": new_id(), "config": config})
+    assert response.status_code == 422, response.text
+    assert where in response.json()["detail"]
+
+
+@pytest.mark.parametrize("name", ["bad\x00name", "line\nbreak", "tab\there", "../../etc", "a/b", "a\\b", "..",
+                                  "x\u2028y"])
+def test_unsafe_experiment_names_are_422_naming_the_field(gateway_client, name):
+    for key in ("experimentName", "experiment_name"):
+        response = gateway_client.post("/api/train", json={"file_id": new_id(), "config": {key: name}})
+        assert response.status_code == 422, (name, response.text)
+        assert f"config.{key}" in response.json()["detail"]
+
+
+def test_ordinary_experiment_names_and_both_spellings_still_pass():
+    for name in ("gateway-test", "CTR_Experiment_20260101", "실험 1.2 (봄 캠페인)", "v2.1_final"):
+        assert TrainingConfig.model_validate({"experimentName": name}).experiment_name == name
+    config = TrainingConfig.model_validate({"epochs": 3, "batch_size": 1024, "lstmHidden": 16})
+    assert (config.epochs, config.batch_size, config.lstm_hidden) == (3, 1024, 16)
+
+
+# -- memory cost -------------------------------------------------------------------------------------------------
+
+
+def test_the_largest_allowed_config_is_refused_before_training_naming_the_fields_the_estimate_and_the_limit(
+        gateway_client):
+    largest = {"batchSize": 65536, "maxSeqLen": 4096, "lstmHidden": 1024, "mlpHidden": [4096] * 8, "epochs": 200}
+    response = gateway_client.post("/api/train", json={"file_id": new_id(), "config": largest})
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    for part in ("batchSize 65536", "maxSeqLen 4096", "lstmHidden 1024", "mlpHidden", "4,096 MB",
+                 "CTROPS_TRAINING_MEMORY_LIMIT_MB", "estimated"):
+        assert part in detail, (part, detail)
+    # one field alone can be too much as well
+    response = gateway_client.post("/api/train", json={"file_id": new_id(), "config": {"batchSize": 65536}})
+    assert response.status_code == 422 and "batchSize 65536" in response.json()["detail"]
+
+
+def test_the_default_and_the_test_configs_fit_and_the_limit_is_a_setting():
+    assert too_big(TrainingConfig(), 4096) is None
+    assert estimate(TrainingConfig()).total_mb < 2048
+    assert too_big(TrainingConfig.model_validate(SMALL), 64) is None
+    assert too_big(TrainingConfig(), 512) is not None
