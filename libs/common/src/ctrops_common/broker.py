@@ -2,15 +2,44 @@
 
 Memory-only: a restart loses topics and offsets, so it is for ``make run`` and tests;
 production points ``CTROPS_KAFKA_BOOTSTRAP_SERVERS`` at Apache Kafka.
+
+The broker runs in its own session (Ctrl-C in the terminal reaches only the supervisor,
+which stops it in order) and gets SIGTERM when the process that started it dies, even by
+kill -9 (``PR_SET_PDEATHSIG``), so it never outlives its owner and keeps the port.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+try:  # loaded here, not in the forked child: dlopen between fork and exec can deadlock
+    _LIBC: ctypes.CDLL | None = ctypes.CDLL("libc.so.6", use_errno=True)
+except OSError:
+    _LIBC = None
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None]:
+    """A ``preexec_fn``: the child gets ``sig`` when its parent dies (even by kill -9) and runs in
+    its own session. The parent dies with the thread that forked, so start children from a thread
+    that lives as long as the owner (the main thread)."""
+    parent = os.getpid()
+
+    def preexec() -> None:
+        if _LIBC is not None:
+            _LIBC.prctl(PR_SET_PDEATHSIG, sig)
+        os.setsid()
+        if os.getppid() != parent:  # the parent died before the prctl: nobody would signal us
+            os.kill(os.getpid(), sig)
+
+    return preexec
 
 
 def broker_binary() -> str:
@@ -54,9 +83,11 @@ class EmbeddedBroker:
              "--storage-engine", "memory://tansu/"],
             stdout=out,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C goes to the supervisor, which stops us in order
+            preexec_fn=die_with_parent(),  # own session: Ctrl-C goes to the supervisor, which stops us in order
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
         )
+        if not isinstance(out, int):
+            out.close()  # the broker has its own copy; a restart must not leak one per start
         deadline = time.monotonic() + timeout_s
         while not port_open(self.host, self.port):
             if self.process.poll() is not None:

@@ -1,14 +1,21 @@
 """``make run``: the embedded broker plus the six services as separate processes.
 
 Prefixes each service's log lines, waits until every service answers /readyz, prints the
-gateway URL, restarts a service that crashes (and says so loudly), and on Ctrl-C or
-SIGTERM stops the services first and the broker last, leaving no process or port behind.
+gateway URL, restarts a service or the embedded broker when it crashes (and says so
+loudly, with the same backoff), and on Ctrl-C, SIGTERM or SIGHUP stops the services first
+and the broker last, leaving no process or port behind:
+
+- the first signal starts the stop; any further signal is counted and ignored, so a second
+  Ctrl-C (or SIGTERM to the whole process group right after one) never aborts it halfway;
+- the signal handler only raises while the supervisor waits or starts up, never inside a
+  spawn or a restart, so no child is started untracked;
+- every child (the broker too) gets SIGTERM if the supervisor itself dies, even by kill -9
+  (``PR_SET_PDEATHSIG``), and log lines to a closed stdout are dropped, never fatal.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import http.client
 import os
 import signal
@@ -17,12 +24,14 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import Field
 
-from .broker import EmbeddedBroker
+from .broker import EmbeddedBroker, die_with_parent
 from .settings import CommonSettings, load_settings
 
 SERVICES = ["ingest", "trainer", "explainer", "reporter", "monitor", "gateway"]
@@ -53,17 +62,12 @@ def is_ready(port: int, timeout_s: float = 1.0) -> bool:
         return False
 
 
-def _die_with_parent() -> None:
-    """Children get SIGTERM if the supervisor itself dies (even by kill -9): no orphans."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-    os.setsid()
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def _interrupt(*_: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM takes the same orderly path as Ctrl-C
+def backoff_s(restarts: int) -> float:
+    """Wait before the n-th restart of a crashed child (service or broker): 2, 4, ... 30 s."""
+    return min(30, 2 ** min(restarts, 5))
 
 
 @dataclass
@@ -87,13 +91,52 @@ class Stack:
         self.children: dict[str, Child] = {}
         self.stopping = threading.Event()
         self.color = sys.stdout.isatty()
+        self.broker_restarts = 0
+        # Set by the signal handler (a plain flag: no lock may be taken inside a handler).
+        self.stop_requested = False
+        self.ignored_signals = 0
+        self._interruptible = True  # whether the handler may raise KeyboardInterrupt right now
 
     def say(self, name: str, line: str) -> None:
         prefix = f"{name:<9}|"
         if self.color:
             prefix = f"\033[{COLORS.get(name, 0)}m{prefix}\033[0m"
-        sys.stdout.write(f"{prefix} {line}\n")
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(f"{prefix} {line}\n")
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            pass  # whoever read our output is gone (a closed pipe, a dead terminal): keep supervising, keep stopping
+
+    def loud(self, name: str, line: str) -> None:
+        self.say(name, f"\n{'!' * 70}\n!!! {line}\n{'!' * 70}")
+
+    # -- signals --------------------------------------------------------------------------------
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        if self.stop_requested:
+            self.ignored_signals += 1  # already stopping: the stop goes on to the end
+            return
+        self.stop_requested = True
+        if self._interruptible:
+            raise KeyboardInterrupt  # SIGTERM and SIGHUP take the same orderly path as Ctrl-C
+
+    @contextmanager
+    def _shielded(self) -> Iterator[None]:
+        """No KeyboardInterrupt inside (a half-done spawn would leave a child nobody tracks);
+        a stop asked for meanwhile is raised right after."""
+        previous, self._interruptible = self._interruptible, False
+        try:
+            yield
+        finally:
+            self._interruptible = previous
+        if previous and self.stop_requested:
+            raise KeyboardInterrupt
+
+    def _sleep(self, seconds: float) -> None:
+        """Sleep, but wake for a stop within 0.1 s."""
+        deadline = time.monotonic() + seconds
+        while not self.stop_requested and time.monotonic() < deadline:
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -111,13 +154,14 @@ class Stack:
             env["CTROPS_GATEWAY_PORT"] = str(child.port)
         else:
             env["CTROPS_HTTP_PORT"] = str(child.port)
-        child.process = subprocess.Popen(
-            [sys.executable, "-m", f"ctrops_{child.name}"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=env,
-            preexec_fn=_die_with_parent,
-        )
+        with self._shielded():
+            child.process = subprocess.Popen(
+                [sys.executable, "-m", f"ctrops_{child.name}"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=env,
+                preexec_fn=die_with_parent(),  # SIGTERM if the supervisor dies, even by kill -9: no orphans
+            )
         child.started = time.monotonic()
         threading.Thread(target=self._pump, args=(child.name, child.process), daemon=True).start()
 
@@ -140,15 +184,47 @@ class Stack:
             time.sleep(0.3)
 
     def supervise(self) -> None:
-        while not self.stopping.wait(1.0):
+        """Restart whatever died until a stop is asked for. Runs with the handler not raising:
+        a signal only sets the flag, seen here within 0.1 s."""
+        self._interruptible = False
+        while not self.stop_requested:
+            self._check_broker()
             for child in self.children.values():
-                if child.process and child.process.poll() is not None and not self.stopping.is_set():
+                if self.stop_requested:
+                    break
+                if child.process and child.process.poll() is not None:
                     code = child.process.returncode
-                    self.say(child.name, f"\n{'!' * 70}\n!!! {child.name} CRASHED (exit code {code}); restarting\n{'!' * 70}")
                     child.restarts += 1
-                    time.sleep(min(30, 2 ** min(child.restarts, 5)))
-                    if not self.stopping.is_set():
+                    wait = backoff_s(child.restarts)
+                    self.loud(child.name, f"{child.name} CRASHED (exit code {code}); restarting in {wait:.0f}s "
+                                          f"(crash #{child.restarts})")
+                    self._sleep(wait)
+                    if not self.stop_requested:
                         self.spawn(child)
+            self._sleep(1.0)
+
+    def _check_broker(self) -> None:
+        """The embedded broker is supervised like a service: a crash is counted, announced, and
+        the broker restarted on the same port after the same backoff. It comes back empty
+        (memory-only); the services reconnect to it on their own."""
+        broker = self.broker
+        if broker is None or (broker.process is not None and broker.process.poll() is None):
+            return
+        code = broker.process.returncode if broker.process is not None else None
+        self.broker_restarts += 1
+        wait = backoff_s(self.broker_restarts)
+        self.loud("broker", f"broker CRASHED (exit code {code}); restarting on {broker.bootstrap_servers} "
+                            f"in {wait:.0f}s (crash #{self.broker_restarts}; it comes back empty: memory-only)")
+        self._sleep(wait)
+        if self.stop_requested:
+            return
+        try:
+            with self._shielded():
+                broker.start()
+        except RuntimeError as exc:  # the process is left dead (or None): the next turn tries again
+            self.say("broker", f"restart failed: {exc}")
+            return
+        self.say("broker", f"tansu listening again on {broker.bootstrap_servers} (restart #{self.broker_restarts})")
 
     def seed_sample(self) -> Path | None:
         """A generated Toss-layout file to try the upload with, written once."""
@@ -167,31 +243,41 @@ class Stack:
         return target
 
     def stop(self) -> None:
+        """Services first, the broker last; never interrupted (signals meanwhile are only counted)."""
+        self.stop_requested = True
+        self._interruptible = False
         self.stopping.set()
-        for child in self.children.values():
-            if child.process and child.process.poll() is None:
-                child.process.terminate()
-        deadline = time.monotonic() + 20
-        for child in self.children.values():
-            if child.process:
-                try:
-                    child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    self.say(child.name, "did not stop in time; killing")
-                    child.process.kill()
-                    child.process.wait()
-        if self.broker:
-            self.broker.stop()
-            self.say("broker", "stopped")
+        self.say("broker", "stopping...")
+        try:
+            for child in self.children.values():
+                if child.process and child.process.poll() is None:
+                    child.process.terminate()
+            deadline = time.monotonic() + 20
+            for child in self.children.values():
+                if child.process:
+                    try:
+                        child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                    except subprocess.TimeoutExpired:
+                        self.say(child.name, "did not stop in time; killing")
+                        child.process.kill()
+                        child.process.wait()
+        finally:
+            if self.broker:
+                self.broker.stop()
+                self.say("broker", "stopped")
+            if self.ignored_signals:
+                self.say("broker", f"{self.ignored_signals} more stop signal(s) arrived while stopping; "
+                                   "the stop went on to the end")
 
     def run(self) -> int:
-        signal.signal(signal.SIGTERM, _interrupt)
-        # A shell that backgrounds make run leaves SIGINT ignored; Ctrl-C / kill -INT must still stop us.
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        # SIGINT too: a shell that backgrounds make run leaves it ignored; Ctrl-C / kill -INT must still stop us.
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, self._on_signal)
         (self.settings.data_dir / "logs").mkdir(parents=True, exist_ok=True)
         try:
             if self.broker:
-                self.broker.start()
+                with self._shielded():
+                    self.broker.start()
                 self.say("broker", f"tansu listening on {self.broker.bootstrap_servers} (memory-only)")
             else:
                 self.say("broker", f"using external Kafka at {self.settings.kafka_bootstrap_servers}")
@@ -210,8 +296,7 @@ class Stack:
                 self.say("gateway", f"sample data to upload: {sample}  (or run `make demo`)")
             self.supervise()
             return 0
-        except KeyboardInterrupt:
-            self.say("broker", "stopping...")
+        except KeyboardInterrupt:  # a stop asked for during start-up
             return 0
         except RuntimeError as exc:
             self.say("broker", f"start-up failed: {exc}")
