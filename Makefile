@@ -2,10 +2,12 @@
 PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
-# Two install layers, each with its stamp: `make run` (and demo, bench, mlflow) needs only the
-# first; `make test` adds the second (test tools, requirements-dev.txt) and the system tools.
+# Install layers, each with its stamp: `make run` (and mlflow) needs only the first; `make test`
+# adds the test tools (requirements-dev.txt) and the system tools; `make demo` and `make bench`
+# add their two client libraries (requirements-demo.txt).
 RUN_STAMP  := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
+DEMO_STAMP := $(VENV)/.installed-demo
 PROJECTS := libs/common services/ingest services/trainer services/explainer services/reporter services/monitor services/gateway
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PROJECTS))
 
@@ -57,6 +59,11 @@ $(RUN_STAMP): $(PY) $(PYPROJECTS) constraints.txt
 		-e 'libs/common[ml]' $(addprefix -e ,$(filter-out libs/common,$(PROJECTS)))
 	touch $@
 
+# The demo/bench clients on top of the run layer.
+$(DEMO_STAMP): $(RUN_STAMP) requirements-demo.txt constraints.txt
+	$(PY) -m pip install --quiet -c constraints.txt -r requirements-demo.txt
+	touch $@
+
 # The test layer on top: pytest, schemathesis, the deploy-file checkers, PDF readers.
 $(TEST_STAMP): $(RUN_STAMP) requirements-dev.txt constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -r requirements-dev.txt
@@ -69,11 +76,11 @@ test: install-test
 	$(PY) -m pytest
 
 # Against a running `make run`: upload a generated sample, train, explain, report, save the PDF in out/.
-demo: $(RUN_STAMP)
+demo: $(DEMO_STAMP)
 	$(PY) scripts/demo.py $(DEMO_ARGS)
 
 # Each script prints its figures; they are recorded by hand in docs/benchmarks.md.
-bench: $(RUN_STAMP)
+bench: $(DEMO_STAMP)
 	for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
 # The MLflow UI over the trainer's embedded store (runs, both models of each run, the registry with
