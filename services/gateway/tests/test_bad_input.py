@@ -130,3 +130,54 @@ def test_the_default_and_the_test_configs_fit_and_the_limit_is_a_setting():
     assert estimate(TrainingConfig()).total_mb < 2048
     assert too_big(TrainingConfig.model_validate(SMALL), 64) is None
     assert too_big(TrainingConfig(), 512) is not None
+
+
+# -- awkward CSV uploads, through the gateway to a real ingest -------------------------------------------------
+
+
+def _rows(n: int = 40) -> list[str]:
+    return [f"{i % 24},{1000 + i},\"1,2,{i}\",{int(i % 7 == 0)}" for i in range(n)]
+
+
+def _upload(client, content: bytes, name: str = "ads.csv"):
+    return client.post("/api/upload", files={"file": (name, content, "text/csv")})
+
+
+def _strict_json(text: str) -> dict:
+    def refuse(constant: str):
+        raise AssertionError(f"{constant} in the answer")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_awkward_csvs_are_read_or_answered_by_name_never_500(monkeypatch, start_service, gateway_client, data_dir):
+    monkeypatch.setenv("CTROPS_RATE_LIMIT_UPLOADS_PER_MIN", "0")
+    start_service("ingest")
+    header = "hour,l_feat_1,seq,clicked"
+
+    # CR-only line endings (old Mac, some exports) are line ends, like LF and CRLF.
+    response = _upload(gateway_client, "\r".join([header, *_rows()]).encode() + b"\r")
+    assert response.status_code == 200, response.text
+    assert response.json()["rows"] == 40 and response.json()["validation"]["isValid"] is True
+
+    # A seq over Python csv's default field limit (131,072 characters) in the first data row.
+    long_seq = ",".join(str(i % 997) for i in range(40_000))
+    assert len(long_seq) > 131_072
+    rows = _rows()
+    rows[0] = f"1,1000,\"{long_seq}\",1"
+    response = _upload(gateway_client, "\n".join([header, *rows, ""]).encode())
+    assert response.status_code == 200, response.text
+    assert response.json()["rows"] == 40 and response.json()["validation"]["isValid"] is True
+
+    # Finite but huge numbers: accepted, statistics stay finite JSON, and a warning names the column and rows.
+    rows = [f"{i % 24},{'1e308' if i % 2 else '-1.7e308'},\"1,2,{i}\",{int(i % 7 == 0)}" for i in range(40)]
+    response = _upload(gateway_client, "\n".join([header, *rows, ""]).encode())
+    assert response.status_code == 200, response.text
+    body = _strict_json(response.text)
+    assert body["validation"]["isValid"] is True
+    warning = next(w for w in body["validation"]["warnings"] if w.startswith("l_feat_1:"))
+    assert "40 values are larger than" in warning and "data row 1" in warning and "missing" in warning
+    profile = json.loads((data_dir / "files" / body["file_id"] / "profile.json").read_text(),
+                         parse_constant=lambda c: pytest.fail(f"{c} in profile.json"))
+    stats = profile["columns"]["l_feat_1"]
+    assert stats["max"] == 1e308 and stats["min"] == -1.7e308 and -1.7e308 < stats["mean"] < 1e308

@@ -51,6 +51,7 @@ NULL_TEXTS = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-na
               "N/A", "NA", "NULL", "NaN", "n/a", "nan", "null", "None", "<NA>"]
 _NULL_SET = pa.array(NULL_TEXTS[1:])
 RAGGED_EXAMPLES = 5
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # the trainer's numbers: larger magnitudes become missing there
 WARNED_COLUMNS = 10  # per-column warnings listed one by one; the rest are summarised
 
 
@@ -174,6 +175,7 @@ class _Run:
         self.kinds: dict[str, str] = {}  # feature -> "numeric" | "categorical"
         self.categories: dict[str, Categories] = {}
         self.not_numbers = {name: Problems() for name in self.features}
+        self.too_large = {name: Problems() for name in self.features}  # beyond float32: missing in training
         self.empty = {name: 0 for name in self.columns}
         self.bad_clicked = Problems()
         self.bad_seq = Problems()
@@ -286,6 +288,11 @@ class _Run:
             shown = column.take(pa.array(bad, type=pa.int64())).to_pylist()
             self.not_numbers[name].add(int(not_number.sum()),
                                        [f"data row {first_row + int(p)}: {v!r}" for p, v in zip(bad, shown)])
+        magnitude = pc.abs(values)
+        if (pc.max(magnitude).as_py() or 0.0) > FLOAT32_MAX:
+            huge = np.flatnonzero(np.nan_to_num(magnitude.to_numpy(zero_copy_only=False)) > FLOAT32_MAX)
+            self.too_large[name].add(int(len(huge)), [f"data row {first_row + int(p)}: {values[int(p)].as_py():g}"
+                                                      for p in huge[:3]])
         return values
 
     def _add_preview(self, raw: dict[str, pa.Array], arrays: list[pa.Array], clicked: np.ndarray, n: int) -> None:
@@ -361,6 +368,10 @@ class _Run:
             warnings.append(f"{len(rest)} more columns have values that are not numbers "
                             f"({sum(p.rows for _, p in rest)} values, in {', '.join(n for n, _ in rest[:10])}"
                             f"{', ...' if len(rest) > 10 else ''}); they are treated as missing.")
+        for name, p in [(name, p) for name, p in self.too_large.items() if p.rows][:WARNED_COLUMNS]:
+            warnings.append(f"{name}: {p.rows} values are larger than {FLOAT32_MAX:.4g} in magnitude "
+                            f"({'; '.join(p.examples)}), beyond the model's 32-bit numbers; training treats them "
+                            "as missing. Rescale the column (e.g. to thousands) to use them.")
         for name, cats in self.categories.items():
             warnings.append(f"{name}: text values, encoded as {len(cats.codes)} category codes"
                             + (f"; {cats.overflow} values beyond the first {cats.limit} categories are treated "

@@ -26,6 +26,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 _NAN_BITS = np.uint64(0x7FF8000000000000)
+HUGE = 2.0**500  # above this a block's squares (and soon its sums) would overflow float64
+
+
+def _finite(value: float) -> float | None:
+    """A statistic of values near float64's largest can itself be too large (a std over 1.8e308): None."""
+    return value if math.isfinite(value) else None
 
 
 def _splitmix(x: np.ndarray) -> np.ndarray:
@@ -64,6 +70,7 @@ class ColumnMoments:
     m2: float = 0.0  # sum of squared deviations from the mean
     low: float = math.inf
     high: float = -math.inf
+    scale: float = 1.0  # mean and m2 are of value / scale (a power of two > 1 only for huge values)
 
 
 class Segments:
@@ -130,6 +137,19 @@ class ProfileBuilder:
         if nb == 0:
             return
         low_high = pc.min_max(column)
+        low, high = low_high["min"].as_py(), low_high["max"].as_py()
+        biggest = max(abs(low), abs(high))
+        if biggest > HUGE:
+            # Finite but huge values (1e308 is a float): their sum and squares overflow to inf.
+            # Keep the moments of value / scale instead, with scale a power of two (exact).
+            scale = max(m.scale, 2.0 ** (math.frexp(biggest)[1] - 1))  # value / scale within +-2
+            if scale > m.scale:
+                ratio = m.scale / scale
+                m.mean *= ratio
+                m.m2 *= ratio * ratio
+                m.scale = scale
+        if m.scale != 1.0:
+            column = pc.divide(column, pa.scalar(m.scale))
         mean = pc.mean(column).as_py()
         m2 = pc.variance(column, ddof=0).as_py() * nb
         total = m.count + nb
@@ -137,8 +157,8 @@ class ProfileBuilder:
         m.mean += delta * nb / total
         m.m2 += m2 + delta * delta * m.count * nb / total
         m.count = total
-        m.low = min(m.low, low_high["min"].as_py())
-        m.high = max(m.high, low_high["max"].as_py())
+        m.low = min(m.low, low)
+        m.high = max(m.high, high)
 
     def _add_segments(self, columns: list[pa.Array], clicked: np.ndarray) -> None:
         valid = clicked >= 0
@@ -172,8 +192,9 @@ class ProfileBuilder:
             has = m.count > 0
             out[name] = {
                 "missing": m.missing,
-                "mean": m.mean if has else None,
-                "std": math.sqrt(m.m2 / (m.count - 1)) if m.count > 1 else (0.0 if has else None),
+                "mean": _finite(m.mean * m.scale) if has else None,
+                "std": (_finite(math.sqrt(m.m2 / (m.count - 1)) * m.scale) if m.count > 1
+                        else (0.0 if has else None)),
                 "min": m.low if has else None,
                 "max": m.high if has else None,
             }

@@ -31,6 +31,11 @@ import pyarrow.compute as pc
 from ctrops_common.dataset import REQUIRED_COLUMNS, SEQUENCE, TARGET
 
 SNIFF_BYTES = 1 << 20
+# Python's csv module refuses fields over 131,072 characters by default, and a long seq in the
+# first data row is legitimate. What sniff() parses is at most SNIFF_BYTES, so a limit of that
+# size bounds nothing it could not already hold: raised for this process (the module-wide setting).
+csv.field_size_limit(max(csv.field_size_limit(), SNIFF_BYTES + 1))
+_LINE_END = re.compile(r"\r\n|\r|\n")  # CRLF, LF and the old Mac CR-only endings, as Arrow splits rows
 EXAMPLES = 3  # offending values quoted per message
 
 # Magic numbers of the files people upload by mistake instead of a CSV export.
@@ -130,14 +135,19 @@ def sniff(path: Path) -> Header:
     _check_text(head)
     encoding = detect_encoding(head, complete)
     text = codecs.getincrementaldecoder(encoding)(errors="replace").decode(head, final=complete).lstrip("\ufeff")
-    first_end = text.find("\n")
+    line_end = _LINE_END.search(text)
+    first_end = line_end.start() if line_end else -1
     if first_end < 0 and not complete:
         raise Rejected(400, "The first line is longer than 1 MB, so it is not a CSV header. "
                             "The first line must list the column names.")
     first_line = text if first_end < 0 else text[:first_end]
     if first_line.lstrip().startswith(("{", "[", "<")):
         raise Rejected(415, "The file looks like JSON, HTML or XML, not CSV. Export the data as CSV and upload that.")
-    fields = [f.strip().lstrip("\ufeff") for f in next(csv.reader([first_line.rstrip("\r")]), [])]
+    try:
+        fields = [f.strip().lstrip("\ufeff") for f in next(csv.reader([first_line]), [])]
+    except csv.Error as exc:
+        raise Rejected(400, f"The header line could not be read as CSV ({exc}). "
+                            "The first line must list the column names, separated by commas.") from None
     if len(fields) <= 1:
         for sep, what in (("\t", "tab"), (";", "semicolon"), ("|", "pipe")):
             if sep in first_line:
@@ -147,10 +157,13 @@ def sniff(path: Path) -> Header:
                             "The first line must list the column names, including clicked and seq.")
 
     header = Header(encoding=encoding, fields=fields)
-    rest = text[first_end + 1:] if first_end >= 0 else ""
-    first_row = next((line for line in rest.split("\n", 2)[:2] if line.strip()), None)
+    rest = text[line_end.end():] if line_end else ""
+    first_row = next((line for line in _LINE_END.split(rest, 2)[:2] if line.strip()), None)
     if first_row is not None:
-        width = len(next(csv.reader([first_row.rstrip("\r")]), []))
+        try:
+            width = len(next(csv.reader([first_row]), []))
+        except csv.Error:  # e.g. a quoted field running past the sniffed megabyte: Arrow reports the row
+            width = len(fields)
         if width == len(fields) + 1:
             # Rows one field wider than the header: an unnamed trailing row index.
             header.fields.append("")
