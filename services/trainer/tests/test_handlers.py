@@ -163,6 +163,9 @@ async def test_kill_9_of_the_trainer_mid_run_never_leaves_the_run_stuck(
     print(f"run ended {time.monotonic() - started:.1f}s after the restart")
     attempts = [s.payload.attempt for s in of(events, Topic.TRAINING_STARTED)]
     assert attempts == [1, 2]  # taken over once the dead trainer's lease expired
+    first_start, retry = of(events, Topic.TRAINING_STARTED)
+    assert first_start.payload.retry_cause is None and retry.payload.retry_cause == "lease_expired"
+    assert "lease" in retry.payload.retry_reason and retry.payload.max_attempts >= 2
     (done,) = of(events, Topic.TRAINING_DONE)
     retried = [p.payload.epoch for p in of(events, Topic.TRAINING_PROGRESS) if p.payload.attempt == 2]
     assert retried == list(range(1, 9))
@@ -202,6 +205,10 @@ async def test_a_training_process_that_dies_is_retried_by_the_same_trainer(
     events = await collect(RUN_TOPICS, req.run_id, ended, timeout_s=180)
     seen = [(e.type.value, getattr(e.payload, "attempt", None), getattr(e.payload, "epoch", None)) for e in events]
     assert [s.payload.attempt for s in of(events, Topic.TRAINING_STARTED)] == [1, 2], (seen, trainer.log()[-3000:])
+    first_start, retry = of(events, Topic.TRAINING_STARTED)
+    assert (first_start.payload.retry_cause, first_start.payload.retry_reason) == (None, None)
+    assert retry.payload.retry_cause == "died" and "code -9" in retry.payload.retry_reason  # why, for the client
+    assert retry.payload.max_attempts == first_start.payload.max_attempts >= 2
     assert [p.payload.epoch for p in of(events, Topic.TRAINING_PROGRESS) if p.payload.attempt == 2] == \
         list(range(1, 9))
     assert len(of(events, Topic.TRAINING_DONE)) == 1

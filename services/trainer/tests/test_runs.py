@@ -29,7 +29,7 @@ def test_a_dead_trainers_run_is_taken_over_then_failed_when_attempts_are_used_up
     assert store.claim(RUN, "w1", lease_s=0.2, max_attempts=2).attempt == 1
     time.sleep(0.3)  # w1 stopped renewing (killed)
     second = store.claim(RUN, "w2", lease_s=0.2, max_attempts=2)
-    assert (second.action, second.attempt) == ("train", 2)
+    assert (second.action, second.attempt, second.previous_status) == ("train", 2, "running")  # a stale lease
     assert store.renew(RUN, "w1") == (False, False)  # w1's lease is gone for good
     time.sleep(0.3)
     assert store.claim(RUN, "w3", lease_s=0.2, max_attempts=2).action == "exhausted"
@@ -54,7 +54,7 @@ def test_a_released_run_is_retried_at_once_and_counts_as_an_attempt(store: RunSt
     store.claim(RUN, "w1", lease_s=30, max_attempts=3)
     store.release(RUN, "w1")
     claim = store.claim(RUN, "w2", lease_s=30, max_attempts=3)
-    assert (claim.action, claim.attempt) == ("train", 2)
+    assert (claim.action, claim.attempt, claim.previous_status) == ("train", 2, "interrupted")
 
 
 def test_cancel_reaches_the_running_trainer_and_a_run_not_yet_started(store: RunStore):

@@ -210,10 +210,19 @@ class TrainingRequested(Payload):
     client_id: str | None = None
 
 
+RetryCause = Literal["died", "interrupted", "lease_expired"]
+
+
 class TrainingStarted(Payload):
     run_id: str
     attempt: int
     worker: str
+    max_attempts: int | None = None  # CTROPS_TRAINER_MAX_ATTEMPTS of the trainer that started it
+    # Why attempt n > 1 exists: the previous attempt's training process died (``died``), its trainer
+    # gave the run back (``interrupted``: stopping, a broker error) or stopped renewing its lease
+    # (``lease_expired``: killed, restarted); ``retry_reason`` in words (English, from the trainer).
+    retry_cause: RetryCause | None = None
+    retry_reason: str | None = None
 
 
 class EpochMetrics(Payload):

@@ -13,6 +13,14 @@ publishes them with the run id as correlation id, docs/events.md):
   The client subscribes before the history is read, so nothing falls in between;
   messages it already got are recognised by event id and not sent twice.
 
+A retried run (its training process or its trainer died; the trainer starts attempt n):
+the ``training.started`` of attempt n becomes a Korean ``log`` saying so (attempt n of the
+maximum, and why); the new attempt trains from epoch 1 again, and its epochs a client has
+already seen (numbers not beyond the last epoch it was sent) are not sent again: the
+epoch numbers a client sees never go backwards. One ``log`` says where the stream picks up
+(``_Sent``). ``epoch_update`` carries ``attempt``; the status shows ``attempt``,
+``max_attempts`` and the retry's cause.
+
 Metrics go out with both key spellings (``train_loss`` and ``trainLoss``...), accuracies
 as fractions, never NaN (unknown values are null).
 """
@@ -41,6 +49,13 @@ CHANNEL_PREFIX = "training:"
 RUN_TOPICS = [Topic.TRAINING_REQUESTED, Topic.TRAINING_STARTED, Topic.TRAINING_PROGRESS, Topic.TRAINING_DONE,
               Topic.TRAINING_FAILED, Topic.TRAINING_CANCEL_REQUESTED]
 STATUS_KO = {"training": "학습 중", "completed": "완료", "failed": "실패"}
+# Why a run is retried (training.started's retry_cause), in words for the client.
+RETRY_CAUSE_KO = {
+    "died": "이전 시도의 학습 프로세스가 비정상 종료되었습니다 (강제 종료 또는 메모리 부족)",
+    "interrupted": "이전 시도가 중단되었습니다 (트레이너 중지 또는 브로커 연결 오류)",
+    "lease_expired": "이전 시도의 트레이너가 응답하지 않습니다 (강제 종료 또는 재시작)",
+    "": "이전 시도가 중단되었습니다",
+}
 # snake_case (the backend guide) -> camelCase (the frontend), sent side by side.
 CAMEL = {"train_loss": "trainLoss", "val_loss": "valLoss", "train_accuracy": "trainAccuracy",
          "val_accuracy": "valAccuracy", "samples_per_s": "samplesPerS"}
@@ -107,6 +122,20 @@ class RunView:
         if self.started is not None:
             return int(self.started.payload.get("attempt", 1))
         return int(self.epochs[-1].payload.get("attempt", 1)) if self.epochs else 0
+
+    @property
+    def max_attempts(self) -> int | None:
+        return self.started.payload.get("max_attempts") if self.started is not None else None
+
+    @property
+    def retry(self) -> dict[str, Any] | None:
+        """Why the latest attempt is a retry (None for the first attempt or unknown)."""
+        payload = self.started.payload if self.started is not None else {}
+        if int(payload.get("attempt", 1)) <= 1:
+            return None
+        cause = payload.get("retry_cause")
+        return {"cause": cause, "reason": payload.get("retry_reason"),
+                "reason_ko": RETRY_CAUSE_KO.get(cause or "", RETRY_CAUSE_KO[""])}
 
     @property
     def status(self) -> str:
@@ -212,6 +241,8 @@ def status_body(view: RunView) -> dict[str, Any]:
         "file_id": view.file_id,
         "created_at": view.created_at.isoformat() if view.created_at else None,
         "attempt": view.attempt,
+        "max_attempts": view.max_attempts,
+        "retry": view.retry,  # why the latest attempt is a retry (null for the first)
         "experiment_name": view.config.get("experiment_name"),
         "config": view.config,
         "history": [{"epoch": e.payload["epoch"], **metrics_both(e.payload.get("metrics"))} for e in view.epochs],
@@ -261,6 +292,7 @@ def list_runs(views: ReadModel, limit: int = 500) -> list[dict[str, Any]]:
             "auc": finite(metrics.get("auc")),
             "current_epoch": view.current_epoch,
             "total_epochs": view.total_epochs,
+            "attempt": view.attempt,
             "experiment_name": view.config.get("experiment_name"),
             "champion": view.done.payload.get("champion") if view.done is not None else None,
         })
@@ -284,7 +316,10 @@ def unknown_run_message(run_id: str) -> dict[str, Any]:
 def status_message(view: RunView) -> dict[str, Any]:
     text = f"학습 실행 {view.run_id[:8]} 상태: {STATUS_KO[view.status]}"
     if view.status == "training":
-        text += f" (에폭 {view.current_epoch}/{view.total_epochs} 완료)"
+        text += f" (에폭 {view.current_epoch}/{view.total_epochs} 완료"
+        if view.attempt > 1:
+            text += f", 시도 {view.attempt}" + (f"/{view.max_attempts}" if view.max_attempts else "")
+        text += ")"
         if view.cancel_requested:
             text += ", 취소 요청됨"
     elif view.status == "completed":
@@ -388,9 +423,20 @@ def failed_messages(payload: dict[str, Any]) -> list[dict[str, Any]]:
 
 def started_message(payload: dict[str, Any]) -> dict[str, Any]:
     attempt = int(payload.get("attempt", 1))
-    if attempt > 1:
-        return log_message(f"이전 시도가 중단되어 학습을 다시 시작합니다 (시도 {attempt}).")
-    return log_message("학습을 시작했습니다.")
+    if attempt <= 1:
+        return log_message("학습을 시작했습니다.")
+    most = payload.get("max_attempts")
+    of = f"시도 {attempt}/{most}" if most else f"시도 {attempt}"
+    why = RETRY_CAUSE_KO.get(payload.get("retry_cause") or "", RETRY_CAUSE_KO[""])
+    detail = f" ({payload['retry_reason']})" if payload.get("retry_reason") else ""
+    return log_message(f"학습을 다시 시작합니다 ({of}). 이유: {why}{detail}. 새 시도는 에폭 1부터 다시 학습하며, "
+                       "이미 받은 에폭은 다시 보내지 않고 그다음 에폭부터 이어서 보냅니다.")
+
+
+def replay_message(attempt: int, epoch: int, shown: int) -> dict[str, Any]:
+    """Said once per attempt, when its first epoch the client already saw comes in."""
+    return log_message(f"시도 {attempt}: 에폭 {epoch}부터 다시 학습 중입니다. 이미 받은 에폭 {shown}까지는 다시 보내지 않고, "
+                       f"에폭 {shown + 1}부터 이어서 보냅니다.")
 
 
 def keyed(event_id: str, messages: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
@@ -459,12 +505,39 @@ _register()
 
 
 class _Sent:
-    """What one client already got: by event, by (attempt, epoch), and whether the run's end."""
+    """What one client already got: by event, by (attempt, epoch), the highest epoch number it was
+    sent, and whether the run's end.
+
+    Epoch numbers never go backwards for a client: an ``epoch_update`` not beyond the highest
+    epoch sent (a retried attempt training its first epochs again) is counted as seen but not
+    sent, nor are that event's other lines (its per-epoch log); the first such epoch of an
+    attempt is announced once instead (``replay_message``)."""
 
     def __init__(self) -> None:
         self.keys: set[str] = set()
         self.epochs: set[tuple[int, int]] = set()
+        self.shown_epoch = 0
+        self.replayed_events: set[str] = set()
+        self.announced_attempts: set[int] = set()
         self.final = False
+
+    def screen(self, key: str, message: dict[str, Any]) -> list[dict[str, Any]]:
+        """The messages to send for this one: itself, nothing, or (a replayed epoch) its announcement."""
+        event_id = key.split(":", 1)[0]
+        if event_id in self.replayed_events and message["type"] == "log":
+            self.keys.add(key)  # "epoch 1/10 done" of a replayed epoch would read as going backwards
+            return []
+        if message["type"] == "epoch_update" and key not in self.keys \
+                and int(message["epoch"]) <= self.shown_epoch:
+            attempt, epoch = int(message.get("attempt", 1)), int(message["epoch"])
+            self.keys.add(key)
+            self.epochs.add((attempt, epoch))  # accounted for: the run's end does not wait for it
+            self.replayed_events.add(event_id)
+            if attempt in self.announced_attempts:
+                return []
+            self.announced_attempts.add(attempt)
+            return [replay_message(attempt, epoch, self.shown_epoch)]
+        return [message] if self.admit(key, message) else []
 
     def admit(self, key: str, message: dict[str, Any]) -> bool:
         if key in self.keys:
@@ -475,6 +548,7 @@ class _Sent:
             if epoch in self.epochs:
                 return False
             self.epochs.add(epoch)
+            self.shown_epoch = max(self.shown_epoch, int(message["epoch"]))
         elif kind in ("training_complete", "training_failed"):
             if self.final:
                 return False
@@ -509,8 +583,9 @@ class _Outbox:
         if final:
             self.held.append((key, message))
             self.deadline = self.deadline or time.monotonic() + FINAL_HOLD_S
-        elif self.sent.admit(key, message):
-            await self.websocket.send_json(message)
+        else:
+            for outgoing in self.sent.screen(key, message):
+                await self.websocket.send_json(outgoing)
         await self.flush()
 
     async def flush(self, force: bool = False) -> None:
@@ -518,8 +593,8 @@ class _Outbox:
         if not self.held or (end is None and not force) or (not force and self._epochs_missing(end)):
             return
         for key, message in self.held:
-            if self.sent.admit(key, message):
-                await self.websocket.send_json(message)
+            for outgoing in self.sent.screen(key, message):
+                await self.websocket.send_json(outgoing)
         self.held, self.deadline = [], None
 
     async def catch_up(self, views: ReadModel, run_id: str) -> None:

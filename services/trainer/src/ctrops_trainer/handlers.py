@@ -2,8 +2,9 @@
 
 Consumes ``training.requested`` (main group) and ``training.cancel.requested`` (a second
 group, so a cancel is read even while this trainer is busy training). Publishes
-``training.started`` per attempt, ``training.progress`` once per finished epoch (with the
-attempt number), then ``training.done`` or ``training.failed``.
+``training.started`` per attempt (from attempt 2 on with why the run is retried and the
+maximum), ``training.progress`` once per finished epoch (with the attempt number), then
+``training.done`` or ``training.failed``.
 
 The training itself runs in a child process (``worker.run``); this handler only
 supervises it: relays its messages, renews the run's lease in ``trainer_runs``, watches
@@ -28,6 +29,7 @@ from ctrops_common.events import (
     EpochMetrics,
     Event,
     ModelResult,
+    RetryCause,
     Topic,
     TrainingCancelRequested,
     TrainingDone,
@@ -82,12 +84,14 @@ class Trainer:
             await self._publish_failed(run_id, f"the training request is invalid ({exc}); start a new training")
             return
         waiting = False
+        died: str | None = None  # why this trainer's last attempt ended, when it retries the run itself
         while True:
             claim = await asyncio.to_thread(
                 self.runs.claim, run_id, self.worker_name,
                 self.settings.trainer_lease_timeout_s, self.settings.trainer_max_attempts,
             )
             if claim.action == "wait":  # another trainer holds a fresh lease on this run
+                died = None  # its attempt comes between: ours is no longer the previous one
                 if not waiting:
                     log.info("run %s is being trained by another trainer; waiting for its end or its lease", run_id)
                     waiting = True
@@ -112,8 +116,10 @@ class Trainer:
                     "max_seq_len if it keeps happening",
                 )
                 return
+            retry = _retry(claim.attempt, claim.previous_status, died)
             try:
-                outcome = await self._attempt(request, parquet_path, claim.attempt, claim.previous_mlflow_run_id)
+                outcome = await self._attempt(request, parquet_path, claim.attempt, claim.previous_mlflow_run_id,
+                                              retry)
             except Exception:
                 # e.g. the broker was unreachable for a publish: give the run back so the bus's
                 # retry (here or on another trainer) starts the next attempt at once.
@@ -127,13 +133,15 @@ class Trainer:
                         "code -9 usually means out of memory): lower batch_size or max_seq_len",
                     )
                     return
-                log.warning("training process of run %s died (%s); retrying", run_id, outcome.reason)
+                log.warning("training process of run %s died (%s); retrying (attempt %d of %d)", run_id,
+                            outcome.reason, claim.attempt + 1, self.settings.trainer_max_attempts)
+                died = outcome.reason
                 await asyncio.to_thread(self.runs.release, run_id, self.worker_name)
                 continue  # the next claim starts the next attempt
             return
 
     async def _attempt(self, request: TrainingRequested, parquet_path: Path, attempt: int,
-                       previous_mlflow_run_id: str | None) -> Outcome:
+                       previous_mlflow_run_id: str | None, retry: tuple[RetryCause, str] | None = None) -> Outcome:
         run_id = request.run_id
         data_dir = self.runtime.store.root
         worker.remove_partial_models(data_dir, run_id)
@@ -157,9 +165,10 @@ class Trainer:
             await self._finish_failed(run_id, self.worker_name, reason)
             return Outcome("failed", reason=reason)
 
-        await self.bus.publish(Topic.TRAINING_STARTED,
-                               TrainingStarted(run_id=run_id, attempt=attempt, worker=self.worker_name),
-                               correlation_id=run_id)
+        started = TrainingStarted(run_id=run_id, attempt=attempt, worker=self.worker_name,
+                                  max_attempts=self.settings.trainer_max_attempts,
+                                  retry_cause=retry[0] if retry else None, retry_reason=retry[1] if retry else None)
+        await self.bus.publish(Topic.TRAINING_STARTED, started, correlation_id=run_id)
         tracker.begin(experiment=config.experiment_name, run_id=run_id, file_id=request.file_id, attempt=attempt,
                       config=config, previous_mlflow_run_id=previous_mlflow_run_id)
         job = {
@@ -362,6 +371,19 @@ class Trainer:
 
     async def warm_up_tracking(self) -> None:
         await asyncio.wrap_future(self.tracking.warm_up())
+
+
+def _retry(attempt: int, previous_status: str | None, died: str | None) -> tuple[RetryCause, str] | None:
+    """Why attempt ``attempt`` exists (None for the first): for ``training.started`` and the client's log line."""
+    if attempt <= 1:
+        return None
+    if died is not None:  # this trainer saw the previous attempt's training process die
+        return "died", f"the training process of attempt {attempt - 1} died ({died})"
+    if previous_status == "interrupted":
+        return "interrupted", (f"attempt {attempt - 1} was given back unfinished (its trainer stopped or could "
+                               "not reach the broker)")
+    return "lease_expired", (f"the trainer of attempt {attempt - 1} stopped renewing its lease (killed or "
+                             "restarted)")
 
 
 def register(runtime: ServiceRuntime, settings: TrainerSettings) -> Trainer:

@@ -67,6 +67,8 @@ class Claim:
     attempt: int = 0
     result: dict[str, Any] | None = None
     previous_mlflow_run_id: str | None = None
+    # When taking over an earlier attempt: ``interrupted`` (given back) or ``running`` (its lease went stale).
+    previous_status: str | None = None
 
 
 def _now() -> datetime:
@@ -118,7 +120,8 @@ class RunStore:
                     .values(status="running", attempts=attempts + 1, worker=worker, updated_at=now)
                 ).rowcount
             if won:
-                return Claim("train", attempt=attempts + 1, previous_mlflow_run_id=row["mlflow_run_id"])
+                return Claim("train", attempt=attempts + 1, previous_mlflow_run_id=row["mlflow_run_id"],
+                             previous_status=status if attempts else None)
 
     def renew(self, run_id: str, worker: str) -> tuple[bool, bool]:
         """Renew our lease: (still ours, cancel requested)."""
