@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
+import time
 
 import pytest
 
@@ -181,3 +183,68 @@ def test_awkward_csvs_are_read_or_answered_by_name_never_500(monkeypatch, start_
                          parse_constant=lambda c: pytest.fail(f"{c} in profile.json"))
     stats = profile["columns"]["l_feat_1"]
     assert stats["max"] == 1e308 and stats["min"] == -1.7e308 and -1.7e308 < stats["mean"] < 1e308
+
+
+# -- stalled bodies and concurrent uploads, on a real uvicorn process -------------------------------------------
+
+
+def _stalled(port: int, path: str, head: bytes, declared: int, content_type: str) -> socket.socket:
+    """A request that declares ``declared`` body bytes, sends ``head`` of them and then nothing."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+                 f"Content-Length: {declared}\r\n\r\n".encode() + head)
+    return sock
+
+
+def _answer(sock: socket.socket) -> tuple[int, dict[str, str], str]:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    length = int(headers.get("content-length", "0"))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return int(lines[0].split()[1]), {k.lower(): v for k, v in headers.items()}, body.decode()
+
+
+def test_stalled_bodies_are_cut_at_the_timeout_leave_nothing_and_uploads_are_bounded(start_service, data_dir):
+    gateway = start_service("gateway", {"CTROPS_REQUEST_BODY_TIMEOUT_S": "2", "CTROPS_MAX_CONCURRENT_UPLOADS": "3",
+                                        "CTROPS_RATE_LIMIT_UPLOADS_PER_MIN": "0"})
+    boundary = "stall"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.csv\"\r\n"
+            "Content-Type: text/csv\r\n\r\nhour,seq,clicked\n1,\"1,2\",0\n").encode()
+    multipart = f"multipart/form-data; boundary={boundary}"
+    started = time.monotonic()
+    stalled = [_stalled(gateway.port, "/api/upload", head, 100_000, multipart) for _ in range(3)]
+    time.sleep(0.5)  # the three hold every upload slot
+    extra = _stalled(gateway.port, "/api/upload", head, 100_000, multipart)
+    status, headers, body = _answer(extra)
+    assert status == 503 and headers.get("retry-after") == "5", (status, body)
+    assert "CTROPS_MAX_CONCURRENT_UPLOADS" in json.loads(body)["detail"]
+    json_stall = _stalled(gateway.port, "/api/train", b'{"file_id": "', 200, "application/json")
+    for sock in stalled:
+        status, headers, body = _answer(sock)
+        assert status == 408, body
+        assert "CTROPS_REQUEST_BODY_TIMEOUT_S" in json.loads(body)["detail"]
+        assert headers.get("connection") == "close"
+    status, _, body = _answer(json_stall)
+    assert status == 408 and "stalled" in json.loads(body)["detail"]
+    assert time.monotonic() - started < 15
+    for sock in [*stalled, extra, json_stall]:
+        sock.close()
+    # Nothing of the cut uploads is left: no partial file, no empty folder.
+    uploads = data_dir / "uploads"
+    assert not uploads.exists() or not any(uploads.iterdir()), list(uploads.rglob("*"))
+    # The slots are free again and the gateway is healthy.
+    connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=30)
+    connection.request("GET", "/api/health")
+    assert connection.getresponse().status == 200
+    connection.close()

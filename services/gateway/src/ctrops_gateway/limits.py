@@ -5,6 +5,8 @@ A client is the authenticated client id, else the remote address (``caller.clien
 | limit | setting | answer |
 |---|---|---|
 | request body of every route but the upload (JSON) | CTROPS_MAX_JSON_BODY_KB | 413 |
+| a request body that stalls (upload: checked by the upload route) | CTROPS_REQUEST_BODY_TIMEOUT_S | 408 |
+| uploads received at once (checked by the upload route) | CTROPS_MAX_CONCURRENT_UPLOADS | 503 + Retry-After |
 | upload size (checked by the upload route while streaming) | CTROPS_MAX_UPLOAD_MB | 413 |
 | uploads per minute (token bucket, burst = the same number) | CTROPS_RATE_LIMIT_UPLOADS_PER_MIN | 429 + Retry-After |
 | training requests per minute (token bucket) | CTROPS_RATE_LIMIT_TRAININGS_PER_MIN | 429 + Retry-After |
@@ -153,8 +155,15 @@ class LimitsMiddleware:
             return None
         chunks: list[bytes] = []
         size = 0
+        stall_s = self.settings.request_body_timeout_s
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), stall_s)
+            except asyncio.TimeoutError:
+                await send_json_error(send, 408, f"The request body stalled: nothing arrived for {stall_s:g} s "
+                                                 "(CTROPS_REQUEST_BODY_TIMEOUT_S). Send the whole body at once.",
+                                      {"connection": "close"})
+                return None
             if message["type"] == "http.disconnect":
                 return None
             chunk = message.get("body", b"")

@@ -27,6 +27,15 @@ class GatewaySettings(ServiceSettings):
         120, gt=0,
         description="How long a report or PDF request waits for the run's explanation and report (409 after).",
     )
+    request_body_timeout_s: float = Field(
+        30, gt=0, le=3600,
+        description="A request body (upload or JSON) that sends nothing this long is cut off: 408, nothing kept.",
+    )
+    max_concurrent_uploads: int = Field(
+        32, ge=1, le=10_000,
+        description="Uploads received at once per gateway process (each holds a socket and a file); "
+        "503 + Retry-After beyond.",
+    )
     training_memory_limit_mb: float = Field(
         4096, gt=0, le=16 * 1024 * 1024,
         description="Largest estimated trainer memory a training config may need (422 above; training_cost.py); "

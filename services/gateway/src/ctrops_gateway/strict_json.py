@@ -7,7 +7,8 @@ config value that is not finite can never be right, and pydantic would echo it b
 JSON body is checked once, before the route runs, and a non-finite number is refused with
 422 naming where it is (``config.learningRate``). Bodies that are not valid JSON pass
 through untouched: FastAPI answers them itself. The body is already capped by the limits
-middleware outside this one (``CTROPS_MAX_JSON_BODY_KB``), so buffering it is bounded.
+middleware outside this one (``CTROPS_MAX_JSON_BODY_KB``, and 408 for a body that stalls),
+so buffering it again here is bounded.
 """
 
 from __future__ import annotations
@@ -118,7 +119,11 @@ async def _refuse(send: Send, problems: list[tuple[list[str | int], str]]) -> No
         message = f"must be a finite number; {shown} is not allowed ({why})"
         details.append(f"{where}: {message}")
         errors.append({"loc": ["body", *path], "msg": message, "type": "finite_number"})
-    body = json.dumps({"detail": "; ".join(details), "errors": errors}, ensure_ascii=False).encode()
-    await send({"type": "http.response.start", "status": 422,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await _send(send, 422, {"detail": "; ".join(details), "errors": errors})
+
+
+async def _send(send: Send, status: int, content: dict[str, Any]) -> None:
+    body = json.dumps(content, ensure_ascii=False).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import os
 from contextlib import suppress
+from pathlib import Path
 from typing import IO, Any
 
 from fastapi import APIRouter, Request
@@ -36,6 +37,7 @@ MB = 1 << 20
 FIELD = "file"
 WRITE_EVERY = 1 << 20  # bytes buffered from the parser before one write in a worker thread
 MULTIPART_SLACK = 64 * 1024  # boundaries and part headers around the file itself
+BUSY_RETRY_AFTER_S = 5
 
 
 class UploadError(Exception):
@@ -170,11 +172,23 @@ async def _receive(request: Request, state: GatewayState, file_id: str) -> tuple
     parser = MultipartParser(boundary, part.callbacks())
     store = state.store
     target = upload_path(file_id)
-    tmp = await asyncio.to_thread(store.temp_path, target)
-    fh = await asyncio.to_thread(open, tmp, "wb")
+    stall_s = state.settings.request_body_timeout_s
+    tmp: Path | None = None
+    fh: IO[bytes] | None = None
     try:
+        tmp = await asyncio.to_thread(store.temp_path, target)
+        fh = await asyncio.to_thread(open, tmp, "wb")
         try:
-            async for chunk in request.stream():
+            chunks = request.stream().__aiter__()
+            while True:
+                try:
+                    chunk = await asyncio.wait_for(chunks.__anext__(), stall_s)
+                except StopAsyncIteration:
+                    break
+                except asyncio.TimeoutError:
+                    raise UploadError(408, f"The upload stalled: no data arrived for {stall_s:g} s "
+                                           "(CTROPS_REQUEST_BODY_TIMEOUT_S), so it was cut off and nothing of it "
+                                           "was kept. Upload the file again.") from None
                 parser.write(chunk)
                 if part.error:
                     raise part.error
@@ -200,11 +214,14 @@ async def _receive(request: Request, state: GatewayState, file_id: str) -> tuple
         await asyncio.to_thread(_sync_close, fh)
         await asyncio.to_thread(store.commit_temp, tmp, target)
     except BaseException:
-        with suppress(OSError):
-            fh.close()
-        with suppress(OSError):
-            tmp.unlink()
-        await asyncio.to_thread(store.delete, f"uploads/{file_id}")
+        # Synchronously: a cancelled request (the client went away) must not skip the clean-up at an await.
+        if fh is not None:
+            with suppress(OSError):
+                fh.close()
+        if tmp is not None:
+            with suppress(OSError):
+                tmp.unlink()
+        store.delete(f"uploads/{file_id}")
         raise
     return part.filename or "", part.size
 
@@ -257,18 +274,43 @@ _BODY = {
     openapi_extra={"requestBody": _BODY},
     responses={
         400: {"description": "Not a usable CSV (the detail says what to fix)"},
+        408: {"description": "The body stalled longer than CTROPS_REQUEST_BODY_TIMEOUT_S"},
         413: {"description": "Larger than CTROPS_MAX_UPLOAD_MB"},
         415: {"description": "Not multipart, or binary content"},
+        503: {"description": "CTROPS_MAX_CONCURRENT_UPLOADS uploads already in progress (Retry-After), "
+                             "or the broker is unavailable"},
         504: {"description": "Ingest did not answer in time"},
     },
 )
 async def upload(request: Request, state: State) -> JSONResponse:
     """Upload an ad-click log (CSV, multipart field `file`): validation, statistics and a preview."""
+    slots = _slots(state)
+    if slots.locked():
+        limit = state.settings.max_concurrent_uploads
+        return JSONResponse({"detail": f"The gateway is already receiving {limit} uploads "
+                                       "(CTROPS_MAX_CONCURRENT_UPLOADS); try again in a few seconds."},
+                            status_code=503, headers={"Retry-After": str(BUSY_RETRY_AFTER_S)})
+    async with slots:
+        return await _upload(request, state)
+
+
+def _slots(state: GatewayState) -> asyncio.Semaphore:
+    """Uploads in progress at once, per process: each holds a socket and a file, so they are bounded."""
+    slots = getattr(state, "_upload_slots", None)
+    if slots is None:
+        slots = asyncio.Semaphore(state.settings.max_concurrent_uploads)
+        state._upload_slots = slots  # type: ignore[attr-defined]
+    return slots
+
+
+async def _upload(request: Request, state: GatewayState) -> JSONResponse:
     file_id = new_id()
     try:
         filename, size = await _receive(request, state, file_id)
     except UploadError as exc:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+        # After a stall the rest of the body may still arrive: close the connection rather than read it.
+        headers = {"Connection": "close"} if exc.status_code == 408 else None
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
     key = f"upload:{file_id}"
     future = state.replies.expect(key)  # before publishing: the verdict may come back at once
