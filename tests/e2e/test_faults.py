@@ -158,6 +158,10 @@ def test_trainer_killed_mid_run_is_taken_over_and_health_shows_it(stack, sample_
 
     status = stack.wait_status_epoch(run_id, 1, 300)
     assert status["status"] == "training" and status["current_epoch"] < EPOCHS, status
+    # A client watching through the kill (issue 17): a retry log line, epochs never going backwards.
+    watching: Future[list[dict[str, Any]]] = Future()
+    threading.Thread(target=lambda: watching.set_result(asyncio.run(_history(stack, run_id, 900))),
+                     daemon=True).start()
     trainer = stack.services["trainer"]
     children = psutil.Process(trainer.process.pid).children(recursive=True)
     assert children, "training runs in a child process"
@@ -182,17 +186,23 @@ def test_trainer_killed_mid_run_is_taken_over_and_health_shows_it(stack, sample_
     assert len(run_events(stack, Topic.TRAINING_DONE, run_id)) == 1  # finished once
     retried = [e.payload.epoch for e in run_events(stack, Topic.TRAINING_PROGRESS, run_id) if e.payload.attempt == 2]
     assert sorted(retried) == list(range(1, EPOCHS + 1))
+    watched = watching.result(timeout=120)
+    epochs = [m["epoch"] for m in watched if m["type"] == "epoch_update"]
+    assert epochs == list(range(1, EPOCHS + 1)), watched  # in order, each once, across both attempts
+    assert any(m["type"] == "log" and "학습을 다시 시작합니다 (시도 2/" in m["message"] and "응답하지 않습니다"
+               in m["message"] for m in watched), [m for m in watched if m["type"] == "log"]
+    assert watched[-1]["type"] == "training_complete"
     # A client connecting now sees the latest attempt's epochs once each, then the end.
     history = asyncio.run(_history(stack, run_id))
     assert [m["epoch"] for m in history if m["type"] == "epoch_update"] == list(range(1, EPOCHS + 1))
     assert history[-1]["type"] == "training_complete"
 
 
-async def _history(stack, run_id: str) -> list[dict[str, Any]]:
+async def _history(stack, run_id: str, wait_s: float = 30) -> list[dict[str, Any]]:
     messages = []
     async with websockets.connect(f"{stack.ws_url}/ws/training/{run_id}", open_timeout=30) as socket:
         while not messages or messages[-1]["type"] not in ("training_complete", "training_failed"):
-            messages.append(json.loads(await asyncio.wait_for(socket.recv(), 30)))
+            messages.append(json.loads(await asyncio.wait_for(socket.recv(), wait_s)))
     return messages
 
 
