@@ -187,7 +187,7 @@ class Stack:
         """Restart whatever died until a stop is asked for. Runs with the handler not raising:
         a signal only sets the flag, seen here within 0.1 s."""
         self._interruptible = False
-        while not self.stop_requested:
+        while not self.stop_requested and not self.stopping.is_set():
             self._check_broker()
             for child in self.children.values():
                 if self.stop_requested:
