@@ -17,6 +17,7 @@ def main() -> None:
         host=settings.gateway_host,
         port=settings.gateway_port,
         log_config=None,
+        proxy_headers=False,  # forwarded headers only from CTROPS_TRUSTED_PROXIES (proxies.py), not 127.0.0.1
         ws_ping_interval=20,
         timeout_graceful_shutdown=10,
     )

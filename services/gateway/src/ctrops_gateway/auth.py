@@ -364,25 +364,40 @@ async def refuse_websocket(receive: Receive, send: Send, reason: str, code: int 
 # -- keeping secrets out of the logs -----------------------------------------------------------
 
 _QUERY_SECRET = re.compile(r"((?:^|[?&])(?:token|access_token|api_key)=)[^&\s\"']*", re.IGNORECASE)
+# Header lines as the WebSocket and HTTP protocols log them at DEBUG ("< authorization: Bearer ...").
+_HEADER_SECRET = re.compile(
+    r"((?:^|[\s<>'\"(,])(?:authorization|proxy-authorization|x-api-key|cookie|set-cookie)['\"]?\s*[:=,]\s*['\"]?)"
+    r"[^\r\n'\"]*", re.IGNORECASE)
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")  # a JWT wherever it appears
 
 
 def redact(text: str) -> str:
-    return _QUERY_SECRET.sub(r"\1***", text)
+    text = _QUERY_SECRET.sub(r"\1***", text)
+    text = _HEADER_SECRET.sub(r"\1***", text)
+    return _JWT.sub("eyJ***", text)
 
 
 class RedactTokens(logging.Filter):
-    """uvicorn logs request lines with their query string (``/ws/performance?token=...``)."""
+    """Keys and tokens out of every log line: query tokens in uvicorn's request lines
+    (``/ws/performance?token=...``), credential headers the WebSocket and HTTP protocols log at
+    DEBUG, and anything shaped like a JWT. The message is rendered and redacted whole (a header
+    logged as ``"< %s: %s"`` has its name and value in separate arguments)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and record.args:
-            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
-        if isinstance(record.msg, str) and "=" in record.msg:
-            record.msg = redact(record.msg)
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed record: leave it to the handler's own error path
+            return True
+        redacted = redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
         return True
 
 
 def install_log_redaction() -> None:
-    for name in ("uvicorn.access", "uvicorn.error", "uvicorn"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, RedactTokens) for f in logger.filters):
-            logger.addFilter(RedactTokens())
+    """On every handler of the root logger (every logger's records pass one) and on uvicorn's loggers."""
+    targets: list[logging.Filterer] = [logging.getLogger(n) for n in ("uvicorn.access", "uvicorn.error", "uvicorn")]
+    targets += logging.getLogger().handlers
+    for target in targets:
+        if not any(isinstance(f, RedactTokens) for f in target.filters):
+            target.addFilter(RedactTokens())

@@ -103,7 +103,7 @@ def method_of(scope: Scope) -> str:
 
 
 def remote_addr(scope: Scope) -> str:
-    """The peer address (uvicorn already applied X-Forwarded-For from FORWARDED_ALLOW_IPS proxies)."""
+    """The peer address, or the client a trusted proxy forwarded for (proxies.py, CTROPS_TRUSTED_PROXIES)."""
     client = scope.get("client")
     return str(client[0]) if client else "unknown"
 

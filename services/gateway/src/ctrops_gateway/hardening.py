@@ -1,7 +1,8 @@
 """Wiring of the hardening layers (docs/security.md) and their place in the OpenAPI schema.
 
 Middleware order, outermost first (Starlette runs the last added first):
-  measure (app.py) -> security headers -> CORS -> audit -> auth -> limits -> strict JSON -> routes
+  measure (app.py) -> security headers -> CORS -> proxy headers -> audit -> auth -> limits -> strict JSON
+  -> routes
 CORS wraps the guards so refusals (401/403/413/429) carry CORS headers a browser can read;
 the audit sits outside auth and limits so it records their refusals, and inside it the
 principal set by auth is known. The answers these layers give are documented here, in
@@ -18,6 +19,7 @@ from .audit import AuditMiddleware
 from .auth import OPEN_PATHS, AuthMiddleware, check_auth_settings, install_log_redaction
 from .headers import SecurityHeadersMiddleware
 from .limits import RATE_LIMITED, STREAMING_ROUTES, TRAIN_ROUTE, LimitsMiddleware
+from .proxies import ProxyHeadersMiddleware
 from .settings import GatewaySettings
 from .strict_json import StrictJsonMiddleware
 
@@ -48,6 +50,8 @@ def add_guards(app: FastAPI, settings: GatewaySettings) -> None:
     app.add_middleware(LimitsMiddleware, settings=settings)
     app.add_middleware(AuthMiddleware, settings=settings)
     app.add_middleware(AuditMiddleware)
+    # Outside audit and limits: both see the client address of a trusted proxy's forwarded headers only.
+    app.add_middleware(ProxyHeadersMiddleware, trusted=settings.trusted_proxies)
 
 
 def add_security_headers(app: FastAPI, settings: GatewaySettings) -> None:

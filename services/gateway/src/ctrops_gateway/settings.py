@@ -2,9 +2,11 @@
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from ctrops_common.settings import ServiceSettings, env_alias
+
+from .proxies import parse_networks
 
 
 class GatewaySettings(ServiceSettings):
@@ -89,6 +91,12 @@ class GatewaySettings(ServiceSettings):
     ws_max_messages_per_min: int = Field(
         60, ge=1, le=1_000_000, description="Messages per minute a WebSocket client may send (close 1008 above)."
     )
+    trusted_proxies: str = Field(
+        "",
+        validation_alias=env_alias("trusted_proxies", "FORWARDED_ALLOW_IPS"),
+        description="Reverse proxies (IP addresses and CIDRs, comma-separated; '*' any) whose X-Forwarded-For / "
+        "Forwarded headers name the client for rate limits and the audit trail; empty: none, the peer address counts.",
+    )
     docs_frame_ancestors: str = Field(
         "",
         description="Origins allowed to embed /docs in an iframe, space-separated; empty: 'self' and the CORS origins.",
@@ -96,6 +104,12 @@ class GatewaySettings(ServiceSettings):
     hsts_max_age_s: int = Field(
         0, ge=0, le=63_072_000, description="Strict-Transport-Security max-age (0: not sent; set it behind TLS)."
     )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_parse(cls, value: str) -> str:
+        parse_networks(value)  # ValueError names the bad entry
+        return value
 
     @property
     def auth_jwt_algorithm_list(self) -> list[str]:
