@@ -102,7 +102,7 @@ def test_api_key_entries_are_checked_without_echoing_the_key():
     assert [(k.client_id, k.role) for k in keys] == [("alice", Role.VIEWER), ("bob", Role.OPERATOR),
                                                      ("carol", Role.OPERATOR)]
     assert all(len(k.digest) == 32 for k in keys)
-    for bad, why in [("shortkey:viewer:x", "at least 16"), (f"{OPERATOR_KEY}:admin:x", "unknown role"),
+    for bad, why in [("shortkey:viewer:x", "at least 16"), (f"{OPERATOR_KEY}:superuser:x", "unknown role"),
                      (f"{OPERATOR_KEY}:viewer", "expected key:role:client"), ("sha256:abc:viewer:x", "64 hex"),
                      (f"{OPERATOR_KEY}:viewer:a,{VIEWER_KEY}:viewer:a", "used twice")]:
         with pytest.raises(ValueError, match=why) as info:
@@ -175,7 +175,7 @@ def test_viewer_reads_but_gets_403_on_upload_train_pdf_generation_and_audit(auth
 
 
 def test_a_token_without_a_known_role_is_forbidden(auth_client):
-    response = auth_client.get("/api/dashboard/si", headers=bearer(token("frank", role="admin")))
+    response = auth_client.get("/api/dashboard/si", headers=bearer(token("frank", role="superuser")))
     assert response.status_code == 403 and "no known role" in response.json()["detail"]
     roles = bearer(token("gina", role=None, roles=["something", "operator"]))
     assert auth_client.get("/api/audit", headers=roles).status_code == 200

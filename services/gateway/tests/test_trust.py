@@ -104,3 +104,58 @@ def test_at_debug_level_keys_and_tokens_sent_to_websockets_and_http_are_never_lo
     log = gateway.log_path.read_text(errors="replace")
     assert "/ws/performance" in log  # DEBUG did log the handshakes
     assert KEY not in log and TOKEN_LIKE not in log and "c2lnbmF0dXJlLXNlY3JldA" not in log
+
+
+# -- cancel: the run's owner or an admin ---------------------------------------------------------------------------
+
+BOB, CAROL, DANA, VIEWER = ("bob-operator-key-0123456789", "carol-operator-key-0123456789",
+                            "dana-admin-key-0123456789", "vic-viewer-key-0123456789")
+
+
+@pytest.fixture
+def owners_client(platform_env):
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from ctrops_gateway.app import create_app
+    from ctrops_gateway.settings import GatewaySettings
+
+    settings = GatewaySettings(consumer_group=f"gw-{platform_env['prefix']}", auth_enabled=True,
+                               auth_api_keys=f"{BOB}:operator:bob,{CAROL}:operator:carol,{DANA}:admin:dana,"
+                                             f"{VIEWER}:viewer:vic")
+    with TestClient(create_app(settings)) as client:
+        deadline = time.monotonic() + 30
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, "gateway consumer did not join its group"
+            time.sleep(0.1)
+        yield client
+
+
+def _running(client, owner: str | None) -> str:
+    from ctrops_common.events import Topic, TrainingConfig, TrainingRequested, new_id
+    from ctrops_common.testing import publish_events, wait_for
+
+    run_id = new_id()
+    publish_events((Topic.TRAINING_REQUESTED, TrainingRequested(
+        run_id=run_id, file_id=new_id(), parquet_location="files/x/data.parquet", config=TrainingConfig(),
+        client_id=owner)))
+    wait_for(lambda: client.get(f"/api/train/status/{run_id}", headers={"X-API-Key": VIEWER}).status_code,
+             lambda status: status == 200)
+    return run_id
+
+
+def test_only_the_runs_owner_or_an_admin_may_cancel_it(owners_client):
+    client = owners_client
+    bobs, bobs_too, legacy = _running(client, "bob"), _running(client, "bob"), _running(client, None)
+    for key, run_id in ((CAROL, bobs), (CAROL, legacy), (BOB, legacy)):
+        for method, path in (("POST", f"/api/train/{run_id}/cancel"), ("DELETE", f"/api/train/{run_id}")):
+            response = client.request(method, path, headers={"X-API-Key": key})
+            assert response.status_code == 403, (key, run_id, response.text)
+            assert "only the client that started it or an 'admin'" in response.json()["detail"]
+    assert client.post(f"/api/train/{bobs}/cancel", headers={"X-API-Key": VIEWER}).status_code == 403
+    assert client.post(f"/api/train/{bobs}/cancel", headers={"X-API-Key": BOB}).json()["status"] == "cancelling"
+    assert client.delete(f"/api/train/{bobs_too}", headers={"X-API-Key": DANA}).status_code == 202  # admin: any run
+    assert client.post(f"/api/train/{legacy}/cancel", headers={"Authorization": f"Bearer {DANA}"}).status_code == 202
+    # an admin may do everything an operator may
+    assert client.get("/api/audit", headers={"X-API-Key": DANA}).status_code == 200

@@ -271,7 +271,7 @@ class Authenticator:
         client_id = str(claims["sub"])[:200]
         role = _role_from_claims(claims)
         if role is None:
-            raise AuthError(403, f"The token of client '{client_id}' carries no known role (viewer or operator).",
+            raise AuthError(403, f"The token of client '{client_id}' carries no known role (viewer, operator or admin).",
                             "insufficient_scope")
         return Principal(client_id, role, "jwt")
 

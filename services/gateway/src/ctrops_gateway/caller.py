@@ -25,6 +25,7 @@ class Role(IntEnum):
 
     VIEWER = 1
     OPERATOR = 2
+    ADMIN = 3  # an operator who may also cancel other clients' runs
 
     @property
     def label(self) -> str:

@@ -52,7 +52,7 @@ class GatewaySettings(ServiceSettings):
     auth_api_keys: SecretStr | None = Field(
         None,
         description="API keys as 'key:role:client' or 'sha256:<hex>:role:client', comma-separated "
-        "(roles: viewer, operator). From a Secret; never logged.",
+        "(roles: viewer, operator, admin). From a Secret; never logged.",
     )
     auth_jwt_secret: SecretStr | None = Field(
         None, description="Shared secret (>= 32 chars) verifying HS256/384/512 bearer tokens. From a Secret."

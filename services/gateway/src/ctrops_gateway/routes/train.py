@@ -20,7 +20,7 @@ from ctrops_common.storage import is_id
 
 from .. import training_cost
 from .. import training_live as live
-from ..caller import client_id_of
+from ..caller import Role, client_id_of, principal_of
 from ..state import GatewayState, State
 
 router = APIRouter(tags=["training"])
@@ -111,8 +111,25 @@ async def training_runs(state: State) -> list[dict[str, Any]]:
     return await asyncio.to_thread(live.list_runs, state.views)
 
 
-async def _cancel(run_id: str, state: GatewayState) -> dict[str, Any]:
+def _may_cancel(request: Request, state: GatewayState, view: live.RunView) -> None:
+    """Only the client that started a run, or an admin, may cancel it (with auth off everyone is the
+    same anonymous operator). A run recorded without its client (before client ids) is admin-only."""
+    if not state.settings.auth_enabled:
+        return
+    principal = principal_of(request.scope)
+    if principal is None:
+        raise HTTPException(403, "Forbidden: cancelling a run needs credentials.")
+    owner = view.requested.payload.get("client_id") if view.requested is not None else None
+    if principal.role >= Role.ADMIN or (owner is not None and owner == principal.client_id):
+        return
+    raise HTTPException(403, f"Forbidden: run {view.run_id} was started by another client; only the client that "
+                             f"started it or an 'admin' may cancel it (client '{principal.client_id}' has "
+                             f"'{principal.role.label}').")
+
+
+async def _cancel(run_id: str, request: Request, state: GatewayState) -> dict[str, Any]:
     view = await _view(state, run_id)
+    _may_cancel(request, state, view)
     if view.status != "training":
         raise HTTPException(409, f"run {view.run_id} has already {view.status}; nothing to cancel")
     event = await state.bus.publish(Topic.TRAINING_CANCEL_REQUESTED, TrainingCancelRequested(run_id=view.run_id),
@@ -121,20 +138,23 @@ async def _cancel(run_id: str, state: GatewayState) -> dict[str, Any]:
     return {"run_id": view.run_id, "status": "cancelling"}
 
 
-@router.post("/api/train/{run_id}/cancel", status_code=202, responses={
+_CANCEL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    403: {"description": "Auth on: the run was started by another client and the caller is not an admin."},
     404: {"description": "Unknown run id."}, 409: {"description": "The run already ended."},
-})
-async def cancel_training(run_id: str, state: State) -> dict[str, Any]:
-    """Ask the trainer to stop the run; it ends as failed with ``cancelled: true``."""
-    return await _cancel(run_id, state)
+}
 
 
-@router.delete("/api/train/{run_id}", status_code=202, responses={
-    404: {"description": "Unknown run id."}, 409: {"description": "The run already ended."},
-})
-async def cancel_training_delete(run_id: str, state: State) -> dict[str, Any]:
+@router.post("/api/train/{run_id}/cancel", status_code=202, responses=_CANCEL_RESPONSES)
+async def cancel_training(run_id: str, request: Request, state: State) -> dict[str, Any]:
+    """Ask the trainer to stop the run; it ends as failed with ``cancelled: true``. Only the client that
+    started the run, or an admin, may cancel it."""
+    return await _cancel(run_id, request, state)
+
+
+@router.delete("/api/train/{run_id}", status_code=202, responses=_CANCEL_RESPONSES)
+async def cancel_training_delete(run_id: str, request: Request, state: State) -> dict[str, Any]:
     """The same as POST /api/train/{run_id}/cancel."""
-    return await _cancel(run_id, state)
+    return await _cancel(run_id, request, state)
 
 
 @router.websocket("/ws/training/{run_id}")
