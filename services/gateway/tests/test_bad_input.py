@@ -5,6 +5,7 @@ uvicorn process where the connection itself matters)."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import socket
@@ -248,3 +249,50 @@ def test_stalled_bodies_are_cut_at_the_timeout_leave_nothing_and_uploads_are_bou
     connection.request("GET", "/api/health")
     assert connection.getresponse().status == 200
     connection.close()
+
+
+def test_two_thousand_stalled_uploads_at_once_leave_the_gateway_healthy_and_nothing_behind(start_service, data_dir):
+    """Issue 17's attack: every stalled upload used to hold two file handles until the process ran out."""
+    gateway = start_service("gateway", {"CTROPS_REQUEST_BODY_TIMEOUT_S": "3", "CTROPS_RATE_LIMIT_UPLOADS_PER_MIN": "0"})
+    boundary = "stall"
+    head = (f"POST /api/upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
+            f"Content-Length: 1000000\r\n\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+            "filename=\"a.csv\"\r\nContent-Type: text/csv\r\n\r\nhour,seq,clicked\n").encode()
+
+    async def stall() -> int:
+        reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+        try:
+            writer.write(head)
+            await writer.drain()
+            status_line = await asyncio.wait_for(reader.readline(), 60)
+            return int(status_line.split()[1])
+        finally:
+            writer.close()
+
+    async def health_while(task: asyncio.Future) -> list[float]:
+        took = []
+        while not task.done():
+            started = time.monotonic()
+            reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+            writer.write(b"GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert b" 200 " in await asyncio.wait_for(reader.readline(), 30)
+            writer.close()
+            took.append(time.monotonic() - started)
+            await asyncio.sleep(0.5)
+        return took
+
+    async def attack() -> tuple[list[int], list[float]]:
+        everything = asyncio.gather(*(stall() for _ in range(2000)))
+        took = await health_while(everything)
+        return await everything, took
+
+    started = time.monotonic()
+    statuses, health_s = asyncio.run(attack())
+    elapsed = time.monotonic() - started
+    counts = {s: statuses.count(s) for s in set(statuses)}
+    print(f"2000 stalled uploads: {counts} in {elapsed:.1f} s, health max {max(health_s, default=0):.2f} s")
+    assert set(counts) <= {408, 503} and counts.get(408, 0) >= 1, counts  # cut at the timeout, or refused at once
+    assert counts.get(408, 0) <= 32 * (1 + int(elapsed / 3)), counts  # never more than the cap at a time
+    assert health_s and max(health_s) < 10, health_s
+    uploads = data_dir / "uploads"
+    assert not uploads.exists() or not any(uploads.iterdir()), list(uploads.rglob("*"))[:10]

@@ -289,7 +289,8 @@ async def upload(request: Request, state: State) -> JSONResponse:
         limit = state.settings.max_concurrent_uploads
         return JSONResponse({"detail": f"The gateway is already receiving {limit} uploads "
                                        "(CTROPS_MAX_CONCURRENT_UPLOADS); try again in a few seconds."},
-                            status_code=503, headers={"Retry-After": str(BUSY_RETRY_AFTER_S)})
+                            status_code=503,
+                            headers={"Retry-After": str(BUSY_RETRY_AFTER_S), "Connection": "close"})  # body unread
     async with slots:
         return await _upload(request, state)
 
