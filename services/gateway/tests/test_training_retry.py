@@ -9,14 +9,8 @@ logic with typed events; then the real gateway app on the real broker.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
 from typing import Any
 
-import anyio
-
-from ctrops_common.bus import Bus
 from ctrops_common.events import (
     EpochMetrics,
     Event,
@@ -28,7 +22,8 @@ from ctrops_common.events import (
     TrainingStarted,
     new_id,
 )
-from ctrops_common.settings import CommonSettings
+from ctrops_common.testing import publish_events, ws_receive, ws_until_end
+from ctrops_common.testing import wait_recorded as recorded
 from ctrops_gateway.training_live import _Sent, epoch_log, epoch_messages, keyed, started_message
 
 EPOCHS = 6
@@ -108,51 +103,19 @@ def test_a_repeated_epoch_event_is_still_sent_once_and_a_first_attempt_says_it_s
     assert not any("다시" in m.get("message", "") for m in messages)
 
 
-# -- the real gateway app on the real broker (helpers as in test_training_ws_order.py) ----------------
+# -- the real gateway app on the real broker ------------------------------------------------------------
 
 
 def publish_all(events: list[tuple[Topic, Any]], run_id: str) -> None:
-    async def go() -> None:
-        bus = Bus(CommonSettings(), "test-producer")
-        await bus.start()
-        try:
-            for topic, payload in events:
-                await bus.publish(topic, payload, correlation_id=run_id)
-        finally:
-            await bus.stop()
-
-    asyncio.run(go())
+    publish_events(*[(topic, payload, run_id) for topic, payload in events])
 
 
 def wait_recorded(client, topic: Topic, run_id: str, count: int = 1) -> None:
-    views = client.app.state.gateway.views
-    deadline = time.monotonic() + 30
-    while len(views.events(topic, correlation_id=run_id)) < count:
-        assert time.monotonic() < deadline, f"gateway never recorded {count} {topic}"
-        time.sleep(0.1)
+    recorded(client.app.state.gateway.views, topic, run_id, count)
 
 
-def receive(ws, timeout_s: float) -> dict[str, Any] | None:
-    async def next_message():
-        with anyio.move_on_after(timeout_s):
-            return await ws._send_rx.receive()
-        return None
-
-    message = ws.portal.call(next_message)
-    if message is None:
-        return None
-    assert message["type"] == "websocket.send", f"socket closed: {message}"
-    return json.loads(message["text"])
 
 
-def until_end(ws, timeout_s: float = 30) -> list[dict[str, Any]]:
-    messages: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout_s
-    while not messages or messages[-1]["type"] not in ("training_complete", "training_failed"):
-        message = receive(ws, max(0.5, deadline - time.monotonic()))
-        assert message is not None, f"no end within {timeout_s}s: {messages}"
-        messages.append(message)
-    return messages
 
 
 def test_a_client_connected_through_a_retry_sees_epochs_in_order_a_retry_log_and_the_status_shows_the_attempt(
@@ -167,7 +130,7 @@ def test_a_client_connected_through_a_retry_sees_epochs_in_order_a_retry_log_and
     ], run_id)
     wait_recorded(gateway_client, Topic.TRAINING_PROGRESS, run_id)
     with gateway_client.websocket_connect(f"/ws/training/{run_id}") as ws:
-        first = [receive(ws, 5) for _ in range(3)]  # the status, "started", epoch 1 (history)
+        first = [ws_receive(ws, 5) for _ in range(3)]  # the status, "started", epoch 1 (history)
         assert [m["type"] for m in first] == ["log", "log", "epoch_update"]
         publish_all([(Topic.TRAINING_PROGRESS, progress(run_id, 1, e)) for e in (2, 3)], run_id)
         wait_recorded(gateway_client, Topic.TRAINING_PROGRESS, run_id, 3)
@@ -186,7 +149,7 @@ def test_a_client_connected_through_a_retry_sees_epochs_in_order_a_retry_log_and
                 run_id=run_id, file_id=file_id, model_location=f"runs/{run_id}/model", metrics=METRICS,
                 best_epoch=EPOCHS, epochs_run=EPOCHS, duration_s=4.2, experiment_name="retry", config=config)),
         ], run_id)
-        messages = [*first, *until_end(ws)]
+        messages = [*first, *ws_until_end(ws)]
     assert [m["epoch"] for m in messages if m["type"] == "epoch_update"] == list(range(1, EPOCHS + 1))
     assert [m["attempt"] for m in messages if m["type"] == "epoch_update"] == [1, 1, 1, 2, 2, 2]
     logs = [m["message"] for m in messages if m["type"] == "log"]

@@ -9,14 +9,9 @@ are published by the test in the order that used to break it.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
 from typing import Any
 
-import anyio
-
-from ctrops_common.bus import Bus
 from ctrops_common.events import (
     EpochMetrics,
     Topic,
@@ -27,22 +22,14 @@ from ctrops_common.events import (
     TrainingStarted,
     new_id,
 )
-from ctrops_common.settings import CommonSettings
+from ctrops_common.testing import publish_events, ws_receive, ws_until_end
+from ctrops_common.testing import wait_recorded as recorded
 
 METRICS = EpochMetrics(train_loss=0.5, val_loss=0.1, train_accuracy=0.7, val_accuracy=0.97, auc=0.7)
 
 
 def publish_all(events: list[tuple[Topic, Any]], run_id: str) -> None:
-    async def go() -> None:
-        bus = Bus(CommonSettings(), "test-producer")
-        await bus.start()
-        try:
-            for topic, payload in events:
-                await bus.publish(topic, payload, correlation_id=run_id)
-        finally:
-            await bus.stop()
-
-    asyncio.run(go())
+    publish_events(*[(topic, payload, run_id) for topic, payload in events])
 
 
 def progress(run_id: str, epoch: int) -> tuple[Topic, TrainingProgress]:
@@ -56,34 +43,11 @@ def done(run_id: str, file_id: str) -> tuple[Topic, TrainingDone]:
 
 
 def wait_recorded(client, topic: Topic, run_id: str, count: int = 1) -> None:
-    views = client.app.state.gateway.views
-    deadline = time.monotonic() + 30
-    while len(views.events(topic, correlation_id=run_id)) < count:
-        assert time.monotonic() < deadline, f"gateway never recorded {count} {topic}"
-        time.sleep(0.1)
+    recorded(client.app.state.gateway.views, topic, run_id, count)
 
 
-def receive(ws, timeout_s: float) -> dict[str, Any] | None:
-    async def next_message():
-        with anyio.move_on_after(timeout_s):
-            return await ws._send_rx.receive()
-        return None
-
-    message = ws.portal.call(next_message)
-    if message is None:
-        return None
-    assert message["type"] == "websocket.send", f"socket closed: {message}"
-    return json.loads(message["text"])
 
 
-def until_end(ws, timeout_s: float = 30) -> list[dict[str, Any]]:
-    messages: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout_s
-    while not messages or messages[-1]["type"] not in ("training_complete", "training_failed"):
-        message = receive(ws, max(0.5, deadline - time.monotonic()))
-        assert message is not None, f"no end within {timeout_s}s: {messages}"
-        messages.append(message)
-    return messages
 
 
 def start_run(client) -> tuple[str, str]:
@@ -105,7 +69,7 @@ def test_a_live_client_gets_the_late_epochs_before_the_end(gateway_client):
         publish_all([done(run_id, file_id)], run_id)  # consumed before epochs 2 and 3
         wait_recorded(gateway_client, Topic.TRAINING_DONE, run_id)
         publish_all([progress(run_id, 2), progress(run_id, 3)], run_id)
-        messages = until_end(ws)
+        messages = ws_until_end(ws)
     assert [m["epoch"] for m in messages if m["type"] == "epoch_update"] == [1, 2, 3]
     assert messages[-1]["type"] == "training_complete"
     completed_log = next(i for i, m in enumerate(messages) if m["type"] == "log" and "완료되었습니다" in m["message"])
@@ -117,10 +81,10 @@ def test_a_client_connecting_mid_catch_up_gets_the_history_then_the_missing_epoc
     publish_all([done(run_id, file_id)], run_id)
     wait_recorded(gateway_client, Topic.TRAINING_DONE, run_id)
     with gateway_client.websocket_connect(f"/ws/training/{run_id}") as ws:
-        first = receive(ws, 2)
+        first = ws_receive(ws, 2)
         assert first["type"] == "log"  # the status at once, as always
         publish_all([progress(run_id, 2), progress(run_id, 3)], run_id)
-        messages = [first, *until_end(ws)]
+        messages = [first, *ws_until_end(ws)]
     assert [m["epoch"] for m in messages if m["type"] == "epoch_update"] == [1, 2, 3]
     assert messages[-1]["type"] == "training_complete"
 
@@ -134,7 +98,7 @@ def test_the_end_is_not_held_forever_when_epochs_never_arrive(gateway_client, mo
     wait_recorded(gateway_client, Topic.TRAINING_DONE, run_id)
     with gateway_client.websocket_connect(f"/ws/training/{run_id}") as ws:
         started = time.monotonic()
-        messages = until_end(ws, 10)
+        messages = ws_until_end(ws, 10)
     assert 0.8 < time.monotonic() - started < 8
     assert [m["epoch"] for m in messages if m["type"] == "epoch_update"] == [1, 2]
     assert messages[-1]["type"] == "training_complete"

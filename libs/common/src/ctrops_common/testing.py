@@ -147,3 +147,37 @@ def wait_for(fetch, predicate, timeout_s: float = 30):
             shown = f"{value.status_code} {value.text[:500]}" if hasattr(value, "status_code") else repr(value)[:2000]
             raise AssertionError(f"never matched: {shown}")
         time.sleep(0.2)
+
+
+def wait_recorded(views, topic, run_id: str, count: int = 1, timeout_s: float = 30) -> list:
+    """Wait until a gateway's read model (``app.state.gateway.views``) holds ``count`` events of ``topic`` for a run."""
+    return wait_for(lambda: views.events(topic, correlation_id=run_id), lambda found: len(found) >= count, timeout_s)
+
+
+def ws_receive(ws, timeout_s: float) -> dict | None:
+    """The next JSON message of a Starlette ``TestClient`` WebSocket, or None after ``timeout_s``."""
+    import json
+
+    import anyio
+
+    async def next_message():
+        with anyio.move_on_after(timeout_s):
+            return await ws._send_rx.receive()
+        return None
+
+    message = ws.portal.call(next_message)
+    if message is None:
+        return None
+    assert message["type"] == "websocket.send", f"socket closed: {message}"
+    return json.loads(message["text"])
+
+
+def ws_until_end(ws, timeout_s: float = 30) -> list[dict]:
+    """Every message of a /ws/training stream up to and including ``training_complete``/``training_failed``."""
+    messages: list[dict] = []
+    deadline = time.monotonic() + timeout_s
+    while not messages or messages[-1]["type"] not in ("training_complete", "training_failed"):
+        message = ws_receive(ws, max(0.5, deadline - time.monotonic()))
+        assert message is not None, f"no end within {timeout_s}s: {messages}"
+        messages.append(message)
+    return messages
