@@ -3,18 +3,15 @@ against the real broker and (for the live flow) a real trainer process."""
 
 from __future__ import annotations
 
-import json
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 
 from ctrops_common.events import DataInfo, FileUploaded, Topic, Validation, new_id
 from ctrops_common.testdata import training_parquet
-from ctrops_common.testing import publish_events, wait_for
+from ctrops_common.testing import publish_events, wait_for, ws_receive, ws_until_end
 
 # A tiny model on a small generated file: these tests are about the API and the live channel.
 FAST_CONFIG = {"batchSize": 512, "maxSeqLen": 16, "lstmHidden": 8, "mlpHidden": "16", "learningRate": 0.01}
@@ -56,26 +53,11 @@ def uploaded(client, data_dir: Path, parquet: Path | None, valid: bool = True, e
 
 def receive(ws, timeout_s: float = 120) -> dict[str, Any] | None:
     """The next message, or None if none came within ``timeout_s`` (the socket still open)."""
-    async def next_message():
-        with anyio.move_on_after(timeout_s):
-            return await ws._send_rx.receive()
-        return None
-
-    message = ws.portal.call(next_message)
-    if message is None:
-        return None
-    assert message["type"] == "websocket.send", f"socket closed: {message}"
-    return json.loads(message["text"])
+    return ws_receive(ws, timeout_s)
 
 
 def until_end(ws, timeout_s: float = 180) -> list[dict[str, Any]]:
-    messages = []
-    deadline = time.monotonic() + timeout_s
-    while not messages or messages[-1]["type"] not in ("training_complete", "training_failed"):
-        message = receive(ws, max(1.0, deadline - time.monotonic()))
-        assert message is not None, f"no end within {timeout_s}s: {messages}"
-        messages.append(message)
-    return messages
+    return ws_until_end(ws, timeout_s)
 
 
 # -- refusals ------------------------------------------------------------------------------------------------
