@@ -11,6 +11,11 @@
 - Duplicates: each finished event id is recorded per consumer group; a redelivered
   event is skipped. Handlers still make their effects idempotent, because a crash can
   fall between the effect and the record.
+- Broker down or restarted empty (the embedded broker keeps nothing): a watcher checks the
+  broker every second. While it is unreachable ``publish`` raises ``BrokerUnavailable`` at
+  once (never a 40 s hang in aiokafka); when it is back, or when its topics are gone, the
+  watcher re-creates the topics and the consumer leaves and re-joins its group with a fresh
+  client (a commit against the vanished topic would otherwise retry forever).
 """
 
 from __future__ import annotations
@@ -23,9 +28,18 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    NodeNotReadyError,
+    TopicAlreadyExistsError,
+)
 from pydantic import ValidationError
 
+from .broker import port_open
 from .db import ProcessedEvents
 from .events import TOPIC_PAYLOADS, DeadLetter, Event, Payload, Topic, decode_event
 from .observability import (
@@ -49,8 +63,35 @@ class PermanentError(Exception):
     """A handler error that retrying cannot fix: dead-letter at once."""
 
 
-async def ensure_topics(settings: CommonSettings, topics: list[str] | None = None, timeout_s: float = 30) -> None:
-    """Create every catalogue topic that does not exist yet (idempotent)."""
+BROKER_CHECK_S = 1.0  # how often the watcher looks at the broker
+TOPIC_CHECK_EVERY = 5  # ...and every this many checks, whether its topics still exist
+PUBLISH_TIMEOUT_S = 10.0  # a publish that the broker does not acknowledge by then fails
+COMMIT_TIMEOUT_S = 10.0  # aiokafka retries a commit on a vanished topic forever: bound it
+RETRY_AFTER_S = 5
+
+
+class BrokerUnavailable(Exception):
+    """The broker cannot take the event now (down, restarting, or its topics not yet re-created).
+
+    Raised by ``Bus.publish`` instead of aiokafka's connection, timeout and not-ready errors,
+    so callers handle one type (the gateway answers 503 with Retry-After)."""
+
+    def __init__(self, message: str, retry_after_s: int = RETRY_AFTER_S) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+def bootstrap_reachable(bootstrap: str) -> bool:
+    """True when any of the bootstrap servers accepts a TCP connection."""
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        if host and port.isdigit() and port_open(host.strip("[]"), int(port)):
+            return True
+    return False
+
+
+async def ensure_topics(settings: CommonSettings, topics: list[str] | None = None, timeout_s: float = 30) -> list[str]:
+    """Create every catalogue topic that does not exist yet (idempotent); returns those it created."""
     wanted = topics or [settings.topic_prefix + t.value for t in Topic]
     deadline = time.monotonic() + timeout_s
     while True:
@@ -66,7 +107,7 @@ async def ensure_topics(settings: CommonSettings, topics: list[str] | None = Non
                     )
                 except TopicAlreadyExistsError:
                     pass  # another service created it a moment ago
-            return
+            return missing
         except (KafkaError, OSError) as exc:
             if time.monotonic() > deadline:
                 raise RuntimeError(
@@ -97,6 +138,10 @@ class Bus:
         self.in_flight = 0
         self.handled_total = 0
         self.errors_total = 0
+        self.broker_up = True  # the watcher's view: false while the broker is unreachable
+        self.broker_restarts = 0  # times the broker came back (or lost its topics) under us
+        self._rejoin = asyncio.Event()  # set by the watcher: the consumer must re-join
+        self._watcher: asyncio.Task[None] | None = None
         EVENTS_IN_FLIGHT.labels(service)  # exported at 0 from the start
 
     # -- producing ------------------------------------------------------------
@@ -111,8 +156,13 @@ class Bus:
             max_request_size=8 * 1024 * 1024,
         )
         await self._producer.start()
+        self._watcher = asyncio.create_task(self._watch_broker(), name=f"{self.service}-broker-watch")
 
     async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+            self._watcher = None
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
@@ -131,11 +181,22 @@ class Bus:
             raise TypeError(f"{topic} carries {expected.__name__}, not {type(payload).__name__}")
         if self._producer is None:
             raise RuntimeError("Bus.start() must run before publish()")
+        if not self.broker_up:
+            raise BrokerUnavailable(
+                f"the message broker ({self.settings.kafka_bootstrap_servers}) is unavailable or restarting"
+            )
         event: Event[Any] = Event(type=topic, payload=payload, correlation_id=correlation_id, producer=self.service)
         partition_key = key or correlation_id
-        await self._producer.send_and_wait(
-            self.topic_name(topic), event.to_bytes(), key=partition_key.encode() if partition_key else None
-        )
+        try:
+            await asyncio.wait_for(self._producer.send_and_wait(
+                self.topic_name(topic), event.to_bytes(), key=partition_key.encode() if partition_key else None
+            ), PUBLISH_TIMEOUT_S)
+        except (asyncio.TimeoutError, KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError) as exc:
+            raise BrokerUnavailable(f"the message broker did not take the event: {type(exc).__name__}") from exc
+        except KafkaError as exc:
+            if not exc.retriable:
+                raise
+            raise BrokerUnavailable(f"the message broker did not take the event: {exc!r}") from exc
         EVENTS_PUBLISHED.labels(self.service, topic.value).inc()
         return event
 
@@ -160,12 +221,38 @@ class Bus:
         self._handlers[name] = handler
         init_consumer_metrics(self.service, topic.value)
 
-    async def consume(self, stop: asyncio.Event) -> None:
-        """Run the consumer until ``stop`` is set; finishes the message in hand first."""
-        if not self._handlers:
-            await stop.wait()
-            return
-        consumer = AIOKafkaConsumer(
+    async def _watch_broker(self) -> None:
+        """Follow the broker: refuse publishing while it is down; when it comes back (empty, for the
+        memory-only embedded broker) re-create the topics and make the consumer re-join."""
+        checks = 0
+        while True:
+            await asyncio.sleep(BROKER_CHECK_S)
+            try:
+                up = await asyncio.to_thread(bootstrap_reachable, self.settings.kafka_bootstrap_servers)
+                if not up:
+                    if self.broker_up:
+                        log.error("%s: the broker %s is unreachable; publishing is refused until it is back",
+                                  self.service, self.settings.kafka_bootstrap_servers)
+                    self.broker_up = False
+                    self.consuming = False
+                    continue
+                checks += 1
+                if self.broker_up and checks % TOPIC_CHECK_EVERY:
+                    continue
+                created = await ensure_topics(self.settings, timeout_s=5)
+                if not self.broker_up or created:
+                    self.broker_restarts += 1
+                    log.warning("%s: the broker is back (%d topics re-created); the consumer re-joins",
+                                self.service, len(created))
+                    self._rejoin.set()
+                self.broker_up = True
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - still unreachable or half-started: look again
+                log.warning("%s: broker check failed: %r", self.service, exc)
+
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
             *self._handlers,
             bootstrap_servers=self.settings.kafka_bootstrap_servers,
             group_id=self.group_id,
@@ -179,19 +266,42 @@ class Bus:
             fetch_max_bytes=16 * 1024 * 1024,
             max_partition_fetch_bytes=8 * 1024 * 1024,
         )
-        await consumer.start()
-        try:
-            while not stop.is_set():
-                batch = await consumer.getmany(timeout_ms=500, max_records=50)
-                self.consuming = True
-                for tp, records in batch.items():
-                    for record in records:
-                        if stop.is_set() or tp not in consumer.assignment():
-                            break  # left uncommitted: redelivered to whoever owns it
-                        await self._process(consumer, tp, record)
-        finally:
-            self.consuming = False
-            await consumer.stop()
+
+    async def consume(self, stop: asyncio.Event) -> None:
+        """Run the consumer until ``stop`` is set; finishes the message in hand first.
+
+        When the watcher sees the broker come back (or lose its topics) the consumer is closed
+        and a fresh one joins the group; the group's committed offsets went with the broker,
+        so it starts from the earliest of the (new, empty) log."""
+        if not self._handlers:
+            await stop.wait()
+            return
+        first = True
+        while not stop.is_set():
+            self._rejoin.clear()
+            consumer = self._new_consumer()
+            try:
+                await consumer.start()
+            except (KafkaError, OSError) as exc:
+                if first:
+                    raise
+                log.warning("%s: consumer cannot join yet: %r", self.service, exc)
+                await _close(consumer)
+                await _sleep_unless(stop, BROKER_CHECK_S)
+                continue
+            first = False
+            try:
+                while not stop.is_set() and not self._rejoin.is_set():
+                    batch = await consumer.getmany(timeout_ms=500, max_records=50)
+                    self.consuming = self.broker_up
+                    for tp, records in batch.items():
+                        for record in records:
+                            if stop.is_set() or tp not in consumer.assignment():
+                                break  # left uncommitted: redelivered to whoever owns it
+                            await self._process(consumer, tp, record)
+            finally:
+                self.consuming = False
+                await _close(consumer)
 
     async def _process(self, consumer: AIOKafkaConsumer, tp: TopicPartition, record: ConsumerRecord) -> None:
         handler = self._handlers[record.topic]
@@ -277,11 +387,16 @@ class Bus:
 
     async def _commit(self, consumer: AIOKafkaConsumer, tp: TopicPartition, record: ConsumerRecord) -> None:
         try:
-            await consumer.commit({tp: record.offset + 1})
+            await asyncio.wait_for(consumer.commit({tp: record.offset + 1}), COMMIT_TIMEOUT_S)
         except (CommitFailedError, IllegalStateError) as exc:
             # The partition moved to another member during a rebalance; it will redeliver,
             # and the processed-events record turns that into a no-op.
             log.warning("commit of %s@%d skipped after rebalance: %s", tp, record.offset, exc)
+        except (asyncio.TimeoutError, KafkaError) as exc:
+            # The broker went away (or came back without the topic): the offset is not stored.
+            # A broker that kept its log redelivers and the processed-events record skips it;
+            # an empty one has nothing left to redeliver.
+            log.warning("commit of %s@%d failed, broker unavailable: %r", tp, record.offset, exc)
 
     async def _dead_letter(self, record: ConsumerRecord, error: str, attempts: int) -> None:
         letter = DeadLetter(
@@ -296,3 +411,17 @@ class Bus:
         )
         await self.publish(Topic.DEAD_LETTER, letter, key=letter.key)
         DEAD_LETTERS.labels(self.service, record.topic.removeprefix(self.settings.topic_prefix)).inc()
+
+
+async def _close(consumer: AIOKafkaConsumer) -> None:
+    try:
+        await asyncio.wait_for(consumer.stop(), 15)
+    except Exception as exc:  # noqa: BLE001 - a consumer of a dead broker may not leave cleanly
+        log.warning("consumer did not stop cleanly: %r", exc)
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except asyncio.TimeoutError:
+        pass
