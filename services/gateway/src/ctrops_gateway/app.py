@@ -18,7 +18,7 @@ from prometheus_client import Counter, Histogram
 
 from ctrops_common.service import ServiceRuntime
 
-from . import consumers
+from . import broker_gate, consumers
 from .audit import AuditLog
 from .hardening import add_guards, add_security_headers, document_security
 from .headers import DOCS_STATIC
@@ -117,6 +117,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             status_code=422,
             content={"detail": "; ".join(problems) or "invalid request", "errors": _jsonable(exc.errors())},
         )
+
+    broker_gate.install(app)  # BrokerUnavailable from any route -> 503 + Retry-After
 
     for router in ROUTERS:
         app.include_router(router)

@@ -33,13 +33,16 @@ async def health(state: State) -> dict:
     services["gateway"].update(status="up", instances=max(1, services["gateway"]["instances"]))
     broker_ok = await asyncio.to_thread(_broker_reachable, state.settings.kafka_bootstrap_servers)
     healthy = broker_ok and state.bus.consuming and all(s["status"] == "up" for s in services.values())
+    down = ([] if broker_ok else ["broker"]) + [name for name, s in services.items() if s["status"] != "up"]
     return {
         "status": "healthy" if healthy else "degraded",
+        "down": down,  # which parts: "broker" and/or each worker whose heartbeats stopped
         "services": services,
         "broker": {
             "reachable": broker_ok,
             "bootstrap_servers": state.settings.kafka_bootstrap_servers,
             "consuming": state.bus.consuming,
+            "restarts_seen": state.bus.broker_restarts,
         },
         "timestamp": datetime.now(timezone.utc).isoformat(),
     }

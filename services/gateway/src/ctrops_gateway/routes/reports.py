@@ -30,10 +30,12 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
+from ctrops_common.bus import BrokerUnavailable
 from ctrops_common.dataset import run_dir
 from ctrops_common.events import ReportRequested, Topic, new_id
 from ctrops_common.storage import UnsafePath, is_id
 
+from ..broker_gate import wait_reply
 from ..state import GatewayState, State
 
 log = logging.getLogger(__name__)
@@ -177,12 +179,11 @@ async def _request_pdf_once(state: GatewayState, run_id: str, options: PdfOption
             ReportRequested(run_id=run_id, request_id=request_id, **options.model_dump()),
             correlation_id=run_id,
         )
-    except Exception as exc:  # noqa: BLE001 - the broker is down: say so, never hang
+    except BrokerUnavailable:  # the broker is down: say so (503 + Retry-After), never hang
         state.replies.forget(key)
-        log.warning("cannot publish report.requested: %s", exc)
-        raise HTTPException(503, detail="the message broker is unavailable; try again shortly") from exc
+        raise
     try:
-        event = await state.replies.wait(key, future, timeout_s)
+        event = await wait_reply(state.bus, state.replies, key, future, timeout_s)
     except asyncio.TimeoutError:
         raise HTTPException(
             504, detail=f"the reporter did not answer within {state.settings.report_timeout_s:.0f} s; try again",

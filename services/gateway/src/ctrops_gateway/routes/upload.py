@@ -24,9 +24,11 @@ from fastapi.responses import JSONResponse
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 from starlette.requests import ClientDisconnect
 
+from ctrops_common.bus import BrokerUnavailable
 from ctrops_common.dataset import upload_path
 from ctrops_common.events import Event, FileUploaded, Topic, UploadReceived, new_id
 
+from ..broker_gate import require_broker, unavailable_response, wait_reply
 from ..state import GatewayState, State
 
 log = logging.getLogger(__name__)
@@ -307,6 +309,10 @@ def _slots(state: GatewayState) -> asyncio.Semaphore:
 async def _upload(request: Request, state: GatewayState) -> JSONResponse:
     file_id = new_id()
     try:
+        require_broker(state.bus)  # before reading the body: nothing could check the file
+    except BrokerUnavailable as exc:
+        return unavailable_response(exc)
+    try:
         filename, size = await _receive(request, state, file_id)
     except UploadError as exc:
         # After a stall the rest of the body may still arrive: close the connection rather than read it.
@@ -321,15 +327,18 @@ async def _upload(request: Request, state: GatewayState) -> JSONResponse:
             UploadReceived(file_id=file_id, filename=filename, location=upload_path(file_id), size_bytes=size),
             correlation_id=file_id,
         )
-    except Exception:  # noqa: BLE001 - the broker is unreachable: nothing will judge this upload
-        log.exception("could not publish upload %s", file_id)
+    except BrokerUnavailable as exc:  # nothing will judge this upload
+        log.warning("could not publish upload %s: %s", file_id, exc)
         state.replies.forget(key)
         await asyncio.to_thread(state.store.delete, f"uploads/{file_id}")
-        return JSONResponse({"detail": "The message broker is unavailable, so the file cannot be checked now. "
-                                       "Try again in a minute."}, status_code=503)
+        return unavailable_response(exc)
     timeout = state.settings.upload_timeout_s
     try:
-        event: Event[Any] = await state.replies.wait(key, future, timeout)
+        event: Event[Any] = await wait_reply(state.bus, state.replies, key, future, timeout)
+    except BrokerUnavailable as exc:  # the broker went down while ingest was checking: refused, not half-kept
+        log.warning("broker lost while upload %s was being checked: %s", file_id, exc)
+        await asyncio.to_thread(state.store.delete, f"uploads/{file_id}")
+        return unavailable_response(exc)
     except asyncio.TimeoutError:
         return JSONResponse(
             {"detail": f"The ingest service did not finish checking the file within {timeout:g} s "

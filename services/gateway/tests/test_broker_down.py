@@ -1,0 +1,87 @@
+"""A real gateway and ingest on their own embedded broker, which is killed (-9) and started again
+on the same port, empty: while it is down every route that needs it answers 503 with Retry-After
+at once (never 500, never a hang) and /api/health names the broker; once it is back the
+topics are re-created, the consumers re-join and an upload is checked again."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ctrops_common.broker import EmbeddedBroker, free_port
+from ctrops_common.datagen import generate
+from ctrops_common.events import new_id
+
+
+def _health(client: httpx.Client, predicate, timeout_s: float) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        body = client.get("/api/health").json()
+        if predicate(body):
+            return body
+        assert time.monotonic() < deadline, f"health never matched: {body}"
+        time.sleep(0.3)
+
+
+def _assert_503(response: httpx.Response, took_s: float) -> None:
+    assert response.status_code == 503, response.text
+    assert int(response.headers["retry-after"]) > 0
+    assert "broker" in response.json()["detail"]
+    assert took_s < 5, f"answered after {took_s:.1f} s"
+
+
+def test_routes_answer_503_while_the_broker_is_down_and_work_again_after(
+    start_service, platform_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    port = free_port()
+    monkeypatch.setenv("CTROPS_KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{port}")  # inherited by the services
+    broker = EmbeddedBroker(port, log_file=tmp_path / "broker.log").start()
+    csv = tmp_path / "ads.csv"
+    generate(csv, 3000, seed=7)
+    data = csv.read_bytes()
+    try:
+        start_service("ingest")
+        gateway = start_service("gateway")
+        with httpx.Client(base_url=f"http://127.0.0.1:{gateway.port}", timeout=60) as client:
+            _health(client, lambda b: b["broker"]["consuming"], 30)
+            uploaded = client.post("/api/upload", files={"file": ("ads.csv", data, "text/csv")})
+            assert uploaded.status_code == 200, uploaded.text
+            file_id = uploaded.json()["file_id"]
+            run = client.post("/api/train", json={"file_id": file_id, "config": {"epochs": 1}})
+            assert run.status_code == 200, run.text  # no trainer: it stays "training"
+            run_id = run.json()["run_id"]
+
+            broker.process.kill()
+            broker.process.wait()
+            body = _health(client, lambda b: "broker" in b["down"] and not b["broker"]["consuming"], 10)
+            assert body["status"] == "degraded" and body["broker"]["reachable"] is False
+            assert client.get("/readyz").status_code == 503
+
+            for method, path, kwargs in [
+                ("POST", "/api/train", {"json": {"file_id": file_id, "config": {"epochs": 1}}}),
+                ("POST", "/api/upload", {"files": {"file": ("ads.csv", data, "text/csv")}}),
+                ("POST", f"/api/train/{run_id}/cancel", {}),
+            ]:
+                started = time.monotonic()
+                response = client.request(method, path, **kwargs)
+                _assert_503(response, time.monotonic() - started)
+            assert client.get(f"/api/train/status/{run_id}").status_code == 200  # reads need no broker
+            assert client.post("/api/train", json={"file_id": new_id(), "config": {}}).status_code == 404
+
+            broker = EmbeddedBroker(port, log_file=tmp_path / "broker.log").start()
+            back = time.monotonic()
+            _health(client, lambda b: b["broker"]["reachable"] and b["broker"]["consuming"], 30)
+            while True:  # ingest re-joined its group on the re-created topics and checks files again
+                again = client.post("/api/upload", files={"file": ("ads.csv", data, "text/csv")})
+                if again.status_code == 200:
+                    break
+                assert again.status_code in (503, 504), again.text
+                assert time.monotonic() - back < 60, again.text
+                time.sleep(1)
+            assert time.monotonic() - back < 60
+            assert client.get("/api/health").json()["broker"]["restarts_seen"] >= 1
+    finally:
+        broker.stop()
