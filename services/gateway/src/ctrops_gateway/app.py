@@ -18,7 +18,7 @@ from prometheus_client import Counter, Histogram
 
 from ctrops_common.service import ServiceRuntime
 
-from . import broker_gate, consumers
+from . import broker_gate, consumers, replay
 from .audit import AuditLog
 from .hardening import add_guards, add_security_headers, document_security
 from .headers import DOCS_STATIC
@@ -58,6 +58,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         state = GatewayState(settings=settings, runtime=runtime, views=ReadModel(runtime.engine))
         runtime.heartbeat_extras = state.traffic.summary
         consumers.register(state)
+        replay.install(state)  # runs left unfinished when the broker came back empty
         app.state.gateway = state
         app.state.audit = AuditLog(runtime.engine)
         await runtime.start(serve_http=False, handle_signals=False)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ctrops_common.bus import Bus
+from ctrops_common.bus import BrokerUnavailable, Bus
 from ctrops_common.events import (
     AucComparison,
     BatchPlan,
@@ -49,6 +49,8 @@ from .settings import TrainerSettings
 from .tracking import RunTracking, Tracking, TrainingDataset
 
 log = logging.getLogger(__name__)
+
+FINAL_PUBLISH_WAIT_S = 120.0  # how long a run's end waits for a broker that is down
 
 _SPAWN = multiprocessing.get_context("spawn")
 
@@ -168,7 +170,7 @@ class Trainer:
         started = TrainingStarted(run_id=run_id, attempt=attempt, worker=self.worker_name,
                                   max_attempts=self.settings.trainer_max_attempts,
                                   retry_cause=retry[0] if retry else None, retry_reason=retry[1] if retry else None)
-        await self.bus.publish(Topic.TRAINING_STARTED, started, correlation_id=run_id)
+        await self._publish_soft(Topic.TRAINING_STARTED, started, run_id)
         tracker.begin(experiment=config.experiment_name, run_id=run_id, file_id=request.file_id, attempt=attempt,
                       config=config, previous_mlflow_run_id=previous_mlflow_run_id)
         job = {
@@ -277,12 +279,12 @@ class Trainer:
         if kind == "epoch":
             epoch, metrics = message[1], message[2]
             batch = BatchPlan.model_validate(message[3]) if len(message) > 3 and message[3] else None
-            await self.bus.publish(
+            await self._publish_soft(
                 Topic.TRAINING_PROGRESS,
                 TrainingProgress(run_id=request.run_id, attempt=attempt, epoch=epoch,
                                  total_epochs=request.config.epochs, metrics=EpochMetrics.model_validate(metrics),
                                  batch=batch),
-                correlation_id=request.run_id,
+                request.run_id,
             )
             tracker.epoch(epoch, metrics)
             if batch is not None and epoch == 1:  # requested vs used batch size, and why
@@ -335,14 +337,36 @@ class Trainer:
         )
         if await asyncio.to_thread(self.runs.finish, run_id, self.worker_name, "completed",
                                    done.model_dump(mode="json")):
-            await self.bus.publish(Topic.TRAINING_DONE, done, correlation_id=run_id)
+            await self._publish_final(Topic.TRAINING_DONE, done, run_id)
         else:
             log.warning("run %s finished here but another trainer owns it now; not reporting", run_id)
 
     async def _finish_failed(self, run_id: str, worker_name: str | None, reason: str, cancelled: bool = False) -> None:
         failed = TrainingFailed(run_id=run_id, reason=reason, cancelled=cancelled)
         if await asyncio.to_thread(self.runs.finish, run_id, worker_name, "failed", failed.model_dump(mode="json")):
-            await self.bus.publish(Topic.TRAINING_FAILED, failed, correlation_id=run_id)
+            await self._publish_final(Topic.TRAINING_FAILED, failed, run_id)
+
+    async def _publish_soft(self, topic: Topic, payload: Any, run_id: str) -> None:
+        """A start or an epoch: lost (not retried) while the broker is down, so training goes on
+        through a broker outage; the run's end is what must arrive."""
+        try:
+            await self.bus.publish(topic, payload, correlation_id=run_id)
+        except BrokerUnavailable as exc:
+            log.warning("run %s: %s not published, broker unavailable (%s); training goes on", run_id, topic, exc)
+
+    async def _publish_final(self, topic: Topic, payload: Any, run_id: str) -> None:
+        """The run's end, already recorded in trainer_runs: wait up to FINAL_PUBLISH_WAIT_S for the broker
+        rather than fail the handler (a request replayed later re-reports it from the record too)."""
+        deadline = time.monotonic() + FINAL_PUBLISH_WAIT_S
+        while True:
+            try:
+                await self.bus.publish(topic, payload, correlation_id=run_id)
+                return
+            except BrokerUnavailable as exc:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("run %s: %s waits for the broker (%s)", run_id, topic, exc)
+                await asyncio.sleep(1.0)
 
     async def _publish_failed(self, run_id: str, reason: str) -> None:
         await self.bus.publish(Topic.TRAINING_FAILED, TrainingFailed(run_id=run_id, reason=reason),
