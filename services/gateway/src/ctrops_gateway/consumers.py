@@ -22,6 +22,8 @@ RECORDED_TOPICS = [
     Topic.TRAINING_PROGRESS,
     Topic.TRAINING_DONE,
     Topic.TRAINING_FAILED,
+    # Another replica's cancel (it records its own at once): every replica's view of the run shows it.
+    Topic.TRAINING_CANCEL_REQUESTED,
     Topic.EXPLANATION_DONE,
     Topic.EXPLANATION_FAILED,
     Topic.REPORT_REQUESTED,

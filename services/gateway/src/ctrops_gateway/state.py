@@ -35,7 +35,7 @@ class GatewayState:
         return self.runtime.store
 
 
-def get_state(request: Request) -> GatewayState:
+async def get_state(request: Request) -> GatewayState:  # async: FastAPI runs a plain def in a thread
     return request.app.state.gateway
 
 

@@ -43,11 +43,9 @@ from ctrops_common.storage import is_id
 
 from .consumers import FAN_OUT
 from .state import GatewayState
-from .views import ReadModel, StoredEvent, event_log
+from .views import RUN_TOPICS, ReadModel, StoredEvent, event_log
 
 CHANNEL_PREFIX = "training:"
-RUN_TOPICS = [Topic.TRAINING_REQUESTED, Topic.TRAINING_STARTED, Topic.TRAINING_PROGRESS, Topic.TRAINING_DONE,
-              Topic.TRAINING_FAILED, Topic.TRAINING_CANCEL_REQUESTED]
 STATUS_KO = {"training": "학습 중", "completed": "완료", "failed": "실패"}
 # Why a run is retried (training.started's retry_cause), in words for the client.
 RETRY_CAUSE_KO = {
@@ -215,7 +213,19 @@ def build_view(run_id: str, events: list[StoredEvent]) -> RunView | None:
 def run_view(views: ReadModel, run_id: str) -> RunView | None:
     if not is_id(run_id):
         return None
-    return build_view(run_id, views.events(RUN_TOPICS, correlation_id=run_id))
+    return build_view(run_id, views.run_events(run_id))
+
+
+def cached_view(views: ReadModel, run_id: str) -> RunView | None:
+    """The run's view from memory only (no database, safe on the event loop); None when not there."""
+    events = views.cached_run_events(run_id)
+    return build_view(run_id, events) if events else None
+
+
+def find_view(views: ReadModel, run_id: str) -> RunView | None:
+    """``latest`` or a run id -> its view, None when unknown (reads the database when needed)."""
+    resolved = resolve_run_id(views, run_id)
+    return run_view(views, resolved) if resolved else None
 
 
 def resolve_run_id(views: ReadModel, run_id: str) -> str | None:

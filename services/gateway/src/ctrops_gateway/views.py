@@ -4,11 +4,20 @@ Every event the gateway consumes is stored once by event id (redelivery is a no-
 so the model survives a gateway restart (SQLite by default, PostgreSQL when configured)
 and any replica can rebuild it from the topics. Heartbeats only keep the latest per
 instance: they are many and only their freshness matters.
+
+A training run's events are also kept in memory (``run_events``): GET /api/train/status and
+the training WebSocket read them without SQL. The database stays the truth: a run not in
+memory (after a restart, evicted, or first stored by another replica sharing the database)
+is read from it once; every event this replica records, through its consumer or its own
+routes, is added to the run's copy in the same call that stores it, so a status reflects an
+event as soon as the consumer handled it. Each replica has its own consumer, so its own copy.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -72,29 +81,99 @@ class StoredEvent:
         self.payload: dict[str, Any] = json.loads(row.payload)
 
 
+class _Row:
+    """An event as its stored row reads back, for the in-memory copy (``StoredEvent(_Row(...))``)."""
+
+    __slots__ = ("seq", "event_id", "topic", "correlation_id", "time", "payload")
+
+    def __init__(self, seq: int | None, event: Event[Any], payload_json: str) -> None:
+        self.seq = seq
+        self.event_id = event.event_id
+        self.topic = event.type.value
+        self.correlation_id = event.correlation_id
+        self.time = event.time
+        self.payload = payload_json
+
+
+# The topics of a training run's view (training_live.build_view), kept in memory by run id.
+RUN_TOPICS = [Topic.TRAINING_REQUESTED, Topic.TRAINING_STARTED, Topic.TRAINING_PROGRESS, Topic.TRAINING_DONE,
+              Topic.TRAINING_FAILED, Topic.TRAINING_CANCEL_REQUESTED]
+_RUN_TOPIC_VALUES = frozenset(t.value for t in RUN_TOPICS)
+# Runs kept in memory (least recently read dropped first; a dropped run is read from the database again).
+RUNS_IN_MEMORY = 2000
+
+
 class ReadModel:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, runs_in_memory: int = RUNS_IN_MEMORY) -> None:
         self.engine = engine
         metadata.create_all(engine)
+        self.runs_in_memory = runs_in_memory
+        self._runs: OrderedDict[str, list[StoredEvent]] = OrderedDict()  # run id -> its events, oldest first
+        self._run_ids: dict[str, set[str]] = {}  # run id -> the event ids in _runs (a redelivery is added once)
+        self._run_writes = 0  # run events recorded so far: a read from the database that raced one is not kept
+        self._lock = threading.Lock()  # record() runs in worker threads, reads on the event loop
 
     # -- writing (called from the gateway's consumer) --------------------------
 
     def record(self, event: Event[Any]) -> bool:
         """Store an event; False when it was already stored (a redelivery)."""
+        payload = event.payload.model_dump_json()
         try:
             with self.engine.begin() as conn:
-                conn.execute(
+                result = conn.execute(
                     insert(event_log).values(
                         event_id=event.event_id,
                         topic=event.type.value,
                         correlation_id=event.correlation_id,
                         time=event.time,
-                        payload=event.payload.model_dump_json(),
+                        payload=payload,
                     )
                 )
-            return True
+            seq = result.inserted_primary_key[0] if result.inserted_primary_key else None
+            stored = True
         except IntegrityError:
-            return False
+            # Stored already: by this replica (a redelivery) or by another one sharing the database,
+            # which this replica's copy may not have yet.
+            seq, stored = None, False
+        if event.type.value in _RUN_TOPIC_VALUES and event.correlation_id:
+            self._remember(StoredEvent(_Row(seq, event, payload)))
+        return stored
+
+    def _remember(self, stored: StoredEvent) -> None:
+        run_id = stored.correlation_id
+        with self._lock:
+            self._run_writes += 1
+            events = self._runs.get(run_id)
+            if events is not None and stored.event_id not in self._run_ids[run_id]:
+                events.append(stored)
+                self._run_ids[run_id].add(stored.event_id)
+
+    def cached_run_events(self, run_id: str) -> list[StoredEvent] | None:
+        """The run's events (oldest first) when in memory, else None; never touches the database."""
+        with self._lock:
+            events = self._runs.get(run_id)
+            if events is None:
+                return None
+            self._runs.move_to_end(run_id)
+            return list(events)
+
+    def run_events(self, run_id: str) -> list[StoredEvent]:
+        """The run's events (RUN_TOPICS, oldest first): from memory, else from the database (then kept)."""
+        cached = self.cached_run_events(run_id)
+        if cached is not None:
+            return cached
+        with self._lock:
+            mark = self._run_writes
+        events = self.events(RUN_TOPICS, correlation_id=run_id)
+        if events:
+            with self._lock:
+                if self._run_writes == mark and run_id not in self._runs:  # nothing recorded meanwhile
+                    self._runs[run_id] = list(events)
+                    self._run_ids[run_id] = {e.event_id for e in events}
+                    while len(self._runs) > self.runs_in_memory:
+                        dropped, _ = self._runs.popitem(last=False)
+                        del self._run_ids[dropped]
+        return events
 
     def prune(self, topic: Topic, keep: int) -> None:
         """Keep only the newest ``keep`` events of a topic whose history nobody reads (snapshots)."""

@@ -89,8 +89,10 @@ async def start_training(body: TrainRequest, request: Request, state: State) -> 
 
 
 async def _view(state: GatewayState, run_id: str) -> live.RunView:
-    resolved = await asyncio.to_thread(live.resolve_run_id, state.views, run_id)
-    view = await asyncio.to_thread(live.run_view, state.views, resolved) if resolved else None
+    # A run in memory (fed by the consumer) answers without SQL or a thread; else one database read.
+    view = live.cached_view(state.views, run_id)
+    if view is None:
+        view = await asyncio.to_thread(live.find_view, state.views, run_id)
     if view is None:
         if run_id == "latest":
             raise HTTPException(404, "no training run has completed yet: start one with POST /api/train")
