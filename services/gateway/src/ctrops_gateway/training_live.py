@@ -477,10 +477,17 @@ def history_messages(view: RunView) -> list[tuple[str, dict[str, Any]]]:
 # -- fan-out: fresh events -> the run's channel ----------------------------------------------------------------
 
 
+def encode(message: dict[str, Any]) -> str:
+    """A message as WebSocket text, exactly as ``WebSocket.send_json`` writes it."""
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+
+
 def _push(state: GatewayState, event: Event[Any], messages: list[dict[str, Any]], final: bool = False) -> None:
     run_id = event.payload.run_id
     for key, message in keyed(event.event_id, messages):
-        state.hub.publish(channel(run_id), {**message, "_key": key, "_final": final})
+        # Encoded once here, not once per client: every client that is sent this message as it is
+        # gets these same bytes (_Outbox sends them when its screen passes the message unchanged).
+        state.hub.publish(channel(run_id), {**message, "_key": key, "_final": final, "_text": encode(message)})
 
 
 def on_started(state: GatewayState, event: Event[Any]) -> None:
@@ -583,28 +590,34 @@ class _Outbox:
     def __init__(self, websocket: WebSocket, sent: _Sent) -> None:
         self.websocket = websocket
         self.sent = sent
-        self.held: list[tuple[str, dict[str, Any]]] = []
+        self.held: list[tuple[str, dict[str, Any], str | None]] = []
         self.deadline: float | None = None
 
     def wait_s(self) -> float | None:
         return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
 
-    async def offer(self, key: str, message: dict[str, Any], final: bool = False) -> None:
+    async def offer(self, key: str, message: dict[str, Any], final: bool = False, text: str | None = None) -> None:
+        """``text``: the message already encoded (the fan-out encodes each message once for all clients)."""
         if final:
-            self.held.append((key, message))
+            self.held.append((key, message, text))
             self.deadline = self.deadline or time.monotonic() + FINAL_HOLD_S
         else:
-            for outgoing in self.sent.screen(key, message):
-                await self.websocket.send_json(outgoing)
+            await self._send(key, message, text)
         await self.flush()
 
+    async def _send(self, key: str, message: dict[str, Any], text: str | None) -> None:
+        for outgoing in self.sent.screen(key, message):
+            if outgoing is message and text is not None:
+                await self.websocket.send_text(text)
+            else:
+                await self.websocket.send_json(outgoing)
+
     async def flush(self, force: bool = False) -> None:
-        end = next((m for _, m in self.held if m["type"] in ("training_complete", "training_failed")), None)
+        end = next((m for _, m, _ in self.held if m["type"] in ("training_complete", "training_failed")), None)
         if not self.held or (end is None and not force) or (not force and self._epochs_missing(end)):
             return
-        for key, message in self.held:
-            for outgoing in self.sent.screen(key, message):
-                await self.websocket.send_json(outgoing)
+        for key, message, text in self.held:
+            await self._send(key, message, text)
         self.held, self.deadline = [], None
 
     async def catch_up(self, views: ReadModel, run_id: str) -> None:
@@ -657,7 +670,8 @@ async def serve(websocket: WebSocket, state: GatewayState, run_id: str) -> None:
                         return
                     # The same dict went to every client: read it, never change it.
                     outgoing = {k: v for k, v in message.items() if not k.startswith("_")}
-                    await out.offer(message.get("_key", ""), outgoing, final=bool(message.get("_final")))
+                    await out.offer(message.get("_key", ""), outgoing, final=bool(message.get("_final")),
+                                    text=message.get("_text"))
             finally:
                 listener.cancel()
         finally:
