@@ -85,3 +85,21 @@ def test_routes_answer_503_while_the_broker_is_down_and_work_again_after(
             assert client.get("/api/health").json()["broker"]["restarts_seen"] >= 1
     finally:
         broker.stop()
+
+
+def test_replay_requests_again_every_run_whose_chain_did_not_end():
+    from ctrops_common.events import Topic
+    from ctrops_gateway.replay import unfinished
+
+    seen = {
+        Topic.TRAINING_DONE: {"explained", "reported", "trained", "report_failed"},
+        Topic.TRAINING_FAILED: {"failed"},
+        Topic.EXPLANATION_DONE: {"explained", "reported", "report_failed"},
+        Topic.EXPLANATION_FAILED: {"unexplainable"},
+        Topic.REPORT_READY: {"reported"},
+        Topic.REPORT_FAILED: {"report_failed"},
+    }
+    seen[Topic.TRAINING_DONE].add("unexplainable")
+    runs = ["training", "failed", "trained", "explained", "reported", "unexplainable", "report_failed"]
+    # still training; trained but never explained; explained but never reported
+    assert unfinished(runs, seen) == ["training", "trained", "explained"]

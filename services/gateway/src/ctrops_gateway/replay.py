@@ -9,6 +9,11 @@ so no consumer skips it as already handled). The trainer's run table then drives
 end: a run that completed re-reports its result, one still held under a fresh lease is
 waited for, an interrupted one is retried (counted as an attempt, up to the maximum), a
 cancelled one fails as cancelled. A training is never run twice at once (the lease).
+
+The same replay covers the rest of the chain: a run whose ``training.done`` is recorded but
+whose explanation never ended, or whose explanation ended but no report did, is requested
+again too; the trainer re-reports the recorded result, the explainer explains it (or
+re-announces the explanation it stored) and the reporter builds the missing report.
 """
 
 from __future__ import annotations
@@ -17,10 +22,13 @@ import asyncio
 import logging
 from datetime import datetime, timedelta, timezone
 
+from sqlalchemy import select
+
 from ctrops_common.bus import BrokerUnavailable
 from ctrops_common.events import Topic, TrainingRequested
 
 from .state import GatewayState
+from .views import event_log
 
 log = logging.getLogger(__name__)
 
@@ -29,17 +37,48 @@ LOOKBACK = timedelta(hours=24)
 MAX_RUNS = 500
 
 
+TRAINING_END = (Topic.TRAINING_DONE, Topic.TRAINING_FAILED)
+EXPLANATION_END = (Topic.EXPLANATION_DONE, Topic.EXPLANATION_FAILED)
+REPORT_END = (Topic.REPORT_READY, Topic.REPORT_FAILED)
+
+
+def unfinished(requested: list[str], seen: dict[Topic, set[str]]) -> list[str]:
+    """Of ``requested`` run ids (in order), those whose chain has not ended: no training end; or
+    trained (done) without an explanation end; or explained (done) without a report end."""
+    def any_of(topics: tuple[Topic, ...], run_id: str) -> bool:
+        return any(run_id in seen.get(t, set()) for t in topics)
+
+    left = []
+    for run_id in requested:
+        if run_id in seen.get(Topic.TRAINING_FAILED, set()):
+            continue  # ended; nothing downstream is owed
+        if not any_of(TRAINING_END, run_id):
+            left.append(run_id)
+        elif not any_of(EXPLANATION_END, run_id):
+            left.append(run_id)
+        elif run_id in seen.get(Topic.EXPLANATION_DONE, set()) and not any_of(REPORT_END, run_id):
+            left.append(run_id)
+    return left
+
+
 def open_runs(state: GatewayState) -> list[TrainingRequested]:
-    """The requested runs of the last day with no end recorded, oldest first."""
+    """The requested runs of the last day whose chain has not ended, oldest first."""
     since = datetime.now(timezone.utc) - LOOKBACK
     requested = state.views.events(Topic.TRAINING_REQUESTED, newest_first=True, limit=MAX_RUNS)
     firsts: dict[str, TrainingRequested] = {}
     for event in reversed(requested):
-        when = event.time if event.time.tzinfo else event.time.replace(tzinfo=timezone.utc)
-        if event.correlation_id and event.correlation_id not in firsts and when >= since:
+        if event.correlation_id and event.correlation_id not in firsts and event.time >= since:
             firsts[event.correlation_id] = TrainingRequested.model_validate(event.payload)
-    finished = state.views.finished_runs(set(firsts))
-    return [request for run_id, request in firsts.items() if run_id not in finished]
+    if not firsts:
+        return []
+    topics = [t.value for t in (*TRAINING_END, *EXPLANATION_END, *REPORT_END)]
+    query = select(event_log.c.topic, event_log.c.correlation_id).where(
+        event_log.c.topic.in_(topics), event_log.c.correlation_id.in_(list(firsts)))
+    seen: dict[Topic, set[str]] = {}
+    with state.views.engine.connect() as conn:
+        for topic, run_id in conn.execute(query):
+            seen.setdefault(Topic(topic), set()).add(run_id)
+    return [firsts[run_id] for run_id in unfinished(list(firsts), seen)]
 
 
 async def replay_open_runs(state: GatewayState) -> int:
@@ -47,7 +86,7 @@ async def replay_open_runs(state: GatewayState) -> int:
     for request in runs:
         await state.bus.publish(Topic.TRAINING_REQUESTED, request, correlation_id=request.run_id)
     if runs:
-        log.warning("broker came back: %d unfinished run(s) requested again for the trainer to finish: %s",
+        log.warning("broker came back: %d unfinished run(s) requested again to be driven to their end: %s",
                     len(runs), ", ".join(r.run_id for r in runs))
     return len(runs)
 
