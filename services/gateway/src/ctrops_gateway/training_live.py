@@ -652,19 +652,26 @@ async def serve(websocket: WebSocket, state: GatewayState, run_id: str) -> None:
             for key, message in history_messages(view) if view is not None else []:
                 await out.offer(key, message, final=end is not None and key.startswith(f"{end.event_id}:"))
             listener = asyncio.create_task(_until_disconnect(websocket))
+            # The client leaving wakes the loop through its queue: a plain ``await queue.get()`` per
+            # message, not a new task and an ``asyncio.wait`` per message and client (1,000 clients of
+            # a run are 1,000 wake-ups per message). A full queue is being drained: the check at the
+            # top of the loop (or a send to the closed socket) ends it.
+            listener.add_done_callback(lambda _: _wake(queue))
             try:
                 while True:
-                    getter = asyncio.create_task(queue.get())
-                    done, _ = await asyncio.wait({getter, listener}, timeout=out.wait_s(),
-                                                 return_when=asyncio.FIRST_COMPLETED)
-                    if listener in done:
-                        getter.cancel()
+                    if listener.done():
                         return
-                    if not done:  # the held end waited long enough
-                        getter.cancel()
-                        await out.catch_up(state.views, resolved)
-                        continue
-                    message = getter.result()
+                    wait_s = out.wait_s()
+                    if wait_s is None:
+                        message = await queue.get()
+                    else:
+                        try:
+                            message = await asyncio.wait_for(queue.get(), wait_s)
+                        except TimeoutError:  # the held end waited long enough
+                            await out.catch_up(state.views, resolved)
+                            continue
+                    if message is _GONE:
+                        return
                     if message is None:  # the hub dropped this slow client: close; it reconnects for the history
                         await websocket.close(code=1013)
                         return
@@ -678,6 +685,16 @@ async def serve(websocket: WebSocket, state: GatewayState, run_id: str) -> None:
             state.hub.unsubscribe(channel(resolved), queue)
     except (WebSocketDisconnect, RuntimeError):
         pass  # the client left while we were sending
+
+
+_GONE: dict[str, Any] = {}  # put in a client's queue when it disconnected
+
+
+def _wake(queue: asyncio.Queue[dict[str, Any] | None]) -> None:
+    try:
+        queue.put_nowait(_GONE)
+    except asyncio.QueueFull:
+        pass
 
 
 async def _until_disconnect(websocket: WebSocket) -> None:
