@@ -69,17 +69,18 @@ async def test_a_running_consumer_survives_a_broker_restart(tmp_path: Path, monk
         await _publish_when_back(publisher, "after", 20)
         deadline = back + 30
         while "after" not in handled:
-            assert time.monotonic() < deadline, "the consumer did not re-join within 30 s of the broker's restart"
+            assert time.monotonic() < deadline, "the consumer did not re-join within 30 s of the broker restart"
             assert not task.done(), task
             await asyncio.sleep(0.2)
         assert "down" not in handled
         assert consumer.broker_restarts >= 1 and publisher.broker_restarts >= 1
         # and keeps consuming afterwards (its commits land on the re-created topic)
+        later = time.monotonic()
         await publisher.publish(Topic.PROBE, Probe(probe_id="later", sent_at=time.time()))
-        deadline = time.monotonic() + 15
         while "later" not in handled:
-            assert time.monotonic() < deadline
+            assert time.monotonic() - later < 45, "a second event after the restart was not consumed"
             await asyncio.sleep(0.1)
+        print(f"after: {handled['after'] - back:.1f} s, later: {handled['later'] - later:.1f} s")
         assert consumer.consuming
     finally:
         stop.set()
