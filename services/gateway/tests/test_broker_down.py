@@ -14,16 +14,11 @@ import pytest
 from ctrops_common.broker import EmbeddedBroker, free_port
 from ctrops_common.datagen import generate
 from ctrops_common.events import new_id
+from ctrops_common.testing import wait_for
 
 
 def _health(client: httpx.Client, predicate, timeout_s: float) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        body = client.get("/api/health").json()
-        if predicate(body):
-            return body
-        assert time.monotonic() < deadline, f"health never matched: {body}"
-        time.sleep(0.3)
+    return wait_for(lambda: client.get("/api/health").json(), predicate, timeout_s)
 
 
 def _assert_503(response: httpx.Response, took_s: float) -> None:

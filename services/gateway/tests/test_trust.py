@@ -114,9 +114,9 @@ BOB, CAROL, DANA, VIEWER = ("bob-operator-key-0123456789", "carol-operator-key-0
 
 @pytest.fixture
 def owners_client(platform_env):
-    import time
-
     from fastapi.testclient import TestClient
+
+    from ctrops_common.testing import wait_for
 
     from ctrops_gateway.app import create_app
     from ctrops_gateway.settings import GatewaySettings
@@ -125,10 +125,7 @@ def owners_client(platform_env):
                                auth_api_keys=f"{BOB}:operator:bob,{CAROL}:operator:carol,{DANA}:admin:dana,"
                                              f"{VIEWER}:viewer:vic")
     with TestClient(create_app(settings)) as client:
-        deadline = time.monotonic() + 30
-        while client.get("/readyz").status_code != 200:
-            assert time.monotonic() < deadline, "gateway consumer did not join its group"
-            time.sleep(0.1)
+        wait_for(lambda: client.get("/readyz"), lambda r: r.status_code == 200)  # the consumer joined its group
         yield client
 
 
