@@ -58,17 +58,12 @@ class TreeShuffled(Shuffled):
             return self.base.copy()
         if len(trees) > SUBSET_SHARE * len(self.table.trees):
             return super().scores(j, order)
-        shuffled = self.features.copy() if j is None else self.features
-        if j is None:
-            shuffled[:, columns] = self.features[order][:, columns]
-            changed = self.table.outputs(shuffled, trees)
-        else:
-            kept = self.features[:, j].copy()
-            self.features[:, j] = kept[order]
-            try:
-                changed = self.table.outputs(self.features, trees)
-            finally:
-                self.features[:, j] = kept
+        kept = self.features[:, columns]  # a copy (fancy indexing): the column(s) to put back
+        self.features[:, columns] = kept[order]
+        try:
+            changed = self.table.outputs(self.features, trees)
+        finally:
+            self.features[:, columns] = kept
         return self.base - self.per_tree[:, trees].sum(axis=1) + changed.sum(axis=1)
 
 
