@@ -148,6 +148,19 @@ def test_a_killed_broker_comes_back_on_its_port_loudly_and_services_reach_it_aga
     supervisor.assert_nothing_left(processes, 15)
 
 
+def stop_with_two_signals(supervisor, first: signal.Signals, second: signal.Signals, gap_s: float) -> str:
+    """Start the stack, signal its process group twice ``gap_s`` apart; it must stop cleanly and leave
+    nothing behind. Returns the supervisor's output."""
+    supervisor.start()
+    processes = supervisor.processes()
+    os.killpg(supervisor.process.pid, first)
+    time.sleep(gap_s)
+    os.killpg(supervisor.process.pid, second)
+    assert supervisor.process.wait(timeout=60) == 0
+    supervisor.assert_nothing_left(processes, 15)
+    return supervisor.text()
+
+
 def test_every_way_of_stopping_leaves_nothing_and_the_next_start_is_clean(supervisor):
     # SIGTERM to the whole process group (systemd, a CI runner, a container runtime).
     supervisor.start()
@@ -159,26 +172,12 @@ def test_every_way_of_stopping_leaves_nothing_and_the_next_start_is_clean(superv
     assert "broker   | stopped" in supervisor.text()
 
     # Two Ctrl-C's 0.15 s apart: the second lands inside the stop and must not abort it.
-    supervisor.start()
-    processes = supervisor.processes()
-    os.killpg(supervisor.process.pid, signal.SIGINT)
-    time.sleep(0.15)
-    os.killpg(supervisor.process.pid, signal.SIGINT)
-    assert supervisor.process.wait(timeout=60) == 0
-    supervisor.assert_nothing_left(processes, 15)
-    text = supervisor.text()
+    text = stop_with_two_signals(supervisor, signal.SIGINT, signal.SIGINT, 0.15)
     assert "broker   | stopped" in text and "KeyboardInterrupt" not in text and "Traceback" not in text
     assert "1 more stop signal(s) arrived while stopping; the stop went on to the end" in text
 
     # A second signal after a SIGTERM, 0.1 s apart (issue 17's "must show").
-    supervisor.start()
-    processes = supervisor.processes()
-    os.killpg(supervisor.process.pid, signal.SIGTERM)
-    time.sleep(0.1)
-    os.killpg(supervisor.process.pid, signal.SIGINT)
-    assert supervisor.process.wait(timeout=60) == 0
-    supervisor.assert_nothing_left(processes, 15)
-    assert "Traceback" not in supervisor.text()
+    assert "Traceback" not in stop_with_two_signals(supervisor, signal.SIGTERM, signal.SIGINT, 0.1)
 
     # kill -9 of the supervisor: the parent-death signal takes the broker and the services down.
     supervisor.start()
