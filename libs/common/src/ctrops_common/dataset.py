@@ -36,6 +36,16 @@ def explanation_path(run_id: str) -> str:
     return f"{run_dir(run_id)}/explanation.json"
 
 
+def predictions_path(job_id: str) -> str:
+    """A batch scoring job's result: CSV ``row,probability`` (row = 0-based data row of the upload)."""
+    return f"scoring/{job_id}/predictions.csv"
+
+
+def period_path(run_id: str, model_kind: str, period: str) -> str:
+    """A monitoring period (``MonitoringPeriod``) of one model; ``period`` is "2026-03", "2026-W11" or a day."""
+    return f"monitoring/periods/{run_id}/{model_kind}/{period}.json"
+
+
 def toss_columns() -> list[str]:
     """The 119 columns of the Toss layout, in file order."""
     cols = ["gender", "age_group", "inventory_id", "day_of_week", "hour", "seq"]

@@ -43,6 +43,11 @@ class Topic(StrEnum):
     REPORT_REQUESTED = "report.requested"
     REPORT_READY = "report.ready"
     REPORT_FAILED = "report.failed"
+    SCORING_REQUESTED = "scoring.requested"
+    SCORING_PROGRESS = "scoring.progress"
+    SCORING_DONE = "scoring.done"
+    SCORING_FAILED = "scoring.failed"
+    MONITORING_PERIOD = "monitoring.period"
     MONITOR_SNAPSHOT = "monitor.snapshot"
     MONITOR_ALERT = "monitor.alert"
     SERVICE_HEARTBEAT = "service.heartbeat"
@@ -59,6 +64,9 @@ class Payload(BaseModel):
 # --- files -----------------------------------------------------------------
 
 
+UploadPurpose = Literal["training", "scoring"]
+
+
 class UploadReceived(Payload):
     """The gateway stored an upload byte-for-byte; ingest validates it."""
 
@@ -66,6 +74,9 @@ class UploadReceived(Payload):
     filename: str
     location: str  # path relative to the file store root
     size_bytes: int
+    # "scoring": a file to score with a trained model (POST /api/predict/{run_id}/batch): the same
+    # checks, except that ``clicked`` may be absent (an unlabelled batch) or hold one class only.
+    purpose: UploadPurpose = "training"
 
 
 class Validation(Payload):
@@ -99,6 +110,8 @@ class FileUploaded(Payload):
     preview: list[dict[str, Any]]
     column_descriptions: dict[str, str]
     profile_location: str | None = None  # per-column statistics and segment tables (JSON)
+    purpose: UploadPurpose = "training"
+    labelled: bool = True  # the file has a ``clicked`` column (always, for training uploads)
 
 
 class FileRejected(Payload):
@@ -208,6 +221,11 @@ class TrainingRequested(Payload):
     parquet_location: str
     config: TrainingConfig
     client_id: str | None = None
+    # A retrain (POST /api/train/{run_id}/retrain): the run this one replaces and that run's
+    # champion folder in the file store; the new champion is compared with it on the new run's
+    # validation rows (paired DeLong) and becomes the champion only when it is not worse.
+    replaces: str | None = None
+    replaces_model_location: str | None = None
 
 
 RetryCause = Literal["died", "interrupted", "lease_expired"]
@@ -300,6 +318,23 @@ class AucComparison(Payload):
     val_clicks: int
 
 
+class PromotionCheck(Payload):
+    """A retrain's new champion against the model it replaces, on the new run's validation rows."""
+
+    method: str = "DeLong paired"
+    replaced_run_id: str
+    auc_new: float
+    auc_old: float
+    difference: float  # auc_new - auc_old
+    ci_low: float  # 95% interval of the difference
+    ci_high: float
+    p_value: float  # two-sided, H0: equal AUCs
+    val_rows: int
+    val_clicks: int
+    promoted: bool
+    reason: str  # why it was (not) promoted, for a person
+
+
 class TrainingDone(Payload):
     run_id: str
     file_id: str
@@ -318,6 +353,11 @@ class TrainingDone(Payload):
     registered_model: str | None = None  # MLflow registered model name
     registered_version: int | None = None  # version of the champion in it (alias "champion")
     model_uri: str | None = None  # models:/<name>/<version>: where the explainer and reporter load it
+    replaces: str | None = None  # the run a retrain replaces (TrainingRequested.replaces)
+    # Whether this run's champion became the platform's champion (what ``champion`` scores with).
+    # Every ordinary run is; a retrain only when ``promotion`` found it not worse.
+    promoted: bool = True
+    promotion: PromotionCheck | None = None
 
 
 class TrainingFailed(Payload):
@@ -375,6 +415,104 @@ class ReportFailed(Payload):
     retryable: bool = False  # an input (e.g. the explanation) has not arrived yet: ask again later
 
 
+# --- scoring and monitoring over time -------------------------------------
+
+ScoringModelChoice = Literal["champion", "lstm", "gbdt"]
+PeriodBucket = Literal["day", "week", "month"]
+
+
+class ScoringRequested(Payload):
+    """Score a validated upload (``purpose="scoring"``) with a run's model (POST /api/predict/{run}/batch)."""
+
+    job_id: str
+    run_id: str  # resolved by the gateway: a real run id (never "latest"/"champion")
+    model: ScoringModelChoice = "champion"  # which of the run's models: its champion, or one by kind
+    file_id: str
+    filename: str
+    parquet_location: str
+    rows: int
+    labelled: bool  # the file has ``clicked``: the batch becomes a monitoring period
+    period: str | None = None  # the period it belongs to ("2026-03", "2026-W11", "2026-03-14"); None: upload day
+    bucket: PeriodBucket = "month"
+    client_id: str | None = None
+
+
+class ScoringProgress(Payload):
+    job_id: str
+    rows_done: int
+    rows_total: int
+
+
+class ScoringDone(Payload):
+    job_id: str
+    run_id: str
+    model_kind: ModelKind
+    rows: int
+    predictions_location: str  # CSV ``row,probability`` in the file store
+    seconds: float
+    period_id: str | None = None  # the monitoring period it fed (labelled or not)
+
+
+class ScoringFailed(Payload):
+    job_id: str
+    reason: str  # for a person
+    status_code: int = 422  # what the gateway answers on the job's routes
+
+
+class FeatureDrift(Payload):
+    """One feature of a period against the model's training rows."""
+
+    feature: str
+    kind: Literal["numeric", "categorical"]
+    test: Literal["ks", "chi2", "psi"]  # the test whose p-value is given (PSI is always computed)
+    statistic: float
+    p_value: float | None
+    psi: float
+    drifted: bool  # psi > CTROPS_DRIFT_PSI_THRESHOLD (0.2)
+    importance_rank: int | None = None  # 1 = the model's most important feature, when known
+
+
+class PeriodMetrics(Payload):
+    """Model quality in one period; label-based numbers are None for an unlabelled period."""
+
+    auc: float | None = None
+    auc_ci_low: float | None = None
+    auc_ci_high: float | None = None
+    ap: float | None = None
+    logloss: float | None = None
+    accuracy: float | None = None  # at the model's threshold, beside majority_accuracy
+    majority_accuracy: float | None = None
+    f1: float | None = None
+    toss_score: float | None = None  # 0.5*AP + 0.5/(1+WLL)
+    predicted_clicks: float  # sum of probabilities
+    actual_clicks: int | None = None
+    calibration: float | None = None  # predicted / actual clicks
+    calibration_ci_low: float | None = None  # 95% (Poisson on the actual clicks)
+    calibration_ci_high: float | None = None
+    estimated_auc: float | None = None  # CBPE-style, from the calibrated scores alone
+    mean_probability: float
+
+
+class MonitoringPeriod(Payload):
+    """One period of a deployed model's life: stored at ``monitoring/periods/<period_id>.json``."""
+
+    period_id: str  # "<run_id>:<model kind>:<period>" -- one per model and period; re-scoring replaces it
+    period: str
+    bucket: PeriodBucket
+    run_id: str
+    model_kind: ModelKind
+    job_ids: list[str]
+    rows: int
+    labelled: bool
+    metrics: PeriodMetrics
+    baseline_auc: float | None = None  # the model's validation AUC at training
+    baseline_auc_ci_low: float | None = None
+    drift: list[FeatureDrift] = []
+    prediction_psi: float | None = None  # scores of the period vs scores of the training rows
+    reference_rows: int = 0
+    location: str = ""
+
+
 # --- operations -------------------------------------------------------------
 
 
@@ -413,7 +551,8 @@ class MonitorSnapshot(Payload):
 
 class MonitorAlert(Payload):
     alert_id: str  # stable per incident: kind + subject
-    kind: Literal["model_accuracy", "response_time", "service_down", "error_rate"]
+    kind: Literal["model_accuracy", "response_time", "service_down", "error_rate",
+                  "calibration", "auc_drop", "feature_drift"]
     subject: str  # run id or service name
     state: Literal["firing", "resolved"]
     severity: Literal["high", "medium"]
@@ -462,6 +601,11 @@ TOPIC_PAYLOADS: dict[Topic, type[Payload]] = {
     Topic.REPORT_REQUESTED: ReportRequested,
     Topic.REPORT_READY: ReportReady,
     Topic.REPORT_FAILED: ReportFailed,
+    Topic.SCORING_REQUESTED: ScoringRequested,
+    Topic.SCORING_PROGRESS: ScoringProgress,
+    Topic.SCORING_DONE: ScoringDone,
+    Topic.SCORING_FAILED: ScoringFailed,
+    Topic.MONITORING_PERIOD: MonitoringPeriod,
     Topic.MONITOR_SNAPSHOT: MonitorSnapshot,
     Topic.MONITOR_ALERT: MonitorAlert,
     Topic.SERVICE_HEARTBEAT: ServiceHeartbeat,
