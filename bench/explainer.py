@@ -50,7 +50,7 @@ def to_training_layout(csv: Path, out: Path) -> None:
 
 def train_stand_in(parquet: Path, folder: Path, epochs: int, threads: int) -> None:
     """Default architecture, down-sampled negatives (2 per click), a few epochs: a realistic-size model."""
-    from ctrops_explainer.inputs import DataFile
+    from ctrops_common.model_inputs import DataFile
 
     torch.manual_seed(42)
     torch.set_num_threads(threads)
@@ -130,7 +130,7 @@ class FullBatchPredictor(NaivePredictor):
 def bench_lime(model, preprocess, parquet: Path, rows: int, samples: int, naive_rows: int, threads: int) -> dict:
     from threadpoolctl import threadpool_limits
 
-    from ctrops_explainer.inputs import DataFile
+    from ctrops_common.model_inputs import DataFile
     from ctrops_explainer.lime import TabularSeqLime
     from ctrops_explainer.pipeline import stratified_sample
     from ctrops_common.model_loading import LoadedModel
@@ -222,7 +222,7 @@ def bench_stages(parquet: Path, lstm_folder: Path, root: Path, threads: int) -> 
     from ctrops_common.gbdt import GbdtModel, SeqFeatureSpec, learn_vocab, seq_features
     from ctrops_common.model_loading import load_ctr_model
     from ctrops_common.splits import training_rows
-    from ctrops_explainer.inputs import DataFile
+    from ctrops_common.model_inputs import DataFile
     from ctrops_explainer.pipeline import ExplainConfig, explain
 
     names = [c for c in pq.read_schema(parquet).names if c not in ("seq", "clicked")]
@@ -257,7 +257,7 @@ def compare_permutation_ways(folder: Path, parquet: Path, threads: int) -> dict:
     import ctrops_explainer.heldout as heldout
     from ctrops_common.model_loading import load_ctr_model
     from ctrops_common.splits import validation_rows
-    from ctrops_explainer.inputs import DataFile
+    from ctrops_common.model_inputs import DataFile
     from ctrops_explainer.pipeline import stratified_sample
     from ctrops_explainer.scoring import Scorer
     from ctrops_explainer.shuffle import Shuffled, shuffled_scores

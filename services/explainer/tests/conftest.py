@@ -26,7 +26,7 @@ from ctrops_common.gbdt import GbdtModel, SeqFeatureSpec, learn_vocab, seq_featu
 from ctrops_common.ml import Preprocess, TabularSeqModel, save_model
 from ctrops_common.model_loading import LoadedModel
 from ctrops_common.splits import training_rows
-from ctrops_explainer.inputs import DataFile
+from ctrops_common.model_inputs import DataFile
 
 ROWS = 16_000
 UNRELATED = ["gender", "day_of_week", "inventory_id", "l_feat_1", "l_feat_3", "feat_a_1", "feat_b_2",

@@ -9,7 +9,7 @@ from scipy import stats
 
 from ctrops_common.ml import Preprocess, TabularSeqModel
 from ctrops_common.model_loading import LoadedModel
-from ctrops_explainer.inputs import Rows
+from ctrops_common.model_inputs import Rows
 from ctrops_explainer.lime import (
     SEQ_FEATURE,
     FastQuartileDiscretizer,

@@ -35,7 +35,7 @@ from lime.lime_tabular import LimeTabularExplainer
 from scipy.special import ndtr, ndtri
 from sklearn.linear_model import Ridge
 
-from .inputs import Rows
+from ctrops_common.model_inputs import Rows
 from .scoring import Scorer
 
 SEQ_FEATURE = "seq"

@@ -26,7 +26,7 @@ from .attribution import (direction_of, gbdt_token_effects, importance_with_inte
                           sequence_direction, tree_shap)
 from .correlation import correlated_pairs, pearson_matrix
 from .heldout import benjamini_hochberg, heldout_permutation
-from .inputs import DataFile, Rows
+from ctrops_common.model_inputs import DataFile, Rows
 from .lime import SEQ_FEATURE, TabularSeqLime
 from .scoring import Scorer
 from .statistics import rank_correlation, top_overlap

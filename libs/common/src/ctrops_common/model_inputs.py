@@ -1,7 +1,8 @@
-"""The training-layout Parquet file -> the model's inputs, exactly as ``Preprocess`` says.
+"""The training-layout Parquet file (or table) -> the model's inputs, exactly as ``Preprocess`` says.
 
-The trainer has its own (faster, streaming) pipeline; the explainer only needs a few
-thousand rows at a time, so it builds the same tensors here with plain numpy:
+The trainer has its own (faster, streaming) pipeline; the explainer (a few thousand rows at a
+time), the scorer (uploads and JSON rows, in chunks) and the trainer's retrain comparison (an
+earlier model on the new validation rows) build the same tensors here with plain numpy:
 features in ``preprocess.feature_columns`` order, missing values replaced by
 ``fill_values`` (for the LSTM+MLP; a LightGBM was fitted on NaN and learned where missing
 values go, so its rows keep them), ``seq`` cut to its ``max_seq_len`` most recent tokens, divided by
@@ -44,18 +45,33 @@ class Rows:
 class DataFile:
     """One data file opened once; rows are materialised on demand by index."""
 
-    def __init__(self, path: Path, preprocess: Preprocess) -> None:
-        self.preprocess = preprocess
+    def __init__(self, path: Path, preprocess: Preprocess, *, require_labels: bool = True) -> None:
         schema = pq.read_schema(path)
-        present = set(schema.names)
-        for required in (TARGET, SEQUENCE):
+        wanted = [c for c in preprocess.feature_columns if c in schema.names]
+        wanted += [c for c in (TARGET, SEQUENCE) if c in schema.names]
+        self._open(pq.read_table(path, columns=wanted), preprocess, path.name, require_labels)
+
+    @classmethod
+    def from_table(cls, table: pa.Table, preprocess: Preprocess, *, require_labels: bool = False) -> DataFile:
+        """Rows already in memory in the training layout (``seq`` as list<int32>, features float64)."""
+        data = cls.__new__(cls)
+        data._open(table, preprocess, "the rows", require_labels)
+        return data
+
+    def _open(self, table: pa.Table, preprocess: Preprocess, name: str, require_labels: bool) -> None:
+        self.preprocess = preprocess
+        present = set(table.column_names)
+        for required in ((TARGET, SEQUENCE) if require_labels else (SEQUENCE,)):
             if required not in present:
-                raise ValueError(f"{path.name} has no '{required}' column; it is not in the training layout")
+                raise ValueError(f"{name} has no '{required}' column; it is not in the training layout")
         self.missing_columns = [c for c in preprocess.feature_columns if c not in present]
-        wanted = [c for c in preprocess.feature_columns if c in present] + [TARGET, SEQUENCE]
-        self.table = pq.read_table(path, columns=wanted)
-        clicked = self.table.column(TARGET).to_numpy(zero_copy_only=False)
-        self.clicked = np.nan_to_num(clicked.astype(np.float64)).astype(np.int8)
+        self.labelled = TARGET in present
+        self.table = table
+        if self.labelled:
+            clicked = table.column(TARGET).to_numpy(zero_copy_only=False)
+            self.clicked = np.nan_to_num(clicked.astype(np.float64)).astype(np.int8)
+        else:  # an unlabelled scoring file: zeros stand in, ``labelled`` says they mean nothing
+            self.clicked = np.zeros(table.num_rows, dtype=np.int8)
 
     def __len__(self) -> int:
         return self.table.num_rows

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ctrops_common.ml import Preprocess
-from ctrops_explainer.inputs import DataFile, recent_tokens
+from ctrops_common.model_inputs import DataFile, recent_tokens
 
 
 def test_recent_tokens_keeps_the_most_recent_scaled_right_padded():
