@@ -98,3 +98,70 @@ def test_an_unexpected_failure_answers_500_and_cleans_up(store, monkeypatch):
     assert topic == Topic.FILE_REJECTED and payload.status_code == 500
     assert "RuntimeError" in payload.message
     assert leftovers(store) == []
+
+
+# -- files to score (UploadReceived.purpose == "scoring") ---------------------------------------------
+
+
+def without_clicked(source) -> bytes:
+    """The generated CSV with its ``clicked`` column removed (an unlabelled batch to score)."""
+    import pyarrow.csv as pacsv
+
+    table = pacsv.read_csv(source, convert_options=pacsv.ConvertOptions(column_types={"seq": "string"}))
+    out = source.with_suffix(".nolabel.csv")
+    pacsv.write_csv(table.drop_columns(["clicked"]), out)
+    return out.read_bytes()
+
+
+def to_score(store: FileStore, data: bytes) -> UploadReceived:
+    return stored(store, data).model_copy(update={"purpose": "scoring"})
+
+
+def test_a_file_to_score_without_clicked_is_valid_and_converted_without_labels(store, tmp_path):
+    source = tmp_path / "gen.csv"
+    generate(source, 400, seed=5)
+    upload = to_score(store, without_clicked(source))
+    topic, payload = decide(store, upload, OPTIONS)
+    assert topic == Topic.FILE_UPLOADED, payload
+    assert payload.purpose == "scoring" and payload.labelled is False
+    assert payload.validation.is_valid is True and payload.validation.errors == []
+    assert payload.rows == 400 and "clicked" not in payload.columns and "seq" in payload.columns
+    assert payload.info.clicked_one == 0 and payload.info.clicked_zero == 0 and payload.info.ctr == 0.0
+    table = pq.read_table(store.path(payload.parquet_location))
+    assert table.num_rows == 400 and "clicked" not in table.column_names and "seq" in table.column_names
+    assert "clicked" not in store.read_json(payload.profile_location)["columns"]
+
+    # The same bytes as a training upload are refused: training needs the labels.
+    topic, refused = decide(store, stored(store, without_clicked(source)), OPTIONS)
+    assert topic == Topic.FILE_REJECTED and "missing: clicked" in refused.message
+
+
+def test_a_labelled_file_to_score_keeps_its_labels_and_may_hold_one_class(store):
+    one_class = b"hour,seq,clicked\n1,\"1,2\",0\n2,\"3\",0\n3,\"4,5,6\",0\n"
+    topic, payload = decide(store, to_score(store, one_class), OPTIONS)
+    assert topic == Topic.FILE_UPLOADED and payload.purpose == "scoring" and payload.labelled is True
+    assert payload.validation.is_valid is True
+    assert any("no AUC" in w for w in payload.validation.warnings), payload.validation.warnings
+    table = pq.read_table(store.path(payload.parquet_location))
+    assert table.column("clicked").to_pylist() == [0, 0, 0]
+
+    # As a training upload the same file is invalid: the model needs both classes.
+    topic, training = decide(store, stored(store, one_class), OPTIONS)
+    assert training.purpose == "training" and training.labelled is True
+    assert training.validation.is_valid is False and training.parquet_location is None
+
+
+def test_a_file_to_score_still_gets_the_other_checks(store):
+    bad_label = b"hour,seq,clicked\n1,\"1,2\",2\n2,\"3\",0\n"
+    topic, payload = decide(store, to_score(store, bad_label), OPTIONS)
+    assert topic == Topic.FILE_UPLOADED and payload.validation.is_valid is False
+    assert "clicked: 1 rows are not 0 or 1" in payload.validation.errors[0] and payload.parquet_location is None
+
+    bad_seq = b"hour,seq\n1,\"1,x\"\n2,\"3\"\n"
+    topic, payload = decide(store, to_score(store, bad_seq), OPTIONS)
+    assert topic == Topic.FILE_UPLOADED and payload.labelled is False and payload.validation.is_valid is False
+    assert payload.validation.errors[0].startswith("seq: 1 rows")
+
+    topic, rejected = decide(store, to_score(store, b"hour,clicked\n1,0\n"), OPTIONS)
+    assert topic == Topic.FILE_REJECTED and rejected.status_code == 400
+    assert "missing: seq" in rejected.message and "'clicked' (0/1) is optional" in rejected.message

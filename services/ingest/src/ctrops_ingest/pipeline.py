@@ -81,6 +81,7 @@ class IngestResult:
     column_descriptions: dict[str, str]
     profile: dict[str, Any]
     parquet_written: bool
+    labelled: bool = True  # the file has a ``clicked`` column (always, unless labels were optional)
 
 
 class _NotUtf8(Exception):
@@ -95,8 +96,13 @@ class _NotNumeric(Exception):
     """A feature cell is not a number: read the file again with every cell as text."""
 
 
-def ingest_csv(source: Path, parquet_out: Path | None, options: IngestOptions = IngestOptions()) -> IngestResult:
+def ingest_csv(source: Path, parquet_out: Path | None, options: IngestOptions = IngestOptions(), *,
+               labels_required: bool = True) -> IngestResult:
     """Validate, profile and (when valid and ``parquet_out`` is given) convert ``source``.
+
+    ``labels_required=False`` is a file to score (``UploadReceived.purpose == "scoring"``): the
+    same checks, except that ``clicked`` may be absent (an unlabelled batch: the Parquet copy has
+    no ``clicked`` column) and may hold a single class. When present its values must still be 0/1.
 
     The first attempt lets Arrow parse the feature columns as float64 while it splits the
     file (in its own threads: the fast path for clean files). A cell that is not a number
@@ -104,12 +110,12 @@ def ingest_csv(source: Path, parquet_out: Path | None, options: IngestOptions = 
     counting what could not be coerced. Likewise a file that stops being UTF-8 after its
     first megabyte is read again as CP949.
     """
-    header = sniff(source)
+    header = sniff(source, labels_required=labels_required)
     typed = True
     retried_encoding = False
     while True:
         try:
-            return _Run(source, header, parquet_out, options, typed).execute()
+            return _Run(source, header, parquet_out, options, typed, labels_required).execute()
         except _NotNumeric:
             log.info("%s: a feature cell is not a number, reading every cell as text", source.name)
             typed = False
@@ -162,12 +168,14 @@ class _Ragged:
 
 class _Run:
     def __init__(self, source: Path, header: Header, parquet_out: Path | None, options: IngestOptions,
-                 typed: bool) -> None:
+                 typed: bool, labels_required: bool = True) -> None:
         self.source = source
+        self.labels_required = labels_required
         self.typed = typed
         self.header = header
         self.options = options
         self.columns = header.columns
+        self.labelled = TARGET in self.columns  # always, when labels are required (sniff checked it)
         self.features = [c for c in self.columns if c not in (TARGET, SEQUENCE)]
         self.internal = {name: f"c{pos}" for name, pos in zip(self.columns, header.kept_positions)}
         self.sink = ParquetSink(parquet_out, self.columns, options.row_group_rows) if parquet_out else None
@@ -244,14 +252,19 @@ class _Run:
         first_row = self.rows + 1
         raw = {name: batch.column(self.internal[name]) for name in self.columns}
         if self.typed:  # the text columns still get the full list of missing-value spellings
-            raw[TARGET], raw[SEQUENCE] = _null_texts(raw[TARGET]), _null_texts(raw[SEQUENCE])
+            raw[SEQUENCE] = _null_texts(raw[SEQUENCE])
+            if self.labelled:
+                raw[TARGET] = _null_texts(raw[TARGET])
         for name, column in raw.items():
             self.empty[name] += column.null_count
         # seq is the biggest single job of a block; Arrow releases the GIL, so it runs on
         # a second thread while this one converts the features.
         seq_job = self._seq_thread.submit(parse_seq, raw[SEQUENCE], first_row, self.bad_seq)
 
-        clicked = parse_clicked(raw[TARGET], first_row, self.bad_clicked)
+        if self.labelled:
+            clicked = parse_clicked(raw[TARGET], first_row, self.bad_clicked)
+        else:  # an unlabelled file to score: no label in any row (-1, as a bad value is counted)
+            clicked = np.full(n, -1, dtype=np.int8)
         self.clicks += int((clicked == 1).sum())
         self.non_clicks += int((clicked == 0).sum())
         arrays = [self._feature(name, raw[name], first_row) for name in self.features]
@@ -351,9 +364,13 @@ class _Run:
         if self.bad_seq.rows:
             errors.append(f"{SEQUENCE}: {self.bad_seq.rows} rows are empty or not comma-separated integers "
                           f"({'; '.join(self.bad_seq.examples)}). Fix or remove those rows.")
-        if not self.bad_clicked.rows and (self.clicks == 0 or self.non_clicks == 0):
+        if self.labels_required and not self.bad_clicked.rows and (self.clicks == 0 or self.non_clicks == 0):
             only = "0 (no clicks)" if self.clicks == 0 else "1 (no non-clicks)"
             errors.append(f"{TARGET}: all {self.rows} rows are {only}; the model needs both clicks and non-clicks.")
+        elif self.labelled and not self.bad_clicked.rows and (self.clicks == 0 or self.non_clicks == 0):
+            only = "0 (no clicks)" if self.clicks == 0 else "1 (no non-clicks)"
+            warnings.append(f"{TARGET}: all {self.rows} rows are {only}: the file can be scored, but its period "
+                            "has no AUC (it needs both clicks and non-clicks).")
 
         dropped = [repr(self.header.fields[i]) if self.header.fields[i] else f"column {i + 1} (no name)"
                    for i in self.header.index_positions]
@@ -425,19 +442,15 @@ class _Run:
             column_descriptions={c: column_description(c) for c in self.columns},
             profile=self.profile.profile(self._extra_column_stats()),
             parquet_written=parquet_written,
+            labelled=self.labelled,
         )
 
     def _extra_column_stats(self) -> dict[str, dict[str, Any]]:
         extra: dict[str, dict[str, Any]] = {}
         labelled = self.clicks + self.non_clicks
         rate = self.clicks / labelled if labelled else None
-        extra[TARGET] = {
-            "kind": "target", "missing": self.empty[TARGET], "invalid": self.bad_clicked.rows,
-            "mean": rate,
-            "std": (rate * (1 - rate) * labelled / (labelled - 1)) ** 0.5 if labelled > 1 and rate is not None else None,
-            "min": (0.0 if self.non_clicks else 1.0) if labelled else None,
-            "max": (1.0 if self.clicks else 0.0) if labelled else None,
-        }
+        if self.labelled:
+            extra[TARGET] = self._target_stats(labelled, rate)
         extra[SEQUENCE] = {"kind": "sequence", "missing": self.empty[SEQUENCE], "invalid": self.bad_seq.rows,
                            "mean": None, "std": None, "min": None, "max": None}
         for name in self.features:
@@ -448,3 +461,12 @@ class _Run:
             else:
                 extra[name] = {"kind": "numeric", "not_numeric": self.not_numbers[name].rows}
         return extra
+
+    def _target_stats(self, labelled: int, rate: float | None) -> dict[str, Any]:
+        return {
+            "kind": "target", "missing": self.empty[TARGET], "invalid": self.bad_clicked.rows,
+            "mean": rate,
+            "std": (rate * (1 - rate) * labelled / (labelled - 1)) ** 0.5 if labelled > 1 and rate is not None else None,
+            "min": (0.0 if self.non_clicks else 1.0) if labelled else None,
+            "max": (1.0 if self.clicks else 0.0) if labelled else None,
+        }

@@ -1,7 +1,8 @@
 """From a stored upload to a verdict: run the pipeline, put its outputs in place atomically.
 
 ``decide(store, upload, options)`` returns the event to publish: ``FILE_UPLOADED`` (with
-the training copy's location when the data is valid) or ``FILE_REJECTED`` (after removing
+the training copy's location when the data is valid; ``purpose`` and ``labelled`` say whether
+it is a file to score and whether it has ``clicked``) or ``FILE_REJECTED`` (after removing
 everything stored for the upload). The Parquet file is written to a temporary sibling and
 renamed into ``files/<file_id>/data.parquet`` only when complete, so a crash never leaves a
 half-written file under its final name; running it twice writes the same files again.
@@ -46,7 +47,9 @@ def decide(store: FileStore, upload: UploadReceived, options: IngestOptions) -> 
         return _rejected(store, upload, 410, "The uploaded file is no longer stored. Upload it again.")
     tmp = store.temp_path(parquet_path(file_id))
     try:
-        result = ingest_csv(source, tmp, options)
+        # A file to score (POST /api/predict/{run}/batch): the same checks, but ``clicked`` may be
+        # absent (an unlabelled batch) or hold one class.
+        result = ingest_csv(source, tmp, options, labels_required=upload.purpose != "scoring")
         if result.parquet_written:
             store.commit_temp(tmp, parquet_path(file_id))
         store.write_json(profile_path(file_id), result.profile)
@@ -82,4 +85,6 @@ def decide(store: FileStore, upload: UploadReceived, options: IngestOptions) -> 
         preview=result.preview,
         column_descriptions={c: column_description(c, names) for c in result.columns},
         profile_location=profile_path(file_id),
+        purpose=upload.purpose,
+        labelled=result.labelled,
     )

@@ -11,6 +11,9 @@ Two kinds of problems, answered differently:
   upload's ``validation`` block; the file is profiled but not converted for training
   when ``clicked`` or ``seq`` is bad.
 
+A file to score (``UploadReceived.purpose == "scoring"``) gets the same checks except that
+``clicked`` may be absent (an unlabelled batch) and may hold a single class.
+
 This module reads the first megabyte (``sniff``) and checks one parsed block at a time
 (``parse_clicked``, ``parse_seq``, ``to_float``); it imports nothing from Kafka or HTTP.
 """
@@ -125,8 +128,10 @@ def _check_text(head: bytes) -> None:
         raise Rejected(415, "The file contains binary data, not CSV text. Export the data as CSV and upload that.")
 
 
-def sniff(path: Path) -> Header:
-    """Read the first megabyte: refuse what is not a CSV with the required header."""
+def sniff(path: Path, *, labels_required: bool = True) -> Header:
+    """Read the first megabyte: refuse what is not a CSV with the required header.
+
+    ``labels_required=False`` (a file to score): ``clicked`` may be absent, ``seq`` may not."""
     with open(path, "rb") as fh:
         head = fh.read(SNIFF_BYTES)
         complete = not fh.read(1)
@@ -167,11 +172,11 @@ def sniff(path: Path) -> Header:
         if width == len(fields) + 1:
             # Rows one field wider than the header: an unnamed trailing row index.
             header.fields.append("")
-    _check_names(header)
+    _check_names(header, labels_required)
     return header
 
 
-def _check_names(header: Header) -> None:
+def _check_names(header: Header, labels_required: bool = True) -> None:
     fields = header.fields
     last = len(fields) - 1
     for i in (0, last):
@@ -186,15 +191,18 @@ def _check_names(header: Header) -> None:
     if duplicates:
         listed = ", ".join(f"{name!r} ({n} times)" for name, n in duplicates.items())
         raise Rejected(400, f"Duplicate column names: {listed}. Each column needs a unique name.")
-    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    required = REQUIRED_COLUMNS if labels_required else tuple(c for c in REQUIRED_COLUMNS if c != TARGET)
+    missing = [c for c in required if c not in columns]
     if missing:
         hints = [f"found {n!r}" for c in missing for n in columns if n.lower() == c]
         hint = f" ({'; '.join(hints)}: names are case-sensitive)" if hints else ""
+        needs = (f"The file needs '{TARGET}' (0/1) and '{SEQUENCE}' (comma-separated integer tokens)"
+                 if labels_required else
+                 f"A file to score needs '{SEQUENCE}' (comma-separated integer tokens); '{TARGET}' (0/1) is optional")
         raise Rejected(
             400,
             f"Required column{'s' if len(missing) > 1 else ''} missing: {', '.join(missing)}{hint}. "
-            f"The file needs '{TARGET}' (0/1) and '{SEQUENCE}' (comma-separated integer tokens). "
-            f"Found {len(columns)} column{'s' if len(columns) != 1 else ''}: {_name_list(columns)}.",
+            f"{needs}. Found {len(columns)} column{'s' if len(columns) != 1 else ''}: {_name_list(columns)}.",
         )
 
 
