@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 RUN_STAMP  := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 DEMO_STAMP := $(VENV)/.installed-demo
-PROJECTS := libs/common services/ingest services/trainer services/explainer services/reporter services/monitor services/gateway
+PROJECTS := libs/common services/ingest services/trainer services/explainer services/reporter services/monitor services/scorer services/gateway
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PROJECTS))
 
 .PHONY: install install-run install-test tools run test demo bench mlflow clean

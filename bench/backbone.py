@@ -29,7 +29,8 @@ def startup_time(tmp: Path) -> float:
     base = 18101
     env = {k: v for k, v in os.environ.items() if not k.startswith("CTROPS_")}
     env.update(CTROPS_GATEWAY_PORT=str(free_port()), CTROPS_BROKER_PORT=str(free_port()),
-               CTROPS_SERVICE_PORT_BASE=str(base), CTROPS_DATA_DIR=str(tmp / "stack"))
+               CTROPS_SCORER_API_PORT=str(free_port()), CTROPS_SERVICE_PORT_BASE=str(base),
+               CTROPS_DATA_DIR=str(tmp / "stack"))
     started = time.perf_counter()
     proc = subprocess.Popen(["make", "run"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)

@@ -90,12 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="ctrops-bench-e2e-"))
-    gateway, broker, base = free_port(), free_port(), free_block(5)
+    gateway, broker, scorer_api, base = free_port(), free_port(), free_port(), free_block(6)
     bootstrap = f"127.0.0.1:{broker}"
     url = f"http://127.0.0.1:{gateway}"
     env = {k: v for k, v in os.environ.items() if k not in ("CTROPS_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS")}
     env.update(CTROPS_GATEWAY_PORT=str(gateway), CTROPS_BROKER_PORT=str(broker), CTROPS_SERVICE_PORT_BASE=str(base),
-               CTROPS_DATA_DIR=str(work / "data"), CTROPS_LOG_JSON="false")
+               CTROPS_SCORER_API_PORT=str(scorer_api), CTROPS_DATA_DIR=str(work / "data"), CTROPS_LOG_JSON="false")
     overrides = {k: v for k, v in os.environ.items() if k.startswith("CTROPS_")}
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
           f"load average at start {load_average()}")

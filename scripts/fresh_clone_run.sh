@@ -15,6 +15,7 @@ export PIP_CACHE_DIR=$work/pip-cache PYTHONUNBUFFERED=1
 # Ports of their own, so a `make run` already going elsewhere does not collide.
 export CTROPS_GATEWAY_PORT=${CTROPS_GATEWAY_PORT:-18000} CTROPS_BROKER_PORT=${CTROPS_BROKER_PORT:-19092}
 export CTROPS_SERVICE_PORT_BASE=${CTROPS_SERVICE_PORT_BASE:-18101} CTROPS_DATA_DIR=$work/data
+export CTROPS_SCORER_API_PORT=${CTROPS_SCORER_API_PORT:-18090}
 t0=$(date +%s.%N); installed=""; ready=""
 setsid make run > "$log" 2>&1 &
 make_pid=$!

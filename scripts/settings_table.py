@@ -18,7 +18,7 @@ from ctrops_common.settings import ENV_PREFIX, CommonSettings, ServiceSettings
 from ctrops_common.stack import StackSettings
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-SERVICES = ["gateway", "ingest", "trainer", "explainer", "reporter", "monitor"]
+SERVICES = ["gateway", "ingest", "trainer", "explainer", "reporter", "monitor", "scorer"]
 START, END = "<!-- settings-table:start -->", "<!-- settings-table:end -->"
 
 

@@ -1,4 +1,4 @@
-"""`make run` on this checkout: broker + six services reach healthy, and Ctrl-C leaves nothing behind."""
+"""`make run` on this checkout: broker + seven services reach healthy, and Ctrl-C leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -29,9 +29,9 @@ def _free_block(size: int) -> int:
 
 
 def test_make_run_reaches_healthy_and_stops_cleanly(tmp_path):
-    gateway, broker, base = free_port(), free_port(), _free_block(5)
+    gateway, broker, scorer_api, base = free_port(), free_port(), free_port(), _free_block(6)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CTROPS_") and k != "KAFKA_BOOTSTRAP_SERVERS"}
-    env.update(CTROPS_GATEWAY_PORT=str(gateway), CTROPS_BROKER_PORT=str(broker),
+    env.update(CTROPS_GATEWAY_PORT=str(gateway), CTROPS_BROKER_PORT=str(broker), CTROPS_SCORER_API_PORT=str(scorer_api),
                CTROPS_SERVICE_PORT_BASE=str(base), CTROPS_DATA_DIR=str(tmp_path / "data"),
                CTROPS_HEARTBEAT_INTERVAL_S="1", CTROPS_SAMPLE_ROWS="2000")
     log = tmp_path / "make-run.log"
@@ -53,22 +53,26 @@ def test_make_run_reaches_healthy_and_stops_cleanly(tmp_path):
         while "sample data to upload" not in log.read_text():  # the banner follows readiness
             assert time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.2)
-        assert sorted(body["services"]) == sorted(["ingest", "trainer", "explainer", "reporter", "monitor", "gateway"])
+        assert sorted(body["services"]) == sorted(["ingest", "trainer", "explainer", "reporter", "monitor", "scorer",
+                                                   "gateway"])
         assert all(s["status"] == "up" for s in body["services"].values())
         assert body["broker"]["reachable"]
+        # The scorer's internal API is up on the port make run gave it (the gateway is told the same one).
+        with urllib.request.urlopen(f"http://127.0.0.1:{scorer_api}/healthz", timeout=5) as r:
+            assert r.status == 200
         output = log.read_text()
         assert f"http://localhost:{gateway}" in output and "/docs" in output
         sample = tmp_path / "data" / "samples" / "ctr_sample_2000.csv"
         assert f"sample data to upload: {sample}" in output
         assert sample.read_text().count("\n") == 2001  # header + rows
         children = psutil.Process(make.pid).children(recursive=True)
-        assert len(children) >= 7  # the supervisor, the broker and six services (make may add a shell)
+        assert len(children) >= 8  # the supervisor, the broker and seven services (make may add a shell)
     finally:
         os.killpg(make.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
         make.wait(timeout=60)
     time.sleep(0.5)
     assert not [p for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    for port in (gateway, broker, *range(base, base + 5)):
+    for port in (gateway, broker, scorer_api, *range(base, base + 6)):
         assert not port_open("127.0.0.1", port), f"port {port} still open after stop"
     assert "stopped" in log.read_text()
 

@@ -39,7 +39,7 @@ def test_sqlite_default_and_explicit_database_url(tmp_path, monkeypatch):
     assert CommonSettings().sqlalchemy_url("trainer") == "postgresql+psycopg://u@db/ctrops"
 
 
-@pytest.mark.parametrize("service", ["ingest", "trainer", "explainer", "reporter", "monitor", "gateway"])
+@pytest.mark.parametrize("service", ["ingest", "trainer", "explainer", "reporter", "monitor", "scorer", "gateway"])
 def test_every_service_refuses_to_start_on_a_bad_setting(service, tmp_path):
     env = {**os.environ, "CTROPS_DATA_DIR": str(tmp_path), "CTROPS_HEARTBEAT_INTERVAL_S": "often"}
     done = subprocess.run([sys.executable, "-m", f"ctrops_{service}"], env=env, capture_output=True,

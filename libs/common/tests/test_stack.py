@@ -48,3 +48,33 @@ def test_a_port_that_reads_back_the_request_is_not_ready_and_no_crash():
         assert not is_ready(listener.getsockname()[1])
     finally:
         listener.close()
+
+
+def test_each_worker_gets_its_default_health_port_under_make_run():
+    """make run numbers the workers' health ports from CTROPS_SERVICE_PORT_BASE in SERVICES order;
+    with the default base that is each service's DEFAULT_PORTS entry (what compose and Kubernetes use)."""
+    from ctrops_common.service import DEFAULT_PORTS
+    from ctrops_common.stack import COLORS, SERVICES, StackSettings
+
+    settings = StackSettings()
+    assert set(SERVICES) == set(DEFAULT_PORTS) and set(SERVICES) <= set(COLORS)
+    for name in SERVICES:
+        if name != "gateway":
+            assert settings.service_port_base + SERVICES.index(name) == DEFAULT_PORTS[name], name
+    assert settings.gateway_port == DEFAULT_PORTS["gateway"]
+
+
+def test_the_gateway_is_told_where_the_scorer_api_listens(tmp_path, monkeypatch):
+    from ctrops_common.stack import Stack, StackSettings
+
+    for name in ("CTROPS_SCORER_URL", "CTROPS_SCORER_API_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CTROPS_DATA_DIR", str(tmp_path))
+    env = Stack(StackSettings(), ["scorer", "gateway"], use_embedded_broker=False).env()
+    assert env["CTROPS_SCORER_API_PORT"] == "8090" and env["CTROPS_SCORER_URL"] == "http://127.0.0.1:8090"
+    monkeypatch.setenv("CTROPS_SCORER_API_PORT", "18090")
+    env = Stack(StackSettings(), ["scorer", "gateway"], use_embedded_broker=False).env()
+    assert env["CTROPS_SCORER_API_PORT"] == "18090" and env["CTROPS_SCORER_URL"] == "http://127.0.0.1:18090"
+    monkeypatch.setenv("CTROPS_SCORER_URL", "http://scorer.example:9000")  # an explicit URL wins
+    assert Stack(StackSettings(), ["gateway"], use_embedded_broker=False).env()["CTROPS_SCORER_URL"] == (
+        "http://scorer.example:9000")

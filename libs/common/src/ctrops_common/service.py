@@ -36,6 +36,7 @@ DEFAULT_PORTS = {
     "explainer": 8103,
     "reporter": 8104,
     "monitor": 8105,
+    "scorer": 8106,  # health and metrics; its internal prediction API is CTROPS_SCORER_API_PORT (8090)
 }
 
 

@@ -1,4 +1,4 @@
-"""``make run``: the embedded broker plus the six services as separate processes.
+"""``make run``: the embedded broker plus the seven services as separate processes.
 
 Prefixes each service's log lines, waits until every service answers /readyz, prints the
 gateway URL, restarts a service or the embedded broker when it crashes (and says so
@@ -34,8 +34,10 @@ from pydantic import Field
 from .broker import EmbeddedBroker, die_with_parent
 from .settings import CommonSettings, load_settings
 
-SERVICES = ["ingest", "trainer", "explainer", "reporter", "monitor", "gateway"]
-COLORS = {"broker": 90, "ingest": 36, "trainer": 33, "explainer": 35, "reporter": 32, "monitor": 34, "gateway": 97}
+# The gateway last: it proxies predictions to the scorer's internal API (CTROPS_SCORER_URL).
+SERVICES = ["ingest", "trainer", "explainer", "reporter", "monitor", "scorer", "gateway"]
+COLORS = {"broker": 90, "ingest": 36, "trainer": 33, "explainer": 35, "reporter": 32, "monitor": 34, "scorer": 96,
+          "gateway": 97}
 
 
 class StackSettings(CommonSettings):
@@ -43,6 +45,10 @@ class StackSettings(CommonSettings):
     gateway_port: int = Field(8000, ge=1, le=65535, description="Port of the gateway's API.")
     service_port_base: int = Field(
         8101, ge=1, le=65000, description="Health/metrics port of ingest; the other workers follow (+1 each)."
+    )
+    scorer_api_port: int = Field(
+        8090, ge=1, le=65535,
+        description="Port of the scorer's internal prediction API; make run points the gateway's CTROPS_SCORER_URL at it.",
     )
     sample_rows: int = Field(
         20_000, ge=0, le=10_000_000,
@@ -146,6 +152,9 @@ class Stack:
         env["CTROPS_DATA_DIR"] = str(self.settings.data_dir.resolve())
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # several services share few cores
         env["PYTHONUNBUFFERED"] = "1"
+        # The scorer's internal API and where the gateway finds it: one port, both sides told.
+        env["CTROPS_SCORER_API_PORT"] = str(self.settings.scorer_api_port)
+        env.setdefault("CTROPS_SCORER_URL", f"http://127.0.0.1:{self.settings.scorer_api_port}")
         return env
 
     def spawn(self, child: Child) -> None:
