@@ -50,6 +50,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .ctr_metrics import correct_probability  # noqa: F401 - its home before ctr_metrics; callers import it here
+
 
 @dataclass
 class Preprocess:
@@ -328,16 +330,6 @@ def fit_ple_edges(features: np.ndarray, bins: int) -> list[list[float]]:
         edges = np.concatenate([edges, np.repeat(edges[-1], bins + 1 - len(edges))])
         out.append([float(v) for v in edges])
     return out
-
-
-def correct_probability(p: np.ndarray, train_rate: float, base_rate: float) -> np.ndarray:
-    """Map probabilities learned at ``train_rate`` back to the true ``base_rate`` (prior shift)."""
-    p = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7)
-    if train_rate <= 0 or train_rate >= 1 or base_rate <= 0 or base_rate >= 1:
-        return p
-    ratio = (base_rate / (1 - base_rate)) / (train_rate / (1 - train_rate))
-    odds = p / (1 - p) * ratio
-    return odds / (1 + odds)
 
 
 def save_model(folder: Path, model: TabularSeqModel, preprocess: Preprocess) -> None:

@@ -20,9 +20,14 @@ import math
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from ctrops_common.ml import correct_probability
-
-EPS = 1e-7
+# The formulas live in libs/common so the scorer's monitoring periods compute the same numbers.
+from ctrops_common.ctr_metrics import (  # noqa: F401 - re-exported: the trainer's callers and tests import them here
+    best_f1_threshold,
+    competition_score,
+    correct_probability,
+    log_loss,
+    weighted_log_loss,
+)
 
 
 def finite_or_none(value: float | None) -> float | None:
@@ -30,44 +35,6 @@ def finite_or_none(value: float | None) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
-
-
-def log_loss(y: np.ndarray, p: np.ndarray) -> float:
-    p = np.clip(p, EPS, 1 - EPS)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
-
-
-def weighted_log_loss(y: np.ndarray, p: np.ndarray) -> float:
-    """0.5 * mean(-log p | y=1) + 0.5 * mean(-log(1-p) | y=0)."""
-    p = np.clip(p, EPS, 1 - EPS)
-    pos, neg = y == 1, y == 0
-    if not pos.any() or not neg.any():
-        return float("nan")
-    return float(0.5 * -np.log(p[pos]).mean() + 0.5 * -np.log(1 - p[neg]).mean())
-
-
-def competition_score(y: np.ndarray, p_balanced: np.ndarray) -> float:
-    ap = average_precision_score(y, p_balanced)
-    return float(0.5 * ap + 0.5 / (1 + weighted_log_loss(y, p_balanced)))
-
-
-def best_f1_threshold(y: np.ndarray, p: np.ndarray) -> tuple[float, float, float, float]:
-    """(threshold, precision, recall, f1) at the cut that maximises F1, in one sorted pass."""
-    positives = float(y.sum())
-    if positives == 0:
-        return 0.5, 0.0, 0.0, 0.0
-    order = np.argsort(-p, kind="stable")
-    sorted_p, sorted_y = p[order], y[order]
-    tp = np.cumsum(sorted_y)
-    predicted = np.arange(1, len(y) + 1)
-    last_of_tie = np.r_[sorted_p[1:] != sorted_p[:-1], True]  # a cut may not split equal scores
-    tp, predicted, cut_p = tp[last_of_tie], predicted[last_of_tie], sorted_p[last_of_tie]
-    precision = tp / predicted
-    recall = tp / positives
-    with np.errstate(invalid="ignore", divide="ignore"):
-        f1 = np.where(tp > 0, 2 * precision * recall / (precision + recall), 0.0)
-    best = int(np.argmax(f1))
-    return float(cut_p[best]), float(precision[best]), float(recall[best]), float(f1[best])
 
 
 def validation_metrics(y: np.ndarray, p_raw: np.ndarray, train_rate: float, base_rate: float) -> dict[str, float | None]:
