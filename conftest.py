@@ -71,6 +71,11 @@ def platform_env(kafka_bootstrap: str, data_dir: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("CTROPS_HEARTBEAT_INTERVAL_S", "1")
     monkeypatch.setenv("CTROPS_SERVICE_TIMEOUT_S", "5")
     monkeypatch.setenv("CTROPS_LOG_JSON", "false")
+    from ctrops_common.broker import free_port
+
+    scorer_api = free_port()  # a scorer this test starts serves its prediction API here, the gateway calls it here
+    monkeypatch.setenv("CTROPS_SCORER_API_PORT", str(scorer_api))
+    monkeypatch.setenv("CTROPS_SCORER_URL", f"http://127.0.0.1:{scorer_api}")
     return {"prefix": prefix, "data_dir": str(data_dir), "bootstrap": kafka_bootstrap}
 
 

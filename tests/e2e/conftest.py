@@ -1,4 +1,4 @@
-"""The real stack for end-to-end tests: the session's broker and all six services as processes.
+"""The real stack for end-to-end tests: the session's broker and all seven services as processes.
 
 One stack per test module (``stack`` fixture): its own topic prefix, file store and
 databases, so a module's kills and restarts never touch another module's services. The
@@ -31,7 +31,7 @@ import pytest
 from ctrops_common.broker import free_port
 from ctrops_common.testing import ServiceProcess
 
-WORKERS = ["ingest", "trainer", "explainer", "reporter", "monitor"]
+WORKERS = ["ingest", "trainer", "explainer", "reporter", "monitor", "scorer"]
 SERVICES = [*WORKERS, "gateway"]
 
 # Small settings so the whole journey fits a 2-core machine in a few minutes. Each name is a
@@ -299,12 +299,14 @@ def stack_env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, stack_env: dict[str, str]) -> Iterator[Stack]:
-    """Broker (the session's) + ingest, trainer, explainer, reporter, monitor and gateway processes."""
+    """Broker (the session's) + ingest, trainer, explainer, reporter, monitor, scorer and gateway processes."""
     root = tmp_path_factory.mktemp("e2e")
     prefix = f"e2e{uuid.uuid4().hex[:8]}."
     data_dir = root / "data"
     data_dir.mkdir()
+    scorer_api_port = free_port()  # the scorer's internal prediction API, which the gateway proxies to
     env = {**FAST_ENV, "CTROPS_TOPIC_PREFIX": prefix, "CTROPS_DATA_DIR": str(data_dir),
+           "CTROPS_SCORER_API_PORT": str(scorer_api_port), "CTROPS_SCORER_URL": f"http://127.0.0.1:{scorer_api_port}",
            "CTROPS_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "CTROPS_CONSUMER_GROUP": f"gateway-{prefix}",
            **stack_env}
     with pytest.MonkeyPatch.context() as mp:

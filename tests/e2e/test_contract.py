@@ -79,10 +79,10 @@ def stack_env() -> dict[str, str]:
     return {"CTROPS_TRAINER_MLFLOW_ENABLED": "true"}
 
 
-def test_health_lists_six_services_up_and_the_broker(stack):
+def test_health_lists_seven_services_up_and_the_broker(stack):
     body = stack.health()
     assert body["status"] == "healthy"
-    assert set(body["services"]) == {"ingest", "trainer", "explainer", "reporter", "monitor", "gateway"}
+    assert set(body["services"]) == {"ingest", "trainer", "explainer", "reporter", "monitor", "scorer", "gateway"}
     assert all(s["status"] == "up" for s in body["services"].values())
     assert body["broker"]["reachable"] is True
     assert body["timestamp"]

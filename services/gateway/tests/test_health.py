@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-WORKERS = ["ingest", "trainer", "explainer", "reporter", "monitor"]
+WORKERS = ["ingest", "trainer", "explainer", "reporter", "monitor", "scorer"]
 
 
 def _wait_for(client, predicate, timeout_s: float = 30):
@@ -20,7 +20,7 @@ def _wait_for(client, predicate, timeout_s: float = 30):
         time.sleep(0.3)
 
 
-def test_health_lists_six_services_and_turns_degraded_when_one_stops(start_service, gateway_client):
+def test_health_lists_seven_services_and_turns_degraded_when_one_stops(start_service, gateway_client):
     workers = {name: start_service(name) for name in WORKERS}
     body = _wait_for(gateway_client, lambda b: b["status"] == "healthy")
     assert set(body["services"]) == {*WORKERS, "gateway"}

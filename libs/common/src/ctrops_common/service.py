@@ -38,6 +38,9 @@ DEFAULT_PORTS = {
     "monitor": 8105,
     "scorer": 8106,  # health and metrics; its internal prediction API is CTROPS_SCORER_API_PORT (8090)
 }
+# Every service of the platform, in start order (the gateway, the public face, last): the one list
+# the supervisor starts and the gateway's health and dashboards expect heartbeats from.
+PLATFORM_SERVICES = ("ingest", "trainer", "explainer", "reporter", "monitor", "scorer", "gateway")
 
 
 def instance_name(settings: ServiceSettings) -> str:

@@ -32,10 +32,11 @@ from pathlib import Path
 from pydantic import Field
 
 from .broker import EmbeddedBroker, die_with_parent
+from .service import PLATFORM_SERVICES
 from .settings import CommonSettings, load_settings
 
 # The gateway last: it proxies predictions to the scorer's internal API (CTROPS_SCORER_URL).
-SERVICES = ["ingest", "trainer", "explainer", "reporter", "monitor", "scorer", "gateway"]
+SERVICES = list(PLATFORM_SERVICES)
 COLORS = {"broker": 90, "ingest": 36, "trainer": 33, "explainer": 35, "reporter": 32, "monitor": 34, "scorer": 96,
           "gateway": 97}
 

@@ -27,6 +27,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 
 from ctrops_common.events import Event, Topic
 from ctrops_common.numbers import finite as finite_or
+from ctrops_common.service import PLATFORM_SERVICES
 from ctrops_common.storage import is_id
 
 from .consumers import FAN_OUT
@@ -36,7 +37,7 @@ from .views import ReadModel, StoredEvent
 log = logging.getLogger(__name__)
 
 CHANNEL = "performance"
-SERVICES = ["ingest", "trainer", "explainer", "reporter", "monitor", "gateway"]
+SERVICES = list(PLATFORM_SERVICES)
 # Alerts and errors older than this are history (e.g. replayed into a new read model): not pushed live.
 LIVE_AGE = timedelta(minutes=5)
 NOTE = (

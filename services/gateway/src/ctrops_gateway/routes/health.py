@@ -10,12 +10,13 @@ from fastapi.responses import JSONResponse
 
 from ctrops_common.broker import port_open
 from ctrops_common.observability import metrics_payload
+from ctrops_common.service import PLATFORM_SERVICES
 
 from ..state import State
 
 router = APIRouter()
 
-SERVICES = ["ingest", "trainer", "explainer", "reporter", "monitor", "gateway"]
+SERVICES = list(PLATFORM_SERVICES)
 
 
 def _broker_reachable(bootstrap: str) -> bool:
