@@ -8,6 +8,10 @@ file name is only ever metadata: paths are built from the generated file id.
 
 Then the route publishes ``upload.received`` and waits for ingest's ``file.uploaded``
 (200 with the contract's body) or ``file.rejected`` (its status and message).
+
+``receive_and_judge`` is that whole path (concurrency slots, streaming, publishing, waiting
+for the verdict); POST /api/predict/{run_id}/batch uses it too, with ``purpose="scoring"``
+and its small form fields (``period``, ``bucket``, ``model``) checked before ingest sees the file.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from contextlib import suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,7 +32,7 @@ from starlette.requests import ClientDisconnect
 
 from ctrops_common.bus import BrokerUnavailable
 from ctrops_common.dataset import upload_path
-from ctrops_common.events import Event, FileUploaded, Topic, UploadReceived, new_id
+from ctrops_common.events import Event, FileUploaded, Topic, UploadPurpose, UploadReceived, new_id
 
 from ..broker_gate import require_broker, unavailable_response, wait_reply
 from ..state import GatewayState, State
@@ -76,7 +82,10 @@ class _FilePart:
         self.filename: str | None = None
         self.found = False
         self.size = 0
-        self.other_bytes = 0  # data of the other parts: discarded, but bounded too
+        self.other_bytes = 0  # data of the other parts: bounded too
+        self.fields: dict[str, str] = {}  # the other parts as text (small form fields such as ``period``)
+        self._field_name: str | None = None
+        self._field_value = bytearray()
         self.pending: list[bytes] = []
         self.pending_bytes = 0
         self.error: UploadError | None = None
@@ -99,6 +108,8 @@ class _FilePart:
     def _part_begin(self) -> None:
         self._headers = {}
         self._in_file = False
+        self._field_name = None
+        self._field_value.clear()
 
     def _header_end(self) -> None:
         self._headers[self._header_field.decode("latin-1").strip().lower()] = bytes(self._header_value)
@@ -108,8 +119,10 @@ class _FilePart:
     def _headers_finished(self) -> None:
         _, options = parse_options_header(self._headers.get("content-disposition", b""))
         name = options.get(b"name", b"").decode("utf-8", "replace")
+        if name != FIELD and options.get(b"filename") is None and name not in self.fields:
+            self._field_name = name  # a plain form field: kept as text (the first of each name)
         if name != FIELD or self.found or self.error:
-            return  # other form fields are ignored; only the first 'file' part counts
+            return  # only the first 'file' part is the file
         self.found = True
         raw = options.get(b"filename")
         if raw is not None:
@@ -129,6 +142,8 @@ class _FilePart:
             self.error = UploadError(413, f"Form fields other than '{FIELD}' are limited to "
                                           f"{MULTIPART_SLACK // 1024} KB in all.")
         if not self._in_file or self.error:
+            if self._field_name is not None and not self.error:
+                self._field_value.extend(data[start:end])
             return
         self.size += end - start
         if self.size > self.limit_bytes:
@@ -141,6 +156,10 @@ class _FilePart:
 
     def _part_end(self) -> None:
         self._in_file = False
+        if self._field_name is not None:
+            self.fields[self._field_name] = bytes(self._field_value).decode("utf-8", "replace")
+            self._field_name = None
+            self._field_value.clear()
 
     def take(self) -> bytes:
         data = b"".join(self.pending)
@@ -163,8 +182,9 @@ def _sync_close(fh: IO[bytes]) -> None:
     fh.close()
 
 
-async def _receive(request: Request, state: GatewayState, file_id: str) -> tuple[str, int]:
-    """Stream the body into the store; returns (client file name, bytes). Leaves nothing on failure."""
+async def _receive(request: Request, state: GatewayState, file_id: str) -> tuple[str, int, dict[str, str]]:
+    """Stream the body into the store; returns (client file name, bytes, the other form fields as text).
+    Leaves nothing on failure."""
     limit_mb = state.settings.max_upload_mb
     boundary = _boundary(request)
     declared = request.headers.get("content-length", "")
@@ -225,7 +245,7 @@ async def _receive(request: Request, state: GatewayState, file_id: str) -> tuple
                 tmp.unlink()
         store.delete(f"uploads/{file_id}")
         raise
-    return part.filename or "", part.size
+    return part.filename or "", part.size, part.fields
 
 
 def upload_response(payload: dict[str, Any]) -> dict[str, Any]:
@@ -286,15 +306,18 @@ _BODY = {
 )
 async def upload(request: Request, state: State) -> JSONResponse:
     """Upload an ad-click log (CSV, multipart field `file`): validation, statistics and a preview."""
-    slots = _slots(state)
-    if slots.locked():
-        limit = state.settings.max_concurrent_uploads
-        return JSONResponse({"detail": f"The gateway is already receiving {limit} uploads "
-                                       "(CTROPS_MAX_CONCURRENT_UPLOADS); try again in a few seconds."},
-                            status_code=503,
-                            headers={"Retry-After": str(BUSY_RETRY_AFTER_S), "Connection": "close"})  # body unread
-    async with slots:
-        return await _upload(request, state)
+    judged = await receive_and_judge(request, state)
+    if isinstance(judged, JSONResponse):
+        return judged
+    return JSONResponse(upload_response(judged.uploaded.model_dump()))
+
+
+@dataclass
+class Judged:
+    """An upload ingest accepted as a file (valid or not: see ``uploaded.validation``)."""
+
+    uploaded: FileUploaded
+    fields: dict[str, str] = field(default_factory=dict)  # the request's other form fields, as text
 
 
 def _slots(state: GatewayState) -> asyncio.Semaphore:
@@ -306,25 +329,52 @@ def _slots(state: GatewayState) -> asyncio.Semaphore:
     return slots
 
 
-async def _upload(request: Request, state: GatewayState) -> JSONResponse:
+async def receive_and_judge(
+    request: Request, state: GatewayState, *, purpose: UploadPurpose = "training",
+    check_fields: Callable[[dict[str, str]], JSONResponse | None] | None = None,
+) -> Judged | JSONResponse:
+    """Stream a multipart CSV upload into the store, have ingest judge it, and return its
+    ``file.uploaded`` verdict, or the response to answer instead: 503 (uploads busy, broker
+    down), the upload's 4xx (size, stall, multipart), ingest's rejection (status and message),
+    504 (no verdict in time), or what ``check_fields`` answers about the other form fields
+    (called once the body is in, before ingest is asked; the upload is removed then)."""
+    slots = _slots(state)
+    if slots.locked():
+        limit = state.settings.max_concurrent_uploads
+        return JSONResponse({"detail": f"The gateway is already receiving {limit} uploads "
+                                       "(CTROPS_MAX_CONCURRENT_UPLOADS); try again in a few seconds."},
+                            status_code=503,
+                            headers={"Retry-After": str(BUSY_RETRY_AFTER_S), "Connection": "close"})  # body unread
+    async with slots:
+        return await _receive_and_judge(request, state, purpose, check_fields)
+
+
+async def _receive_and_judge(
+    request: Request, state: GatewayState, purpose: UploadPurpose,
+    check_fields: Callable[[dict[str, str]], JSONResponse | None] | None,
+) -> Judged | JSONResponse:
     file_id = new_id()
     try:
         require_broker(state.bus)  # before reading the body: nothing could check the file
     except BrokerUnavailable as exc:
         return unavailable_response(exc)
     try:
-        filename, size = await _receive(request, state, file_id)
+        filename, size, fields = await _receive(request, state, file_id)
     except UploadError as exc:
         # After a stall the rest of the body may still arrive: close the connection rather than read it.
         headers = {"Connection": "close"} if exc.status_code == 408 else None
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+    if check_fields is not None and (refused := check_fields(fields)) is not None:
+        await asyncio.to_thread(state.store.delete, f"uploads/{file_id}")
+        return refused
 
     key = f"upload:{file_id}"
     future = state.replies.expect(key)  # before publishing: the verdict may come back at once
     try:
         await state.bus.publish(
             Topic.UPLOAD_RECEIVED,
-            UploadReceived(file_id=file_id, filename=filename, location=upload_path(file_id), size_bytes=size),
+            UploadReceived(file_id=file_id, filename=filename, location=upload_path(file_id), size_bytes=size,
+                           purpose=purpose),
             correlation_id=file_id,
         )
     except BrokerUnavailable as exc:  # nothing will judge this upload
@@ -349,5 +399,4 @@ async def _upload(request: Request, state: GatewayState) -> JSONResponse:
     if event.type == Topic.FILE_REJECTED:
         await asyncio.to_thread(state.store.delete, f"uploads/{file_id}")
         return JSONResponse({"detail": event.payload.message}, status_code=event.payload.status_code)
-    payload: FileUploaded = event.payload
-    return JSONResponse(upload_response(payload.model_dump()))
+    return Judged(uploaded=event.payload, fields=fields)
