@@ -180,3 +180,43 @@ def test_example_rows_are_the_files_first_rows_in_model_form(generated, models):
         recent = seq[-WINDOW:]
         assert lengths[i] == len(recent) and tokens[i, :len(recent)].tolist() == recent
         assert not tokens[i, len(recent):].any()
+
+
+def test_a_retrain_that_is_not_promoted_is_registered_but_leaves_the_alias_where_it_was(
+        models, generated, data_dir: Path):
+    from mlflow import MlflowClient
+
+    tracking = Tracking(_settings(data_dir))
+    dataset = TrainingDataset("file-1", generated[0])
+    first = _run(tracking, "run-1", models=models, champion="gbdt", dataset=dataset)
+    # A retrain of run-1 whose champion lost: version 2 exists, tagged, but the alias stays on 1.
+    tracker = RunTracking(tracking)
+    tracker.begin(experiment="tracking-tests", run_id="run-2", file_id="file-2", attempt=1,
+                  config=TrainingConfig(epochs=1), replaces="run-1")
+    tracker.complete(models=models, champion="lstm", dataset=dataset, tags={"ctrops.replaces": "run-1"},
+                     promote=False)
+    assert asyncio.run(tracker.flush(120)) is not None
+    assert tracker.logged.registered_version == 2 and tracker.logged.model_uri == "models:/ctrops-ctr/2"
+    assert tracker.logged.promoted is False
+
+    client = MlflowClient(tracking.uri)
+    assert int(client.get_model_version_by_alias("ctrops-ctr", "champion").version) == 1
+    lost = client.get_model_version("ctrops-ctr", "2")
+    assert lost.tags["ctrops.promoted"] == "false" and lost.tags["ctrops.replaces"] == "run-1"
+    assert lost.tags["ctrops.run_id"] == "run-2" and lost.aliases == []
+    assert client.get_model_version("ctrops-ctr", "1").tags["ctrops.promoted"] == "true"
+    run = client.get_run(tracker.mlflow_run_id)
+    assert run.data.tags["ctrops.replaces"] == "run-1" and run.data.tags["ctrops.promoted"] == "false"
+    assert run.info.status == "FINISHED"
+    assert "ctrops.replaces" not in client.get_run(first.mlflow_run_id).data.tags
+
+    # A retrain of run-1 that won: the alias moves to its version.
+    third = RunTracking(tracking)
+    third.begin(experiment="tracking-tests", run_id="run-3", file_id="file-3", attempt=1,
+                config=TrainingConfig(epochs=1), replaces="run-1")
+    third.complete(models=models, champion="gbdt", dataset=dataset, tags={"ctrops.replaces": "run-1"}, promote=True)
+    assert asyncio.run(third.flush(120)) is not None
+    assert third.logged.registered_version == 3
+    assert int(client.get_model_version_by_alias("ctrops-ctr", "champion").version) == 3
+    assert client.get_model_version("ctrops-ctr", "3").tags["ctrops.promoted"] == "true"
+    tracking.close()

@@ -11,7 +11,10 @@ A finished run logs both of its models with their MLflow flavors (the LSTM+MLP w
 signature, an input example of real rows and its ``preprocess.json`` in the MLmodel
 metadata; the training file as the run's dataset input; and registers the champion as a
 new version of one registered model, moving the alias ``champion`` to it
-(``RunTracking.complete``; its outcome is ``RunTracking.logged``).
+(``RunTracking.complete``; its outcome is ``RunTracking.logged``). A retrain's run is tagged
+``ctrops.replaces`` (the run it replaces); its champion is registered as a version all the
+same, but the alias moves only when it was promoted (``promote``); every version is tagged
+``ctrops.promoted`` true or false.
 
 Default store: ``sqlite:///<data_dir>/mlflow/mlflow.db`` with artifacts under
 ``<data_dir>/mlflow/artifacts``; ``MLFLOW_TRACKING_URI`` points at a server instead.
@@ -67,6 +70,7 @@ class LoggedModels:
     registered_model: str | None = None
     registered_version: int | None = None
     model_uri: str | None = None  # models:/<registered model>/<version>: the champion's version
+    promoted: bool = True  # whether the alias ``champion`` was to move to that version
     dataset_digest: str | None = None
     seconds: float = 0.0  # wall time of the logging (models, dataset, registration)
 
@@ -165,11 +169,11 @@ class RunTracking:
         self._last = self.tracking.submit(fn, *args)
 
     def begin(self, *, experiment: str, run_id: str, file_id: str, attempt: int, config: TrainingConfig,
-              previous_mlflow_run_id: str | None = None) -> None:
+              previous_mlflow_run_id: str | None = None, replaces: str | None = None) -> None:
         self.run_id = run_id
-        self._queue(self._begin, experiment, run_id, file_id, attempt, config, previous_mlflow_run_id)
+        self._queue(self._begin, experiment, run_id, file_id, attempt, config, previous_mlflow_run_id, replaces)
 
-    def _begin(self, experiment, run_id, file_id, attempt, config, previous) -> None:
+    def _begin(self, experiment, run_id, file_id, attempt, config, previous, replaces=None) -> None:
         client = self.tracking.client()
         if client is None:
             return
@@ -181,11 +185,10 @@ class RunTracking:
         from mlflow.entities import Param
 
         experiment_id = self.tracking.experiment_id(experiment)
-        run = client.create_run(
-            experiment_id,
-            run_name=f"{run_id[:8]}-attempt{attempt}",
-            tags={"ctrops.run_id": run_id, "ctrops.file_id": file_id, "ctrops.attempt": str(attempt)},
-        )
+        tags = {"ctrops.run_id": run_id, "ctrops.file_id": file_id, "ctrops.attempt": str(attempt)}
+        if replaces:
+            tags["ctrops.replaces"] = replaces  # a retrain: linked to the run it replaces from its start
+        run = client.create_run(experiment_id, run_name=f"{run_id[:8]}-attempt{attempt}", tags=tags)
         self.mlflow_run_id = run.info.run_id
         client.log_batch(self.mlflow_run_id, params=[Param(k, v) for k, v in config_params(config).items()])
 
@@ -230,20 +233,23 @@ class RunTracking:
         client.set_terminated(self.mlflow_run_id, status=status)
 
     def complete(self, models: dict[str, Path], champion: str, dataset: TrainingDataset | None = None,
-                 metrics: dict[str, dict[str, Any]] | None = None, tags: dict[str, str] | None = None) -> None:
+                 metrics: dict[str, dict[str, Any]] | None = None, tags: dict[str, str] | None = None,
+                 promote: bool = True) -> None:
         """End a completed run: log each model folder (kind -> folder) with its flavor, the dataset,
-        each model's final ``metrics`` (kind -> name -> value), register ``champion``; then FINISHED.
-        The outcome is in ``self.logged`` once ``flush`` returns (None if MLflow did not answer)."""
-        self._queue(self._complete, dict(models), champion, dataset, dict(metrics or {}), dict(tags or {}))
+        each model's final ``metrics`` (kind -> name -> value), register ``champion`` (the alias
+        ``champion`` moved to it only when ``promote``); then FINISHED. ``tags`` go on the run and
+        the registered version. The outcome is in ``self.logged`` once ``flush`` returns (None if
+        MLflow did not answer)."""
+        self._queue(self._complete, dict(models), champion, dataset, dict(metrics or {}), dict(tags or {}), promote)
 
     def _complete(self, models: dict[str, Path], champion: str, dataset: TrainingDataset | None,
-                  metrics: dict[str, dict[str, Any]], tags: dict[str, str]) -> None:
+                  metrics: dict[str, dict[str, Any]], tags: dict[str, str], promote: bool = True) -> None:
         client = self.tracking.client()
         if client is None or self.mlflow_run_id is None:
             return
         started = time.perf_counter()
         run_id = self.mlflow_run_id
-        logged = LoggedModels(champion=champion)
+        logged = LoggedModels(champion=champion, promoted=promote)
         try:
             import mlflow
 
@@ -268,12 +274,12 @@ class RunTracking:
                     version_tags = {"ctrops.run_id": self.run_id or "", "mlflow.run_id": run_id, **tags}
                     version = _step("champion registration", register_champion, client,
                                     self.tracking.registered_model, logged.model_uris[champion], champion,
-                                    version_tags)
+                                    version_tags, promote)
                     if version is not None:
                         logged.registered_model = self.tracking.registered_model
                         logged.registered_version = version
                         logged.model_uri = f"models:/{logged.registered_model}/{version}"
-            run_tags = {"ctrops.champion": champion, **tags}
+            run_tags = {"ctrops.champion": champion, "ctrops.promoted": _flag(promote), **tags}
             if logged.model_uri:
                 run_tags["ctrops.model_uri"] = logged.model_uri
             for key, value in run_tags.items():
@@ -461,16 +467,26 @@ def log_ctr_model(client: Any, run_id: str, kind: str, folder: Path, parquet: Pa
     return info
 
 
-def register_champion(client: Any, name: str, model_uri: str, kind: str, tags: dict[str, str]) -> int:
-    """A new version of ``name`` from the logged model, alias ``champion`` moved to it; earlier versions stay."""
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def register_champion(client: Any, name: str, model_uri: str, kind: str, tags: dict[str, str],
+                      promote: bool = True) -> int:
+    """A new version of ``name`` from the logged model, tagged ``ctrops.promoted``; the alias
+    ``champion`` moves to it only when ``promote`` (a retrain whose champion lost to the model it
+    replaces leaves the alias where it is). Earlier versions stay."""
     import mlflow
 
     version = mlflow.register_model(model_uri, name, await_registration_for=0,
-                                    tags={"ctrops.kind": kind, **{k: str(v) for k, v in tags.items()}})
-    client.set_registered_model_alias(name, CHAMPION_ALIAS, version.version)
+                                    tags={"ctrops.kind": kind, **{k: str(v) for k, v in tags.items()},
+                                          "ctrops.promoted": _flag(promote)})
+    if promote:
+        client.set_registered_model_alias(name, CHAMPION_ALIAS, version.version)
     registered = client.get_registered_model(name)
     if not registered.description:
         client.update_registered_model(name, description=(
             "CTR champion of each ctrops training run: the better of the run's LSTM+MLP and LightGBM "
-            f"on validation AUC. Alias '{CHAMPION_ALIAS}' is the latest run's champion."))
+            f"on validation AUC. Alias '{CHAMPION_ALIAS}' is the newest promoted champion: every ordinary "
+            "run's, and a retrain's only when it is not worse than the model it replaces."))
     return int(version.version)
