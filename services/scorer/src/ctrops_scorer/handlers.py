@@ -1,0 +1,273 @@
+"""Which events the scorer consumes and publishes, and the internal API beside them.
+
+- ``training.done`` -> the run catalogue (durable); a promoted run becomes the champion, whose
+  model is loaded in the background (and kept loaded) so the first request does not wait.
+- ``explanation.done`` -> the run's feature order, the importance ranks of its monitoring periods.
+- ``scoring.requested`` -> score the upload's Parquet file in chunks (a worker thread), write
+  ``predictions_path(job_id)``, publish ``scoring.progress`` after each chunk, build the batch's
+  monitoring period against the model's training rows (``period_path``; the same period scored
+  again replaces it) and publish ``monitoring.period``, then ``scoring.done``; or
+  ``scoring.failed`` with the reason and the status the gateway answers. A job already finished
+  (a redelivery) whose files are still in the store republishes its ``scoring.done``.
+- The internal HTTP API (``api.py``) on CTROPS_SCORER_API_HOST:CTROPS_SCORER_API_PORT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+import uvicorn
+
+from ctrops_common.bus import BrokerUnavailable, PermanentError
+from ctrops_common.dataset import period_path
+from ctrops_common.events import (
+    Event,
+    ExplanationDone,
+    MonitoringPeriod,
+    ScoringDone,
+    ScoringFailed,
+    ScoringProgress,
+    ScoringRequested,
+    Topic,
+    TrainingDone,
+)
+from ctrops_common.model_loading import LoadedModel
+from ctrops_common.service import ServiceRuntime
+from ctrops_common.storage import FileStore, UnsafePath, check_id
+
+from .api import create_api
+from .batch import BatchInputError, BatchResult, score_file
+from .catalogue import RunCatalogue, RunEntry
+from .drift import Reference
+from .jobs import FinishedJobs
+from .metrics import ServingLatency, batch_rows_scored
+from .models import ModelCache, ModelChoice, NoSuchModel, choose_model
+from .online import OnlineScorer
+from .period import PeriodAccumulator, period_label
+from .reference import NoReference, model_reference
+from .settings import ScorerSettings
+
+log = logging.getLogger(__name__)
+
+PERIOD_LABEL = re.compile(r"^\d{4}-(\d{2}|\d{2}-\d{2}|W\d{2})$")
+
+
+class JobFailed(Exception):
+    def __init__(self, reason: str, status_code: int = 422) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status_code = status_code
+
+
+class _ApiServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the service runtime owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
+
+
+def job_period(request: ScoringRequested, requested_at: datetime) -> str:
+    """The period label the job feeds: the one asked for, else the request's day/week/month."""
+    if request.period is not None:
+        if not PERIOD_LABEL.match(request.period):
+            raise JobFailed(f"period {request.period!r} is not a period label: use 2026-03, 2026-W11 or 2026-03-14")
+        return request.period
+    return period_label(requested_at, request.bucket)
+
+
+def period_inputs(entry: RunEntry, choice: ModelChoice, model: LoadedModel) -> dict:
+    """The model's numbers at training that a period is compared with."""
+    result = choice.result
+    metrics = result.metrics if result is not None else entry.done.metrics
+    threshold = metrics.threshold if metrics.threshold is not None else float(model.preprocess.threshold)
+    return {
+        "threshold": float(threshold),
+        "baseline_auc": metrics.auc,
+        "baseline_auc_ci_low": result.auc_ci_low if result is not None else None,
+        # The explainer explained the champion: its feature order ranks the champion's periods only.
+        "importance_ranks": entry.importance_ranks() if choice.kind == entry.done.champion else None,
+    }
+
+
+def outputs_exist(store: FileStore, done: ScoringDone) -> bool:
+    if not store.exists(done.predictions_location):
+        return False
+    if done.period_id is None:
+        return True
+    run_id, kind, period = done.period_id.split(":", 2)
+    return store.exists(period_path(run_id, kind, period))
+
+
+def register(runtime: ServiceRuntime, settings: ScorerSettings) -> None:
+    """Subscribe the scorer's handlers and start its API and champion pre-load beside them."""
+    import torch
+
+    torch.set_num_threads(settings.scorer_torch_threads)
+    store, bus = runtime.store, runtime.bus
+    catalogue = RunCatalogue(runtime.engine)
+    finished = FinishedJobs(runtime.engine)
+    cache = ModelCache(store, capacity=settings.scorer_cached_models, gbdt_threads=settings.scorer_gbdt_threads,
+                       forward_rows=settings.scorer_forward_rows)
+    executor = ThreadPoolExecutor(settings.scorer_api_threads, thread_name_prefix="scorer-api")
+    latency = ServingLatency()
+    online = OnlineScorer(catalogue, cache, executor, latency, max_rows=settings.scorer_max_rows,
+                          load_wait_s=settings.scorer_load_wait_s)
+    runtime.heartbeat_extras = latency.heartbeat_extras
+    background: set[asyncio.Task] = set()
+
+    async def load_champion() -> None:
+        entry = await asyncio.to_thread(catalogue.resolve, "champion")
+        if entry is None:
+            return
+        try:
+            choice = choose_model(entry.done)
+            await cache.pin(choice)
+            log.info("champion: the %s model of run %s is loaded", choice.kind, choice.run_id)
+        except Exception as exc:  # noqa: BLE001 - requests will say what is wrong; the service stays up
+            log.error("the champion of run %s cannot be loaded: %s: %s", entry.run_id, type(exc).__name__, exc)
+
+    def in_background(coro) -> None:
+        task = asyncio.create_task(coro)
+        background.add(task)
+        task.add_done_callback(background.discard)
+
+    async def on_training_done(event: Event[TrainingDone]) -> None:
+        done = event.payload
+        try:
+            check_id(done.run_id)
+        except UnsafePath as exc:
+            raise PermanentError(f"training.done with an invalid run id: {exc}") from None
+        await asyncio.to_thread(catalogue.record_done, done, event.time)
+        online.forget_runs()
+        log.info("run %s recorded (champion %s, promoted %s)", done.run_id, done.champion, done.promoted)
+        if done.promoted:
+            in_background(load_champion())  # never holds up the consumer
+
+    async def on_explanation_done(event: Event[ExplanationDone]) -> None:
+        payload = event.payload
+        try:
+            check_id(payload.run_id)
+        except UnsafePath as exc:
+            raise PermanentError(f"explanation.done with an invalid run id: {exc}") from None
+        await asyncio.to_thread(catalogue.record_importance, payload.run_id,
+                                [f.feature for f in payload.top_features])
+        online.forget_runs()
+
+    async def on_scoring_requested(event: Event[ScoringRequested]) -> None:
+        request = event.payload
+        try:
+            job_id = check_id(request.job_id)
+        except UnsafePath as exc:
+            raise PermanentError(f"scoring.requested with an invalid job id: {exc}") from None
+        prior = await asyncio.to_thread(finished.get, job_id)
+        if prior is not None and await asyncio.to_thread(outputs_exist, store, prior):
+            log.info("job %s is already scored; announcing the stored result again", job_id)
+            await bus.publish(Topic.SCORING_DONE, prior, correlation_id=job_id)
+            return
+        try:
+            done = await score_job(request, event.time)
+        except JobFailed as exc:
+            log.warning("scoring job %s failed: %s", job_id, exc.reason)
+            await bus.publish(Topic.SCORING_FAILED, ScoringFailed(job_id=job_id, reason=exc.reason[:2000],
+                                                                  status_code=exc.status_code),
+                              correlation_id=job_id)
+            return
+        await asyncio.to_thread(finished.put, done)
+        await bus.publish(Topic.SCORING_DONE, done, correlation_id=job_id)
+
+    async def score_job(request: ScoringRequested, requested_at: datetime) -> ScoringDone:
+        job_id = request.job_id
+        period = job_period(request, requested_at)
+        entry = await asyncio.to_thread(catalogue.resolve, request.run_id)
+        if entry is None:
+            raise JobFailed(f"run {request.run_id} is not a completed training run the scorer knows", 404)
+        try:
+            choice = choose_model(entry.done, request.model)
+            model = await cache.load(choice)
+        except NoSuchModel as exc:
+            raise JobFailed(str(exc), 404) from None
+        except Exception as exc:  # noqa: BLE001 - a corrupt or incompatible model folder
+            raise JobFailed(f"the {choice.label} model of run {choice.run_id} cannot be loaded "
+                            f"({type(exc).__name__}: {exc})", 500) from None
+        try:
+            parquet = store.path(request.parquet_location)
+        except UnsafePath as exc:
+            raise JobFailed(f"refusing an unsafe store location: {exc}") from None
+
+        reference = await reference_of(entry, choice, model)
+        accumulator = PeriodAccumulator(reference) if reference is not None else None
+        loop = asyncio.get_running_loop()
+
+        def progress(rows_done: int, rows_total: int) -> None:  # called from the worker thread
+            loop.call_soon_threadsafe(in_background, publish_progress(job_id, rows_done, rows_total))
+
+        try:
+            result: BatchResult = await asyncio.to_thread(
+                score_file, store, parquet, job_id, model, accumulator=accumulator,
+                chunk_rows=settings.scorer_chunk_rows, progress=progress)
+        except BatchInputError as exc:
+            raise JobFailed(str(exc), exc.status_code) from None
+        except Exception as exc:  # noqa: BLE001 - the same file would fail the same way again
+            log.error("scoring job %s failed", job_id, exc_info=True)
+            raise JobFailed(f"the file could not be scored: {type(exc).__name__}: {exc}", 500) from None
+        batch_rows_scored(choice.kind, result.rows)
+        log.info("job %s: %d rows scored by the %s model of run %s in %.2fs (%.0f rows/s)", job_id, result.rows,
+                 choice.kind, choice.run_id, result.seconds, result.rows / max(result.seconds, 1e-9))
+
+        period_id = None
+        if accumulator is not None and result.rows:
+            monitoring = await asyncio.to_thread(
+                accumulator.finish, run_id=choice.run_id, model_kind=choice.kind, period=period,
+                bucket=request.bucket, job_ids=[job_id], psi_threshold=settings.drift_psi_threshold,
+                **period_inputs(entry, choice, model))
+            location = period_path(choice.run_id, choice.kind, period)
+            monitoring = monitoring.model_copy(update={"location": location})
+            await asyncio.to_thread(store.write_json, location, monitoring.model_dump(mode="json"))
+            await bus.publish(Topic.MONITORING_PERIOD, monitoring, correlation_id=choice.run_id)
+            period_id = monitoring.period_id
+        return ScoringDone(job_id=job_id, run_id=choice.run_id, model_kind=choice.kind, rows=result.rows,
+                           predictions_location=result.location, seconds=round(result.seconds, 3),
+                           period_id=period_id)
+
+    async def reference_of(entry: RunEntry, choice: ModelChoice, model: LoadedModel) -> Reference | None:
+        try:
+            return await asyncio.to_thread(model_reference, store, entry.done, choice.kind, model,
+                                           rows=settings.scorer_reference_rows, seed=settings.scorer_reference_seed)
+        except NoReference as exc:
+            log.warning("no monitoring period for this batch: %s", exc)
+            return None
+
+    async def publish_progress(job_id: str, rows_done: int, rows_total: int) -> None:
+        try:
+            await bus.publish(Topic.SCORING_PROGRESS,
+                              ScoringProgress(job_id=job_id, rows_done=rows_done, rows_total=rows_total),
+                              correlation_id=job_id)
+        except BrokerUnavailable:
+            pass  # progress is advisory; the job's end is not
+
+    async def serve_api() -> None:
+        config = uvicorn.Config(create_api(online), host=settings.scorer_api_host, port=settings.scorer_api_port,
+                                log_config=None, access_log=False, timeout_graceful_shutdown=5)
+        server = _ApiServer(config)
+        serving = asyncio.create_task(server.serve())
+        stop = asyncio.create_task(runtime.stop_event.wait())
+        await asyncio.wait([serving, stop], return_when=asyncio.FIRST_COMPLETED)
+        server.should_exit = True
+        await serving
+        stop.cancel()
+        if not runtime.stop_event.is_set() and not server.started:
+            raise RuntimeError(f"the scorer API could not listen on {settings.scorer_api_host}:"
+                               f"{settings.scorer_api_port}")
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    bus.subscribe(Topic.TRAINING_DONE, on_training_done)
+    bus.subscribe(Topic.EXPLANATION_DONE, on_explanation_done)
+    bus.subscribe(Topic.SCORING_REQUESTED, on_scoring_requested)
+    runtime.add_background(serve_api)
+    runtime.add_background(load_champion)

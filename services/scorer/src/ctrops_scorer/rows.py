@@ -1,0 +1,194 @@
+"""JSON rows of a prediction request -> a table in the training layout, every value checked.
+
+Values are read as ingest reads the CSV: a feature is a number or a numeric string ("0.5",
+" 3 ", "1e-3"), missing when null, absent or an empty string; ``seq`` is the comma-separated
+integer string of the CSV ("12,7,3", spaces allowed) or a JSON list of integers, oldest token
+first. Refused, each named by row and column: booleans, non-numeric text, non-finite numbers
+(NaN, Infinity, "inf", numbers too large for a float), tokens that are not integers or do not
+fit int32 (the training layout's token type), a missing or empty ``seq`` (ingest refuses those
+rows too), and columns the model does not know (``clicked`` is allowed and ignored).
+
+The result is what ingest would have written for the same rows: features float64 (null for
+missing) in ``preprocess.feature_columns`` order and ``seq`` list<int32>, ready for
+``ctrops_common.model_inputs.DataFile.from_table``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ctrops_common.dataset import SEQUENCE, TARGET
+
+MAX_PROBLEMS = 20
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")  # what ingest accepts as a number
+_SEQ_TEXT = re.compile(r"^-?\d+(,-?\d+)*$")
+
+
+@dataclass
+class Problem:
+    row: int | None
+    column: str | None
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"row": self.row, "column": self.column, "message": self.message}
+
+
+@dataclass
+class Problems:
+    """The first ``MAX_PROBLEMS`` problems found, and how many there were in all."""
+
+    items: list[Problem] = field(default_factory=list)
+    total: int = 0
+
+    def add(self, row: int | None, column: str | None, message: str) -> None:
+        self.total += 1
+        if len(self.items) < MAX_PROBLEMS:
+            self.items.append(Problem(row, column, message))
+
+    def __bool__(self) -> bool:
+        return self.total > 0
+
+
+class RowsError(ValueError):
+    """The rows cannot be scored; ``detail`` is one sentence, ``problems`` name row and column."""
+
+    def __init__(self, detail: str, problems: list[Problem]) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.problems = problems
+
+
+def rows_table(rows: Any, feature_columns: list[str]) -> pa.Table:
+    """The request's ``rows`` (a list of JSON objects) -> the training-layout table, or ``RowsError``."""
+    if not isinstance(rows, list):
+        raise RowsError("'rows' must be a list of objects, one per row ({column: value}).",
+                        [Problem(None, None, f"'rows' is {type(rows).__name__}, not a list")])
+    if not rows:
+        raise RowsError("'rows' is empty: send at least one row.", [Problem(None, None, "no rows")])
+    problems = Problems()
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            problems.add(i, None, f"a row must be a JSON object of column: value, not {type(row).__name__}")
+    if problems:
+        raise _error(problems, "rows")
+
+    known = set(feature_columns) | {SEQUENCE, TARGET}
+    unknown: dict[str, int] = {}
+    for i, row in enumerate(rows):
+        for name in row:
+            if name not in known and name not in unknown:
+                unknown[name] = i
+    if unknown:
+        for name, first in unknown.items():
+            problems.add(first, name, f"the model does not know the column {name!r}")
+        names = ", ".join(repr(n) for n in list(unknown)[:10]) + (" ..." if len(unknown) > 10 else "")
+        raise RowsError(f"{len(unknown)} column(s) the model does not know: {names}; remove them or score with the "
+                        "model trained on them.", problems.items)
+
+    arrays = [_feature(name, [row.get(name) for row in rows], problems) for name in feature_columns]
+    seq = _sequence([row.get(SEQUENCE) for row in rows], problems)
+    if problems:
+        raise _error(problems, "values")
+    return pa.table([*arrays, seq], names=[*feature_columns, SEQUENCE])
+
+
+def _error(problems: Problems, what: str) -> RowsError:
+    shown = len(problems.items)
+    more = f" (the first {shown} are listed)" if problems.total > shown else ""
+    first = problems.items[0]
+    where = f"row {first.row}" + (f", column {first.column!r}" if first.column else "")
+    return RowsError(f"{problems.total} problem(s) in the request's {what}{more}; the first: {where}: "
+                     f"{first.message}.", problems.items)
+
+
+def _feature(name: str, values: list[Any], problems: Problems) -> pa.Array:
+    """One feature column -> float64 with nulls for missing values; bad values go to ``problems``."""
+    kinds = {type(v) for v in values}
+    if kinds <= {int, float, type(None)}:  # the fast path: plain JSON numbers and nulls
+        missing = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
+        try:
+            out = np.array([0.0 if v is None else v for v in values], dtype=np.float64)
+        except OverflowError:  # an integer too large for a float: find it below
+            out = None
+        if out is not None and np.isfinite(out[~missing]).all():
+            return pa.array(out, mask=missing)
+    out = np.zeros(len(values), dtype=np.float64)
+    missing = np.zeros(len(values), dtype=bool)
+    for i, value in enumerate(values):
+        number, message = _number(value)
+        if message:
+            problems.add(i, name, message)
+        elif number is None:
+            missing[i] = True
+        else:
+            out[i] = number
+    return pa.array(out, mask=missing)
+
+
+def _number(value: Any) -> tuple[float | None, str | None]:
+    """(the number, None), (None, None) for missing, or (None, what is wrong)."""
+    if value is None:
+        return None, None
+    if isinstance(value, bool):
+        return None, f"{str(value).lower()} is a boolean; send a number (1 or 0)"
+    if isinstance(value, (int, float)):
+        try:
+            number = float(value)
+        except OverflowError:
+            return None, "the number is too large"
+        return (number, None) if math.isfinite(number) else (None, f"{value!r} is not a finite number")
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None, None  # an empty cell, as in the CSV
+        if not _NUMBER.match(text):
+            return None, f"{value[:40]!r} is not a number"
+        number = float(text)
+        return (number, None) if math.isfinite(number) else (None, f"{value[:40]!r} is not a finite number")
+    return None, f"a {type(value).__name__} is not a number"
+
+
+def _sequence(values: list[Any], problems: Problems) -> pa.Array:
+    offsets = [0]
+    tokens: list[int] = []
+    for i, value in enumerate(values):
+        row_tokens, message = _tokens(value)
+        if message:
+            problems.add(i, SEQUENCE, message)
+        else:
+            tokens.extend(row_tokens)
+        offsets.append(len(tokens))
+    return pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), pa.array(tokens, type=pa.int32()))
+
+
+def _tokens(value: Any) -> tuple[list[int], str | None]:
+    if value is None:
+        return [], "seq is missing; every row needs its comma-separated integer tokens (\"12,7,3\")"
+    if isinstance(value, str):
+        text = value.replace(" ", "")
+        if not text:
+            return [], "seq is empty; every row needs its comma-separated integer tokens (\"12,7,3\")"
+        if not _SEQ_TEXT.match(text):
+            return [], f"{value[:40]!r} is not comma-separated integers (\"12,7,3\")"
+        tokens = [int(t) for t in text.split(",")]
+    elif isinstance(value, list):
+        if not value:
+            return [], "seq is empty; every row needs at least one token"
+        bad = next((t for t in value if isinstance(t, bool) or not isinstance(t, int)), None)
+        if bad is not None or any(isinstance(t, bool) for t in value):
+            return [], f"seq holds {bad!r}; its tokens must be integers"
+        tokens = value
+    else:
+        return [], f"seq must be a comma-separated string or a list of integers, not a {type(value).__name__}"
+    out_of_range = next((t for t in tokens if not INT32_MIN <= t <= INT32_MAX), None)
+    if out_of_range is not None:
+        return [], f"token {out_of_range} does not fit a 32-bit integer (-2147483648..2147483647)"
+    return tokens, None

@@ -1,0 +1,42 @@
+"""Settings of the scorer service (environment variables with the CTROPS_ prefix)."""
+
+from pydantic import Field
+
+from ctrops_common.settings import ServiceSettings, env_alias
+
+
+class ScorerSettings(ServiceSettings):
+    scorer_api_host: str = Field(
+        "127.0.0.1", description="Bind address of the internal prediction API (the gateway proxies it; not public)."
+    )
+    scorer_api_port: int = Field(8090, ge=0, le=65535, description="Port of the internal prediction API.")
+    scorer_max_rows: int = Field(
+        10_000, ge=1000, le=1_000_000, description="Most rows one POST /predict request may carry (413 above)."
+    )
+    scorer_api_threads: int = Field(
+        2, ge=1, le=64, description="Worker threads that parse and score online requests (never the event loop)."
+    )
+    scorer_load_wait_s: float = Field(
+        5.0, ge=0, le=120,
+        description="How long a request waits for a model that is not loaded yet before answering 503 + Retry-After.",
+    )
+    scorer_cached_models: int = Field(
+        4, ge=1, le=64, description="Models kept loaded (the champion always; the others least recently used)."
+    )
+    scorer_torch_threads: int = Field(1, ge=1, le=256, description="torch intra-op threads for scoring.")
+    scorer_gbdt_threads: int = Field(1, ge=1, le=256, description="LightGBM prediction threads.")
+    scorer_forward_rows: int = Field(8192, ge=16, le=1_000_000, description="Rows per model forward pass.")
+    scorer_chunk_rows: int = Field(
+        50_000, ge=100, le=1_000_000,
+        description="Rows of a batch file read, scored and written at a time (bounds a batch job's memory).",
+    )
+    scorer_reference_rows: int = Field(
+        48_000, ge=100, le=1_000_000,
+        description="Training rows (a seeded sample) that drift is measured against, per model.",
+    )
+    scorer_reference_seed: int = Field(20260314, ge=0, le=2**31 - 1, description="Seed of the reference sample.")
+    drift_psi_threshold: float = Field(
+        0.2, gt=0, le=10,
+        validation_alias=env_alias("drift_psi_threshold"),
+        description="PSI from which a feature counts as drifted in a monitoring period.",
+    )
