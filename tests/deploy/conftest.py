@@ -24,8 +24,11 @@ from ctrops_common.service import DEFAULT_PORTS
 from ctrops_common.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ["gateway", "ingest", "trainer", "explainer", "reporter", "monitor"]
-ML_SERVICES = {"trainer", "explainer"}  # the ones that import torch
+SERVICES = ["gateway", "ingest", "trainer", "explainer", "reporter", "monitor", "scorer"]
+ML_SERVICES = {"trainer", "explainer", "scorer"}  # the ones that import torch
+# Services with a second server beside health/metrics: the scorer's internal prediction API,
+# which only the gateway calls (at its CTROPS_SCORER_URL). service -> (port field, host field).
+API_SERVERS = {"scorer": ("scorer_api_port", "scorer_api_host")}
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ["base", "overlays/dev", "overlays/prod"]
 
@@ -82,6 +85,23 @@ def listen_port(service: str, settings: ServiceSettings) -> int:
 
 def listen_host(service: str, settings: ServiceSettings) -> str:
     return settings.gateway_host if service == "gateway" else settings.http_host  # type: ignore[attr-defined]
+
+
+def api_port(service: str, settings: ServiceSettings) -> int | None:
+    """The port of the service's internal API (scorer), None for a service without one."""
+    if service not in API_SERVERS:
+        return None
+    return getattr(settings, API_SERVERS[service][0])
+
+
+def api_host(service: str, settings: ServiceSettings) -> str | None:
+    return getattr(settings, API_SERVERS[service][1]) if service in API_SERVERS else None
+
+
+def listen_ports(service: str, settings: ServiceSettings) -> list[int]:
+    """Every port the service binds: health/metrics (gateway: API) first, then its internal API."""
+    extra = api_port(service, settings)
+    return [listen_port(service, settings)] + ([extra] if extra is not None else [])
 
 
 def project_version(service: str) -> str:

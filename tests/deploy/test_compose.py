@@ -46,7 +46,7 @@ def test_the_validator_rejects_a_broken_file(kit, tmp_path: Path) -> None:
     assert done.returncode != 0 and "kafkaa" in done.stderr
 
 
-def test_the_six_services_are_built_from_their_dockerfiles(kit, config: dict, service: str) -> None:
+def test_the_services_are_built_from_their_dockerfiles(kit, config: dict, service: str) -> None:
     spec = config["services"][service]
     assert Path(spec["build"]["context"]) == ROOT
     assert spec["build"]["dockerfile"] == f"services/{service}/Dockerfile"
@@ -83,8 +83,19 @@ def test_the_service_listens_where_compose_looks(kit, config: dict, service: str
     if service == "gateway":
         assert [(p["target"], p["published"]) for p in spec["ports"]] == [(8000, "8000")]
     else:
-        assert spec["expose"] == [str(port)]
+        assert spec["expose"] == [str(p) for p in kit.listen_ports(service, settings)]
         assert "ports" not in spec, "workers publish nothing on the host (they scale with --scale)"
+    if kit.api_port(service, settings) is not None:
+        assert kit.api_host(service, settings) == "0.0.0.0", "the internal API must be reachable from the gateway"
+
+
+def test_the_gateway_calls_the_scorer_api_where_it_listens(kit, config: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    from urllib.parse import urlsplit
+
+    scorer = kit.load_settings_from("scorer", service_env(config, "scorer"), monkeypatch)
+    url = urlsplit(service_env(config, "gateway")["CTROPS_SCORER_URL"])  # a gateway setting (test above)
+    assert (url.scheme, url.hostname, url.port) == ("http", "scorer", kit.api_port("scorer", scorer))
+    assert url.port != kit.listen_port("scorer", scorer), "the API, not the health/metrics port"
 
 
 def test_shared_storage_volume_is_mounted_at_the_data_dir(config: dict, service: str) -> None:

@@ -214,10 +214,13 @@ def test_command_starts_the_service_module(service: str) -> None:
 
 
 def test_exposes_the_port_the_service_listens_on(kit, service: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    exposed = [c.value[0] for c in final_stage(service) if c.cmd == "EXPOSE"]
+    exposed = [port for c in final_stage(service) if c.cmd == "EXPOSE" for port in c.value]
     settings = kit.load_settings_from(service, image_env(service), monkeypatch)
-    assert exposed == [str(kit.listen_port(service, settings))] == [str(DEFAULT_PORTS[service])]
+    assert exposed == [str(p) for p in kit.listen_ports(service, settings)]
+    assert exposed[0] == str(DEFAULT_PORTS[service])
     assert kit.listen_host(service, settings) == "0.0.0.0", "a container must listen beyond its loopback"
+    if kit.api_port(service, settings) is not None:
+        assert kit.api_host(service, settings) == "0.0.0.0", "the gateway reaches the internal API from outside"
     assert str(settings.data_dir) == "/data"
 
 
@@ -248,7 +251,7 @@ def run_healthcheck(service: str, env: dict[str, str]) -> subprocess.CompletedPr
 
 
 def test_worker_healthchecks_pass_on_a_live_service_and_fail_on_a_dead_one(kit, start_service) -> None:
-    """The five worker images share one health server (ServiceRuntime): probe a real ingest."""
+    """The worker images share one health server (ServiceRuntime): probe a real ingest."""
     ingest = start_service("ingest")
     workers = [s for s in kit.SERVICES if s != "gateway"]
     for service in workers:

@@ -170,16 +170,36 @@ def test_settings_load_and_the_probes_hit_the_port_the_service_binds(kit, overla
     settings = kit.load_settings_from(service, pod.env(), monkeypatch)
     port = kit.listen_port(service, settings)
     assert kit.listen_host(service, settings) == "0.0.0.0"
-    (container_port,) = pod.container["ports"]
-    assert container_port == {"name": "http", "containerPort": port, "protocol": "TCP"}
+    api = kit.api_port(service, settings)  # the scorer's internal prediction API, beside health/metrics
+    expected = [{"name": "http", "containerPort": port, "protocol": "TCP"}]
+    if api is not None:
+        assert kit.api_host(service, settings) == "0.0.0.0" and api != port
+        expected.append({"name": "api", "containerPort": api, "protocol": "TCP"})
+    assert pod.container["ports"] == expected
     assert pod.container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert pod.container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert pod.container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-    (service_port,) = by_kind(docs, "Service")[f"ctrops-{service}"]["spec"]["ports"]
-    assert service_port["targetPort"] == "http" and service_port["port"] == port
+    service_ports = by_kind(docs, "Service")[f"ctrops-{service}"]["spec"]["ports"]
+    assert [(p["name"], p["port"], p["targetPort"]) for p in service_ports] == [
+        (p["name"], p["containerPort"], p["name"]) for p in expected]
     annotations = pod.deployment["spec"]["template"]["metadata"]["annotations"]
     assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": str(port),
                            "prometheus.io/path": "/metrics"}
+
+
+def test_the_gateway_calls_the_scorer_api_through_its_service(kit, overlay: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from urllib.parse import urlsplit
+
+    docs = kit.render(overlay)
+    pods = kit.pods(docs)
+    scorer = kit.load_settings_from("scorer", pods["scorer"].env(), monkeypatch)
+    url = urlsplit(pods["gateway"].env()["CTROPS_SCORER_URL"])  # a gateway setting (checked above)
+    service = by_kind(docs, "Service")[url.hostname.split(".")[0]]
+    assert service["spec"]["selector"] == {"app.kubernetes.io/name": "scorer"}
+    (target,) = [p for p in service["spec"]["ports"] if p["port"] == url.port]
+    container = {p["name"]: p["containerPort"] for p in pods["scorer"].container["ports"]}
+    assert container[target["targetPort"]] == kit.api_port("scorer", scorer), "the API, not health/metrics"
 
 
 def test_required_connections_are_configured(kit, overlay: str, service: str,

@@ -138,7 +138,7 @@ def test_every_deployment_is_selected_by_a_default_deny_both_ways(kit, overlay: 
 
 def test_only_the_gateway_is_reachable_from_outside_and_metrics_only_from_prometheus(kit, overlay: str) -> None:
     docs = kit.render(overlay)
-    prometheus_peers = []
+    prometheus_peers, internal = [], []
     for service, pod in kit.pods(docs).items():
         sources = []
         for policy in policies_of(docs, pod.deployment):
@@ -146,6 +146,12 @@ def test_only_the_gateway_is_reachable_from_outside_and_metrics_only_from_promet
                 continue
             for rule in policy["spec"].get("ingress", []):
                 assert rule.get("from"), f"{policy['metadata']['name']}: an ingress rule open to every source"
+                if rule["ports"] == [{"port": "api", "protocol": "TCP"}]:
+                    # The scorer's internal prediction API: the gateway's pods of this namespace, nothing else.
+                    assert service in kit.API_SERVERS, f"{service} has no internal API"
+                    assert rule["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "gateway"}}}]
+                    internal.append(service)
+                    continue
                 assert rule.get("ports") == [{"port": "http", "protocol": "TCP"}], (
                     f"{policy['metadata']['name']}: only the service's port (health, /metrics; gateway: API)")
                 for peer in rule["from"]:
@@ -162,6 +168,7 @@ def test_only_the_gateway_is_reachable_from_outside_and_metrics_only_from_promet
             assert controller[1]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "ingress-nginx"}
         else:
             assert not others, f"{overlay}: {service} is reachable from {others}"
+    assert internal == ["scorer"], f"{overlay}: the scorer's API must admit the gateway, once"
     # One policy holds the Prometheus peer, so an overlay changes it in one place.
     assert len({name for name, _ in prometheus_peers}) == 1
     assert prometheus_peers[0][1]["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
@@ -197,11 +204,18 @@ def test_egress_is_what_each_service_connects_to(kit, overlay: str, service: str
         assert egress_allows(policies, own, mlflow.port or 80, namespace=parts[1] if len(parts) > 1 else own,
                              pod_labels={"app.kubernetes.io/name": "mlflow"}), f"{service} cannot reach MLflow"
         needed.add((mlflow.port or 80, "TCP"))
+    if "CTROPS_SCORER_URL" in env:  # the gateway proxies predictions to the scorer's API
+        scorer = urlsplit(env["CTROPS_SCORER_URL"])
+        parts = scorer.hostname.split(".")
+        assert egress_allows(policies, own, scorer.port or 80, namespace=parts[1] if len(parts) > 1 else own,
+                             pod_labels={"app.kubernetes.io/name": "scorer"}), f"{service} cannot reach the scorer"
+        needed.add((scorer.port or 80, "TCP"))
     if any(item["name"] == "OPENAI_API_KEY" for item in pod.container.get("env", [])):
         assert egress_allows(policies, own, 443), "the reporter cannot reach the LLM API"
         needed.add((443, "TCP"))
     assert egress_ports(policies) == needed, f"{overlay}: {service} may connect to more than it uses"
     assert ("MLFLOW_TRACKING_URI" in env) == (service in {"trainer", "explainer"})
+    assert ("CTROPS_SCORER_URL" in env) == (service == "gateway")
 
 
 # --- ingress -----------------------------------------------------------------------------------------
