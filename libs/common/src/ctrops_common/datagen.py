@@ -35,6 +35,11 @@ only its oldest tokens loses this part of the signal; a recent-token window keep
 Every other column is noise. Blocks of columns (feat_e_*, history_b_21..30) go missing
 together after the signal is computed.
 
+``drift_sequence(kind)`` gives a deployed model's life instead of one file: monthly labelled
+files (Toss layout, the ``mixed`` signal) where the click behaviour shifts at a known month, in a
+driver's distribution (``feature``), in a driver's effect (``relation``) or in the base click rate
+(``base_rate``), with the ground truth (shift month, feature, the alert it should raise).
+
 Other options: ``--size-mb`` (a file of about that size instead of ``--rows``), ``--encoding
 cp949`` / ``utf-8-sig``, ``--names renamed|korean`` (readable English or Korean names for a
 few anonymous columns) and ``--index-column`` (a trailing unnamed row index).
@@ -275,6 +280,21 @@ def _chunk(rng: np.random.Generator, n: int,
     return cols, logit, pc.binary_join(tokens, ",")
 
 
+def _arrays(names: list[str], cols: dict[str, np.ndarray], clicked: np.ndarray, seq_text: pa.Array) -> list[pa.Array]:
+    """One chunk's columns in file order, as the CSV writer takes them (NaN written as empty)."""
+    arrays = []
+    for c in names:
+        if c == "seq":
+            arrays.append(seq_text)
+        elif c == "clicked":
+            arrays.append(pa.array(clicked))
+        elif c == "inventory_id":
+            arrays.append(pa.array(cols[c]).cast(pa.int64()))
+        else:
+            arrays.append(pa.array(cols[c], mask=np.isnan(cols[c])))
+    return arrays
+
+
 def _intercept_for(logit: np.ndarray, ctr: float) -> float:
     lo, hi = -20.0, 5.0
     for _ in range(60):
@@ -347,16 +367,7 @@ def generate(out: Path, rows: int | None = None, seed: int = 42, ctr: float = 0.
             clicks += int(clicked.sum())
             probabilities.append(probability)
             labels.append(clicked)
-            arrays = []
-            for c in names:
-                if c == "seq":
-                    arrays.append(seq_text)
-                elif c == "clicked":
-                    arrays.append(pa.array(clicked))
-                elif c == "inventory_id":
-                    arrays.append(pa.array(cols[c]).cast(pa.int64()))
-                else:
-                    arrays.append(pa.array(cols[c], mask=np.isnan(cols[c])))
+            arrays = _arrays(names, cols, clicked, seq_text)
             if index_column:
                 arrays.append(pa.array(np.arange(written, written + n)))
             table = pa.Table.from_arrays(arrays, names=[f"c{i}" for i in range(len(arrays))])
@@ -408,6 +419,174 @@ def _seq_signal(tokens: tuple[SeqToken, ...]) -> dict | None:
         signal["windows"] = windows
         signal["measured"] = "on the final sequence: a token counts when it is among the last <its window> tokens"
     return signal
+
+
+# -- a model's life: monthly labelled files whose click behaviour shifts at a known month ----------
+
+DRIFT_KINDS = ("feature", "relation", "base_rate")
+DRIFT_FEATURE = "history_a_1"  # the strongest tabular driver of the mixed variant (+0.8 logit per sd)
+DRIFT_FEATURE_SHIFT = 1.0  # "feature": history_a_1 ~ N(1, 1) instead of N(0, 1) from the shift month
+DRIFT_RELATION_WEIGHT = -0.8  # "relation": its effect turns from +0.8 to -0.8 logit per sd
+DRIFT_BASE_RATE_FACTOR = 2.5  # "base_rate": the odds of a click multiply by this for every row
+
+
+@dataclass
+class DriftMonth:
+    """One month of labelled rows in the Toss layout (``table``), with each row's true probability."""
+
+    label: str  # "2026-01"
+    table: pa.Table  # the Toss columns in file order, ``clicked`` included
+    oracle: np.ndarray  # each row's generating click probability
+    shifted: bool  # at or after the shift month
+
+    @property
+    def clicks(self) -> int:
+        return int(pc.sum(self.table.column(TARGET)).as_py() or 0)
+
+    def csv_bytes(self) -> bytes:
+        """The month as a CSV file exactly like ``generate`` writes one (UTF-8, header, empty = missing)."""
+        sink = pa.BufferOutputStream()
+        renamed = self.table.rename_columns([f"c{i}" for i in range(self.table.num_columns)])
+        pacsv.write_csv(renamed, sink, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+        return (",".join(self.table.column_names) + "\n").encode() + sink.getvalue().to_pybytes()
+
+    def csv_text(self) -> str:
+        return self.csv_bytes().decode()
+
+
+@dataclass
+class DriftSequence:
+    """Monthly labelled files where the click behaviour shifts at ``truth["shift_month"]``."""
+
+    kind: str
+    months: list[DriftMonth]
+    truth: dict
+
+    @property
+    def labels(self) -> list[str]:
+        return [m.label for m in self.months]
+
+    @property
+    def shift_month(self) -> str:
+        return self.truth["shift_month"]
+
+    @property
+    def feature(self) -> str | None:
+        return self.truth["feature"]
+
+    def write(self, folder: Path) -> list[Path]:
+        """``<folder>/<month>.csv`` per month and ``<folder>/drift.truth.json``; returns the CSV paths."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for month in self.months:
+            path = folder / f"{month.label}.csv"
+            path.write_bytes(month.csv_bytes())
+            paths.append(path)
+        (folder / "drift.truth.json").write_text(json.dumps(self.truth, indent=2, ensure_ascii=False))
+        return paths
+
+
+def _month_labels(start: str, count: int) -> list[str]:
+    try:
+        year, month = (int(part) for part in start.split("-"))
+    except ValueError:
+        raise ValueError(f"start must be a month like 2026-01, not {start!r}") from None
+    if not 1 <= month <= 12:
+        raise ValueError(f"start must be a month like 2026-01, not {start!r}")
+    labels = []
+    for i in range(count):
+        y, m = divmod(month - 1 + i, 12)
+        labels.append(f"{year + y:04d}-{m + 1:02d}")
+    return labels
+
+
+def _drift_logit(cols: dict[str, np.ndarray], driver_weight: float) -> np.ndarray:
+    """The mixed variant's tabular logit with FIXED standardisation (the generating distributions'
+    moments, not the chunk's): a shifted feature then moves the click rate, as it would in life."""
+    return (
+        driver_weight * cols[DRIFT_FEATURE]  # N(0, 1) before any shift
+        + 0.9 * np.isin(cols["hour"], [19, 20, 21, 22])
+        + 0.8 * np.isin(cols["l_feat_14"], [3, 7])
+        + 0.6 * (cols["age_group"] == 5)
+        + 0.5 * (cols["feat_a_3"] - 3.0) / 4.0  # feat_a_3 ~ 4 * N(0, 1) + 3
+    )
+
+
+def drift_sequence(kind: str, *, months: int = 6, shift_at: int = 3, rows_per_month: int = 20_000,
+                   start: str = "2026-01", seed: int = 42, ctr: float = 0.0192) -> DriftSequence:
+    """``months`` monthly labelled files (Toss layout, the ``mixed`` variant's signal) where, from
+    month index ``shift_at`` on, the click behaviour shifts in one of three ways (``kind``):
+
+    - ``"feature"``: the driver ``history_a_1`` shifts by one standard deviation (N(1, 1)); its
+      effect stays the same, so more rows click. Expected alert: feature drift on history_a_1.
+    - ``"relation"``: history_a_1 keeps its distribution but its effect flips from +0.8 to -0.8 logit
+      per sd; the click rate barely moves, the old model's ranking breaks. Expected alert: AUC drop.
+    - ``"base_rate"``: every row's click odds multiply by 2.5 (about 2.4x the clicks); features and
+      ranking unchanged. Expected alert: calibration (predicted / actual clicks about 0.4).
+
+    Months are drawn independently (``SeedSequence(seed, spawn_key=(month, chunk))``); the
+    intercept is solved once on the first month for ``ctr``. Returns the months (tables, oracle
+    probabilities) and the ground truth: labels, shift month, feature, expected alert, per-month
+    rows, clicks and oracle AUC.
+    """
+    if kind not in DRIFT_KINDS:
+        raise ValueError(f"unknown drift kind {kind!r}; choose one of {', '.join(DRIFT_KINDS)}")
+    if months < 2 or not 1 <= shift_at < months:
+        raise ValueError("need at least 2 months and 1 <= shift_at < months (a month before and one after)")
+    if rows_per_month < 1:
+        raise ValueError("rows_per_month must be at least 1")
+    labels = _month_labels(start, months)
+    names = toss_columns()
+    intercept = None
+    out: list[DriftMonth] = []
+    per_month = []
+    for index, label in enumerate(labels):
+        shifted = index >= shift_at
+        tables, oracles = [], []
+        written = 0
+        chunk = 0
+        while written < rows_per_month:
+            n = min(CHUNK_ROWS, rows_per_month - written)
+            rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index, chunk)))
+            cols, logit, seq_text = _chunk(rng, n, DEFAULT_VARIANT)
+            seq_effect = logit - _mixed_logit(cols)  # the planted tokens' part of the logit
+            if shifted and kind == "feature":
+                cols[DRIFT_FEATURE] = np.round(cols[DRIFT_FEATURE] + DRIFT_FEATURE_SHIFT, 5)
+            weight = DRIFT_RELATION_WEIGHT if shifted and kind == "relation" else 0.8
+            month_logit = _drift_logit(cols, weight) + seq_effect
+            if intercept is None:
+                intercept = _intercept_for(_drift_logit(cols, 0.8) + seq_effect, ctr)
+            offset = np.log(DRIFT_BASE_RATE_FACTOR) if shifted and kind == "base_rate" else 0.0
+            probability = 1 / (1 + np.exp(-(month_logit + intercept + offset)))
+            clicked = (rng.random(n) < probability).astype(np.int8)
+            tables.append(pa.Table.from_arrays(_arrays(names, cols, clicked, seq_text), names=names))
+            oracles.append(probability)
+            written += n
+            chunk += 1
+        table = pa.concat_tables(tables)
+        oracle = np.concatenate(oracles)
+        month = DriftMonth(label, table, oracle, shifted)
+        out.append(month)
+        labels_array = table.column(TARGET).to_numpy()
+        per_month.append({
+            "month": label, "rows": table.num_rows, "clicks": month.clicks,
+            "ctr_percent": round(100 * month.clicks / table.num_rows, 4), "shifted": shifted,
+            "oracle_auc": round(roc_auc(labels_array, oracle), 6),
+        })
+    feature = None if kind == "base_rate" else DRIFT_FEATURE
+    expected = {"feature": "feature_drift", "relation": "auc_drop", "base_rate": "calibration"}[kind]
+    described = {
+        "feature": f"{DRIFT_FEATURE} shifts by {DRIFT_FEATURE_SHIFT:g} standard deviation (same effect on clicks)",
+        "relation": f"the effect of {DRIFT_FEATURE} turns from +0.8 to {DRIFT_RELATION_WEIGHT:+g} logit per sd",
+        "base_rate": f"every row's click odds multiply by {DRIFT_BASE_RATE_FACTOR:g}",
+    }[kind]
+    truth = {
+        "kind": kind, "months": labels, "shift_index": shift_at, "shift_month": labels[shift_at],
+        "feature": feature, "expected_alert": expected, "change": described, "rows_per_month": rows_per_month,
+        "seed": seed, "ctr": ctr, "intercept": intercept, "per_month": per_month,
+    }
+    return DriftSequence(kind, out, truth)
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
