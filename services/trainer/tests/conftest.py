@@ -100,3 +100,31 @@ async def publish(topic, payload, correlation_id: str | None = None) -> None:
 def bus_tools(platform_env):
     """(collect_events, publish) bound to this test's topics (test modules cannot import conftest)."""
     return collect_events, publish
+
+
+def _without_signal_in_training_rows(source: Path, target: Path, config) -> Path:
+    """``source`` with the features (``seq`` included) of the rows the trainer will fit on shuffled
+    among themselves: the labels, hence the trainer's split (``config``'s validation_split and
+    seed), stay, the validation rows stay intact, and a model fitted on the training rows has
+    nothing to learn from them."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ctrops_trainer.data import split_rows
+
+    table = pq.read_table(source)
+    labels = table.column("clicked").to_numpy().astype(np.float32)
+    split = split_rows(labels, config.validation_split, config.downsampling, config.seed)
+    order = np.arange(table.num_rows)
+    order[split.train_all] = np.random.default_rng(0).permutation(split.train_all)
+    shuffled = table.take(pa.array(order))
+    shuffled = shuffled.set_column(shuffled.column_names.index("clicked"), "clicked", table.column("clicked"))
+    pq.write_table(shuffled, target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def without_signal_in_training_rows():
+    """The function above (test modules cannot import conftest): a retrain's data with nothing to learn."""
+    return _without_signal_in_training_rows

@@ -28,23 +28,8 @@ from ctrops_trainer.promotion import (METHOD, NOT_COMPARED, Replaced, check_prom
 
 CONFIG = TrainingConfig(max_seq_len=16, seed=7)
 OLD_RUN = "a" * 32
-NEW_ROWS = 4000  # of each new file; 8% clicks: ~320, of which ~64 in the validation rows
+NEW_ROWS = 4000  # of each new file; 8% clicks: ~320, of which ~64 in the validation rows (conftest.NEW_ROWS)
 MARGIN = 0.1  # AUC difference both decisions must clear (measured: 0.23 and 0.34)
-
-
-def without_signal_in_training_rows(source: Path, target: Path, config: TrainingConfig) -> Path:
-    """``source`` with the features (``seq`` included) of the rows the trainer will fit on shuffled
-    among themselves: the labels, hence the trainer's split, stay, the validation rows stay intact,
-    and a model fitted on the training rows has nothing to learn."""
-    table = pq.read_table(source)
-    labels = table.column("clicked").to_numpy().astype(np.float32)
-    split = split_rows(labels, config.validation_split, config.downsampling, config.seed)
-    order = np.arange(table.num_rows)
-    order[split.train_all] = np.random.default_rng(0).permutation(split.train_all)
-    shuffled = table.take(pa.array(order))
-    shuffled = shuffled.set_column(shuffled.column_names.index("clicked"), "clicked", table.column("clicked"))
-    pq.write_table(shuffled, target)
-    return target
 
 
 def fit_new(path: Path):
@@ -81,7 +66,7 @@ def old_lstm(generated, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def new_files(tmp_path_factory) -> dict[str, Path]:
+def new_files(tmp_path_factory, without_signal_in_training_rows) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("new")
     same, _, _ = variant_parquet(folder, "mixed", NEW_ROWS, seed=7, ctr=0.08)
     shifted, _, _ = variant_parquet(folder, "hour", NEW_ROWS, seed=7, ctr=0.08)

@@ -6,6 +6,10 @@ group, so a cancel is read even while this trainer is busy training). Publishes
 maximum), ``training.progress`` once per finished epoch (with the attempt number), then
 ``training.done`` or ``training.failed``.
 
+A retrain (``TrainingRequested.replaces``) is trained like any run; the training process
+then compares its champion with the replaced run's (``promotion``), and ``training.done``
+says whether it was promoted: only then does MLflow's alias ``champion`` move to it.
+
 The training itself runs in a child process (``worker.run``); this handler only
 supervises it: relays its messages, renews the run's lease in ``trainer_runs``, watches
 for cancel requests, and decides retry or failure when the child dies.
@@ -18,7 +22,7 @@ import logging
 import multiprocessing
 import queue
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +33,7 @@ from ctrops_common.events import (
     EpochMetrics,
     Event,
     ModelResult,
+    PromotionCheck,
     RetryCause,
     Topic,
     TrainingCancelRequested,
@@ -44,6 +49,7 @@ from ctrops_common.storage import UnsafePath, check_id
 
 from . import worker
 from .data import DataError, check_training_file
+from .promotion import NOT_COMPARED, Replaced
 from .runs import RunStore
 from .settings import TrainerSettings
 from .tracking import RunTracking, Tracking, TrainingDataset
@@ -156,7 +162,7 @@ class Trainer:
             log.info("run %s already has a saved model; reporting it", run_id)
             # Its attempt died before tracking it: this attempt's MLflow run logs and registers the saved models.
             tracker.begin(experiment=config.experiment_name, run_id=run_id, file_id=request.file_id, attempt=attempt,
-                          config=config, previous_mlflow_run_id=previous_mlflow_run_id)
+                          config=config, previous_mlflow_run_id=previous_mlflow_run_id, replaces=request.replaces)
             await self._complete(request, saved, tracker, parquet_path)
             return Outcome("done", saved)
 
@@ -172,7 +178,7 @@ class Trainer:
                                   retry_cause=retry[0] if retry else None, retry_reason=retry[1] if retry else None)
         await self._publish_soft(Topic.TRAINING_STARTED, started, run_id)
         tracker.begin(experiment=config.experiment_name, run_id=run_id, file_id=request.file_id, attempt=attempt,
-                      config=config, previous_mlflow_run_id=previous_mlflow_run_id)
+                      config=config, previous_mlflow_run_id=previous_mlflow_run_id, replaces=request.replaces)
         job = {
             "run_id": run_id,
             "parquet_path": str(parquet_path),
@@ -182,6 +188,9 @@ class Trainer:
             "seq_chunks": self.settings.trainer_seq_chunks,
             "device": self.settings.trainer_device,
         }
+        replaced = self._replaced(request)
+        if replaced is not None:
+            job["replaces"] = asdict(replaced)
         outcome = await self._supervise(job, request, attempt, tracker)
         if tracker.mlflow_run_id is None:
             await tracker.flush(1.0)  # the id, if MLflow already answered
@@ -293,6 +302,10 @@ class Trainer:
         if kind == "challenger_started":
             log.info("run %s: LSTM+MLP done, fitting the gradient-boosting challenger", request.run_id)
             return None
+        if kind == "promotion_started":
+            log.info("run %s: both models done, scoring run %s's model on the same validation rows",
+                     request.run_id, request.replaces)
+            return None
         if kind == "done":
             return Outcome("done", result=message[1])
         if kind == "failed":
@@ -302,6 +315,18 @@ class Trainer:
         log.error("unknown message from the training process: %r", message[:1])
         return None
 
+    def _replaced(self, request: TrainingRequested) -> Replaced | None:
+        """A retrain's replaced run for the training process: its champion's folder, or why it has none."""
+        if not request.replaces:
+            return None
+        if not request.replaces_model_location:
+            return Replaced(request.replaces, problem="the retrain request named no model folder of the replaced run")
+        try:
+            folder = self.runtime.store.path(request.replaces_model_location)
+        except UnsafePath as exc:
+            return Replaced(request.replaces, problem=f"the replaced model's folder cannot be used ({exc})")
+        return Replaced(request.replaces, model_path=str(folder))
+
     async def _complete(self, request: TrainingRequested, result: dict[str, Any], tracker: RunTracking,
                         parquet_path: Path) -> None:
         run_id = request.run_id
@@ -310,9 +335,18 @@ class Trainer:
         # kind -> its folder (runs/<run_id>/model/lstm/, .../gbdt/); a result from before the challenger: one folder
         folders = {m["kind"]: store.path(m["model_location"]) for m in results} or \
             {"lstm": worker.model_dir(store.root, run_id)}
+        promotion = PromotionCheck.model_validate(result["promotion"]) if result.get("promotion") else None
+        promoted = promotion.promoted if promotion is not None else True
+        if promotion is not None:
+            if promotion.method == NOT_COMPARED:
+                log.warning("retrain %s replacing run %s: %s", run_id, promotion.replaced_run_id, promotion.reason)
+            else:
+                log.info("retrain %s replacing run %s: %s (%s)", run_id, promotion.replaced_run_id,
+                         "promoted" if promoted else "NOT promoted", promotion.reason)
+        tags = {"ctrops.replaces": request.replaces} if request.replaces else {}
         tracker.complete(models=folders, champion=result.get("champion", "lstm"),
                          dataset=TrainingDataset(request.file_id, parquet_path),
-                         metrics={m["kind"]: m["metrics"] for m in results})
+                         metrics={m["kind"]: m["metrics"] for m in results}, tags=tags, promote=promoted)
         mlflow_run_id = await tracker.flush(self.settings.trainer_mlflow_wait_s)
         logged = tracker.logged  # None: tracking off, MLflow unusable, or the wait ran out
         uris = logged.model_uris if logged else {}
@@ -334,6 +368,9 @@ class Trainer:
             registered_model=logged.registered_model if logged else None,
             registered_version=logged.registered_version if logged else None,
             model_uri=logged.model_uri if logged else None,
+            replaces=request.replaces,
+            promoted=promoted,
+            promotion=promotion,
         )
         if await asyncio.to_thread(self.runs.finish, run_id, self.worker_name, "completed",
                                    done.model_dump(mode="json")):

@@ -34,7 +34,6 @@ import pyarrow.parquet as pq
 from ctrops_common.auc_stats import auc_ci, delong_paired
 from ctrops_common.dataset import SEQUENCE, TARGET
 from ctrops_common.events import PromotionCheck
-from ctrops_common.model_inputs import DataFile
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +87,7 @@ def read_rows(parquet_path: Path, columns: list[str], rows: np.ndarray) -> pa.Ta
 def replaced_probability(model_path: Path, parquet_path: Path, rows: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Click probabilities of the model in ``model_path`` for rows ``rows`` of the new file; raises
     ``ReplacedModelUnusable`` when it cannot be loaded or the file lacks what it needs."""
+    from ctrops_common.model_inputs import DataFile  # torch, through ctrops_common.ml: the training process only
     from ctrops_common.model_loading import load_ctr_model
 
     try:

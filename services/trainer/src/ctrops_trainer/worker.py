@@ -8,6 +8,7 @@ the parent through one queue of plain tuples:
     ("info", {...})            data facts (rows, features, split sizes) once the data is ready
     ("epoch", n, {...}, {...}) metrics of each finished epoch, and the batch plan (requested vs used size)
     ("challenger_started", {}) the LSTM is done; the gradient-boosting challenger is being fitted
+    ("promotion_started", {})  a retrain: both models are done; the replaced run's model is being scored
     ("done", {...})            both models are saved under runs/<run_id>/model/{lstm,gbdt}/; final numbers
     ("failed", reason)         the data or config cannot be trained on; the reason says what to fix
     ("cancelled",)             the stop event was set
@@ -89,7 +90,8 @@ def _plain(value: Any) -> Any:
 
 
 def run(job: dict[str, Any], messages, stop) -> None:
-    """Entry point of the child process. ``job``: run_id, parquet_path, data_dir, config, threads, seq_chunks, device."""
+    """Entry point of the child process. ``job``: run_id, parquet_path, data_dir, config, threads, seq_chunks,
+    device, and for a retrain ``replaces`` (``promotion.Replaced`` as a dict)."""
     _die_with_parent()
     parent = os.getppid()
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # idle OpenMP threads must not spin on shared cores
@@ -135,6 +137,19 @@ def run(job: dict[str, Any], messages, stop) -> None:
         messages.put(("challenger_started", {}))
         challenger = train_challenger(data, result.split, config, threads=job["threads"], should_stop=should_stop)
         summary = summarise(job["run_id"], config, data, result, challenger)
+        if job.get("replaces"):
+            from .promotion import Replaced, check_promotion
+            from .summary import LABELS
+
+            messages.put(("promotion_started", {}))
+            champion = summary["champion"]
+            val = result.split.val
+            promotion = check_promotion(
+                Replaced.from_job(job["replaces"]), Path(job["parquet_path"]), val, data.labels[val],
+                challenger.val_probability if champion == "gbdt" else result.val_probability,
+                new_label=f"new champion ({LABELS[champion]})",
+            )
+            summary["promotion"] = promotion.model_dump(mode="json")
         summary["duration_s"] = time.perf_counter() - started
         summary["threads"] = job["threads"]
         summary = json.loads(json.dumps(summary, default=_plain))
