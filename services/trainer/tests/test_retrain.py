@@ -91,4 +91,12 @@ async def test_the_alias_moves_on_retrain_only_when_the_new_champion_is_not_wors
     assert check.auc_new - check.auc_old > MARGIN and check.ci_low > 0
     assert third.registered_version == 3 and alias() == 3
     assert client.get_model_version("ctrops-ctr", "3").tags["ctrops.promoted"] == "true"
-    assert "retrain" in trainer.log() and "NOT promoted" in trainer.log()
+    assert "NOT promoted" in trainer.log()
+
+    # A retrain whose replaced model is gone from the store: nothing to compare with, promoted, and why.
+    gone = first.model_copy(update={"run_id": new_id(), "model_location": f"runs/{new_id()}/model/gbdt"})
+    fourth = await train(bus_tools, data_dir, shifted, replaces=gone)
+    assert fourth.promoted is True and fourth.promotion.method == "not compared" and fourth.promotion.promoted
+    assert "could not be loaded" in fourth.promotion.reason and fourth.replaces == gone.run_id
+    assert fourth.registered_version == 4 and alias() == 4
+    assert "could not be loaded" in trainer.log()
