@@ -1,7 +1,8 @@
 """Which events the monitor consumes and publishes.
 
 Consumes training.done / training.failed / training.progress (model quality, training
-progress), service.heartbeat (liveness, CPU, memory, API traffic) and service.error.
+progress), monitoring.period (the deployed model's calibration, AUC and feature drift per
+period), service.heartbeat (liveness, CPU, memory, API traffic) and service.error.
 Publishes monitor.alert (once per incident, then 'resolved') and monitor.snapshot
 (every ``monitor_snapshot_interval_s`` and right after a run finishes).
 
@@ -63,6 +64,10 @@ class MonitorWorker:
         await self.flush_alerts()
         await self.publish_snapshot()  # the dashboards see the new run without waiting a period
 
+    async def on_period(self, event: Event[Any]) -> None:
+        await self.call(self.monitor.on_period, event.payload, event.time)
+        await self.flush_alerts()
+
     async def on_training_failed(self, event: Event[Any]) -> None:
         await self.call(self.monitor.on_training_failed)
 
@@ -122,6 +127,7 @@ def register(runtime: ServiceRuntime, settings: MonitorSettings) -> MonitorWorke
     bus.subscribe(Topic.TRAINING_DONE, worker.on_training_done)
     bus.subscribe(Topic.TRAINING_FAILED, worker.on_training_failed)
     bus.subscribe(Topic.TRAINING_PROGRESS, worker.on_training_progress)
+    bus.subscribe(Topic.MONITORING_PERIOD, worker.on_period)
     bus.subscribe(Topic.SERVICE_HEARTBEAT, worker.on_heartbeat)
     bus.subscribe(Topic.SERVICE_ERROR, worker.on_error)
     runtime.add_background(worker.checks)

@@ -86,6 +86,30 @@ TRAINING_EPOCH_RATIO = Gauge(
     ["metric"],
 )
 
+# -- the deployed model over time (monitoring.period) ------------------------------
+# One series per model kind (lstm, gbdt): the newest period each was scored in. Label-based
+# gauges keep the newest LABELLED period's value (an unlabelled batch has no AUC). Feature PSI
+# is exported for the top features only (importance rank <= CTROPS_MONITOR_DRIFT_TOP_K, or the
+# highest PSIs when ranks are unknown): at most top_k series per model kind.
+
+PERIOD_AUC = Gauge("ctrops_model_period_auc", "ROC AUC of the newest labelled monitoring period (0..1)",
+                   ["model_kind"])
+PERIOD_AUC_CI_HIGH = Gauge("ctrops_model_period_auc_ci_high",
+                           "Upper bound of the 95% DeLong interval of the newest labelled period's AUC", ["model_kind"])
+BASELINE_AUC = Gauge("ctrops_model_baseline_auc",
+                     "Validation AUC at training of the model that scored the newest labelled period", ["model_kind"])
+PERIOD_CALIBRATION = Gauge("ctrops_model_period_calibration_ratio",
+                           "Predicted / actual clicks of the newest labelled period (1 = calibrated)", ["model_kind"])
+PERIOD_CALIBRATION_CI_LOW = Gauge("ctrops_model_period_calibration_ci_low",
+                                  "Lower bound of the 95% interval of the newest labelled period's calibration",
+                                  ["model_kind"])
+PERIOD_CALIBRATION_CI_HIGH = Gauge("ctrops_model_period_calibration_ci_high",
+                                   "Upper bound of the 95% interval of the newest labelled period's calibration "
+                                   "(absent when infinite)", ["model_kind"])
+FEATURE_PSI = Gauge("ctrops_feature_psi",
+                    "PSI of a top feature in the newest monitoring period against the training rows",
+                    ["model_kind", "feature"])
+
 # -- system health ---------------------------------------------------------------
 
 SERVICE_ALIVE = Gauge("ctrops_service_alive", "1 while a service sends heartbeats within the timeout", ["service"])

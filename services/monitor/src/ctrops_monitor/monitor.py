@@ -12,6 +12,9 @@ Alerts open ONCE per incident and close with a 'resolved' message:
 - error_rate (subject 'gateway'): the share of 5xx API responses in the window is above
   the threshold (with a minimum number of requests).
 - service_down (subject: the service): no heartbeat from any instance within the timeout.
+- calibration, auc_drop (subject 'model') and feature_drift (subject: the feature): from each
+  monitoring.period of the deployed model (model_drift.py decides; a later period in band,
+  e.g. after retraining, resolves them; an older period arriving late changes nothing).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ctrops_common.events import (
+    MonitoringPeriod,
     MonitorAlert,
     MonitorSnapshot,
     ServiceError,
@@ -31,10 +35,12 @@ from ctrops_common.numbers import finite as _finite
 
 from . import metrics as m
 from .health import InstanceBeat, TrafficWindow, api_rates, gateway_p95_ms, resource_use, status_of
+from .model_drift import Thresholds, assess, is_newer_or_same, top_features
 from .settings import MonitorSettings
 from .store import MonitorStore
 
-SEVERITY = {"model_accuracy": "high", "service_down": "high", "error_rate": "high", "response_time": "medium"}
+SEVERITY = {"model_accuracy": "high", "service_down": "high", "error_rate": "high", "response_time": "medium",
+            "calibration": "high", "auc_drop": "high", "feature_drift": "medium"}
 # Instances silent this many timeouts are stopped replicas: dropped (their service stays watched).
 FORGET_AFTER_TIMEOUTS = 10
 
@@ -92,6 +98,9 @@ class Monitor:
         self.latest_run = self.store.latest_run()
         if self.latest_run is not None:
             self._export_quality(*self.latest_run)
+        self.psi_exported: dict[str, set[str]] = {}  # model kind -> features with a ctrops_feature_psi series
+        for payload in self.store.latest_periods():
+            self._export_period(MonitoringPeriod.model_validate(payload))
 
     # -- incidents -------------------------------------------------------------------
 
@@ -180,6 +189,56 @@ class Monitor:
             if value is not None:
                 gauge = m.TRAINING_EPOCH_LOSS if name in m.EPOCH_LOSSES else m.TRAINING_EPOCH_RATIO
                 gauge.labels(name).set(value)
+
+    # -- the deployed model over time ------------------------------------------------------------
+
+    @property
+    def thresholds(self) -> Thresholds:
+        s = self.settings
+        return Thresholds(calibration_low=s.monitor_calibration_low, calibration_high=s.monitor_calibration_high,
+                          drift_top_k=s.monitor_drift_top_k, drift_psi=s.monitor_drift_psi)
+
+    def on_period(self, period: MonitoringPeriod, at: datetime) -> list[MonitorAlert]:
+        """Store the period; if it is the newest of its bucket (or the same period re-scored),
+        export its gauges and open or resolve the calibration, AUC and feature-drift incidents."""
+        newest = self.store.newest_period(period.bucket)
+        self.store.save_period(period.period_id, period.period, period.bucket, period.run_id, period.model_kind,
+                               at, period.model_dump(mode="json"))
+        if not is_newer_or_same(period.period, newest):
+            return []  # a late, older period must not overrule what newer ones said
+        self._export_period(period)
+        changes = [
+            self._condition(c.kind, c.subject, c.bad, at, c.fire, c.resolve, c.metrics, correlation_id=period.run_id)
+            for c in assess(period, self.thresholds)
+        ]
+        return [c for c in changes if c is not None]
+
+    def _export_period(self, period: MonitoringPeriod) -> None:
+        kind, metrics = period.model_kind, period.metrics
+        if period.labelled:
+            for gauge, value in ((m.PERIOD_AUC, metrics.auc), (m.PERIOD_AUC_CI_HIGH, metrics.auc_ci_high),
+                                 (m.BASELINE_AUC, period.baseline_auc), (m.PERIOD_CALIBRATION, metrics.calibration),
+                                 (m.PERIOD_CALIBRATION_CI_LOW, metrics.calibration_ci_low),
+                                 (m.PERIOD_CALIBRATION_CI_HIGH, metrics.calibration_ci_high)):
+                value = _finite(value)
+                if value is None:
+                    try:
+                        gauge.remove(kind)
+                    except KeyError:
+                        pass
+                else:
+                    gauge.labels(kind).set(value)
+        top_k = self.settings.monitor_drift_top_k
+        top = sorted(top_features(period, top_k), key=lambda d: (d.importance_rank or 0, -d.psi))[:top_k]
+        exported = {d.feature for d in top}
+        for feature in self.psi_exported.get(kind, set()) - exported:
+            try:
+                m.FEATURE_PSI.remove(kind, feature)
+            except KeyError:
+                pass
+        for d in top:
+            m.FEATURE_PSI.labels(kind, d.feature).set(d.psi)
+        self.psi_exported[kind] = exported
 
     # -- heartbeats and errors ----------------------------------------------------------------
 

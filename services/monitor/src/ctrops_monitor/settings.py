@@ -37,6 +37,24 @@ class MonitorSettings(ServiceSettings):
     monitor_check_interval_s: float = Field(
         1.0, gt=0, le=300, description="How often liveness, latency and error-rate alerts are evaluated."
     )
+    monitor_calibration_low: float = Field(
+        0.8, gt=0, le=1.0,
+        description="A labelled period whose predicted/actual clicks fall below this (and whose 95% CI "
+                    "excludes 1) raises a calibration alert.",
+    )
+    monitor_calibration_high: float = Field(
+        1.25, ge=1.0, le=100,
+        description="A labelled period whose predicted/actual clicks exceed this (and whose 95% CI excludes 1) "
+                    "raises a calibration alert.",
+    )
+    monitor_drift_top_k: int = Field(
+        10, ge=1, le=1000,
+        description="Feature drift alerts (and ctrops_feature_psi series) cover the model's this many most "
+                    "important features (every feature when a period has no importance ranks).",
+    )
+    monitor_drift_psi: float = Field(
+        0.2, gt=0, le=100, description="A top feature whose PSI in a period is above this raises feature_drift.",
+    )
     monitor_expected_services: str = Field(
         "",
         pattern=r"^[A-Za-z0-9_,\s-]*$",

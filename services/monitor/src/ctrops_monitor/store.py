@@ -8,6 +8,9 @@
 - ``monitor_runs``: the quality of each finished run (the latest one feeds snapshots).
 - ``monitor_instances``: the newest heartbeat per service instance (liveness survives
   a restart: a service that died while the monitor was down is still reported).
+- ``monitor_periods``: every monitoring period received (the deployed model's life), so a
+  restarted monitor knows the newest period (an older one arriving late changes no incident)
+  and exports the newest period's gauges again.
 """
 
 from __future__ import annotations
@@ -81,6 +84,18 @@ watched = Table(
     Column("service", String(64), primary_key=True),
     Column("first_seen", DateTime(timezone=True), nullable=False),
     Column("last_seen", Float, nullable=False),  # unix seconds of the newest heartbeat
+)
+
+periods = Table(
+    "monitor_periods",
+    metadata,
+    Column("period_id", String(200), primary_key=True),
+    Column("period", String(20), nullable=False),
+    Column("bucket", String(10), nullable=False, index=True),
+    Column("run_id", String(64), nullable=False),
+    Column("model_kind", String(20), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("payload", Text, nullable=False),  # the MonitoringPeriod as JSON
 )
 
 
@@ -177,3 +192,33 @@ class MonitorStore:
     def watched_services(self) -> dict[str, float]:
         with self.engine.connect() as conn:
             return {r.service: r.last_seen for r in conn.execute(select(watched)).all()}
+
+    # -- monitoring periods ------------------------------------------------------------
+
+    def save_period(self, period_id: str, period: str, bucket: str, run_id: str, model_kind: str,
+                    received_at: datetime, payload: dict[str, Any]) -> None:
+        """Store (or, for a re-scored period, replace) one period."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(periods).where(periods.c.period_id == period_id))
+            conn.execute(insert(periods).values(
+                period_id=period_id, period=period, bucket=bucket, run_id=run_id, model_kind=model_kind,
+                received_at=received_at, payload=json.dumps(payload),
+            ))
+
+    def newest_period(self, bucket: str) -> str | None:
+        """The latest period label of a bucket (labels of one bucket sort in time order)."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.max(periods.c.period)).where(periods.c.bucket == bucket)).scalar_one()
+
+    def latest_periods(self) -> list[dict[str, Any]]:
+        """Per model kind, its newest period (then its newest labelled one, when older): gauges on restart."""
+        found: dict[tuple[str, bool], dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(periods).order_by(periods.c.period, periods.c.received_at)).all()
+        for row in rows:
+            payload = json.loads(row.payload)
+            found[(row.model_kind, False)] = payload
+            if payload.get("labelled"):
+                found[(row.model_kind, True)] = payload
+        ordered = [found[k] for k in sorted(found, key=lambda k: (k[0], not k[1]))]  # labelled first, newest last
+        return ordered
