@@ -120,6 +120,18 @@ def test_rule_thresholds_match_the_monitor_defaults():
     assert re.search(rf"<\s*{defaults.monitor_accuracy_threshold}\b", exprs["CtropsModelAccuracyLow"])
     assert re.search(rf">\s*{defaults.monitor_response_time_ms / 1000}\s*$", exprs["CtropsApiSlow"])
     assert re.search(rf">\s*{defaults.monitor_error_rate_percent / 100}\s*$", exprs["CtropsApiErrorRate"])
+    calibration = exprs["CtropsModelCalibrationOutOfBand"]
+    assert re.search(rf"ctrops_model_period_calibration_ratio\s*<\s*{defaults.monitor_calibration_low}\b", calibration)
+    assert re.search(rf"ctrops_model_period_calibration_ratio\s*>\s*{defaults.monitor_calibration_high}\b", calibration)
+    assert re.search(rf">\s*{defaults.monitor_drift_psi}\s*$", exprs["CtropsFeatureDrift"])
+    # The routes the gateway's heartbeat p95 leaves out are left out of the Prometheus p95 too.
+    from ctrops_gateway.traffic import WAITS_FOR_WORKERS
+
+    excluded = re.search(r'route!~"([^"]+)"', exprs["CtropsApiSlow"]).group(1)
+    for route in WAITS_FOR_WORKERS:
+        assert re.fullmatch(excluded, route), route
+    for route in ("/api/predict/{run_id}", "/api/dashboard/si", "/api/predict/jobs/{job_id}"):
+        assert not re.fullmatch(excluded, route), route
 
 
 def test_compose_scrapes_every_service_on_its_default_port():
@@ -164,7 +176,7 @@ def test_promtool_accepts_both_configs(tmp_path: Path):
 
 def test_promtool_checks_and_unit_tests_the_rules():
     result = promtool("check", "rules", str(RULES))
-    assert result.returncode == 0 and "10 rules found" in result.stdout, result.stdout + result.stderr
+    assert result.returncode == 0 and "13 rules found" in result.stdout, result.stdout + result.stderr
     result = promtool("test", "rules", str(PROMETHEUS / "tests" / "ctrops.rules.test.yml"))
     assert result.returncode == 0 and "SUCCESS" in result.stdout, result.stdout + result.stderr
 
