@@ -33,6 +33,7 @@ def exported_series() -> set[str]:
     import ctrops_common.observability  # noqa: F401 - every service
     import ctrops_gateway.app  # noqa: F401 - HTTP metrics
     import ctrops_monitor.metrics  # noqa: F401 - monitor gauges
+    import ctrops_scorer.metrics  # noqa: F401 - serving latency and rows scored
 
     names: set[str] = set()
     for family in REGISTRY.collect():  # families appear even before any labelled child exists

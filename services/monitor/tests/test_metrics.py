@@ -25,6 +25,7 @@ COMMON = {
     "ctrops_service_ready": "gauge",
 }
 GATEWAY = {"ctrops_http_requests": "counter", "ctrops_http_request_seconds": "histogram"}
+SCORER = {"ctrops_prediction_latency_seconds": "histogram", "ctrops_prediction_rows": "counter"}
 MONITOR = {
     "ctrops_model_accuracy_ratio": "gauge",
     "ctrops_model_precision_ratio": "gauge",
@@ -89,7 +90,7 @@ def parser_name(metric: str, kind: str) -> str:
 
 def test_documentation_lists_exactly_the_metrics_checked_here():
     docs = {parser_name(m, k): k for m, k in documented().items()}
-    assert docs == {**COMMON, **GATEWAY, **MONITOR}
+    assert docs == {**COMMON, **GATEWAY, **MONITOR, **SCORER}
 
 
 def test_every_service_serves_the_documented_metrics(start_service, gateway_client):
