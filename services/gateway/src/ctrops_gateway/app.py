@@ -24,6 +24,7 @@ from .hardening import add_guards, add_security_headers, document_security
 from .headers import DOCS_STATIC
 from .routes import ROUTERS
 from .routes import audit as audit_routes
+from .scorer_client import ScorerClient
 from .settings import GatewaySettings
 from .spa import mount_frontend
 from .state import GatewayState
@@ -55,7 +56,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = ServiceRuntime("gateway", settings, group_id=group)
         runtime.http_port = settings.gateway_port
-        state = GatewayState(settings=settings, runtime=runtime, views=ReadModel(runtime.engine))
+        state = GatewayState(settings=settings, runtime=runtime, views=ReadModel(runtime.engine),
+                             scorer=ScorerClient(settings))
         runtime.heartbeat_extras = state.traffic.summary
         consumers.register(state)
         replay.install(state)  # runs left unfinished when the broker came back empty
@@ -65,7 +67,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            await runtime.shutdown()
+            try:
+                await runtime.shutdown()
+            finally:
+                await state.scorer_client().aclose()
 
     # /docs (Swagger UI) and /redoc load their scripts and styles from the gateway itself, out of
     # the pinned fastapi-offline package (mounted at DOCS_STATIC), never from a CDN: they work

@@ -13,6 +13,9 @@ Audited calls (``ACTIONS``); any other non-GET call under /api is recorded as ``
 | POST /api/upload | upload |
 | POST /api/train | train |
 | POST /api/train/{run_id}/cancel, DELETE /api/train/{run_id} | cancel |
+| POST /api/train/{run_id}/retrain | retrain (the resource is the new run) |
+| POST /api/predict/{run_id} | predict |
+| POST /api/predict/{run_id}/batch | predict_batch |
 | POST /api/report/generate-pdf/{run_id} | generate_pdf |
 | GET /api/report/pdf/{run_id} | download_pdf |
 | GET /api/audit | read_audit |
@@ -63,6 +66,9 @@ ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/train"): "train",
     ("POST", "/api/train/{run_id}/cancel"): "cancel",
     ("DELETE", "/api/train/{run_id}"): "cancel",
+    ("POST", "/api/train/{run_id}/retrain"): "retrain",
+    ("POST", "/api/predict/{run_id}"): "predict",
+    ("POST", "/api/predict/{run_id}/batch"): "predict_batch",
     ("POST", "/api/report/generate-pdf/{run_id}"): "generate_pdf",
     ("GET", "/api/report/pdf/{run_id}"): "download_pdf",
     ("GET", "/api/audit"): "read_audit",
@@ -142,10 +148,10 @@ class AuditLog:
         return [{**row, "at": as_utc(row["at"]).isoformat()} for row in rows]
 
     def started_runs(self, client_id: str, remote: str | None, since: datetime) -> set[str]:
-        """Run ids of the successful train calls of a client since ``since`` (``remote``: only
-        those from this address, for anonymous callers)."""
+        """Run ids of the successful train (and retrain) calls of a client since ``since`` (``remote``:
+        only those from this address, for anonymous callers)."""
         q = select(audit_table.c.run_id).where(
-            audit_table.c.action == "train", audit_table.c.outcome == "ok", audit_table.c.client_id == client_id,
+            audit_table.c.action.in_(("train", "retrain")), audit_table.c.outcome == "ok", audit_table.c.client_id == client_id,
             audit_table.c.at >= since, audit_table.c.run_id.is_not(None),
         )
         if remote is not None:

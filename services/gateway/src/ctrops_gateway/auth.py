@@ -18,8 +18,8 @@ Who may do what (``required_role``), first match wins:
 |-------------------------------------------------------|-------------|
 | GET /api/health, /healthz, /readyz, /metrics, /docs, /docs/oauth2-redirect, /redoc, /openapi.json; any OPTIONS (CORS preflight) | none |
 | GET /api/audit                                        | operator |
-| POST /api/upload, POST /api/train, POST /api/train/{run_id}/cancel, POST /api/report/generate-pdf/{run_id}, PUT/DELETE /api/feature-mapping (and any other non-GET under /api) | operator |
-| GET /api/... (runs, status, reports, PDF download, features, performance, dashboards) | viewer |
+| POST /api/upload, POST /api/train, POST /api/train/{run_id}/cancel, POST /api/train/{run_id}/retrain, POST /api/predict/{run_id} (online scoring), POST /api/predict/{run_id}/batch, POST /api/report/generate-pdf/{run_id}, PUT/DELETE /api/feature-mapping (and any other non-GET under /api) | operator |
+| GET /api/... (runs, status, reports, PDF download, features, performance, dashboards, scoring jobs and their predictions CSV) | viewer |
 | WebSocket /ws/training/{run_id}, /ws/performance (any /ws/...) | viewer |
 | anything else (the single-page frontend's files)       | none |
 
@@ -69,12 +69,17 @@ ROLE_TABLE: dict[tuple[str, str], Role] = {
     ("POST", "/api/upload"): Role.OPERATOR,
     ("POST", "/api/train"): Role.OPERATOR,
     ("POST", "/api/train/{run_id}/cancel"): Role.OPERATOR,
+    ("POST", "/api/train/{run_id}/retrain"): Role.OPERATOR,
+    ("POST", "/api/predict/{run_id}"): Role.OPERATOR,
+    ("POST", "/api/predict/{run_id}/batch"): Role.OPERATOR,
     ("DELETE", "/api/train/{run_id}"): Role.OPERATOR,
     ("POST", "/api/report/generate-pdf/{run_id}"): Role.OPERATOR,
     ("PUT", "/api/feature-mapping"): Role.OPERATOR,
     ("DELETE", "/api/feature-mapping"): Role.OPERATOR,
     ("GET", "/api/audit"): Role.OPERATOR,
     ("GET", "/api/report/pdf/{run_id}"): Role.VIEWER,
+    ("GET", "/api/predict/jobs/{job_id}"): Role.VIEWER,
+    ("GET", "/api/predict/jobs/{job_id}/predictions.csv"): Role.VIEWER,
     ("WS", "/ws/training/{run_id}"): Role.VIEWER,
     ("WS", "/ws/performance"): Role.VIEWER,
 }

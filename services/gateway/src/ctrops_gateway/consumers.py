@@ -32,6 +32,12 @@ RECORDED_TOPICS = [
     Topic.MONITOR_SNAPSHOT,
     Topic.MONITOR_ALERT,
     Topic.SERVICE_ERROR,
+    # Batch scoring jobs (GET /api/predict/jobs/{job_id}) and the deployed model's periods (the SI dashboard).
+    Topic.SCORING_REQUESTED,
+    Topic.SCORING_PROGRESS,
+    Topic.SCORING_DONE,
+    Topic.SCORING_FAILED,
+    Topic.MONITORING_PERIOD,
 ]
 
 

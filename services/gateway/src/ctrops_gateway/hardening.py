@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from .audit import AuditMiddleware
 from .auth import OPEN_PATHS, AuthMiddleware, check_auth_settings, install_log_redaction
 from .headers import SecurityHeadersMiddleware
-from .limits import RATE_LIMITED, STREAMING_ROUTES, TRAIN_ROUTE, LimitsMiddleware
+from .limits import PREDICT_ROUTE, RATE_LIMITED, STREAMING_ROUTES, TRAIN_ROUTES, LimitsMiddleware
 from .proxies import ProxyHeadersMiddleware
 from .settings import GatewaySettings
 from .strict_json import StrictJsonMiddleware
@@ -115,10 +115,12 @@ def _document_operation(path: str, method: str, operation: dict[str, Any], setti
         # FastAPI answers 400 itself when a body cannot even be decoded (bytes that are not UTF-8 JSON).
         responses.setdefault("400", _error("The body could not be parsed (send UTF-8 JSON)"))
         what = ("Larger than CTROPS_MAX_UPLOAD_MB" if route in STREAMING_ROUTES
+                else f"Body larger than CTROPS_MAX_PREDICT_BODY_MB ({settings.max_predict_body_mb:g} MB)"
+                if route == PREDICT_ROUTE
                 else f"Body larger than CTROPS_MAX_JSON_BODY_KB ({settings.max_json_body_kb} KB)")
         responses.setdefault("413", _error(what))
         responses["413"].setdefault("content", {"application/json": {"schema": _ERROR_REF}})
-    if route in RATE_LIMITED or route == TRAIN_ROUTE:
+    if route in RATE_LIMITED or route in TRAIN_ROUTES:
         responses.setdefault("429", _error("Too many requests from this client (rate or active-run limit)",
                                            _RETRY_AFTER))
     for status, response in responses.items():

@@ -4,13 +4,14 @@ A client is the authenticated client id, else the remote address (``caller.clien
 
 | limit | setting | answer |
 |---|---|---|
-| request body of every route but the upload (JSON) | CTROPS_MAX_JSON_BODY_KB | 413 |
+| request body of every route but the uploads (JSON) | CTROPS_MAX_JSON_BODY_KB | 413 |
+| JSON body of POST /api/predict/{run_id} (rows to score) | CTROPS_MAX_PREDICT_BODY_MB | 413 |
 | a request body that stalls (upload: checked by the upload route) | CTROPS_REQUEST_BODY_TIMEOUT_S | 408 |
 | uploads received at once (checked by the upload route) | CTROPS_MAX_CONCURRENT_UPLOADS | 503 + Retry-After |
 | upload size (checked by the upload route while streaming) | CTROPS_MAX_UPLOAD_MB | 413 |
-| uploads per minute (token bucket, burst = the same number) | CTROPS_RATE_LIMIT_UPLOADS_PER_MIN | 429 + Retry-After |
-| training requests per minute (token bucket) | CTROPS_RATE_LIMIT_TRAININGS_PER_MIN | 429 + Retry-After |
-| training runs queued or running at once | CTROPS_MAX_ACTIVE_TRAININGS_PER_CLIENT | 429 + Retry-After |
+| uploads per minute, files to score included (token bucket, burst = the same number) | CTROPS_RATE_LIMIT_UPLOADS_PER_MIN | 429 + Retry-After |
+| training requests per minute, retrains included (token bucket) | CTROPS_RATE_LIMIT_TRAININGS_PER_MIN | 429 + Retry-After |
+| training runs queued or running at once (retrains included) | CTROPS_MAX_ACTIVE_TRAININGS_PER_CLIENT | 429 + Retry-After |
 | open WebSockets | CTROPS_WS_MAX_CONNECTIONS_PER_CLIENT | close 1008 |
 | size of a message a WebSocket client sends | CTROPS_WS_MAX_MESSAGE_BYTES | close 1009 |
 | messages per minute a WebSocket client sends | CTROPS_WS_MAX_MESSAGES_PER_MIN | close 1008 |
@@ -42,9 +43,15 @@ from .caller import client_key, method_of, principal_of, remote_addr, route_of
 if TYPE_CHECKING:
     from .settings import GatewaySettings
 
-STREAMING_ROUTES = frozenset({("POST", "/api/upload")})  # bodies checked by the route itself, as they stream
-RATE_LIMITED = {("POST", "/api/upload"): "uploads", ("POST", "/api/train"): "trainings"}
+BATCH_SCORING_ROUTE = ("POST", "/api/predict/{run_id}/batch")
+PREDICT_ROUTE = ("POST", "/api/predict/{run_id}")
+RETRAIN_ROUTE = ("POST", "/api/train/{run_id}/retrain")
+# Bodies checked by the route itself, as they stream (the upload path, upload.receive_and_judge).
+STREAMING_ROUTES = frozenset({("POST", "/api/upload"), BATCH_SCORING_ROUTE})
+RATE_LIMITED = {("POST", "/api/upload"): "uploads", BATCH_SCORING_ROUTE: "uploads",
+                ("POST", "/api/train"): "trainings", RETRAIN_ROUTE: "trainings"}
 TRAIN_ROUTE = ("POST", "/api/train")
+TRAIN_ROUTES = frozenset({TRAIN_ROUTE, RETRAIN_ROUTE})  # each starts a run: the active-run cap applies
 ACTIVE_RETRY_AFTER_S = 30
 WS_MESSAGE_TOO_BIG = 1009
 WS_POLICY_VIOLATION = 1008
@@ -93,6 +100,13 @@ class LimitsMiddleware:
         self.app = app
         self.settings = settings
         self.max_body = settings.max_json_body_kb * 1024
+        # Routes whose JSON bodies may be larger: (bytes, the sentence of the 413).
+        self.body_limits = {
+            PREDICT_ROUTE: (int(settings.max_predict_body_mb * (1 << 20)),
+                            f"The request body is larger than {settings.max_predict_body_mb:g} MB "
+                            "(CTROPS_MAX_PREDICT_BODY_MB). Send fewer rows per request, or score a CSV with "
+                            "POST /api/predict/{run_id}/batch."),
+        }
         self.rates = {
             "uploads": RateLimiter(settings.rate_limit_uploads_per_min) if settings.rate_limit_uploads_per_min else None,
             "trainings": (RateLimiter(settings.rate_limit_trainings_per_min)
@@ -134,23 +148,27 @@ class LimitsMiddleware:
                 return
 
         if route not in STREAMING_ROUTES and _announces_body(scope):
-            buffered = await self._read_capped_body(scope, receive, send)
+            buffered = await self._read_capped_body(scope, receive, send, route)
             if buffered is None:
                 return  # answered 413, or the client left
             receive = _replay(buffered, receive)
 
-        if route == TRAIN_ROUTE and self.settings.max_active_trainings_per_client > 0:
+        if route in TRAIN_ROUTES and self.settings.max_active_trainings_per_client > 0:
             await self._train_with_cap(scope, receive, send, who)
             return
         await self.app(scope, receive, send)
 
-    async def _read_capped_body(self, scope: Scope, receive: Receive, send: Send) -> bytes | None:
+    async def _read_capped_body(self, scope: Scope, receive: Receive, send: Send,
+                                route: tuple[str, str] = ("", "")) -> bytes | None:
         headers = Headers(scope=scope)
         declared = headers.get("content-length", "")
         limit_kb = self.settings.max_json_body_kb
         too_big = (f"The request body is larger than {limit_kb} KB (CTROPS_MAX_JSON_BODY_KB). "
                    "Send a smaller JSON document.")
-        if declared.isdigit() and int(declared) > self.max_body:
+        max_body = self.max_body
+        if route in self.body_limits:
+            max_body, too_big = self.body_limits[route]
+        if declared.isdigit() and int(declared) > max_body:
             await send_json_error(send, 413, too_big)
             return None
         chunks: list[bytes] = []
@@ -168,7 +186,7 @@ class LimitsMiddleware:
                 return None
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body:
+            if size > max_body:
                 await send_json_error(send, 413, too_big)
                 return None
             chunks.append(chunk)

@@ -240,6 +240,9 @@ def alert_message(alert: dict[str, Any], when: datetime) -> dict[str, Any]:
         "subject": alert["subject"],
         "state": alert["state"],
         "timestamp": when.isoformat(),
+        # The model's alerts (calibration, auc_drop, feature_drift) name the period and the feature.
+        "period": (alert.get("metrics") or {}).get("period"),
+        "feature": alert["subject"] if alert["kind"] == "feature_drift" else None,
     }
 
 

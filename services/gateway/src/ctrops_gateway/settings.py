@@ -45,6 +45,27 @@ class GatewaySettings(ServiceSettings):
     )
     ws_performance_interval_s: float = Field(10.0, gt=0, description="Push period of /ws/performance.")
 
+    # ---- Inference (issue 16): the scorer's internal API, proxied by POST /api/predict/{run_id} ----
+    scorer_url: str = Field(
+        "http://127.0.0.1:8090", pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description="Base URL of the scorer's internal prediction API (CTROPS_SCORER_API_HOST/PORT of the scorer).",
+    )
+    scorer_timeout_s: float = Field(
+        30.0, gt=0, le=600, description="How long an online prediction waits for the scorer (504 after)."
+    )
+    scorer_max_connections: int = Field(
+        64, ge=1, le=10_000, description="Connections to the scorer kept open and used at once (the proxy's pool)."
+    )
+    scorer_retry_after_s: int = Field(
+        5, ge=1, le=3600, description="Retry-After sent with the 503 when the scorer cannot be reached."
+    )
+    max_predict_body_mb: float = Field(
+        64, gt=0, le=1024,
+        description="Largest JSON body of POST /api/predict/{run_id} (413 above): about 20,000 rows of the "
+        "119-column layout (~3 KB a row), above the scorer's CTROPS_SCORER_MAX_ROWS (10,000), whose 413 names "
+        "the row limit.",
+    )
+
     # ---- Hardening (issue 10; docs/security.md): authentication, limits, audit, headers ----
     auth_enabled: bool = Field(
         False, description="Require credentials (API key or JWT) on /api and /ws; off for the local frontend."

@@ -12,6 +12,7 @@ from ctrops_common.service import ServiceRuntime
 from ctrops_common.storage import FileStore
 
 from .live import Hub, Replies
+from .scorer_client import ScorerClient
 from .settings import GatewaySettings
 from .traffic import Traffic
 from .views import ReadModel
@@ -25,6 +26,12 @@ class GatewayState:
     hub: Hub = field(default_factory=Hub)
     replies: Replies = field(default_factory=Replies)
     traffic: Traffic = field(default_factory=Traffic)
+    scorer: ScorerClient | None = None  # the proxy's client to the scorer, opened with the app
+
+    def scorer_client(self) -> ScorerClient:
+        if self.scorer is None:  # a state built without the app's lifespan (tests of one part)
+            self.scorer = ScorerClient(self.settings)
+        return self.scorer
 
     @property
     def bus(self) -> Bus:

@@ -257,6 +257,9 @@ def status_body(view: RunView) -> dict[str, Any]:
         "config": view.config,
         "history": [{"epoch": e.payload["epoch"], **metrics_both(e.payload.get("metrics"))} for e in view.epochs],
     }
+    replaces = view.requested.payload.get("replaces") if view.requested is not None else None
+    if replaces or (view.done is not None and view.done.payload.get("replaces")):
+        body["replaces"] = replaces or view.done.payload.get("replaces")  # a retrain: the run it replaces
     batch = next((e.payload["batch"] for e in view.epochs if e.payload.get("batch")), None)
     if batch is not None:
         body["batch"] = batch  # the batch size the LSTM uses, beside the one asked for, and why
@@ -265,6 +268,8 @@ def status_body(view: RunView) -> dict[str, Any]:
         body.update(best_epoch=done.get("best_epoch"), epochs_run=done.get("epochs_run"),
                     duration_s=finite(done.get("duration_s")), model_location=done.get("model_location"),
                     mlflow_run_id=done.get("mlflow_run_id"), completed_at=view.done.time.isoformat(),
+                    # Whether its champion became the platform's champion (a retrain only when not worse).
+                    promoted=done.get("promoted", True), promotion=done.get("promotion"),
                     **models_body(done))
     elif view.failed is not None:
         body.update(error=view.failed.payload.get("reason", ""), cancelled=bool(view.failed.payload.get("cancelled")),

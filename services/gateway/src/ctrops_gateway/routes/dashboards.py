@@ -9,6 +9,13 @@ the reporter's, read back from report.json (ctrops_common.report_doc); the gatew
 computes an estimate of its own, so the dashboard, the report, its PDF and ``make demo``
 agree. No report yet: the money figures are null and ``status`` says why. With no data
 yet both answer 200 with empty or neutral values.
+
+The SI dashboard's ``performanceData`` follows the deployed model over time once batches
+have been scored (the scorer's ``monitoring.period`` events of the champion's line: per
+period its accuracy, log loss and F1 beside the model's validation values as reference
+lines, monitoring_view), and the latest run's epochs before that; ``performanceAlert``
+shows the model's open alerts (calibration, AUC drop, feature drift) first;
+``responseTime`` is the scorer's serving p95 when a scorer reports one.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from ctrops_common.events import Topic
 from ctrops_common.report_doc import ReportDoc
 from ctrops_common.storage import is_id
 
+from .. import monitoring_view
 from .. import performance_live as live
 from ..state import GatewayState, State
 from ..views import StoredEvent
@@ -63,12 +71,22 @@ def _epochs(state: GatewayState, run_id: str) -> list[dict[str, Any]]:
 
 
 def performance_data(state: GatewayState) -> dict[str, Any]:
+    """The deployed model's monitoring periods (monitoring_view.period_series) once the champion's line
+    has any; before that, the epochs of the latest run's training."""
+    periods = monitoring_view.line_periods(state.views)
+    if periods:
+        return monitoring_view.period_series(periods)
+    return training_curves(state)
+
+
+def training_curves(state: GatewayState) -> dict[str, Any]:
     latest = state.views.latest(Topic.TRAINING_PROGRESS)
     run_id = latest.payload.get("run_id") if latest else None
     epochs = _epochs(state, run_id) if run_id else []
     labels = [f"Epoch {e['epoch']}" for e in epochs]
     f1 = [_round(e.get("f1")) for e in epochs]
     return {
+        "source": "training",
         "runId": run_id,
         "labels": labels,
         "months": labels,  # the guide's name for the x axis
@@ -183,6 +201,18 @@ def bottlenecks(state: GatewayState) -> list[dict[str, Any]]:
 
 
 def performance_alert(state: GatewayState) -> dict[str, Any]:
+    """The model's open alerts first (calibration, AUC drop, feature drift: with the period it started
+    in and the feature), else the most severe open alert of any kind."""
+    model = monitoring_view.model_alerts(state.views)
+    if model:
+        top = model[0]
+        return {"show": True, "message": top["message"], "severity": top["severity"], "kind": top["kind"],
+                "alertId": top["alert_id"], "since": top["timestamp"], "period": top["period"],
+                "feature": top["feature"], "runId": top["run_id"], "modelKind": top["model_kind"],
+                "count": len(live.open_alerts(state.views)),
+                "modelAlerts": [{"kind": a["kind"], "severity": a["severity"], "message": a["message"],
+                                 "period": a["period"], "feature": a["feature"], "alertId": a["alert_id"]}
+                                for a in model[:10]]}
     alerts = live.open_alerts(state.views)
     if not alerts:
         return {"show": False, "message": "", "severity": "low", "count": 0}
@@ -193,6 +223,10 @@ def performance_alert(state: GatewayState) -> dict[str, Any]:
 
 def si_dashboard(state: GatewayState) -> dict[str, Any]:
     metrics = live.current_metrics(state)
+    # responseTime is the model's serving p95 (the scorer's heartbeats) once a scorer reports one;
+    # the API's p95 stays beside it.
+    serving = monitoring_view.serving_p95_ms(state.views, state.settings.service_timeout_s)
+    response_ms = serving if serving is not None else metrics["responseTime"]
     return {
         "currentMetrics": {
             "accuracy": metrics["accuracy"],
@@ -200,8 +234,10 @@ def si_dashboard(state: GatewayState) -> dict[str, Any]:
             "recall": metrics["recall"],
             "f1Score": metrics["f1Score"],
             "f1_score": metrics["f1_score"],
-            "responseTime": metrics["responseTime"],
-            "response_time": metrics["response_time"],
+            "responseTime": response_ms,
+            "response_time": response_ms,
+            "responseTimeSource": "scorer" if serving is not None else metrics["response_time_source"],
+            "apiResponseTime": metrics["responseTime"],
             "auc": metrics["auc"],
             "ap": metrics["ap"],
             "logloss": metrics["logloss"],
