@@ -40,6 +40,7 @@ MONITOR = {
     "ctrops_model_period_auc": "gauge",
     "ctrops_model_period_auc_ci_high": "gauge",
     "ctrops_model_baseline_auc": "gauge",
+    "ctrops_model_auc_drop_limit": "gauge",
     "ctrops_model_period_calibration_ratio": "gauge",
     "ctrops_model_period_calibration_ci_low": "gauge",
     "ctrops_model_period_calibration_ci_high": "gauge",

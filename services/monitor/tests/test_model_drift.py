@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 
 from ctrops_common.db import make_engine
 from ctrops_common.events import FeatureDrift, MonitoringPeriod, PeriodMetrics
-from ctrops_monitor.model_drift import Thresholds, assess, top_features
+from ctrops_monitor.model_drift import Thresholds, assess, auc_drop_limit, top_features
 from ctrops_monitor.monitor import Monitor
 from ctrops_monitor.settings import MonitorSettings
 from ctrops_monitor.store import MonitorStore
@@ -81,6 +81,19 @@ def test_calibration_needs_the_band_and_the_interval(ratio, low, high, fires):
 def test_auc_drop_needs_the_drop_to_exceed_its_interval():
     assert ("auc_drop", "model") in bad(period(auc=(0.70, 0.67, 0.73), baseline=0.80))
     assert ("auc_drop", "model") not in bad(period(auc=(0.76, 0.70, 0.82), baseline=0.80))  # within the CI
+
+
+def test_auc_drop_counts_the_baselines_uncertainty_too():
+    # The e2e run's ordinary month: the period's interval ends below the validation AUC, but the
+    # validation AUC (about 60 clicks) is uncertain too: 0.033 down is within the joint 95%.
+    ordinary = period(auc=(0.7346, 0.7078, 0.7614), baseline=0.768)
+    ordinary = ordinary.model_copy(update={"baseline_auc_ci_low": 0.6997})
+    assert ("auc_drop", "model") not in bad(ordinary)
+    limit = auc_drop_limit(ordinary)
+    assert limit is not None and abs(limit - (0.768 - 1.959964 * ((0.0536 / 3.919928) ** 2 + (0.0683 / 1.959964) ** 2) ** 0.5)) < 1e-9
+    # The same fall from a precisely known baseline is beyond the joint uncertainty.
+    precise = ordinary.model_copy(update={"baseline_auc_ci_low": 0.766})
+    assert ("auc_drop", "model") in bad(precise)
     assert not any(c.kind == "auc_drop" for c in assess(period(baseline=None)))  # nothing to compare with
 
 

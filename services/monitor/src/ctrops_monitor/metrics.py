@@ -96,6 +96,9 @@ PERIOD_AUC = Gauge("ctrops_model_period_auc", "ROC AUC of the newest labelled mo
                    ["model_kind"])
 PERIOD_AUC_CI_HIGH = Gauge("ctrops_model_period_auc_ci_high",
                            "Upper bound of the 95% DeLong interval of the newest labelled period's AUC", ["model_kind"])
+AUC_DROP_LIMIT = Gauge("ctrops_model_auc_drop_limit",
+                       "Period AUC below which the fall from the validation AUC exceeds the joint 95% uncertainty "
+                       "of both (baseline - 1.96*sqrt(se_period^2 + se_baseline^2))", ["model_kind"])
 BASELINE_AUC = Gauge("ctrops_model_baseline_auc",
                      "Validation AUC at training of the model that scored the newest labelled period", ["model_kind"])
 PERIOD_CALIBRATION = Gauge("ctrops_model_period_calibration_ratio",

@@ -35,7 +35,7 @@ from ctrops_common.numbers import finite as _finite
 
 from . import metrics as m
 from .health import InstanceBeat, TrafficWindow, api_rates, gateway_p95_ms, resource_use, status_of
-from .model_drift import Thresholds, assess, is_newer_or_same, top_features
+from .model_drift import Thresholds, assess, auc_drop_limit, is_newer_or_same, top_features
 from .settings import MonitorSettings
 from .store import MonitorStore
 
@@ -217,7 +217,8 @@ class Monitor:
         kind, metrics = period.model_kind, period.metrics
         if period.labelled:
             for gauge, value in ((m.PERIOD_AUC, metrics.auc), (m.PERIOD_AUC_CI_HIGH, metrics.auc_ci_high),
-                                 (m.BASELINE_AUC, period.baseline_auc), (m.PERIOD_CALIBRATION, metrics.calibration),
+                                 (m.BASELINE_AUC, period.baseline_auc), (m.AUC_DROP_LIMIT, auc_drop_limit(period)),
+                                 (m.PERIOD_CALIBRATION, metrics.calibration),
                                  (m.PERIOD_CALIBRATION_CI_LOW, metrics.calibration_ci_low),
                                  (m.PERIOD_CALIBRATION_CI_HIGH, metrics.calibration_ci_high)):
                 value = _finite(value)

@@ -1,0 +1,124 @@
+"""A deployed model's life on the real stack, through the gateway only.
+
+Six monthly labelled files (``datagen.drift_sequence("feature")``: from 2026-04 the driver
+``history_a_1`` shifts by one standard deviation, so its distribution moves and more rows click).
+Train on January; score February to May as batch jobs (each a monitoring period); the feature
+drift alert fires in April, names history_a_1, and does not fire again in May (one incident);
+retrain on the new data (the new champion must be promoted); score June with the champion: the
+incident resolves. Along the way: JSON scoring equals the batch CSV to 1e-6, and the SI dashboard's
+performanceData shows the scored months.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from ctrops_common.datagen import drift_sequence
+from ctrops_common.events import Topic
+
+ROWS_PER_MONTH = 6_000
+
+
+@pytest.fixture(scope="module")
+def months(tmp_path_factory):
+    sequence = drift_sequence("feature", months=6, shift_at=3, rows_per_month=ROWS_PER_MONTH, start="2026-01",
+                              seed=7, ctr=0.05)
+    paths = sequence.write(tmp_path_factory.mktemp("months"))
+    return sequence, dict(zip(sequence.labels, paths))
+
+
+def _score(stack, path, period: str, run: str = "champion") -> dict:
+    with open(path, "rb") as fh:
+        response = stack.http.post(f"/api/predict/{run}/batch", data={"period": period},
+                                   files={"file": (path.name, fh, "text/csv")})
+    assert response.status_code == 202, response.text[:1000]
+    accepted = stack.strict_json(response)
+    assert accepted["labelled"] is True and accepted["rows"] == ROWS_PER_MONTH and accepted["period"] == period
+    job = stack.wait_until(lambda: stack.json(accepted["statusUrl"]), lambda b: b["status"] in ("completed", "failed"),
+                           240, f"scoring job of {period}")
+    assert job["status"] == "completed", job
+    assert job["rowsDone"] == ROWS_PER_MONTH and job["periodId"]
+    return {**accepted, **job}
+
+
+def _predictions(stack, job: dict) -> list[tuple[int, float]]:
+    response = stack.get(job["downloadUrl"])
+    assert response.status_code == 200, response.text[:500]
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    return [(int(r["row"]), float(r["probability"])) for r in rows]
+
+
+def _alerts(stack) -> list:
+    return [e.payload for e in stack.topic_events(Topic.MONITOR_ALERT)
+            if e.payload.kind in ("calibration", "auc_drop", "feature_drift")]
+
+
+def test_drift_alert_fires_once_in_the_shift_month_and_clears_after_retraining(stack, months):
+    sequence, paths = months
+    assert sequence.shift_month == "2026-04" and sequence.feature == "history_a_1"
+    upload = stack.upload(paths["2026-01"])
+    run_id = stack.train(upload["file_id"], {**stack.fast_training, "epochs": 3})
+    done = stack.wait_status(run_id, ("completed", "failed"), 400)
+    assert done["status"] == "completed", done
+
+    # February: JSON rows equal the batch's CSV to 1e-6, in request order.
+    february = _score(stack, paths["2026-02"], "2026-02")
+    assert february["runId"] == run_id
+    batch = _predictions(stack, february)
+    assert [r for r, _ in batch] == list(range(ROWS_PER_MONTH))
+    with open(paths["2026-02"], newline="") as fh:
+        records = [row for _, row in zip(range(50), csv.DictReader(fh))]
+    rows = [{k: (None if v == "" else v) for k, v in record.items()} for record in records[::-1]]  # reversed order
+    response = stack.http.post("/api/predict/champion", json={"rows": rows})
+    assert response.status_code == 200, response.text[:1000]
+    online = stack.strict_json(response)
+    assert online["runId"] == run_id and online["rows"] == 50
+    assert [p["row"] for p in online["predictions"]] == list(range(50))
+    for p in online["predictions"]:
+        assert abs(p["probability"] - batch[49 - p["row"]][1]) < 1e-6
+
+    # March: still in band, no model alert yet.
+    _score(stack, paths["2026-03"], "2026-03")
+    assert [a for a in _alerts(stack) if a.state == "firing"] == []
+
+    # April: the shift. The drift alert names the feature and the month.
+    _score(stack, paths["2026-04"], "2026-04")
+    fired = stack.wait_until(lambda: [a for a in _alerts(stack) if a.state == "firing"], bool, 60, "a model alert")
+    drift = [a for a in fired if a.kind == "feature_drift"]
+    assert drift, fired
+    assert drift[0].subject == "history_a_1" and drift[0].metrics["period"] == "2026-04", drift[0]
+    assert all(a.metrics["period"] == "2026-04" for a in fired), fired  # nothing fired before the shift
+    dashboard = stack.json("/api/dashboard/si")
+    assert dashboard["performanceAlert"]["show"] is True, dashboard["performanceAlert"]
+
+    # May: still shifted -- the same incident, not a second alert.
+    _score(stack, paths["2026-05"], "2026-05")
+    firing_ids = [a.alert_id for a in _alerts(stack) if a.state == "firing"]
+    assert len(firing_ids) == len(set(firing_ids)) == len(fired), firing_ids
+
+    # Retrain on the new behaviour (May's file uploaded for training): the new model is not worse.
+    may = stack.upload(paths["2026-05"])
+    response = stack.http.post(f"/api/train/{run_id}/retrain", json={"fileId": may["file_id"]})
+    assert response.status_code == 200, response.text[:1000]
+    retrain_id = stack.strict_json(response)["run_id"]
+    done = stack.wait_status(retrain_id, ("completed", "failed"), 400)
+    assert done["status"] == "completed", done
+    [event] = [e for e in stack.topic_events(Topic.TRAINING_DONE, retrain_id)][:1]
+    assert event.payload.replaces == run_id
+    assert event.payload.promoted is True, event.payload.promotion
+
+    # June, scored by the new champion: the drift incident resolves.
+    june = _score(stack, paths["2026-06"], "2026-06")
+    assert june["runId"] == retrain_id
+    resolved = stack.wait_until(
+        lambda: [a for a in _alerts(stack) if a.state == "resolved" and a.kind == "feature_drift"], bool, 60,
+        "the drift alert resolved")
+    assert resolved[0].alert_id == drift[0].alert_id
+
+    # The SI dashboard's performance chart is the model's months, from real scoring.
+    data = stack.json("/api/dashboard/si")["performanceData"]
+    assert data["labels"] == ["2026-02", "2026-03", "2026-04", "2026-05", "2026-06"], data
+    assert all(len(data[k]) == len(data["labels"]) for k in data if k != "labels"), data
