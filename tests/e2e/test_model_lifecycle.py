@@ -121,4 +121,6 @@ def test_drift_alert_fires_once_in_the_shift_month_and_clears_after_retraining(s
     # The SI dashboard's performance chart is the model's months, from real scoring.
     data = stack.json("/api/dashboard/si")["performanceData"]
     assert data["labels"] == ["2026-02", "2026-03", "2026-04", "2026-05", "2026-06"], data
-    assert all(len(data[k]) == len(data["labels"]) for k in data if k != "labels"), data
+    series = ("accuracy", "valAccuracy", "loss", "valLoss", "f1Score", "valF1Score")
+    assert all(len(data[k]) == len(data["labels"]) for k in series), data
+    assert data["source"] == "monitoring" and data["runId"] == retrain_id, data
