@@ -20,6 +20,7 @@ from ctrops_common.model_loading import LoadedModel
 from ctrops_common.storage import FileStore, check_id
 
 from .drift import Reference, build_reference
+from .batch import open_parquet
 from .predict import score_table
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class NoReference(Exception):
 
 def sample_rows(path: Path, rows: int, seed: int, columns: list[str], chunk_rows: int = 50_000) -> pa.Table:
     """A seeded uniform sample of at most ``rows`` rows of a Parquet file, in file order."""
-    parquet = pq.ParquetFile(path)
+    parquet = open_parquet(path)
     total = parquet.metadata.num_rows
     wanted = np.sort(np.random.default_rng(seed).choice(total, size=min(rows, total), replace=False))
     present = [c for c in columns if c in parquet.schema_arrow.names]
