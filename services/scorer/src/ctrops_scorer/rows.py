@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ctrops_common.dataset import SEQUENCE, TARGET
 
@@ -157,38 +158,61 @@ def _number(value: Any) -> tuple[float | None, str | None]:
 
 
 def _sequence(values: list[Any], problems: Problems) -> pa.Array:
-    offsets = [0]
-    tokens: list[int] = []
+    """``seq`` -> list<int32>. Each row's form is checked in Python (cheap), the tokens are parsed and
+    range-checked for the whole column at once in Arrow/numpy (a long sequence costs no Python loop)."""
+    texts: list[str | None] = []
     for i, value in enumerate(values):
-        row_tokens, message = _tokens(value)
+        text, message = _sequence_text(value)
         if message:
             problems.add(i, SEQUENCE, message)
-        else:
-            tokens.extend(row_tokens)
-        offsets.append(len(tokens))
-    return pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), pa.array(tokens, type=pa.int32()))
+        texts.append(text)
+    lists = pc.split_pattern(pa.array(texts, type=pa.string()), ",")
+    try:
+        wide = lists.cast(pa.list_(pa.int64()))
+    except (pa.ArrowInvalid, OverflowError):  # a token too long for int64: parse row by row to name it
+        return _sequence_slow(texts, problems)
+    flat = pc.list_flatten(wide).to_numpy(zero_copy_only=False)
+    bad = (flat < INT32_MIN) | (flat > INT32_MAX)
+    if bad.any():
+        offsets = wide.offsets.to_numpy()
+        for position in np.flatnonzero(bad)[:MAX_PROBLEMS]:
+            row = int(np.searchsorted(offsets, position, side="right") - 1)
+            problems.add(row, SEQUENCE, _range_message(int(flat[position])))
+        return pa.array([[] for _ in values], type=pa.list_(pa.int32()))
+    return pa.ListArray.from_arrays(wide.offsets, pa.array(flat.astype(np.int32), type=pa.int32()))
 
 
-def _tokens(value: Any) -> tuple[list[int], str | None]:
+def _sequence_slow(texts: list[str | None], problems: Problems) -> pa.Array:
+    out = []
+    for i, text in enumerate(texts):
+        tokens = [int(t) for t in text.split(",")] if text else []
+        wrong = next((t for t in tokens if not INT32_MIN <= t <= INT32_MAX), None)
+        if wrong is not None:
+            problems.add(i, SEQUENCE, _range_message(wrong))
+        out.append(tokens if wrong is None else [])
+    return pa.array(out, type=pa.list_(pa.int32()))
+
+
+def _range_message(token: int) -> str:
+    return f"token {token} does not fit a 32-bit integer (-2147483648..2147483647)"
+
+
+def _sequence_text(value: Any) -> tuple[str | None, str | None]:
+    """(the row's tokens as compact "1,2,3" text, None) or (None, what is wrong)."""
     if value is None:
-        return [], "seq is missing; every row needs its comma-separated integer tokens (\"12,7,3\")"
+        return None, "seq is missing; every row needs its comma-separated integer tokens (\"12,7,3\")"
     if isinstance(value, str):
         text = value.replace(" ", "")
         if not text:
-            return [], "seq is empty; every row needs its comma-separated integer tokens (\"12,7,3\")"
+            return None, "seq is empty; every row needs its comma-separated integer tokens (\"12,7,3\")"
         if not _SEQ_TEXT.match(text):
-            return [], f"{value[:40]!r} is not comma-separated integers (\"12,7,3\")"
-        tokens = [int(t) for t in text.split(",")]
-    elif isinstance(value, list):
+            return None, f"{value[:40]!r} is not comma-separated integers (\"12,7,3\")"
+        return text, None
+    if isinstance(value, list):
         if not value:
-            return [], "seq is empty; every row needs at least one token"
-        bad = next((t for t in value if isinstance(t, bool) or not isinstance(t, int)), None)
-        if bad is not None or any(isinstance(t, bool) for t in value):
-            return [], f"seq holds {bad!r}; its tokens must be integers"
-        tokens = value
-    else:
-        return [], f"seq must be a comma-separated string or a list of integers, not a {type(value).__name__}"
-    out_of_range = next((t for t in tokens if not INT32_MIN <= t <= INT32_MAX), None)
-    if out_of_range is not None:
-        return [], f"token {out_of_range} does not fit a 32-bit integer (-2147483648..2147483647)"
-    return tokens, None
+            return None, "seq is empty; every row needs at least one token"
+        bad = next((t for t in value if type(t) is not int), None)  # bool is not int here
+        if bad is not None:
+            return None, f"seq holds {bad!r}; its tokens must be integers"
+        return ",".join(map(str, value)), None
+    return None, f"seq must be a comma-separated string or a list of integers, not a {type(value).__name__}"
