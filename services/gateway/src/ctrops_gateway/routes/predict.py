@@ -74,17 +74,6 @@ class PredictResponse(BaseModel):
     seconds: float = Field(description="Time the scorer spent on the request.")
 
 
-class Problem(BaseModel):
-    row: int | None = None
-    column: str | None = None
-    message: str
-
-
-class PredictError(BaseModel):
-    detail: str
-    problems: list[Problem] = []
-
-
 class BatchAccepted(BaseModel):
     jobId: str
     job_id: str
@@ -223,7 +212,17 @@ _PREDICT_BODY = {
                                                            "seq": "12,57,9", "l_feat_1": 0.3}]}}},
     "required": True,
 }
-_ERROR_BODY = {"application/json": {"schema": PredictError.model_json_schema()}}
+# The scorer's error body {detail, problems: [{row, column, message}]}, written out: a pydantic model's nested
+# model would be a $defs reference outside components/schemas.
+_ERROR_BODY = {"application/json": {"schema": {
+    "type": "object", "required": ["detail"],
+    "properties": {
+        "detail": {"type": "string", "description": "One sentence for a person."},
+        "problems": {"type": "array", "items": {
+            "type": "object", "required": ["message"],
+            "properties": {"row": {"type": ["integer", "null"]}, "column": {"type": ["string", "null"]},
+                           "message": {"type": "string"}}}},
+    }}}}
 
 
 def _pass_through(answer: ScorerAnswer) -> Response:
