@@ -103,19 +103,17 @@ _RUN_TOPIC_VALUES = frozenset(t.value for t in RUN_TOPICS)
 RUNS_IN_MEMORY = 2000
 
 
-# A scoring job's events are stored under its job id, a monitoring period under its period id,
-# whatever the envelope's correlation id: GET /api/predict/jobs/{job_id} reads them by that key.
+# A scoring job's events are stored under its job id whatever the envelope's correlation id (the
+# scorer's convention is the job id too): GET /api/predict/jobs/{job_id} reads them by that key.
 SCORING_TOPICS = [Topic.SCORING_REQUESTED, Topic.SCORING_PROGRESS, Topic.SCORING_DONE, Topic.SCORING_FAILED]
 _SCORING_TOPIC_VALUES = frozenset(t.value for t in SCORING_TOPICS)
 
 
 def stored_correlation(event: Event[Any]) -> str | None:
-    """The key an event is stored under: the job id of scoring.*, the period id of monitoring.period,
-    else the envelope's correlation id (run id or file id)."""
+    """The key an event is stored under: the job id of scoring.*, else the envelope's correlation id
+    (run id or file id)."""
     if event.type.value in _SCORING_TOPIC_VALUES:
         return event.payload.job_id
-    if event.type is Topic.MONITORING_PERIOD:
-        return event.payload.period_id[:64]
     return event.correlation_id
 
 

@@ -647,8 +647,17 @@ def client_dashboard(state: GatewayState) -> dict[str, Any]:
 
 @router.get("/api/dashboard/si")
 async def dashboard_si(state: State) -> dict[str, Any]:
-    """Engineer dashboard: current metrics, system health, training curves, latest run, errors,
-    per-route and per-stage latency, the most severe open alert."""
+    """Engineer dashboard: current metrics, system health, performance over time, latest run, errors,
+    per-route and per-stage latency, the most severe open alert.
+
+    `performanceData` (`source: "monitoring"`) once batches were scored by the champion's line: `labels`
+    are the periods in time order; `accuracy`, `f1Score`, `loss` the period's accuracy and F1 at the
+    model's threshold and its log loss (null for an unlabelled period); `valAccuracy`, `valF1Score`,
+    `valLoss` the scoring model's validation values at training time (reference lines); plus `auc`,
+    `estimatedAuc`, `calibration`, `driftedFeatures` per period. Before any period (`source:
+    "training"`): the latest run's epochs. `performanceAlert` shows the model's open alerts first
+    (`kind` calibration/auc_drop/feature_drift, `period`, `feature`). `currentMetrics.responseTime` is
+    the scorer's serving p95 when a scorer reports one (`responseTimeSource`; `apiResponseTime` beside)."""
     return await asyncio.to_thread(si_dashboard, state)
 
 
