@@ -1,12 +1,14 @@
-"""A deployed model's life on the real stack, through the gateway only.
+"""A deployed model's life on the real stack, through the gateway only, for each kind of drift.
 
-Six monthly labelled files (``datagen.drift_sequence("feature")``: from 2026-04 the driver
-``history_a_1`` shifts by one standard deviation, so its distribution moves and more rows click).
-Train on January; score February to May as batch jobs (each a monitoring period); the feature
-drift alert fires in April, names history_a_1, and does not fire again in May (one incident);
-retrain on the new data (the new champion must be promoted); score June with the champion: the
-incident resolves. Along the way: JSON scoring equals the batch CSV to 1e-6, and the SI dashboard's
-performanceData shows the scored months.
+Six monthly labelled files per kind (``datagen.drift_sequence``), the behaviour shifting in 2026-04:
+``feature`` (the driver history_a_1 moves by one sd: feature drift named history_a_1), ``relation``
+(history_a_1's effect flips: the AUC drops) and ``base_rate`` (2.5x the click odds: calibration).
+Train on January; score February to May as batch jobs (each a monitoring period); the expected
+alert fires in April, names the feature or the model, and does not fire again in May (one
+incident); nothing fires before April; retrain on the new data (the new champion must be
+promoted); score June with the champion: the incident resolves. Along the way: JSON scoring
+equals the batch CSV to 1e-6, and the SI dashboard's performanceData shows the scored months.
+The three kinds share one stack, one after another: each looks only at its own runs' alerts.
 """
 
 from __future__ import annotations
@@ -22,11 +24,14 @@ from ctrops_common.events import Topic
 ROWS_PER_MONTH = 6_000
 
 
-@pytest.fixture(scope="module")
-def months(tmp_path_factory):
-    sequence = drift_sequence("feature", months=6, shift_at=3, rows_per_month=ROWS_PER_MONTH, start="2026-01",
+EXPECTED = {"feature": ("feature_drift", "history_a_1"), "relation": ("auc_drop", "model"),
+            "base_rate": ("calibration", "model")}
+
+
+def _months(kind: str, folder):
+    sequence = drift_sequence(kind, months=6, shift_at=3, rows_per_month=ROWS_PER_MONTH, start="2026-01",
                               seed=7, ctr=0.05)
-    paths = sequence.write(tmp_path_factory.mktemp("months"))
+    paths = sequence.write(folder)
     return sequence, dict(zip(sequence.labels, paths))
 
 
@@ -51,16 +56,22 @@ def _predictions(stack, job: dict) -> list[tuple[int, float]]:
     return [(int(r["row"]), float(r["probability"])) for r in rows]
 
 
-def _alerts(stack) -> list:
+def _alerts(stack, runs: set[str]) -> list:
+    """The model alerts raised by periods of ``runs`` (this test's models), oldest first."""
     return [e.payload for e in stack.topic_events(Topic.MONITOR_ALERT)
-            if e.payload.kind in ("calibration", "auc_drop", "feature_drift")]
+            if e.payload.kind in ("calibration", "auc_drop", "feature_drift")
+            and e.payload.metrics.get("run_id") in runs]
 
 
-def test_drift_alert_fires_once_in_the_shift_month_and_clears_after_retraining(stack, months):
-    sequence, paths = months
-    assert sequence.shift_month == "2026-04" and sequence.feature == "history_a_1"
+@pytest.mark.parametrize("kind", ["feature", "relation", "base_rate"])
+def test_drift_alert_fires_once_in_the_shift_month_and_clears_after_retraining(stack, kind, tmp_path):
+    sequence, paths = _months(kind, tmp_path)
+    assert sequence.shift_month == "2026-04"
+    expected_kind, expected_subject = EXPECTED[kind]
+    runs: set[str] = set()
     upload = stack.upload(paths["2026-01"])
     run_id = stack.train(upload["file_id"], {**stack.fast_training, "epochs": 3})
+    runs.add(run_id)
     done = stack.wait_status(run_id, ("completed", "failed"), 400)
     assert done["status"] == "completed", done
 
@@ -82,21 +93,22 @@ def test_drift_alert_fires_once_in_the_shift_month_and_clears_after_retraining(s
 
     # March: still in band, no model alert yet.
     _score(stack, paths["2026-03"], "2026-03")
-    assert [a for a in _alerts(stack) if a.state == "firing"] == []
+    assert [a for a in _alerts(stack, runs) if a.state == "firing"] == []
 
-    # April: the shift. The drift alert names the feature and the month.
+    # April: the shift. The expected alert names the feature (or the model) and the month.
     _score(stack, paths["2026-04"], "2026-04")
-    fired = stack.wait_until(lambda: [a for a in _alerts(stack) if a.state == "firing"], bool, 60, "a model alert")
-    drift = [a for a in fired if a.kind == "feature_drift"]
+    fired = stack.wait_until(lambda: [a for a in _alerts(stack, runs) if a.state == "firing"], bool, 60,
+                             "a model alert")
+    drift = [a for a in fired if a.kind == expected_kind]
     assert drift, fired
-    assert drift[0].subject == "history_a_1" and drift[0].metrics["period"] == "2026-04", drift[0]
+    assert drift[0].subject == expected_subject and drift[0].metrics["period"] == "2026-04", drift[0]
     assert all(a.metrics["period"] == "2026-04" for a in fired), fired  # nothing fired before the shift
     dashboard = stack.json("/api/dashboard/si")
     assert dashboard["performanceAlert"]["show"] is True, dashboard["performanceAlert"]
 
     # May: still shifted -- the same incident, not a second alert.
     _score(stack, paths["2026-05"], "2026-05")
-    firing_ids = [a.alert_id for a in _alerts(stack) if a.state == "firing"]
+    firing_ids = [a.alert_id for a in _alerts(stack, runs) if a.state == "firing"]
     assert len(firing_ids) == len(set(firing_ids)) == len(fired), firing_ids
 
     # Retrain on the new behaviour (May's file uploaded for training): the new model is not worse.
@@ -104,18 +116,19 @@ def test_drift_alert_fires_once_in_the_shift_month_and_clears_after_retraining(s
     response = stack.http.post(f"/api/train/{run_id}/retrain", json={"fileId": may["file_id"]})
     assert response.status_code == 200, response.text[:1000]
     retrain_id = stack.strict_json(response)["run_id"]
+    runs.add(retrain_id)
     done = stack.wait_status(retrain_id, ("completed", "failed"), 400)
     assert done["status"] == "completed", done
     [event] = [e for e in stack.topic_events(Topic.TRAINING_DONE, retrain_id)][:1]
     assert event.payload.replaces == run_id
     assert event.payload.promoted is True, event.payload.promotion
 
-    # June, scored by the new champion: the drift incident resolves.
+    # June, scored by the new champion: the incident resolves.
     june = _score(stack, paths["2026-06"], "2026-06")
     assert june["runId"] == retrain_id
     resolved = stack.wait_until(
-        lambda: [a for a in _alerts(stack) if a.state == "resolved" and a.kind == "feature_drift"], bool, 60,
-        "the drift alert resolved")
+        lambda: [a for a in _alerts(stack, runs) if a.state == "resolved" and a.kind == expected_kind], bool, 60,
+        "the alert resolved")
     assert resolved[0].alert_id == drift[0].alert_id
 
     # The SI dashboard's performance chart is the model's months, from real scoring.

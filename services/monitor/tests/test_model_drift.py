@@ -189,6 +189,15 @@ def test_incidents_survive_a_restart_and_late_older_periods_change_nothing(setti
     assert [a.alert_id for a in again] == ["auc_drop:model:2"]  # a new incident, a new number
 
 
+def test_a_new_models_months_count_even_after_an_earlier_model_scored_later_ones(settings, engine):
+    monitor = Monitor(settings, MonitorStore(engine), now=at(0))
+    assert monitor.on_period(period("2026-06"), at(1)) == []  # the first model, scored up to June, in band
+    other = "c" * 32  # a model trained afterwards, scored from February on
+    fired = monitor.on_period(period("2026-04", auc=(0.66, 0.63, 0.69), run_id=other), at(2))
+    assert [(a.kind, a.state) for a in fired] == [("auc_drop", "firing")]
+    assert monitor.on_period(period("2026-03", run_id=other), at(3)) == []  # its own older month: late, ignored
+
+
 def test_feature_psi_series_stay_bounded_to_the_top_features(tmp_path, engine):
     settings = MonitorSettings(data_dir=tmp_path, monitor_drift_top_k=3)
     monitor = Monitor(settings, MonitorStore(engine), now=at(0))

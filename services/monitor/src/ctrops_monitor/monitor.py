@@ -199,9 +199,9 @@ class Monitor:
                           drift_top_k=s.monitor_drift_top_k, drift_psi=s.monitor_drift_psi)
 
     def on_period(self, period: MonitoringPeriod, at: datetime) -> list[MonitorAlert]:
-        """Store the period; if it is the newest of its bucket (or the same period re-scored),
+        """Store the period; if it is its model's newest of its bucket (or the same period re-scored),
         export its gauges and open or resolve the calibration, AUC and feature-drift incidents."""
-        newest = self.store.newest_period(period.bucket)
+        newest = self.store.newest_period(period.bucket, period.run_id, period.model_kind)
         self.store.save_period(period.period_id, period.period, period.bucket, period.run_id, period.model_kind,
                                at, period.model_dump(mode="json"))
         if not is_newer_or_same(period.period, newest):

@@ -205,10 +205,14 @@ class MonitorStore:
                 received_at=received_at, payload=json.dumps(payload),
             ))
 
-    def newest_period(self, bucket: str) -> str | None:
-        """The latest period label of a bucket (labels of one bucket sort in time order)."""
+    def newest_period(self, bucket: str, run_id: str, model_kind: str) -> str | None:
+        """The latest period label one model (run and kind) was scored in, of a bucket (labels of one
+        bucket sort in time order). Per model: a newly trained model starts its own months, which
+        must count even when an earlier model was already scored in later ones."""
         with self.engine.connect() as conn:
-            return conn.execute(select(func.max(periods.c.period)).where(periods.c.bucket == bucket)).scalar_one()
+            return conn.execute(select(func.max(periods.c.period)).where(
+                periods.c.bucket == bucket, periods.c.run_id == run_id, periods.c.model_kind == model_kind,
+            )).scalar_one()
 
     def latest_periods(self) -> list[dict[str, Any]]:
         """Per model kind, its newest period (then its newest labelled one, when older): gauges on restart."""
