@@ -275,6 +275,15 @@ def test_a_csv_to_score_is_checked_by_ingest_and_becomes_a_scoring_job(start_ser
     [event] = requested_events(accepted["jobId"])
     assert (event.payload.labelled, event.payload.bucket, event.payload.model) == (True, "week", "lstm")
 
+    # The contract's one route: a multipart file POSTed to /api/predict/{run_id} is the same batch job.
+    contract = gateway_client.post(f"/api/predict/{run_id}?period=2026-04",
+                                   files={"file": ("april.csv", source.read_bytes(), "text/csv")})
+    assert contract.status_code == 202, contract.text
+    same = contract.json()
+    assert (same["runId"], same["labelled"], same["period"], same["rows"]) == (run_id, True, "2026-04", 300)
+    [event] = requested_events(same["jobId"])
+    assert isinstance(event.payload, ScoringRequested) and event.payload.period == "2026-04"
+
 
 def test_bad_batches_are_refused_with_what_to_fix(start_service, gateway_client, tmp_path):
     start_service("ingest")

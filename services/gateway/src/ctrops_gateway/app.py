@@ -22,6 +22,7 @@ from . import broker_gate, consumers, replay
 from .audit import AuditLog
 from .hardening import add_guards, add_security_headers, document_security
 from .headers import DOCS_STATIC
+from .predict_dispatch import PredictDispatch
 from .routes import ROUTERS
 from .routes import audit as audit_routes
 from .scorer_client import ScorerClient
@@ -94,6 +95,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         expose_headers=["Retry-After", "WWW-Authenticate", "Content-Disposition"],
     )
     add_security_headers(app, settings)
+    app.add_middleware(PredictDispatch)  # outermost: a multipart POST /api/predict/{run_id} is the batch route
 
     @app.middleware("http")
     async def measure(request: Request, call_next) -> Response:

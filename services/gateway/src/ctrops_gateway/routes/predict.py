@@ -249,7 +249,9 @@ def _pass_through(answer: ScorerAnswer) -> Response:
     description=(
         'Click probabilities for JSON rows (`{"rows": [{column: value}]}`), in request order, from the run\'s '
         f"model (`run_id`: {RUN_REF_HELP}). Answered by the scoring service, which keeps the champion loaded; "
-        "at least 1,000 rows per request are accepted (CTROPS_SCORER_MAX_ROWS, default 10,000)."
+        "at least 1,000 rows per request are accepted (CTROPS_SCORER_MAX_ROWS, default 10,000). "
+        "A multipart `file` (a CSV) sent to this route, as the frontend's contract allows, is a batch job: "
+        "it is answered exactly as POST /api/predict/{run_id}/batch."
     ),
     openapi_extra={"requestBody": _PREDICT_BODY},
     responses={
@@ -273,8 +275,8 @@ async def predict(
     content_type = request.headers.get("content-type", "application/json").lower()
     if "json" not in content_type:
         return _error(415, "Send the rows as JSON (Content-Type: application/json): "
-                           '{"rows": [{"hour": 14, "seq": "12,57,9", ...}]}. For a CSV file use '
-                           f"POST /api/predict/{run_id}/batch.")
+                           '{"rows": [{"hour": 14, "seq": "12,57,9", ...}]}. For a CSV file send it as the '
+                           f"multipart field `file` (here or to POST /api/predict/{run_id}/batch).")
     body = await request.body()
     if not body.strip():
         return _error(422, 'The body is empty: send {"rows": [{column: value, ...}, ...]}.')
