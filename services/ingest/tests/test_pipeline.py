@@ -246,3 +246,58 @@ def test_missing_value_spellings_in_text_columns_only_keep_the_fast_path(tmp_pat
     result = run(write(tmp_path, "\n".join(lines) + "\n"))
     assert result.info["missing_values"] == 2
     assert result.profile["columns"]["seq"]["missing"] == 1 and result.profile["columns"]["clicked"]["missing"] == 1
+
+
+# -- time columns (date, event_date, timestamp, event_time) ------------------------------------------
+
+
+def test_a_time_column_in_a_training_upload_is_never_a_feature(tmp_path):
+    lines = ["hour,seq,clicked,Event_Date"] + [f"{i % 24},\"1,{i}\",{i % 2},2026-03-{i % 28 + 1:02d}"
+                                                for i in range(40)]
+    out = tmp_path / "out.parquet"
+    result = run(write(tmp_path, "\n".join(lines) + "\n"), out)
+    # Before, the text column became category codes, a feature the model trained on.
+    assert result.is_valid and result.errors == []
+    assert result.feature_columns == ["hour"] and "Event_Date" in result.columns
+    assert pq.read_table(out).column_names == ["hour", "seq", "clicked"]
+    assert any(w.startswith("Event_Date: a time column") and "never a model feature" in w
+               for w in result.warnings), result.warnings
+    assert not any("category codes" in w for w in result.warnings)
+    assert result.time_column is None and result.preview[0]["Event_Date"] == "2026-03-01"
+    assert result.profile["columns"]["Event_Date"]["kind"] == "time"
+    # Even unreadable values are no error there: the column is not used.
+    bad = run(write(tmp_path, "hour,seq,clicked,timestamp\n1,\"1\",0,yesterday\n2,\"2\",1,1700000000\n",
+                    "t.csv"), tmp_path / "t.parquet")
+    assert bad.is_valid and bad.feature_columns == ["hour"]
+
+
+def test_a_file_to_score_keeps_its_dates_as_a_date_column(tmp_path):
+    from datetime import date
+
+    lines = ["timestamp,hour,seq"] + [f"2026-0{2 + i % 3}-{i % 28 + 1:02d} 12:00:00,{i % 24},\"1,{i}\""
+                                      for i in range(30)]
+    lines.append("2026-01-31T20:00:00Z,5,\"7\"")  # February 1st in Korea
+    out = tmp_path / "score.parquet"
+    result = ingest_csv(write(tmp_path, "\n".join(lines) + "\n"), out, SMALL_BLOCKS, labels_required=False)
+    assert result.is_valid, result.errors
+    assert result.time_column == "timestamp" and result.feature_columns == ["hour"]
+    assert (result.first_date, result.last_date) == ("2026-02-01", "2026-04-27")
+    table = pq.read_table(out)
+    assert table.column_names == ["date", "hour", "seq"] and table.schema.field("date").type == pa.date32()
+    days = table.column("date").to_pylist()
+    assert days[:3] == [date(2026, 2, 1), date(2026, 3, 2), date(2026, 4, 3)] and days[-1] == date(2026, 2, 1)
+    assert result.profile["columns"]["timestamp"]["first"] == "2026-02-01"
+
+
+def test_bad_or_missing_dates_in_a_file_to_score_are_errors_naming_the_rows(tmp_path):
+    text = "hour,seq,date\n1,\"1\",2026-03-01\n2,\"2\",\n3,\"3\",2026-13-01\n4,\"4\",2026-03-02\n"
+    out = tmp_path / "bad.parquet"
+    result = ingest_csv(write(tmp_path, text), out, SMALL_BLOCKS, labels_required=False)
+    assert not result.is_valid and not result.parquet_written and not out.exists()
+    [error] = result.errors
+    assert error.startswith("date: 2 rows are empty or not dates (data row 2: empty; data row 3: '2026-13-01')")
+    assert "YYYY-MM-DD" in error and "KST" in error
+
+    two = ingest_csv(write(tmp_path, "seq,date,event_time\n\"1\",2026-03-01,2026-03-01\n", "two.csv"), None,
+                     SMALL_BLOCKS, labels_required=False)
+    assert not two.is_valid and "2 time columns (date, event_time)" in two.errors[0]

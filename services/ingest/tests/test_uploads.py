@@ -165,3 +165,17 @@ def test_a_file_to_score_still_gets_the_other_checks(store):
     topic, rejected = decide(store, to_score(store, b"hour,clicked\n1,0\n"), OPTIONS)
     assert topic == Topic.FILE_REJECTED and rejected.status_code == 400
     assert "missing: seq" in rejected.message and "'clicked' (0/1) is optional" in rejected.message
+
+
+def test_a_file_to_score_with_a_date_column_says_so_in_its_verdict(store):
+    data = b"hour,seq,clicked,event_date\n1,\"1,2\",0,2026-02-03\n2,\"3\",1,2026-05-20 09:00\n3,\"4\",0,2026-03-01\n"
+    topic, payload = decide(store, to_score(store, data), OPTIONS)
+    assert topic == Topic.FILE_UPLOADED and payload.validation.is_valid, payload.validation
+    assert (payload.time_column, payload.first_date, payload.last_date) == ("event_date", "2026-02-03", "2026-05-20")
+    assert payload.feature_columns == ["hour"] and "event_date" in payload.columns
+    assert pq.read_table(store.path(payload.parquet_location)).column_names == ["hour", "seq", "clicked", "date"]
+
+    # The same file as a training upload: the column is left out, the file stays valid.
+    topic, training = decide(store, stored(store, data), OPTIONS)
+    assert training.validation.is_valid and training.time_column is None and training.feature_columns == ["hour"]
+    assert "event_date" not in pq.read_table(store.path(training.parquet_location)).column_names

@@ -14,8 +14,10 @@ from ctrops_ingest.validation import (
     Rejected,
     mostly_text,
     parse_clicked,
+    parse_dates,
     parse_seq,
     sniff,
+    time_columns,
     to_float,
 )
 
@@ -189,3 +191,40 @@ def test_mostly_text_separates_text_columns_from_dirty_numbers():
     assert mostly_text(pa.array(["mobile", "desktop", "1"]))
     assert not mostly_text(pa.array(["1", "2", "oops"]))
     assert not mostly_text(pa.array([None, None], type=pa.string()))
+
+
+def test_time_columns_are_found_by_name_in_any_case():
+    assert time_columns(["hour", "Date", "seq", "EVENT_TIME", "dates", "timestamp_ms"]) == ["Date", "EVENT_TIME"]
+    assert time_columns(["event_date", "timestamp"]) == ["event_date", "timestamp"]
+
+
+def test_dates_are_the_rows_korean_calendar_days():
+    from datetime import date
+
+    problems = Problems()
+    raw = pa.array([
+        "2026-03-01",                   # a day
+        " 2026-03-01 23:59 ",           # naive: KST, spaces trimmed
+        "2026-03-01T23:59:59.5",        # fractions of a second allowed
+        "2026-02-28T20:00:00Z",         # 05:00 on March 1st in Korea
+        "2026-02-28 14:59:59Z",         # 23:59:59 on February 28th in Korea
+        "2026-03-01 00:30:00+0900",
+        "2026-03-31 23:30-01:00",       # 09:30 on April 1st in Korea
+        "2026-03-01 08:00:00+09",
+    ])
+    days, bad = parse_dates(raw, 1, problems)
+    assert not bad.any() and problems.rows == 0
+    assert days.type == pa.date32()
+    assert days.to_pylist() == [date(2026, 3, 1), date(2026, 3, 1), date(2026, 3, 1), date(2026, 3, 1),
+                                date(2026, 2, 28), date(2026, 3, 1), date(2026, 4, 1), date(2026, 3, 1)]
+
+
+def test_bad_dates_are_counted_and_named_by_row():
+    problems = Problems()
+    raw = pa.array(["2026-03-01", "2026-02-30", None, "03/01/2026", "2026-03-01 24:00", "2026-03-01 10:00+15:00",
+                    "1850-01-01", "2026-03-01 10:61", "20260301"])
+    days, bad = parse_dates(raw, 10, problems)
+    assert bad.tolist() == [False] + [True] * 8
+    assert days.null_count == 8 and days[0].as_py().isoformat() == "2026-03-01"
+    assert problems.rows == 8
+    assert problems.examples == ["data row 11: '2026-02-30'", "data row 12: empty", "data row 13: '03/01/2026'"]

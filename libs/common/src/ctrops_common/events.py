@@ -112,6 +112,11 @@ class FileUploaded(Payload):
     profile_location: str | None = None  # per-column statistics and segment tables (JSON)
     purpose: UploadPurpose = "training"
     labelled: bool = True  # the file has a ``clicked`` column (always, for training uploads)
+    # A file to score's time column (date/event_date/timestamp/event_time, as written in the header):
+    # its rows' days (KST) are the Parquet copy's ``date`` column (date32), first and last ISO days here.
+    time_column: str | None = None
+    first_date: str | None = None
+    last_date: str | None = None
 
 
 class FileRejected(Payload):
@@ -451,6 +456,7 @@ class ScoringDone(Payload):
     predictions_location: str  # CSV ``row,probability`` in the file store
     seconds: float
     period_id: str | None = None  # the monitoring period it fed (labelled or not)
+    period_ids: list[str] = []  # every period it fed (several when a date column split it); period_id = the first
 
 
 class ScoringFailed(Payload):

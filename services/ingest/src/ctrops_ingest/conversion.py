@@ -1,5 +1,7 @@
 """The training layout, written block by block: ``clicked`` int8, ``seq`` list<int32>, features float64.
 
+A file to score may also carry ``date`` (date32): each row's day, from its time column.
+
 Column names stay as in the upload (Korean included) and in file order; missing
 feature values are nulls. Blocks are buffered into row groups of ``row_group_rows`` so
 readers get few, large groups while memory stays bounded. Each row group is encoded and
@@ -23,6 +25,8 @@ import pyarrow.parquet as pq
 
 from ctrops_common.dataset import SEQUENCE, TARGET
 
+from .validation import DATE_COLUMN
+
 SEQ_TYPE = pa.list_(pa.int32())
 
 
@@ -34,6 +38,8 @@ def training_schema(columns: list[str]) -> pa.Schema:
             fields.append(pa.field(name, pa.int8(), nullable=False))
         elif name == SEQUENCE:
             fields.append(pa.field(name, SEQ_TYPE))
+        elif name == DATE_COLUMN:  # only a file to score's time column is written under this name
+            fields.append(pa.field(name, pa.date32()))
         else:
             fields.append(pa.field(name, pa.float64()))
     return pa.schema(fields)
@@ -54,14 +60,18 @@ class ParquetSink:
         self.rows = 0
         self.closed = False
 
-    def add(self, features: dict[str, pa.Array], clicked: np.ndarray, seq: pa.Array) -> None:
-        """One block: float64 feature arrays by column name (null for missing), clicked 0/1, seq lists."""
+    def add(self, features: dict[str, pa.Array], clicked: np.ndarray, seq: pa.Array,
+            dates: pa.Array | None = None) -> None:
+        """One block: float64 feature arrays by column name (null for missing), clicked 0/1, seq lists,
+        and the rows' days (date32) when the sink has a ``date`` column."""
         arrays = []
         for name in self.columns:
             if name == TARGET:
                 arrays.append(pa.array(clicked.astype(np.int8, copy=False)))
             elif name == SEQUENCE:
                 arrays.append(seq)
+            elif name == DATE_COLUMN:
+                arrays.append(dates)
             else:
                 arrays.append(features[name])
         table = pa.Table.from_arrays(arrays, schema=self.schema)

@@ -31,14 +31,19 @@ from ctrops_common.dataset import SEQUENCE, TARGET, column_description
 from .conversion import ParquetSink
 from .profiling import ProfileBuilder, row_hashes, text_hashes
 from .validation import (
+    DATE_COLUMN,
+    DATE_FORMS,
+    TIME_COLUMN_NAMES,
     Categories,
     Header,
     Problems,
     Rejected,
     mostly_text,
     parse_clicked,
+    parse_dates,
     parse_seq,
     sniff,
+    time_columns,
     to_float,
 )
 
@@ -82,6 +87,9 @@ class IngestResult:
     profile: dict[str, Any]
     parquet_written: bool
     labelled: bool = True  # the file has a ``clicked`` column (always, unless labels were optional)
+    time_column: str | None = None  # a file to score's time column (kept as ``date`` in the Parquet copy)
+    first_date: str | None = None  # its earliest and latest day (ISO, KST)
+    last_date: str | None = None
 
 
 class _NotUtf8(Exception):
@@ -103,6 +111,11 @@ def ingest_csv(source: Path, parquet_out: Path | None, options: IngestOptions = 
     ``labels_required=False`` is a file to score (``UploadReceived.purpose == "scoring"``): the
     same checks, except that ``clicked`` may be absent (an unlabelled batch: the Parquet copy has
     no ``clicked`` column) and may hold a single class. When present its values must still be 0/1.
+
+    A time column (``TIME_COLUMN_NAMES``, any case) is never a feature. In a file to score every
+    row must hold a date (``DATE_FORMS``; KST unless an offset is given) and the column is kept in
+    the Parquet copy as ``date`` (date32, the row's day in KST); a training upload leaves it out
+    of the copy with a warning.
 
     The first attempt lets Arrow parse the feature columns as float64 while it splits the
     file (in its own threads: the fast path for clean files). A cell that is not a number
@@ -148,6 +161,10 @@ def _null_texts(column: pa.Array) -> pa.Array:
     return pc.if_else(spelled, pa.scalar(None, column.type), column)
 
 
+def _iso_day(days: int | None) -> str | None:
+    return None if days is None else str(np.datetime64(days, "D"))
+
+
 def _json_number(value: float) -> int | float | None:
     if value != value:  # NaN
         return None
@@ -176,9 +193,17 @@ class _Run:
         self.options = options
         self.columns = header.columns
         self.labelled = TARGET in self.columns  # always, when labels are required (sniff checked it)
-        self.features = [c for c in self.columns if c not in (TARGET, SEQUENCE)]
+        # Time columns are never features; a file to score keeps its one time column as ``date``.
+        self.time_columns = time_columns(self.columns)
+        self.time_column = self.time_columns[0] if not labels_required and len(self.time_columns) == 1 else None
+        self.features = [c for c in self.columns if c not in (TARGET, SEQUENCE) and c not in self.time_columns]
         self.internal = {name: f"c{pos}" for name, pos in zip(self.columns, header.kept_positions)}
-        self.sink = ParquetSink(parquet_out, self.columns, options.row_group_rows) if parquet_out else None
+        stored = [DATE_COLUMN if c == self.time_column else c for c in self.columns
+                  if c not in self.time_columns or c == self.time_column]
+        self.sink = ParquetSink(parquet_out, stored, options.row_group_rows) if parquet_out else None
+        self.bad_dates = Problems()
+        self.first_day: int | None = None  # days since 1970-01-01 (KST calendar)
+        self.last_day: int | None = None
         self.profile = ProfileBuilder(self.features, options.max_segment_values)
         self.kinds: dict[str, str] = {}  # feature -> "numeric" | "categorical"
         self.categories: dict[str, Categories] = {}
@@ -270,7 +295,9 @@ class _Run:
         arrays = [self._feature(name, raw[name], first_row) for name in self.features]
         dense = [a.to_numpy(zero_copy_only=False) for a in arrays]  # NaN for missing
         seq_hash = text_hashes(raw[SEQUENCE].to_pylist())
-        hashes = row_hashes(dense, [clicked.astype(np.int64).view(np.uint64), seq_hash])
+        time_hashes = [text_hashes(raw[name].to_pylist()) for name in self.time_columns]
+        hashes = row_hashes(dense, [clicked.astype(np.int64).view(np.uint64), seq_hash, *time_hashes])
+        dates = self._dates(raw[self.time_column], first_row) if self.time_column is not None else None
 
         seq, seq_bad = seq_job.result()
         lengths = pc.fill_null(pc.list_value_length(seq), 0).to_numpy(zero_copy_only=False)
@@ -281,11 +308,19 @@ class _Run:
             self._add_preview(raw, arrays, clicked, n)
 
         if self.sink is not None and not self.sink.closed:
-            if self.bad_clicked.rows or self.bad_seq.rows or self.ragged.rows:
+            if self.bad_clicked.rows or self.bad_seq.rows or self.ragged.rows or self.bad_dates.rows:
                 self.sink.abort()  # not training data: stop converting, keep counting
             else:
-                self.sink.add(dict(zip(self.features, arrays)), clicked, seq)
+                self.sink.add(dict(zip(self.features, arrays)), clicked, seq, dates)
         self.rows += n
+
+    def _dates(self, column: pa.Array, first_row: int) -> pa.Array:
+        dates, bad = parse_dates(column, first_row, self.bad_dates)
+        if not bad.all():
+            low, high = pc.min_max(dates.cast(pa.int32())).values()
+            self.first_day = low.as_py() if self.first_day is None else min(self.first_day, low.as_py())
+            self.last_day = high.as_py() if self.last_day is None else max(self.last_day, high.as_py())
+        return dates
 
     def _feature(self, name: str, column: pa.Array, first_row: int) -> pa.Array:
         kind = self.kinds.get(name)
@@ -311,7 +346,7 @@ class _Run:
     def _add_preview(self, raw: dict[str, pa.Array], arrays: list[pa.Array], clicked: np.ndarray, n: int) -> None:
         take = min(n, self.options.preview_rows - len(self.preview))
         texts = {name: raw[name].slice(0, take).to_pylist() for name in self.columns
-                 if name in (SEQUENCE, TARGET) or self.kinds.get(name) == "categorical"}
+                 if name in (SEQUENCE, TARGET) or name in self.time_columns or self.kinds.get(name) == "categorical"}
         numbers = {name: array.slice(0, take).to_pylist() for name, array in zip(self.features, arrays)}
         for i in range(take):
             row: dict[str, Any] = {}
@@ -364,6 +399,7 @@ class _Run:
         if self.bad_seq.rows:
             errors.append(f"{SEQUENCE}: {self.bad_seq.rows} rows are empty or not comma-separated integers "
                           f"({'; '.join(self.bad_seq.examples)}). Fix or remove those rows.")
+        errors += self._time_errors()
         if self.labels_required and not self.bad_clicked.rows and (self.clicks == 0 or self.non_clicks == 0):
             only = "0 (no clicks)" if self.clicks == 0 else "1 (no non-clicks)"
             errors.append(f"{TARGET}: all {self.rows} rows are {only}; the model needs both clicks and non-clicks.")
@@ -372,6 +408,11 @@ class _Run:
             warnings.append(f"{TARGET}: all {self.rows} rows are {only}: the file can be scored, but its period "
                             "has no AUC (it needs both clicks and non-clicks).")
 
+        if self.labels_required and self.time_columns:
+            names = ", ".join(self.time_columns)
+            warnings.append(f"{names}: {'time columns' if len(self.time_columns) > 1 else 'a time column'} "
+                            "(by its name), never a model feature: left out of the training copy (dates are "
+                            "used when a file is scored, to put its rows in monitoring periods).")
         dropped = [repr(self.header.fields[i]) if self.header.fields[i] else f"column {i + 1} (no name)"
                    for i in self.header.index_positions]
         if dropped:
@@ -443,7 +484,24 @@ class _Run:
             profile=self.profile.profile(self._extra_column_stats()),
             parquet_written=parquet_written,
             labelled=self.labelled,
+            time_column=self.time_column,
+            first_date=_iso_day(self.first_day) if self.time_column else None,
+            last_date=_iso_day(self.last_day) if self.time_column else None,
         )
+
+    def _time_errors(self) -> list[str]:
+        if self.labels_required or not self.time_columns:
+            return []
+        if len(self.time_columns) > 1:
+            return [f"The file has {len(self.time_columns)} time columns ({', '.join(self.time_columns)}); the "
+                    f"rows' dates must come from one: keep one of {', '.join(TIME_COLUMN_NAMES)} and remove "
+                    "the others."]
+        if self.bad_dates.rows:
+            return [f"{self.time_column}: {self.bad_dates.rows} rows are empty or not dates "
+                    f"({'; '.join(self.bad_dates.examples)}). Every row needs its date as {DATE_FORMS}; times "
+                    "without an offset are Korean time (KST). Fix those rows, or remove the column to put the "
+                    "whole file in one period."]
+        return []
 
     def _extra_column_stats(self) -> dict[str, dict[str, Any]]:
         extra: dict[str, dict[str, Any]] = {}
@@ -453,6 +511,12 @@ class _Run:
             extra[TARGET] = self._target_stats(labelled, rate)
         extra[SEQUENCE] = {"kind": "sequence", "missing": self.empty[SEQUENCE], "invalid": self.bad_seq.rows,
                            "mean": None, "std": None, "min": None, "max": None}
+        for name in self.time_columns:
+            kept = name == self.time_column
+            extra[name] = {"kind": "time", "missing": self.empty[name], "mean": None, "std": None, "min": None,
+                           "max": None, "invalid": self.bad_dates.rows if kept else None,
+                           "first": _iso_day(self.first_day) if kept else None,
+                           "last": _iso_day(self.last_day) if kept else None}
         for name in self.features:
             if name in self.categories:
                 cats = self.categories[name]

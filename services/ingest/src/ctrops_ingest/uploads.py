@@ -87,4 +87,7 @@ def decide(store: FileStore, upload: UploadReceived, options: IngestOptions) -> 
         profile_location=profile_path(file_id),
         purpose=upload.purpose,
         labelled=result.labelled,
+        time_column=result.time_column,
+        first_date=result.first_date,
+        last_date=result.last_date,
     )

@@ -330,3 +330,100 @@ def mostly_text(raw: pa.Array) -> bool:
         return False
     _, not_number = to_float(raw)
     return not_number is not None and int(not_number.sum()) * 2 > present
+
+
+# --- the time column of a file to score ----------------------------------------------
+
+# A column with one of these names (any case) holds each row's time: in a file to score it is read
+# as dates and kept in the Parquet copy as ``DATE_COLUMN`` (date32), so the scorer can put each row
+# in its monitoring period; it is never a model feature (a training upload leaves it out).
+TIME_COLUMN_NAMES = ("date", "event_date", "timestamp", "event_time")
+DATE_COLUMN = "date"
+# Times without an offset are Korean time (KST, UTC+9, no daylight saving); a time with ``Z`` or an
+# offset is converted to KST first, so every row's date is its calendar day in Korea.
+LOCAL_OFFSET_MINUTES = 9 * 60
+LOCAL_ZONE = "KST (UTC+09:00)"
+DATE_FORMS = "YYYY-MM-DD or YYYY-MM-DD HH:MM[:SS] (a 'T' may replace the space; optional Z or +09:00)"
+_DATE = (r"^(?P<day>\d{4}-\d{2}-\d{2})(?:[T ](?P<hour>\d{2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?:\.\d{1,9})?)?"
+         r" ?(?P<zone>Z|z|[+-]\d{2}(?::?\d{2})?)?)?$")
+_YEARS = (1900, 2999)  # a period label has four digits; earlier or later years are typos
+
+
+def time_columns(columns: list[str]) -> list[str]:
+    """The columns whose names say they hold each row's time (case-insensitive)."""
+    return [c for c in columns if c.strip().lower() in TIME_COLUMN_NAMES]
+
+
+def _int_field(parts: pa.StructArray, i: int) -> np.ndarray:
+    """A regex group as integers (0 where the group is empty or the row did not match)."""
+    text = parts.field(i)
+    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+    return pc.fill_null(pc.cast(text, pa.int32()), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _offset_minutes(zone: pa.Array) -> np.ndarray:
+    """``Z``/``+09:00``/``+0900``/``-05`` as minutes east of UTC; the local offset (KST) when empty."""
+    digits = pc.replace_substring(zone, ":", "")
+    hours = pc.utf8_slice_codeunits(digits, 1, 3)
+    minutes = pc.utf8_slice_codeunits(digits, 3, 5)
+
+    def number(part: pa.Array) -> np.ndarray:
+        part = pc.if_else(pc.equal(part, ""), pa.scalar(None, pa.string()), part)
+        return pc.fill_null(pc.cast(part, pa.int32()), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+
+    east = number(hours) * 60 + number(minutes)
+    east = np.where(pc.starts_with(zone, "-").to_numpy(zero_copy_only=False), -east, east)
+    empty = pc.equal(zone, "").to_numpy(zero_copy_only=False)
+    return np.where(empty, LOCAL_OFFSET_MINUTES, east)  # "Z" has no digits: 0
+
+
+def _days_slowly(day_text: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row calendar check (only a block with an impossible date such as 2026-02-30 pays for it)."""
+    from datetime import date
+
+    epoch = date(1970, 1, 1).toordinal()
+    days = np.zeros(len(day_text), dtype=np.int64)
+    bad = np.zeros(len(day_text), dtype=bool)
+    for i, text in enumerate(day_text):
+        if text is None:
+            bad[i] = True
+            continue
+        try:
+            days[i] = date.fromisoformat(text).toordinal() - epoch
+        except ValueError:
+            bad[i] = True
+    return days, bad
+
+
+def parse_dates(raw: pa.Array, first_row: int, problems: Problems) -> tuple[pa.Array, np.ndarray]:
+    """Each row's calendar day in KST as date32 (null where bad) and a mask of the bad rows.
+
+    Accepted: ``DATE_FORMS``. A time without an offset is taken as KST; with ``Z`` or an offset it
+    is moved to KST, which may change the day (``2026-02-28T20:00:00Z`` is 2026-03-01 in Korea).
+    Empty cells, other spellings, impossible dates or times (2026-02-30, 24:00, +15:00) and years
+    outside 1900-2999 are bad, each counted and quoted like the other columns' problems.
+    """
+    text = raw if pa.types.is_string(raw.type) or pa.types.is_large_string(raw.type) else pc.cast(raw, pa.string())
+    text = pc.utf8_trim_whitespace(text)
+    parts = pc.extract_regex(text, _DATE)
+    matched = parts.is_valid().to_numpy(zero_copy_only=False)
+    day_text = pc.if_else(parts.is_valid(), parts.field(0), pa.scalar(None, pa.string()))
+    try:
+        days = pc.cast(day_text, pa.date32()).cast(pa.int32()).fill_null(0).to_numpy(
+            zero_copy_only=False).astype(np.int64)
+        bad = ~matched
+    except pa.ArrowInvalid:  # an impossible calendar day somewhere in the block
+        days, impossible = _days_slowly(day_text.to_pylist())
+        bad = ~matched | impossible
+    hours, minutes, seconds = (_int_field(parts, i) for i in (1, 2, 3))
+    zone = pc.fill_null(parts.field(4), "")
+    offset = _offset_minutes(zone)
+    bad |= (hours > 23) | (minutes > 59) | (seconds > 60) | (np.abs(offset) > 14 * 60)
+    # Move each time to KST: the day changes when the time plus (KST - its offset) leaves 0..24h.
+    days = days + np.floor_divide(hours * 60 + minutes + (LOCAL_OFFSET_MINUTES - offset), 24 * 60)
+    low = (np.datetime64(f"{_YEARS[0]}-01-01") - np.datetime64("1970-01-01")).astype(np.int64)
+    high = (np.datetime64(f"{_YEARS[1] + 1}-01-01") - np.datetime64("1970-01-01")).astype(np.int64)
+    bad |= (days < low) | (days >= high)
+    if bad.any():
+        problems.add(int(bad.sum()), _examples(raw if raw.type == pa.string() else text, bad, first_row))
+    return pa.array(days.astype(np.int32), type=pa.int32(), mask=bad).cast(pa.date32()), bad
