@@ -105,3 +105,74 @@ def test_the_reference_sample_is_seeded_in_file_order_and_cached(tmp_path, train
     assert cached.stat().st_mtime_ns == mtime  # read back, not rebuilt
     assert again.feature_columns == built.feature_columns == trained.features
     np.testing.assert_array_equal(Reference.load(cached).score_counts, built.score_counts)
+
+
+def _with_dates(trained, path, days: list) -> None:
+    import pyarrow as pa
+
+    table = pq.read_table(trained.parquet)
+    pq.write_table(table.append_column("date", pa.array(days, type=pa.date32())), path)
+
+
+def test_a_date_column_splits_the_batch_into_periods_by_bucket(tmp_path, trained, place_run):
+    from datetime import date, timedelta
+
+    from ctrops_scorer.batch import DateSplit, period_sample_rows, split_by_date
+
+    # Rows in no order: 3000 rows over February to May 2026 (a day per row, cycling).
+    days = [date(2026, 2, 1) + timedelta(days=(i * 37) % 120) for i in range(3000)]
+    dated = tmp_path / "dated.parquet"
+    _with_dates(trained, dated, days)
+    months = [d.strftime("%Y-%m") for d in days]
+
+    split = split_by_date(dated, "month")
+    assert isinstance(split, DateSplit) and split.labels == ["2026-02", "2026-03", "2026-04", "2026-05"]
+    assert split.rows == [months.count(m) for m in split.labels] and sum(split.rows) == 3000
+    assert [split.labels[k] for k in split.row_period[:5]] == months[:5]
+    weeks = split_by_date(dated, "week")
+    assert weeks.labels[0] == "2026-W05" and len(weeks.labels) == len({d.isocalendar()[:2] for d in days})
+    assert len(split_by_date(dated, "day").labels) == 120
+    assert split_by_date(trained.parquet, "month") is None  # no date column: the request's period
+    with pytest.raises(BatchInputError, match="span 120 days, more than the 100 periods") as many:
+        split_by_date(dated, "day", max_periods=100)
+    assert many.value.status_code == 422
+    assert period_sample_rows(4) == 5000 and period_sample_rows(400) == 1000
+
+    store = FileStore(tmp_path / "data")
+    done = place_run(store, champion="gbdt")
+    model = trained.loaded("gbdt")
+    reference = model_reference(store, done, "gbdt", model, rows=1000, seed=3)
+    accumulators = [PeriodAccumulator(reference, sample_rows=split.sample_rows) for _ in split.labels]
+    result = score_file(store, dated, new_id(), model, chunk_rows=700, periods=(split, accumulators))
+    assert result.rows == 3000
+    rows, p = read_predictions(store.path(result.location))
+    np.testing.assert_allclose(p, trained.offline["gbdt"], rtol=0, atol=1e-6)  # the date is no feature
+    clicked = np.asarray(pq.read_table(trained.parquet, columns=["clicked"]).column(0))
+    for label, accumulator in zip(split.labels, accumulators):
+        mine = np.array([m == label for m in months])
+        period = accumulator.finish(run_id=done.run_id, model_kind="gbdt", period=label, bucket="month",
+                                    job_ids=["j"], threshold=0.3, baseline_auc=0.7, baseline_auc_ci_low=0.68,
+                                    importance_ranks=None)
+        assert period.rows == int(mine.sum()) and period.period_id == f"{done.run_id}:gbdt:{label}"
+        assert period.metrics.predicted_clicks == pytest.approx(float(trained.offline["gbdt"][mine].sum()), rel=1e-9)
+        assert period.metrics.actual_clicks == int(clicked[mine].sum())
+        assert period.metrics.auc is not None
+        # The same period as a file of its own rows: the same period, however the chunks fell.
+        own = tmp_path / f"{label}.parquet"
+        pq.write_table(pq.read_table(trained.parquet).filter(mine), own)
+        alone = PeriodAccumulator(reference, sample_rows=split.sample_rows)
+        score_file(store, own, new_id(), model, accumulator=alone, chunk_rows=50_000)
+        assert alone.finish(run_id=done.run_id, model_kind="gbdt", period=label, bucket="month", job_ids=["j"],
+                            threshold=0.3, baseline_auc=0.7, baseline_auc_ci_low=0.68,
+                            importance_ranks=None) == period
+
+
+def test_rows_without_a_date_are_refused(tmp_path, trained):
+    from datetime import date
+
+    from ctrops_scorer.batch import split_by_date
+
+    holes = tmp_path / "holes.parquet"
+    _with_dates(trained, holes, [date(2026, 3, 1) if i % 10 else None for i in range(3000)])
+    with pytest.raises(BatchInputError, match="300 rows of the file have no date"):
+        split_by_date(holes, "month")

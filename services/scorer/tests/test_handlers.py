@@ -159,3 +159,64 @@ async def test_promotion_reloads_the_champion_and_a_restart_on_an_empty_broker_r
         again = (await client.post("/predict/champion", json=row)).json()
     assert again == {**champion, "seconds": again["seconds"]}
     restarted.kill9()  # still joining its group (the old member's session must lapse first): no orderly stop
+
+
+async def test_a_file_with_a_date_column_feeds_one_period_per_month(start_service, data_dir, trained, place_run):
+    from datetime import date, timedelta
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    store = FileStore(data_dir)
+    done = place_run(store, champion="gbdt")
+    days = [date(2026, 2, 1) + timedelta(days=(i * 37) % 120) for i in range(3000)]  # February to May, mixed
+    file_id = new_id()
+    dated = store.path(parquet_path(file_id))
+    dated.parent.mkdir(parents=True)
+    pq.write_table(pq.read_table(trained.parquet).append_column("date", pa.array(days, type=pa.date32())), dated)
+    months = ["2026-02", "2026-03", "2026-04", "2026-05"]
+    scorer = start_service("scorer", {"CTROPS_SCORER_API_PORT": str(free_port()), "CTROPS_SCORER_CHUNK_ROWS": "1000",
+                                      "CTROPS_SCORER_REFERENCE_ROWS": "1000", "CTROPS_SCORER_MAX_PERIODS": "100"})
+
+    def request(period: str | None = None, bucket: str = "month") -> ScoringRequested:
+        return ScoringRequested(job_id=new_id(), run_id=done.run_id, file_id=file_id, filename="feb-may.csv",
+                                parquet_location=parquet_path(file_id), rows=3000, labelled=True, period=period,
+                                bucket=bucket)
+
+    by_date, explicit, daily = request(), request(period="2026-07"), request(bucket="day")
+    bus = Bus(CommonSettings(), "test")
+    await bus.start()
+    try:
+        await bus.publish(Topic.TRAINING_DONE, done, correlation_id=done.run_id)
+        for job in (by_date, explicit, daily):
+            await bus.publish(Topic.SCORING_REQUESTED, job, correlation_id=job.job_id)
+        try:
+            [split] = await read_events(Topic.SCORING_DONE, predicate=lambda e: e.payload.job_id == by_date.job_id,
+                                        timeout_s=90)
+        except TimeoutError:
+            raise AssertionError(scorer.log()[-4000:]) from None
+        [one] = await read_events(Topic.SCORING_DONE, predicate=lambda e: e.payload.job_id == explicit.job_id,
+                                  timeout_s=60)
+        [refused] = await read_events(Topic.SCORING_FAILED, predicate=lambda e: e.payload.job_id == daily.job_id,
+                                      timeout_s=60)
+        periods = await read_events(Topic.MONITORING_PERIOD, count=5, timeout_s=30,
+                                    predicate=lambda e: e.payload.run_id == done.run_id)
+    finally:
+        await bus.stop()
+
+    ids = [f"{done.run_id}:gbdt:{m}" for m in months]
+    assert split.payload.period_ids == ids and split.payload.period_id == ids[0] and split.payload.rows == 3000
+    month_of = [d.strftime("%Y-%m") for d in days]
+    fed = {p.payload.period: p.payload for p in periods if by_date.job_id in p.payload.job_ids}
+    assert sorted(fed) == months
+    for month in months:
+        period = fed[month]
+        assert period.rows == month_of.count(month) and period.bucket == "month" and period.labelled
+        assert MonitoringPeriod.model_validate(store.read_json(period_path(done.run_id, "gbdt", month))) == period
+    # An explicit period wins over the dates: the whole file is one period.
+    assert one.payload.period_ids == [f"{done.run_id}:gbdt:2026-07"] and one.payload.period_id.endswith("2026-07")
+    [july] = [p.payload for p in periods if p.payload.period == "2026-07"]
+    assert july.rows == 3000 and july.job_ids == [explicit.job_id]
+    # By day the dates span 120 periods: more than allowed, refused before scoring.
+    assert refused.payload.status_code == 422 and "span 120 days" in refused.payload.reason
+    assert not store.exists(predictions_path(daily.job_id))

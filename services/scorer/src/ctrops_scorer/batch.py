@@ -6,6 +6,13 @@ lines to a temp file that becomes ``predictions_path(job_id)`` only when every r
 feeds each chunk's raw features, probabilities and labels (when the file has ``clicked``) to
 the monitoring period's accumulator, and reports progress after each chunk. Memory is a few
 chunks' worth whatever the file's size: the period keeps histogram counts and a bounded sample.
+
+A file whose Parquet copy has ``date`` (ingest's time column: each row's day in KST) and no
+period asked for is split by ``split_by_date``: each row goes to the period of its day
+(``period_label`` with the job's bucket), one accumulator per period, each chunk's rows handed
+to their own period's accumulator. Only the date column is read for that (4 bytes a row, plus
+a period index of 2); the sample each period keeps shrinks as periods multiply
+(``period_sample_rows``) so that many small periods cost no more than a few large ones.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +32,13 @@ from ctrops_common.dataset import SEQUENCE, TARGET, predictions_path
 from ctrops_common.model_loading import LoadedModel
 from ctrops_common.storage import FileStore
 
-from .period import PeriodAccumulator
+from .drift import SMALL_SAMPLE
+from .period import PERIOD_SAMPLE, PeriodAccumulator, period_label
 from .predict import score_table
+
+DATE = "date"  # ingest's name for a file to score's time column (date32, the row's day in KST)
+MAX_PERIODS = 400  # periods one file may feed (a year and a month of days)
+SAMPLE_BUDGET = 200_000  # rows kept for KS/Wasserstein over all of a file's periods together
 
 
 PREDICTIONS_SCHEMA = pa.schema([("row", pa.int64()), ("probability", pa.float64())])
@@ -46,6 +59,57 @@ class BatchInputError(Exception):
 
 
 @dataclass
+class DateSplit:
+    """Each row's period, from the file's date column."""
+
+    labels: list[str]  # the periods, in time order
+    row_period: np.ndarray  # (rows,) index into ``labels``, in file order
+    rows: list[int]  # rows per period
+
+    @property
+    def sample_rows(self) -> int:
+        return period_sample_rows(len(self.labels))
+
+
+def period_sample_rows(periods: int) -> int:
+    """Rows each of ``periods`` accumulators samples: the full ``PERIOD_SAMPLE`` for a few periods,
+    fewer (never under ``SMALL_SAMPLE``, so a small period still keeps every row) for many."""
+    return int(min(PERIOD_SAMPLE, max(SMALL_SAMPLE, SAMPLE_BUDGET // max(periods, 1))))
+
+
+def split_by_date(parquet: Path, bucket: str, *, max_periods: int = MAX_PERIODS) -> DateSplit | None:
+    """The file's rows by period of their ``date`` (None when the file has no date column)."""
+    if not parquet.exists():
+        raise BatchInputError(f"the file to score ({parquet.name}) is missing from the store", 404)
+    source = open_parquet(parquet)
+    if DATE not in source.schema_arrow.names:
+        return None
+    column = source.read(columns=[DATE]).column(DATE)
+    if not pa.types.is_date32(column.type):
+        raise BatchInputError(f"the file's '{DATE}' column holds {column.type}, not dates; upload the CSV again")
+    if column.null_count:
+        raise BatchInputError(f"{column.null_count} rows of the file have no date; every row needs one (or none)")
+    days = column.combine_chunks().cast(pa.int32()).to_numpy(zero_copy_only=False)
+    del column
+    if days.size == 0:
+        return DateSplit([], np.zeros(0, dtype=np.int16), [])
+    unique_days, day_index = np.unique(days, return_inverse=True)
+    epoch = date(1970, 1, 1).toordinal()
+    day_labels = [period_label(datetime.fromordinal(epoch + int(d)), bucket) for d in unique_days]
+    labels = sorted(set(day_labels))  # labels of one bucket sort in time order
+    if len(labels) > max_periods:
+        raise BatchInputError(
+            f"the file's dates ({date.fromordinal(epoch + int(unique_days[0]))} to "
+            f"{date.fromordinal(epoch + int(unique_days[-1]))}) span {len(labels)} {bucket}s, more than the "
+            f"{max_periods} periods one file may feed: score it with a coarser bucket (week or month), split the "
+            "file, or give one period")
+    position = {label: i for i, label in enumerate(labels)}
+    of_day = np.array([position[label] for label in day_labels], dtype=np.int16)
+    row_period = of_day[day_index]
+    return DateSplit(labels, row_period, np.bincount(row_period, minlength=len(labels)).tolist())
+
+
+@dataclass
 class BatchResult:
     rows: int
     labelled: bool
@@ -55,8 +119,12 @@ class BatchResult:
 
 def score_file(store: FileStore, parquet: Path, job_id: str, model: LoadedModel, *,
                accumulator: PeriodAccumulator | None = None, chunk_rows: int = 50_000,
-               progress: Callable[[int, int], None] | None = None) -> BatchResult:
-    """Score every row of ``parquet`` into ``predictions_path(job_id)`` (blocking: call in a thread)."""
+               progress: Callable[[int, int], None] | None = None,
+               periods: tuple[DateSplit, list[PeriodAccumulator]] | None = None) -> BatchResult:
+    """Score every row of ``parquet`` into ``predictions_path(job_id)`` (blocking: call in a thread).
+
+    ``periods`` (instead of one ``accumulator``): the file's date split and one accumulator per
+    period label; each row feeds the accumulator of its period."""
     started = time.perf_counter()
     if not parquet.exists():
         raise BatchInputError(f"the file to score ({parquet.name}) is missing from the store", 404)
@@ -80,8 +148,11 @@ def score_file(store: FileStore, parquet: Path, job_id: str, model: LoadedModel,
                 p, rows = score_table(model, table)
                 writer.write_table(pa.table([pa.array(np.arange(done, done + len(p))), pa.array(p)],
                                             schema=PREDICTIONS_SCHEMA))
+                labels = rows.clicked.astype(np.int64) if labelled else None
                 if accumulator is not None:
-                    accumulator.add(rows.raw_tab, p, rows.clicked.astype(np.int64) if labelled else None)
+                    accumulator.add(rows.raw_tab, p, labels)
+                if periods is not None:
+                    _feed_periods(periods, done, rows.raw_tab, p, labels)
                 done += len(p)
                 if progress is not None:
                     progress(done, total)
@@ -90,3 +161,19 @@ def score_file(store: FileStore, parquet: Path, job_id: str, model: LoadedModel,
     finally:
         tmp.unlink(missing_ok=True)
     return BatchResult(rows=done, labelled=labelled, seconds=time.perf_counter() - started, location=location)
+
+
+def _feed_periods(periods: tuple[DateSplit, list[PeriodAccumulator]], first: int, features: np.ndarray,
+                  p: np.ndarray, labels: np.ndarray | None) -> None:
+    """One chunk's rows, each to the accumulator of its period (rows in file order within each)."""
+    split, accumulators = periods
+    chunk = split.row_period[first:first + len(p)]
+    if len(chunk) != len(p):
+        raise BatchInputError("the file's date column does not have one date per row")
+    present = np.unique(chunk)
+    if present.size == 1:  # a file sorted by date: most chunks lie in one period
+        accumulators[int(present[0])].add(features, p, labels)
+        return
+    for k in present:
+        mask = chunk == k
+        accumulators[int(k)].add(features[mask], p[mask], None if labels is None else labels[mask])

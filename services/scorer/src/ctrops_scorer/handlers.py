@@ -6,7 +6,9 @@
 - ``scoring.requested`` -> score the upload's Parquet file in chunks (a worker thread), write
   ``predictions_path(job_id)``, publish ``scoring.progress`` after each chunk, build the batch's
   monitoring period against the model's training rows (``period_path``; the same period scored
-  again replaces it) and publish ``monitoring.period``, then ``scoring.done``; or
+  again replaces it) and publish ``monitoring.period``, then ``scoring.done``; a file with a date
+  column and no period asked for feeds one period per day/week/month of its rows, each stored
+  and published, all listed in ``ScoringDone.period_ids``; or
   ``scoring.failed`` with the reason and the status the gateway answers. A job already finished
   (a redelivery) whose files are still in the store republishes its ``scoring.done``.
 - The internal HTTP API (``api.py``) on CTROPS_SCORER_API_HOST:CTROPS_SCORER_API_PORT.
@@ -41,7 +43,7 @@ from ctrops_common.service import ServiceRuntime
 from ctrops_common.storage import FileStore, UnsafePath, check_id
 
 from .api import create_api
-from .batch import BatchInputError, BatchResult, score_file
+from .batch import BatchInputError, BatchResult, DateSplit, score_file, split_by_date
 from .catalogue import RunCatalogue, RunEntry
 from .drift import Reference
 from .jobs import FinishedJobs
@@ -73,7 +75,8 @@ class _ApiServer(uvicorn.Server):
 
 
 def job_period(request: ScoringRequested, requested_at: datetime) -> str:
-    """The period label the job feeds: the one asked for, else the request's day/week/month."""
+    """The period label the job feeds: the one asked for, else the request's day/week/month
+    (a file with a date column and no period asked for is split by date instead: ``split_by_date``)."""
     if request.period is not None:
         if not PERIOD_LABEL.match(request.period):
             raise JobFailed(f"period {request.period!r} is not a period label: use 2026-03, 2026-W11 or 2026-03-14")
@@ -98,10 +101,11 @@ def period_inputs(entry: RunEntry, choice: ModelChoice, model: LoadedModel) -> d
 def outputs_exist(store: FileStore, done: ScoringDone) -> bool:
     if not store.exists(done.predictions_location):
         return False
-    if done.period_id is None:
-        return True
-    run_id, kind, period = done.period_id.split(":", 2)
-    return store.exists(period_path(run_id, kind, period))
+    for period_id in done.period_ids or ([done.period_id] if done.period_id else []):
+        run_id, kind, period = period_id.split(":", 2)
+        if not store.exists(period_path(run_id, kind, period)):
+            return False
+    return True
 
 
 def register(runtime: ServiceRuntime, settings: ScorerSettings) -> None:
@@ -200,8 +204,21 @@ def register(runtime: ServiceRuntime, settings: ScorerSettings) -> None:
         except UnsafePath as exc:
             raise JobFailed(f"refusing an unsafe store location: {exc}") from None
 
+        split: DateSplit | None = None
+        if request.period is None:  # an explicit period wins over the file's dates
+            try:
+                split = await asyncio.to_thread(split_by_date, parquet, request.bucket,
+                                                max_periods=settings.scorer_max_periods)
+            except BatchInputError as exc:
+                raise JobFailed(str(exc), exc.status_code) from None
+            except Exception as exc:  # noqa: BLE001 - an unreadable file fails the same way again
+                raise JobFailed(f"the file's dates could not be read: {type(exc).__name__}: {exc}", 422) from None
         reference = await reference_of(entry, choice, model)
-        accumulator = PeriodAccumulator(reference) if reference is not None else None
+        accumulator = periods = None
+        if reference is not None and split is not None:
+            periods = (split, [PeriodAccumulator(reference, sample_rows=split.sample_rows) for _ in split.labels])
+        elif reference is not None:
+            accumulator = PeriodAccumulator(reference)
         loop = asyncio.get_running_loop()
 
         def progress(rows_done: int, rows_total: int) -> None:  # called from the worker thread
@@ -210,7 +227,7 @@ def register(runtime: ServiceRuntime, settings: ScorerSettings) -> None:
         try:
             result: BatchResult = await asyncio.to_thread(
                 score_file, store, parquet, job_id, model, accumulator=accumulator,
-                chunk_rows=settings.scorer_chunk_rows, progress=progress)
+                chunk_rows=settings.scorer_chunk_rows, progress=progress, periods=periods)
         except BatchInputError as exc:
             raise JobFailed(str(exc), exc.status_code) from None
         except Exception as exc:  # noqa: BLE001 - the same file would fail the same way again
@@ -220,20 +237,29 @@ def register(runtime: ServiceRuntime, settings: ScorerSettings) -> None:
         log.info("job %s: %d rows scored by the %s model of run %s in %.2fs (%.0f rows/s)", job_id, result.rows,
                  choice.kind, choice.run_id, result.seconds, result.rows / max(result.seconds, 1e-9))
 
-        period_id = None
-        if accumulator is not None and result.rows:
-            monitoring = await asyncio.to_thread(
-                accumulator.finish, run_id=choice.run_id, model_kind=choice.kind, period=period,
-                bucket=request.bucket, job_ids=[job_id], psi_threshold=settings.drift_psi_threshold,
-                **period_inputs(entry, choice, model))
-            location = period_path(choice.run_id, choice.kind, period)
-            monitoring = monitoring.model_copy(update={"location": location})
-            await asyncio.to_thread(store.write_json, location, monitoring.model_dump(mode="json"))
-            await bus.publish(Topic.MONITORING_PERIOD, monitoring, correlation_id=choice.run_id)
-            period_id = monitoring.period_id
+        fed: list[tuple[str, PeriodAccumulator]] = []
+        if periods is not None:
+            fed = [(label, acc) for label, acc in zip(periods[0].labels, periods[1]) if acc.rows]
+        elif accumulator is not None and result.rows:
+            fed = [(period, accumulator)]
+        period_ids = []
+        for label, acc in fed:  # in time order: the monitor reads a model's periods as they come
+            period_ids.append(await store_period(acc, request, choice, entry, model, label))
         return ScoringDone(job_id=job_id, run_id=choice.run_id, model_kind=choice.kind, rows=result.rows,
                            predictions_location=result.location, seconds=round(result.seconds, 3),
-                           period_id=period_id)
+                           period_id=period_ids[0] if period_ids else None, period_ids=period_ids)
+
+    async def store_period(accumulator: PeriodAccumulator, request: ScoringRequested, choice: ModelChoice,
+                           entry: RunEntry, model: LoadedModel, period: str) -> str:
+        monitoring = await asyncio.to_thread(
+            accumulator.finish, run_id=choice.run_id, model_kind=choice.kind, period=period,
+            bucket=request.bucket, job_ids=[request.job_id], psi_threshold=settings.drift_psi_threshold,
+            **period_inputs(entry, choice, model))
+        location = period_path(choice.run_id, choice.kind, period)
+        monitoring = monitoring.model_copy(update={"location": location})
+        await asyncio.to_thread(store.write_json, location, monitoring.model_dump(mode="json"))
+        await bus.publish(Topic.MONITORING_PERIOD, monitoring, correlation_id=choice.run_id)
+        return monitoring.period_id
 
     async def reference_of(entry: RunEntry, choice: ModelChoice, model: LoadedModel) -> Reference | None:
         try:

@@ -34,6 +34,10 @@ class ScorerSettings(ServiceSettings):
         48_000, ge=100, le=1_000_000,
         description="Training rows (a seeded sample) that drift is measured against, per model.",
     )
+    scorer_max_periods: int = Field(
+        400, ge=1, le=5000,
+        description="Most monitoring periods one batch file's date column may split it into (422 above).",
+    )
     scorer_reference_seed: int = Field(20260314, ge=0, le=2**31 - 1, description="Seed of the reference sample.")
     drift_psi_threshold: float = Field(
         0.2, gt=0, le=10,
