@@ -350,6 +350,7 @@ def test_job_status_and_download_follow_the_scorers_events(gateway_client, data_
     status = gateway_client.get(f"/api/predict/jobs/{job_id}").json()
     assert status["status"] == "completed" and status["rowsDone"] == status["rowsTotal"] == 1000
     assert (status["modelKind"], status["periodId"], status["progress"]) == ("gbdt", f"{run_id}:gbdt:2026-03", 1.0)
+    assert status["periodIds"] == [f"{run_id}:gbdt:2026-03"]  # a ScoringDone from before period_ids
     assert status["downloadUrl"] == f"/api/predict/jobs/{job_id}/predictions.csv" and status["error"] is None
     download = gateway_client.get(status["downloadUrl"])
     assert download.status_code == 200 and download.headers["content-type"].startswith("text/csv")
@@ -367,3 +368,36 @@ def test_job_status_and_download_follow_the_scorers_events(gateway_client, data_
     for unknown in (new_id(), "not-a-job"):
         assert gateway_client.get(f"/api/predict/jobs/{unknown}").status_code == 404
         assert gateway_client.get(f"/api/predict/jobs/{unknown}/predictions.csv").status_code == 404
+
+
+def test_a_csv_with_a_date_column_is_a_job_whose_periods_come_from_its_dates(start_service, gateway_client):
+    start_service("ingest")
+    run_id = new_id()
+    publish((Topic.TRAINING_DONE, champion_run(run_id), run_id))
+    wait_for(lambda: gateway_client.get(f"/api/train/status/{run_id}").status_code, lambda s: s == 200)
+    rows = "".join(f'{i % 24},"1,{i}",{i % 2},2026-0{2 + i % 4}-1{i % 9} 10:00\n' for i in range(40))
+    dated = ("feb-may.csv", ("hour,seq,clicked,Event_Date\n" + rows).encode(), "text/csv")
+
+    accepted = gateway_client.post(f"/api/predict/{run_id}/batch", files={"file": dated})
+    assert accepted.status_code == 202, accepted.text
+    body = accepted.json()
+    assert (body["period"], body["bucket"], body["timeColumn"]) == (None, "month", "Event_Date")
+    assert (body["firstDate"], body["lastDate"]) == ("2026-02-10", "2026-05-18")
+    [event] = requested_events(body["jobId"])
+    assert event.payload.period is None and event.payload.bucket == "month"
+
+    # The scorer fed four months; the job lists them all, the first as periodId.
+    job_id = body["jobId"]
+    ids = [f"{run_id}:gbdt:2026-0{m}" for m in (2, 3, 4, 5)]
+    publish((Topic.SCORING_DONE, ScoringDone(job_id=job_id, run_id=run_id, model_kind="gbdt", rows=40,
+                                             predictions_location=predictions_path(job_id), seconds=0.1,
+                                             period_id=ids[0], period_ids=ids), job_id))
+    status = wait_for(lambda: gateway_client.get(f"/api/predict/jobs/{job_id}").json(),
+                      lambda s: s.get("status") == "completed")
+    assert status["periodIds"] == ids and status["periodId"] == ids[0] and status["period"] is None
+
+    # Bad dates: refused with the rows named, nothing queued.
+    bad = ("bad.csv", b'hour,seq,date\n1,"1",2026-03-01\n2,"2",01/03/2026\n', "text/csv")
+    refused = gateway_client.post(f"/api/predict/{run_id}/batch", files={"file": bad})
+    assert refused.status_code == 422, refused.text
+    assert "date: 1 rows are empty or not dates (data row 2: '01/03/2026')" in refused.json()["validation"]["errors"][0]

@@ -45,8 +45,11 @@ RUN_REF_HELP = ("A run id (32 hex characters), `latest` (the newest completed ru
 MODEL_HELP = ("Which of the run's models: `lstm` (LSTM+MLP) or `gbdt` (LightGBM); default `champion`, the run's "
               "better model.")
 PERIOD_HELP = ("The monitoring period the batch belongs to: `YYYY-MM` (month), `YYYY-Www` (ISO week) or "
-               "`YYYY-MM-DD` (day). Default: the scorer buckets the upload's time by `bucket`.")
-BUCKET_HELP = "day, week or month (default month; implied by `period` when that is given)."
+               "`YYYY-MM-DD` (day). Default: a file with a time column (`date`, `event_date`, `timestamp` or "
+               "`event_time`) feeds one period per `bucket` of its rows' dates; any other file, the `bucket` of "
+               "the upload's time. Given, it wins over the file's dates (the whole file is that one period).")
+BUCKET_HELP = ("day, week or month (default month; implied by `period` when that is given): how the rows' dates, "
+               "or the upload's time, become periods.")
 
 
 # -- models (the documented shapes) ------------------------------------------------------------------
@@ -86,8 +89,13 @@ class BatchAccepted(BaseModel):
     filename: str
     rows: int
     labelled: bool = Field(description="The file has `clicked`: the batch's period gets label-based metrics.")
-    period: str | None
+    period: str | None = Field(description="The period asked for; null: the periods come from the file's time "
+                                           "column when it has one (`timeColumn`), else from the upload's time.")
     bucket: PeriodBucket
+    timeColumn: str | None = Field(None, description="The file's time column, whose dates (KST) split the batch "
+                                                     "into periods when no period is given; null when none.")
+    firstDate: str | None = Field(None, description="The earliest day in the time column (YYYY-MM-DD, KST).")
+    lastDate: str | None = Field(None, description="The latest day in the time column (YYYY-MM-DD, KST).")
     warnings: list[str] = Field(description="Ingest's warnings about the file (values treated as missing, ...).")
     statusUrl: str
     downloadUrl: str
@@ -104,7 +112,11 @@ class JobState(BaseModel):
     runId: str | None
     model: ScoringModelChoice | None = Field(description="The model asked for (`champion`, `lstm`, `gbdt`).")
     modelKind: Literal["lstm", "gbdt"] | None = Field(description="The model that scored (once completed).")
-    periodId: str | None = Field(description="The monitoring period the batch fed (once completed).")
+    periodId: str | None = Field(description="The monitoring period the batch fed (the first, when its dates "
+                                             "fed several), once completed.")
+    periodIds: list[str] = Field(description="Every monitoring period the batch fed, in time order (several when "
+                                             "the file's time column spread its rows over several periods); "
+                                             "empty until completed, or when no period could be built.")
     period: str | None
     bucket: PeriodBucket | None
     labelled: bool | None
@@ -315,7 +327,10 @@ def job_urls(job_id: str) -> tuple[str, str]:
     description=(
         f"Score a CSV (multipart field `file`) with the run's model in the background (`run_id`: {RUN_REF_HELP}). "
         "The file is checked like an upload (`clicked` optional: with it the batch becomes a labelled "
-        "monitoring period). Answers 202 with the job id at once; follow it at `statusUrl` and download "
+        "monitoring period). A time column (`date`, `event_date`, `timestamp` or `event_time`: YYYY-MM-DD or "
+        "YYYY-MM-DD HH:MM[:SS], Korean time unless an offset is given) puts each row in the period of its "
+        "day, week or month (`bucket`) when no `period` is given: `period` null in the answer means that. "
+        "Answers 202 with the job id at once; follow it at `statusUrl` and download "
         "`row,probability` at `downloadUrl`. `period`, `bucket` and `model` may also come as form fields."
     ),
     openapi_extra={"requestBody": _batch_body()},
@@ -385,7 +400,8 @@ async def predict_batch(
     accepted = BatchAccepted(
         jobId=job_id, job_id=job_id, runId=done.run_id, run_id=done.run_id, model=the_model,
         fileId=uploaded.file_id, file_id=uploaded.file_id, filename=uploaded.filename, rows=uploaded.rows,
-        labelled=uploaded.labelled, period=the_period, bucket=the_bucket, warnings=validation.warnings,
+        labelled=uploaded.labelled, period=the_period, bucket=the_bucket, timeColumn=uploaded.time_column,
+        firstDate=uploaded.first_date, lastDate=uploaded.last_date, warnings=validation.warnings,
         statusUrl=status_url, downloadUrl=download_url,
     )
     return JSONResponse(accepted.model_dump(), status_code=202)
@@ -419,6 +435,7 @@ def job_state(view: JobView) -> JobState:
         model=requested.model if requested is not None else None,
         modelKind=done.model_kind if done is not None else None,
         periodId=done.period_id if done is not None else None,
+        periodIds=(done.period_ids or ([done.period_id] if done.period_id else [])) if done is not None else [],
         period=requested.period if requested is not None else None,
         bucket=requested.bucket if requested is not None else None,
         labelled=requested.labelled if requested is not None else None,
