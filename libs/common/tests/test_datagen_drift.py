@@ -107,3 +107,27 @@ def test_bad_arguments_are_refused():
         drift_sequence("feature", months=3, shift_at=0)
     with pytest.raises(ValueError, match="month like"):
         drift_sequence("feature", start="March", rows_per_month=10)
+
+
+def test_the_months_as_one_csv_with_a_date_per_row_inside_its_month(sequences):
+    s = sequences["base_rate"]
+    data = s.combined_csv_bytes(["2025-12", "2026-01"])
+    assert data == s.combined_csv_bytes(["2025-12", "2026-01"])  # seeded
+    assert data != s.combined_csv_bytes(["2025-12", "2026-01"], seed=1)
+    table = pacsv.read_csv(io.BytesIO(data), convert_options=pacsv.ConvertOptions(
+        column_types={"seq": "string", "date": "string"}))
+    assert table.column_names == ["date", *toss_columns()] and table.num_rows == 2 * ROWS
+    dates = table.column("date").to_pylist()
+    assert [d[:7] for d in dates] == ["2025-12"] * ROWS + ["2026-01"] * ROWS  # each row in its own month
+    days = {int(d[8:]) for d in dates}
+    assert min(days) == 1 and max(days) == 31 and len(days) == 31  # spread over the whole month
+    assert dates[:ROWS] != sorted(dates[:ROWS])  # not sorted within a month, as a real export may be
+    # Apart from the date, the rows are the months' own files, in order.
+    for i, label in enumerate(["2025-12", "2026-01"]):
+        month = next(m for m in s.months if m.label == label)
+        own = pacsv.read_csv(io.BytesIO(month.csv_bytes()), convert_options=pacsv.ConvertOptions(
+            column_types={"seq": "string"}))
+        assert table.slice(i * ROWS, ROWS).drop_columns(["date"]).equals(own)
+    assert s.combined_table().num_rows == 4 * ROWS
+    with pytest.raises(ValueError, match="months must be some of"):
+        s.combined_csv_bytes(["2027-01"])

@@ -424,6 +424,7 @@ def _seq_signal(tokens: tuple[SeqToken, ...]) -> dict | None:
 # -- a model's life: monthly labelled files whose click behaviour shifts at a known month ----------
 
 DRIFT_KINDS = ("feature", "relation", "base_rate")
+DATE_COLUMN = "date"  # the combined file's time column: ingest reads it as each row's day
 DRIFT_FEATURE = "history_a_1"  # the strongest tabular driver of the mixed variant (+0.8 logit per sd)
 DRIFT_FEATURE_SHIFT = 1.0  # "feature": history_a_1 ~ N(1, 1) instead of N(0, 1) from the shift month
 DRIFT_RELATION_WEIGHT = -0.8  # "relation": its effect turns from +0.8 to -0.8 logit per sd
@@ -473,6 +474,28 @@ class DriftSequence:
     @property
     def feature(self) -> str | None:
         return self.truth["feature"]
+
+    def combined_table(self, labels: list[str] | None = None, *, seed: int = 0) -> pa.Table:
+        """The months ``labels`` (default all) as one table in time order, with a ``date`` column first
+        (``YYYY-MM-DD``): each row a seeded random day of its own month, rows kept in their month's
+        order (so within a month the days are not sorted, as in a real export)."""
+        chosen = self.labels if labels is None else list(labels)
+        unknown = [label for label in chosen if label not in self.labels]
+        if unknown or not chosen:
+            raise ValueError(f"months must be some of {', '.join(self.labels)}, not {unknown or 'none'}")
+        tables = []
+        for month in (m for m in self.months if m.label in chosen):
+            first = np.datetime64(month.label, "D")
+            days = int(((np.datetime64(month.label, "M") + 1).astype("datetime64[D]") - first).astype(np.int64))
+            rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(int(first.astype(np.int64)),)))
+            dates = first + rng.integers(0, days, month.table.num_rows)
+            tables.append(month.table.add_column(0, DATE_COLUMN, pa.array(dates.astype(str))))
+        return pa.concat_tables(tables)
+
+    def combined_csv_bytes(self, labels: list[str] | None = None, *, seed: int = 0) -> bytes:
+        """``combined_table`` as one CSV (a date per row, inside its month), written like ``csv_bytes``."""
+        table = self.combined_table(labels, seed=seed)
+        return DriftMonth("combined", table, np.zeros(0), False).csv_bytes()
 
     def write(self, folder: Path) -> list[Path]:
         """``<folder>/<month>.csv`` per month and ``<folder>/drift.truth.json``; returns the CSV paths."""
