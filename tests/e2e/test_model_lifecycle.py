@@ -137,3 +137,34 @@ def test_drift_alert_fires_once_in_the_shift_month_and_clears_after_retraining(s
     series = ("accuracy", "valAccuracy", "loss", "valLoss", "f1Score", "valF1Score")
     assert all(len(data[k]) == len(data["labels"]) for k in series), data
     assert data["source"] == "monitoring" and data["runId"] == retrain_id, data
+
+
+def test_one_file_with_a_date_column_becomes_the_months_of_the_si_dashboard(stack, tmp_path):
+    """February to May as ONE CSV with a ``date`` per row and no period asked for: the scorer splits it by
+    month, and the SI dashboard's performanceData shows those four months of the new champion."""
+    sequence, paths = _months("feature", tmp_path)
+    months = ["2026-02", "2026-03", "2026-04", "2026-05"]
+    combined = tmp_path / "feb-may.csv"
+    combined.write_bytes(sequence.combined_csv_bytes(months))
+    run_id = stack.train(stack.upload(paths["2026-01"])["file_id"], {**stack.fast_training, "epochs": 2})
+    done = stack.wait_status(run_id, ("completed", "failed"), 400)
+    assert done["status"] == "completed", done
+
+    with open(combined, "rb") as fh:
+        response = stack.http.post(f"/api/predict/{run_id}/batch", files={"file": ("feb-may.csv", fh, "text/csv")})
+    assert response.status_code == 202, response.text[:1000]
+    accepted = stack.strict_json(response)
+    assert (accepted["period"], accepted["timeColumn"], accepted["rows"]) == (None, "date", 4 * ROWS_PER_MONTH)
+    assert (accepted["firstDate"][:7], accepted["lastDate"][:7]) == ("2026-02", "2026-05")
+    job = stack.wait_until(lambda: stack.json(accepted["statusUrl"]), lambda b: b["status"] in ("completed", "failed"),
+                           240, "the combined scoring job")
+    assert job["status"] == "completed", job
+    assert job["periodIds"] == [f"{run_id}:{job['modelKind']}:{m}" for m in months], job
+    periods = [e.payload for e in stack.topic_events(Topic.MONITORING_PERIOD, run_id)]
+    assert sorted((p.period, p.rows) for p in periods) == [(m, ROWS_PER_MONTH) for m in months]
+
+    data = stack.wait_until(lambda: stack.json("/api/dashboard/si")["performanceData"],
+                            lambda d: d.get("runId") == run_id and d.get("labels") == months, 60,
+                            "performanceData of the combined file's months")
+    assert data["source"] == "monitoring" and data["bucket"] == "month"
+    assert all(v is not None for v in data["accuracy"]), data
