@@ -104,3 +104,11 @@ def test_a_fast_path_column_with_one_bad_value_still_names_it():
     rows[57]["hour"] = math.inf
     _, problems = problems_of(rows)
     assert problems == [(57, "hour", "inf is not a finite number")]
+
+
+def test_a_time_column_is_accepted_and_ignored_as_in_a_csv_to_score():
+    table = rows_table([{"hour": 1, "seq": "1", "date": "2026-03-01"}, {"hour": 2, "seq": "2", "Event_Time": "x"}],
+                       FEATURES)
+    assert table.column_names == [*FEATURES, "seq"] and table.column("hour").to_pylist() == [1.0, 2.0]
+    error, problems = problems_of([{"hour": 1, "seq": "1", "dates": "2026-03-01"}])  # not a time column's name
+    assert problems == [(0, "dates", "the model does not know the column 'dates'")]

@@ -61,6 +61,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from .dataset import SEQUENCE, TARGET, toss_columns
+from .time_columns import DATE_COLUMN
 
 CHUNK_ROWS = 50_000  # fixed, so the output depends on the seed only
 VOCAB = 480  # ordinary tokens are 1..VOCAB-1
@@ -424,7 +425,6 @@ def _seq_signal(tokens: tuple[SeqToken, ...]) -> dict | None:
 # -- a model's life: monthly labelled files whose click behaviour shifts at a known month ----------
 
 DRIFT_KINDS = ("feature", "relation", "base_rate")
-DATE_COLUMN = "date"  # the combined file's time column: ingest reads it as each row's day
 DRIFT_FEATURE = "history_a_1"  # the strongest tabular driver of the mixed variant (+0.8 logit per sd)
 DRIFT_FEATURE_SHIFT = 1.0  # "feature": history_a_1 ~ N(1, 1) instead of N(0, 1) from the shift month
 DRIFT_RELATION_WEIGHT = -0.8  # "relation": its effect turns from +0.8 to -0.8 logit per sd

@@ -24,8 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ctrops_common.dataset import SEQUENCE, TARGET
-
-from .validation import DATE_COLUMN
+from ctrops_common.time_columns import DATE_COLUMN
 
 SEQ_TYPE = pa.list_(pa.int32())
 

@@ -27,13 +27,12 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from ctrops_common.dataset import SEQUENCE, TARGET, column_description
+from ctrops_common.time_columns import DATE_COLUMN, TIME_COLUMN_NAMES
 
 from .conversion import ParquetSink
 from .profiling import ProfileBuilder, row_hashes, text_hashes
 from .validation import (
-    DATE_COLUMN,
     DATE_FORMS,
-    TIME_COLUMN_NAMES,
     Categories,
     Header,
     Problems,

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ctrops_common.dataset import REQUIRED_COLUMNS, SEQUENCE, TARGET
+from ctrops_common.time_columns import LOCAL_OFFSET_MINUTES, is_time_column
 
 SNIFF_BYTES = 1 << 20
 # Python's csv module refuses fields over 131,072 characters by default, and a long seq in the
@@ -334,15 +335,11 @@ def mostly_text(raw: pa.Array) -> bool:
 
 # --- the time column of a file to score ----------------------------------------------
 
-# A column with one of these names (any case) holds each row's time: in a file to score it is read
-# as dates and kept in the Parquet copy as ``DATE_COLUMN`` (date32), so the scorer can put each row
-# in its monitoring period; it is never a model feature (a training upload leaves it out).
-TIME_COLUMN_NAMES = ("date", "event_date", "timestamp", "event_time")
-DATE_COLUMN = "date"
-# Times without an offset are Korean time (KST, UTC+9, no daylight saving); a time with ``Z`` or an
-# offset is converted to KST first, so every row's date is its calendar day in Korea.
-LOCAL_OFFSET_MINUTES = 9 * 60
-LOCAL_ZONE = "KST (UTC+09:00)"
+# A column named one of TIME_COLUMN_NAMES (any case; ctrops_common.time_columns) holds each row's
+# time: in a file to score it is read as dates and kept in the Parquet copy as DATE_COLUMN (date32),
+# so the scorer can put each row in its monitoring period; it is never a model feature (a training
+# upload leaves it out). Times without an offset are Korean time (KST, UTC+9, no daylight saving);
+# a time with ``Z`` or an offset is converted to KST first, so every row's date is its day in Korea.
 DATE_FORMS = "YYYY-MM-DD or YYYY-MM-DD HH:MM[:SS] (a 'T' may replace the space; optional Z or +09:00)"
 _DATE = (r"^(?P<day>\d{4}-\d{2}-\d{2})(?:[T ](?P<hour>\d{2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?:\.\d{1,9})?)?"
          r" ?(?P<zone>Z|z|[+-]\d{2}(?::?\d{2})?)?)?$")
@@ -351,7 +348,7 @@ _YEARS = (1900, 2999)  # a period label has four digits; earlier or later years 
 
 def time_columns(columns: list[str]) -> list[str]:
     """The columns whose names say they hold each row's time (case-insensitive)."""
-    return [c for c in columns if c.strip().lower() in TIME_COLUMN_NAMES]
+    return [c for c in columns if is_time_column(c)]
 
 
 def _int_field(parts: pa.StructArray, i: int) -> np.ndarray:

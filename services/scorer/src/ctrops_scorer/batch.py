@@ -31,12 +31,12 @@ import pyarrow.parquet as pq
 from ctrops_common.dataset import SEQUENCE, TARGET, predictions_path
 from ctrops_common.model_loading import LoadedModel
 from ctrops_common.storage import FileStore
+from ctrops_common.time_columns import DATE_COLUMN as DATE  # a file to score's time column: each row's day (KST)
 
 from .drift import SMALL_SAMPLE
 from .period import PERIOD_SAMPLE, PeriodAccumulator, period_label
 from .predict import score_table
 
-DATE = "date"  # ingest's name for a file to score's time column (date32, the row's day in KST)
 MAX_PERIODS = 400  # periods one file may feed (a year and a month of days)
 SAMPLE_BUDGET = 200_000  # rows kept for KS/Wasserstein over all of a file's periods together
 

@@ -6,7 +6,8 @@ integer string of the CSV ("12,7,3", spaces allowed) or a JSON list of integers,
 first. Refused, each named by row and column: booleans, non-numeric text, non-finite numbers
 (NaN, Infinity, "inf", numbers too large for a float), tokens that are not integers or do not
 fit int32 (the training layout's token type), a missing or empty ``seq`` (ingest refuses those
-rows too), and columns the model does not know (``clicked`` is allowed and ignored).
+rows too), and columns the model does not know (``clicked`` and a time column such as ``date``,
+as a CSV to score may carry them, are allowed and ignored: ctrops_common.time_columns).
 
 The result is what ingest would have written for the same rows: features float64 (null for
 missing) in ``preprocess.feature_columns`` order and ``seq`` list<int32>, ready for
@@ -25,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ctrops_common.dataset import SEQUENCE, TARGET
+from ctrops_common.time_columns import is_time_column
 
 MAX_PROBLEMS = 20
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
@@ -85,7 +87,7 @@ def rows_table(rows: Any, feature_columns: list[str]) -> pa.Table:
     unknown: dict[str, int] = {}
     for i, row in enumerate(rows):
         for name in row:
-            if name not in known and name not in unknown:
+            if name not in known and name not in unknown and not (isinstance(name, str) and is_time_column(name)):
                 unknown[name] = i
     if unknown:
         for name, first in unknown.items():
