@@ -136,13 +136,15 @@ def test_a_date_column_splits_the_batch_into_periods_by_bucket(tmp_path, trained
     with pytest.raises(BatchInputError, match="span 120 days, more than the 100 periods") as many:
         split_by_date(dated, "day", max_periods=100)
     assert many.value.status_code == 422
-    assert period_sample_rows(4) == 5000 and period_sample_rows(400) == 1000
+    assert [period_sample_rows(4, 20_000), period_sample_rows(100, 20_000), period_sample_rows(400, 20_000)] == \
+        [5000, 2000, 500]
+    assert period_sample_rows(400, 1000) == 1000 and period_sample_rows(400, 7) == 7  # small periods keep all rows
 
     store = FileStore(tmp_path / "data")
     done = place_run(store, champion="gbdt")
     model = trained.loaded("gbdt")
     reference = model_reference(store, done, "gbdt", model, rows=1000, seed=3)
-    accumulators = [PeriodAccumulator(reference, sample_rows=split.sample_rows) for _ in split.labels]
+    accumulators = split.accumulators(reference)
     result = score_file(store, dated, new_id(), model, chunk_rows=700, periods=(split, accumulators))
     assert result.rows == 3000
     rows, p = read_predictions(store.path(result.location))
@@ -160,7 +162,7 @@ def test_a_date_column_splits_the_batch_into_periods_by_bucket(tmp_path, trained
         # The same period as a file of its own rows: the same period, however the chunks fell.
         own = tmp_path / f"{label}.parquet"
         pq.write_table(pq.read_table(trained.parquet).filter(mine), own)
-        alone = PeriodAccumulator(reference, sample_rows=split.sample_rows)
+        alone = PeriodAccumulator(reference, sample_rows=period_sample_rows(4, int(mine.sum())))
         score_file(store, own, new_id(), model, accumulator=alone, chunk_rows=50_000)
         assert alone.finish(run_id=done.run_id, model_kind="gbdt", period=label, bucket="month", job_ids=["j"],
                             threshold=0.3, baseline_auc=0.7, baseline_auc_ci_low=0.68,

@@ -11,8 +11,8 @@ A file whose Parquet copy has ``date`` (ingest's time column: each row's day in 
 period asked for is split by ``split_by_date``: each row goes to the period of its day
 (``period_label`` with the job's bucket), one accumulator per period, each chunk's rows handed
 to their own period's accumulator. Only the date column is read for that (4 bytes a row, plus
-a period index of 2); the sample each period keeps shrinks as periods multiply
-(``period_sample_rows``) so that many small periods cost no more than a few large ones.
+a period index of 2); the sample each large period keeps shrinks as periods multiply
+(``period_sample_rows``), so a file split into a year of days costs little more than one period.
 """
 
 from __future__ import annotations
@@ -33,12 +33,13 @@ from ctrops_common.model_loading import LoadedModel
 from ctrops_common.storage import FileStore
 from ctrops_common.time_columns import DATE_COLUMN as DATE  # a file to score's time column: each row's day (KST)
 
-from .drift import SMALL_SAMPLE
+from .drift import SMALL_SAMPLE, Reference
 from .period import PERIOD_SAMPLE, PeriodAccumulator, period_label
 from .predict import score_table
 
 MAX_PERIODS = 400  # periods one file may feed (a year and a month of days)
-SAMPLE_BUDGET = 200_000  # rows kept for KS/Wasserstein over all of a file's periods together
+SAMPLE_BUDGET = 200_000  # rows sampled for Wasserstein over all of a file's large periods together
+MIN_SAMPLE = 500  # the least a large period samples however many periods share the budget
 
 
 PREDICTIONS_SCHEMA = pa.schema([("row", pa.int64()), ("probability", pa.float64())])
@@ -66,15 +67,20 @@ class DateSplit:
     row_period: np.ndarray  # (rows,) index into ``labels``, in file order
     rows: list[int]  # rows per period
 
-    @property
-    def sample_rows(self) -> int:
-        return period_sample_rows(len(self.labels))
+    def accumulators(self, reference: Reference) -> list[PeriodAccumulator]:
+        """One accumulator per period, each sampling ``period_sample_rows`` rows."""
+        return [PeriodAccumulator(reference, sample_rows=period_sample_rows(len(self.labels), rows))
+                for rows in self.rows]
 
 
-def period_sample_rows(periods: int) -> int:
-    """Rows each of ``periods`` accumulators samples: the full ``PERIOD_SAMPLE`` for a few periods,
-    fewer (never under ``SMALL_SAMPLE``, so a small period still keeps every row) for many."""
-    return int(min(PERIOD_SAMPLE, max(SMALL_SAMPLE, SAMPLE_BUDGET // max(periods, 1))))
+def period_sample_rows(periods: int, rows: int) -> int:
+    """Rows a period of ``rows`` rows samples when a file feeds ``periods`` periods. A period of at
+    most ``SMALL_SAMPLE`` rows keeps every row (its KS / chi-square p-values see them all, as for a
+    file of its own); a larger one (Wasserstein on the sample) the full ``PERIOD_SAMPLE`` when few
+    periods share ``SAMPLE_BUDGET``, down to ``MIN_SAMPLE`` when many do."""
+    if rows <= SMALL_SAMPLE:
+        return max(rows, 1)
+    return int(min(PERIOD_SAMPLE, max(MIN_SAMPLE, SAMPLE_BUDGET // max(periods, 1))))
 
 
 def split_by_date(parquet: Path, bucket: str, *, max_periods: int = MAX_PERIODS) -> DateSplit | None:

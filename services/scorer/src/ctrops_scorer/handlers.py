@@ -216,7 +216,7 @@ def register(runtime: ServiceRuntime, settings: ScorerSettings) -> None:
         reference = await reference_of(entry, choice, model)
         accumulator = periods = None
         if reference is not None and split is not None:
-            periods = (split, [PeriodAccumulator(reference, sample_rows=split.sample_rows) for _ in split.labels])
+            periods = (split, split.accumulators(reference))
         elif reference is not None:
             accumulator = PeriodAccumulator(reference)
         loop = asyncio.get_running_loop()
