@@ -1,7 +1,8 @@
 """Database access: SQLite by default (one file per service), PostgreSQL when configured.
 
 Services use SQLAlchemy Core with their own tables; every table name starts with the
-service's name so several services can share one PostgreSQL database safely.
+service's name so several services can share one PostgreSQL database safely. The tables are
+made by migrations (ctrops_common.migrate), never by ``create_all``.
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ from sqlalchemy import (
     String,
     Table,
     create_engine,
+    delete,
     event,
     insert,
     select,
 )
 from sqlalchemy.exc import IntegrityError
+
+from .migrate import Schema, upgrade
 
 
 def as_utc(value: datetime | None) -> datetime | None:
@@ -47,19 +51,24 @@ def make_engine(url: str) -> Engine:
 
 
 class ProcessedEvents:
-    """Remembers which event ids a consumer group finished, so redelivery is harmless."""
+    """Remembers which event ids a consumer group finished, so redelivery is harmless.
+
+    Rows older than the retention are pruned (``prune``; the service runtime does it hourly):
+    an event can only be redelivered while it is still in the topic's log.
+    """
 
     def __init__(self, engine: Engine, service: str) -> None:
         self.engine = engine
         self.metadata = MetaData()
+        # Mirrors ctrops_common/migrations (tests compare the two).
         self.table = Table(
             f"{service}_processed_events",
             self.metadata,
             Column("group_id", String(200), primary_key=True),
             Column("event_id", String(64), primary_key=True),
-            Column("processed_at", DateTime(timezone=True), nullable=False),
+            Column("processed_at", DateTime(timezone=True), nullable=False, index=True),
         )
-        self.metadata.create_all(engine)
+        upgrade(engine, Schema.common(service))
 
     def seen(self, group_id: str, event_id: str) -> bool:
         with self.engine.connect() as conn:
@@ -80,3 +89,10 @@ class ProcessedEvents:
                 )
         except IntegrityError:
             pass  # another consumer of the group finished it first: same outcome
+
+    def prune(self, before: datetime) -> int:
+        """Forget the events finished before ``before``; returns how many were forgotten."""
+        before = before.astimezone(timezone.utc)  # SQLite compares the stored UTC text
+        with self.engine.begin() as conn:
+            result = conn.execute(delete(self.table).where(self.table.c.processed_at < before))
+        return result.rowcount or 0
