@@ -41,7 +41,9 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from ctrops_common.db import as_utc
+from ctrops_common.migrate import Schema, upgrade
 
+# The tables as the queries see them; ctrops_trainer/migrations makes them (a test compares the two).
 metadata = MetaData()
 
 trainer_runs = Table(
@@ -78,7 +80,7 @@ def _now() -> datetime:
 class RunStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        upgrade(engine, Schema.of_service("trainer"))  # ctrops_trainer/migrations
 
     def get(self, run_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
