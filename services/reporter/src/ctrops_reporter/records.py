@@ -15,6 +15,9 @@ from typing import Any
 from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Table, Text, select, update
 from sqlalchemy.exc import IntegrityError
 
+from ctrops_common.migrate import Schema, upgrade
+
+# The tables as the queries see them; ctrops_reporter/migrations makes them (a test compares the two).
 metadata = MetaData()
 
 runs = Table(
@@ -40,7 +43,7 @@ epochs = Table(
 class Records:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        upgrade(engine, Schema.of_service("reporter"))  # ctrops_reporter/migrations
 
     # -- runs ---------------------------------------------------------------------
 
