@@ -37,7 +37,9 @@ from sqlalchemy import (
 )
 
 from ctrops_common.db import as_utc
+from ctrops_common.migrate import Schema, upgrade
 
+# The tables as the queries see them; ctrops_monitor/migrations makes them (a test compares the two).
 metadata = MetaData()
 
 alerts = Table(
@@ -102,7 +104,7 @@ periods = Table(
 class MonitorStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        upgrade(engine, Schema.of_service("monitor"))  # ctrops_monitor/migrations
 
     # -- alerts -----------------------------------------------------------------
 
