@@ -22,8 +22,10 @@ from sqlalchemy.exc import IntegrityError
 
 from ctrops_common.db import as_utc
 from ctrops_common.events import TrainingDone
+from ctrops_common.migrate import Schema, upgrade
 from ctrops_common.storage import is_id
 
+# The tables as the queries see them; ctrops_scorer/migrations makes them (a test compares the two).
 metadata = MetaData()
 
 runs = Table(
@@ -67,7 +69,7 @@ def is_run_ref(value: str) -> bool:
 class RunCatalogue:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        upgrade(engine, Schema.of_service("scorer"))  # ctrops_scorer/migrations
 
     def record_done(self, done: TrainingDone, finished_at: datetime) -> None:
         values = {"promoted": bool(done.promoted), "payload": done.model_dump_json()}

@@ -12,7 +12,9 @@ from sqlalchemy import Column, DateTime, Engine, MetaData, String, Table, Text, 
 from sqlalchemy.exc import IntegrityError
 
 from ctrops_common.events import ScoringDone
+from ctrops_common.migrate import Schema, upgrade
 
+# The tables as the queries see them; ctrops_scorer/migrations makes them (a test compares the two).
 metadata = MetaData()
 
 jobs = Table(
@@ -27,7 +29,7 @@ jobs = Table(
 class FinishedJobs:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        upgrade(engine, Schema.of_service("scorer"))  # ctrops_scorer/migrations
 
     def get(self, job_id: str) -> ScoringDone | None:
         with self.engine.connect() as conn:
