@@ -55,6 +55,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ctrops_common.db import as_utc
+from ctrops_common.migrate import Schema, upgrade
 from ctrops_common.storage import is_id
 
 from .caller import method_of, principal_of, remote_addr, route_of
@@ -81,6 +82,7 @@ MAX_REQUEST_CAPTURE = 64 * 1024
 ID_KEYS = ("run_id", "file_id", "request_id")
 _HEX_IN_NAME = re.compile(r"([0-9a-f]{32})")
 
+# The tables as the queries see them; ctrops_gateway/migrations makes them (a test compares the two).
 metadata = MetaData()
 
 audit_table = Table(
@@ -125,7 +127,7 @@ def outcome_of(status: int) -> str:
 class AuditLog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        upgrade(engine, Schema.of_service("gateway"))  # ctrops_gateway/migrations
 
     def record(self, entry: dict[str, Any]) -> None:
         with self.engine.begin() as conn:

@@ -40,8 +40,10 @@ from sqlalchemy.exc import IntegrityError
 
 from ctrops_common.db import as_utc
 from ctrops_common.events import Event, Topic
+from ctrops_common.migrate import Schema, upgrade
 from ctrops_common.storage import is_id
 
+# The tables as the queries see them; ctrops_gateway/migrations makes them (a test compares the two).
 metadata = MetaData()
 
 event_log = Table(
@@ -120,7 +122,7 @@ def stored_correlation(event: Event[Any]) -> str | None:
 class ReadModel:
     def __init__(self, engine: Engine, runs_in_memory: int = RUNS_IN_MEMORY) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        upgrade(engine, Schema.of_service("gateway"))  # ctrops_gateway/migrations
         self.runs_in_memory = runs_in_memory
         self._runs: OrderedDict[str, list[StoredEvent]] = OrderedDict()  # run id -> its events, oldest first
         self._run_ids: dict[str, set[str]] = {}  # run id -> the event ids in _runs (a redelivery is added once)
