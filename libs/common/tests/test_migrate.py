@@ -247,6 +247,46 @@ def test_prune_forgets_only_what_is_older_than_the_cut(tmp_path: Path, backend: 
     store.engine.dispose()
 
 
+def test_the_runtime_prunes_at_start_and_then_every_interval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ctrops_common.service import PRUNE_INTERVAL_S, ServiceRuntime
+    from ctrops_common.settings import ServiceSettings
+
+    assert PRUNE_INTERVAL_S == 3600
+    monkeypatch.setenv("CTROPS_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CTROPS_PROCESSED_EVENTS_RETENTION_DAYS", "3")
+    monkeypatch.delenv("CTROPS_DATABASE_URL", raising=False)
+    runtime = ServiceRuntime("explainer", ServiceSettings())
+    store = runtime.processed
+    now = datetime.now(timezone.utc)
+    mark_at(store, "four-days", now - timedelta(days=4))
+    mark_at(store, "two-days", now - timedelta(days=2))
+
+    async def run() -> None:
+        runtime.prune_interval_s = 0.2
+        job = asyncio.create_task(runtime._prune_processed_events())
+        await asyncio.sleep(0.1)
+        assert remembered(store) == {"two-days"}  # at start
+        mark_at(store, "five-days", now - timedelta(days=5))  # e.g. a clock that jumped
+        await asyncio.sleep(0.4)
+        assert remembered(store) == {"two-days"}  # and again an interval later
+        runtime.stop_event.set()
+        await asyncio.wait_for(job, 2)
+
+    asyncio.run(run())
+
+
+def test_retention_is_a_setting_with_a_safe_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from ctrops_common.settings import CommonSettings
+
+    monkeypatch.delenv("CTROPS_PROCESSED_EVENTS_RETENTION_DAYS", raising=False)
+    assert CommonSettings().processed_events_retention_days == 14
+    monkeypatch.setenv("CTROPS_PROCESSED_EVENTS_RETENTION_DAYS", "0.5")
+    with pytest.raises(ValidationError):
+        CommonSettings()
+
+
 def test_schema_names() -> None:
     assert Schema.of_service("trainer") == Schema("ctrops_trainer:migrations", "trainer", "trainer_alembic_version")
     assert Schema.common("trainer").version_table == "trainer_common_alembic_version"

@@ -15,7 +15,7 @@ import signal
 import socket
 import traceback
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import psutil
 
@@ -41,6 +41,8 @@ DEFAULT_PORTS = {
 # Every service of the platform, in start order (the gateway, the public face, last): the one list
 # the supervisor starts and the gateway's health and dashboards expect heartbeats from.
 PLATFORM_SERVICES = ("ingest", "trainer", "explainer", "reporter", "monitor", "scorer", "gateway")
+# How often each service forgets the processed events older than CTROPS_PROCESSED_EVENTS_RETENTION_DAYS.
+PRUNE_INTERVAL_S = 3600.0
 
 
 def instance_name(settings: ServiceSettings) -> str:
@@ -91,6 +93,7 @@ class ServiceRuntime:
         # Extra heartbeat fields (the gateway adds its API traffic figures).
         self.heartbeat_extras: Callable[[], dict[str, object]] = dict
         self.http_port = settings.http_port or DEFAULT_PORTS.get(service, 0)
+        self.prune_interval_s = PRUNE_INTERVAL_S
 
     def add_background(self, job: Callable[[], Awaitable[None]]) -> None:
         """Run ``job()`` beside the consumer; it should return when ``stop_event`` is set."""
@@ -126,6 +129,27 @@ class ServiceRuntime:
             except asyncio.TimeoutError:
                 pass
 
+    def prune_processed(self) -> int:
+        """Forget the finished events older than the retention (an event can be redelivered only
+        while the broker still keeps it; docs/events.md)."""
+        retention = timedelta(days=self.settings.processed_events_retention_days)
+        return self.processed.prune(datetime.now(timezone.utc) - retention)
+
+    async def _prune_processed_events(self) -> None:
+        """At start-up, then every ``prune_interval_s``; every replica may do it (deletes are idempotent)."""
+        while not self.stop_event.is_set():
+            try:
+                pruned = await asyncio.to_thread(self.prune_processed)
+                if pruned:
+                    log.info("forgot %d processed events older than %g days", pruned,
+                             self.settings.processed_events_retention_days)
+            except Exception as exc:  # noqa: BLE001 - the database may be away; the next round retries
+                log.warning("pruning processed events failed: %r", exc)
+            try:
+                await asyncio.wait_for(self.stop_event.wait(), timeout=self.prune_interval_s)
+            except asyncio.TimeoutError:
+                pass
+
     async def _watch_ready(self) -> None:
         while not self.stop_event.is_set() and not (self.bus.consuming or not self.bus._handlers):
             await asyncio.sleep(0.1)
@@ -150,6 +174,7 @@ class ServiceRuntime:
             asyncio.create_task(self.bus.consume(self.stop_event)),
             asyncio.create_task(self._heartbeats()),
             asyncio.create_task(self._watch_ready()),
+            asyncio.create_task(self._prune_processed_events()),
             *(asyncio.create_task(job()) for job in self._background),
         ]
 

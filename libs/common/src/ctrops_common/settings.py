@@ -53,6 +53,11 @@ class CommonSettings(BaseSettings):
     consumer_fetch_max_wait_ms: int = Field(
         100, ge=0, le=5000, description="Longest the broker holds a fetch when no data is waiting (latency floor)."
     )
+    processed_events_retention_days: float = Field(
+        14.0, ge=1, le=365,
+        description="Days a consumer remembers the events it finished (a redelivery of one is skipped); older "
+        "ones are pruned hourly. At least the topics' log retention plus segment roll time (Kafka defaults: 7 + 7).",
+    )
     instance_id: str = Field("", description="Stable id of this process; default host-pid.")
 
     def sqlalchemy_url(self, service: str) -> str:
