@@ -189,7 +189,8 @@ def test_hadolint_finds_nothing() -> None:
 
 def test_hadolint_really_lints() -> None:
     """The check above could pass by linting nothing: a root, unpinned Dockerfile must fail."""
-    done = subprocess.run([hadolint_binary(), "--no-color", "-"], input="FROM python:latest\nUSER root\nRUN pip install x\n",
+    done = subprocess.run([hadolint_binary(), "--no-color", "-"],
+                          input="FROM python:latest\nUSER root\nRUN pip install x\n",
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "DL3007" in done.stdout  # "Using latest is prone to errors"
