@@ -13,6 +13,7 @@ from sqlalchemy import Column, DateTime, Engine, MetaData, String, Table, Text, 
 from sqlalchemy.exc import IntegrityError
 
 from ctrops_common.events import TOPIC_PAYLOADS, Payload, Topic
+from ctrops_common.migrate import Schema, upgrade
 
 metadata = MetaData()
 
@@ -29,7 +30,7 @@ verdicts = Table(
 class Verdicts:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        upgrade(engine, Schema.of_service("ingest"))  # ctrops_ingest/migrations
 
     def get(self, file_id: str) -> tuple[Topic, Payload] | None:
         with self.engine.connect() as conn:
