@@ -1,5 +1,5 @@
-"""The documentation lists what the code has: every topic of the catalogue with its payload
-(docs/events.md), every service folder (README's layout, make run's list) and each service's
+"""The documentation lists what the code has: every topic of the catalogue with its payload,
+producers and consumers (docs/events.md, ctrops_common.event_catalogue), every service folder (README's layout, make run's list) and each service's
 ports (docs/deploy.md)."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ctrops_common.event_catalogue import ROUTES
 from ctrops_common.events import TOPIC_PAYLOADS, Topic
 from ctrops_common.service import DEFAULT_PORTS
 from ctrops_common.stack import SERVICES
@@ -30,6 +31,13 @@ def test_events_md_has_one_row_per_topic_with_its_payload():
         f"missing: {sorted({t.value for t in Topic} - set(rows))}, unknown: {sorted(set(rows) - {t.value for t in Topic})}")
     for topic in Topic:
         assert rows[topic.value][1] == f"`{TOPIC_PAYLOADS[topic].__name__}`", topic.value
+        route = ROUTES[topic]
+        assert rows[topic.value][2] == route.cell(route.producers), (
+            f"{topic.value}: docs/events.md says produced by {rows[topic.value][2]!r}, "
+            f"ctrops_common.event_catalogue.ROUTES says {route.cell(route.producers)!r}")
+        assert rows[topic.value][3] == route.cell(route.consumers), (
+            f"{topic.value}: docs/events.md says consumed by {rows[topic.value][3]!r}, "
+            f"ctrops_common.event_catalogue.ROUTES says {route.cell(route.consumers)!r}")
 
 
 def test_every_service_folder_is_run_documented_and_numbered():
