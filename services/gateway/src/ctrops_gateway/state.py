@@ -11,6 +11,7 @@ from ctrops_common.bus import Bus
 from ctrops_common.service import ServiceRuntime
 from ctrops_common.storage import FileStore
 
+from .broker_probe import BrokerProbe
 from .live import Hub, Replies
 from .scorer_client import ScorerClient
 from .settings import GatewaySettings
@@ -26,6 +27,7 @@ class GatewayState:
     hub: Hub = field(default_factory=Hub)
     replies: Replies = field(default_factory=Replies)
     traffic: Traffic = field(default_factory=Traffic)
+    broker_probe: BrokerProbe = field(default_factory=BrokerProbe)  # /api/health's broker check, kept 1 s
     scorer: ScorerClient | None = None  # the proxy's client to the scorer, opened with the app
 
     def scorer_client(self) -> ScorerClient:

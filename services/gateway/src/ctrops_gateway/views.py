@@ -11,6 +11,11 @@ memory (after a restart, evicted, or first stored by another replica sharing the
 is read from it once; every event this replica records, through its consumer or its own
 routes, is added to the run's copy in the same call that stores it, so a status reflects an
 event as soon as the consumer handled it. Each replica has its own consumer, so its own copy.
+
+Heartbeats are kept in memory the same way (``heartbeats``, ``service_liveness``: /api/health and
+the performance view read them without SQL): the latest of each instance, read from the database
+once at start (a restarted gateway knows the heartbeats it stored) and replaced in the same call
+that stores a new one.
 """
 
 from __future__ import annotations
@@ -128,6 +133,11 @@ class ReadModel:
         self._run_ids: dict[str, set[str]] = {}  # run id -> the event ids in _runs (a redelivery is added once)
         self._run_writes = 0  # run events recorded so far: a read from the database that raced one is not kept
         self._lock = threading.Lock()  # record() runs in worker threads, reads on the event loop
+        # (service, instance) -> (seen_at, payload): the latest heartbeat of each instance, as stored.
+        self._beats: dict[tuple[str, str], tuple[datetime, dict[str, Any]]] = {}
+        with self.engine.connect() as conn:
+            for r in conn.execute(select(heartbeats)):
+                self._beats[(r.service, r.instance)] = (as_utc(r.seen_at), json.loads(r.payload))
 
     # -- writing (called from the gateway's consumer) --------------------------
 
@@ -203,15 +213,19 @@ class ReadModel:
 
     def record_heartbeat(self, event: Event[Any]) -> None:
         hb = event.payload
+        payload = hb.model_dump_json()
         with self.engine.begin() as conn:
             conn.execute(
                 delete(heartbeats).where(and_(heartbeats.c.service == hb.service, heartbeats.c.instance == hb.instance))
             )
             conn.execute(
                 insert(heartbeats).values(
-                    service=hb.service, instance=hb.instance, seen_at=event.time, payload=hb.model_dump_json()
+                    service=hb.service, instance=hb.instance, seen_at=event.time, payload=payload
                 )
             )
+        beat = (as_utc(event.time), json.loads(payload))  # as the stored row reads back
+        with self._lock:
+            self._beats[(hb.service, hb.instance)] = beat
 
     # -- reading -----------------------------------------------------------------
 
@@ -234,24 +248,28 @@ class ReadModel:
         return found[0] if found else None
 
     def heartbeats(self) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(heartbeats)).all()
-        return [{"seen_at": as_utc(r.seen_at), **json.loads(r.payload)} for r in rows]
+        """The latest heartbeat of each instance (its payload and ``seen_at``), from memory."""
+        with self._lock:
+            beats = list(self._beats.values())
+        return [{"seen_at": seen_at, **payload} for seen_at, payload in beats]
 
     def service_liveness(self, services: list[str], timeout_s: float) -> dict[str, dict[str, Any]]:
-        """Per service: alive if any instance sent a heartbeat within ``timeout_s``."""
+        """Per service: alive if any instance sent a heartbeat within ``timeout_s``. From memory, no SQL."""
         now = datetime.now(timezone.utc)
+        timeout = timedelta(seconds=timeout_s)
         result: dict[str, dict[str, Any]] = {
             s: {"status": "down", "instances": 0, "last_seen": None} for s in services
         }
-        for hb in self.heartbeats():
-            entry = result.setdefault(hb["service"], {"status": "down", "instances": 0, "last_seen": None})
-            fresh = now - hb["seen_at"] <= timedelta(seconds=timeout_s)
-            if fresh:
+        with self._lock:
+            beats = [(service, seen_at) for (service, _), (seen_at, _) in self._beats.items()]
+        for service, seen_at in beats:
+            entry = result.setdefault(service, {"status": "down", "instances": 0, "last_seen": None})
+            if now - seen_at <= timeout:
                 entry["status"] = "up"
                 entry["instances"] += 1
-            if entry["last_seen"] is None or hb["seen_at"].isoformat() > entry["last_seen"]:
-                entry["last_seen"] = hb["seen_at"].isoformat()
+            seen = seen_at.isoformat()
+            if entry["last_seen"] is None or seen > entry["last_seen"]:
+                entry["last_seen"] = seen
         return result
 
     # -- uploaded files (upload area) ---------------------------------------------

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timezone
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
-from ctrops_common.broker import port_open
 from ctrops_common.observability import metrics_payload
 from ctrops_common.service import PLATFORM_SERVICES
 
@@ -19,20 +17,15 @@ router = APIRouter()
 SERVICES = list(PLATFORM_SERVICES)
 
 
-def _broker_reachable(bootstrap: str) -> bool:
-    for server in bootstrap.split(","):
-        host, _, port = server.strip().rpartition(":")
-        if host and port.isdigit() and port_open(host.strip("[]"), int(port)):
-            return True
-    return False
-
-
 @router.get("/api/health", tags=["health"])
 async def health(state: State) -> dict:
-    """Overall status, each service's liveness from its heartbeats, broker reachability."""
-    services = await asyncio.to_thread(state.views.service_liveness, SERVICES, state.settings.service_timeout_s)
+    """Overall status, each service's liveness from its heartbeats, broker reachability.
+
+    No SQL and at most one TCP probe of the broker a second: liveness is the read model's in-memory
+    heartbeat view, reachability the probe's answer of the last second."""
+    services = state.views.service_liveness(SERVICES, state.settings.service_timeout_s)
     services["gateway"].update(status="up", instances=max(1, services["gateway"]["instances"]))
-    broker_ok = await asyncio.to_thread(_broker_reachable, state.settings.kafka_bootstrap_servers)
+    broker_ok = await state.broker_probe.reachable(state.settings.kafka_bootstrap_servers)
     healthy = broker_ok and state.bus.consuming and all(s["status"] == "up" for s in services.values())
     down = ([] if broker_ok else ["broker"]) + [name for name, s in services.items() if s["status"] != "up"]
     return {
