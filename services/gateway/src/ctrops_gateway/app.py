@@ -5,16 +5,14 @@ from __future__ import annotations
 import logging
 import math
 import socket
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
-from prometheus_client import Counter, Histogram
 
 from ctrops_common.service import ServiceRuntime
 
@@ -22,6 +20,7 @@ from . import broker_gate, consumers, replay
 from .audit import AuditLog
 from .hardening import add_guards, add_security_headers, document_security
 from .headers import DOCS_STATIC
+from .measure import HTTP_REQUESTS, HTTP_SECONDS, Measure  # noqa: F401 - the metrics, importable from here too
 from .predict_dispatch import PredictDispatch
 from .routes import ROUTERS
 from .routes import audit as audit_routes
@@ -32,22 +31,6 @@ from .state import GatewayState
 from .views import ReadModel
 
 log = logging.getLogger(__name__)
-
-HTTP_REQUESTS = Counter("ctrops_http_requests_total", "HTTP requests", ["method", "route", "status"])
-HTTP_SECONDS = Histogram(
-    "ctrops_http_request_seconds",
-    "HTTP request latency",
-    ["method", "route"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-)
-
-
-def _route_label(request: Request) -> str:
-    """The route template (``/api/train/status/{run_id}``), never the raw path: bounded labels."""
-    route = request.scope.get("route")
-    path = getattr(route, "path", None)
-    return path if path else "unmatched"
-
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
@@ -95,24 +78,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         expose_headers=["Retry-After", "WWW-Authenticate", "Content-Disposition"],
     )
     add_security_headers(app, settings)
+    # Metrics around everything but the re-targeting below: it sees every guard's answer, and the
+    # route the router matched on the scope PredictDispatch hands on (its copy, for a batch upload).
+    app.add_middleware(Measure)
     app.add_middleware(PredictDispatch)  # outermost: a multipart POST /api/predict/{run_id} is the batch route
-
-    @app.middleware("http")
-    async def measure(request: Request, call_next) -> Response:
-        started = time.perf_counter()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            elapsed = time.perf_counter() - started
-            route = _route_label(request)
-            HTTP_REQUESTS.labels(request.method, route, str(status)).inc()
-            HTTP_SECONDS.labels(request.method, route).observe(elapsed)
-            gateway = getattr(request.app.state, "gateway", None)
-            if gateway is not None and route not in ("/metrics", "/healthz", "/readyz"):
-                gateway.traffic.observe(route, elapsed, failed=status >= 500)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
