@@ -61,3 +61,25 @@ def test_rows_for_a_tree_model_keep_missing_values_as_the_model_was_fitted(tmp_p
     pre = Preprocess(["hour"], [2.5], 2, 1.0, 0, [], 0.0, 0.3, 0.3, kind="gbdt")
     rows = DataFile(path, pre).rows(np.array([0, 1]))
     assert np.isnan(rows.x_tab[0, 0]) and rows.x_tab[1, 0] == 3.0
+
+
+def test_every_row_in_order_reads_the_table_as_is_and_equals_taking_them(tmp_path):
+    """A batch chunk asks for every row in order: no copy of the table, the same inputs as ``take``."""
+    path = tmp_path / "data.parquet"
+    pq.write_table(pa.table({
+        "clicked": pa.array([0, 1, 0, 1], type=pa.int8()),
+        "seq": pa.array([[1, 2], [3], [4, 5, 6], None], type=pa.list_(pa.int32())),
+        "hour": pa.array([1.0, None, 3.0, 4.0]),
+        "age_group": pa.array([2, 5, None, 1], type=pa.int64()),
+    }), path)
+    pre = Preprocess(["hour", "age_group"], [2.5, 4.0], 2, 1.0, 4, [8], 0.0, 0.3, 0.3)
+    data = DataFile(path, pre)
+    assert data.every_row(np.arange(4))
+    assert not data.every_row(np.arange(3)) and not data.every_row(np.array([0, 2, 1, 3]))
+    assert not data.every_row(np.array([1, 2, 3, 4]))
+    whole = data.rows(np.arange(4))
+    taken = data.rows(np.array([3, 2, 1, 0])).take(np.array([3, 2, 1, 0]))  # every row, through take
+    for field in ("x_tab", "raw_tab", "seq", "lengths", "seq_length", "clicked"):
+        np.testing.assert_array_equal(getattr(whole, field), getattr(taken, field))
+    assert whole.raw_tab.dtype == np.float64 and np.isnan(whole.raw_tab[1, 0]) and np.isnan(whole.raw_tab[2, 1])
+    assert whole.raw_tab[:, 1].tolist()[:2] == [2.0, 5.0] and whole.x_tab[2, 1] == 4.0

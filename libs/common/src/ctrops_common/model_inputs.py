@@ -28,7 +28,7 @@ class Rows:
     """Some rows of a data file in model form, plus what the explanation reports beside them."""
 
     x_tab: np.ndarray  # (n, F) float32, missing values filled (kept as NaN for a LightGBM)
-    raw_tab: np.ndarray  # (n, F) float64, missing values kept as NaN (for correlations)
+    raw_tab: np.ndarray  # (n, F) float64 column-major, missing values kept as NaN (drift counts, correlations)
     seq: np.ndarray  # (n, L) float32, right-padded scaled tokens, most recent last
     lengths: np.ndarray  # (n,) int64, tokens kept (<= max_seq_len)
     seq_length: np.ndarray  # (n,) float64, tokens in the full sequence (a summary feature)
@@ -76,21 +76,29 @@ class DataFile:
     def __len__(self) -> int:
         return self.table.num_rows
 
+    def every_row(self, index: np.ndarray) -> bool:
+        """Whether ``index`` is every row in file order (0, 1, ..., n-1): nothing to take."""
+        n = self.table.num_rows
+        return len(index) == n and (n == 0 or (index[0] == 0 and bool(np.all(np.diff(index) == 1))))
+
     def rows(self, index: np.ndarray) -> Rows:
         pre = self.preprocess
         index = np.asarray(index, dtype=np.int64)
-        part = self.table.take(pa.array(index))
+        # Every row in order (a batch chunk, a request): read the table as it is, no copy of it.
+        part = self.table if self.every_row(index) else self.table.take(pa.array(index))
         n = len(index)
-        raw = np.full((n, len(pre.feature_columns)), np.nan, dtype=np.float64)
+        # Column-major: each feature is one contiguous column, written once here and read column by
+        # column by the drift counts and the explainer (a row-major array made both strided passes).
+        raw = np.full((n, len(pre.feature_columns)), np.nan, dtype=np.float64, order="F")
         for j, name in enumerate(pre.feature_columns):
             if name not in self.missing_columns:
-                raw[:, j] = part.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+                raw[:, j] = part.column(name).to_numpy(zero_copy_only=False)  # the assignment casts to float64
         fill = np.asarray(pre.fill_values, dtype=np.float64)
         fill = np.where(np.isfinite(fill), fill, 0.0)
         filled = raw if pre.kind == "gbdt" else np.where(np.isfinite(raw), raw, fill)
         seq, lengths, full_lengths = recent_tokens(part.column(SEQUENCE), pre.max_seq_len, pre.seq_scale)
         return Rows(
-            x_tab=filled.astype(np.float32),
+            x_tab=np.ascontiguousarray(filled, dtype=np.float32),  # row-major, as the models read rows
             raw_tab=raw,
             seq=seq,
             lengths=lengths,

@@ -1,11 +1,13 @@
 """A batch scoring job: a validated upload's Parquet file scored in chunks, with bounded memory.
 
 ``score_file`` reads ``chunk_rows`` rows at a time (pyarrow ``iter_batches``), builds the model's
-inputs exactly as online requests do (``predict.score_table``), appends ``row,probability``
+inputs exactly as online requests do (``predict.table_rows``), appends ``row,probability``
 lines to a temp file that becomes ``predictions_path(job_id)`` only when every row is scored,
 feeds each chunk's raw features, probabilities and labels (when the file has ``clicked``) to
-the monitoring period's accumulator, and reports progress after each chunk. Memory is a few
-chunks' worth whatever the file's size: the period keeps histogram counts and a bounded sample.
+the monitoring period's accumulator, and reports progress after each chunk. The three steps
+run as a pipeline (reading the next chunk, scoring this one, writing and counting the one
+before), so they overlap on a second core. Memory is three chunks' worth whatever the file's
+size: the period keeps histogram counts and a bounded sample.
 
 A file whose Parquet copy has ``date`` (ingest's time column: each row's day in KST) and no
 period asked for is split by ``split_by_date``: each row goes to the period of its day
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -29,13 +32,14 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ctrops_common.dataset import SEQUENCE, TARGET, predictions_path
+from ctrops_common.model_inputs import Rows
 from ctrops_common.model_loading import LoadedModel
 from ctrops_common.storage import FileStore
 from ctrops_common.time_columns import DATE_COLUMN as DATE  # a file to score's time column: each row's day (KST)
 
 from .drift import SMALL_SAMPLE, Reference
 from .period import PERIOD_SAMPLE, PeriodAccumulator, period_label
-from .predict import score_table
+from .predict import probabilities, table_rows
 
 MAX_PERIODS = 400  # periods one file may feed (a year and a month of days)
 SAMPLE_BUDGET = 200_000  # rows sampled for Wasserstein over all of a file's large periods together
@@ -145,23 +149,44 @@ def score_file(store: FileStore, parquet: Path, job_id: str, model: LoadedModel,
     tmp = store.temp_path(location)
     done = 0
     try:
-        with open(tmp, "wb") as out:
+        with open(tmp, "wb") as out, ThreadPoolExecutor(1, thread_name_prefix="batch-read") as reader, \
+                ThreadPoolExecutor(1, thread_name_prefix="batch-record") as recorder:
             out.write(b"row,probability\n")
             # Arrow's writer: the shortest text that reads back as the same float64, twice as fast as Python's.
             writer = pacsv.CSVWriter(out, PREDICTIONS_SCHEMA, write_options=pacsv.WriteOptions(include_header=False))
-            for batch in source.iter_batches(batch_size=chunk_rows, columns=columns):
-                table = pa.Table.from_batches([batch])
-                p, rows = score_table(model, table)
-                writer.write_table(pa.table([pa.array(np.arange(done, done + len(p))), pa.array(p)],
+            batches = source.iter_batches(batch_size=chunk_rows, columns=columns)
+
+            def read_next() -> Rows | None:
+                batch = next(batches, None)
+                return None if batch is None else table_rows(model, pa.Table.from_batches([batch]))
+
+            def record(first: int, raw_tab: np.ndarray, clicked: np.ndarray, p: np.ndarray) -> None:
+                writer.write_table(pa.table([pa.array(np.arange(first, first + len(p))), pa.array(p)],
                                             schema=PREDICTIONS_SCHEMA))
-                labels = rows.clicked.astype(np.int64) if labelled else None
+                labels = clicked.astype(np.int64) if labelled else None
                 if accumulator is not None:
-                    accumulator.add(rows.raw_tab, p, labels)
+                    accumulator.add(raw_tab, p, labels)
                 if periods is not None:
-                    _feed_periods(periods, done, rows.raw_tab, p, labels)
-                done += len(p)
+                    _feed_periods(periods, first, raw_tab, p, labels)
                 if progress is not None:
-                    progress(done, total)
+                    progress(first + len(p), total)
+
+            # Three chunks in flight, one per stage: chunk i+2 read and turned into model inputs, chunk i+1
+            # scored by the model (here), chunk i written and counted into the period. The stages release
+            # the GIL for most of their work (Parquet decoding, LightGBM/torch, numpy), so they overlap
+            # on the second core; the period and the file still see the chunks in file order.
+            reading = reader.submit(read_next)
+            recording = None
+            while (rows := reading.result()) is not None:
+                reading = reader.submit(read_next)
+                p = probabilities(model, rows)
+                if recording is not None:
+                    recording.result()
+                recording = recorder.submit(record, done, rows.raw_tab, rows.clicked, p)
+                done += len(p)
+                del rows
+            if recording is not None:
+                recording.result()
             writer.close()
         store.commit_temp(tmp, location)
     finally:
