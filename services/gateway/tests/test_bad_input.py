@@ -59,6 +59,13 @@ def test_non_finite_paths_finds_every_one_and_ignores_what_is_not_json():
                                                                                          (["c"], "Infinity")]
     assert non_finite_paths(b"{not json") == []
     assert non_finite_paths(b'{"x": 1.5}') == []
+    # Overflow without a NaN/Infinity literal: a 3-digit exponent, or 309+ digits in a row.
+    assert non_finite_paths(b'{"x": 1e999, "y": -2E+400}') == [(["x"], "1e999"), (["y"], "-2E+400")]
+    assert non_finite_paths(b'{"x": %s.0}' % (b"9" * 400)) == [(["x"], "9" * 400 + ".0")]
+    # The fast path: bodies that cannot hold one are not parsed, and the text "NaN" inside a
+    # string is no number.
+    assert non_finite_paths(b'{"rows": [{"hour": 1.5e3, "seq": "1,2,3"}]}') == []
+    assert non_finite_paths(b'{"note": "NaN", "x": 2}') == []
 
 
 def test_a_non_finite_body_does_not_break_the_keep_alive_connection_of_a_real_server(start_service):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -37,8 +38,17 @@ def _parse_float(text: str) -> Any:
     return value if math.isfinite(value) else _NonFinite(text)
 
 
+# What a non-finite number needs in the text: a NaN/Infinity literal, or an overflowing float,
+# which has an exponent of at least three digits or at least 309 digits in a row. A body with
+# none of these (nearly every body) cannot hold one, and skips the parse with a Python hook per
+# float, which cost 43% of the gateway's time on 100-row prediction requests (bench/scoring.py).
+_MAYBE_NON_FINITE = re.compile(rb"NaN|Infinity|[eE][+-]?\d{3}|\d{309}")
+
+
 def non_finite_paths(body: bytes) -> list[tuple[list[str | int], str]]:
     """(path, literal) of every non-finite number in a JSON body; [] when none or not JSON."""
+    if _MAYBE_NON_FINITE.search(body) is None:
+        return []
     try:
         document = json.loads(body, parse_constant=_NonFinite, parse_float=_parse_float)
     except ValueError:  # not JSON (or an integer too long to parse): FastAPI answers it
