@@ -57,7 +57,7 @@ def choose_model(done: TrainingDone, model: str = "champion") -> ModelChoice:
                       + (", ".join(r.kind for r in done.models) or done.champion))
 
 
-def load_model(store: FileStore, location: str, *, gbdt_threads: int = 1, forward_rows: int = 8192) -> LoadedModel:
+def load_model(store: FileStore, location: str, *, gbdt_threads: int = 1, forward_rows: int = 2048) -> LoadedModel:
     """A model folder of the file store -> ``LoadedModel`` (blocking: call in a thread)."""
     try:
         folder = store.path(location)
@@ -73,7 +73,7 @@ def load_model(store: FileStore, location: str, *, gbdt_threads: int = 1, forwar
 
 
 class ModelCache:
-    def __init__(self, store: FileStore, *, capacity: int = 4, gbdt_threads: int = 1, forward_rows: int = 8192) -> None:
+    def __init__(self, store: FileStore, *, capacity: int = 4, gbdt_threads: int = 1, forward_rows: int = 2048) -> None:
         self.store = store
         self.capacity = capacity
         self.options = {"gbdt_threads": gbdt_threads, "forward_rows": forward_rows}

@@ -25,7 +25,11 @@ class ScorerSettings(ServiceSettings):
     )
     scorer_torch_threads: int = Field(1, ge=1, le=256, description="torch intra-op threads for scoring.")
     scorer_gbdt_threads: int = Field(1, ge=1, le=256, description="LightGBM prediction threads.")
-    scorer_forward_rows: int = Field(8192, ge=16, le=1_000_000, description="Rows per model forward pass.")
+    scorer_forward_rows: int = Field(
+        2048, ge=16, le=1_000_000,
+        description="Rows per model forward pass. The LSTM holds its input projection for every step of every row of a "
+                    "pass (rows x 128 steps x 4 x hidden floats: 1 GB at 8,192 rows, 268 MB at 2,048), which set the "
+                    "peak memory of a 600k-row batch (1.88 GB at 8,192; bench/scoring.py).")
     scorer_chunk_rows: int = Field(
         50_000, ge=100, le=1_000_000,
         description="Rows of a batch file read, scored and written at a time (bounds a batch job's memory).",
