@@ -29,10 +29,11 @@ import httpx
 import pytest
 
 from ctrops_common.broker import free_port
+from ctrops_common.service import PLATFORM_SERVICES
 from ctrops_common.testing import ServiceProcess
 
-WORKERS = ["ingest", "trainer", "explainer", "reporter", "monitor", "scorer"]
-SERVICES = [*WORKERS, "gateway"]
+# Start every service the supervisor starts (the contract test still lists them by name).
+SERVICES = list(PLATFORM_SERVICES)
 
 # Small settings so the whole journey fits a 2-core machine in a few minutes. Each name is a
 # field of a service's settings class (CTROPS_ prefix); the defaults are unchanged elsewhere.
