@@ -328,8 +328,9 @@ def test_job_status_and_download_follow_the_scorers_events(gateway_client, data_
                                  parquet_location="files/x/data.parquet", rows=1000, labelled=True, period="2026-03")
     publish((Topic.SCORING_REQUESTED, requested, job_id),
             (Topic.SCORING_PROGRESS, ScoringProgress(job_id=job_id, rows_done=400, rows_total=1000), job_id))
+    # Topics are consumed independently: the progress can be read before the request, so wait for both.
     status = wait_for(lambda: gateway_client.get(f"/api/predict/jobs/{job_id}").json(),
-                      lambda s: s.get("status") == "scoring")
+                      lambda s: s.get("status") == "scoring" and s.get("runId") is not None)
     assert (status["rowsDone"], status["rowsTotal"], status["progress"]) == (400, 1000, 0.4)
     assert (status["runId"], status["period"], status["labelled"]) == (run_id, "2026-03", True)
     assert gateway_client.get(f"/api/predict/jobs/{job_id}/predictions.csv").status_code == 409
