@@ -104,13 +104,35 @@ def test_a_database_made_by_create_all_is_adopted_not_recreated(service: str, tm
         rows_before = conn.execute(text(f"SELECT count(*) FROM {marker}")).scalar()
     with caplog.at_level(logging.INFO, logger="ctrops_common.migrate"):
         open_store(service, make_engine(str(engine.url)))
-    assert f"{service}: migrated ctrops_{service}:migrations from an empty database to 0001" in caplog.text
+    newest = head(Schema.of_service(service))
+    assert f"{service}: migrated ctrops_{service}:migrations from an empty database to {newest}" in caplog.text
     assert caplog.text.count("exists (made before migrations): adopted") == len(metadata.tables)
     with engine.connect() as conn:
         assert conn.execute(text(f"SELECT n FROM {service}_kept")).scalar() == 1
         assert conn.execute(text(f"SELECT count(*) FROM {marker}")).scalar() == rows_before
-    assert version(engine, service) == "0001"
+    assert version(engine, service) == newest
     assert differences(engine, metadata) == []
+
+
+def test_the_scorer_at_its_baseline_gains_the_parked_jobs_table(tmp_path: Path) -> None:
+    """A second revision on a database already at the first: the new table added, the rows kept."""
+    from alembic import command
+
+    from ctrops_common.migrate import _config
+    from ctrops_scorer.jobs import ParkedJobs
+
+    url = f"sqlite:///{tmp_path}/scorer.sqlite3"
+    engine = make_engine(url)
+    schema = Schema.of_service("scorer")
+    with engine.begin() as conn:
+        command.upgrade(_config(schema, conn), "0001")
+        conn.execute(text("INSERT INTO scorer_jobs VALUES ('j1', '2026-03-01 00:00:00', '{}')"))
+    assert version(engine, "scorer") == "0001" and "scorer_parked" not in inspect(engine).get_table_names()
+    ParkedJobs(make_engine(url))
+    assert version(engine, "scorer") == "0002" and "scorer_parked" in inspect(engine).get_table_names()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT job_id FROM scorer_jobs")).scalars().all() == ["j1"]
+    assert differences(engine, service_metadata("scorer")) == []
 
 
 def test_the_adoption_keeps_the_rows(tmp_path: Path) -> None:
@@ -164,7 +186,7 @@ def test_a_postgres_database_made_by_create_all_is_adopted(postgres_url: str) ->
     again = make_engine(postgres_url)
     for service in TABLES:
         open_store(service, again)
-        assert version(again, service) == "0001"
+        assert version(again, service) == head(Schema.of_service(service))
         assert differences(again, service_metadata(service)) == []
     with again.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM monitor_alert_outbox")).scalar() == 1

@@ -45,7 +45,8 @@ async def test_batch_job_and_online_requests_on_the_real_broker(start_service, d
     done = place_run(store, champion="lstm")
     api_port = free_port()
     scorer = start_service("scorer", {"CTROPS_SCORER_API_PORT": str(api_port), "CTROPS_SCORER_CHUNK_ROWS": "1000",
-                                      "CTROPS_SCORER_REFERENCE_ROWS": "1000"})
+                                      "CTROPS_SCORER_REFERENCE_ROWS": "1000", "CTROPS_SCORER_PARK_TIMEOUT_S": "3",
+                                      "CTROPS_SCORER_PARK_POLL_S": "0.5"})
     bus = Bus(CommonSettings(), "test")
     await bus.start()
     try:
@@ -72,7 +73,7 @@ async def test_batch_job_and_online_requests_on_the_real_broker(start_service, d
         twice = await read_events(Topic.SCORING_DONE, count=2, predicate=lambda e: e.payload.job_id == job_id,
                                   timeout_s=60)
 
-        # A run the scorer never heard of.
+        # A run the scorer never heard of: parked, then failed when the wait is over.
         unknown = scoring_request(done, new_id()).model_copy(update={"run_id": new_id()})
         await bus.publish(Topic.SCORING_REQUESTED, unknown, correlation_id=unknown.job_id)
         [failed] = await read_events(Topic.SCORING_FAILED, predicate=lambda e: e.payload.job_id == unknown.job_id,
@@ -100,6 +101,7 @@ async def test_batch_job_and_online_requests_on_the_real_broker(start_service, d
 
     assert twice[1].payload == result and csv_path.stat().st_mtime_ns == mtime
     assert failed.payload.status_code == 404 and "is not a completed training run" in failed.payload.reason
+    assert "waited" in failed.payload.reason and f"job {unknown.job_id} waits for run" in scorer.log()
 
     # Online: the champion (pre-loaded) over the internal API, equal to the batch and offline numbers.
     with open(trained.csv, newline="") as fh:
@@ -187,13 +189,13 @@ async def test_a_file_with_a_date_column_feeds_one_period_per_month(start_servic
     bus = Bus(CommonSettings(), "test")
     await bus.start()
     try:
-        await bus.publish(Topic.TRAINING_DONE, done, correlation_id=done.run_id)
-        # Topics are read independently: the run is in the scorer's catalogue before the jobs are sent
-        # (a job for a run the scorer has not recorded yet fails 404: see the closing note of issue 16).
-        catalogue = RunCatalogue(make_engine(f"sqlite:///{data_dir / 'db' / 'scorer.sqlite3'}"))
-        await asyncio.to_thread(wait_for, lambda: catalogue.resolve(done.run_id), lambda entry: entry is not None)
+        # The jobs reach the scorer before the run's training.done (topics are read in no global order, and
+        # the gateway accepts a job as soon as it has read the run): parked, then scored once it is recorded.
         for job in (by_date, explicit, daily):
             await bus.publish(Topic.SCORING_REQUESTED, job, correlation_id=job.job_id)
+        await asyncio.to_thread(wait_for, scorer.log, lambda log: all(
+            f"job {job.job_id} waits for run {done.run_id}" in log for job in (by_date, explicit, daily)))
+        await bus.publish(Topic.TRAINING_DONE, done, correlation_id=done.run_id)
         try:
             [split] = await read_events(Topic.SCORING_DONE, predicate=lambda e: e.payload.job_id == by_date.job_id,
                                         timeout_s=90)

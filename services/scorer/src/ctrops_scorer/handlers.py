@@ -10,7 +10,10 @@
   column and no period asked for feeds one period per day/week/month of its rows, each stored
   and published, all listed in ``ScoringDone.period_ids``; or
   ``scoring.failed`` with the reason and the status the gateway answers. A job already finished
-  (a redelivery) whose files are still in the store republishes its ``scoring.done``.
+  (a redelivery) whose files are still in the store republishes its ``scoring.done``. A job for a
+  run id not recorded yet (its ``training.done`` not read yet: topics are consumed in no global
+  order) is parked in the database (``jobs.ParkedJobs``) and scored when the run is recorded, or
+  fails with 404 after ``CTROPS_SCORER_PARK_TIMEOUT_S``; a restart resumes parked jobs.
 - The internal HTTP API (``api.py``) on CTROPS_SCORER_API_HOST:CTROPS_SCORER_API_PORT.
 """
 
@@ -40,13 +43,13 @@ from ctrops_common.events import (
 )
 from ctrops_common.model_loading import LoadedModel
 from ctrops_common.service import ServiceRuntime
-from ctrops_common.storage import FileStore, UnsafePath, check_id
+from ctrops_common.storage import FileStore, UnsafePath, check_id, is_id
 
 from .api import create_api
 from .batch import BatchInputError, BatchResult, DateSplit, score_file, split_by_date
 from .catalogue import RunCatalogue, RunEntry
 from .drift import Reference
-from .jobs import FinishedJobs
+from .jobs import FinishedJobs, ParkedJob, ParkedJobs
 from .metrics import ServingLatency, batch_rows_scored
 from .models import ModelCache, ModelChoice, NoSuchModel, choose_model
 from .online import OnlineScorer
@@ -64,6 +67,10 @@ class JobFailed(Exception):
         super().__init__(reason)
         self.reason = reason
         self.status_code = status_code
+
+
+class RunNotRecorded(Exception):
+    """The job names a run id the scorer has not recorded (yet): the job is parked, not failed."""
 
 
 class _ApiServer(uvicorn.Server):
@@ -116,6 +123,9 @@ def register(runtime: ServiceRuntime, settings: ScorerSettings) -> None:
     store, bus = runtime.store, runtime.bus
     catalogue = RunCatalogue(runtime.engine)
     finished = FinishedJobs(runtime.engine)
+    parked = ParkedJobs(runtime.engine)
+    answering: set[str] = set()  # parked jobs being scored now (the consumer leaves their redeliveries)
+    run_recorded = asyncio.Event()  # wakes the parked jobs' watcher
     cache = ModelCache(store, capacity=settings.scorer_cached_models, gbdt_threads=settings.scorer_gbdt_threads,
                        forward_rows=settings.scorer_forward_rows)
     executor = ThreadPoolExecutor(settings.scorer_api_threads, thread_name_prefix="scorer-api")
@@ -152,6 +162,7 @@ def register(runtime: ServiceRuntime, settings: ScorerSettings) -> None:
         log.info("run %s recorded (champion %s, promoted %s)", done.run_id, done.champion, done.promoted)
         if done.promoted:
             in_background(load_champion())  # never holds up the consumer
+        run_recorded.set()
 
     async def on_explanation_done(event: Event[ExplanationDone]) -> None:
         payload = event.payload
@@ -169,28 +180,77 @@ def register(runtime: ServiceRuntime, settings: ScorerSettings) -> None:
             job_id = check_id(request.job_id)
         except UnsafePath as exc:
             raise PermanentError(f"scoring.requested with an invalid job id: {exc}") from None
+        if job_id in answering:
+            return  # a redelivery of a parked job that is being scored now: that answers it
+        if await answer(request, event.time) is False:
+            if await asyncio.to_thread(parked.park, request, event.time):
+                log.info("job %s waits for run %s, which the scorer has not recorded yet", job_id, request.run_id)
+            run_recorded.set()  # the run may have been recorded meanwhile: look again at once
+
+    async def answer(request: ScoringRequested, requested_at: datetime) -> bool:
+        """Score the job and publish its answer; False (nothing published) when its run is not recorded yet."""
+        job_id = request.job_id
         prior = await asyncio.to_thread(finished.get, job_id)
         if prior is not None and await asyncio.to_thread(outputs_exist, store, prior):
             log.info("job %s is already scored; announcing the stored result again", job_id)
             await bus.publish(Topic.SCORING_DONE, prior, correlation_id=job_id)
-            return
+            return True
         try:
-            done = await score_job(request, event.time)
+            done = await score_job(request, requested_at)
+        except RunNotRecorded:
+            return False
         except JobFailed as exc:
-            log.warning("scoring job %s failed: %s", job_id, exc.reason)
-            await bus.publish(Topic.SCORING_FAILED, ScoringFailed(job_id=job_id, reason=exc.reason[:2000],
-                                                                  status_code=exc.status_code),
-                              correlation_id=job_id)
-            return
+            await fail(job_id, exc.reason, exc.status_code)
+            return True
         await asyncio.to_thread(finished.put, done)
         await bus.publish(Topic.SCORING_DONE, done, correlation_id=job_id)
+        return True
+
+    async def fail(job_id: str, reason: str, status_code: int) -> None:
+        log.warning("scoring job %s failed: %s", job_id, reason)
+        await bus.publish(Topic.SCORING_FAILED, ScoringFailed(job_id=job_id, reason=reason[:2000],
+                                                              status_code=status_code), correlation_id=job_id)
+
+    async def answer_parked(job: ParkedJob) -> None:
+        """A parked job whose run is recorded now, or whose wait is over."""
+        request = job.request
+        waited = (datetime.now(job.parked_at.tzinfo) - job.parked_at).total_seconds()
+        answering.add(request.job_id)
+        try:
+            if not await answer(request, job.requested_at):
+                if waited < settings.scorer_park_timeout_s:
+                    return
+                await fail(request.job_id, f"run {request.run_id} is not a completed training run the scorer knows "
+                                           f"(waited {waited:.0f} s for it)", 404)
+            await asyncio.to_thread(parked.release, request.job_id)
+        finally:
+            answering.discard(request.job_id)
+
+    async def watch_parked() -> None:
+        """Answer parked jobs when a run is recorded (and every poll, for the timeout); a failure
+        (the broker away, say) leaves the job parked for the next look."""
+        while not runtime.stop_event.is_set():
+            run_recorded.clear()
+            try:
+                for job in await asyncio.to_thread(parked.waiting):
+                    if runtime.stop_event.is_set():
+                        break
+                    await answer_parked(job)
+            except Exception as exc:  # noqa: BLE001 - the watcher must outlive a bad moment
+                log.warning("parked jobs: %s: %s (trying again)", type(exc).__name__, exc)
+            waits = [asyncio.create_task(runtime.stop_event.wait()), asyncio.create_task(run_recorded.wait())]
+            await asyncio.wait(waits, timeout=settings.scorer_park_poll_s, return_when=asyncio.FIRST_COMPLETED)
+            for task in waits:
+                task.cancel()
 
     async def score_job(request: ScoringRequested, requested_at: datetime) -> ScoringDone:
         job_id = request.job_id
         period = job_period(request, requested_at)
         entry = await asyncio.to_thread(catalogue.resolve, request.run_id)
+        if entry is None and is_id(request.run_id):
+            raise RunNotRecorded(request.run_id)
         if entry is None:
-            raise JobFailed(f"run {request.run_id} is not a completed training run the scorer knows", 404)
+            raise JobFailed(f"no {request.run_id} run yet: train a model first", 404)
         try:
             choice = choose_model(entry.done, request.model)
             model = await cache.load(choice)
@@ -297,3 +357,4 @@ def register(runtime: ServiceRuntime, settings: ScorerSettings) -> None:
     bus.subscribe(Topic.SCORING_REQUESTED, on_scoring_requested)
     runtime.add_background(serve_api)
     runtime.add_background(load_champion)
+    runtime.add_background(watch_parked)

@@ -42,6 +42,14 @@ class ScorerSettings(ServiceSettings):
         400, ge=1, le=5000,
         description="Most monitoring periods one batch file's date column may split it into (422 above).",
     )
+    scorer_park_timeout_s: float = Field(
+        900.0, ge=1, le=86_400,
+        description="How long a batch job for a run the scorer has not recorded yet waits for the run's "
+                    "training.done before it fails with 404.",
+    )
+    scorer_park_poll_s: float = Field(
+        5.0, gt=0, le=600, description="How often parked batch jobs are looked at (a recorded run wakes them at once).",
+    )
     scorer_reference_seed: int = Field(20260314, ge=0, le=2**31 - 1, description="Seed of the reference sample.")
     drift_psi_threshold: float = Field(
         0.2, gt=0, le=10,
