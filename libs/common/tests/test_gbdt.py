@@ -9,7 +9,7 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from ctrops_common.gbdt import GbdtModel, SeqFeatureSpec, _hash, learn_vocab, seq_features
+from ctrops_common.gbdt import _BIGRAM_MIX, GbdtModel, SeqFeatureSpec, _hash, learn_vocab, seq_features
 from ctrops_common.ml import Preprocess
 
 SPEC = SeqFeatureSpec(recent=4, short=2, last_values=2, buckets=4, bigram_buckets=2, vocab=(7, 9))
@@ -108,6 +108,51 @@ def test_rows_are_independent_of_the_chunking(monkeypatch):
     np.testing.assert_array_equal(seq_features(tokens, lengths, SeqFeatureSpec(vocab=(1, 2, 3))), whole)
     np.testing.assert_array_equal(seq_features(tokens[5:6], lengths[5:6], SeqFeatureSpec(vocab=(1, 2, 3))),
                                   whole[5:6])
+
+
+def reference_row(window: np.ndarray, length: int, spec: SeqFeatureSpec) -> list[float]:
+    """One row's features in plain Python, read off the module docstring (no numpy tricks)."""
+    nan = float("nan")
+    seq = [int(t) for t in window[:length]]  # oldest first
+    newest_first = seq[::-1]
+    recent = newest_first[:spec.recent]
+    repeats = sum(recent[i] == recent[i + 1] for i in range(len(recent) - 1))
+    earlier = [j for j in range(length - 1) if seq[j] == seq[-1]] if length else []
+    row = [float(length)]
+    row += [float(newest_first[k]) if k < length else nan for k in range(spec.last_values)]
+    row += [len(set(recent)), len(set(recent)) / len(recent) if recent else nan, repeats,
+            max(len(recent) - 1, 0) - repeats]
+    row += [(length - 1) - max(earlier) if earlier else nan, len(earlier) + 1 if length else 0]
+    row += [recent.count(t) for t in spec.vocab]
+    if spec.vocab_age:
+        row += [length - max(j for j in range(length) if seq[j] == t) if t in seq else nan for t in spec.vocab]
+
+    def counts(values: list[int], buckets: int) -> list[int]:
+        out = [0] * buckets
+        for b in _hash(np.array(values, dtype=np.uint64), buckets).tolist() if values else []:
+            out[b] += 1
+        return out
+
+    row += counts(recent, spec.buckets)
+    if spec.short:
+        row += counts(recent[:spec.short], spec.buckets)
+    mix = int(_BIGRAM_MIX)  # (older, newer) -> older * mix + newer, modulo 2^64
+    row += counts([(recent[i + 1] * mix + recent[i]) % (1 << 64) for i in range(len(recent) - 1)], spec.bigram_buckets)
+    return row
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_vectorised_features_equal_a_plain_per_row_reading(seed):
+    rng = np.random.default_rng(seed)
+    window = int(rng.integers(1, 40))
+    tokens = rng.integers(0, 12, size=(400, window))  # few values: repeats, gaps and vocabulary hits are common
+    tokens[rng.random(tokens.shape) < 0.05] = int(rng.integers(1 << 23, 1 << 30))  # rare huge tokens
+    lengths = rng.integers(0, window + 1, size=400)
+    spec = SeqFeatureSpec(recent=int(rng.integers(1, 20)), short=int(rng.integers(0, 4)), buckets=8,
+                          bigram_buckets=4, vocab=(0, 3, 7, 11, 1 << 40))
+    features = seq_features(tokens, lengths, spec)
+    expected = np.array([reference_row(tokens[i], int(lengths[i]), spec) for i in range(400)], dtype=np.float32)
+    np.testing.assert_array_equal(features, expected)
 
 
 def test_the_hash_is_fixed():

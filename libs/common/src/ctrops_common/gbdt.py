@@ -143,11 +143,8 @@ def seq_features(tokens: np.ndarray, lengths: np.ndarray, spec: SeqFeatureSpec) 
 def _seq_block(tokens: np.ndarray, lengths: np.ndarray, spec: SeqFeatureSpec) -> np.ndarray:
     n, window = tokens.shape
     r = spec.recent
-    # Column-major: the per-step loops below read one contiguous column per step.
-    tokens = np.asfortranarray(_as_int_tokens(tokens))
-    step = np.arange(window, dtype=np.int64)[None, :]
-    in_row = step < lengths[:, None]  # (n, window) real tokens, oldest first
-    columns: list[np.ndarray] = [lengths.astype(np.float32)[:, None]]
+    tokens = _as_int_tokens(tokens)
+    columns = [lengths.astype(np.float32)[:, None]]
 
     recent, valid = _recent_first(tokens, lengths, max(r, spec.last_values))
     last = recent[:, :spec.last_values].astype(np.float32)
@@ -167,26 +164,29 @@ def _seq_block(tokens: np.ndarray, lengths: np.ndarray, spec: SeqFeatureSpec) ->
     columns.append(np.stack([distinct, ratio, same.sum(axis=1), (pairs & ~same).sum(axis=1)], axis=1))
 
     # The most recent token's history in the whole window: when did it last occur, how often.
-    before_newest = step < (lengths - 1)[:, None]
+    step = np.arange(window, dtype=np.int64)
+    before_newest = step[None, :] < (lengths - 1)[:, None]
     again = (tokens == recent[:, :1]) & before_newest
-    previous = (again * (step + 1)).max(axis=1) - 1  # newest earlier position, -1 if none
-    gap = np.where(previous >= 0, (lengths - 1) - previous, np.nan)
-    count = np.where(lengths > 0, again.sum(axis=1) + 1, 0)
+    earlier = np.count_nonzero(again, axis=1)
+    previous = window - 1 - np.argmax(again[:, ::-1], axis=1)  # newest earlier position (when earlier > 0)
+    gap = np.where(earlier > 0, (lengths - 1) - previous, np.nan)
+    count = np.where(lengths > 0, earlier + 1, 0)
     columns.append(np.stack([gap, count], axis=1))
 
     if spec.vocab:
         v = len(spec.vocab)
-        slot = _vocab_slots(tokens, spec.vocab)  # (n, window): position in spec.vocab, -1 if not in it
-        known = (slot >= 0) & in_row
-        key = np.arange(n, dtype=np.int64)[:, None] * v + slot  # (row, vocabulary token) -> flat index
-        in_recent = known & (step >= (lengths - r)[:, None])
-        columns.append(np.bincount(key[in_recent], minlength=n * v).reshape(n, v))
+        base = np.arange(n, dtype=np.int64)[:, None] * v  # (row, vocabulary token) -> flat index
+        # Counts among the recent tokens only (read from ``recent``, a few columns, not the window).
+        recent_slot = _vocab_slots(recent, spec.vocab)
+        counted = recent_slot >= 0
+        columns.append(np.bincount((base + recent_slot)[counted], minlength=n * v).reshape(n, v))
         if spec.vocab_age:
+            # The newest position of each vocabulary token in the row: the largest of its positions.
+            slot = _vocab_slots(tokens, spec.vocab)  # (n, window): position in spec.vocab, -1 if not in it
+            known = (slot >= 0) & (step[None, :] < lengths[:, None])
+            rows, positions = np.nonzero(known)
             newest = np.full(n * v, -1, dtype=np.int64)
-            known, key = np.asfortranarray(known), np.asfortranarray(key)
-            for p in range(window):  # oldest first: the newest occurrence writes last
-                hit = known[:, p]
-                newest[key[hit, p]] = p  # one entry per row per step: no repeated index
+            np.maximum.at(newest, rows * v + slot[rows, positions], positions)
             newest = newest.reshape(n, v)
             columns.append(np.where(newest >= 0, lengths[:, None] - newest, np.nan))
     if spec.buckets:
@@ -260,10 +260,10 @@ class GbdtModel:
                              f"got {seq_features.shape}")
         return np.concatenate([x_tab, seq_features], axis=1)
 
-    def logits(self, x_tab: np.ndarray, seq_features: np.ndarray) -> np.ndarray:
-        """Raw scores (log-odds at ``preprocess.train_rate``), float64 (n,)."""
+    def logits(self, x_tab: np.ndarray, seq_features: np.ndarray, threads: int | None = None) -> np.ndarray:
+        """Raw scores (log-odds at ``preprocess.train_rate``), float64 (n,); ``threads`` overrides ``self.threads``."""
         return np.asarray(self.booster.predict(self.features(x_tab, seq_features), raw_score=True,
-                                               num_threads=self.threads), dtype=np.float64)
+                                               num_threads=threads or self.threads), dtype=np.float64)
 
     def contributions(self, x_tab: np.ndarray, seq_features: np.ndarray) -> np.ndarray:
         """TreeSHAP: (n, F + S + 1) per-feature contributions to the logit, the bias last."""
