@@ -323,7 +323,8 @@ def inproc_case(spec: dict) -> dict:
         profiler = cProfile.Profile()
         profiler.enable()
     result = score_file(store, store.path(spec["parquet"]), f"{os.getpid():08x}" + "0" * 24, model,
-                        accumulator=accumulator, chunk_rows=defaults["scorer_chunk_rows"])
+                        accumulator=accumulator, chunk_rows=defaults["scorer_chunk_rows"],
+                        threads=defaults["scorer_batch_threads"])
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(spec["profile"])

@@ -35,7 +35,7 @@ def test_chunked_scoring_equals_offline_and_feeds_the_period(tmp_path, trained, 
     accumulator = PeriodAccumulator(reference)
     seen = []
     job_id = new_id()
-    result = score_file(store, trained.parquet, job_id, model, accumulator=accumulator, chunk_rows=700,
+    result = score_file(store, trained.parquet, job_id, model, accumulator=accumulator, chunk_rows=700, threads=2,
                         progress=lambda done_rows, total: seen.append((done_rows, total)))
     assert result.rows == 3000 and result.labelled and result.location == predictions_path(job_id)
     assert seen == [(700, 3000), (1400, 3000), (2100, 3000), (2800, 3000), (3000, 3000)]

@@ -80,12 +80,14 @@ class LoadedModel:
             return np.asarray(self.model.encode_seq(tokens, np.asarray(lengths, dtype=np.int64)), dtype=np.float32)
         return self._encode_lstm(seq, lengths)
 
-    def logits(self, x_tab: np.ndarray, states: np.ndarray) -> np.ndarray:
-        """(n, F) filled float32 tabular rows and their (n, S) states -> (n,) float64 logits."""
+    def logits(self, x_tab: np.ndarray, states: np.ndarray, *, threads: int | None = None) -> np.ndarray:
+        """(n, F) filled float32 tabular rows and their (n, S) states -> (n,) float64 logits.
+        ``threads``: the LightGBM model's prediction threads for this call (the LSTM's are torch's)."""
         if self.kind == "gbdt":
             if len(x_tab) == 0:
                 return np.zeros(0)
-            return np.asarray(self.model.logits(np.asarray(x_tab, dtype=np.float32), states), dtype=np.float64)
+            return np.asarray(self.model.logits(np.asarray(x_tab, dtype=np.float32), states, threads),
+                              dtype=np.float64)
         return self._logits_lstm(x_tab, states)
 
     def probability(self, logits: np.ndarray) -> np.ndarray:

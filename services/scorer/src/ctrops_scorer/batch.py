@@ -5,8 +5,8 @@ inputs exactly as online requests do (``predict.table_rows``), appends ``row,pro
 lines to a temp file that becomes ``predictions_path(job_id)`` only when every row is scored,
 feeds each chunk's raw features, probabilities and labels (when the file has ``clicked``) to
 the monitoring period's accumulator, and reports progress after each chunk. The three steps
-run as a pipeline (reading the next chunk, scoring this one, writing and counting the one
-before), so they overlap on a second core. Memory is three chunks' worth whatever the file's
+run as a pipeline (reading the next chunk and encoding its sequences, scoring this one,
+writing and counting the one before), so they overlap on a second core. Memory is three chunks' worth whatever the file's
 size: the period keeps histogram counts and a bounded sample.
 
 A file whose Parquet copy has ``date`` (ingest's time column: each row's day in KST) and no
@@ -128,13 +128,14 @@ class BatchResult:
 
 
 def score_file(store: FileStore, parquet: Path, job_id: str, model: LoadedModel, *,
-               accumulator: PeriodAccumulator | None = None, chunk_rows: int = 50_000,
+               accumulator: PeriodAccumulator | None = None, chunk_rows: int = 50_000, threads: int | None = None,
                progress: Callable[[int, int], None] | None = None,
                periods: tuple[DateSplit, list[PeriodAccumulator]] | None = None) -> BatchResult:
     """Score every row of ``parquet`` into ``predictions_path(job_id)`` (blocking: call in a thread).
 
     ``periods`` (instead of one ``accumulator``): the file's date split and one accumulator per
-    period label; each row feeds the accumulator of its period."""
+    period label; each row feeds the accumulator of its period. ``threads``: LightGBM's
+    prediction threads (None: the model's own)."""
     started = time.perf_counter()
     if not parquet.exists():
         raise BatchInputError(f"the file to score ({parquet.name}) is missing from the store", 404)
@@ -156,9 +157,12 @@ def score_file(store: FileStore, parquet: Path, job_id: str, model: LoadedModel,
             writer = pacsv.CSVWriter(out, PREDICTIONS_SCHEMA, write_options=pacsv.WriteOptions(include_header=False))
             batches = source.iter_batches(batch_size=chunk_rows, columns=columns)
 
-            def read_next() -> Rows | None:
+            def read_next() -> tuple[Rows, np.ndarray] | None:
                 batch = next(batches, None)
-                return None if batch is None else table_rows(model, pa.Table.from_batches([batch]))
+                if batch is None:
+                    return None
+                rows = table_rows(model, pa.Table.from_batches([batch]))
+                return rows, model.encode(rows.seq, rows.lengths)
 
             def record(first: int, raw_tab: np.ndarray, clicked: np.ndarray, p: np.ndarray) -> None:
                 writer.write_table(pa.table([pa.array(np.arange(first, first + len(p))), pa.array(p)],
@@ -171,20 +175,22 @@ def score_file(store: FileStore, parquet: Path, job_id: str, model: LoadedModel,
                 if progress is not None:
                     progress(first + len(p), total)
 
-            # Three chunks in flight, one per stage: chunk i+2 read and turned into model inputs, chunk i+1
-            # scored by the model (here), chunk i written and counted into the period. The stages release
-            # the GIL for most of their work (Parquet decoding, LightGBM/torch, numpy), so they overlap
-            # on the second core; the period and the file still see the chunks in file order.
+            # Three chunks in flight, one per stage: chunk i+2 read, turned into model inputs and its
+            # sequences encoded (seq features / the LSTM), chunk i+1 scored by the model (here), chunk i
+            # written and counted into the period. The stages release the GIL for most of their work
+            # (Parquet decoding, numpy, LightGBM/torch), so they overlap on the second core; the period
+            # and the file still see the chunks in file order.
             reading = reader.submit(read_next)
             recording = None
-            while (rows := reading.result()) is not None:
+            while (read := reading.result()) is not None:
                 reading = reader.submit(read_next)
-                p = probabilities(model, rows)
+                rows, states = read
+                p = probabilities(model, rows, states=states, threads=threads)
                 if recording is not None:
                     recording.result()
                 recording = recorder.submit(record, done, rows.raw_tab, rows.clicked, p)
                 done += len(p)
-                del rows
+                del rows, states, read
             if recording is not None:
                 recording.result()
             writer.close()

@@ -287,7 +287,8 @@ def register(runtime: ServiceRuntime, settings: ScorerSettings) -> None:
         try:
             result: BatchResult = await asyncio.to_thread(
                 score_file, store, parquet, job_id, model, accumulator=accumulator,
-                chunk_rows=settings.scorer_chunk_rows, progress=progress, periods=periods)
+                chunk_rows=settings.scorer_chunk_rows, threads=settings.scorer_batch_threads, progress=progress,
+                periods=periods)
         except BatchInputError as exc:
             raise JobFailed(str(exc), exc.status_code) from None
         except Exception as exc:  # noqa: BLE001 - the same file would fail the same way again

@@ -15,12 +15,16 @@ from ctrops_common.model_inputs import DataFile, Rows
 from ctrops_common.model_loading import LoadedModel
 
 
-def probabilities(model: LoadedModel, rows: Rows) -> np.ndarray:
-    """(n,) float64 click probabilities of ``rows`` (blocking: call in a thread)."""
+def probabilities(model: LoadedModel, rows: Rows, *, states: np.ndarray | None = None,
+                  threads: int | None = None) -> np.ndarray:
+    """(n,) float64 click probabilities of ``rows`` (blocking: call in a thread). ``states``: the
+    rows' ``model.encode`` when already computed (a batch job encodes in its read stage);
+    ``threads``: LightGBM prediction threads for this call."""
     if len(rows) == 0:
         return np.zeros(0)
-    states = model.encode(rows.seq, rows.lengths)
-    return model.probability(model.logits(rows.x_tab, states))
+    if states is None:
+        states = model.encode(rows.seq, rows.lengths)
+    return model.probability(model.logits(rows.x_tab, states, threads=threads))
 
 
 def table_rows(model: LoadedModel, table: pa.Table) -> Rows:

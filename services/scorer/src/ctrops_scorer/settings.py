@@ -24,7 +24,11 @@ class ScorerSettings(ServiceSettings):
         4, ge=1, le=64, description="Models kept loaded (the champion always; the others least recently used)."
     )
     scorer_torch_threads: int = Field(1, ge=1, le=256, description="torch intra-op threads for scoring.")
-    scorer_gbdt_threads: int = Field(1, ge=1, le=256, description="LightGBM prediction threads.")
+    scorer_gbdt_threads: int = Field(1, ge=1, le=256, description="LightGBM prediction threads of online requests.")
+    scorer_batch_threads: int = Field(
+        2, ge=1, le=256,
+        description="LightGBM prediction threads of a batch job (its chunks are large enough to gain from a second core).",
+    )
     scorer_forward_rows: int = Field(
         2048, ge=16, le=1_000_000,
         description="Rows per model forward pass. The LSTM holds its input projection for every step of every row of a "
