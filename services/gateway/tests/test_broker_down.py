@@ -98,3 +98,73 @@ def test_replay_requests_again_every_run_whose_chain_did_not_end():
     runs = ["training", "failed", "trained", "explained", "reported", "unexplainable", "report_failed"]
     # still training; trained but never explained; explained but never reported
     assert unfinished(runs, seen) == ["training", "trained", "explained"]
+
+
+def test_replay_requests_again_every_scoring_job_without_an_answer(tmp_path: Path):
+    from datetime import datetime, timedelta, timezone
+    from types import SimpleNamespace
+
+    from ctrops_common.db import make_engine
+    from ctrops_common.events import Event, ScoringDone, ScoringFailed, ScoringRequested, Topic
+    from ctrops_gateway.replay import open_jobs
+    from ctrops_gateway.views import ReadModel
+
+    views = ReadModel(make_engine(f"sqlite:///{tmp_path / 'gateway.sqlite3'}"))
+    run_id = new_id()
+
+    def requested(job_id: str, **kwargs) -> Event:
+        return Event(type=Topic.SCORING_REQUESTED, correlation_id=job_id, **kwargs, payload=ScoringRequested(
+            job_id=job_id, run_id=run_id, file_id=new_id(), filename="m.csv", parquet_location="files/x/data.parquet",
+            rows=10, labelled=True))
+
+    queued, scored, failed, old, twice = (new_id() for _ in range(5))
+    for job_id in (queued, scored, failed, twice):
+        views.record(requested(job_id))
+    views.record(requested(twice))  # requested again already (an earlier replay): one job, once
+    views.record(requested(old, time=datetime.now(timezone.utc) - timedelta(days=2)))  # past the lookback
+    views.record(Event(type=Topic.SCORING_DONE, correlation_id=scored, payload=ScoringDone(
+        job_id=scored, run_id=run_id, model_kind="gbdt", rows=10, predictions_location="x", seconds=0.1)))
+    views.record(Event(type=Topic.SCORING_FAILED, correlation_id=failed,
+                       payload=ScoringFailed(job_id=failed, reason="no model", status_code=404)))
+
+    jobs = open_jobs(SimpleNamespace(views=views))
+    assert [j.job_id for j in jobs] == [queued, twice]
+    assert all(isinstance(j, ScoringRequested) and j.run_id == run_id for j in jobs)
+
+
+async def test_a_gateway_started_on_a_broker_that_lost_its_log_replays_what_it_recorded_as_open(
+        start_service, platform_env, data_dir: Path):
+    """The topics of this test's prefix are new, as on a memory-only broker started again: the runs and
+    jobs the gateway's database holds as open are requested again once; a restart beside the same
+    broker (its log kept) requests nothing again."""
+    import asyncio
+
+    from ctrops_common.db import make_engine
+    from ctrops_common.events import Event, ScoringRequested, Topic, TrainingConfig, TrainingRequested
+    from ctrops_common.testing import read_events
+    from ctrops_gateway.views import ReadModel
+
+    run_id, job_id, file_id = new_id(), new_id(), new_id()
+    (data_dir / "db").mkdir(exist_ok=True)
+    views = ReadModel(make_engine(f"sqlite:///{data_dir / 'db' / 'gateway.sqlite3'}"))
+    views.record(Event(type=Topic.TRAINING_REQUESTED, correlation_id=run_id, payload=TrainingRequested(
+        run_id=run_id, file_id=file_id, parquet_location=f"files/{file_id}/data.parquet", config=TrainingConfig())))
+    views.record(Event(type=Topic.SCORING_REQUESTED, correlation_id=job_id, payload=ScoringRequested(
+        job_id=job_id, run_id=run_id, file_id=file_id, filename="m.csv", parquet_location="files/x/data.parquet",
+        rows=10, labelled=False)))
+    views.engine.dispose()
+
+    gateway = start_service("gateway")
+    [run] = await read_events(Topic.TRAINING_REQUESTED, predicate=lambda e: e.correlation_id == run_id)
+    [job] = await read_events(Topic.SCORING_REQUESTED, predicate=lambda e: e.correlation_id == job_id)
+    assert run.payload.run_id == run_id and run.producer == "gateway" and job.payload.job_id == job_id
+    assert "it lost its log; replaying" in gateway.log()
+
+    gateway.stop()
+    again = start_service("gateway")
+    with httpx.Client(base_url=f"http://127.0.0.1:{again.port}", timeout=30) as client:
+        _health(client, lambda b: b["broker"]["consuming"], 30)
+    await asyncio.sleep(3)  # the start-up look happens before the consumer joins; give it time to act anyway
+    with pytest.raises(TimeoutError):  # still the one replayed request, no second
+        await read_events(Topic.TRAINING_REQUESTED, count=2, timeout_s=3, predicate=lambda e: e.correlation_id == run_id)
+    assert "lost its log" not in again.log(), again.log()[-2000:]

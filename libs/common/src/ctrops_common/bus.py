@@ -120,6 +120,24 @@ async def ensure_topics(settings: CommonSettings, topics: list[str] | None = Non
             await admin.close()
 
 
+async def topic_log_empty(settings: CommonSettings, topic: Topic) -> bool:
+    """True when no event was ever written to ``topic`` on this broker (every partition's end offset
+    is 0): a memory-only broker that restarted. Apache Kafka keeps its offsets past retention, so a
+    topic written to once never reads as empty there."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        name = settings.topic_prefix + topic.value
+        await consumer.topics()  # metadata, so the topic's partitions are known
+        partitions = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())]
+        if not partitions:
+            return True
+        ends = await consumer.end_offsets(partitions)
+        return all(offset == 0 for offset in ends.values())
+    finally:
+        await consumer.stop()
+
+
 class Bus:
     def __init__(
         self,

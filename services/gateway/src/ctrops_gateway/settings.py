@@ -33,6 +33,11 @@ class GatewaySettings(ServiceSettings):
         30, gt=0, le=3600,
         description="A request body (upload or JSON) that sends nothing this long is cut off: 408, nothing kept.",
     )
+    replay_on_start: bool = Field(
+        True,
+        description="At start-up (once the broker is reachable), request again the runs and batch jobs the read "
+        "model holds as open from the last day, as after a broker restart (replay.py); harmless when nothing was lost.",
+    )
     max_concurrent_uploads: int = Field(
         32, ge=1, le=10_000,
         description="Uploads received at once per gateway process (each holds a socket and a file); "
