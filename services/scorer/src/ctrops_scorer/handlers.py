@@ -200,12 +200,12 @@ def register(runtime: ServiceRuntime, settings: ScorerSettings) -> None:
             done = await score_job(request, requested_at)
         except RunNotRecorded:
             return False
-        finally:
-            # A batch frees hundreds of MB in pieces: given back, the next job's peak starts where this one did.
-            await asyncio.to_thread(release_free_memory)
         except JobFailed as exc:
             await fail(job_id, exc.reason, exc.status_code)
             return True
+        finally:
+            # A batch frees hundreds of MB in pieces: given back, the next job's peak starts where this one did.
+            await asyncio.to_thread(release_free_memory)
         await asyncio.to_thread(finished.put, done)
         await bus.publish(Topic.SCORING_DONE, done, correlation_id=job_id)
         return True
