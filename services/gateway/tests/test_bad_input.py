@@ -258,6 +258,47 @@ def test_stalled_bodies_are_cut_at_the_timeout_leave_nothing_and_uploads_are_bou
     connection.close()
 
 
+def test_bodies_that_trickle_are_cut_at_the_minimum_rate_and_leave_nothing(start_service, data_dir):
+    """Slowloris on the body: a few bytes every half second never stalls, yet it is cut once the body
+    averages less than CTROPS_REQUEST_BODY_MIN_RATE_BPS (500 B/s) past the stall timeout."""
+    import threading
+
+    gateway = start_service("gateway", {"CTROPS_REQUEST_BODY_TIMEOUT_S": "2", "CTROPS_RATE_LIMIT_UPLOADS_PER_MIN": "0"})
+    boundary = "drip"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.csv\"\r\n"
+            "Content-Type: text/csv\r\n\r\nhour,seq,clicked\n").encode()
+    stop = threading.Event()
+
+    def drip(sock: socket.socket, piece: bytes) -> None:
+        while not stop.wait(0.5):
+            try:
+                sock.sendall(piece)
+            except OSError:
+                return
+
+    started = time.monotonic()
+    upload = _stalled(gateway.port, "/api/upload", head, 1_000_000, f"multipart/form-data; boundary={boundary}")
+    body = _stalled(gateway.port, "/api/train", b'{"file_id": "', 100_000, "application/json")
+    drips = [threading.Thread(target=drip, args=(upload, b'1,"1,2",0\n'), daemon=True),
+             threading.Thread(target=drip, args=(body, b"0000000000"), daemon=True)]
+    for thread in drips:
+        thread.start()
+    try:
+        for sock in (upload, body):
+            status, headers, text = _answer(sock)
+            detail = json.loads(text)["detail"]
+            assert status == 408 and "too slowly" in detail and "CTROPS_REQUEST_BODY_MIN_RATE_BPS" in detail, text
+            assert headers.get("connection") == "close"
+        took = time.monotonic() - started
+        assert 2 <= took < 10, took  # past the stall timeout, long before the body could have ended
+    finally:
+        stop.set()
+        for sock in (upload, body):
+            sock.close()
+    uploads = data_dir / "uploads"
+    assert not uploads.exists() or not any(uploads.iterdir()), list(uploads.rglob("*"))
+
+
 def test_two_thousand_stalled_uploads_at_once_leave_the_gateway_healthy_and_nothing_behind(start_service, data_dir):
     """Issue 17's attack: every stalled upload used to hold two file handles until the process ran out."""
     gateway = start_service("gateway", {"CTROPS_REQUEST_BODY_TIMEOUT_S": "3", "CTROPS_RATE_LIMIT_UPLOADS_PER_MIN": "0"})

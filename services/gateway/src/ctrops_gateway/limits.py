@@ -7,6 +7,7 @@ A client is the authenticated client id, else the remote address (``caller.clien
 | request body of every route but the uploads (JSON) | CTROPS_MAX_JSON_BODY_KB | 413 |
 | JSON body of POST /api/predict/{run_id} (rows to score) | CTROPS_MAX_PREDICT_BODY_MB | 413 |
 | a request body that stalls (upload: checked by the upload route) | CTROPS_REQUEST_BODY_TIMEOUT_S | 408 |
+| a request body that trickles: its deadline is the stall timeout plus 1 s per CTROPS_REQUEST_BODY_MIN_RATE_BPS bytes received (Apache mod_reqtimeout's rule) | CTROPS_REQUEST_BODY_MIN_RATE_BPS | 408 |
 | uploads received at once (checked by the upload route) | CTROPS_MAX_CONCURRENT_UPLOADS | 503 + Retry-After |
 | upload size (checked by the upload route while streaming) | CTROPS_MAX_UPLOAD_MB | 413 |
 | uploads per minute, files to score included (token bucket, burst = the same number) | CTROPS_RATE_LIMIT_UPLOADS_PER_MIN | 429 + Retry-After |
@@ -38,6 +39,45 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .auth import refuse_websocket, send_json_error
+
+
+class BodyClock:
+    """When a request body must have arrived: ``stall_s`` after the last data (a stall), and at the
+    latest ``stall_s`` plus one second per ``min_rate`` bytes received after its start, so a body
+    dripped a few bytes at a time (slowloris) cannot hold a connection and an upload slot for hours
+    by never quite stalling. A 500 MB upload at 1 MB/s is far inside it."""
+
+    def __init__(self, stall_s: float, min_rate: float) -> None:
+        self.stall_s = stall_s
+        self.min_rate = min_rate
+        self.started = time.monotonic()
+        self.received = 0
+        self._stall_binds = True
+
+    def add(self, size: int) -> None:
+        self.received += size
+
+    def _deadline(self) -> float:
+        return self.started + self.stall_s + (self.received / self.min_rate if self.min_rate > 0 else math.inf)
+
+    def wait_s(self) -> float:
+        """How long the next piece of the body may take (remembers which limit that is)."""
+        remaining = self._deadline() - time.monotonic()
+        self._stall_binds = self.stall_s <= remaining
+        return max(0.0, min(self.stall_s, remaining))
+
+    def too_slow(self) -> bool:
+        return time.monotonic() >= self._deadline()
+
+    def explain(self, timed_out: bool = False) -> str:
+        """Why the body was cut: a stall (``timed_out`` waiting with the stall limit binding), or too slow
+        an average."""
+        if not (timed_out and self._stall_binds):
+            elapsed = time.monotonic() - self.started
+            return (f"The request body arrived too slowly: {self.received:,} bytes in {elapsed:.0f} s, less than "
+                    f"{self.min_rate:g} bytes per second after the first {self.stall_s:g} s "
+                    "(CTROPS_REQUEST_BODY_MIN_RATE_BPS)")
+        return f"The request body stalled: nothing arrived for {self.stall_s:g} s (CTROPS_REQUEST_BODY_TIMEOUT_S)"
 from .caller import client_key, method_of, principal_of, remote_addr, route_of
 
 if TYPE_CHECKING:
@@ -173,19 +213,19 @@ class LimitsMiddleware:
             return None
         chunks: list[bytes] = []
         size = 0
-        stall_s = self.settings.request_body_timeout_s
+        clock = BodyClock(self.settings.request_body_timeout_s, self.settings.request_body_min_rate_bps)
         while True:
             try:
-                message = await asyncio.wait_for(receive(), stall_s)
+                message = await asyncio.wait_for(receive(), clock.wait_s())
             except asyncio.TimeoutError:
-                await send_json_error(send, 408, f"The request body stalled: nothing arrived for {stall_s:g} s "
-                                                 "(CTROPS_REQUEST_BODY_TIMEOUT_S). Send the whole body at once.",
+                await send_json_error(send, 408, f"{clock.explain(timed_out=True)}. Send the whole body at once.",
                                       {"connection": "close"})
                 return None
             if message["type"] == "http.disconnect":
                 return None
             chunk = message.get("body", b"")
             size += len(chunk)
+            clock.add(len(chunk))
             if size > max_body:
                 await send_json_error(send, 413, too_big)
                 return None

@@ -33,6 +33,11 @@ class GatewaySettings(ServiceSettings):
         30, gt=0, le=3600,
         description="A request body (upload or JSON) that sends nothing this long is cut off: 408, nothing kept.",
     )
+    request_body_min_rate_bps: float = Field(
+        500, ge=0, le=1e9,
+        description="Slowest average a request body may arrive at: its deadline is CTROPS_REQUEST_BODY_TIMEOUT_S plus "
+        "1 s per this many bytes received (408 after; 0: no rate, only the stall timeout). Apache's MinRate default.",
+    )
     replay_on_start: bool = Field(
         True,
         description="At start-up (once the broker is reachable), request again the runs and batch jobs the read "

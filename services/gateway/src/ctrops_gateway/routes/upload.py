@@ -35,6 +35,7 @@ from ctrops_common.dataset import upload_path
 from ctrops_common.events import Event, FileUploaded, Topic, UploadPurpose, UploadReceived, new_id
 
 from ..broker_gate import require_broker, unavailable_response, wait_reply
+from ..limits import BodyClock
 from ..state import GatewayState, State
 
 log = logging.getLogger(__name__)
@@ -194,7 +195,7 @@ async def _receive(request: Request, state: GatewayState, file_id: str) -> tuple
     parser = MultipartParser(boundary, part.callbacks())
     store = state.store
     target = upload_path(file_id)
-    stall_s = state.settings.request_body_timeout_s
+    clock = BodyClock(state.settings.request_body_timeout_s, state.settings.request_body_min_rate_bps)
     tmp: Path | None = None
     fh: IO[bytes] | None = None
     try:
@@ -204,13 +205,16 @@ async def _receive(request: Request, state: GatewayState, file_id: str) -> tuple
             chunks = request.stream().__aiter__()
             while True:
                 try:
-                    chunk = await asyncio.wait_for(chunks.__anext__(), stall_s)
+                    chunk = await asyncio.wait_for(chunks.__anext__(), clock.wait_s())
                 except StopAsyncIteration:
                     break
                 except asyncio.TimeoutError:
-                    raise UploadError(408, f"The upload stalled: no data arrived for {stall_s:g} s "
-                                           "(CTROPS_REQUEST_BODY_TIMEOUT_S), so it was cut off and nothing of it "
+                    raise UploadError(408, f"{clock.explain(timed_out=True)}, so the upload was cut off and nothing of it "
                                            "was kept. Upload the file again.") from None
+                clock.add(len(chunk))
+                if clock.too_slow():
+                    raise UploadError(408, f"{clock.explain()}, so the upload was cut off and nothing of it "
+                                           "was kept. Upload the file again.")
                 parser.write(chunk)
                 if part.error:
                     raise part.error
