@@ -43,7 +43,7 @@ def progress(run_id: str, attempt: int, epoch: int) -> TrainingProgress:
 
 def live(event: Event[Any]) -> list[tuple[str, dict[str, Any]]]:
     """What the fan-out puts on the run's channel for one event (keys and messages, as on_* do)."""
-    payload = event.payload.model_dump(mode="json")
+    payload = event.payload
     if event.type == Topic.TRAINING_STARTED:
         return keyed(event.event_id, [started_message(payload)])
     return keyed(event.event_id, [*epoch_messages(payload), epoch_log(payload)])

@@ -67,10 +67,10 @@ def test_generated_60k_file_matches_the_generator_truth(start_service, gateway_c
     assert body["column_descriptions"]["l_feat_14"].startswith("광고 속성 14")
 
     record = gateway_client.app.state.gateway.views.file_record(body["file_id"])  # what POST /api/train reads
-    assert record is not None and record["rows"] == 60_000
-    table = pq.read_table(data_dir / record["parquet_location"], columns=["clicked"])
+    assert record is not None and record.rows == 60_000
+    table = pq.read_table(data_dir / record.parquet_location, columns=["clicked"])
     assert table.num_rows == 60_000 and sum(table.column("clicked").to_pylist()) == truth["clicks"]
-    assert (data_dir / record["profile_location"]).is_file()
+    assert (data_dir / record.profile_location).is_file()
     assert (data_dir / "uploads" / body["file_id"] / "original.csv").stat().st_size == path.stat().st_size
 
 
@@ -130,7 +130,7 @@ def test_every_bad_input_gets_its_status_and_message(unlimited_uploads, start_se
         assert body["validation"]["isValid"] is False
         assert any(words in e for e in body["validation"]["errors"]), body["validation"]
         accepted.append(body["file_id"])
-        assert gateway_client.app.state.gateway.views.file_record(body["file_id"])["parquet_location"] is None
+        assert gateway_client.app.state.gateway.views.file_record(body["file_id"]).parquet_location is None
 
     # Refused by the gateway itself, before ingest sees anything.
     for disposition, words in (

@@ -17,8 +17,9 @@ def test_prune_keeps_only_the_newest_snapshots(tmp_path):
         assert views.record(_snapshot(i))
     views.prune(Topic.MONITOR_SNAPSHOT, keep=5)
     kept = views.events(Topic.MONITOR_SNAPSHOT)
-    assert [e.payload["metrics"]["i"] for e in kept] == [7, 8, 9, 10, 11]
-    assert views.latest(Topic.MONITOR_SNAPSHOT).payload["metrics"]["i"] == 11
+    assert [e.payload.metrics["i"] for e in kept] == [7, 8, 9, 10, 11]
+    assert all(isinstance(e.payload, MonitorSnapshot) for e in kept)  # read back as the topic's model
+    assert views.latest(Topic.MONITOR_SNAPSHOT).payload.metrics["i"] == 11
     views.prune(Topic.MONITOR_SNAPSHOT, keep=5)  # nothing more to drop
     assert len(views.events(Topic.MONITOR_SNAPSHOT)) == 5
 

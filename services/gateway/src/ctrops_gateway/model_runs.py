@@ -29,7 +29,7 @@ def completed_runs(views: ReadModel, limit: int = RUNS_SCANNED) -> list[Training
     seen: set[str] = set()
     runs: list[TrainingDone] = []
     for stored in views.events(Topic.TRAINING_DONE, newest_first=True, limit=limit):
-        done = TrainingDone.model_validate(stored.payload)
+        done = stored.typed(TrainingDone)
         if done.run_id not in seen:
             seen.add(done.run_id)
             runs.append(done)
@@ -40,7 +40,7 @@ def done_of(views: ReadModel, run_id: str) -> TrainingDone | None:
     if not is_id(run_id):
         return None
     stored = views.latest(Topic.TRAINING_DONE, correlation_id=run_id)
-    return TrainingDone.model_validate(stored.payload) if stored is not None else None
+    return stored.typed(TrainingDone) if stored is not None else None
 
 
 def champion(views: ReadModel) -> TrainingDone | None:
@@ -51,7 +51,7 @@ def resolve_completed(views: ReadModel, ref: str) -> TrainingDone | None:
     """``latest``, ``champion`` or a run id -> that completed run (None: unknown or not finished)."""
     if ref == "latest":
         stored = views.latest(Topic.TRAINING_DONE)
-        return TrainingDone.model_validate(stored.payload) if stored is not None else None
+        return stored.typed(TrainingDone) if stored is not None else None
     if ref == "champion":
         return champion(views)
     return done_of(views, ref)

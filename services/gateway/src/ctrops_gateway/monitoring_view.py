@@ -58,7 +58,7 @@ def line_periods(views: ReadModel) -> list[LinePeriod]:
     rank = {done.run_id: i for i, done in enumerate(line)}
     newest: dict[str, MonitoringPeriod] = {}  # period id -> its latest report
     for stored in views.events(Topic.MONITORING_PERIOD):  # oldest first
-        period = MonitoringPeriod.model_validate(stored.payload)
+        period = stored.typed(MonitoringPeriod)
         if period.run_id in rank:
             newest.pop(period.period_id, None)
             newest[period.period_id] = period  # re-inserted: dict order = order of the latest reports

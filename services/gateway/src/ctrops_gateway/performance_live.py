@@ -25,7 +25,15 @@ from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
 
-from ctrops_common.events import Event, Topic
+from ctrops_common.events import (
+    EpochMetrics,
+    Event,
+    MonitorAlert,
+    MonitorSnapshot,
+    ServiceError,
+    Topic,
+    TrainingDone,
+)
 from ctrops_common.numbers import finite as finite_or
 from ctrops_common.service import PLATFORM_SERVICES
 from ctrops_common.storage import is_id
@@ -83,9 +91,10 @@ def open_alerts(views: ReadModel) -> list[dict[str, Any]]:
     """Incidents whose newest message is 'firing', most severe and newest first."""
     newest: dict[str, StoredEvent] = {}
     for event in views.events(Topic.MONITOR_ALERT):
-        newest[event.payload["alert_id"]] = event
+        newest[event.typed(MonitorAlert).alert_id] = event
     firing = [
-        {**e.payload, "timestamp": e.time.isoformat()} for e in newest.values() if e.payload["state"] == "firing"
+        {**e.payload.model_dump(mode="json"), "timestamp": e.time.isoformat()}
+        for e in newest.values() if e.payload.state == "firing"
     ]
     return sorted(firing, key=lambda a: (a["severity"] != "high", a["timestamp"]), reverse=False)
 
@@ -94,53 +103,66 @@ def recent_errors(views: ReadModel, limit: int = 20) -> list[dict[str, Any]]:
     return [error_entry(e.payload, e.time) for e in views.events(Topic.SERVICE_ERROR, newest_first=True, limit=limit)]
 
 
-def error_entry(payload: dict[str, Any], when: datetime) -> dict[str, Any]:
+def error_entry(error: ServiceError, when: datetime) -> dict[str, Any]:
     return {
-        "level": payload.get("level", "ERROR"),
-        "message": f"[{payload.get('service', '?')}] {payload.get('message', '')}",
+        "level": error.level,
+        "message": f"[{error.service}] {error.message}",
         "timestamp": when.isoformat(),
-        "stack": payload.get("stack", ""),
-        "service": payload.get("service"),
-        "run_id": payload.get("run_id"),
+        "stack": error.stack,
+        "service": error.service,
+        "run_id": error.run_id,
     }
 
 
 # -- the views ------------------------------------------------------------------------------
 
 
-def model_metrics(done: dict[str, Any] | None) -> dict[str, Any]:
-    """The contract's fields (fractions; 0 when unknown) plus the honest ones (null when unknown)."""
-    metrics = (done or {}).get("metrics", {})
-    f1 = finite(metrics.get("f1"))
+def model_metrics(metrics: EpochMetrics | None, done: TrainingDone | None = None) -> dict[str, Any]:
+    """The contract's fields (fractions; 0 when unknown) plus the honest ones (null when unknown), of
+    ``metrics`` (a run's champion's, or the latest epoch's); ``done`` names the champion."""
+    m = metrics or EMPTY_METRICS
+    f1 = finite(m.f1)
     return {
-        "accuracy": finite(metrics.get("val_accuracy")),
-        "precision": finite(metrics.get("precision")),
-        "recall": finite(metrics.get("recall")),
+        "accuracy": finite(m.val_accuracy),
+        "precision": finite(m.precision),
+        "recall": finite(m.recall),
         "f1_score": f1,
         "f1Score": f1,
-        "auc": finite(metrics.get("auc"), None),
-        "ap": finite(metrics.get("ap"), None),
-        "logloss": finite(metrics.get("logloss"), None),
-        "calibration": finite(metrics.get("calibration"), None),
-        "score": finite(metrics.get("score"), None),
-        "threshold": finite(metrics.get("threshold"), None),
+        "auc": finite(m.auc, None),
+        "ap": finite(m.ap, None),
+        "logloss": finite(m.logloss, None),
+        "calibration": finite(m.calibration, None),
+        "score": finite(m.score, None),
+        "threshold": finite(m.threshold, None),
         **champion_of(done),
     }
 
 
-def champion_of(done: dict[str, Any] | None) -> dict[str, Any]:
+# No metrics yet: every field unknown (the contract's fields read 0, the honest ones null).
+EMPTY_METRICS = EpochMetrics.model_construct(val_loss=None, val_accuracy=None)
+
+
+def snapshot_metrics(values: dict[str, float | None]) -> EpochMetrics:
+    """A monitor snapshot's model numbers as EpochMetrics (the monitor names val_accuracy ``accuracy``
+    and f1 ``f1_score``); unvalidated, as the snapshot's values may be null."""
+    names = set(EpochMetrics.model_fields) - {"val_accuracy", "f1"}
+    return EpochMetrics.model_construct(val_loss=values.get("val_loss"), val_accuracy=values.get("accuracy"),
+                                        f1=values.get("f1_score"),
+                                        **{k: v for k, v in values.items() if k in names and k != "val_loss"})
+
+
+def champion_of(done: TrainingDone | None) -> dict[str, Any]:
     """Which model the numbers are of: the run's champion (absent for runs from before the challenger)."""
-    done = done or {}
-    if not done.get("models"):
+    if done is None or not done.models:
         return {}
-    label = next((m.get("label") for m in done["models"] if m.get("kind") == done.get("champion")), None)
-    return {"champion": done.get("champion"), "model": label}
+    label = next((m.label for m in done.models if m.kind == done.champion), None)
+    return {"champion": done.champion, "model": label}
 
 
 def response_time(state: GatewayState, snapshot: StoredEvent | None) -> tuple[float, str]:
     """Platform p95 (ms) from the monitor (worst replica) or, without one, this gateway's own."""
     if snapshot is not None:
-        value = finite(snapshot.payload.get("metrics", {}).get("response_time"), None)
+        value = finite(snapshot.typed(MonitorSnapshot).metrics.get("response_time"), None)
         if value is not None:
             return round(value, 3), "monitor"
     return round(float(state.traffic.summary()["latency_p95_ms"]), 3), "gateway"
@@ -154,11 +176,12 @@ def current_metrics(state: GatewayState) -> dict[str, Any]:
     done = state.views.latest(Topic.TRAINING_DONE)
     snapshot = fresh_snapshot(state.views, snapshot_max_age(state))
     ms, source = response_time(state, snapshot)
-    run_id = done.payload["run_id"] if done else None
+    finished = done.typed(TrainingDone) if done else None
+    run_id = finished.run_id if finished else None
     return {
         "run_id": run_id,
         "runId": run_id,
-        **model_metrics(done.payload if done else None),
+        **model_metrics(finished.metrics if finished else None, finished),
         "response_time": ms,
         "responseTime": ms,
         "response_time_source": source,
@@ -197,7 +220,7 @@ def current_health(state: GatewayState) -> dict[str, Any]:
     """System health, 0..100, in both key spellings."""
     snapshot = fresh_snapshot(state.views, snapshot_max_age(state))
     if snapshot is not None:
-        health = {**snapshot.payload.get("health", {}), "source": "monitor", "as_of": snapshot.time.isoformat()}
+        health = {**snapshot.typed(MonitorSnapshot).health, "source": "monitor", "as_of": snapshot.time.isoformat()}
     else:
         health = _local_health(state)
     cpu, memory = percent(health.get("cpu_usage")), percent(health.get("memory_usage"))
@@ -305,7 +328,7 @@ def on_snapshot(state: GatewayState, event: Event[Any]) -> None:
     metrics = {
         "run_id": run_id,
         "runId": run_id,
-        **model_metrics({"metrics": {**values, "val_accuracy": values.get("accuracy"), "f1": values.get("f1_score")}}),
+        **model_metrics(snapshot_metrics(values)),
         "response_time": ms,
         "responseTime": ms,
         "response_time_source": "monitor",
@@ -328,7 +351,7 @@ def on_alert(state: GatewayState, event: Event[Any]) -> None:
 
 def on_error(state: GatewayState, event: Event[Any]) -> None:
     if _is_live(event):
-        state.hub.publish(CHANNEL, {"type": "error_log", "log": error_entry(event.payload.model_dump(), event.time)})
+        state.hub.publish(CHANNEL, {"type": "error_log", "log": error_entry(event.payload, event.time)})
 
 
 def _register() -> None:

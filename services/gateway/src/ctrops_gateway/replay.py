@@ -76,7 +76,7 @@ def open_runs(state: GatewayState) -> list[TrainingRequested]:
     firsts: dict[str, TrainingRequested] = {}
     for event in reversed(requested):
         if event.correlation_id and event.correlation_id not in firsts and event.time >= since:
-            firsts[event.correlation_id] = TrainingRequested.model_validate(event.payload)
+            firsts[event.correlation_id] = event.typed(TrainingRequested)
     if not firsts:
         return []
     topics = [t.value for t in (*TRAINING_END, *EXPLANATION_END, *REPORT_END)]
@@ -96,7 +96,7 @@ def open_jobs(state: GatewayState) -> list[ScoringRequested]:
     firsts: dict[str, ScoringRequested] = {}
     for event in reversed(requested):
         if event.correlation_id and event.correlation_id not in firsts and event.time >= since:
-            firsts[event.correlation_id] = ScoringRequested.model_validate(event.payload)
+            firsts[event.correlation_id] = event.typed(ScoringRequested)
     if not firsts:
         return []
     query = select(event_log.c.correlation_id).where(

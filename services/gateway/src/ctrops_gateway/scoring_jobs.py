@@ -67,14 +67,14 @@ def job_view(views: ReadModel, job_id: str) -> JobView | None:
         view.updated_at = max(view.updated_at, stored.time) if view.updated_at else stored.time
         if stored.topic == Topic.SCORING_REQUESTED.value:
             if view.requested is None:
-                view.requested = ScoringRequested.model_validate(stored.payload)
+                view.requested = stored.typed(ScoringRequested)
                 view.requested_at = stored.time
         elif stored.topic == Topic.SCORING_PROGRESS.value:
-            progress = ScoringProgress.model_validate(stored.payload)
+            progress = stored.typed(ScoringProgress)
             if view.progress is None or progress.rows_done >= view.progress.rows_done:
                 view.progress = progress
         elif stored.topic == Topic.SCORING_DONE.value:
-            view.done = view.done or ScoringDone.model_validate(stored.payload)
+            view.done = view.done or stored.typed(ScoringDone)
         elif stored.topic == Topic.SCORING_FAILED.value:
-            view.failed = view.failed or ScoringFailed.model_validate(stored.payload)
+            view.failed = view.failed or stored.typed(ScoringFailed)
     return view

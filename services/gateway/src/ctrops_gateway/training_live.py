@@ -37,7 +37,17 @@ from typing import Any
 from fastapi import WebSocket, WebSocketDisconnect
 from sqlalchemy import select
 
-from ctrops_common.events import Event, Topic
+from ctrops_common.events import (
+    EpochMetrics,
+    Event,
+    Topic,
+    TrainingConfig,
+    TrainingDone,
+    TrainingFailed,
+    TrainingProgress,
+    TrainingRequested,
+    TrainingStarted,
+)
 from ctrops_common.numbers import finite
 from ctrops_common.storage import is_id
 
@@ -64,10 +74,10 @@ def channel(run_id: str) -> str:
     return CHANNEL_PREFIX + run_id
 
 
-def metrics_both(metrics: dict[str, Any] | None) -> dict[str, Any]:
+def metrics_both(metrics: EpochMetrics | None) -> dict[str, Any]:
     """Every metric, JSON-safe, with the contract's camelCase twins (f1 also as f1_score/f1Score)."""
     out: dict[str, Any] = {}
-    for key, value in (metrics or {}).items():
+    for key, value in (metrics.model_dump(mode="json") if metrics is not None else {}).items():
         out[key] = finite(value)
         if key in CAMEL:
             out[CAMEL[key]] = out[key]
@@ -79,25 +89,24 @@ def metrics_both(metrics: dict[str, Any] | None) -> dict[str, Any]:
 MODEL_KO = {"lstm": "LSTM+MLP", "gbdt": "LightGBM(그래디언트 부스팅)"}
 
 
-def models_body(done: dict[str, Any]) -> dict[str, Any]:
+def models_body(done: TrainingDone) -> dict[str, Any]:
     """What a finished run says about its models: the champion, each model's numbers, their comparison,
     and the batch size the LSTM used beside the one asked for. Empty for runs from before the challenger."""
-    models = done.get("models") or []
-    if not models:
+    if not done.models:
         return {}
+    comparison = done.comparison.model_dump(mode="json") if done.comparison is not None else {}
     body: dict[str, Any] = {
-        "champion": done.get("champion", "lstm"),
-        "champion_label": next((m.get("label") for m in models if m.get("kind") == done.get("champion")), None),
-        "models": [{**{k: v for k, v in m.items() if k != "metrics"}, "metrics": metrics_both(m.get("metrics"))}
-                   for m in models],
-        "comparison": {k: finite(v) if isinstance(v, float) else v for k, v in (done.get("comparison") or {}).items()}
-        or None,
+        "champion": done.champion,
+        "champion_label": next((m.label for m in done.models if m.kind == done.champion), None),
+        "models": [{**m.model_dump(mode="json", exclude={"metrics"}), "metrics": metrics_both(m.metrics)}
+                   for m in done.models],
+        "comparison": {k: finite(v) if isinstance(v, float) else v for k, v in comparison.items()} or None,
     }
-    if done.get("batch"):
-        body["batch"] = done["batch"]
-    if done.get("model_uri"):
-        body.update(model_uri=done["model_uri"], registered_model=done.get("registered_model"),
-                    registered_version=done.get("registered_version"))
+    if done.batch is not None:
+        body["batch"] = done.batch.model_dump(mode="json")
+    if done.model_uri:
+        body.update(model_uri=done.model_uri, registered_model=done.registered_model,
+                    registered_version=done.registered_version)
     body["championLabel"] = body["champion_label"]
     return body
 
@@ -115,25 +124,44 @@ class RunView:
     failed: StoredEvent | None = None
     cancel_requested: bool = False
 
+    # The typed payloads (the events above keep their ids and times).
+    @property
+    def start(self) -> TrainingStarted | None:
+        return self.started.typed(TrainingStarted) if self.started is not None else None
+
+    @property
+    def request(self) -> TrainingRequested | None:
+        return self.requested.typed(TrainingRequested) if self.requested is not None else None
+
+    @property
+    def finished(self) -> TrainingDone | None:
+        return self.done.typed(TrainingDone) if self.done is not None else None
+
+    @property
+    def failure(self) -> TrainingFailed | None:
+        return self.failed.typed(TrainingFailed) if self.failed is not None else None
+
+    def epoch(self, index: int) -> TrainingProgress:
+        return self.epochs[index].typed(TrainingProgress)
+
     @property
     def attempt(self) -> int:
-        if self.started is not None:
-            return int(self.started.payload.get("attempt", 1))
-        return int(self.epochs[-1].payload.get("attempt", 1)) if self.epochs else 0
+        if self.start is not None:
+            return self.start.attempt
+        return self.epoch(-1).attempt if self.epochs else 0
 
     @property
     def max_attempts(self) -> int | None:
-        return self.started.payload.get("max_attempts") if self.started is not None else None
+        return self.start.max_attempts if self.start is not None else None
 
     @property
     def retry(self) -> dict[str, Any] | None:
         """Why the latest attempt is a retry (None for the first attempt or unknown)."""
-        payload = self.started.payload if self.started is not None else {}
-        if int(payload.get("attempt", 1)) <= 1:
+        start = self.start
+        if start is None or start.attempt <= 1:
             return None
-        cause = payload.get("retry_cause")
-        return {"cause": cause, "reason": payload.get("retry_reason"),
-                "reason_ko": RETRY_CAUSE_KO.get(cause or "", RETRY_CAUSE_KO[""])}
+        return {"cause": start.retry_cause, "reason": start.retry_reason,
+                "reason_ko": RETRY_CAUSE_KO.get(start.retry_cause or "", RETRY_CAUSE_KO[""])}
 
     @property
     def status(self) -> str:
@@ -142,28 +170,28 @@ class RunView:
         return "failed" if self.failed is not None else "training"
 
     @property
-    def config(self) -> dict[str, Any]:
-        if self.requested is not None:
-            return self.requested.payload.get("config", {})
-        return self.done.payload.get("config", {}) if self.done is not None else {}
+    def config(self) -> TrainingConfig | None:
+        if self.request is not None:
+            return self.request.config
+        return self.finished.config if self.finished is not None else None
 
     @property
     def total_epochs(self) -> int:
         if self.epochs:
-            return int(self.epochs[-1].payload["total_epochs"])
-        return int(self.config.get("epochs", 0))
+            return self.epoch(-1).total_epochs
+        return self.config.epochs if self.config is not None else 0
 
     @property
     def current_epoch(self) -> int:
-        if self.done is not None:
-            return int(self.done.payload.get("epochs_run", 0))
-        return int(self.epochs[-1].payload["epoch"]) if self.epochs else 0
+        if self.finished is not None:
+            return self.finished.epochs_run
+        return self.epoch(-1).epoch if self.epochs else 0
 
     @property
     def file_id(self) -> str | None:
-        for event in (self.requested, self.done):
-            if event is not None and event.payload.get("file_id"):
-                return event.payload["file_id"]
+        for payload in (self.request, self.finished):
+            if payload is not None and payload.file_id:
+                return payload.file_id
         return None
 
     @property
@@ -171,11 +199,11 @@ class RunView:
         first = self.requested or self.started or (self.epochs[0] if self.epochs else None) or self.done or self.failed
         return first.time if first is not None else None
 
-    def latest_metrics(self) -> dict[str, Any]:
+    def latest_metrics(self) -> EpochMetrics | None:
         """The kept (best) epoch's metrics once completed, else the latest finished epoch's."""
-        if self.done is not None:
-            return self.done.payload.get("metrics", {})
-        return self.epochs[-1].payload.get("metrics", {}) if self.epochs else {}
+        if self.finished is not None:
+            return self.finished.metrics
+        return self.epoch(-1).metrics if self.epochs else None
 
 
 def build_view(run_id: str, events: list[StoredEvent]) -> RunView | None:
@@ -191,7 +219,8 @@ def build_view(run_id: str, events: list[StoredEvent]) -> RunView | None:
         elif topic == Topic.TRAINING_STARTED.value:
             view.started = event
         elif topic == Topic.TRAINING_PROGRESS.value:
-            key = (int(event.payload.get("attempt", 1)), int(event.payload["epoch"]))
+            epoch = event.typed(TrainingProgress)
+            key = (epoch.attempt, epoch.epoch)
             progress.setdefault(key, event)  # one per epoch, even if an event was published twice
         elif topic == Topic.TRAINING_DONE.value:
             view.done = view.done or event  # a re-published done repeats the first
@@ -232,7 +261,7 @@ def resolve_run_id(views: ReadModel, run_id: str) -> str | None:
     """``latest`` -> the newest completed run; a known run id -> itself; otherwise None."""
     if run_id == "latest":
         done = views.latest(Topic.TRAINING_DONE)
-        return done.payload.get("run_id") if done is not None else None
+        return done.typed(TrainingDone).run_id if done is not None else None
     return run_id if run_view(views, run_id) is not None else None
 
 
@@ -253,27 +282,29 @@ def status_body(view: RunView) -> dict[str, Any]:
         "attempt": view.attempt,
         "max_attempts": view.max_attempts,
         "retry": view.retry,  # why the latest attempt is a retry (null for the first)
-        "experiment_name": view.config.get("experiment_name"),
-        "config": view.config,
-        "history": [{"epoch": e.payload["epoch"], **metrics_both(e.payload.get("metrics"))} for e in view.epochs],
+        "experiment_name": view.config.experiment_name if view.config is not None else None,
+        "config": view.config.model_dump(mode="json") if view.config is not None else {},
+        "history": [{"epoch": p.epoch, **metrics_both(p.metrics)}
+                    for p in (e.typed(TrainingProgress) for e in view.epochs)],
     }
-    replaces = view.requested.payload.get("replaces") if view.requested is not None else None
-    if replaces or (view.done is not None and view.done.payload.get("replaces")):
-        body["replaces"] = replaces or view.done.payload.get("replaces")  # a retrain: the run it replaces
-    batch = next((e.payload["batch"] for e in view.epochs if e.payload.get("batch")), None)
+    replaces = view.request.replaces if view.request is not None else None
+    if replaces or (view.finished is not None and view.finished.replaces):
+        body["replaces"] = replaces or view.finished.replaces  # a retrain: the run it replaces
+    batch = next((p.batch for p in (e.typed(TrainingProgress) for e in view.epochs) if p.batch), None)
     if batch is not None:
-        body["batch"] = batch  # the batch size the LSTM uses, beside the one asked for, and why
+        body["batch"] = batch.model_dump(mode="json")  # the batch size the LSTM uses, beside the one asked for, and why
     if view.done is not None:
-        done = view.done.payload
-        body.update(best_epoch=done.get("best_epoch"), epochs_run=done.get("epochs_run"),
-                    duration_s=finite(done.get("duration_s")), model_location=done.get("model_location"),
-                    mlflow_run_id=done.get("mlflow_run_id"), completed_at=view.done.time.isoformat(),
+        done = view.done.typed(TrainingDone)
+        body.update(best_epoch=done.best_epoch, epochs_run=done.epochs_run,
+                    duration_s=finite(done.duration_s), model_location=done.model_location,
+                    mlflow_run_id=done.mlflow_run_id, completed_at=view.done.time.isoformat(),
                     # Whether its champion became the platform's champion (a retrain only when not worse).
-                    promoted=done.get("promoted", True), promotion=done.get("promotion"),
+                    promoted=done.promoted,
+                    promotion=done.promotion.model_dump(mode="json") if done.promotion is not None else None,
                     **models_body(done))
     elif view.failed is not None:
-        body.update(error=view.failed.payload.get("reason", ""), cancelled=bool(view.failed.payload.get("cancelled")),
-                    failed_at=view.failed.time.isoformat())
+        failure = view.failed.typed(TrainingFailed)
+        body.update(error=failure.reason, cancelled=failure.cancelled, failed_at=view.failed.time.isoformat())
     else:
         body["cancel_requested"] = view.cancel_requested
     return body
@@ -302,14 +333,14 @@ def list_runs(views: ReadModel, limit: int = 500) -> list[dict[str, Any]]:
             "run_id": run_id,
             "created_at": view.created_at.isoformat() if view.created_at else None,
             "status": view.status,
-            "accuracy": finite(metrics.get("val_accuracy")),
+            "accuracy": finite(metrics.val_accuracy) if metrics is not None else None,
             "file_id": view.file_id,
-            "auc": finite(metrics.get("auc")),
+            "auc": finite(metrics.auc) if metrics is not None else None,
             "current_epoch": view.current_epoch,
             "total_epochs": view.total_epochs,
             "attempt": view.attempt,
-            "experiment_name": view.config.get("experiment_name"),
-            "champion": view.done.payload.get("champion") if view.done is not None else None,
+            "experiment_name": view.config.experiment_name if view.config is not None else None,
+            "champion": view.finished.champion if view.finished is not None else None,
         })
     return runs
 
@@ -340,24 +371,24 @@ def status_message(view: RunView) -> dict[str, Any]:
     elif view.status == "completed":
         text += f" (에폭 {view.current_epoch}/{view.total_epochs})"
     else:
-        text += f": {view.failed.payload.get('reason', '')}" if view.failed is not None else ""
+        text += f": {view.failure.reason}" if view.failure is not None else ""
     return log_message(text)
 
 
-def epoch_message(payload: dict[str, Any]) -> dict[str, Any]:
+def epoch_message(progress: TrainingProgress) -> dict[str, Any]:
     return {
         "type": "epoch_update",
-        "epoch": int(payload["epoch"]),
-        "total_epochs": int(payload["total_epochs"]),
-        "metrics": metrics_both(payload.get("metrics")),
-        "attempt": int(payload.get("attempt", 1)),
+        "epoch": progress.epoch,
+        "total_epochs": progress.total_epochs,
+        "metrics": metrics_both(progress.metrics),
+        "attempt": progress.attempt,
     }
 
 
-def epoch_log(payload: dict[str, Any]) -> dict[str, Any]:
-    m = payload.get("metrics", {})
-    auc, val_loss = finite(m.get("auc")), finite(m.get("val_loss"))
-    parts = [f"에폭 {payload['epoch']}/{payload['total_epochs']} 완료"]
+def epoch_log(progress: TrainingProgress) -> dict[str, Any]:
+    m = progress.metrics
+    auc, val_loss = finite(m.auc), finite(m.val_loss)
+    parts = [f"에폭 {progress.epoch}/{progress.total_epochs} 완료"]
     if auc is not None:
         parts.append(f"검증 AUC {auc:.3f}")
     if val_loss is not None:
@@ -365,23 +396,23 @@ def epoch_log(payload: dict[str, Any]) -> dict[str, Any]:
     return log_message(" - ".join([parts[0], ", ".join(parts[1:])]) if len(parts) > 1 else parts[0])
 
 
-def challenger_log(payload: dict[str, Any]) -> dict[str, Any] | None:
+def challenger_log(done: TrainingDone) -> dict[str, Any] | None:
     """The challenger's result and the champion, in words (None for runs from before the challenger)."""
-    by_kind = {m.get("kind"): m for m in payload.get("models") or []}
+    by_kind = {m.kind: m for m in done.models}
     if "gbdt" not in by_kind or "lstm" not in by_kind:
         return None
-    auc = {k: finite((m.get("metrics") or {}).get("auc")) for k, m in by_kind.items()}
-    champion = payload.get("champion", "lstm")
+    auc = {k: finite(m.metrics.auc) for k, m in by_kind.items()}
+    champion = done.champion
     text = "도전 모델 LightGBM 학습 완료"
     if auc["gbdt"] is not None:
         text += f": 검증 AUC {auc['gbdt']:.3f}"
     if auc["lstm"] is not None:
         text += f" (LSTM+MLP {auc['lstm']:.3f})"
-    comparison = payload.get("comparison") or {}
-    p_value = finite(comparison.get("p_value"))
-    if p_value is not None:
-        diff = finite(comparison.get("difference")) or 0.0
-        lo, hi = finite(comparison.get("ci_low")), finite(comparison.get("ci_high"))
+    comparison = done.comparison
+    p_value = finite(comparison.p_value) if comparison is not None else None
+    if comparison is not None and p_value is not None:
+        diff = finite(comparison.difference) or 0.0
+        lo, hi = finite(comparison.ci_low), finite(comparison.ci_high)
         text += f". AUC 차이 {diff:+.3f}"
         if lo is not None and hi is not None:
             text += f" (95% 신뢰구간 {lo:+.3f}~{hi:+.3f}"
@@ -392,58 +423,57 @@ def challenger_log(payload: dict[str, Any]) -> dict[str, Any] | None:
     return log_message(text + ".")
 
 
-def complete_messages(payload: dict[str, Any]) -> list[dict[str, Any]]:
-    metrics = metrics_both(payload.get("metrics"))
+def complete_messages(done: TrainingDone) -> list[dict[str, Any]]:
+    metrics = metrics_both(done.metrics)
     auc = metrics.get("auc")
-    models = models_body(payload)
-    text = f"학습이 완료되었습니다. 최고 에폭 {payload.get('best_epoch')}/{payload.get('epochs_run')}"
+    models = models_body(done)
+    text = f"학습이 완료되었습니다. 최고 에폭 {done.best_epoch}/{done.epochs_run}"
     if models:
         text = f"학습이 완료되었습니다. 챔피언 {MODEL_KO.get(models['champion'], models['champion'])}"
     if auc is not None:
         text += f", 검증 AUC {auc:.3f}"
-    challenger = challenger_log(payload)
+    challenger = challenger_log(done)
     return [
         *([challenger] if challenger is not None else []),
         log_message(text),
-        {"type": "training_complete", "metrics": metrics, "run_id": payload.get("run_id"),
-         "best_epoch": payload.get("best_epoch"), "epochs_run": payload.get("epochs_run"),
-         "model_location": payload.get("model_location"), **models},
+        {"type": "training_complete", "metrics": metrics, "run_id": done.run_id,
+         "best_epoch": done.best_epoch, "epochs_run": done.epochs_run,
+         "model_location": done.model_location, **models},
     ]
 
 
-def epoch_messages(payload: dict[str, Any]) -> list[dict[str, Any]]:
+def epoch_messages(progress: TrainingProgress) -> list[dict[str, Any]]:
     """An epoch's update, with the batch-size note on the first epoch when there is one."""
-    batch = batch_log(payload)
-    return [epoch_message(payload), *([batch] if batch is not None else [])]
+    batch = batch_log(progress)
+    return [epoch_message(progress), *([batch] if batch is not None else [])]
 
 
-def batch_log(payload: dict[str, Any]) -> dict[str, Any] | None:
+def batch_log(progress: TrainingProgress) -> dict[str, Any] | None:
     """Said once, with the first epoch: the batch size used when it differs from the one asked for."""
-    batch = payload.get("batch") or {}
-    if int(payload.get("epoch", 0)) != 1 or not batch.get("reason"):
+    batch = progress.batch
+    if progress.epoch != 1 or batch is None or not batch.reason:
         return None
     return log_message(
-        f"배치 크기: 요청 {batch.get('requested')}, 사용 {batch.get('used')} "
-        f"(에폭당 학습 행 {batch.get('train_rows_per_epoch')}개, 에폭당 최적화 단계 {batch.get('steps_per_epoch')}회). "
-        f"이유: 요청한 배치로는 에폭당 최적화 단계가 너무 적어 모델이 학습하지 못합니다. ({batch.get('reason')})"
+        f"배치 크기: 요청 {batch.requested}, 사용 {batch.used} "
+        f"(에폭당 학습 행 {batch.train_rows_per_epoch}개, 에폭당 최적화 단계 {batch.steps_per_epoch}회). "
+        f"이유: 요청한 배치로는 에폭당 최적화 단계가 너무 적어 모델이 학습하지 못합니다. ({batch.reason})"
     )
 
 
-def failed_messages(payload: dict[str, Any]) -> list[dict[str, Any]]:
-    reason = payload.get("reason", "")
-    cancelled = bool(payload.get("cancelled"))
+def failed_messages(failed: TrainingFailed) -> list[dict[str, Any]]:
+    reason, cancelled = failed.reason, failed.cancelled
     text = "학습이 취소되었습니다." if cancelled else f"학습에 실패했습니다: {reason}"
     return [log_message(text), {"type": "training_failed", "error": reason, "cancelled": cancelled}]
 
 
-def started_message(payload: dict[str, Any]) -> dict[str, Any]:
-    attempt = int(payload.get("attempt", 1))
+def started_message(started: TrainingStarted) -> dict[str, Any]:
+    attempt = started.attempt
     if attempt <= 1:
         return log_message("학습을 시작했습니다.")
-    most = payload.get("max_attempts")
+    most = started.max_attempts
     of = f"시도 {attempt}/{most}" if most else f"시도 {attempt}"
-    why = RETRY_CAUSE_KO.get(payload.get("retry_cause") or "", RETRY_CAUSE_KO[""])
-    detail = f" ({payload['retry_reason']})" if payload.get("retry_reason") else ""
+    why = RETRY_CAUSE_KO.get(started.retry_cause or "", RETRY_CAUSE_KO[""])
+    detail = f" ({started.retry_reason})" if started.retry_reason else ""
     return log_message(f"학습을 다시 시작합니다 ({of}). 이유: {why}{detail}. 새 시도는 에폭 1부터 다시 학습하며, "
                        "이미 받은 에폭은 다시 보내지 않고 그다음 에폭부터 이어서 보냅니다.")
 
@@ -469,13 +499,13 @@ def history_messages(view: RunView) -> list[tuple[str, dict[str, Any]]]:
     """(dedupe key, message) for a client that just connected."""
     messages: list[tuple[str, dict[str, Any]]] = [("status", status_message(view))]
     if view.started is not None:
-        messages.append((f"{view.started.event_id}:log", started_message(view.started.payload)))
+        messages.append((f"{view.started.event_id}:log", started_message(view.started.typed(TrainingStarted))))
     for event in view.epochs:  # without the per-epoch log lines (keys as in the live fan-out, which sends them last)
-        messages += keyed(event.event_id, epoch_messages(event.payload))
-    final = view.done or view.failed
-    if final is not None:
-        build = complete_messages if view.done is not None else failed_messages
-        messages += keyed(final.event_id, build(final.payload))
+        messages += keyed(event.event_id, epoch_messages(event.typed(TrainingProgress)))
+    if view.done is not None:
+        messages += keyed(view.done.event_id, complete_messages(view.done.typed(TrainingDone)))
+    elif view.failed is not None:
+        messages += keyed(view.failed.event_id, failed_messages(view.failed.typed(TrainingFailed)))
     return messages
 
 
@@ -495,21 +525,20 @@ def _push(state: GatewayState, event: Event[Any], messages: list[dict[str, Any]]
         state.hub.publish(channel(run_id), {**message, "_key": key, "_final": final, "_text": encode(message)})
 
 
-def on_started(state: GatewayState, event: Event[Any]) -> None:
-    _push(state, event, [started_message(event.payload.model_dump(mode="json"))])
+def on_started(state: GatewayState, event: Event[TrainingStarted]) -> None:
+    _push(state, event, [started_message(event.payload)])
 
 
-def on_progress(state: GatewayState, event: Event[Any]) -> None:
-    payload = event.payload.model_dump(mode="json")
-    _push(state, event, [*epoch_messages(payload), epoch_log(payload)])
+def on_progress(state: GatewayState, event: Event[TrainingProgress]) -> None:
+    _push(state, event, [*epoch_messages(event.payload), epoch_log(event.payload)])
 
 
-def on_done(state: GatewayState, event: Event[Any]) -> None:
-    _push(state, event, complete_messages(event.payload.model_dump(mode="json")), final=True)
+def on_done(state: GatewayState, event: Event[TrainingDone]) -> None:
+    _push(state, event, complete_messages(event.payload), final=True)
 
 
-def on_failed(state: GatewayState, event: Event[Any]) -> None:
-    _push(state, event, failed_messages(event.payload.model_dump(mode="json")), final=True)
+def on_failed(state: GatewayState, event: Event[TrainingFailed]) -> None:
+    _push(state, event, failed_messages(event.payload), final=True)
 
 
 def _register() -> None:
@@ -629,7 +658,7 @@ class _Outbox:
         """The hold expired: send the epochs the read model has, then the end."""
         view = await asyncio.to_thread(run_view, views, run_id)
         for event in view.epochs if view is not None else []:
-            await self.offer(f"{event.event_id}:epoch_update", epoch_message(event.payload))
+            await self.offer(f"{event.event_id}:epoch_update", epoch_message(event.typed(TrainingProgress)))
         await self.flush(force=True)
 
     def _epochs_missing(self, end: dict[str, Any] | None) -> bool:

@@ -24,7 +24,7 @@ import json
 import threading
 from collections import OrderedDict
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Column,
@@ -44,7 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from ctrops_common.db import as_utc
-from ctrops_common.events import Event, Topic
+from ctrops_common.events import TOPIC_PAYLOADS, Event, FileUploaded, Payload, Topic, TrainingRequested
 from ctrops_common.migrate import Schema, upgrade
 from ctrops_common.storage import is_id
 
@@ -76,7 +76,13 @@ heartbeats = Table(
 )
 
 
+P = TypeVar("P", bound=Payload)
+
+
 class StoredEvent:
+    """An event as the read model keeps it; ``payload`` is the topic's typed model (``TOPIC_PAYLOADS``),
+    read back from the stored JSON as that model, never as a dict."""
+
     __slots__ = ("seq", "event_id", "topic", "correlation_id", "time", "payload")
 
     def __init__(self, row: Any) -> None:
@@ -85,7 +91,15 @@ class StoredEvent:
         self.topic = row.topic
         self.correlation_id = row.correlation_id
         self.time = as_utc(row.time)
-        self.payload: dict[str, Any] = json.loads(row.payload)
+        payload = row.payload
+        self.payload: Any = (TOPIC_PAYLOADS[Topic(row.topic)].model_validate_json(payload)
+                             if isinstance(payload, (str, bytes)) else payload)
+
+    def typed(self, cls: type[P]) -> P:
+        """The payload as ``cls``, the model of the topic it was stored under (TypeError otherwise)."""
+        if not isinstance(self.payload, cls):
+            raise TypeError(f"a {self.topic} event carries {type(self.payload).__name__}, not {cls.__name__}")
+        return self.payload
 
 
 class _Row:
@@ -93,13 +107,13 @@ class _Row:
 
     __slots__ = ("seq", "event_id", "topic", "correlation_id", "time", "payload")
 
-    def __init__(self, seq: int | None, event: Event[Any], payload_json: str) -> None:
+    def __init__(self, seq: int | None, event: Event[Any]) -> None:
         self.seq = seq
         self.event_id = event.event_id
         self.topic = event.type.value
         self.correlation_id = event.correlation_id
         self.time = event.time
-        self.payload = payload_json
+        self.payload = event.payload  # the typed payload itself: no JSON round trip
 
 
 # The topics of a training run's view (training_live.build_view), kept in memory by run id.
@@ -162,7 +176,7 @@ class ReadModel:
             # which this replica's copy may not have yet.
             seq, stored = None, False
         if event.type.value in _RUN_TOPIC_VALUES and event.correlation_id:
-            self._remember(StoredEvent(_Row(seq, event, payload)))
+            self._remember(StoredEvent(_Row(seq, event)))
         return stored
 
     def _remember(self, stored: StoredEvent) -> None:
@@ -274,13 +288,13 @@ class ReadModel:
 
     # -- uploaded files (upload area) ---------------------------------------------
 
-    def file_record(self, file_id: str) -> dict[str, Any] | None:
+    def file_record(self, file_id: str) -> FileUploaded | None:
         """The ``file.uploaded`` payload of ``file_id`` (``parquet_location`` is None when the
         data is invalid), or None for an unknown, rejected or malformed id."""
         if not is_id(file_id):
             return None
         found = self.latest(Topic.FILE_UPLOADED, correlation_id=file_id)
-        if found is None or found.payload.get("file_id") != file_id:
+        if found is None or found.payload.file_id != file_id:
             return None
         return found.payload
 
@@ -292,8 +306,8 @@ class ReadModel:
             event_log.c.topic == Topic.TRAINING_REQUESTED.value, event_log.c.time >= since
         )
         with self.engine.connect() as conn:
-            payloads = [json.loads(r[0]) for r in conn.execute(query)]
-        return {p["run_id"] for p in payloads if p.get("client_id") == client_id and isinstance(p.get("run_id"), str)}
+            requests = [TrainingRequested.model_validate_json(r[0]) for r in conn.execute(query)]
+        return {r.run_id for r in requests if r.client_id == client_id}
 
     def finished_runs(self, run_ids: set[str]) -> set[str]:
         """Those of ``run_ids`` with a ``training.done`` or ``training.failed`` (cancelled included) event."""

@@ -31,7 +31,16 @@ from fastapi import APIRouter
 from pydantic import ValidationError
 
 from ctrops_common.dataset import profile_path, run_dir
-from ctrops_common.events import Topic
+from ctrops_common.events import (
+    EpochMetrics,
+    FileUploaded,
+    ReportFailed,
+    ReportReady,
+    Topic,
+    TrainingDone,
+    TrainingFailed,
+    TrainingProgress,
+)
 from ctrops_common.report_doc import ReportDoc
 from ctrops_common.storage import is_id
 
@@ -57,17 +66,14 @@ def _round(value: Any, digits: int = 4) -> float:
 # -- engineers ------------------------------------------------------------------------------
 
 
-def _epochs(state: GatewayState, run_id: str) -> list[dict[str, Any]]:
-    """One entry per epoch of the run's newest attempt (a retried attempt replaces the old one)."""
-    events = state.views.events(Topic.TRAINING_PROGRESS, correlation_id=run_id)
+def _epochs(state: GatewayState, run_id: str) -> list[tuple[int, EpochMetrics]]:
+    """(epoch, metrics) per epoch of the run's newest attempt (a retried attempt replaces the old one)."""
+    events = [e.typed(TrainingProgress) for e in state.views.events(Topic.TRAINING_PROGRESS, correlation_id=run_id)]
     if not events:
         return []
-    attempt = max(e.payload.get("attempt", 1) for e in events)
-    by_epoch: dict[int, dict[str, Any]] = {}
-    for e in events:
-        if e.payload.get("attempt", 1) == attempt:
-            by_epoch[int(e.payload["epoch"])] = e.payload["metrics"]
-    return [{"epoch": n, **by_epoch[n]} for n in sorted(by_epoch)]
+    attempt = max(e.attempt for e in events)
+    by_epoch = {e.epoch: e.metrics for e in events if e.attempt == attempt}
+    return [(n, by_epoch[n]) for n in sorted(by_epoch)]
 
 
 def performance_data(state: GatewayState) -> dict[str, Any]:
@@ -81,24 +87,24 @@ def performance_data(state: GatewayState) -> dict[str, Any]:
 
 def training_curves(state: GatewayState) -> dict[str, Any]:
     latest = state.views.latest(Topic.TRAINING_PROGRESS)
-    run_id = latest.payload.get("run_id") if latest else None
+    run_id = latest.typed(TrainingProgress).run_id if latest else None
     epochs = _epochs(state, run_id) if run_id else []
-    labels = [f"Epoch {e['epoch']}" for e in epochs]
-    f1 = [_round(e.get("f1")) for e in epochs]
+    labels = [f"Epoch {n}" for n, _ in epochs]
+    f1 = [_round(m.f1) for _, m in epochs]
     return {
         "source": "training",
         "runId": run_id,
         "labels": labels,
         "months": labels,  # the guide's name for the x axis
-        "accuracy": [_round(e.get("train_accuracy")) for e in epochs],
-        "valAccuracy": [_round(e.get("val_accuracy")) for e in epochs],
-        "loss": [_round(e.get("train_loss")) for e in epochs],
-        "valLoss": [_round(e.get("val_loss")) for e in epochs],
+        "accuracy": [_round(m.train_accuracy) for _, m in epochs],
+        "valAccuracy": [_round(m.val_accuracy) for _, m in epochs],
+        "loss": [_round(m.train_loss) for _, m in epochs],
+        "valLoss": [_round(m.val_loss) for _, m in epochs],
         # F1 is measured on validation only; both series carry it so the chart has no hole.
         "f1Score": f1,
         "valF1Score": f1,
-        "auc": [live.finite(e.get("auc"), None) for e in epochs],
-        "ap": [live.finite(e.get("ap"), None) for e in epochs],
+        "auc": [live.finite(m.auc, None) for _, m in epochs],
+        "ap": [live.finite(m.ap, None) for _, m in epochs],
     }
 
 
@@ -107,25 +113,25 @@ def latest_run(state: GatewayState) -> dict[str, Any]:
     if done is None:
         return {"runId": None, "trainingTime": 0.0, "epochs": 0, "batchSize": 0, "learningRate": 0.0,
                 "optimizer": "Adam", "finalLoss": 0.0, "bestAccuracy": 0.0, "status": "none"}
-    payload = done.payload
-    config, metrics = payload.get("config", {}), payload.get("metrics", {})
+    finished = done.typed(TrainingDone)
+    config, metrics = finished.config, finished.metrics
     return {
-        "runId": payload["run_id"],
-        "experimentName": payload.get("experiment_name"),
-        "trainingTime": _round((live.finite(payload.get("duration_s")) or 0.0) / 60.0, 2),
-        "epochs": payload.get("epochs_run", config.get("epochs", 0)),
-        "bestEpoch": payload.get("best_epoch"),
-        "batchSize": config.get("batch_size", 0),
-        "learningRate": live.finite(config.get("learning_rate")),
+        "runId": finished.run_id,
+        "experimentName": finished.experiment_name,
+        "trainingTime": _round((live.finite(finished.duration_s) or 0.0) / 60.0, 2),
+        "epochs": finished.epochs_run,
+        "bestEpoch": finished.best_epoch,
+        "batchSize": config.batch_size,
+        "learningRate": live.finite(config.learning_rate),
         "optimizer": "Adam",
-        "finalLoss": _round(metrics.get("val_loss")),
-        "bestAccuracy": _round(100.0 * (live.finite(metrics.get("val_accuracy")) or 0.0), 2),
-        "auc": live.finite(metrics.get("auc"), None),
-        "ap": live.finite(metrics.get("ap"), None),
+        "finalLoss": _round(metrics.val_loss),
+        "bestAccuracy": _round(100.0 * (live.finite(metrics.val_accuracy) or 0.0), 2),
+        "auc": live.finite(metrics.auc, None),
+        "ap": live.finite(metrics.ap, None),
         "finishedAt": done.time.isoformat(),
         "status": "completed",
-        **live.champion_of(payload),
-        "batchSizeUsed": (payload.get("batch") or {}).get("used", config.get("batch_size", 0)),
+        **live.champion_of(finished),
+        "batchSizeUsed": finished.batch.used if finished.batch is not None else config.batch_size,
     }
 
 
@@ -146,13 +152,14 @@ def _stage_durations(state: GatewayState) -> list[tuple[str, float]]:
     done = state.views.latest(Topic.TRAINING_DONE)
     if done is None:
         return []
-    run_id = done.payload["run_id"]
+    finished = done.typed(TrainingDone)
+    run_id = finished.run_id
     stages: list[tuple[str, float]] = []
     requested = live.find_run_event(state.views, Topic.TRAINING_REQUESTED, run_id)
     started = live.find_run_event(state.views, Topic.TRAINING_STARTED, run_id)
     if requested is not None and started is not None and started.time >= requested.time:
         stages.append(("학습 대기 (queue)", (started.time - requested.time).total_seconds() * 1000))
-    stages.append(("모델 학습 (trainer)", (live.finite(done.payload.get("duration_s")) or 0.0) * 1000))
+    stages.append(("모델 학습 (trainer)", (live.finite(finished.duration_s) or 0.0) * 1000))
     explained = live.find_run_event(state.views, Topic.EXPLANATION_DONE, run_id)
     if explained is not None and explained.time >= done.time:
         stages.append(("LIME 설명 (explainer)", (explained.time - done.time).total_seconds() * 1000))
@@ -305,11 +312,11 @@ def _sources(state: GatewayState) -> tuple[StoredEvent | None, StoredEvent | Non
     """(latest finished run, the upload it learned from, else the latest valid upload)."""
     done = state.views.latest(Topic.TRAINING_DONE)
     upload = None
-    if done is not None and is_id(done.payload.get("file_id", "")):
-        upload = state.views.latest(Topic.FILE_UPLOADED, correlation_id=done.payload["file_id"])
+    if done is not None and is_id(done.typed(TrainingDone).file_id):
+        upload = state.views.latest(Topic.FILE_UPLOADED, correlation_id=done.payload.file_id)
     if upload is None:
         upload = next((e for e in state.views.events(Topic.FILE_UPLOADED, newest_first=True, limit=50)
-                       if e.payload.get("validation", {}).get("is_valid")), None)
+                       if e.typed(FileUploaded).validation.is_valid), None)
     return done, upload
 
 
@@ -405,13 +412,13 @@ def run_report(state: GatewayState, done: StoredEvent | None) -> RunReport:
     """The stored report.json of the run, read back through ReportDoc; never a second estimate."""
     if done is None:
         return RunReport("no_run", "아직 완료된 학습이 없습니다. 학습이 끝나면 리포트가 금액을 추정합니다.")
-    run_id = str(done.payload.get("run_id", ""))
+    run_id = done.typed(TrainingDone).run_id
     raw = _read_json(state, f"{run_dir(run_id)}/report.json") if is_id(run_id) else None
     if raw is None:
         failed = (state.views.latest(Topic.EXPLANATION_FAILED, run_id)
                   or state.views.latest(Topic.REPORT_FAILED, run_id))
-        if failed is not None and not failed.payload.get("retryable", False):
-            return RunReport("failed", f"이 실행의 리포트를 만들지 못했습니다: {failed.payload.get('reason', '')}"[:500])
+        if failed is not None and not (isinstance(failed.payload, ReportFailed) and failed.payload.retryable):
+            return RunReport("failed", f"이 실행의 리포트를 만들지 못했습니다: {failed.payload.reason}"[:500])
         return RunReport("pending", "리포트를 작성 중입니다. 모델 신뢰도와 금액 추정은 리포트가 준비되면 표시됩니다.")
     try:
         doc = ReportDoc.model_validate(raw)
@@ -454,8 +461,8 @@ def business_metrics(
     best_rows = sum(x["traffic"] for x in best)
     best_pct = 100.0 * sum(x["clicks"] for x in best) / best_rows if best_rows else overall_pct
     lift = best_pct / overall_pct if overall_pct > 0 else 1.0
-    metrics = done.payload.get("metrics", {}) if done else {}
-    calibration = live.finite(metrics.get("calibration"), None)
+    metrics = done.typed(TrainingDone).metrics if done else live.EMPTY_METRICS
+    calibration = live.finite(metrics.calibration, None)
     doc = report.doc
     strength = doc.model_strength if doc else None
     out: dict[str, Any] = {
@@ -465,7 +472,7 @@ def business_metrics(
         "predictedCtr": None if calibration is None else round(overall_pct * calibration, 3),
         "bestHoursCtr": round(best_pct, 3),
         "ctrLift": round(100.0 * (lift - 1.0), 1),
-        "modelAuc": live.finite(metrics.get("auc"), None),
+        "modelAuc": live.finite(metrics.auc, None),
         "modelAucCi": list(strength.auc_ci) if strength and strength.auc_ci else None,
         "verdict": strength.verdict if strength else None,
         "verdictKo": strength.verdict_ko if strength else None,
@@ -587,19 +594,19 @@ def performance_summary(state: GatewayState, limit: int = 10) -> list[dict[str, 
     out = []
     for e in events:
         p = e.payload
-        if e.topic == Topic.FILE_UPLOADED.value:
-            info = p.get("info", {})
-            title, text = "데이터 업로드", f"{p.get('filename', '')}: {p.get('rows', 0):,}행, CTR {_round(info.get('ctr'), 2)}%"
-        elif e.topic == Topic.TRAINING_DONE.value:
-            m = p.get("metrics", {})
-            auc = live.finite(m.get("auc"), None)
+        if isinstance(p, FileUploaded):
+            title, text = "데이터 업로드", f"{p.filename}: {p.rows:,}행, CTR {_round(p.info.ctr, 2)}%"
+        elif isinstance(p, TrainingDone):
+            m = p.metrics
+            auc = live.finite(m.auc, None)
             title = "모델 학습 완료"
-            text = (f"{p.get('experiment_name', '')}: 정확도 {100 * (live.finite(m.get('val_accuracy')) or 0):.1f}%"
-                    + (f", AUC {auc:.3f}" if auc is not None else "") + f", {p.get('epochs_run', 0)} epochs")
-        elif e.topic == Topic.TRAINING_FAILED.value:
-            title, text = "모델 학습 실패", str(p.get("reason", ""))[:300]
+            text = (f"{p.experiment_name}: 정확도 {100 * (live.finite(m.val_accuracy) or 0):.1f}%"
+                    + (f", AUC {auc:.3f}" if auc is not None else "") + f", {p.epochs_run} epochs")
+        elif isinstance(p, TrainingFailed):
+            title, text = "모델 학습 실패", p.reason[:300]
         else:
-            title, text = "리포트 생성", f"run {p.get('run_id', '')} 리포트 ({p.get('model_used', '')})"
+            ready = e.typed(ReportReady)
+            title, text = "리포트 생성", f"run {ready.run_id} 리포트 ({ready.model_used})"
         out.append({"date": e.time.date().isoformat(), "timestamp": e.time.isoformat(), "title": title,
                     "description": text})
     return out
@@ -607,19 +614,19 @@ def performance_summary(state: GatewayState, limit: int = 10) -> list[dict[str, 
 
 def client_dashboard(state: GatewayState) -> dict[str, Any]:
     done, upload = _sources(state)
-    file_id = upload.payload.get("file_id") if upload else (done.payload.get("file_id") if done else None)
+    file_id = upload.typed(FileUploaded).file_id if upload else (done.typed(TrainingDone).file_id if done else None)
     profile = _read_json(state, profile_path(file_id)) if file_id and is_id(file_id) else None
-    run_id = done.payload.get("run_id") if done else None
+    run_id = done.typed(TrainingDone).run_id if done else None
     report = run_report(state, done)
 
     hours = _segment_rows(profile, "hour")
     total_rows = sum(r["rows"] for r in hours)
     total_clicks = sum(r["clicks"] for r in hours)
-    info = (upload.payload.get("info") if upload else None) or {}
-    overall_pct = live.finite(info.get("ctr"), None)
+    info = upload.typed(FileUploaded).info if upload else None
+    overall_pct = live.finite(info.ctr, None) if info else None
     if overall_pct is None:
         overall_pct = 100.0 * total_clicks / total_rows if total_rows else 0.0
-    rows_known = live.finite(info.get("total_rows"), None) or total_rows
+    rows_known = (live.finite(info.total_rows, None) if info else None) or total_rows
     min_rows = max(30, int(0.002 * rows_known))
 
     slots = time_slots(profile, min_rows)

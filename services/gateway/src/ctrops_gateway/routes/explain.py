@@ -94,7 +94,7 @@ def load_explanation(state: GatewayState, run_id: str) -> dict[str, Any] | JSONR
         done = views.latest(Topic.TRAINING_DONE)
         if done is None:
             return _problem(404, "no training run has completed yet, so there is no latest explanation", "unknown")
-        run_id = done.payload["run_id"]
+        run_id = done.payload.run_id
     elif not is_id(run_id):
         return _problem(404, f"unknown run id {run_id!r}: run ids are 32 hex characters, or 'latest'", "unknown")
 
@@ -107,13 +107,13 @@ def load_explanation(state: GatewayState, run_id: str) -> dict[str, Any] | JSONR
                              "store does not have it; check that the gateway and the explainer share CTROPS_DATA_DIR",
                         "unavailable")
     if (failed := views.latest(Topic.EXPLANATION_FAILED, run_id)) is not None:
-        return _problem(409, f"the explanation of run {run_id} failed: {failed.payload.get('reason', '')}", "failed")
+        return _problem(409, f"the explanation of run {run_id} failed: {failed.payload.reason}", "failed")
     if views.latest(Topic.TRAINING_DONE, run_id) is not None:
         return _problem(409, f"run {run_id} finished training and is being explained; not ready yet, retry shortly",
                         "explaining", retry=True)
     if (training_failed := views.latest(Topic.TRAINING_FAILED, run_id)) is not None:
         return _problem(409, f"training of run {run_id} failed, so it has no explanation: "
-                             f"{training_failed.payload.get('reason', '')}", "training_failed")
+                             f"{training_failed.payload.reason}", "training_failed")
     if views.latest(TRAINING_TOPICS, run_id) is not None:
         return _problem(409, f"run {run_id} is still training; its explanation is not ready yet", "training",
                         retry=True)

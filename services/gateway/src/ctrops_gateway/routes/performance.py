@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, WebSocket
 
-from ctrops_common.events import Topic
+from ctrops_common.events import Topic, TrainingDone, TrainingProgress
 from ctrops_common.storage import is_id
 
 from .. import performance_live as live
@@ -29,13 +29,15 @@ def _known_status(state: GatewayState, run_id: str) -> str | None:
 
 def performance_of(state: GatewayState, run_id: str) -> dict[str, Any]:
     done = live.resolve_done(state.views, run_id)
+    finished: TrainingDone | None = None
     if done is not None:
-        payload, status, when = done.payload, "completed", done.time
+        finished, status, when = done.typed(TrainingDone), "completed", done.time
+        metrics, real_id = finished.metrics, finished.run_id
         extra = {
-            "best_epoch": payload.get("best_epoch"),
-            "epochs_run": payload.get("epochs_run"),
-            "duration_s": live.finite(payload.get("duration_s")),
-            "experiment_name": payload.get("experiment_name"),
+            "best_epoch": finished.best_epoch,
+            "epochs_run": finished.epochs_run,
+            "duration_s": live.finite(finished.duration_s),
+            "experiment_name": finished.experiment_name,
         }
     else:
         if run_id == "latest":
@@ -47,24 +49,23 @@ def performance_of(state: GatewayState, run_id: str) -> dict[str, Any]:
         if status == "failed" or progress is None:
             raise HTTPException(404, f"run {run_id} has no metrics ({status}); see /api/train/status/{run_id}")
         # Still training: the latest finished epoch, marked as such.
-        payload, when = progress.payload, progress.time
-        extra = {"epoch": payload.get("epoch"), "total_epochs": payload.get("total_epochs")}
+        epoch, when = progress.typed(TrainingProgress), progress.time
+        metrics, real_id = epoch.metrics, epoch.run_id
+        extra = {"epoch": epoch.epoch, "total_epochs": epoch.total_epochs}
     snapshot = live.fresh_snapshot(state.views, live.snapshot_max_age(state))
     ms, source = live.response_time(state, snapshot)
-    metrics = payload.get("metrics", {})
-    real_id = payload.get("run_id", run_id)
     return {
         "run_id": real_id,
         "runId": real_id,
         "status": status,
-        **live.model_metrics(payload),
+        **live.model_metrics(metrics, finished),
         "response_time": ms,
         "responseTime": ms,
         "response_time_source": source,
-        "val_loss": live.finite(metrics.get("val_loss"), None),
-        "train_loss": live.finite(metrics.get("train_loss"), None),
-        "val_accuracy": live.finite(metrics.get("val_accuracy"), None),
-        "train_accuracy": live.finite(metrics.get("train_accuracy"), None),
+        "val_loss": live.finite(metrics.val_loss, None),
+        "train_loss": live.finite(metrics.train_loss, None),
+        "val_accuracy": live.finite(metrics.val_accuracy, None),
+        "train_accuracy": live.finite(metrics.train_accuracy, None),
         "evaluated_at": when.isoformat(),
         **extra,
         "note": live.NOTE,

@@ -95,10 +95,10 @@ def newest_reported_run(state: GatewayState) -> str | None:
     if not done:
         return None
     for event in done:
-        run_id = str(event.payload.get("run_id", ""))
+        run_id = event.payload.run_id
         if is_id(run_id) and report_exists(state, run_id):
             return run_id
-    return str(done[0].payload["run_id"])
+    return done[0].payload.run_id
 
 
 async def resolve_run(state: GatewayState, run_id: str) -> str:
@@ -122,7 +122,7 @@ async def explained(state: GatewayState, run_id: str) -> bool:
     if await _latest(state, Topic.TRAINING_DONE, run_id) is None:
         failed = await _latest(state, Topic.TRAINING_FAILED, run_id)
         if failed is not None:
-            raise _not_ready(f"run {run_id} failed, so it has no report: {failed.payload.get('reason', '')}", retry=False)
+            raise _not_ready(f"run {run_id} failed, so it has no report: {failed.payload.reason}", retry=False)
         started = await _latest(state, [Topic.TRAINING_REQUESTED, Topic.TRAINING_STARTED, Topic.TRAINING_PROGRESS],
                                 run_id)
         if started is not None:
@@ -133,7 +133,7 @@ async def explained(state: GatewayState, run_id: str) -> bool:
     failed = await _latest(state, Topic.EXPLANATION_FAILED, run_id)
     if failed is not None:
         raise _not_ready(
-            f"the explanation of run {run_id} failed, so there is no report: {failed.payload.get('reason', '')}",
+            f"the explanation of run {run_id} failed, so there is no report: {failed.payload.reason}",
             retry=False,
         )
     return False
@@ -200,7 +200,7 @@ async def _request_pdf_once(state: GatewayState, run_id: str, options: PdfOption
 async def newest_pdf(state: GatewayState, run_id: str) -> str | None:
     """Store path of the run's newest PDF that exists (the last generated, whatever its options)."""
     ready = await _latest(state, Topic.REPORT_READY, run_id)
-    candidates = [ready.payload.get("pdf_location")] if ready is not None else []
+    candidates = [ready.payload.pdf_location] if ready is not None else []
     candidates.append(f"{run_dir(run_id)}/report.pdf")  # the reporter's default, even before its event is seen
     for location in candidates:
         try:
@@ -217,8 +217,8 @@ async def await_report_json(state: GatewayState, run_id: str, deadline: float) -
     await await_explanation(state, run_id, deadline)
     while not state.store.exists(location):
         failed = await _latest(state, Topic.REPORT_FAILED, run_id)
-        if failed is not None and not failed.payload.get("retryable") and failed.payload.get("request_id") == f"auto-{run_id}":
-            raise HTTPException(502, detail=f"report generation failed: {failed.payload.get('reason', '')}")
+        if failed is not None and not failed.payload.retryable and failed.payload.request_id == f"auto-{run_id}":
+            raise HTTPException(502, detail=f"report generation failed: {failed.payload.reason}")
         if _left(deadline) <= 0:
             raise _not_ready(f"run {run_id}: the report is still being written after "
                              f"{state.settings.report_timeout_s:.0f} s / 보고서를 작성 중입니다")
@@ -232,7 +232,7 @@ async def await_auto_pdf(state: GatewayState, run_id: str, deadline: float) -> s
     auto = f"auto-{run_id}"
     while (location := await newest_pdf(state, run_id)) is None and _left(deadline) > 0:
         answered = await asyncio.to_thread(state.views.events, [Topic.REPORT_READY, Topic.REPORT_FAILED], run_id)
-        if any(e.payload.get("request_id") == auto for e in answered):
+        if any(e.payload.request_id == auto for e in answered):
             return await newest_pdf(state, run_id)
         await asyncio.sleep(POLL_S)
     return location

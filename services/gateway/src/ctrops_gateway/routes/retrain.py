@@ -64,7 +64,7 @@ def trainable(uploaded: FileUploaded) -> str | None:
 
 def newest_labelled_upload(views: ReadModel) -> FileUploaded | None:
     for stored in views.events(Topic.FILE_UPLOADED, newest_first=True, limit=UPLOADS_SCANNED):
-        uploaded = FileUploaded.model_validate(stored.payload)
+        uploaded = stored.typed(FileUploaded)
         if trainable(uploaded) is None:
             return uploaded
     return None
@@ -79,10 +79,9 @@ def _file(state: GatewayState, file_id: str | None) -> FileUploaded:
                                      "(POST /api/upload, or score a labelled file) and retrain again, or send "
                                      '{"fileId": "..."}')
         return uploaded
-    record = state.views.file_record(file_id) if is_id(file_id) else None
-    if record is None:
+    uploaded = state.views.file_record(file_id) if is_id(file_id) else None
+    if uploaded is None:
         raise HTTPException(404, f"unknown fileId {file_id[:80]!r}: send the file_id that POST /api/upload returned")
-    uploaded = FileUploaded.model_validate(record)
     problem = trainable(uploaded)
     if problem:
         raise HTTPException(422, f"file {file_id} cannot be trained on: {problem}. Upload a labelled file.")

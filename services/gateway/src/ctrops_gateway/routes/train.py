@@ -121,7 +121,7 @@ def _may_cancel(request: Request, state: GatewayState, view: live.RunView) -> No
     principal = principal_of(request.scope)
     if principal is None:
         raise HTTPException(403, "Forbidden: cancelling a run needs credentials.")
-    owner = view.requested.payload.get("client_id") if view.requested is not None else None
+    owner = view.requested.payload.client_id if view.requested is not None else None
     if principal.role >= Role.ADMIN or (owner is not None and owner == principal.client_id):
         return
     raise HTTPException(403, f"Forbidden: run {view.run_id} was started by another client; only the client that "

@@ -252,32 +252,31 @@ async def _receive(request: Request, state: GatewayState, file_id: str) -> tuple
     return part.filename or "", part.size, part.fields
 
 
-def upload_response(payload: dict[str, Any]) -> dict[str, Any]:
+def upload_response(uploaded: FileUploaded) -> dict[str, Any]:
     """The contract's body for POST /api/upload from a ``file.uploaded`` payload."""
-    validation = payload["validation"]
-    info = payload["info"]
+    validation, info = uploaded.validation, uploaded.info
     return {
-        "file_id": payload["file_id"],
-        "filename": payload["filename"],
-        "rows": payload["rows"],
-        "columns": payload["columns"],
+        "file_id": uploaded.file_id,
+        "filename": uploaded.filename,
+        "rows": uploaded.rows,
+        "columns": uploaded.columns,
         "validation": {
-            "isValid": validation["is_valid"],
-            "errors": validation["errors"],
-            "warnings": validation["warnings"],
+            "isValid": validation.is_valid,
+            "errors": validation.errors,
+            "warnings": validation.warnings,
         },
         "info": {
-            "totalRows": info["total_rows"],
-            "totalColumns": info["total_columns"],
-            "missingValues": info["missing_values"],
-            "missingPercentage": info["missing_percentage"],
-            "duplicateRows": info["duplicate_rows"],
-            "clickedOne": info["clicked_one"],
-            "clickedZero": info["clicked_zero"],
-            "ctr": info["ctr"],
+            "totalRows": info.total_rows,
+            "totalColumns": info.total_columns,
+            "missingValues": info.missing_values,
+            "missingPercentage": info.missing_percentage,
+            "duplicateRows": info.duplicate_rows,
+            "clickedOne": info.clicked_one,
+            "clickedZero": info.clicked_zero,
+            "ctr": info.ctr,
         },
-        "preview": payload["preview"],
-        "column_descriptions": payload["column_descriptions"],
+        "preview": uploaded.preview,
+        "column_descriptions": uploaded.column_descriptions,
     }
 
 
@@ -313,7 +312,7 @@ async def upload(request: Request, state: State) -> JSONResponse:
     judged = await receive_and_judge(request, state)
     if isinstance(judged, JSONResponse):
         return judged
-    return JSONResponse(upload_response(judged.uploaded.model_dump()))
+    return JSONResponse(upload_response(judged.uploaded))
 
 
 @dataclass
