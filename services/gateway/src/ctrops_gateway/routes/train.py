@@ -70,16 +70,15 @@ async def start_training(body: TrainRequest, request: Request, state: State) -> 
     record = await asyncio.to_thread(state.views.file_record, body.file_id)
     if record is None:
         raise _unknown_file(body.file_id)
-    validation = record.get("validation") or {}
-    if not validation.get("is_valid", False) or not record.get("parquet_location"):
-        errors = "; ".join(validation.get("errors") or []) or "the file could not be converted for training"
+    if not record.validation.is_valid or not record.parquet_location:
+        errors = "; ".join(record.validation.errors) or "the file could not be converted for training"
         raise HTTPException(422, f"file {body.file_id} failed validation and cannot be trained on: {errors}. "
                                  "Fix the file and upload it again.")
     run_id = new_id()
     requested = TrainingRequested(
         run_id=run_id,
         file_id=body.file_id,
-        parquet_location=record["parquet_location"],
+        parquet_location=record.parquet_location,
         config=body.config,
         client_id=client_id_of(request.scope),
     )
