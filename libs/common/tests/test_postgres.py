@@ -30,7 +30,8 @@ def test_gateway_read_model_on_postgres(postgres_url, monkeypatch, platform_env)
     assert views.record(event) is True
     assert views.record(event) is False  # redelivery stored once
     [stored] = views.events(Topic.PROBE, "run1")
-    assert stored.payload["probe_id"] == "p" and stored.event_id == event.event_id
+    assert isinstance(stored.payload, Probe)  # read back as the topic's model
+    assert stored.payload.probe_id == "p" and stored.event_id == event.event_id
     engine.dispose()
 
 
