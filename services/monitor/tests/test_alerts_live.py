@@ -127,8 +127,8 @@ def test_low_accuracy_alerts_once_survives_restart_and_recovers(fast_ws, start_s
 
     # On the bus too: exactly one 'firing' and one 'resolved' for this incident.
     state = gateway_client.app.state.gateway
-    alerts = [(e.payload["alert_id"], e.payload["state"]) for e in state.views.events(Topic.MONITOR_ALERT)
-              if e.payload["kind"] == "model_accuracy"]
+    alerts = [(e.payload.alert_id, e.payload.state) for e in state.views.events(Topic.MONITOR_ALERT)
+              if e.payload.kind == "model_accuracy"]
     assert alerts == [(fired["alert_id"], "firing"), (fired["alert_id"], "resolved")]
     metrics = wait_until(lambda: (b := gateway_client.get("/api/dashboard/si").json())["currentMetrics"]["runId"]
                          == good.run_id and b, 30, "the gateway to record the good run")
