@@ -35,7 +35,7 @@ from ctrops_common.bus import BrokerUnavailable, topic_log_empty
 from ctrops_common.events import ScoringRequested, Topic, TrainingRequested
 
 from .state import GatewayState
-from .views import event_log
+from .views import P, event_log
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +69,19 @@ def unfinished(requested: list[str], seen: dict[Topic, set[str]]) -> list[str]:
     return left
 
 
+def _first_requests(state: GatewayState, topic: Topic, model: type[P]) -> dict[str, P]:
+    """The first ``topic`` request of each id (run or job) of the last day, oldest first."""
+    since = datetime.now(timezone.utc) - LOOKBACK
+    firsts: dict[str, P] = {}
+    for event in reversed(state.views.events(topic, newest_first=True, limit=MAX_RUNS)):
+        if event.correlation_id and event.correlation_id not in firsts and event.time >= since:
+            firsts[event.correlation_id] = event.typed(model)
+    return firsts
+
+
 def open_runs(state: GatewayState) -> list[TrainingRequested]:
     """The requested runs of the last day whose chain has not ended, oldest first."""
-    since = datetime.now(timezone.utc) - LOOKBACK
-    requested = state.views.events(Topic.TRAINING_REQUESTED, newest_first=True, limit=MAX_RUNS)
-    firsts: dict[str, TrainingRequested] = {}
-    for event in reversed(requested):
-        if event.correlation_id and event.correlation_id not in firsts and event.time >= since:
-            firsts[event.correlation_id] = event.typed(TrainingRequested)
+    firsts = _first_requests(state, Topic.TRAINING_REQUESTED, TrainingRequested)
     if not firsts:
         return []
     topics = [t.value for t in (*TRAINING_END, *EXPLANATION_END, *REPORT_END)]
@@ -91,12 +96,7 @@ def open_runs(state: GatewayState) -> list[TrainingRequested]:
 
 def open_jobs(state: GatewayState) -> list[ScoringRequested]:
     """The batch scoring jobs of the last day without an answer (done or failed), oldest first."""
-    since = datetime.now(timezone.utc) - LOOKBACK
-    requested = state.views.events(Topic.SCORING_REQUESTED, newest_first=True, limit=MAX_RUNS)
-    firsts: dict[str, ScoringRequested] = {}
-    for event in reversed(requested):
-        if event.correlation_id and event.correlation_id not in firsts and event.time >= since:
-            firsts[event.correlation_id] = event.typed(ScoringRequested)
+    firsts = _first_requests(state, Topic.SCORING_REQUESTED, ScoringRequested)
     if not firsts:
         return []
     query = select(event_log.c.correlation_id).where(
