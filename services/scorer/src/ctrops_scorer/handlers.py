@@ -203,9 +203,6 @@ def register(runtime: ServiceRuntime, settings: ScorerSettings) -> None:
         except JobFailed as exc:
             await fail(job_id, exc.reason, exc.status_code)
             return True
-        finally:
-            # A batch frees hundreds of MB in pieces: given back, the next job's peak starts where this one did.
-            await asyncio.to_thread(release_free_memory)
         await asyncio.to_thread(finished.put, done)
         await bus.publish(Topic.SCORING_DONE, done, correlation_id=job_id)
         return True
@@ -298,6 +295,10 @@ def register(runtime: ServiceRuntime, settings: ScorerSettings) -> None:
         except Exception as exc:  # noqa: BLE001 - the same file would fail the same way again
             log.error("scoring job %s failed", job_id, exc_info=True)
             raise JobFailed(f"the file could not be scored: {type(exc).__name__}: {exc}", 500) from None
+        finally:
+            # A batch frees hundreds of MB in pieces: given back, the next job's peak starts where this one did.
+            # Here, after the file was read and scored, not on every look at a parked job.
+            await asyncio.to_thread(release_free_memory)
         batch_rows_scored(choice.kind, result.rows)
         log.info("job %s: %d rows scored by the %s model of run %s in %.2fs (%.0f rows/s)", job_id, result.rows,
                  choice.kind, choice.run_id, result.seconds, result.rows / max(result.seconds, 1e-9))
