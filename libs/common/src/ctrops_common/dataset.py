@@ -36,6 +36,16 @@ def explanation_path(run_id: str) -> str:
     return f"{run_dir(run_id)}/explanation.json"
 
 
+def report_path(run_id: str) -> str:
+    """The reporter's report document of a run (``ctrops_common.report_doc.ReportDoc``)."""
+    return f"{run_dir(run_id)}/report.json"
+
+
+def report_pdf_path(run_id: str, suffix: str = "") -> str:
+    """A run's PDF report: ``report.pdf`` with every section, ``report<suffix>.pdf`` with fewer."""
+    return f"{run_dir(run_id)}/report{suffix}.pdf"
+
+
 def predictions_path(job_id: str) -> str:
     """A batch scoring job's result: CSV ``row,probability`` (row = 0-based data row of the upload)."""
     return f"scoring/{job_id}/predictions.csv"
