@@ -12,9 +12,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from pydantic import ValidationError
 
 from ctrops_common.datagen import NAME_SETS, generate
 from ctrops_common.dataset import toss_columns
+from ctrops_common.documents import Profile
 from ctrops_ingest.pipeline import IngestOptions, ingest_csv
 from ctrops_ingest.validation import Rejected
 
@@ -59,11 +61,12 @@ def test_block_size_does_not_change_any_number(generated, tmp_path):
     whole = run(path, options=IngestOptions(block_bytes=64 << 20))
     assert small.info == whole.info
     assert small.preview == whole.preview
-    assert json.dumps(small.profile["segments"]) == json.dumps(whole.profile["segments"])
-    assert small.profile["seq"] == whole.profile["seq"]
-    for name, stats in whole.profile["columns"].items():
-        for key, value in stats.items():
-            assert small.profile["columns"][name][key] == (pytest.approx(value) if isinstance(value, float) else value)
+    assert small.profile.segments.model_dump_json() == whole.profile.segments.model_dump_json()
+    assert small.profile.seq == whole.profile.seq
+    for name, stats in whole.profile.columns.items():
+        for key, value in stats.model_dump().items():
+            assert getattr(small.profile.columns[name], key) == (pytest.approx(value) if isinstance(value, float)
+                                                                  else value)
 
 
 def test_parquet_copy_equals_an_independent_parse(generated, tmp_path):
@@ -85,24 +88,32 @@ def test_parquet_copy_equals_an_independent_parse(generated, tmp_path):
             assert mine[name] == (float(theirs[name]) if theirs[name] != "" else None)
 
 
-def test_profile_has_the_documented_schema(generated):
+def test_profile_is_the_typed_document_and_round_trips(generated):
     path, truth = generated
     profile = run(path).profile
-    assert set(profile) == {"columns", "seq", "segments"}
-    assert set(profile["seq"]) == {"min_len", "median_len", "max_len", "mean_len"}
-    assert profile["seq"]["min_len"] >= 3 and profile["seq"]["max_len"] <= 3000
-    hist = profile["columns"]["history_a_1"]
-    assert {"missing", "mean", "std", "min", "max"} <= set(hist)
-    assert abs(hist["mean"]) < 0.1 and 0.9 < hist["std"] < 1.1
-    assert profile["columns"]["clicked"]["mean"] == pytest.approx(truth["clicks"] / truth["rows"])
-    hours = profile["segments"]["hour"]
-    assert [h["value"] for h in hours] == list(range(24))
-    assert sum(h["rows"] for h in hours) == truth["rows"]
-    assert sum(h["clicks"] for h in hours) == truth["clicks"]
-    pair = profile["segments"]["age_group_gender"][0]
-    assert set(pair) == {"age_group", "gender", "rows", "clicks", "ctr"}
-    assert len(profile["segments"]["day_of_week"]) == 7
-    json.dumps(profile, allow_nan=False)  # no NaN anywhere
+    assert isinstance(profile, Profile)
+    assert profile.seq.min_len >= 3 and profile.seq.max_len <= 3000
+    hist = profile.columns["history_a_1"]
+    assert hist.kind == "numeric" and hist.missing >= 0
+    assert abs(hist.mean) < 0.1 and 0.9 < hist.std < 1.1
+    assert profile.columns["clicked"].kind == "target"
+    assert profile.columns["clicked"].mean == pytest.approx(truth["clicks"] / truth["rows"])
+    hours = profile.segments.hour
+    assert [h.value for h in hours] == list(range(24))
+    assert sum(h.rows for h in hours) == truth["rows"]
+    assert sum(h.clicks for h in hours) == truth["clicks"]
+    assert profile.totals() == (truth["rows"], truth["clicks"])
+    assert profile.segments.age_group_gender[0].rows > 0
+    assert len(profile.segments.day_of_week) == 7
+    written = profile.model_dump_json()
+    json.loads(written, parse_constant=lambda c: pytest.fail(f"{c} in profile.json"))  # no NaN anywhere
+    assert Profile.model_validate_json(written) == profile
+    document = json.loads(written)
+    assert set(document) == {"columns", "seq", "segments"}
+    assert set(document["segments"]["age_group_gender"][0]) == {"age_group", "gender", "rows", "clicks", "ctr"}
+    document["segments"]["hour"][0]["share"] = 0.5  # a key the model does not declare is an error
+    with pytest.raises(ValidationError, match="extra_forbidden"):
+        Profile.model_validate(document)
 
 
 def test_cp949_file_with_korean_column_names(tmp_path):
@@ -191,7 +202,7 @@ def test_cells_that_are_not_numbers_are_counted_and_become_missing(tmp_path):
     assert result.warnings == ["price: 2 values are not numbers (data row 3: 'n/a?'; data row 4: 'abc'); "
                                "they are treated as missing."]
     assert pq.read_table(out).column("price").null_count == 2
-    assert result.profile["columns"]["price"]["not_numeric"] == 2
+    assert result.profile.columns["price"].not_numeric == 2
     assert result.info["missing_values"] == 0  # empty cells only; unreadable ones are warned about
 
 
@@ -200,7 +211,7 @@ def test_text_columns_become_category_codes(tmp_path):
     out = tmp_path / "out.parquet"
     result = run(write(tmp_path, "\n".join(lines) + "\n"), out)
     assert pq.read_table(out).column("device").to_pylist()[:4] == [0.0, 1.0, 2.0, 0.0]
-    assert result.profile["columns"]["device"]["categories"] == ["mobile", "desktop", "tablet"]
+    assert result.profile.columns["device"].categories == ["mobile", "desktop", "tablet"]
     assert result.preview[0]["device"] == "mobile"
     assert any("device: text values, encoded as 3 category codes" in w for w in result.warnings)
 
@@ -236,7 +247,7 @@ def test_missing_value_spellings_are_missing_in_every_column(tmp_path):
     result = run(write(tmp_path, "\n".join(lines) + "\n"))
     assert result.info["missing_values"] == 5  # NA, nan, NULL, N/A, NA: missing, not "not numbers"
     assert result.warnings == []
-    assert result.profile["columns"]["hour"]["missing"] == 1 and result.profile["columns"]["price"]["missing"] == 2
+    assert result.profile.columns["hour"].missing == 1 and result.profile.columns["price"].missing == 2
     assert result.errors[0].startswith("clicked: 1 rows are not 0 or 1 (data row 4: empty)")
     assert result.errors[1].startswith("seq: 1 rows are empty or not comma-separated integers (data row 3: empty)")
 
@@ -245,7 +256,7 @@ def test_missing_value_spellings_in_text_columns_only_keep_the_fast_path(tmp_pat
     lines = ["hour,seq,clicked"] + [f"{i % 24},\"1,{i}\",{i % 2}" for i in range(30)] + ["5,NA,0", "6,\"2\",null"]
     result = run(write(tmp_path, "\n".join(lines) + "\n"))
     assert result.info["missing_values"] == 2
-    assert result.profile["columns"]["seq"]["missing"] == 1 and result.profile["columns"]["clicked"]["missing"] == 1
+    assert result.profile.columns["seq"].missing == 1 and result.profile.columns["clicked"].missing == 1
 
 
 # -- time columns (date, event_date, timestamp, event_time) ------------------------------------------
@@ -264,7 +275,7 @@ def test_a_time_column_in_a_training_upload_is_never_a_feature(tmp_path):
                for w in result.warnings), result.warnings
     assert not any("category codes" in w for w in result.warnings)
     assert result.time_column is None and result.preview[0]["Event_Date"] == "2026-03-01"
-    assert result.profile["columns"]["Event_Date"]["kind"] == "time"
+    assert result.profile.columns["Event_Date"].kind == "time"
     # Even unreadable values are no error there: the column is not used.
     bad = run(write(tmp_path, "hour,seq,clicked,timestamp\n1,\"1\",0,yesterday\n2,\"2\",1,1700000000\n",
                     "t.csv"), tmp_path / "t.parquet")
@@ -286,7 +297,7 @@ def test_a_file_to_score_keeps_its_dates_as_a_date_column(tmp_path):
     assert table.column_names == ["date", "hour", "seq"] and table.schema.field("date").type == pa.date32()
     days = table.column("date").to_pylist()
     assert days[:3] == [date(2026, 2, 1), date(2026, 3, 2), date(2026, 4, 3)] and days[-1] == date(2026, 2, 1)
-    assert result.profile["columns"]["timestamp"]["first"] == "2026-02-01"
+    assert result.profile.columns["timestamp"].first == "2026-02-01"
 
 
 def test_bad_or_missing_dates_in_a_file_to_score_are_errors_naming_the_rows(tmp_path):

@@ -8,6 +8,7 @@ import pytest
 
 from ctrops_common.datagen import generate
 from ctrops_common.dataset import parquet_path, profile_path, upload_path
+from ctrops_common.documents import Profile, read_document
 from ctrops_common.events import FileRejected, FileUploaded, Topic, UploadReceived, new_id
 from ctrops_common.feature_names import parse_mapping_csv, save_override
 from ctrops_common.storage import FileStore
@@ -42,7 +43,7 @@ def test_valid_upload_gets_parquet_and_profile_and_no_temp_files(store, tmp_path
     assert payload.profile_location == profile_path(upload.file_id)
     assert payload.info.clicked_one == truth["clicks"] and payload.rows == 500
     assert pq.read_metadata(store.path(payload.parquet_location)).num_rows == 500
-    assert store.read_json(payload.profile_location)["segments"]["hour"]
+    assert read_document(store, payload.profile_location, Profile).segments.hour
     assert leftovers(store) == sorted([upload_path(upload.file_id), parquet_path(upload.file_id),
                                        profile_path(upload.file_id)])
 
@@ -129,7 +130,7 @@ def test_a_file_to_score_without_clicked_is_valid_and_converted_without_labels(s
     assert payload.info.clicked_one == 0 and payload.info.clicked_zero == 0 and payload.info.ctr == 0.0
     table = pq.read_table(store.path(payload.parquet_location))
     assert table.num_rows == 400 and "clicked" not in table.column_names and "seq" in table.column_names
-    assert "clicked" not in store.read_json(payload.profile_location)["columns"]
+    assert "clicked" not in read_document(store, payload.profile_location, Profile).columns
 
     # The same bytes as a training upload are refused: training needs the labels.
     topic, refused = decide(store, stored(store, without_clicked(source)), OPTIONS)

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from ctrops_common.dataset import SEQUENCE, TARGET, column_description
+from ctrops_common.documents import Profile
 from ctrops_common.time_columns import DATE_COLUMN, TIME_COLUMN_NAMES
 
 from .conversion import ParquetSink
@@ -83,7 +84,7 @@ class IngestResult:
     info: dict[str, Any]  # the fields of ctrops_common.events.DataInfo
     preview: list[dict[str, Any]]
     column_descriptions: dict[str, str]
-    profile: dict[str, Any]
+    profile: Profile
     parquet_written: bool
     labelled: bool = True  # the file has a ``clicked`` column (always, unless labels were optional)
     time_column: str | None = None  # a file to score's time column (kept as ``date`` in the Parquet copy)

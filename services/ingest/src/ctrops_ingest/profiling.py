@@ -11,8 +11,8 @@
   at the end; a false duplicate needs a 64-bit collision (odds about n^2 / 2^65, one in
   three hundred thousand for ten million rows).
 
-``profile.json`` (``ProfileBuilder.profile``) is read by the reporter and the monitor's
-dashboards; its schema is documented in docs/events.md.
+``profile.json`` (``ProfileBuilder.profile``: a ``ctrops_common.documents.Profile``) is read by
+the reporter and the gateway's dashboards; its schema is that model (docs/events.md describes it).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from ctrops_common.documents import Profile
 
 _NAN_BITS = np.uint64(0x7FF8000000000000)
 HUGE = 2.0**500  # above this a block's squares (and soon its sums) would overflow float64
@@ -229,8 +231,8 @@ class ProfileBuilder:
                                    for k, r, c, ctr in pairs[: self.max_segment_values]]
         return out
 
-    def profile(self, extra_columns: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    def profile(self, extra_columns: dict[str, dict[str, Any]] | None = None) -> Profile:
         columns = self.column_stats()
         for name, extra in (extra_columns or {}).items():
             columns.setdefault(name, {}).update(extra)
-        return {"columns": columns, "seq": self.seq_stats(), "segments": self.segment_tables()}
+        return Profile.model_validate({"columns": columns, "seq": self.seq_stats(), "segments": self.segment_tables()})

@@ -17,6 +17,7 @@ import logging
 from contextlib import suppress
 
 from ctrops_common.dataset import column_description, parquet_path, profile_path, upload_path
+from ctrops_common.documents import write_document
 from ctrops_common.events import DataInfo, FileRejected, FileUploaded, Payload, Topic, UploadReceived, Validation
 from ctrops_common.feature_names import effective_feature_names
 from ctrops_common.storage import FileStore
@@ -52,7 +53,7 @@ def decide(store: FileStore, upload: UploadReceived, options: IngestOptions) -> 
         result = ingest_csv(source, tmp, options, labels_required=upload.purpose != "scoring")
         if result.parquet_written:
             store.commit_temp(tmp, parquet_path(file_id))
-        store.write_json(profile_path(file_id), result.profile)
+        write_document(store, profile_path(file_id), result.profile)
     except Rejected as exc:
         log.info("upload %s (%s) rejected: %s", file_id, upload.filename, exc.message)
         return _rejected(store, upload, exc.status_code, exc.message)
