@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 from ctrops_common.bus import Bus
 from ctrops_common.dataset import explanation_path, parquet_path
+from ctrops_common.documents import Explanation
 from ctrops_common.events import EpochMetrics, Topic, TrainingConfig, TrainingDone, new_id
 from ctrops_common.settings import CommonSettings
 from ctrops_common.storage import FileStore
@@ -69,14 +71,14 @@ async def test_training_done_is_explained_stored_and_announced_once(start_servic
     assert stored.read_bytes() == first_bytes and stored.stat().st_mtime_ns == first_mtime
     assert announced[1].payload.top_features == done.payload.top_features
 
-    import json
-
-    result = json.loads(first_bytes)
-    assert result["run_id"] == run_id and result["file_id"] == file_id
-    assert [f.feature for f in done.payload.top_features] == [f["feature"] for f in result["features"][:8]]
-    assert result["sample"]["rows"] == 24 and result["sample"]["clicked_rows"] == 12
-    assert len(result["correlation"]["features"]) == 8
-    assert result["method"]["config"]["lime_samples"] == 400
+    result = Explanation.model_validate_json(first_bytes)  # the file is the typed document
+    assert result.run_id == run_id and result.file_id == file_id
+    assert [f.feature for f in done.payload.top_features] == [f.feature for f in result.features[:8]]
+    assert result.sample.rows == 24 and result.sample.clicked_rows == 12
+    assert len(result.correlation.features) == 8
+    assert result.method.config["lime_samples"] == 400
+    raw = json.loads(first_bytes)  # the spellings readers of the file rely on are still there
+    assert all(f["pValue"] == f["p_value"] for f in raw["features"])
     assert "run " + run_id + " explained" in explainer.log()
     assert not list(stored.parent.glob("*.part"))  # nothing half-written left beside it
 

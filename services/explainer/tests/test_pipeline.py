@@ -8,7 +8,9 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
+from ctrops_common.documents import Explanation
 from ctrops_explainer.pipeline import ExplainConfig, explain, stratified_sample
 from ctrops_explainer.statistics import top_overlap
 
@@ -104,6 +106,25 @@ def test_correlation_covers_the_top_features_and_lists_correlated_pairs(explanat
     assert matrix.shape == (10, 10) and np.all(np.isfinite(matrix))
     assert np.allclose(matrix, matrix.T) and np.allclose(np.diag(matrix), 1.0)
     assert all(abs(p["r"]) >= correlation["threshold"] for p in correlation["pairs"])
+
+
+def test_the_explanation_is_the_typed_document_and_round_trips(explanation):
+    """What the explainer writes validates as ``Explanation`` (every key declared), reads back equal,
+    and keeps ``pValue`` beside ``p_value``; a key the model does not declare is an error."""
+    run = {"run_id": "a" * 32, "file_id": "b" * 32, "model_location": "runs/x/model/lstm"}
+    document = Explanation.model_validate({**run, **explanation})
+    written = document.model_dump_json()
+    assert Explanation.model_validate_json(written) == document
+    for before, after in zip(explanation["features"], json.loads(written)["features"], strict=True):
+        kept = [k for k in before if k != "effect"]  # every key the file had, with its value
+        assert {k: after[k] for k in kept} == {k: before[k] for k in kept}
+        assert {k: after["effect"][k] for k in before["effect"]} == before["effect"]
+    assert document.features[0].effect.kind in ("none", "values", "monotone", "mixed", "sequence")
+    with pytest.raises(ValidationError, match="extra_forbidden"):
+        Explanation.model_validate({**run, **explanation, "surprise": 1})
+    feature = {**explanation["features"][0], "surprise": 1}
+    with pytest.raises(ValidationError, match="extra_forbidden"):
+        Explanation.model_validate({**run, **explanation, "features": [feature]})
 
 
 def test_same_seed_gives_the_same_result(explanation, planted_model):

@@ -79,29 +79,29 @@ def test_the_registered_champion_is_loaded_through_mlflow_and_its_version_record
     # The folder the event names is removed: the model can only have come from MLflow.
     shutil.rmtree(store.path(f"runs/{run_id}/model/gbdt"))
     result = explain_run(store, _done(run_id, file_id, "gbdt", "models:/ctrops-ctr/1"), SMALL, tracking_uri)
-    assert (result["model_uri"], result["model_version"], result["model_kind"]) == ("models:/ctrops-ctr/1", 1, "gbdt")
-    assert "model_note" not in result
+    assert (result.model_uri, result.model_version, result.model_kind) == ("models:/ctrops-ctr/1", 1, "gbdt")
+    assert result.model_note is None
     # The version the explainer recorded is the first run's registered GBDT.
-    version = MlflowClient(tracking_uri).get_model_version("ctrops-ctr", str(result["model_version"]))
+    version = MlflowClient(tracking_uri).get_model_version("ctrops-ctr", str(result.model_version))
     assert version.run_id == first.mlflow_run_id and version.tags["ctrops.kind"] == "gbdt"
-    ranking = [f["feature"] for f in result["features"]]
+    ranking = [f.feature for f in result.features]
     assert ranking[0] == "history_a_1" and len(set(ranking[:6]) & set(planted_model.planted)) >= 5, ranking[:8]
 
     latest = explain_run(store, _done(run_id, file_id, "lstm", "models:/ctrops-ctr@champion"), SMALL, tracking_uri)
-    assert (latest["model_uri"], latest["model_version"], latest["model_kind"]) == \
+    assert (latest.model_uri, latest.model_version, latest.model_kind) == \
         ("models:/ctrops-ctr@champion", 2, "lstm")
 
 
 def test_without_a_model_uri_or_when_mlflow_fails_the_file_store_folder_is_explained(data_dir: Path, stored_run):
     store, run_id, file_id = stored_run
     plain = explain_run(store, _done(run_id, file_id, "lstm"), SMALL, "sqlite:///" + str(data_dir / "none.db"))
-    assert (plain["model_uri"], plain["model_version"], plain["model_kind"]) == (None, None, "lstm")
-    assert plain["model_location"] == f"runs/{run_id}/model/lstm"
+    assert (plain.model_uri, plain.model_version, plain.model_kind) == (None, None, "lstm")
+    assert plain.model_location == f"runs/{run_id}/model/lstm"
     # A registry without that model: the folder is explained, and the result says why.
     missing = explain_run(store, _done(run_id, file_id, "gbdt", "models:/ctrops-ctr/9"), SMALL,
                           "sqlite:///" + str(data_dir / "empty.db"))
-    assert missing["model_uri"] is None and missing["model_kind"] == "gbdt"
-    assert "models:/ctrops-ctr/9 could not be loaded through MLflow" in missing["model_note"]
+    assert missing.model_uri is None and missing.model_kind == "gbdt"
+    assert "models:/ctrops-ctr/9 could not be loaded through MLflow" in missing.model_note
 
 
 def test_both_kinds_explain_the_planted_signal(planted_model, planted_gbdt):

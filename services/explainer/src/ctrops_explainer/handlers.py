@@ -18,10 +18,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any
+
+from pydantic import ValidationError
 
 from ctrops_common.bus import PermanentError
 from ctrops_common.dataset import explanation_path, parquet_path
+from ctrops_common.documents import Explanation, read_document, write_document
 from ctrops_common.events import (
     Event,
     ExplanationDone,
@@ -48,7 +50,7 @@ class ExplanationError(Exception):
 
 
 def explain_run(store: FileStore, done: TrainingDone, config: ExplainConfig,
-                tracking_uri: str | None = None) -> dict[str, Any]:
+                tracking_uri: str | None = None) -> Explanation:
     """Load the model ``done`` names and the run's data, and explain them (blocking: call in a thread)."""
     try:
         data_file = store.path(parquet_path(check_id(done.file_id)))
@@ -60,12 +62,11 @@ def explain_run(store: FileStore, done: TrainingDone, config: ExplainConfig,
     # The trainer's validation rows: the features are tested on rows the model was not fitted on.
     split = SplitSpec(validation_split=done.config.validation_split, seed=done.config.seed)
     result = explain(loaded, data_file, config, split=split)
-    return {
+    return Explanation.model_validate({
         "run_id": done.run_id, "file_id": done.file_id, "model_location": done.model_location,
-        "model_uri": loaded.uri, "model_version": loaded.version,
-        **({"model_note": note} if note else {}),
+        "model_uri": loaded.uri, "model_version": loaded.version, "model_note": note,
         **result,
-    }
+    })
 
 
 def load_explained_model(store: FileStore, done: TrainingDone, tracking_uri: str | None
@@ -93,11 +94,11 @@ def load_explained_model(store: FileStore, done: TrainingDone, tracking_uri: str
         raise ExplanationError(f"the saved model cannot be loaded: {type(exc).__name__}: {exc}") from None
 
 
-def top_features(result: dict[str, Any], count: int) -> list[FeatureImportance]:
+def top_features(result: Explanation, count: int) -> list[FeatureImportance]:
     return [
-        FeatureImportance(feature=f["feature"], importance=f["importance"], p_value=f["p_value"],
-                          ci=tuple(f["ci"]), description=f["description"])
-        for f in result["features"][:count]
+        FeatureImportance(feature=f.feature, importance=f.importance, p_value=f.p_value, ci=f.ci,
+                          description=f.description)
+        for f in result.features[:count]
     ]
 
 
@@ -115,10 +116,15 @@ def register(runtime: ServiceRuntime, settings: ExplainerSettings) -> None:
         except UnsafePath as exc:
             raise PermanentError(f"training.done with an invalid run id: {exc}") from None
         location = explanation_path(run_id)
+        result: Explanation | None = None
         if await asyncio.to_thread(store.exists, location):
-            log.info("run %s is already explained; announcing the stored result again", run_id)
-            result = await asyncio.to_thread(store.read_json, location)
-        else:
+            try:
+                result = await asyncio.to_thread(read_document, store, location, Explanation)
+                log.info("run %s is already explained; announcing the stored result again", run_id)
+            except ValidationError as exc:  # written by an older explainer: explain it again
+                log.warning("run %s: the stored explanation does not match the schema (%d errors); explaining "
+                            "the run again", run_id, exc.error_count())
+        if result is None:
             try:
                 result = await asyncio.to_thread(explain_run, store, done, config, tracking_uri)
             except Exception as exc:  # noqa: BLE001 - the same inputs would fail the same way on a retry
@@ -127,9 +133,9 @@ def register(runtime: ServiceRuntime, settings: ExplainerSettings) -> None:
                 await bus.publish(Topic.EXPLANATION_FAILED, ExplanationFailed(run_id=run_id, reason=reason[:2000]),
                                   correlation_id=run_id)
                 return
-            await asyncio.to_thread(store.write_json, location, result)
-            log.info("run %s explained in %.1fs (%s model %s)", run_id, result["timings"]["total_s"],
-                     result.get("model_kind"), result.get("model_uri") or result.get("model_location"))
+            await asyncio.to_thread(write_document, store, location, result)
+            log.info("run %s explained in %.1fs (%s model %s)", run_id, result.timings["total_s"],
+                     result.model_kind, result.model_uri or result.model_location)
         await bus.publish(
             Topic.EXPLANATION_DONE,
             ExplanationDone(run_id=run_id, location=location, top_features=top_features(result, config.top_k)),
