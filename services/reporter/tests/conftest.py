@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
-from ctrops_common.events import new_id
+from ctrops_common.dataset import column_description, explanation_path, profile_path
+from ctrops_common.documents import Explanation, Profile, write_document
+from ctrops_common.events import ExplanationDone, TrainingDone, new_id
 from ctrops_common.storage import FileStore
 
 METRICS = {
@@ -100,23 +102,61 @@ def explanation_features() -> list[dict[str, Any]]:
     return features
 
 
-def make_explanation(run_id: str) -> dict[str, Any]:
+EFFECT_TEXT = {"none": ("no value stands out", "두드러지는 값 없음"),
+               "sequence": ("depends on which actions the user took recently", "최근 행동 시퀀스의 내용에 따라 다름")}
+
+
+def _explained(f: dict[str, Any]) -> dict[str, Any]:
+    """A feature as the explainer writes it: the sample's numbers plus the fields the report does not read."""
+    effect = f["effect"]
+    text, text_ko = EFFECT_TEXT.get(effect["kind"], (f["direction"], f["direction_ko"]))
+    if effect["kind"] == "mixed":
+        effect = {"ctr_top_quartile": 0.018, "ctr_bottom_quartile": 0.017, **effect}
+    return {"description": column_description(f["feature"]), **f, "significant": f["p_value"] < 0.05,
+            "effect": {"text": text, "text_ko": text_ko, **effect}, "auc_drop_se": 0.002,
+            "p_value_bootstrap": f["p_value_raw"], "mean_abs_attribution": f["importance"] / 10,
+            "mean_attribution": 0.0}
+
+
+def make_explanation(run_id: str, file_id: str) -> Explanation:
+    """explanation.json as the explainer writes it (``Explanation``), with the sample's numbers."""
     names = [f["feature"] for f in TOP_FEATURES]
     matrix = [[1.0 if i == j else round(0.35 / (1 + abs(i - j)) * (-1) ** (i + j), 3) for j in range(len(names))]
               for i in range(len(names))]
     matrix[0][4] = matrix[4][0] = 0.41  # history_a_1 and feat_a_3
-    return {
-        "run_id": run_id,
-        "features": explanation_features(),
-        "correlation": {
-            "features": names, "matrix": matrix, "rows": 60000, "threshold": 0.3,
-            "pairs": [{"features": ["history_a_1", "history_a_2"], "r": 0.82},
-                      {"features": ["history_a_1", "feat_a_3"], "r": 0.41},
-                      {"features": ["hour", "feat_e_2"], "r": -0.33}],
-            "pairs_note": "3 pair(s) of the 118 features have |r| >= 0.3",
-            "max_abs_off_diagonal": 0.82,
+    features = [_explained(f) for f in explanation_features()]
+    pairs = [(("history_a_1", "history_a_2"), 0.82), (("history_a_1", "feat_a_3"), 0.41), (("hour", "feat_e_2"), -0.33)]
+    by_drop = sorted(features, key=lambda f: -f["auc_drop"])
+    return Explanation(
+        run_id=run_id, file_id=file_id, model_location=f"runs/{run_id}/model/lstm", version=2,
+        created_at="2026-03-01T09:00:00+00:00", model_kind="lstm", attribution="lime",
+        features=features, significant_features=[f["feature"] for f in features if f["significant"]],
+        permutation={
+            "metric": "roc_auc", "rows": 12000, "clicks": 240, "repeats": 2, "bootstrap": 500, "baseline": 0.7386,
+            "features": [{"feature": f["feature"], "mean_drop": f["auc_drop"], "se": f["auc_drop_se"], "std_drop": 0.001,
+                          "ci": f["auc_drop_ci"], "p_value": f["p_value"], "p_value_raw": f["p_value_raw"],
+                          "importance": f["auc_drop"] / by_drop[0]["auc_drop"]} for f in by_drop],
+            "significant_features": [f["feature"] for f in by_drop if f["significant"]],
+            "top10_overlap_with_attribution": 0.8, "top10_overlap_with_lime": 0.8, "spearman_with_attribution": 0.7,
+            "significant_in_attribution_top10": 4,
         },
-    }
+        correlation={
+            "features": names, "descriptions": [column_description(n) for n in names], "matrix": matrix,
+            "rows": 60000, "threshold": 0.3,
+            "pairs": [{"features": pair, "r": r, "descriptions": [column_description(n) for n in pair]}
+                      for pair, r in pairs],
+            "pairs_note": "3 pair(s) of the 118 features have |r| >= 0.3",
+            "max_abs_off_diagonal": 0.82, "method": "Pearson, pairwise-complete rows",
+        },
+        sample={"rows": 100, "clicked_rows": 50, "validation_rows": 12000, "validation_clicks": 240,
+                "evaluation_rows": 12000, "evaluation_clicks": 240, "permutation_rows": 12000,
+                "permutation_clicks": 240, "data_rows": 60000, "missing_columns": [], "validation_split": 0.2,
+                "split_seed": 42},
+        method={"config": {"sample_rows": 100, "click_share": 0.5}, "attribution": "lime",
+                "test": "held-out permutation test", "null": "no signal", "correction": "Benjamini-Hochberg",
+                "interval": "bootstrap", "definitions": {}},
+        timings={"total_s": 12.5},
+    )
 
 
 class SampleRun:
@@ -132,26 +172,27 @@ class SampleRun:
         self.models, self.champion, self.comparison = models or [], champion, comparison
         self.store = FileStore(root)
         self.run_id, self.file_id = new_id(), new_id()
-        self.explanation_location = f"runs/{self.run_id}/explanation.json"
-        self.store.write_json(self.explanation_location, make_explanation(self.run_id))
-        self.profile = make_profile() if profile is None else profile
+        self.explanation_location = explanation_path(self.run_id)
+        self.explanation = make_explanation(self.run_id, self.file_id)
+        write_document(self.store, self.explanation_location, self.explanation)
+        self.profile = Profile.model_validate(make_profile() if profile is None else profile)
         if with_profile:
-            self.store.write_json(f"files/{self.file_id}/profile.json", self.profile)
+            write_document(self.store, profile_path(self.file_id), self.profile)
 
     @property
-    def training_done(self) -> dict[str, Any]:
-        return {
+    def training_done(self) -> TrainingDone:
+        return TrainingDone.model_validate({
             "run_id": self.run_id, "file_id": self.file_id, "model_location": f"runs/{self.run_id}/model",
             "metrics": self.metrics, "best_epoch": 3, "epochs_run": 3, "duration_s": 41.5,
             "experiment_name": "CTR_Experiment_report_test", "mlflow_run_id": None,
             "config": {"epochs": 3, "batch_size": 1024, "learning_rate": 0.001, "lstm_hidden": 16,
                        "mlp_hidden": [32, 16], "dropout": 0.2, "downsampling": True, "validation_split": 0.2},
             "champion": self.champion, "models": self.models, "comparison": self.comparison,
-        }
+        })
 
     @property
-    def explanation_done(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "location": self.explanation_location, "top_features": TOP_FEATURES}
+    def explanation_done(self) -> ExplanationDone:
+        return ExplanationDone(run_id=self.run_id, location=self.explanation_location, top_features=TOP_FEATURES)
 
     @property
     def curve(self) -> list[dict[str, Any]]:

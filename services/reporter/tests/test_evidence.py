@@ -9,6 +9,7 @@ import re
 import pytest
 from pypdf import PdfReader
 
+from ctrops_common.documents import Explanation, ProfileSegments, write_document
 from ctrops_reporter.evidence import (
     StrengthInputs,
     benjamini_hochberg,
@@ -76,9 +77,10 @@ def report_and_pdf(run, generated_at: str | None = None) -> tuple[dict, list[str
     facts = gather(run.store, run.training_done, run.explanation_done, run.curve, settings)
     report = build_report(facts, write_narrative(facts, settings))
     if generated_at is not None:
-        report["generatedAt"] = generated_at
+        report = report.model_copy(update={"generated_at": generated_at})
     pdf = render_pdf(PdfInputs(report, run.curve, None))
-    return report, [page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages]
+    # the document as report.json holds it (the frontend's keys)
+    return report.model_dump(mode="json"), [page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages]
 
 
 # --- the statistics, against hand-computed values ------------------------------------------------
@@ -185,7 +187,7 @@ def test_cover_and_summary_lead_with_auc_ap_and_verdict_accuracy_only_beside_its
 
 def test_segments_are_findings_only_after_benjamini_hochberg(sample_factory):
     """24 flat hours but one at 2.48% vs 1.8%: raw p=0.013, adjusted over 24 tests 0.31 -> no finding, no action."""
-    hours = [{"value": float(h), "rows": 2500, "clicks": 62 if h == 14 else 45} for h in range(24)]
+    hours = [{"value": float(h), "rows": 2500, "clicks": (c := 62 if h == 14 else 45), "ctr": c / 25} for h in range(24)]
     profile = {"columns": {}, "seq": {}, "segments": {"hour": hours, "day_of_week": [], "inventory_id": [],
                                                        "age_group_gender": []}}
     run = sample_factory(profile=profile)
@@ -209,8 +211,8 @@ def test_segments_are_findings_only_after_benjamini_hochberg(sample_factory):
 
 
 def test_weekday_names_and_seoul_time():
-    days = [{"value": float(d), "rows": 1000, "clicks": 10 + d} for d in range(1, 8)]
-    (finding,) = segment_findings({"day_of_week": days}, min_rows=30)
+    days = [{"value": float(d), "rows": 1000, "clicks": 10 + d, "ctr": (10 + d) / 10} for d in range(1, 8)]
+    (finding,) = segment_findings(ProfileSegments(day_of_week=days), min_rows=30)
     labels = [s.label for s in finding.best + finding.worst]
     assert labels == ["일요일", "토요일", "금요일", "월요일", "화요일", "수요일"]
     assert [weekday_name(v) for v in (1, 4.0, 7)] == ["월요일", "목요일", "일요일"]
@@ -269,11 +271,11 @@ def test_an_action_on_a_column_the_feature_test_does_not_support_says_so(sample_
     """The hour segments differ (profile) but the held-out test calls hour not significant: the action
     says it rests on the segment test only, and nothing calls hour a driver."""
     run = sample_factory()
-    explanation = run.store.read_json(run.explanation_location)
+    explanation = run.explanation.model_dump(mode="json")
     for feature in explanation["features"]:
         if feature["feature"] == "hour":
-            feature.update(p_value=0.4, pValue=0.4, auc_drop_ci=[-0.002, 0.004])
-    run.store.write_json(run.explanation_location, explanation)
+            feature.update(p_value=0.4, pValue=0.4, significant=False, auc_drop_ci=[-0.002, 0.004])
+    write_document(run.store, run.explanation_location, Explanation.model_validate(explanation))
     facts = gather(run.store, run.training_done, run.explanation_done, run.curve, _settings())
     narrative = write_narrative(facts, _settings())
     hour = next(a for a in narrative.actions if a.id == "segment_hour")

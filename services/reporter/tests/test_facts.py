@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from ctrops_common.documents import ProfileSegments
 from ctrops_common.feature_names import parse_mapping_csv, save_override, shipped_feature_names
 from ctrops_reporter.facts import (
     Metrics,
@@ -28,8 +29,8 @@ def test_facts_carry_the_runs_metrics_features_and_segments(sample_run):
     assert [f.name for f in facts.features][:3] == ["history_a_1", "hour", "l_feat_14"]
     assert facts.features[1].p_value == 0.004 and (facts.features[1].ci_low, facts.features[1].ci_high) == (0.51, 0.74)
     profile = sample_run.profile
-    rows = sum(h["rows"] for h in profile["segments"]["hour"])
-    clicks = sum(h["clicks"] for h in profile["segments"]["hour"])
+    rows = sum(h.rows for h in profile.segments.hour)
+    clicks = sum(h.clicks for h in profile.segments.hour)
     assert (facts.rows, facts.clicks) == (rows, clicks)
     hour = next(s for s in facts.segments if s.dimension == "hour")
     assert {s.label for s in hour.best} == {"20시", "21시", "22시"}  # the planted peak hours
@@ -147,8 +148,43 @@ def test_small_segments_are_not_recommended_and_p_value_is_a_two_proportion_test
     segments = {"hour": [{"value": 1, "rows": 5, "clicks": 5, "ctr": 100.0},
                          {"value": 2, "rows": 1000, "clicks": 40, "ctr": 4.0},
                          {"value": 3, "rows": 1000, "clicks": 10, "ctr": 1.0}]}
-    (finding,) = segment_findings(segments, min_rows=30)
+    (finding,) = segment_findings(ProfileSegments.model_validate(segments), min_rows=30)
     assert [s.label for s in finding.best] == ["2시", "3시"]  # the 5-row hour is too small
     assert finding.base_ctr == pytest.approx(100 * 55 / 2005, abs=1e-3)
     assert two_proportion_p_value(40, 1000, 55, 2005) < 0.001
     assert two_proportion_p_value(10, 1000, 20, 2000) == pytest.approx(1.0)
+
+
+def test_the_report_document_round_trips_and_rejects_an_unknown_key(sample_run):
+    """report.json as the reporter writes it validates as ``ReportDoc``, reads back equal, keeps the keys the
+    frontend reads (camelCase, ``run_id`` beside ``runId``, ``f1_score`` beside ``f1``), and an undeclared
+    key is an error, at the top and inside."""
+    import json
+
+    from pydantic import ValidationError
+
+    from ctrops_common.documents import ReportDoc
+    from ctrops_reporter.narrative import write_narrative
+    from ctrops_reporter.report import build_report
+    from ctrops_reporter.settings import ReporterSettings
+
+    settings = ReporterSettings(openai_api_key=None)
+    facts = gather(sample_run.store, sample_run.training_done, sample_run.explanation_done, sample_run.curve, settings)
+    report = build_report(facts, write_narrative(facts, settings), "digest-1")
+    written = report.model_dump_json()
+    assert ReportDoc.model_validate_json(written) == report
+    document = json.loads(written)
+    assert document["runId"] == document["run_id"] == sample_run.run_id and document["inputsDigest"] == "digest-1"
+    assert document["metrics"]["f1_score"] == document["metrics"]["f1"] == 0.1317
+    assert {"summary", "accuracy", "roiIncrease", "additionalRevenue", "topFeatures", "aiInsights",
+            "actionPlan", "model_used"} <= set(document)  # the contract's fields (api-contract.md)
+    assert set(document["topFeatures"][0]) >= {"name", "description", "importance", "pValue", "color"}
+    with pytest.raises(ValidationError, match="extra_forbidden"):
+        ReportDoc.model_validate({**document, "surprise": 1})
+    document["modelStrength"]["surprise"] = 1
+    with pytest.raises(ValidationError, match="extra_forbidden"):
+        ReportDoc.model_validate(document)
+    document["modelStrength"].pop("surprise")
+    document["run_id"] = "another"  # the two spellings of one value must agree
+    with pytest.raises(ValidationError, match="differs"):
+        ReportDoc.model_validate(document)

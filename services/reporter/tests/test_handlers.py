@@ -8,12 +8,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
+from ctrops_common.dataset import report_path
+from ctrops_common.documents import ReportDoc, read_document
 from ctrops_common.events import (
     EpochMetrics,
-    ExplanationDone,
     ReportRequested,
     Topic,
-    TrainingDone,
     TrainingProgress,
     decode_event,
     new_id,
@@ -56,8 +56,8 @@ def run_events(sample) -> dict[str, Any]:
                 for p in sample.curve]
     return {
         "progress": progress,
-        "done": (Topic.TRAINING_DONE, TrainingDone(**sample.training_done)),
-        "explained": (Topic.EXPLANATION_DONE, ExplanationDone(**sample.explanation_done)),
+        "done": (Topic.TRAINING_DONE, sample.training_done),
+        "explained": (Topic.EXPLANATION_DONE, sample.explanation_done),
     }
 
 
@@ -81,10 +81,11 @@ def test_report_is_built_when_both_inputs_arrive_in_any_order_and_requests_reuse
     assert ready.payload.request_id == f"auto-{run_id}"
     assert ready.payload.model_used == fake_llm.MODEL  # the LLM configured through the environment wrote it
     assert ready.payload.pdf_location == f"runs/{run_id}/report.pdf"
-    report = store.read_json(ready.payload.report_location)
-    assert report["summary"] == fake_llm.GOOD_SUMMARY
-    assert report["accuracy"] == 97.91 and report["metrics"]["auc"] == 0.7386
-    assert [f["name"] for f in report["topFeatures"][:2]] == ["history_a_1", "hour"]
+    report = read_document(store, ready.payload.report_location, ReportDoc)  # the file is the typed document
+    assert ready.payload.report_location == report_path(run_id)
+    assert report.summary == fake_llm.GOOD_SUMMARY
+    assert report.accuracy == 97.91 and report.metrics.auc == 0.7386
+    assert [f.name for f in report.top_features[:2]] == ["history_a_1", "hour"]
     assert store.path(ready.payload.pdf_location).read_bytes().startswith(b"%PDF-")
     prompt = fake_llm.requests[0]["body"]["messages"][1]["content"]
     assert "0.7386" in prompt and "history_a_1" in prompt

@@ -53,7 +53,7 @@ def test_prompt_carries_the_runs_real_metrics_and_features_and_the_answer_is_use
     assert all(a.id != "invented_action" for a in narrative.actions)
 
     report = build_report(facts, narrative)
-    assert report["model_used"] == fake_llm.MODEL and report["summary"] == fake_llm.GOOD_SUMMARY
+    assert report.model_used == fake_llm.MODEL and report.summary == fake_llm.GOOD_SUMMARY
 
 
 def test_json_schema_mode_sends_the_schema(fake_llm, facts):

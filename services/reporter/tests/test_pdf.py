@@ -20,7 +20,7 @@ def inputs(sample_run) -> PdfInputs:
     settings = ReporterSettings(openai_api_key=None)
     facts = gather(sample_run.store, sample_run.training_done, sample_run.explanation_done, sample_run.curve, settings)
     report = build_report(facts, write_narrative(facts, settings))
-    return PdfInputs(report, sample_run.curve, correlation_from(sample_run.store.read_json(sample_run.explanation_location)))
+    return PdfInputs(report, sample_run.curve, correlation_from(sample_run.explanation))
 
 
 def _text(pdf: bytes) -> str:
@@ -41,7 +41,7 @@ def test_text_has_korean_headings_and_the_runs_numbers(full_pdf, inputs, sample_
     for number in ("97.91%", "0.7386", "0.0874", "0.0921", "1.073", "8.12%", "34.78%", "0.1317", "0.4813"):
         assert number in text, number
     assert "history_a_1" in text and "과거 인기도 1" in text
-    low, high = inputs.report["moneyRange"]["additionalRevenueKrw"]
+    low, high = inputs.report.money_range.additional_revenue_krw
     assert f"{low:+,.0f}원 ~ {high:+,.0f}원" in text  # money only as a range
     assert sample_run.run_id in text
 

@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from ctrops_common.documents import Explanation, write_document
+from ctrops_common.events import EpochMetrics
 from ctrops_common.feature_names import parse_mapping_csv, save_override
 from ctrops_reporter.facts import correlation_from, gather
 from ctrops_reporter.narrative import write_narrative
@@ -51,29 +53,31 @@ def _usable_report(run) -> tuple[bytes, dict]:
     save_override(run.store, parse_mapping_csv(
         "column,name,group\nhistory_a_1,최근 30일 동안 같은 광고 세트에 반응한 사용자 비율의 과거 인기도,과거 이력\n".encode()))
     settings = ReporterSettings(openai_api_key=None)
-    training = {**run.training_done, "experiment_name": LONG_EXPERIMENT}
+    training = run.training_done.model_copy(update={"experiment_name": LONG_EXPERIMENT})
     facts = gather(run.store, training, run.explanation_done, run.curve, settings)
     report = build_report(facts, write_narrative(facts, settings))
-    correlation = correlation_from(run.store.read_json(run.explanation_location), None)
-    return render_pdf(PdfInputs(report, run.curve, correlation)), report
+    correlation = correlation_from(run.explanation, None)
+    return render_pdf(PdfInputs(report, run.curve, correlation)), report.model_dump(mode="json")
 
 
 def _no_signal_report(run) -> tuple[bytes, dict]:
     """A file without signal: every feature unsupported, correlations near zero, a weak model."""
-    explanation = run.store.read_json(run.explanation_location)
+    explanation = run.explanation.model_dump(mode="json")
     for feature in explanation["features"]:
-        feature.update(p_value=0.81, pValue=0.81, p_value_raw=0.42, auc_drop=0.0, auc_drop_ci=[-0.001, 0.001],
-                       direction_ko="두드러지는 값 없음", effect={"kind": "none"})
+        feature.update(p_value=0.81, pValue=0.81, p_value_raw=0.42, significant=False, auc_drop=0.0,
+                       auc_drop_ci=[-0.001, 0.001], direction_ko="두드러지는 값 없음",
+                       effect={"kind": "none", "text": "no value stands out", "text_ko": "두드러지는 값 없음"})
     block = explanation["correlation"]
     block["matrix"] = [[1.0 if i == j else 0.01 for j in range(len(block["features"]))]
                        for i in range(len(block["features"]))]
     block.update(pairs=[], max_abs_off_diagonal=0.01, pairs_note="no pair of the 118 features has |r| >= 0.3")
-    run.store.write_json(run.explanation_location, explanation)
+    explanation = Explanation.model_validate(explanation)
+    write_document(run.store, run.explanation_location, explanation)
     settings = ReporterSettings(openai_api_key=None)
-    done = {**run.training_done, "metrics": WEAK_METRICS}
+    done = run.training_done.model_copy(update={"metrics": EpochMetrics(**WEAK_METRICS)})
     facts = gather(run.store, done, run.explanation_done, run.curve, settings)
     report = build_report(facts, write_narrative(facts, settings))
-    return render_pdf(PdfInputs(report, run.curve, correlation_from(explanation, None))), report
+    return render_pdf(PdfInputs(report, run.curve, correlation_from(explanation, None))), report.model_dump(mode="json")
 
 
 def _page_texts(pdf: Path, pages: int) -> list[str]:

@@ -15,11 +15,15 @@ import json
 import logging
 from typing import Any
 
-from ctrops_common.dataset import explanation_path, run_dir
+from pydantic import ValidationError
+
+from ctrops_common.dataset import report_path, report_pdf_path as _report_pdf_path
+from ctrops_common.documents import ReportDoc, read_document, write_document
+from ctrops_common.events import ExplanationDone, TrainingDone
 from ctrops_common.feature_names import FeatureNameMapping, effective_feature_names
 from ctrops_common.storage import FileStore, UnsafePath, check_id
 
-from .facts import correlation_from, gather
+from .facts import correlation_from, gather, read_explanation
 from .narrative import write_narrative
 from .pdf import PdfInputs, PdfOptions, render_pdf
 from .records import Records
@@ -37,17 +41,16 @@ class ReportNotReady(Exception):
         self.retryable = retryable
 
 
-def report_json_path(run_id: str) -> str:
-    return f"{run_dir(run_id)}/report.json"
+report_json_path = report_path  # ctrops_common.dataset names every stored document's place
 
 
 def report_pdf_path(run_id: str, options: PdfOptions) -> str:
-    return f"{run_dir(run_id)}/report{options.suffix}.pdf"
+    return _report_pdf_path(run_id, options.suffix)
 
 
-def inputs_digest(training_done: dict[str, Any], explanation_done: dict[str, Any],
+def inputs_digest(training_done: TrainingDone, explanation_done: ExplanationDone,
                   names: FeatureNameMapping | None = None) -> str:
-    inputs: list[Any] = [training_done, explanation_done]
+    inputs: list[Any] = [training_done.model_dump(mode="json"), explanation_done.model_dump(mode="json")]
     if names is not None:
         inputs.append(names.digest())
     canonical = json.dumps(inputs, sort_keys=True, ensure_ascii=False)
@@ -60,7 +63,7 @@ class ReportBuilder:
         self.records = records
         self.settings = settings
 
-    def _inputs(self, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _inputs(self, run_id: str) -> tuple[TrainingDone, ExplanationDone]:
         try:
             check_id(run_id)
         except UnsafePath:
@@ -76,26 +79,25 @@ class ReportBuilder:
             )
         return training, explanation
 
-    def ensure_report(self, run_id: str) -> dict[str, Any]:
+    def ensure_report(self, run_id: str) -> ReportDoc:
         """report.json of the run: reused when built from the same inputs, built (LLM or rules) otherwise."""
         training, explanation = self._inputs(run_id)
         digest = inputs_digest(training, explanation, effective_feature_names(self.store))
         path = report_json_path(run_id)
         if self.store.exists(path):
             try:
-                existing = self.store.read_json(path)
-                if existing.get("inputsDigest") == digest:
+                existing = read_document(self.store, path, ReportDoc)
+                if existing.inputs_digest == digest:
                     return existing
-            except (OSError, ValueError, AttributeError) as exc:
+            except (OSError, ValueError, ValidationError) as exc:  # ValidationError: an older schema
                 log.warning("rebuilding unreadable %s: %s", path, exc)
         facts = gather(self.store, training, explanation, self.records.curve(run_id), self.settings)
-        report = build_report(facts, write_narrative(facts, self.settings))
-        report["inputsDigest"] = digest
-        self.store.write_json(path, report)
-        log.info("report.json for %s written by %s", run_id, report["model_used"])
+        report = build_report(facts, write_narrative(facts, self.settings), digest)
+        write_document(self.store, path, report)
+        log.info("report.json for %s written by %s", run_id, report.model_used)
         return report
 
-    def ensure_pdf(self, run_id: str, options: PdfOptions, report: dict[str, Any]) -> tuple[str, bool]:
+    def ensure_pdf(self, run_id: str, options: PdfOptions, report: ReportDoc) -> tuple[str, bool]:
         """(PDF path, reused?) for these options; rendered only when missing or older than report.json."""
         pdf = report_pdf_path(run_id, options)
         json_path = self.store.path(report_json_path(run_id))
@@ -104,16 +106,16 @@ class ReportBuilder:
             return pdf, True
         _, explanation = self._inputs(run_id)
         correlation = None
-        location = explanation.get("location") or explanation_path(run_id)
         try:
-            correlation = correlation_from(self.store.read_json(location), effective_feature_names(self.store))
-        except (OSError, ValueError, UnsafePath) as exc:
+            correlation = correlation_from(read_explanation(self.store, explanation.location),
+                                           effective_feature_names(self.store))
+        except UnsafePath as exc:
             log.info("no correlation matrix for %s: %s", run_id, exc)
         data = render_pdf(PdfInputs(report, self.records.curve(run_id), correlation), options)
         self.store.write_bytes(pdf, data)
         return pdf, False
 
-    def build(self, run_id: str, options: PdfOptions = PdfOptions()) -> tuple[dict[str, Any], str, bool]:
+    def build(self, run_id: str, options: PdfOptions = PdfOptions()) -> tuple[ReportDoc, str, bool]:
         report = self.ensure_report(run_id)
         pdf, reused = self.ensure_pdf(run_id, options, report)
         return report, pdf, reused

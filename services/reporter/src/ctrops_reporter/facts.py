@@ -1,9 +1,10 @@
 """The facts a report is written from: the run's metrics, its explanation, the data's segments.
 
-Everything here is read or computed from what the platform stored (the ``training.done``
-and ``explanation.done`` payloads, the training curve, ``profile.json``, the data's
-``clicked`` column); nothing is made up. When a source is missing the fact says so
-(``None`` or an empty list) and the narrative reports it as unavailable.
+Everything here is read or computed from what the platform stored (the ``TrainingDone``
+and ``ExplanationDone`` payloads, the training curve, ``profile.json`` and ``explanation.json``
+read back as ``ctrops_common.documents.Profile`` and ``Explanation``, the data's ``clicked``
+column); nothing is made up and no key is guessed. When a source is missing or does not match
+its model, the fact says so (``None`` or an empty list) and the narrative reports it as unavailable.
 """
 
 from __future__ import annotations
@@ -12,9 +13,27 @@ import logging
 import math
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from ctrops_common.dataset import column_description, explanation_path, parquet_path, profile_path
+from ctrops_common.dataset import column_description, parquet_path, profile_path
+from ctrops_common.documents import (
+    Effect,
+    ExplainedFeature,
+    Explanation,
+    PairSegment,
+    Profile,
+    ProfileSegments,
+    ValueSegment,
+    read_document,
+)
+from ctrops_common.events import (
+    AucComparison,
+    EpochMetrics,
+    ExplanationDone,
+    FeatureImportance,
+    TrainingConfig,
+    TrainingDone,
+)
 from ctrops_common.feature_names import FeatureNameMapping, effective_feature_names
 from ctrops_common.numbers import finite as _finite
 from ctrops_common.storage import FileStore
@@ -144,7 +163,7 @@ class Strength(BaseModel):
     accuracy: float | None
     majority_baseline: float | None  # accuracy of always answering "no click" = 1 - base rate
     models: list[ModelSummary] = []
-    comparison: dict[str, Any] | None = None  # paired DeLong test of the two models' AUCs
+    comparison: AucComparison | None = None  # paired DeLong test of the two models' AUCs
 
 
 class Segment(BaseModel):
@@ -232,7 +251,7 @@ class Facts(BaseModel):
     best_epoch: int
     epochs_run: int
     duration_s: float
-    config: dict[str, Any]
+    config: TrainingConfig
     metrics: Metrics
     features: list[Feature]
     correlation: Correlation | None
@@ -250,66 +269,60 @@ class Facts(BaseModel):
 # --- reading the inputs ---------------------------------------------------------
 
 
-def metrics_from(training_metrics: dict[str, Any]) -> Metrics:
-    values = {name: _finite(training_metrics.get(name)) for name in Metrics.model_fields}
-    values["accuracy"] = _finite(training_metrics.get("val_accuracy", training_metrics.get("accuracy")))
-    return Metrics(**values)
+def metrics_from(training_metrics: EpochMetrics) -> Metrics:
+    """The report's metrics of the kept epoch; accuracy is the validation accuracy."""
+    values = {name: _finite(getattr(training_metrics, name)) for name in Metrics.model_fields
+              if name in EpochMetrics.model_fields}
+    return Metrics(**values, accuracy=_finite(training_metrics.val_accuracy))
 
 
-def direction_text(name: str, direction_ko: Any, effect: Any) -> tuple[str | None, str | None]:
+def direction_text(name: str, direction_ko: str | None, effect: Effect | None) -> tuple[str | None, str | None]:
     """(direction, observed click rates) in Korean: hours as "20시", weekdays by name."""
-    text = str(direction_ko) if direction_ko else None
-    effect = effect if isinstance(effect, dict) else {}
-    values = effect.get("values") if effect.get("kind") == "values" else None
-    if text and isinstance(values, list) and values and name in ("hour", "day_of_week"):
-        spelled = [weekday_name(v) if name == "day_of_week" else f"{_code(v)}시" for v in values[:8]]
+    text = direction_ko or None
+    if text and effect is not None and effect.kind == "values" and effect.values and name in ("hour", "day_of_week"):
+        spelled = [weekday_name(v) if name == "day_of_week" else f"{_code(v)}시" for v in effect.values[:8]]
         text = f"{', '.join(spelled)}에 클릭 증가"
     rates = None
-    named, rest = _finite(effect.get("ctr_named")), _finite(effect.get("ctr_rest"))
-    top, bottom = _finite(effect.get("ctr_top_quartile")), _finite(effect.get("ctr_bottom_quartile"))
-    if named is not None and rest is not None:
-        rates = f"해당 값 CTR {100 * named:.2f}% vs 나머지 {100 * rest:.2f}%"
-    elif top is not None and bottom is not None and effect.get("kind") == "monotone":
-        rates = f"상위 25% CTR {100 * top:.2f}% vs 하위 25% {100 * bottom:.2f}%"
+    if effect is not None and effect.kind == "values" and effect.ctr_named is not None and effect.ctr_rest is not None:
+        rates = f"해당 값 CTR {100 * effect.ctr_named:.2f}% vs 나머지 {100 * effect.ctr_rest:.2f}%"
+    elif (effect is not None and effect.kind == "monotone" and effect.ctr_top_quartile is not None
+          and effect.ctr_bottom_quartile is not None):
+        rates = f"상위 25% CTR {100 * effect.ctr_top_quartile:.2f}% vs 하위 25% {100 * effect.ctr_bottom_quartile:.2f}%"
     return text, rates
 
 
-def features_from(top_features: list[dict[str, Any]], names: FeatureNameMapping | None = None,
+def feature_from(item: ExplainedFeature | FeatureImportance, names: FeatureNameMapping | None = None) -> Feature:
+    """One feature of the report: from explanation.json (with the held-out test and the direction of
+    effect), or from the event's top features when the file cannot be read (without them)."""
+    explained = item if isinstance(item, ExplainedFeature) else None
+    direction_ko, effect_ko = (direction_text(item.feature, explained.direction_ko, explained.effect)
+                               if explained is not None else (None, None))
+    entry = names.get(item.feature) if names is not None else None
+    low, high = item.ci
+    return Feature(
+        name=item.feature,
+        description=column_description(item.feature, names),
+        group=entry.group if entry else "",
+        importance=item.importance,
+        p_value=item.p_value,
+        ci_low=low,
+        ci_high=high,
+        p_value_raw=explained.p_value_raw if explained else None,
+        auc_drop=explained.auc_drop if explained else None,
+        auc_drop_low=explained.auc_drop_ci[0] if explained else None,
+        auc_drop_high=explained.auc_drop_ci[1] if explained else None,
+        direction=explained.direction if explained else None,
+        direction_ko=direction_ko,
+        effect_ko=effect_ko,
+    )
+
+
+def features_from(items: list[ExplainedFeature] | list[FeatureImportance], names: FeatureNameMapping | None = None,
                   limit: int = 15, limit_with_significant: int = 20) -> list[Feature]:
     """The most important features (``limit``), plus every significant one beyond them (up to
     ``limit_with_significant`` in all), by importance. Names come from ``names`` (the mapping in
     effect), not from the explanation, so a user's uploaded mapping applies to older runs too."""
-    found = []
-    for item in top_features:
-        name = str(item.get("feature") or item.get("name") or "")
-        importance = _finite(item.get("importance"))
-        if not name or importance is None:
-            continue
-        p_value = _finite(item.get("pValue", item.get("p_value")))
-        ci = item.get("ci") or [importance, importance]
-        low, high = (_finite(ci[0]), _finite(ci[1])) if len(ci) == 2 else (None, None)
-        drop_ci = item.get("auc_drop_ci")
-        drop_low, drop_high = ((_finite(drop_ci[0]), _finite(drop_ci[1]))
-                               if isinstance(drop_ci, list) and len(drop_ci) == 2 else (None, None))
-        direction_ko, effect_ko = direction_text(name, item.get("direction_ko"), item.get("effect"))
-        entry = names.get(name) if names is not None else None
-        found.append(Feature(
-            name=name,
-            description=column_description(name, names),
-            group=entry.group if entry else "",
-            importance=max(0.0, min(1.0, importance)),
-            p_value=1.0 if p_value is None else max(0.0, min(1.0, p_value)),
-            ci_low=importance if low is None else low,
-            ci_high=importance if high is None else high,
-            p_value_raw=_finite(item.get("p_value_raw")),
-            auc_drop=_finite(item.get("auc_drop")),
-            auc_drop_low=drop_low,
-            auc_drop_high=drop_high,
-            direction=str(item["direction"]) if item.get("direction") else None,
-            direction_ko=direction_ko,
-            effect_ko=effect_ko,
-        ))
-    found.sort(key=lambda f: (-f.importance, f.name))
+    found = sorted((feature_from(item, names) for item in items), key=lambda f: (-f.importance, f.name))
     chosen = found[:limit]
     chosen += [f for f in found[limit:] if f.significant][: max(0, limit_with_significant - len(chosen))]
     return sorted(chosen, key=lambda f: (-f.importance, f.name))
@@ -321,47 +334,42 @@ def drivers(features: list[Feature]) -> list[Feature]:
     return sorted((f for f in features if f.significant), key=lambda f: (-f.strength, f.p_value, f.name))
 
 
-def correlation_from(explanation: dict[str, Any] | None, names: FeatureNameMapping | None = None
+def correlation_from(explanation: Explanation | None, names: FeatureNameMapping | None = None
                      ) -> Correlation | None:
-    """The correlation block of explanation.json (matrix and correlated pairs), if well formed."""
-    if not isinstance(explanation, dict):
+    """The correlation block of explanation.json (matrix and correlated pairs), names from ``names``."""
+    if explanation is None:
         return None
-    block = explanation.get("correlation")
-    block = block if isinstance(block, dict) else explanation
-    features, matrix = block.get("features"), block.get("matrix")
-    if not isinstance(features, list) or not isinstance(matrix, list) or not features or len(matrix) != len(features):
+    block = explanation.correlation
+    if not block.features:
         return None
-    if any(not isinstance(n, str) for n in features):
-        return None  # e.g. a list of feature-importance objects, not a correlation block
-    clean = []
-    for row in matrix:
-        if not isinstance(row, list) or len(row) != len(features):
-            return None
-        clean.append([max(-1.0, min(1.0, _finite(v) or 0.0)) for v in row])
-    pairs = []
-    for item in block.get("pairs") or []:
-        pair = item.get("features") if isinstance(item, dict) else None
-        r = _finite(item.get("r")) if isinstance(item, dict) else None
-        if isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair) and r is not None:
-            pairs.append(CorrelatedPair(features=(pair[0], pair[1]), r=max(-1.0, min(1.0, r)),
-                                        names=(column_description(pair[0], names), column_description(pair[1], names))))
+    pairs = [CorrelatedPair(features=p.features, r=p.r,
+                            names=(column_description(p.features[0], names), column_description(p.features[1], names)))
+             for p in block.pairs]
     pairs.sort(key=lambda p: (-abs(p.r), p.features))
-    off = [abs(v) for i, row in enumerate(clean) for j, v in enumerate(row) if i != j]
-    rows = _finite(block.get("rows"))
     return Correlation(
-        features=[str(n) for n in features], names=[column_description(str(n), names) for n in features],
-        matrix=clean, threshold=_finite(block.get("threshold")), pairs=pairs,
-        rows=None if rows is None else int(rows), max_abs_off_diagonal=max(off, default=0.0),
+        features=list(block.features), names=[column_description(n, names) for n in block.features],
+        matrix=[list(row) for row in block.matrix], threshold=block.threshold, pairs=pairs,
+        rows=block.rows, max_abs_off_diagonal=block.max_abs_off_diagonal,
     )
 
 
-def _read_json(store: FileStore, relative: str) -> Any:
+def read_explanation(store: FileStore, location: str) -> Explanation | None:
+    """explanation.json as its model; None (logged) when missing or not matching the model."""
+    return _read(store, location, Explanation)
+
+
+def read_profile(store: FileStore, file_id: str) -> Profile | None:
+    """profile.json as its model; None (logged) when missing or not matching the model."""
+    return _read(store, profile_path(file_id), Profile)
+
+
+def _read(store: FileStore, relative: str, model: type[Explanation] | type[Profile]) -> Any:
     try:
-        return store.read_json(relative)
+        return read_document(store, relative, model)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as exc:
-        log.warning("cannot read %s: %s", relative, exc)
+    except (OSError, ValueError, ValidationError) as exc:  # ValidationError: a file of another schema
+        log.warning("cannot read %s as %s: %s", relative, model.__name__, exc)
         return None
 
 
@@ -388,16 +396,16 @@ def _code(value: Any) -> str:
     return str(int(number)) if number == int(number) else f"{number:g}"
 
 
-def _label(dimension: str, entry: dict[str, Any]) -> str:
+def _label(dimension: str, entry: ValueSegment | PairSegment) -> str:
+    if isinstance(entry, PairSegment):
+        return f"연령대 {_code(entry.age_group)} · 성별 {_code(entry.gender)}"
     if dimension == "hour":
-        return f"{_code(entry.get('value'))}시"
+        return f"{_code(entry.value)}시"
     if dimension == "day_of_week":
-        return weekday_name(entry.get("value"))
+        return weekday_name(entry.value)
     if dimension == "inventory_id":
-        return f"지면 {_code(entry.get('value'))}"
-    if dimension == "age_group_gender":
-        return f"연령대 {_code(entry.get('age_group'))} · 성별 {_code(entry.get('gender'))}"
-    return _code(entry.get("value"))
+        return f"지면 {_code(entry.value)}"
+    return _code(entry.value)
 
 
 # ISO 8601 weekday numbers (1 = Monday ... 7 = Sunday), as the generator uses them (days 6-7 are its weekend).
@@ -434,7 +442,7 @@ def two_proportion_p_value(clicks: int, rows: int, total_clicks: int, total_rows
 
 
 def segment_findings(
-    segments: dict[str, Any], min_rows: int, top: int = 3, totals: tuple[int, int] | None = None
+    segments: ProfileSegments, min_rows: int, top: int = 3, totals: tuple[int, int] | None = None
 ) -> list[SegmentFinding]:
     """Best and worst segments per table; ``totals`` (rows, clicks of the whole data) is the baseline.
 
@@ -448,17 +456,7 @@ def segment_findings(
     """
     tables = []
     for dimension, title in SEGMENT_TITLES.items():
-        entries = segments.get(dimension) if isinstance(segments, dict) else None
-        if not isinstance(entries, list) or not entries:
-            continue
-        parsed = []
-        for entry in entries:
-            if not isinstance(entry, dict):
-                continue
-            rows, clicks = _finite(entry.get("rows")), _finite(entry.get("clicks"))
-            if rows is None or clicks is None or rows <= 0:
-                continue
-            parsed.append((entry, int(rows), int(clicks)))
+        parsed = [(entry, entry.rows, entry.clicks) for entry in segments.table(dimension) if entry.rows > 0]
         total_rows = sum(r for _, r, _ in parsed)
         total_clicks = sum(c for _, _, c in parsed)
         if not total_rows:
@@ -499,19 +497,6 @@ def segment_findings(
             best=best, worst=worst, segments_considered=len(ranked), tests_in_family=tests,
         ))
     return findings
-
-
-def totals_from_profile(profile: dict[str, Any]) -> tuple[int, int] | None:
-    """(rows, clicks) of the whole file from any complete segment table of profile.json."""
-    segments = profile.get("segments") if isinstance(profile, dict) else None
-    for dimension in ("hour", "day_of_week", "inventory_id", "age_group_gender"):
-        entries = segments.get(dimension) if isinstance(segments, dict) else None
-        if isinstance(entries, list) and entries:
-            rows = sum(int(_finite(e.get("rows")) or 0) for e in entries if isinstance(e, dict))
-            clicks = sum(int(_finite(e.get("clicks")) or 0) for e in entries if isinstance(e, dict))
-            if rows:
-                return rows, clicks
-    return None
 
 
 # --- money -----------------------------------------------------------------------------
@@ -614,34 +599,30 @@ def estimate_money(
 MODEL_LABELS = {"lstm": "LSTM+MLP", "gbdt": "LightGBM"}
 
 
-def strength_from(
-    training_done: dict[str, Any], metrics: Metrics, totals: tuple[int, int] | None
-) -> Strength:
+def strength_from(training_done: TrainingDone, metrics: Metrics, totals: tuple[int, int] | None) -> Strength:
     """The champion's verdict: DeLong interval from training.done, else Hanley-McNeil, else unknown.
 
     The validation rows and clicks come from the champion's ModelResult; older runs do not
     send them, so they are estimated as the data's rows and clicks x the validation split
     (the split is stratified by click) and the Strength says so.
     """
-    champion = str(training_done.get("champion") or "lstm")
-    raw_models = [m for m in training_done.get("models") or [] if isinstance(m, dict)]
-    chosen = next((m for m in raw_models if m.get("kind") == champion), None)
+    champion = training_done.champion
+    chosen = next((m for m in training_done.models if m.kind == champion), None)
     auc, ap, accuracy = metrics.auc, metrics.ap, metrics.accuracy
     low = high = None
     method: str | None = None
     val_rows = val_clicks = None
     estimated = False
     if chosen is not None:
-        val_rows = _int_or_none(chosen.get("val_rows"))
-        val_clicks = _int_or_none(chosen.get("val_clicks"))
-        low, high = _finite(chosen.get("auc_ci_low")), _finite(chosen.get("auc_ci_high"))
+        val_rows, val_clicks = chosen.val_rows, chosen.val_clicks
+        low, high = _finite(chosen.auc_ci_low), _finite(chosen.auc_ci_high)
         if low is not None and high is not None:
             method = "DeLong"
         else:
             low = high = None
     if val_rows is None or val_clicks is None:
-        split = _finite((training_done.get("config") or {}).get("validation_split"))
-        if totals is not None and split is not None and 0 < split < 1:
+        split = training_done.config.validation_split
+        if totals is not None and 0 < split < 1:
             val_rows, val_clicks = round(totals[0] * split), round(totals[1] * split)
             estimated = True
         else:
@@ -657,29 +638,22 @@ def strength_from(
     else:
         base_rate = None
     verdict, reasons = strength_verdict(StrengthInputs(auc=auc, auc_low=low, ap=ap, base_rate=base_rate))
-    models = []
-    for m in raw_models:
-        values = m.get("metrics") or {}
-        kind = str(m.get("kind", ""))
-        models.append(ModelSummary(
-            kind=kind, label=str(m.get("label") or MODEL_LABELS.get(kind, kind)), champion=kind == champion,
-            auc=_finite(values.get("auc")), auc_ci_low=_finite(m.get("auc_ci_low")),
-            auc_ci_high=_finite(m.get("auc_ci_high")), ap=_finite(values.get("ap")),
-        ))
-    comparison = training_done.get("comparison")
-    label = next((m.label for m in models if m.champion), MODEL_LABELS.get(champion, champion))
+    models = [
+        ModelSummary(
+            kind=m.kind, label=m.label, champion=m.kind == champion,
+            auc=_finite(m.metrics.auc), auc_ci_low=_finite(m.auc_ci_low), auc_ci_high=_finite(m.auc_ci_high),
+            ap=_finite(m.metrics.ap),
+        )
+        for m in training_done.models
+    ]
+    label = next((m.label for m in models if m.champion), MODEL_LABELS[champion])
     return Strength(
         verdict=verdict, verdict_ko=VERDICT_KO[verdict], reasons=reasons, champion=champion, champion_label=label,
         auc=auc, auc_ci_low=low, auc_ci_high=high, ci_method=method, ap=ap, base_rate=base_rate,
         ap_lift=ap_lift(ap, base_rate), val_rows=val_rows, val_clicks=val_clicks, val_counts_estimated=estimated,
         accuracy=accuracy, majority_baseline=None if base_rate is None else 1 - base_rate,
-        models=models, comparison=comparison if isinstance(comparison, dict) else None,
+        models=models, comparison=training_done.comparison,
     )
-
-
-def _int_or_none(value: Any) -> int | None:
-    number = _finite(value)
-    return None if number is None else int(number)
 
 
 # --- assembling ---------------------------------------------------------------------------
@@ -687,48 +661,40 @@ def _int_or_none(value: Any) -> int | None:
 
 def gather(
     store: FileStore,
-    training_done: dict[str, Any],
-    explanation_done: dict[str, Any],
+    training_done: TrainingDone,
+    explanation_done: ExplanationDone,
     curve: list[dict[str, Any]],
     assumptions: MoneyAssumptions,
 ) -> Facts:
     """All facts of one run, from the two event payloads, the curve and the files they point to."""
-    run_id = str(training_done["run_id"])
-    file_id = str(training_done.get("file_id", ""))
-    explanation = _read_json(store, str(explanation_done.get("location") or explanation_path(run_id)))
-    # The explanation file has every feature with its held-out test and direction; the event only the top ones.
-    top = []
-    if isinstance(explanation, dict):
-        for key in ("features", "feature_importance", "importances", "top_features"):
-            if isinstance(explanation.get(key), list) and explanation[key]:
-                top = explanation[key]
-                break
-    if not top:
-        top = explanation_done.get("top_features") or []
+    run_id, file_id = training_done.run_id, training_done.file_id
+    explanation = read_explanation(store, explanation_done.location)
     names = effective_feature_names(store)
+    # The explanation file has every feature with its held-out test and direction; the event only the top ones.
+    items = explanation.features if explanation is not None else explanation_done.top_features
 
-    profile = _read_json(store, profile_path(file_id)) if file_id else None
-    segments_block = profile.get("segments") if isinstance(profile, dict) else None
+    profile = read_profile(store, file_id) if file_id else None
     # Exact totals from the data's clicked column; the profile's hour table (rows with an hour) otherwise.
     totals = clicks_from_parquet(store, file_id) if file_id else None
-    if totals is None and isinstance(profile, dict):
-        totals = totals_from_profile(profile)
-    findings = segment_findings(segments_block or {}, assumptions.report_min_segment_rows, totals=totals)
+    if totals is None and profile is not None:
+        totals = profile.totals()
+    findings = (segment_findings(profile.segments, assumptions.report_min_segment_rows, totals=totals)
+                if profile is not None else [])
     rows, clicks = totals if totals else (None, None)
     base_fraction = clicks / rows if rows else None
 
-    metrics = metrics_from(training_done.get("metrics") or {})
+    metrics = metrics_from(training_done.metrics)
     strength = strength_from(training_done, metrics, totals)
     return Facts(
         run_id=run_id,
         file_id=file_id,
-        experiment_name=str(training_done.get("experiment_name", "")),
-        best_epoch=int(training_done.get("best_epoch", 0) or 0),
-        epochs_run=int(training_done.get("epochs_run", 0) or 0),
-        duration_s=float(training_done.get("duration_s", 0.0) or 0.0),
-        config=dict(training_done.get("config") or {}),
+        experiment_name=training_done.experiment_name,
+        best_epoch=training_done.best_epoch,
+        epochs_run=training_done.epochs_run,
+        duration_s=training_done.duration_s,
+        config=training_done.config,
         metrics=metrics,
-        features=features_from(top, names),
+        features=features_from(items, names),
         correlation=correlation_from(explanation, names),
         feature_names_digest=names.digest(),
         curve=curve,

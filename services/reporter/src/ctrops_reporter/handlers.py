@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from ctrops_common.events import (
     Event,
@@ -64,7 +63,7 @@ def register(runtime: ServiceRuntime, settings: ReporterSettings) -> None:
         await bus.publish(
             Topic.REPORT_READY,
             ReportReady(run_id=run_id, request_id=request_id, report_location=report_json_path(run_id),
-                        pdf_location=pdf, model_used=str(report.get("model_used", ""))),
+                        pdf_location=pdf, model_used=report.model_used),
             correlation_id=run_id,
         )
 
@@ -81,14 +80,12 @@ def register(runtime: ServiceRuntime, settings: ReporterSettings) -> None:
 
     @bus.subscriber(Topic.TRAINING_DONE)
     async def on_training_done(event: Event[TrainingDone]) -> None:
-        payload: dict[str, Any] = event.payload.model_dump(mode="json")
-        await asyncio.to_thread(records.save_input, event.payload.run_id, "training_done", payload)
+        await asyncio.to_thread(records.save_input, event.payload.run_id, event.payload)
         await build_when_complete(event.payload.run_id)  # the explanation may have come first
 
     @bus.subscriber(Topic.EXPLANATION_DONE)
     async def on_explanation_done(event: Event[ExplanationDone]) -> None:
-        payload: dict[str, Any] = event.payload.model_dump(mode="json")
-        await asyncio.to_thread(records.save_input, event.payload.run_id, "explanation_done", payload)
+        await asyncio.to_thread(records.save_input, event.payload.run_id, event.payload)
         await build_when_complete(event.payload.run_id)
 
     @bus.subscriber(Topic.REPORT_REQUESTED)

@@ -29,6 +29,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from ctrops_common.documents import ActionDoc as Action
+from ctrops_common.documents import InsightDoc as Insight
+
 from .evidence import SIGNIFICANCE
 from .facts import Facts, Feature, SegmentFinding, drivers
 from .settings import ReporterSettings
@@ -39,26 +42,6 @@ DETERMINISTIC_MODEL = "deterministic-ko-v1"
 
 ICONS = {"success": "📈", "warning": "⚠️", "info": "💡"}
 PRIORITY_COLORS = {"high": "#ef4444", "medium": "#f59e0b", "low": "#10b981"}
-
-
-class Insight(BaseModel):
-    icon: str
-    type: Literal["success", "warning", "info"]
-    title: str
-    message: str
-    details: list[str] = []
-    action: str = ""
-
-
-class Action(BaseModel):
-    id: str
-    title: str
-    description: str
-    priority: Literal["high", "medium", "low"]
-    impact: float  # percent, computed
-    duration: str
-    cost: str
-    color: str
 
 
 class Narrative(BaseModel):
@@ -333,12 +316,9 @@ def _strength_insight(facts: Facts) -> Insight:
 def _comparison_insight(facts: Facts) -> Insight | None:
     s = facts.strength
     c = s.comparison
-    if len(s.models) < 2 or not c:
+    if len(s.models) < 2 or c is None:
         return None
-    try:
-        diff, low, high, p = (float(c[k]) for k in ("difference", "ci_low", "ci_high", "p_value"))
-    except (KeyError, TypeError, ValueError):
-        return None
+    diff, low, high, p = c.difference, c.ci_low, c.ci_high, c.p_value
     significant = p < SIGNIFICANCE
     return Insight(
         icon=ICONS["info"], type="info", title="모델 비교 (같은 검증 데이터)",
@@ -623,7 +603,7 @@ def facts_for_prompt(facts: Facts, actions: list[Action]) -> dict[str, Any]:
             "rule": "weak: AUC CI low <= 0.55 or AP/base < 1.5; strong: CI low >= 0.70 and AP/base >= 3; else usable",
             "data_needed": data_needed(facts) if st.verdict == "weak" else [],
             "models": [mm.model_dump() for mm in st.models],
-            "comparison": st.comparison,
+            "comparison": None if st.comparison is None else st.comparison.model_dump(mode="json"),
         },
         "metrics": {
             "accuracy": r(m.accuracy), "precision": r(m.precision), "recall": r(m.recall), "f1": r(m.f1),

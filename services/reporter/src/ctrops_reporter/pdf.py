@@ -38,6 +38,8 @@ from reportlab.platypus import (
     TableStyle,
 )
 
+from ctrops_common.documents import ReportDoc
+
 from . import charts
 from .facts import Correlation, Feature
 from .fonts import register_pdf_fonts
@@ -275,7 +277,7 @@ def _correlation_section(correlation: Correlation | None, charts_on: bool, width
 
 @dataclass
 class PdfInputs:
-    report: dict[str, Any]
+    report: ReportDoc
     curve: list[dict[str, Any]]
     correlation: Correlation | None
 
@@ -283,7 +285,7 @@ class PdfInputs:
 def render_pdf(inputs: PdfInputs, options: PdfOptions = PdfOptions()) -> bytes:
     regular, bold = register_pdf_fonts()
     st = _styles(regular, bold)
-    report = inputs.report
+    report = inputs.report.model_dump(mode="json")  # laid out from the document as report.json holds it
     metrics = report.get("metrics") or {}
     assumptions = report.get("assumptions") or {}
     width = A4[0] - 36 * mm

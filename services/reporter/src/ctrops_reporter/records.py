@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Table, Text, select, update
 from sqlalchemy.exc import IntegrityError
 
+from ctrops_common.events import ExplanationDone, TrainingDone
 from ctrops_common.migrate import Schema, upgrade
 
 # The tables as the queries see them; ctrops_reporter/migrations makes them (a test compares the two).
@@ -47,11 +48,10 @@ class Records:
 
     # -- runs ---------------------------------------------------------------------
 
-    def save_input(self, run_id: str, column: str, payload: dict[str, Any]) -> None:
-        """Store ``training_done`` or ``explanation_done`` for a run (replacing an older copy)."""
-        if column not in ("training_done", "explanation_done"):
-            raise ValueError(f"unknown input column {column!r}")
-        values = {column: json.dumps(payload, ensure_ascii=False), "updated_at": datetime.now(timezone.utc)}
+    def save_input(self, run_id: str, payload: TrainingDone | ExplanationDone) -> None:
+        """Store a run's ``training.done`` or ``explanation.done`` payload (replacing an older copy)."""
+        column = "training_done" if isinstance(payload, TrainingDone) else "explanation_done"
+        values = {column: payload.model_dump_json(), "updated_at": datetime.now(timezone.utc)}
         with self.engine.begin() as conn:
             if conn.execute(update(runs).where(runs.c.run_id == run_id).values(**values)).rowcount:
                 return
@@ -62,14 +62,15 @@ class Records:
             with self.engine.begin() as conn:
                 conn.execute(update(runs).where(runs.c.run_id == run_id).values(**values))
 
-    def inputs(self, run_id: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-        """(training_done, explanation_done) payloads of a run, None where not received."""
+    def inputs(self, run_id: str) -> tuple[TrainingDone | None, ExplanationDone | None]:
+        """(training.done, explanation.done) payloads of a run, read back as their models; None where not received."""
         with self.engine.connect() as conn:
             row = conn.execute(select(runs).where(runs.c.run_id == run_id)).first()
         if row is None:
             return None, None
-        load = lambda text: json.loads(text) if text else None  # noqa: E731
-        return load(row.training_done), load(row.explanation_done)
+        training = TrainingDone.model_validate_json(row.training_done) if row.training_done else None
+        explanation = ExplanationDone.model_validate_json(row.explanation_done) if row.explanation_done else None
+        return training, explanation
 
     # -- training curve ----------------------------------------------------------
 

@@ -23,6 +23,8 @@ import math
 from datetime import datetime, timezone
 from typing import Any
 
+from ctrops_common.documents import ReportDoc
+
 from .facts import Facts, drivers
 from .narrative import PRIORITY_RULE, Narrative
 
@@ -55,7 +57,8 @@ def _round(value: float | None, digits: int = 4) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def build_report(facts: Facts, narrative: Narrative) -> dict[str, Any]:
+def build_report(facts: Facts, narrative: Narrative, inputs_digest: str = "") -> ReportDoc:
+    """The report document; every key is checked against ``ReportDoc`` (an undeclared one is an error)."""
     m, money, strength = facts.metrics, facts.money, facts.strength
     colors = gradient(len(facts.features))
     pair = lambda low, high, d=0: None if low is None or high is None else [round(low, d), round(high, d)]  # noqa: E731
@@ -173,5 +176,6 @@ def build_report(facts: Facts, narrative: Narrative) -> dict[str, Any]:
             "available": facts.segments_available,
             "findings": [s.model_dump() for s in facts.segments],
         },
+        "inputsDigest": inputs_digest,
     }
-    return _clean(report)
+    return ReportDoc.model_validate(_clean(report))
