@@ -286,8 +286,13 @@ def inproc_case(spec: dict) -> dict:
     out: dict = {"model": spec["kind"], "period": spec["period"]}
     t = time.perf_counter()
     model = load_model(store, spec["location"], gbdt_threads=defaults["scorer_gbdt_threads"],
-                       forward_rows=defaults["scorer_forward_rows"])
+                       forward_rows=defaults["scorer_forward_rows"], compile_trees=spec.get("compile", "off"))
     out["load_s"] = round(time.perf_counter() - t, 3)
+    if model.kind == "gbdt":
+        compiled = model.model.compiled
+        out["predictor"] = "compiled" if compiled is not None else "LightGBM"
+        if compiled is not None:
+            out["compile_s"], out["compile_from_cache"] = round(compiled.compile_s, 3), compiled.from_cache
     accumulator = None
     add_s = [0.0]
     if spec["period"]:
@@ -341,6 +346,10 @@ def inproc_case(spec: dict) -> dict:
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     predictions = store.path(result.location)
     out["predictions_sha"] = __import__("hashlib").sha256(predictions.read_bytes()).hexdigest()[:16]
+    if spec.get("keep_probabilities"):  # to compare the predictors' answers afterwards
+        import pyarrow.csv as pacsv
+
+        np.save(spec["keep_probabilities"], pacsv.read_csv(predictions).column("probability").to_numpy())
     predictions.unlink()
     del np
     return out
@@ -576,19 +585,31 @@ def main() -> None:
 
         locations = model_locations(work / "data", meta["run_id"])
         inproc = []
-        for kind in args.kinds.split(","):
-            for period in (True, False):
-                spec = {"data": str(work / "data"), "kind": kind, "location": locations[kind], "period": period,
-                        "parquet": parquet_path(meta["score_file_id"]), "train_file_id": meta["train_file_id"],
-                        "run_id": meta["run_id"]}
-                if args.profile:
-                    Path(args.profile).mkdir(parents=True, exist_ok=True)
-                    spec["profile"] = str(Path(args.profile).resolve() / f"{kind}-{'period' if period else 'plain'}.prof")
-                figures = run_inproc(spec)
-                figures["load_average_after"] = load_average()
-                inproc.append(figures)
-                print(json.dumps(figures), flush=True)
+        cases = [(kind, period, compile_trees) for kind in args.kinds.split(",") for period in (True, False)
+                 for compile_trees in (("wait", "off") if kind == "gbdt" else ("off",))]
+        for kind, period, compile_trees in cases:
+            spec = {"data": str(work / "data"), "kind": kind, "location": locations[kind], "period": period,
+                    "parquet": parquet_path(meta["score_file_id"]), "train_file_id": meta["train_file_id"],
+                    "run_id": meta["run_id"], "compile": compile_trees,
+                    "keep_probabilities": str(work / f"probabilities-{kind}-{compile_trees}.npy")}
+            if args.profile:
+                Path(args.profile).mkdir(parents=True, exist_ok=True)
+                spec["profile"] = str(Path(args.profile).resolve()
+                                  / f"{kind}-{'period' if period else 'plain'}-{compile_trees}.prof")
+            figures = run_inproc(spec)
+            figures["load_average_after"] = load_average()
+            inproc.append(figures)
+            print(json.dumps(figures), flush=True)
         results["batch_inproc"] = inproc
+        import numpy as np
+
+        for kind in args.kinds.split(","):  # the compiled forest against LightGBM's own answers, same rows
+            compiled, interpreted = (work / f"probabilities-{kind}-{c}.npy" for c in ("wait", "off"))
+            if compiled.exists() and interpreted.exists():
+                diff = float(np.max(np.abs(np.load(compiled) - np.load(interpreted))))
+                results.setdefault("compiled_vs_lightgbm", {})[kind] = diff
+                print(json.dumps({"model": kind, "max_abs_probability_difference_compiled_vs_lightgbm": diff}),
+                      flush=True)
 
     setup["load_average_after"] = load_average()
     setup["setup"] = ("real stack (ctrops_common.stack), default settings; online: stack pinned to CPU "
@@ -616,12 +637,13 @@ def print_tables(results: dict) -> None:
             print(f"| {r['model']} | {r['rows']:,} | {r['upload_and_ingest_s']} | {r['job_wall_s']} | {r['scorer_s']} | "
                   f"{r['rows_per_s']:,} | {r['scorer_rss_before_mb']} / {r['scorer_peak_rss_mb']} |")
     if results.get("batch_inproc"):
-        print("\n| model | period | rows/s | score_file s | peak RSS MB | reference (sample / score / build) s | "
-              "accumulate s | finish s |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("\n| model | predictor | period | rows/s | score_file s | peak RSS MB | "
+              "reference (sample / score / build) s | accumulate s | finish s |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for r in results["batch_inproc"]:
             ref, drift = r.get("reference"), r.get("drift")
-            print(f"| {r['model']} | {'on' if r['period'] else 'off'} | {r['rows_per_s']:,} | {r['seconds']} | "
+            print(f"| {r['model']} | {r.get('predictor', 'torch')} | {'on' if r['period'] else 'off'} | "
+                  f"{r['rows_per_s']:,} | {r['seconds']} | "
                   f"{r['peak_rss_mb']} | "
                   + (f"{ref['sample_s']} / {ref['score_s']} / {ref['build_reference_s']}" if ref else "-") + " | "
                   + (f"{drift['accumulate_s']} | {drift['finish_s']}" if drift else "- | -") + " |")

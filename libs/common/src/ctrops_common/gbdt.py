@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -236,6 +237,9 @@ class GbdtModel:
     booster: lgb.Booster
     seq_feature_names: list[str] = field(default_factory=list)
     threads: int = 1  # scoring threads (prediction is cheap; the services share their cores)
+    # A faster predictor of the same raw scores, used by ``logits`` when set: the scorer's compiled
+    # forest (ctrops_scorer.compiled), set only after it was checked equal to ``booster``.
+    compiled: Any = None
 
     @property
     def seq_spec(self) -> SeqFeatureSpec:
@@ -251,6 +255,10 @@ class GbdtModel:
         return seq_features(tokens, lengths, self.seq_spec)
 
     def features(self, x_tab: np.ndarray, seq_features: np.ndarray) -> np.ndarray:
+        return np.concatenate(self._checked(x_tab, seq_features), axis=1)
+
+    def _checked(self, x_tab: np.ndarray, seq_features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Both blocks as float32 (what the booster was fitted on), their shapes checked."""
         x_tab = np.asarray(x_tab, dtype=np.float32)
         seq_features = np.asarray(seq_features, dtype=np.float32)
         if x_tab.ndim != 2 or x_tab.shape[1] != len(self.preprocess.feature_columns):
@@ -258,10 +266,14 @@ class GbdtModel:
         if seq_features.shape != (x_tab.shape[0], len(self.seq_feature_names)):
             raise ValueError(f"seq_features must be ({x_tab.shape[0]}, {len(self.seq_feature_names)}), "
                              f"got {seq_features.shape}")
-        return np.concatenate([x_tab, seq_features], axis=1)
+        return x_tab, seq_features
 
     def logits(self, x_tab: np.ndarray, seq_features: np.ndarray, threads: int | None = None) -> np.ndarray:
         """Raw scores (log-odds at ``preprocess.train_rate``), float64 (n,); ``threads`` overrides ``self.threads``."""
+        compiled = self.compiled
+        if compiled is not None:
+            x_tab, seq_features = self._checked(x_tab, seq_features)
+            return compiled.raw_scores([x_tab, seq_features], threads or self.threads)
         return np.asarray(self.booster.predict(self.features(x_tab, seq_features), raw_score=True,
                                                num_threads=threads or self.threads), dtype=np.float64)
 

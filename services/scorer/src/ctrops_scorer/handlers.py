@@ -128,7 +128,7 @@ def register(runtime: ServiceRuntime, settings: ScorerSettings) -> None:
     answering: set[str] = set()  # parked jobs being scored now (the consumer leaves their redeliveries)
     run_recorded = asyncio.Event()  # wakes the parked jobs' watcher
     cache = ModelCache(store, capacity=settings.scorer_cached_models, gbdt_threads=settings.scorer_gbdt_threads,
-                       forward_rows=settings.scorer_forward_rows)
+                       forward_rows=settings.scorer_forward_rows, compile_trees=settings.scorer_compile_trees)
     executor = ThreadPoolExecutor(settings.scorer_api_threads, thread_name_prefix="scorer-api")
     latency = ServingLatency()
     online = OnlineScorer(catalogue, cache, executor, latency, max_rows=settings.scorer_max_rows,
@@ -199,10 +199,14 @@ def register(runtime: ServiceRuntime, settings: ScorerSettings) -> None:
         try:
             done = await score_job(request, requested_at)
         except RunNotRecorded:
-            return False
+            return False  # nothing read yet (a parked job looked at again): no heap to give back
         except JobFailed as exc:
+            await asyncio.to_thread(release_free_memory)
             await fail(job_id, exc.reason, exc.status_code)
             return True
+        # A job frees hundreds of MB in pieces (chunks, the period's probabilities, its finish):
+        # given back once all of it is freed, the next job's peak starts where this one did.
+        await asyncio.to_thread(release_free_memory)
         await asyncio.to_thread(finished.put, done)
         await bus.publish(Topic.SCORING_DONE, done, correlation_id=job_id)
         return True
@@ -295,10 +299,6 @@ def register(runtime: ServiceRuntime, settings: ScorerSettings) -> None:
         except Exception as exc:  # noqa: BLE001 - the same file would fail the same way again
             log.error("scoring job %s failed", job_id, exc_info=True)
             raise JobFailed(f"the file could not be scored: {type(exc).__name__}: {exc}", 500) from None
-        finally:
-            # A batch frees hundreds of MB in pieces: given back, the next job's peak starts where this one did.
-            # Here, after the file was read and scored, not on every look at a parked job.
-            await asyncio.to_thread(release_free_memory)
         batch_rows_scored(choice.kind, result.rows)
         log.info("job %s: %d rows scored by the %s model of run %s in %.2fs (%.0f rows/s)", job_id, result.rows,
                  choice.kind, choice.run_id, result.seconds, result.rows / max(result.seconds, 1e-9))

@@ -15,10 +15,13 @@ import asyncio
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 from ctrops_common.events import ModelResult, TrainingDone
 from ctrops_common.model_loading import LoadedModel, ModelLoadError, load_ctr_model
 from ctrops_common.storage import FileStore, UnsafePath
+
+from .compiled import attach, attach_in_background
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +60,13 @@ def choose_model(done: TrainingDone, model: str = "champion") -> ModelChoice:
                       + (", ".join(r.kind for r in done.models) or done.champion))
 
 
-def load_model(store: FileStore, location: str, *, gbdt_threads: int = 1, forward_rows: int = 2048) -> LoadedModel:
-    """A model folder of the file store -> ``LoadedModel`` (blocking: call in a thread)."""
+def load_model(store: FileStore, location: str, *, gbdt_threads: int = 1, forward_rows: int = 2048,
+               compile_trees: str = "off") -> LoadedModel:
+    """A model folder of the file store -> ``LoadedModel`` (blocking: call in a thread).
+
+    ``compile_trees`` (a LightGBM model): "background" serves on LightGBM at once and switches to
+    the compiled forest once it is checked (``compiled.attach``), "wait" returns only after that
+    attempt, "off" keeps LightGBM."""
     try:
         folder = store.path(location)
     except UnsafePath as exc:
@@ -69,14 +77,26 @@ def load_model(store: FileStore, location: str, *, gbdt_threads: int = 1, forwar
     loaded.batch_rows = forward_rows
     if loaded.kind == "gbdt":
         loaded.model.threads = gbdt_threads
+        if compile_trees != "off":
+            model_file, cache_dir = folder / "model.txt", compiled_cache_dir(store)
+            if compile_trees == "wait":
+                attach(loaded.model, model_file, cache_dir)
+            else:
+                attach_in_background(loaded.model, model_file, cache_dir)
     return loaded
 
 
+def compiled_cache_dir(store: FileStore) -> Path:
+    """Where compiled forests are kept: derived data, safe to delete (keyed by model, compiler and CPU)."""
+    return store.root / "cache" / "compiled-forests"
+
+
 class ModelCache:
-    def __init__(self, store: FileStore, *, capacity: int = 4, gbdt_threads: int = 1, forward_rows: int = 2048) -> None:
+    def __init__(self, store: FileStore, *, capacity: int = 4, gbdt_threads: int = 1, forward_rows: int = 2048,
+                 compile_trees: str = "off") -> None:
         self.store = store
         self.capacity = capacity
-        self.options = {"gbdt_threads": gbdt_threads, "forward_rows": forward_rows}
+        self.options = {"gbdt_threads": gbdt_threads, "forward_rows": forward_rows, "compile_trees": compile_trees}
         self._models: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
         self._loading: dict[tuple[str, str], asyncio.Task[LoadedModel]] = {}
         self.pinned: tuple[str, str] | None = None
