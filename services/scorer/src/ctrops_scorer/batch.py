@@ -128,7 +128,7 @@ class BatchResult:
 
 
 def score_file(store: FileStore, parquet: Path, job_id: str, model: LoadedModel, *,
-               accumulator: PeriodAccumulator | None = None, chunk_rows: int = 50_000, threads: int | None = None,
+               accumulator: PeriodAccumulator | None = None, chunk_rows: int = 25_000, threads: int | None = None,
                progress: Callable[[int, int], None] | None = None,
                periods: tuple[DateSplit, list[PeriodAccumulator]] | None = None) -> BatchResult:
     """Score every row of ``parquet`` into ``predictions_path(job_id)`` (blocking: call in a thread).

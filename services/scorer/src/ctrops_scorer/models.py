@@ -60,7 +60,7 @@ def choose_model(done: TrainingDone, model: str = "champion") -> ModelChoice:
                       + (", ".join(r.kind for r in done.models) or done.champion))
 
 
-def load_model(store: FileStore, location: str, *, gbdt_threads: int = 1, forward_rows: int = 2048,
+def load_model(store: FileStore, location: str, *, gbdt_threads: int = 1, forward_rows: int = 512,
                compile_trees: str = "off") -> LoadedModel:
     """A model folder of the file store -> ``LoadedModel`` (blocking: call in a thread).
 
@@ -92,7 +92,7 @@ def compiled_cache_dir(store: FileStore) -> Path:
 
 
 class ModelCache:
-    def __init__(self, store: FileStore, *, capacity: int = 4, gbdt_threads: int = 1, forward_rows: int = 2048,
+    def __init__(self, store: FileStore, *, capacity: int = 4, gbdt_threads: int = 1, forward_rows: int = 512,
                  compile_trees: str = "off") -> None:
         self.store = store
         self.capacity = capacity
