@@ -13,7 +13,10 @@ import time
 
 import pytest
 
+from ctrops_common.dataset import profile_path
+from ctrops_common.documents import Profile, read_document
 from ctrops_common.events import TrainingConfig, new_id
+from ctrops_common.storage import FileStore
 from ctrops_gateway.strict_json import non_finite_paths
 from ctrops_gateway.training_cost import estimate, too_big
 
@@ -187,10 +190,10 @@ def test_awkward_csvs_are_read_or_answered_by_name_never_500(monkeypatch, start_
     assert body["validation"]["isValid"] is True
     warning = next(w for w in body["validation"]["warnings"] if w.startswith("l_feat_1:"))
     assert "40 values are larger than" in warning and "data row 1" in warning and "missing" in warning
-    profile = json.loads((data_dir / "files" / body["file_id"] / "profile.json").read_text(),
-                         parse_constant=lambda c: pytest.fail(f"{c} in profile.json"))
-    stats = profile["columns"]["l_feat_1"]
-    assert stats["max"] == 1e308 and stats["min"] == -1.7e308 and -1.7e308 < stats["mean"] < 1e308
+    # Read as the Profile document, which refuses NaN and infinity: the statistics are finite JSON.
+    profile = read_document(FileStore(data_dir), profile_path(body["file_id"]), Profile)
+    stats = profile.columns["l_feat_1"]
+    assert stats.max == 1e308 and stats.min == -1.7e308 and -1.7e308 < stats.mean < 1e308
 
 
 # -- stalled bodies and concurrent uploads, on a real uvicorn process -------------------------------------------

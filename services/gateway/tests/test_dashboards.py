@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from ctrops_common.dataset import profile_path, report_path
+from ctrops_common.documents import Profile, ReportDoc, write_document
 from ctrops_common.events import (
     DataInfo,
     FileUploaded,
@@ -23,6 +25,8 @@ from ctrops_common.events import (
 )
 
 from ctrops_common.events import EpochMetrics, TrainingDone
+from ctrops_common.sample_documents import profile_document
+from ctrops_common.storage import FileStore
 from ctrops_common.testing import publish_events as publish, wait_for
 
 
@@ -69,20 +73,20 @@ def test_dashboards_answer_neutral_values_before_any_data(gateway_client):
     assert money["additionalRevenue"] is None and money["estimatedMonthlyCost"] is None and money["verdict"] is None
 
 
-def _profile(rows_per_hour: int = 2500) -> dict:
+def _profile(rows_per_hour: int = 2500) -> Profile:
     hours = []
     for hour in range(24):
         clicks = {20: 125, 21: 110, 9: 90}.get(hour, 45)
         rows = 20 if hour == 3 else rows_per_hour
         clicks = 9 if hour == 3 else clicks  # 45% CTR on 20 rows: lucky noise, never "best"
-        hours.append({"value": float(hour), "rows": rows, "clicks": clicks, "ctr": clicks / rows})
+        hours.append({"value": float(hour), "rows": rows, "clicks": clicks})
     segments = [
-        {"age_group": 4.0, "gender": 1.0, "rows": 12000, "clicks": 300, "ctr": 0.025},
-        {"age_group": 5.0, "gender": 2.0, "rows": 20000, "clicks": 340, "ctr": 0.017},
-        {"age_group": 6.0, "gender": 1.0, "rows": 15, "clicks": 5, "ctr": 0.33},  # too small to rank
-        {"age_group": None, "gender": 2.0, "rows": 8000, "clicks": 120, "ctr": 0.015},
+        {"age_group": 4.0, "gender": 1.0, "rows": 12000, "clicks": 300},
+        {"age_group": 5.0, "gender": 2.0, "rows": 20000, "clicks": 340},
+        {"age_group": 6.0, "gender": 1.0, "rows": 15, "clicks": 5},  # too small to rank
+        {"age_group": 7.0, "gender": 2.0, "rows": 8000, "clicks": 120},
     ]
-    return {"segments": {"hour": hours, "age_group_gender": segments, "inventory_id": [], "day_of_week": []}}
+    return profile_document(hour=hours, age_group_gender=segments)
 
 
 def _upload(file_id: str) -> FileUploaded:
@@ -100,8 +104,7 @@ def _upload(file_id: str) -> FileUploaded:
 def trained_run(gateway_client, data_dir: Path):
     """A file, its profile, one 3-epoch run with its events, an error and a report on disk."""
     file_id, run_id = new_id(), new_id()
-    (data_dir / "files" / file_id).mkdir(parents=True)
-    (data_dir / "files" / file_id / "profile.json").write_text(json.dumps(_profile()))
+    write_document(FileStore(data_dir), profile_path(file_id), _profile())
     requested = TrainingRequested(run_id=run_id, file_id=file_id, parquet_location=f"files/{file_id}/data.parquet",
                                   config=TrainingConfig(epochs=3))
     events = [
@@ -175,14 +178,16 @@ MONEY_FIELDS = ("expectedMonthlyClicks", "modelMonthlyClicks", "modelMonthlyClic
                 "revenueChangePercent", "revenueChangeRange")
 
 
-def report_doc(run_id: str, verdict: str = "usable") -> dict:
-    """A report.json as the reporter writes it (the keys the dashboard reads, plus insights and a plan)."""
+def report_doc(run_id: str, file_id: str, verdict: str = "usable") -> ReportDoc:
+    """A report.json as the reporter writes it (``ReportDoc``): the money, verdict and segments the
+    dashboard reads, with insights and a plan; the parts the dashboard does not read are plain."""
     weak = verdict == "weak"
     segment = lambda label, ctr, low, high, p_adj: {  # noqa: E731
         "label": label, "rows": 12000, "clicks": 300, "ctr": ctr, "ctr_low": low, "ctr_high": high,
         "lift": round(ctr / 1.992, 3), "p_value": p_adj / 4, "p_adjusted": p_adj}
-    return {
-        "run_id": run_id, "runId": run_id, "summary": "요약", "accuracy": 98.1,
+    return ReportDoc.model_validate({
+        "run_id": run_id, "runId": run_id, "experimentName": "exp", "generatedAt": "2026-03-01T09:00:00+00:00",
+        "summary": "요약", "accuracy": 98.1,
         "roiIncrease": 0 if weak else 37.21, "additionalRevenue": 0 if weak else 2_232_640,
         "revenueChangePercent": 0 if weak else 9.34,
         "moneyRange": None if weak else {
@@ -193,6 +198,13 @@ def report_doc(run_id: str, verdict: str = "usable") -> dict:
                           "reasons": ["r"], "champion": "gbdt", "championLabel": "LightGBM", "auc": 0.74,
                           "aucCi": [0.71, 0.77], "aucCiMethod": "DeLong", "ap": 0.081, "baseRate": 0.02,
                           "apLift": 4.05},
+        "topFeatures": [{"name": "hour", "description": "시간대", "group": "지면·시간", "importance": 1.0,
+                         "pValue": 0.001, "significant": True, "ci": [0.8, 1.0], "color": "#4f46e5"}],
+        "drivers": ["hour"], "priorityRule": "impact", "featureNamesDigest": "shipped",
+        "model_used": "deterministic-ko-v1", "narrativeSource": "deterministic",
+        "metrics": {"accuracy": 0.981, "auc": 0.74, "ap": 0.081, "f1": 0.18},
+        "training": {"bestEpoch": 2, "epochsRun": 3, "durationS": 93.0, "fileId": file_id},
+        "data": {"rows": 55220, "clicks": 1100, "ctr": 1.992},
         "assumptions": {"currency": "KRW", "computable": not weak,
                         "reason": "모델 신뢰도가 '약함'이라 금액을 추정하지 않았습니다." if weak else None,
                         "monthlyImpressions": 1_000_000, "cpmKrw": 6000.0, "cpcKrw": 300.0, "conversionRate": 0.03,
@@ -208,9 +220,9 @@ def report_doc(run_id: str, verdict: str = "usable") -> dict:
             "worst": [], "segments_considered": 3, "tests_in_family": 30}]},
         "aiInsights": [{"icon": "💡", "type": "success", "title": "from the reporter", "message": "m",
                         "details": [], "action": "a"}],
-        "actionPlan": [{"title": "Shift budget to 20-22h", "description": "d", "priority": "high",
-                        "impact": 12.5, "duration": "2주", "cost": "낮음", "color": "#f00"}],
-    }
+        "actionPlan": [{"id": "segment_shift", "title": "Shift budget to 20-22h", "description": "d",
+                        "priority": "high", "impact": 12.5, "duration": "2주", "cost": "낮음", "color": "#f00"}],
+    })
 
 
 def test_client_dashboard_segments_hours_and_no_money_before_the_report(gateway_client, trained_run):
@@ -225,7 +237,7 @@ def test_client_dashboard_segments_hours_and_no_money_before_the_report(gateway_
     assert "age_6_gender_1" not in {s["name"] for s in segments}
     assert all(0 <= s["potential"] <= 100 for s in segments) and segments[0]["potential"] == 100.0
     assert segments[0]["ctr"] == pytest.approx(2.5) and segments[0]["ctrLow"] < 2.5 < segments[0]["ctrHigh"]
-    assert any(s["label"].startswith("연령대 미상") for s in segments)
+    assert [s["label"] for s in segments] == ["연령대 4 · 성별 1", "연령대 5 · 성별 2", "연령대 7 · 성별 2"]
     money = body["businessMetrics"]
     assert money["isEstimate"] is True and money["actualCtr"] == pytest.approx(1.992)
     assert money["predictedCtr"] == pytest.approx(1.992 * 1.04, abs=1e-3)  # calibration of the run
@@ -241,16 +253,17 @@ def test_client_dashboard_segments_hours_and_no_money_before_the_report(gateway_
     assert [s["title"] for s in body["performanceSummary"]][:2] == ["모델 학습 완료", "데이터 업로드"]
 
 
-def _write_report(trained_run, report: dict | str) -> None:
-    run_folder = trained_run["data_dir"] / "runs" / trained_run["run_id"]
-    run_folder.mkdir(parents=True, exist_ok=True)
-    text = report if isinstance(report, str) else json.dumps(report, ensure_ascii=False)
-    (run_folder / "report.json").write_text(text)
+def _write_report(trained_run, report: ReportDoc | str) -> None:
+    """The run's report.json: a document as the reporter writes it, or (str) a file that is not one."""
+    store = FileStore(trained_run["data_dir"])
+    if isinstance(report, str):
+        store.write_bytes(report_path(trained_run["run_id"]), report.encode())
+    else:
+        write_document(store, report_path(trained_run["run_id"]), report)
 
 
 def test_client_dashboard_money_is_the_reports_own(gateway_client, trained_run):
-    report = report_doc(trained_run["run_id"])
-    _write_report(trained_run, report)
+    _write_report(trained_run, report_doc(trained_run["run_id"], trained_run["file_id"]))
     body = strict_json(gateway_client.get("/api/dashboard/client").text)
     money = body["businessMetrics"]
     assert money["status"] == "estimated" and (money["verdict"], money["verdictKo"]) == ("usable", "사용 가능")
@@ -275,21 +288,33 @@ def test_client_dashboard_money_is_the_reports_own(gateway_client, trained_run):
 
 
 def test_client_dashboard_has_no_money_for_a_weak_model_or_an_unreadable_report(gateway_client, trained_run):
-    _write_report(trained_run, report_doc(trained_run["run_id"], "weak"))
+    _write_report(trained_run, report_doc(trained_run["run_id"], trained_run["file_id"], "weak"))
     money = strict_json(gateway_client.get("/api/dashboard/client").text)["businessMetrics"]
     assert money["status"] == "no_estimate" and money["verdict"] == "weak" and "약함" in money["statusMessage"]
     assert all(money[key] is None for key in MONEY_FIELDS)
 
-    old = report_doc(trained_run["run_id"])
-    del old["modelStrength"]  # a report.json from before the verdict: its money is not shown
-    _write_report(trained_run, old)
+    # A report.json from before the verdict (no modelStrength) is not a report document: nothing of it is
+    # shown (no money, none of its insights or actions); the dashboard says the report is unreadable.
+    old = report_doc(trained_run["run_id"], trained_run["file_id"]).model_dump(mode="json")
+    del old["modelStrength"]
+    _write_report(trained_run, json.dumps(old, ensure_ascii=False))
     body = strict_json(gateway_client.get("/api/dashboard/client").text)
     assert body["reportStatus"] == "unreadable" and all(body["businessMetrics"][k] is None for k in MONEY_FIELDS)
-    assert body["aiInsights"][0]["title"] == "from the reporter"
+    assert body["sources"]["report"] is True and body["marketingStrategies"] == []
+    assert "from the reporter" not in [i["title"] for i in body["aiInsights"]]
+    status = next(i for i in body["aiInsights"] if i["title"] == "리포트 상태")
+    assert status["type"] == "warning" and status["message"] == body["businessMetrics"]["statusMessage"]
 
 
 def test_client_dashboard_survives_a_corrupt_profile(gateway_client, trained_run):
-    (trained_run["data_dir"] / "files" / trained_run["file_id"] / "profile.json").write_text("{not json")
-    response = gateway_client.get("/api/dashboard/client")
-    assert response.status_code == 200
-    assert response.json()["optimalTimeSlots"] == [] and response.json()["sources"]["profile"] is False
+    store = FileStore(trained_run["data_dir"])
+    location = profile_path(trained_run["file_id"])
+    not_a_profile = _profile().model_dump(mode="json")
+    not_a_profile["segments"]["age_group_gender"].append({"age_group": None, "gender": 2.0, "rows": 8000, "clicks": 120})
+    for stored in ("{not json", json.dumps(not_a_profile)):  # not JSON; JSON but not a Profile (a null age group)
+        store.write_bytes(location, stored.encode())
+        response = gateway_client.get("/api/dashboard/client")
+        assert response.status_code == 200
+        body = response.json()
+        assert body["optimalTimeSlots"] == [] and body["customerSegments"] == []
+        assert body["sources"]["profile"] is False

@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 import torch
 
 from ctrops_common.datagen import generate
-from ctrops_common.dataset import parquet_path
+from ctrops_common.dataset import column_description, explanation_path, parquet_path
+from ctrops_common.documents import write_document
 from ctrops_common.events import (
     EpochMetrics,
     ExplanationDone,
@@ -24,6 +25,7 @@ from ctrops_common.events import (
     new_id,
 )
 from ctrops_common.ml import Preprocess, TabularSeqModel, save_model
+from ctrops_common.sample_documents import explanation_document
 from ctrops_common.storage import FileStore
 from ctrops_common.testing import publish_events as publish, wait_for
 
@@ -138,12 +140,41 @@ def test_an_announced_explanation_missing_from_the_store_is_503_not_a_wait(gatew
     assert response.status_code == 503 and "CTROPS_DATA_DIR" in response.json()["detail"]
 
 
+def test_the_stored_explanation_document_is_served_and_a_file_that_is_not_one_is_503(gateway_client, data_dir):
+    store = FileStore(data_dir)
+    run_id = new_id()
+    features = [{"feature": "hour", "importance": 0.4, "p_value": 0.02, "ci": [0.3, 0.5], "description": "옛 이름"},
+                {"feature": "history_a_1", "importance": 1.0, "p_value": 0.001, "ci": [0.8, 1.0],
+                 "description": "과거 인기도 1"}]
+    write_document(store, explanation_path(run_id),
+                   explanation_document(run_id, new_id(), features, matrix=[[1.0, 0.3], [0.3, 1.0]]))
+    items = gateway_client.get(f"/api/features/{run_id}")
+    assert items.status_code == 200, items.text
+    # By importance; pValue is the adjusted p; the description is the mapping in effect, not the file's.
+    assert items.json() == [
+        {"feature": "history_a_1", "importance": 1.0, "pValue": 0.001, "ci": [0.8, 1.0],
+         "description": column_description("history_a_1")},
+        {"feature": "hour", "importance": 0.4, "pValue": 0.02, "ci": [0.3, 0.5], "description": "시간대"},
+    ]
+    correlation = gateway_client.get(f"/api/report/correlation/{run_id}")
+    assert correlation.status_code == 200, correlation.text
+    assert correlation.json() == {"features": ["hour", "history_a_1"], "matrix": [[1.0, 0.3], [0.3, 1.0]],
+                                  "descriptions": ["시간대", column_description("history_a_1")]}
+
+    for stored in ('{"features": [], "correlation": {"features": [], "matrix": []}}', "{not json"):
+        store.write_bytes(explanation_path(run_id), stored.encode())
+        for path in (f"/api/features/{run_id}", f"/api/report/correlation/{run_id}"):
+            response = gateway_client.get(path)
+            assert response.status_code == 503 and response.json()["status"] == "unavailable", response.text
+            assert run_id in response.json()["detail"] and "explain the run again" in response.json()["detail"]
+
+
 def test_openapi_documents_the_definitions(gateway_client):
     spec = gateway_client.get("/openapi.json").json()
     importance = spec["paths"]["/api/report/feature-importance/{run_id}"]["get"]
     description = importance["description"]
     assert "Benjamini-Hochberg" in description and "permutation test" in description
     assert "TreeSHAP" in description and "bootstrap" in description
-    assert {"404", "409"} <= set(importance["responses"])
+    assert {"404", "409", "503"} <= set(importance["responses"])
     assert "Pearson" in spec["paths"]["/api/report/correlation/{run_id}"]["get"]["description"]
     assert "/api/features/{run_id}" in spec["paths"]

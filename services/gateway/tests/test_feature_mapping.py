@@ -11,8 +11,11 @@ from pathlib import Path
 
 from pypdf import PdfReader
 
+from ctrops_common.dataset import explanation_path, profile_path
+from ctrops_common.documents import write_document
 from ctrops_common.events import EpochMetrics, ExplanationDone, Topic, TrainingDone, new_id
 from ctrops_common.feature_names import FEATURE_MAPPING_PATH, FeatureNameMapping, stored_override
+from ctrops_common.sample_documents import explanation_document, profile_document
 from ctrops_common.storage import FileStore
 from ctrops_common.testing import publish_events as publish
 
@@ -91,26 +94,26 @@ def _completed_run(data_dir: str) -> tuple[str, TrainingDone, ExplanationDone]:
     store = FileStore(Path(data_dir))
     run_id, file_id = new_id(), new_id()
     features = [
-        {"feature": "hour", "importance": 1.0, "p_value": 0.001, "pValue": 0.001, "ci": [0.8, 1.0],
+        {"feature": "hour", "importance": 1.0, "p_value": 0.001, "ci": [0.8, 1.0],
          "description": "시간대", "auc_drop": 0.02, "auc_drop_ci": [0.012, 0.028],
-         "direction_ko": "값 21에서 클릭 증가", "effect": {"kind": "values", "values": [21.0]}},
-        {"feature": "feat_a_3", "importance": 0.4, "p_value": 0.02, "pValue": 0.02, "ci": [0.2, 0.6],
+         "direction": "values 21 raise clicks", "direction_ko": "값 21에서 클릭 증가",
+         "effect": {"kind": "values", "values": [21.0], "text": "values 21 raise clicks", "text_ko": "값 21에서 클릭 증가"}},
+        {"feature": "feat_a_3", "importance": 0.4, "p_value": 0.02, "ci": [0.2, 0.6],
          "description": "정보영역 A-3", "auc_drop": 0.004, "auc_drop_ci": [0.001, 0.007],
-         "direction_ko": "값이 클수록 클릭 증가", "effect": {"kind": "monotone"}},
+         "direction": "higher values raise clicks", "direction_ko": "값이 클수록 클릭 증가",
+         "effect": {"kind": "monotone", "sign": 1, "rho": 0.3, "text": "higher values raise clicks",
+                    "text_ko": "값이 클수록 클릭 증가"}},
     ]
-    store.write_json(f"runs/{run_id}/explanation.json", {
-        "features": features, "correlation": {"features": ["hour", "feat_a_3"], "matrix": [[1.0, 0.45], [0.45, 1.0]],
-                                              "threshold": 0.3, "rows": 24000,
-                                              "pairs": [{"features": ["hour", "feat_a_3"], "r": 0.45}]}})
+    write_document(store, explanation_path(run_id), explanation_document(
+        run_id, file_id, features, matrix=[[1.0, 0.45], [0.45, 1.0]], pairs=[(("hour", "feat_a_3"), 0.45)]))
     hours = [{"value": h, "rows": 1000, "clicks": 40 if h == 21 else 18} for h in range(24)]
-    store.write_json(f"files/{file_id}/profile.json", {"columns": {}, "seq": {}, "segments": {
-        "hour": hours, "day_of_week": [], "inventory_id": [], "age_group_gender": []}})
+    write_document(store, profile_path(file_id), profile_document(hour=hours))
     metrics = {"val_loss": 0.09, "val_accuracy": 0.979, "auc": 0.74, "ap": 0.087, "logloss": 0.09,
                "calibration": 1.07, "score": 0.48, "precision": 0.081, "recall": 0.35, "f1": 0.13, "threshold": 0.06}
     done = TrainingDone(run_id=run_id, file_id=file_id, model_location=f"runs/{run_id}/model",
                         metrics=EpochMetrics(**metrics), best_epoch=2, epochs_run=2, duration_s=12.0,
                         experiment_name="CTR_Experiment_feature_names", config={"epochs": 2, "validation_split": 0.2})
-    explained = ExplanationDone(run_id=run_id, location=f"runs/{run_id}/explanation.json",
+    explained = ExplanationDone(run_id=run_id, location=explanation_path(run_id),
                                 top_features=[{k: f[k] for k in ("feature", "importance", "p_value", "ci", "description")}
                                               for f in features])
     return run_id, done, explained

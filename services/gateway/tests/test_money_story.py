@@ -13,8 +13,10 @@ from pathlib import Path
 
 from pypdf import PdfReader
 
+from ctrops_common.dataset import explanation_path, profile_path
+from ctrops_common.documents import ReportDoc, write_document
 from ctrops_common.events import EpochMetrics, ExplanationDone, Topic, TrainingDone, new_id
-from ctrops_common.report_doc import ReportDoc
+from ctrops_common.sample_documents import explanation_document, profile_document
 from ctrops_common.storage import FileStore
 from ctrops_common.testing import publish_events as publish
 from ctrops_common.testing import wait_for
@@ -44,20 +46,18 @@ def run_with_segments(data_dir: str, metrics: dict) -> tuple[str, TrainingDone, 
     """A finished run whose data has one audience segment that clearly clicks more (4% vs ~1.9%)."""
     store = FileStore(Path(data_dir))
     run_id, file_id = new_id(), new_id()
-    store.write_json(f"runs/{run_id}/explanation.json", {"features": FEATURES})
+    write_document(store, explanation_path(run_id), explanation_document(run_id, file_id, FEATURES))
     hours = [{"value": h, "rows": 1000, "clicks": 40 if h == 21 else 18} for h in range(24)]
     audience = [
         {"age_group": 4.0, "gender": 1.0, "rows": 6000, "clicks": 240},
         {"age_group": 5.0, "gender": 2.0, "rows": 8000, "clicks": 120},
         {"age_group": 3.0, "gender": 1.0, "rows": 10000, "clicks": 94},
     ]
-    store.write_json(f"files/{file_id}/profile.json", {"columns": {}, "seq": {}, "segments": {
-        "hour": hours, "day_of_week": [], "inventory_id": [], "age_group_gender": audience}})
+    write_document(store, profile_path(file_id), profile_document(hour=hours, age_group_gender=audience))
     done = TrainingDone(run_id=run_id, file_id=file_id, model_location=f"runs/{run_id}/model",
                         metrics=EpochMetrics(**metrics), best_epoch=2, epochs_run=2, duration_s=12.0,
                         experiment_name="money_story", config={"epochs": 2})
-    return run_id, done, ExplanationDone(run_id=run_id, location=f"runs/{run_id}/explanation.json",
-                                         top_features=FEATURES)
+    return run_id, done, ExplanationDone(run_id=run_id, location=explanation_path(run_id), top_features=FEATURES)
 
 
 def flat(text: str) -> str:

@@ -10,6 +10,8 @@ from typing import Any
 
 from pypdf import PdfReader
 
+from ctrops_common.dataset import explanation_path, profile_path, report_path
+from ctrops_common.documents import ReportDoc, read_document, write_document
 from ctrops_common.events import (
     EpochMetrics,
     ExplanationDone,
@@ -18,6 +20,7 @@ from ctrops_common.events import (
     TrainingRequested,
     new_id,
 )
+from ctrops_common.sample_documents import explanation_document, profile_document
 from ctrops_common.storage import FileStore
 from ctrops_common.testing import publish_events as publish
 
@@ -35,19 +38,14 @@ def completed_run(data_dir: str) -> tuple[str, TrainingDone, ExplanationDone]:
     """A finished run's files (explanation, data profile) and its two events, not yet published."""
     store = FileStore(Path(data_dir))
     run_id, file_id = new_id(), new_id()
-    names = [f["feature"] for f in FEATURES]
-    store.write_json(f"runs/{run_id}/explanation.json", {
-        "features": FEATURES,
-        "correlation": {"features": names, "matrix": [[1.0, 0.2, -0.1], [0.2, 1.0, 0.05], [-0.1, 0.05, 1.0]]},
-    })
-    hours = [{"value": h, "rows": 1000, "clicks": 40 if h == 21 else 18, "ctr": 4.0 if h == 21 else 1.8}
-             for h in range(24)]
-    store.write_json(f"files/{file_id}/profile.json", {"columns": {}, "seq": {}, "segments": {
-        "hour": hours, "day_of_week": [], "inventory_id": [], "age_group_gender": []}})
+    write_document(store, explanation_path(run_id), explanation_document(
+        run_id, file_id, FEATURES, matrix=[[1.0, 0.2, -0.1], [0.2, 1.0, 0.05], [-0.1, 0.05, 1.0]]))
+    hours = [{"value": h, "rows": 1000, "clicks": 40 if h == 21 else 18} for h in range(24)]
+    write_document(store, profile_path(file_id), profile_document(hour=hours))
     done = TrainingDone(run_id=run_id, file_id=file_id, model_location=f"runs/{run_id}/model",
                         metrics=EpochMetrics(**METRICS), best_epoch=2, epochs_run=2, duration_s=12.0,
                         experiment_name="CTR_Experiment_gateway_report", config={"epochs": 2})
-    explained = ExplanationDone(run_id=run_id, location=f"runs/{run_id}/explanation.json", top_features=FEATURES)
+    explained = ExplanationDone(run_id=run_id, location=explanation_path(run_id), top_features=FEATURES)
     return run_id, done, explained
 
 
@@ -98,6 +96,15 @@ def test_runs_without_a_report_yet_answer_409_with_retry_after(gateway_client, p
     assert "explanation" in response.json()["detail"]
 
 
+def test_a_stored_report_that_is_not_a_report_document_answers_502_json(gateway_client, platform_env):
+    store = FileStore(Path(platform_env["data_dir"]))
+    run_id = new_id()
+    for stored in ('{"run_id": "%s", "summary": "a report.json of an older schema"}' % run_id, "{not json"):
+        store.write_bytes(report_path(run_id), stored.encode())
+        body = assert_json_error(gateway_client.get(f"/api/report/ai/{run_id}"), 502)
+        assert run_id in body["detail"] and "does not match the report document" in body["detail"]
+
+
 def test_pdf_latest_works_without_a_generate_call_and_options_are_honoured(
     start_service, gateway_client, platform_env
 ):
@@ -115,6 +122,7 @@ def test_pdf_latest_works_without_a_generate_call_and_options_are_honoured(
     assert "경영진 요약" in text and "0.7386" in text and "97.91%" in text and "학습 곡선" in text
 
     report = gateway_client.get("/api/report/ai/latest").json()
+    assert ReportDoc.model_validate(report) == read_document(store, report_path(run_id), ReportDoc)  # the reporter's
     assert report["run_id"] == run_id and report["accuracy"] == 97.91
     assert report["topFeatures"][0]["name"] == "history_a_1" and report["topFeatures"][0]["pValue"] == 0.0009
     assert report["model_used"] == "deterministic-ko-v1"

@@ -3,9 +3,10 @@
 Everything comes from real data: runs and epochs from the read model (training events),
 health from the monitor's latest snapshot, errors from service.error events, latency
 per route from this gateway's traffic window, segments and hours from ingest's
-``files/<file_id>/profile.json``, strategies and insights from the reporter's
-``runs/<run_id>/report.json`` when it exists. Money figures and the model verdict are
-the reporter's, read back from report.json (ctrops_common.report_doc); the gateway never
+``files/<file_id>/profile.json`` (read as ``documents.Profile``), strategies and insights from
+the reporter's ``runs/<run_id>/report.json`` when it exists (read as ``documents.ReportDoc``; a
+file that is not one shows nothing of it, and the status says so). Money figures and the model
+verdict are the reporter's, read back from report.json; the gateway never
 computes an estimate of its own, so the dashboard, the report, its PDF and ``make demo``
 agree. No report yet: the money figures are null and ``status`` says why. With no data
 yet both answer 200 with empty or neutral values.
@@ -30,7 +31,8 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import ValidationError
 
-from ctrops_common.dataset import profile_path, run_dir
+from ctrops_common.dataset import profile_path, report_path
+from ctrops_common.documents import Profile, ReportDoc, read_document
 from ctrops_common.events import (
     EpochMetrics,
     FileUploaded,
@@ -41,7 +43,6 @@ from ctrops_common.events import (
     TrainingFailed,
     TrainingProgress,
 )
-from ctrops_common.report_doc import ReportDoc
 from ctrops_common.storage import is_id
 
 from .. import monitoring_view
@@ -275,35 +276,28 @@ def wilson(clicks: float, rows: float) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def _segment_rows(profile: dict[str, Any] | None, name: str) -> list[dict[str, Any]]:
-    """A profile segment table with rows/clicks as numbers; CTR recomputed from them."""
-    table = ((profile or {}).get("segments") or {}).get(name) or []
+def _segment_rows(profile: Profile | None, name: str) -> list[dict[str, Any]]:
+    """A profile segment table (its values, rows and clicks) with the CTR and its Wilson interval."""
     out = []
-    for item in table:
-        if not isinstance(item, dict):
+    for item in profile.segments.table(name) if profile is not None else []:
+        if item.rows <= 0:
             continue
-        rows, clicks = live.finite(item.get("rows")), live.finite(item.get("clicks"))
-        if not rows or rows <= 0 or clicks is None:
-            continue
-        low, high = wilson(clicks, rows)
-        out.append({**item, "rows": int(rows), "clicks": int(clicks), "rate": clicks / rows, "low": low, "high": high})
+        low, high = wilson(item.clicks, item.rows)
+        out.append({**item.model_dump(), "rate": item.clicks / item.rows, "low": low, "high": high})
     return out
 
 
-def _code(value: Any) -> str:
-    number = live.finite(value, None)
-    if number is None:
-        return "미상" if value in (None, "", "nan") else str(value)
-    return str(int(number)) if number.is_integer() else f"{number:g}"
+def _code(value: float) -> str:
+    """A segment's code as the report labels it: 4.0 -> "4", 2.5 -> "2.5" (profiles hold finite numbers)."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
-def _read_json(state: GatewayState, relative: str) -> dict[str, Any] | None:
+def _read_profile(state: GatewayState, file_id: str) -> Profile | None:
+    """ingest's profile.json of the upload as its model; None when missing or unreadable (logged)."""
+    relative = profile_path(file_id)
     try:
-        if not state.store.exists(relative):
-            return None
-        data = state.store.read_json(relative)
-        return data if isinstance(data, dict) else None
-    except (OSError, ValueError) as exc:
+        return read_document(state.store, relative, Profile) if state.store.exists(relative) else None
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not the model (ValidationError)
         log.warning("cannot read %s: %s", relative, exc)
         return None
 
@@ -321,7 +315,7 @@ def _sources(state: GatewayState) -> tuple[StoredEvent | None, StoredEvent | Non
 
 
 def customer_segments(
-    profile: dict[str, Any] | None, overall: float, min_rows: int, report: ReportDoc | None = None,
+    profile: Profile | None, overall: float, min_rows: int, report: ReportDoc | None = None,
 ) -> list[dict[str, Any]]:
     """The data's audience segments (age x gender, else placement), ranked by the lower end of
     their CTR interval; with a report, each segment the report tested carries its adjusted
@@ -338,10 +332,10 @@ def customer_segments(
     segments = []
     for r in rows:
         if kind == "age_group_gender":
-            age, gender = _code(r.get("age_group")), _code(r.get("gender"))
+            age, gender = _code(r["age_group"]), _code(r["gender"])
             name, label = f"age_{age}_gender_{gender}", f"연령대 {age} · 성별 {gender}"
         else:
-            value = _code(r.get("value"))
+            value = _code(r["value"])
             name, label = f"inventory_{value}", f"지면 {value}"  # the report's name for it
         segments.append({
             "name": name,
@@ -370,8 +364,8 @@ def customer_segments(
     return segments[:10]
 
 
-def time_slots(profile: dict[str, Any] | None, min_rows: int) -> list[dict[str, Any]]:
-    rows = [r for r in _segment_rows(profile, "hour") if live.finite(r.get("value"), None) is not None]
+def time_slots(profile: Profile | None, min_rows: int) -> list[dict[str, Any]]:
+    rows = _segment_rows(profile, "hour")
     if not rows:
         return []
     eligible = sorted((r for r in rows if r["rows"] >= min_rows), key=lambda r: -r["low"])
@@ -399,13 +393,13 @@ def time_slots(profile: dict[str, Any] | None, min_rows: int) -> list[dict[str, 
 
 @dataclass(frozen=True)
 class RunReport:
-    """What the dashboard knows of a run's report: the typed money/verdict part, the raw
-    document (insights and action plan), and a status when there is no usable report."""
+    """What the dashboard knows of a run's report: the document read back as ``ReportDoc``, and a
+    status when there is no usable report (``stored``: a report.json exists, usable or not)."""
 
     status: str  # no_run | pending | failed | unreadable | ready
     message: str
     doc: ReportDoc | None = None
-    raw: dict[str, Any] | None = None
+    stored: bool = False
 
 
 def run_report(state: GatewayState, done: StoredEvent | None) -> RunReport:
@@ -413,19 +407,23 @@ def run_report(state: GatewayState, done: StoredEvent | None) -> RunReport:
     if done is None:
         return RunReport("no_run", "아직 완료된 학습이 없습니다. 학습이 끝나면 리포트가 금액을 추정합니다.")
     run_id = done.typed(TrainingDone).run_id
-    raw = _read_json(state, f"{run_dir(run_id)}/report.json") if is_id(run_id) else None
-    if raw is None:
+    location = report_path(run_id) if is_id(run_id) else None
+    if location is None or not state.store.exists(location):
         failed = (state.views.latest(Topic.EXPLANATION_FAILED, run_id)
                   or state.views.latest(Topic.REPORT_FAILED, run_id))
         if failed is not None and not (isinstance(failed.payload, ReportFailed) and failed.payload.retryable):
             return RunReport("failed", f"이 실행의 리포트를 만들지 못했습니다: {failed.payload.reason}"[:500])
         return RunReport("pending", "리포트를 작성 중입니다. 모델 신뢰도와 금액 추정은 리포트가 준비되면 표시됩니다.")
     try:
-        doc = ReportDoc.model_validate(raw)
+        doc = read_document(state.store, location, ReportDoc)
     except ValidationError as exc:
-        log.warning("report.json of %s does not carry the money/verdict part: %s", run_id, exc.error_count())
-        return RunReport("unreadable", "리포트 형식이 달라 금액을 표시하지 않습니다. 리포트를 다시 생성하세요.", raw=raw)
-    return RunReport("ready", "", doc=doc, raw=raw)
+        log.warning("report.json of %s does not match the report document: %s", run_id, exc.error_count())
+        return RunReport("unreadable", "리포트 형식이 달라 금액을 표시하지 않습니다. 리포트를 다시 생성하세요.", stored=True)
+    except (OSError, ValueError) as exc:
+        log.warning("cannot read the report of %s: %s", run_id, exc)
+        return RunReport("unreadable", "리포트를 읽을 수 없어 금액을 표시하지 않습니다. 리포트를 다시 생성하세요.",
+                         stored=True)
+    return RunReport("ready", "", doc=doc, stored=True)
 
 
 def _pair(values: tuple[float, float] | None, digits: int = 0) -> list[float] | None:
@@ -569,19 +567,18 @@ def _derived_insights(slots: list[dict[str, Any]], segments: list[dict[str, Any]
 
 def _strategies(report: RunReport) -> list[dict[str, Any]]:
     """The report's action plan; none before it exists (actions rest on its tests and estimate)."""
-    plan = (report.raw or {}).get("actionPlan")
-    if not isinstance(plan, list):
+    if report.doc is None:
         return []
     return [{
         "id": i + 1,
-        "priority": item.get("priority", "medium"),
-        "title": item.get("title", ""),
-        "description": item.get("description", ""),
-        "impact": live.finite(item.get("impact")),
-        "duration": item.get("duration"),
-        "cost": item.get("cost"),
+        "priority": item.priority,
+        "title": item.title,
+        "description": item.description,
+        "impact": item.impact,
+        "duration": item.duration,
+        "cost": item.cost,
         "source": "report",
-    } for i, item in enumerate(plan) if isinstance(item, dict)]
+    } for i, item in enumerate(report.doc.action_plan)]
 
 
 def performance_summary(state: GatewayState, limit: int = 10) -> list[dict[str, Any]]:
@@ -615,7 +612,7 @@ def performance_summary(state: GatewayState, limit: int = 10) -> list[dict[str, 
 def client_dashboard(state: GatewayState) -> dict[str, Any]:
     done, upload = _sources(state)
     file_id = upload.typed(FileUploaded).file_id if upload else (done.typed(TrainingDone).file_id if done else None)
-    profile = _read_json(state, profile_path(file_id)) if file_id and is_id(file_id) else None
+    profile = _read_profile(state, file_id) if file_id and is_id(file_id) else None
     run_id = done.typed(TrainingDone).run_id if done else None
     report = run_report(state, done)
 
@@ -631,9 +628,8 @@ def client_dashboard(state: GatewayState) -> dict[str, Any]:
 
     slots = time_slots(profile, min_rows)
     segments = customer_segments(profile, overall_pct / 100.0, min_rows, report.doc)
-    report_insights = (report.raw or {}).get("aiInsights")
-    insights = report_insights if isinstance(report_insights, list) and report_insights else \
-        _derived_insights(slots, segments, overall_pct, report)
+    report_insights = [i.model_dump() for i in report.doc.ai_insights] if report.doc is not None else []
+    insights = report_insights or _derived_insights(slots, segments, overall_pct, report)
     return {
         "runId": run_id,
         "fileId": file_id,
@@ -646,7 +642,7 @@ def client_dashboard(state: GatewayState) -> dict[str, Any]:
         "performanceSummary": performance_summary(state),
         "sources": {
             "profile": profile is not None,
-            "report": report.raw is not None,
+            "report": report.stored,
             "generatedAt": datetime.now().astimezone().isoformat(),
         },
     }

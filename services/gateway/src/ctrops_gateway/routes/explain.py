@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from ctrops_common.dataset import column_description, explanation_path
+from ctrops_common.documents import Explanation, read_document
 from ctrops_common.events import Topic
 from ctrops_common.feature_names import FeatureNameMapping, effective_feature_names
 from ctrops_common.storage import is_id
@@ -59,7 +60,8 @@ ERRORS = {
     404: {"description": "Unknown or malformed run id, or `latest` before any run completed."},
     409: {"description": "Not ready: the run is still training or being explained (`Retry-After` header), "
                          "or its training or explanation failed (`detail` gives the reason)."},
-    503: {"description": "The explanation was announced but is missing from the gateway's file store."},
+    503: {"description": "The explanation was announced but is missing from the gateway's file store, or the "
+                         "stored file is not an explanation document (explain the run again)."},
 }
 
 
@@ -87,7 +89,7 @@ def _problem(status: int, detail: str, state_name: str, retry: bool = False) -> 
     return JSONResponse({"detail": detail, "status": state_name}, status_code=status, headers=headers)
 
 
-def load_explanation(state: GatewayState, run_id: str) -> dict[str, Any] | JSONResponse:
+def load_explanation(state: GatewayState, run_id: str) -> Explanation | JSONResponse:
     """The run's explanation, or the answer that says why there is none (blocking: call in a thread)."""
     views = state.views
     if run_id == "latest":
@@ -100,7 +102,11 @@ def load_explanation(state: GatewayState, run_id: str) -> dict[str, Any] | JSONR
 
     location = explanation_path(run_id)
     if state.store.exists(location):
-        return state.store.read_json(location)
+        try:
+            return read_document(state.store, location, Explanation)
+        except ValueError as exc:  # not JSON, or not the explanation document (ValidationError)
+            return _problem(503, f"the explanation of run {run_id} at {location} cannot be read as an explanation "
+                                 f"({type(exc).__name__}); explain the run again", "unavailable")
     if views.latest(Topic.EXPLANATION_DONE, run_id) is not None:
         # Announced but not in this gateway's store: a deployment whose file store is not shared.
         return _problem(503, f"the explanation of run {run_id} was stored at {location}, but this gateway's file "
@@ -120,19 +126,17 @@ def load_explanation(state: GatewayState, run_id: str) -> dict[str, Any] | JSONR
     return _problem(404, f"unknown run id {run_id!r}", "unknown")
 
 
-def importance_items(explanation: dict[str, Any], names: FeatureNameMapping | None = None) -> list[dict[str, Any]]:
+def importance_items(explanation: Explanation, names: FeatureNameMapping | None = None
+                     ) -> list[FeatureImportanceItem]:
     """Importance rows; ``description`` from ``names`` (the mapping in effect) when given."""
     items = [
-        {
-            "feature": f["feature"],
-            "importance": f["importance"],
-            "pValue": f.get("pValue", f.get("p_value")),
-            "ci": list(f["ci"]),
-            "description": column_description(f["feature"], names) if names is not None else f["description"],
-        }
-        for f in explanation["features"]
+        FeatureImportanceItem(
+            feature=f.feature, importance=f.importance, pValue=f.p_value, ci=f.ci,
+            description=column_description(f.feature, names) if names is not None else f.description,
+        )
+        for f in explanation.features
     ]
-    items.sort(key=lambda f: (-f["importance"], f["feature"]))
+    items.sort(key=lambda f: (-f.importance, f.feature))
     return items
 
 
@@ -165,7 +169,7 @@ async def correlation(state: State, run_id: str = RunId) -> Any:
     found = await asyncio.to_thread(load_explanation, state, run_id)
     if isinstance(found, JSONResponse):
         return found
-    matrix = found["correlation"]
+    block = found.correlation
     names = await asyncio.to_thread(effective_feature_names, state.store)
-    return {"features": matrix["features"], "matrix": matrix["matrix"],
-            "descriptions": [column_description(name, names) for name in matrix["features"]]}
+    return CorrelationMatrix(features=block.features, matrix=block.matrix,
+                             descriptions=[column_description(name, names) for name in block.features])

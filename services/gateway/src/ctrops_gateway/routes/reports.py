@@ -27,11 +27,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException
 from fastapi.responses import FileResponse, JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
 from ctrops_common.bus import BrokerUnavailable
-from ctrops_common.dataset import run_dir
+from ctrops_common.dataset import report_path, report_pdf_path, run_dir
+from ctrops_common.documents import ReportDoc, read_document
 from ctrops_common.events import ReportRequested, Topic, new_id
 from ctrops_common.storage import UnsafePath, is_id
 
@@ -50,7 +51,8 @@ REPORT_ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "Unknown run id, or `latest` before any completed run"},
     409: {"description": "Still training, or not explained/written within CTROPS_REPORT_TIMEOUT_S, "
                          "or its training or explanation failed; see Retry-After"},
-    502: {"description": "The reporter failed to write the report"},
+    502: {"description": "The reporter failed to write the report, or the stored report.json does not match "
+                         "the report document (generate it again)"},
 }
 PDF_ERRORS: dict[int | str, dict[str, Any]] = {
     **REPORT_ERRORS,
@@ -86,7 +88,7 @@ def _left(deadline: float) -> float:
 
 
 def report_exists(state: GatewayState, run_id: str) -> bool:
-    return state.store.exists(f"{run_dir(run_id)}/report.json")
+    return state.store.exists(report_path(run_id))
 
 
 def newest_reported_run(state: GatewayState) -> str | None:
@@ -201,7 +203,7 @@ async def newest_pdf(state: GatewayState, run_id: str) -> str | None:
     """Store path of the run's newest PDF that exists (the last generated, whatever its options)."""
     ready = await _latest(state, Topic.REPORT_READY, run_id)
     candidates = [ready.payload.pdf_location] if ready is not None else []
-    candidates.append(f"{run_dir(run_id)}/report.pdf")  # the reporter's default, even before its event is seen
+    candidates.append(report_pdf_path(run_id))  # the reporter's default, even before its event is seen
     for location in candidates:
         try:
             if location and location.startswith(f"{run_dir(run_id)}/") and state.store.exists(location):
@@ -213,7 +215,7 @@ async def newest_pdf(state: GatewayState, run_id: str) -> str | None:
 
 async def await_report_json(state: GatewayState, run_id: str, deadline: float) -> str:
     """Store path of the run's report.json, waiting (until ``deadline``) while it is explained and written."""
-    location = f"{run_dir(run_id)}/report.json"
+    location = report_path(run_id)
     await await_explanation(state, run_id, deadline)
     while not state.store.exists(location):
         failed = await _latest(state, Topic.REPORT_FAILED, run_id)
@@ -242,11 +244,16 @@ async def await_auto_pdf(state: GatewayState, run_id: str, deadline: float) -> s
             responses=REPORT_ERRORS)
 async def ai_report(run_id: str, state: State) -> JSONResponse:
     run_id = await resolve_run(state, run_id)
-    location = f"{run_dir(run_id)}/report.json"
+    location = report_path(run_id)
     if not state.store.exists(location):
         location = await await_report_json(state, run_id, _deadline(state))
-    report = await asyncio.to_thread(state.store.read_json, location)
-    return JSONResponse(report)
+    try:
+        report = await asyncio.to_thread(read_document, state.store, location, ReportDoc)
+    except ValidationError as exc:
+        log.warning("report.json of %s does not match the report document: %s", run_id, exc.error_count())
+        raise HTTPException(502, detail=f"the stored report of run {run_id} does not match the report document; "
+                                        "generate it again") from None
+    return JSONResponse(report.model_dump(mode="json"))
 
 
 @router.post("/api/report/generate-pdf/{run_id}", summary="Generate the PDF report (sections optional)",
