@@ -33,7 +33,7 @@ from pydantic.alias_generators import to_camel
 from ctrops_common.bus import BrokerUnavailable
 from ctrops_common.dataset import report_path, report_pdf_path, run_dir
 from ctrops_common.documents import ReportDoc, read_document
-from ctrops_common.events import ReportRequested, Topic, new_id
+from ctrops_common.events import ReportFailed, ReportReady, ReportRequested, Topic, new_id
 from ctrops_common.storage import UnsafePath, is_id
 
 from ..broker_gate import wait_reply
@@ -154,7 +154,7 @@ async def await_explanation(state: GatewayState, run_id: str, deadline: float) -
 
 async def request_pdf(
     state: GatewayState, run_id: str, options: PdfOptions, deadline: float | None = None
-) -> dict[str, Any]:
+) -> ReportReady:
     """Publish ``report.requested`` and wait (until ``deadline``) for the reporter's answer.
 
     The reporter consumes explanation.done on its own: asked the moment this gateway saw
@@ -171,7 +171,7 @@ async def request_pdf(
         await asyncio.sleep(POLL_S * 2)
 
 
-async def _request_pdf_once(state: GatewayState, run_id: str, options: PdfOptions, timeout_s: float) -> dict[str, Any]:
+async def _request_pdf_once(state: GatewayState, run_id: str, options: PdfOptions, timeout_s: float) -> ReportReady:
     request_id = new_id()
     key = f"report:{request_id}"
     future = state.replies.expect(key)  # before publishing, so a fast answer is not missed
@@ -191,12 +191,14 @@ async def _request_pdf_once(state: GatewayState, run_id: str, options: PdfOption
             504, detail=f"the reporter did not answer within {state.settings.report_timeout_s:.0f} s; try again",
             headers={"Retry-After": str(RETRY_AFTER_S)},
         ) from None
-    payload = event.payload
-    if event.type == Topic.REPORT_FAILED:
-        if getattr(payload, "retryable", False):
+    payload = event.payload  # the topic's model: report.ready or report.failed answer this key
+    if isinstance(payload, ReportFailed):
+        if payload.retryable:
             raise _not_ready(payload.reason)
         raise HTTPException(502, detail=f"report generation failed: {payload.reason}")
-    return payload.model_dump()
+    if not isinstance(payload, ReportReady):
+        raise TypeError(f"a {event.type} event answered report request {request_id}")
+    return payload
 
 
 async def newest_pdf(state: GatewayState, run_id: str) -> str | None:
@@ -270,8 +272,8 @@ async def generate_pdf(
         "pdfUrl": f"/api/report/pdf/{run_id}",
         "status": "generated",
         "run_id": run_id,
-        "request_id": ready["request_id"],
-        "model_used": ready["model_used"],
+        "request_id": ready.request_id,
+        "model_used": ready.model_used,
     }
 
 
@@ -290,7 +292,7 @@ async def pdf_report(run_id: str, state: State) -> FileResponse:
         location = await await_auto_pdf(state, run_id, deadline)
     if location is None:  # the run's PDF was never rendered, or was removed: ask for it
         ready = await request_pdf(state, run_id, PdfOptions(), deadline)
-        location = ready["pdf_location"]
+        location = ready.pdf_location
         if not state.store.exists(location):
             raise HTTPException(502, detail="the reporter announced a PDF that is not in the file store")
     return FileResponse(
