@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import shutil
@@ -38,7 +37,10 @@ import httpx
 
 from ctrops_common.broker import free_port, port_open
 from ctrops_common.datagen import generate
+from ctrops_common.dataset import explanation_path
+from ctrops_common.documents import Explanation, read_document
 from ctrops_common.events import Topic, decode_event
+from ctrops_common.storage import FileStore
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -171,11 +173,10 @@ def main(argv: list[str] | None = None) -> int:
         done = found["training.done"][0].payload
         print(f"\ntraining: {done.epochs_run} epochs in {done.duration_s:.1f}s (trainer's own clock), best epoch "
               f"{done.best_epoch}, val AUC {done.metrics.auc:.3f}, AP {done.metrics.ap:.3f}")
-        explanation = json.loads((work / "data" / f"runs/{run_id}/explanation.json").read_text())
-        timings = ", ".join(f"{k.removesuffix('_s')} {v:.1f}s" for k, v in explanation["timings"].items())
-        sample = explanation["sample"]
-        print(f"explainer (its own clock): {timings}; {sample['rows']} rows explained")
-        print(f"top features: {', '.join(f['feature'] for f in explanation['features'][:6])}")
+        explanation = read_document(FileStore(work / "data"), explanation_path(run_id), Explanation)
+        timings = ", ".join(f"{k.removesuffix('_s')} {v:.1f}s" for k, v in explanation.timings.items())
+        print(f"explainer (its own clock): {timings}; {explanation.sample.rows} rows explained")
+        print(f"top features: {', '.join(f.feature for f in explanation.features[:6])}")
     finally:
         stack.send_signal(signal.SIGTERM)
         try:

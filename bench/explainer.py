@@ -204,14 +204,16 @@ async def bench_end_to_end(data_root: Path, parquet: Path, model_folder: Path) -
         await bus.stop()
         explainer.stop()
         broker.stop()
-    import json
+    from ctrops_common.dataset import explanation_path
+    from ctrops_common.documents import Explanation, read_document
+    from ctrops_common.storage import FileStore
 
-    result = json.loads((store / "runs" / run_id / "explanation.json").read_text())
+    result = read_document(FileStore(store), explanation_path(run_id), Explanation)
     return {"wall_s": wall, "event_time_s": (explained.time - sent.time).total_seconds(),
-            "timings": result["timings"], "top": [(f["feature"], round(f["importance"], 3), f["pValue"])
-                                                  for f in result["features"][:10]],
-            "permutation_top": [f["feature"] for f in result["permutation"]["features"][:10]],
-            "overlap": result["permutation"].get("top10_overlap_with_lime")}
+            "timings": result.timings, "top": [(f.feature, round(f.importance, 3), f.p_value)
+                                               for f in result.features[:10]],
+            "permutation_top": [f.feature for f in result.permutation.features[:10]],
+            "overlap": result.permutation.top10_overlap_with_lime}
 
 
 def bench_stages(parquet: Path, lstm_folder: Path, root: Path, threads: int) -> dict:

@@ -16,7 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from ctrops_common.events import new_id
+from ctrops_common.dataset import explanation_path, profile_path
+from ctrops_common.documents import Explanation, read_document, write_document
+from ctrops_common.events import ExplanationDone, TrainingDone, new_id
+from ctrops_common.sample_documents import explanation_document, profile_document
 from ctrops_common.storage import FileStore
 
 
@@ -39,30 +42,30 @@ def standard_inputs(root: Path):
     for i in range(12):
         for j in range(i):
             matrix[i][j] = matrix[j][i]
-    store.write_json(f"runs/{run_id}/explanation.json",
-                     {"features": features, "correlation": {"features": names, "matrix": matrix}})
+    write_document(store, explanation_path(run_id), explanation_document(run_id, file_id, features, matrix=matrix))
 
     def table(values, key="value"):
         out = []
         for v in values:
             rows = rng.randint(1500, 4000)
             clicks = sum(rng.random() < rng.uniform(0.012, 0.03) for _ in range(rows))
-            out.append({**({key: v} if key else v), "rows": rows, "clicks": clicks, "ctr": 100 * clicks / rows})
+            out.append({**({key: v} if key else v), "rows": rows, "clicks": clicks})
         return out
 
-    store.write_json(f"files/{file_id}/profile.json", {"columns": {}, "seq": {}, "segments": {
-        "hour": table(range(24)),
-        "day_of_week": table(range(1, 8)),
-        "inventory_id": table(rng.sample(range(1, 100), 20)),
-        "age_group_gender": table([{"age_group": a, "gender": g} for a in (4, 5, 6, 7, 8) for g in (1, 2)], key=None),
-    }})
+    write_document(store, profile_path(file_id), profile_document(
+        hour=table(range(24)),
+        day_of_week=table(range(1, 8)),
+        inventory_id=table(rng.sample(range(1, 100), 20)),
+        age_group_gender=table([{"age_group": a, "gender": g} for a in (4, 5, 6, 7, 8) for g in (1, 2)], key=None),
+    ))
     metrics = {"train_loss": 0.52, "val_loss": 0.092, "train_accuracy": 0.74, "val_accuracy": 0.979, "auc": 0.739,
                "ap": 0.087, "logloss": 0.092, "calibration": 1.07, "score": 0.481, "precision": 0.081,
                "recall": 0.348, "f1": 0.132, "threshold": 0.061}
     curve = [{"epoch": e, **{k: v * (1 + 0.02 * (10 - e)) for k, v in metrics.items()}} for e in range(1, 11)]
-    training = {"run_id": run_id, "file_id": file_id, "model_location": f"runs/{run_id}/model", "metrics": metrics,
-                "best_epoch": 10, "epochs_run": 10, "duration_s": 300.0, "experiment_name": "bench", "config": {}}
-    explained = {"run_id": run_id, "location": f"runs/{run_id}/explanation.json", "top_features": features}
+    training = TrainingDone.model_validate({
+        "run_id": run_id, "file_id": file_id, "model_location": f"runs/{run_id}/model", "metrics": metrics,
+        "best_epoch": 10, "epochs_run": 10, "duration_s": 300.0, "experiment_name": "bench", "config": {}})
+    explained = ExplanationDone(run_id=run_id, location=explanation_path(run_id), top_features=features)
     settings = ReporterSettings(openai_api_key=None)
     return store, gather(store, training, explained, curve, settings), settings, curve
 
@@ -85,7 +88,7 @@ def main() -> None:
         t = time.perf_counter()
         report = build_report(facts, write_narrative(facts, settings))
         narrative_s = time.perf_counter() - t
-        correlation = correlation_from(store.read_json(f"runs/{facts.run_id}/explanation.json"))
+        correlation = correlation_from(read_document(store, explanation_path(facts.run_id), Explanation))
         inputs = PdfInputs(report, curve, correlation)
 
         t = time.perf_counter()
