@@ -19,7 +19,10 @@ from typing import Any
 import pytest
 import websockets
 
+from ctrops_common.dataset import explanation_path
+from ctrops_common.documents import Explanation, read_document
 from ctrops_common.events import Topic
+from ctrops_common.storage import FileStore
 
 
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
@@ -170,10 +173,10 @@ def test_the_champion_is_registered_in_mlflow_and_is_the_model_explained(stack, 
     assert version.run_id == status["mlflow_run_id"] and version.tags["ctrops.kind"] == status["champion"]
     assert "champion" in version.aliases
     stack.wait_ready_200(f"/api/report/feature-importance/{run_id}")
-    explanation = json.loads((stack.data_dir / "runs" / run_id / "explanation.json").read_text())
-    assert explanation["model_uri"] == status["model_uri"]
-    assert int(explanation["model_version"]) == status["registered_version"]
-    assert explanation["model_kind"] == status["champion"]
+    explanation = read_document(FileStore(stack.data_dir), explanation_path(run_id), Explanation)
+    assert explanation.model_uri == status["model_uri"]
+    assert explanation.model_version == status["registered_version"]
+    assert explanation.model_kind == status["champion"]
 
 
 def test_feature_importance_and_its_alias(stack, journey):
