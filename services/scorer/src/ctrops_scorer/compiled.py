@@ -10,8 +10,8 @@ model's missing-value rules), so it gives the same raw scores, only summed in an
 Nothing here is trusted on that word:
 - ``probe_rows`` builds rows that sit exactly on every split threshold of the model and one
   float32 step either side of it, plus NaN and 0 (each model's missing-value branches), and
-  ``attach`` hands the forest to the model only if it scores those rows, and the real rows
-  it is given, within ``TOLERANCE`` of LightGBM. Any failure (lleaves missing, a compile
+  ``attach`` hands the forest to the model only if it scores those rows within
+  ``TOLERANCE`` of LightGBM. Any failure (lleaves missing, a compile
   error, a mismatch) leaves the model on LightGBM with a warning: slower, never different.
 - The compiled code is cached per model file, lleaves/llvmlite version and host CPU (the
   code uses the CPU's instruction set): a scorer restarted on the same machine loads it in
@@ -163,14 +163,12 @@ def check_equal(forest: CompiledForest, booster, rows: np.ndarray, tolerance: fl
     return worst
 
 
-def attach(gbdt, model_file: Path, cache_dir: Path | None, extra_rows: np.ndarray | None = None) -> bool:
+def attach(gbdt, model_file: Path, cache_dir: Path | None) -> bool:
     """Compile ``gbdt``'s forest, check it against its booster and set ``gbdt.compiled``; False (the
     model stays on LightGBM, a warning logged) when anything fails. Blocking: a thread of its own."""
     try:
         forest = compile_forest(model_file, cache_dir)
         rows = probe_rows(Path(model_file).read_text(), forest.n_features)
-        if extra_rows is not None and len(extra_rows):
-            rows = np.concatenate([rows, np.asarray(extra_rows, dtype=np.float32)])
         worst = check_equal(forest, gbdt.booster, rows)
     except Exception as exc:  # noqa: BLE001 - any failure means: keep LightGBM
         log.warning("the LightGBM model at %s stays on LightGBM's own predictor: %s: %s", model_file,
