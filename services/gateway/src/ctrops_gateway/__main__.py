@@ -6,6 +6,7 @@ from ctrops_common.observability import setup_logging
 from ctrops_common.settings import load_settings
 
 from .app import create_app
+from .header_deadline import header_deadline_protocol
 from .settings import GatewaySettings
 
 
@@ -17,6 +18,8 @@ def main() -> None:
         host=settings.gateway_host,
         port=settings.gateway_port,
         log_config=None,
+        # httptools (what "auto" picks) with a request-header deadline: uvicorn has none (header slowloris)
+        http=header_deadline_protocol(settings.request_header_timeout_s),
         proxy_headers=False,  # forwarded headers only from CTROPS_TRUSTED_PROXIES (proxies.py), not 127.0.0.1
         ws_ping_interval=20,
         timeout_graceful_shutdown=10,

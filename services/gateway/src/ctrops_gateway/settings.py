@@ -29,6 +29,12 @@ class GatewaySettings(ServiceSettings):
         120, gt=0,
         description="How long a report or PDF request waits for the run's explanation and report (409 after).",
     )
+    request_header_timeout_s: float = Field(
+        10, gt=0, le=3600,
+        description="A client must send its request line and headers within this long of connecting (or, on a "
+        "keep-alive connection, of its next request's first byte); the connection is closed after, with 408 if part "
+        "of a request arrived (header slowloris; header_deadline.py).",
+    )
     request_body_timeout_s: float = Field(
         30, gt=0, le=3600,
         description="A request body (upload or JSON) that sends nothing this long is cut off: 408, nothing kept.",
