@@ -176,7 +176,7 @@ async def bench_end_to_end(data_root: Path, parquet: Path, model_folder: Path) -
     from ctrops_common.broker import EmbeddedBroker, free_port
     from ctrops_common.bus import Bus
     from ctrops_common.dataset import parquet_path
-    from ctrops_common.events import EpochMetrics, Topic, TrainingConfig, TrainingDone, new_id
+    from ctrops_common.events import ModelMetrics, Topic, TrainingConfig, TrainingDone, new_id
     from ctrops_common.settings import CommonSettings
     from ctrops_common.testing import read_events, start_service
 
@@ -193,7 +193,7 @@ async def bench_end_to_end(data_root: Path, parquet: Path, model_folder: Path) -
     await bus.start()
     try:
         done = TrainingDone(run_id=run_id, file_id=file_id, model_location=f"runs/{run_id}/model/",
-                            metrics=EpochMetrics(train_loss=0, val_loss=0, train_accuracy=0, val_accuracy=0),
+                            metrics=ModelMetrics(train_loss=0, val_loss=0, train_accuracy=0, val_accuracy=0),
                             best_epoch=1, epochs_run=1, duration_s=0, experiment_name="bench", config=TrainingConfig())
         sent = await bus.publish(Topic.TRAINING_DONE, done, correlation_id=run_id)
         started = time.perf_counter()

@@ -190,9 +190,9 @@ def publish(*items) -> None:
 
 
 def metrics(epoch: int):
-    from ctrops_common.events import EpochMetrics
+    from ctrops_common.events import ModelMetrics
 
-    return EpochMetrics(train_loss=0.5 / epoch, val_loss=0.4 / epoch, train_accuracy=0.9, val_accuracy=0.95,
+    return ModelMetrics(train_loss=0.5 / epoch, val_loss=0.4 / epoch, train_accuracy=0.9, val_accuracy=0.95,
                         auc=0.7 + epoch / 1000, ap=0.08, logloss=0.09, calibration=1.0, score=0.3,
                         precision=0.1, recall=0.3, f1=0.15, threshold=0.05)
 

@@ -21,7 +21,7 @@ from sqlalchemy import insert
 
 from ctrops_common.db import make_engine
 from ctrops_common.events import (
-    EpochMetrics,
+    ModelMetrics,
     Event,
     MonitorAlert,
     ServiceError,
@@ -85,7 +85,7 @@ def fill(views: ReadModel, snapshots: int, runs: int = 20, epochs: int = 10) -> 
     for r in range(runs):
         run_id = new_id()
         when = start + timedelta(hours=r)
-        metrics = EpochMetrics(train_loss=0.3, val_loss=0.09, train_accuracy=0.9, val_accuracy=0.98, auc=0.72,
+        metrics = ModelMetrics(train_loss=0.3, val_loss=0.09, train_accuracy=0.9, val_accuracy=0.98, auc=0.72,
                                ap=0.07, logloss=0.09, precision=0.1, recall=0.3, f1=0.15)
         for e in range(1, epochs + 1):
             rows.append(_row(Topic.TRAINING_PROGRESS, TrainingProgress(run_id=run_id, epoch=e, total_epochs=epochs,
@@ -118,7 +118,7 @@ def fill(views: ReadModel, snapshots: int, runs: int = 20, epochs: int = 10) -> 
 def live_snapshot():
     from ctrops_common.events import MonitorSnapshot
 
-    return MonitorSnapshot(run_id=None, metrics={"response_time": 40.0}, health={"status": "healthy"})
+    return MonitorSnapshot(run_id=None, health={"status": "healthy", "response_time_ms": 40.0})
 
 
 def bench_gateway(tmp: Path, snapshots: int) -> dict[str, float]:

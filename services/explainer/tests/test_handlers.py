@@ -8,7 +8,7 @@ import shutil
 from ctrops_common.bus import Bus
 from ctrops_common.dataset import explanation_path, parquet_path
 from ctrops_common.documents import Explanation
-from ctrops_common.events import EpochMetrics, Topic, TrainingConfig, TrainingDone, new_id
+from ctrops_common.events import ModelMetrics, Topic, TrainingConfig, TrainingDone, new_id
 from ctrops_common.settings import CommonSettings
 from ctrops_common.storage import FileStore
 from ctrops_common.testing import read_events
@@ -31,7 +31,7 @@ SMALL_ENV = {
 def training_done(run_id: str, file_id: str) -> TrainingDone:
     return TrainingDone(
         run_id=run_id, file_id=file_id, model_location=f"runs/{run_id}/model/",
-        metrics=EpochMetrics(train_loss=0.5, val_loss=0.5, train_accuracy=0.7, val_accuracy=0.7),
+        metrics=ModelMetrics(train_loss=0.5, val_loss=0.5, train_accuracy=0.7, val_accuracy=0.7),
         best_epoch=1, epochs_run=1, duration_s=1.0, experiment_name="test", config=TrainingConfig(),
     )
 

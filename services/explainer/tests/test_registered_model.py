@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ctrops_common.dataset import parquet_path
-from ctrops_common.events import EpochMetrics, TrainingConfig, TrainingDone, new_id
+from ctrops_common.events import ModelMetrics, TrainingConfig, TrainingDone, new_id
 from ctrops_common.storage import FileStore
 from ctrops_explainer.handlers import explain_run
 from ctrops_explainer.pipeline import ExplainConfig, explain
@@ -25,7 +25,7 @@ SMALL = ExplainConfig(sample_rows=24, lime_samples=400, background_rows=400, seq
 def _done(run_id: str, file_id: str, kind: str, model_uri: str | None = None) -> TrainingDone:
     return TrainingDone(
         run_id=run_id, file_id=file_id, model_location=f"runs/{run_id}/model/{kind}",
-        metrics=EpochMetrics(train_loss=0.5, val_loss=0.5, train_accuracy=0.7, val_accuracy=0.7),
+        metrics=ModelMetrics(train_loss=0.5, val_loss=0.5, train_accuracy=0.7, val_accuracy=0.7),
         best_epoch=1, epochs_run=1, duration_s=1.0, experiment_name="explainer-tests", config=TrainingConfig(),
         champion=kind, model_uri=model_uri,
     )

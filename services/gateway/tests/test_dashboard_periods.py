@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 
 from ctrops_common.events import (
-    EpochMetrics,
+    ModelMetrics,
     FeatureDrift,
     ModelResult,
     MonitorAlert,
@@ -31,7 +31,7 @@ VAL = {"lstm": (0.95, 0.21, 0.081), "gbdt": (0.96, 0.24, 0.078)}  # validation a
 
 
 def run(run_id: str, *, promoted: bool = True, replaces: str | None = None) -> TrainingDone:
-    models = [ModelResult(kind=k, label=k, metrics=EpochMetrics(val_loss=0.1, val_accuracy=a, f1=f, logloss=ll, auc=0.75),
+    models = [ModelResult(kind=k, label=k, metrics=ModelMetrics(val_loss=0.1, val_accuracy=a, f1=f, logloss=ll, auc=0.75),
                           model_location=f"runs/{run_id}/model/{k}", best_iteration=1, iterations_run=1,
                           duration_s=1.0) for k, (a, f, ll) in VAL.items()]
     return TrainingDone(run_id=run_id, file_id=new_id(), model_location=f"runs/{run_id}/model/gbdt",

@@ -24,7 +24,7 @@ from ctrops_common.events import (
     new_id,
 )
 
-from ctrops_common.events import EpochMetrics, TrainingDone
+from ctrops_common.events import ModelMetrics, TrainingDone
 from ctrops_common.sample_documents import profile_document
 from ctrops_common.storage import FileStore
 from ctrops_common.testing import publish_events as publish, wait_for
@@ -37,8 +37,8 @@ def strict_json(text: str):
     return json.loads(text, parse_constant=refuse)
 
 
-def metrics(accuracy: float = 0.981) -> EpochMetrics:
-    return EpochMetrics(train_loss=0.31, val_loss=0.088, train_accuracy=0.9, val_accuracy=accuracy, auc=0.74,
+def metrics(accuracy: float = 0.981) -> ModelMetrics:
+    return ModelMetrics(train_loss=0.31, val_loss=0.088, train_accuracy=0.9, val_accuracy=accuracy, auc=0.74,
                         ap=0.081, logloss=0.088, calibration=1.04, score=0.33, precision=0.12, recall=0.35,
                         f1=0.18, threshold=0.05)
 
@@ -159,8 +159,8 @@ def test_engineer_dashboard_from_real_runs_errors_and_traffic(gateway_client, tr
 def test_engineer_dashboard_health_and_alert_come_from_the_monitor(gateway_client):
     alert = MonitorAlert(alert_id="service_down:trainer:1", kind="service_down", subject="trainer", state="firing",
                          severity="high", message="trainer is down")
-    snapshot = MonitorSnapshot(run_id=None, metrics={"response_time": 321.0},
-                               health={"status": "critical", "cpu_usage": 37.5, "memory_usage": 61.0,
+    snapshot = MonitorSnapshot(run_id=None,
+                               health={"status": "critical", "response_time_ms": 321.0, "cpu_usage": 37.5, "memory_usage": 61.0,
                                        "api_success_rate": 99.5, "error_rate": 0.5})
     publish((Topic.MONITOR_ALERT, alert, None), (Topic.MONITOR_SNAPSHOT, snapshot, None))
     body = wait_for(lambda: gateway_client.get("/api/dashboard/si").json(),

@@ -15,7 +15,7 @@ from ctrops_common.datagen import generate
 from ctrops_common.dataset import column_description, explanation_path, parquet_path
 from ctrops_common.documents import write_document
 from ctrops_common.events import (
-    EpochMetrics,
+    ModelMetrics,
     ExplanationDone,
     Topic,
     TrainingConfig,
@@ -66,7 +66,7 @@ def stored_run(data_dir: Path, with_model: bool = True) -> tuple[str, str]:
 def training_done(run_id: str, file_id: str) -> TrainingDone:
     return TrainingDone(
         run_id=run_id, file_id=file_id, model_location=f"runs/{run_id}/model/",
-        metrics=EpochMetrics(train_loss=0.5, val_loss=0.5, train_accuracy=0.7, val_accuracy=0.7),
+        metrics=ModelMetrics(train_loss=0.5, val_loss=0.5, train_accuracy=0.7, val_accuracy=0.7),
         best_epoch=1, epochs_run=1, duration_s=1.0, experiment_name="test", config=TrainingConfig(),
     )
 

@@ -13,7 +13,7 @@ from pypdf import PdfReader
 
 from ctrops_common.dataset import explanation_path, profile_path
 from ctrops_common.documents import write_document
-from ctrops_common.events import EpochMetrics, ExplanationDone, Topic, TrainingDone, new_id
+from ctrops_common.events import ModelMetrics, ExplanationDone, Topic, TrainingDone, new_id
 from ctrops_common.feature_names import FEATURE_MAPPING_PATH, FeatureNameMapping, stored_override
 from ctrops_common.sample_documents import explanation_document, profile_document
 from ctrops_common.storage import FileStore
@@ -111,7 +111,7 @@ def _completed_run(data_dir: str) -> tuple[str, TrainingDone, ExplanationDone]:
     metrics = {"val_loss": 0.09, "val_accuracy": 0.979, "auc": 0.74, "ap": 0.087, "logloss": 0.09,
                "calibration": 1.07, "score": 0.48, "precision": 0.081, "recall": 0.35, "f1": 0.13, "threshold": 0.06}
     done = TrainingDone(run_id=run_id, file_id=file_id, model_location=f"runs/{run_id}/model",
-                        metrics=EpochMetrics(**metrics), best_epoch=2, epochs_run=2, duration_s=12.0,
+                        metrics=ModelMetrics(**metrics), best_epoch=2, epochs_run=2, duration_s=12.0,
                         experiment_name="CTR_Experiment_feature_names", config={"epochs": 2, "validation_split": 0.2})
     explained = ExplanationDone(run_id=run_id, location=explanation_path(run_id),
                                 top_features=[{k: f[k] for k in ("feature", "importance", "p_value", "ci", "description")}

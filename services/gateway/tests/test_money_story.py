@@ -15,7 +15,7 @@ from pypdf import PdfReader
 
 from ctrops_common.dataset import explanation_path, profile_path
 from ctrops_common.documents import ReportDoc, write_document
-from ctrops_common.events import EpochMetrics, ExplanationDone, Topic, TrainingDone, new_id
+from ctrops_common.events import ModelMetrics, ExplanationDone, Topic, TrainingDone, new_id
 from ctrops_common.sample_documents import explanation_document, profile_document
 from ctrops_common.storage import FileStore
 from ctrops_common.testing import publish_events as publish
@@ -55,7 +55,7 @@ def run_with_segments(data_dir: str, metrics: dict) -> tuple[str, TrainingDone, 
     ]
     write_document(store, profile_path(file_id), profile_document(hour=hours, age_group_gender=audience))
     done = TrainingDone(run_id=run_id, file_id=file_id, model_location=f"runs/{run_id}/model",
-                        metrics=EpochMetrics(**metrics), best_epoch=2, epochs_run=2, duration_s=12.0,
+                        metrics=ModelMetrics(**metrics), best_epoch=2, epochs_run=2, duration_s=12.0,
                         experiment_name="money_story", config={"epochs": 2})
     return run_id, done, ExplanationDone(run_id=run_id, location=explanation_path(run_id), top_features=FEATURES)
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ctrops_common.events import (
-    EpochMetrics,
+    ModelMetrics,
     MonitorAlert,
     MonitorSnapshot,
     ServiceError,
@@ -23,8 +23,8 @@ from ctrops_common.events import (
 from ctrops_common.testing import publish_events as publish, wait_for
 
 
-def metrics(accuracy: float = 0.981, auc: float = 0.74, **extra) -> EpochMetrics:
-    return EpochMetrics(train_loss=0.31, val_loss=0.088, train_accuracy=0.9, val_accuracy=accuracy, auc=auc,
+def metrics(accuracy: float = 0.981, auc: float = 0.74, **extra) -> ModelMetrics:
+    return ModelMetrics(train_loss=0.31, val_loss=0.088, train_accuracy=0.9, val_accuracy=accuracy, auc=auc,
                         ap=0.081, logloss=0.088, calibration=1.04, score=0.33, precision=0.12, recall=0.35,
                         f1=0.18, threshold=0.05, **extra)
 
@@ -159,9 +159,8 @@ def test_snapshot_of_a_new_run_is_pushed_without_waiting_for_the_tick(gateway_cl
         ws.receive_json(), ws.receive_json()
         publish(
             (Topic.TRAINING_DONE, done(run_id, accuracy=0.6), run_id),
-            (Topic.MONITOR_SNAPSHOT, MonitorSnapshot(run_id=run_id, metrics={"accuracy": 0.6, "f1_score": 0.2,
-                                                                              "response_time": 12.5},
-                                                     health={"status": "healthy"}), run_id),
+            (Topic.MONITOR_SNAPSHOT, MonitorSnapshot(run_id=run_id, metrics={"accuracy": 0.6, "f1_score": 0.2},
+                                                     health={"status": "healthy", "response_time_ms": 12.5}), run_id),
         )
         update = _receive_until(ws, 1, lambda m: m["type"] == "metrics_update", timeout_s=8)
         assert update and update[0]["metrics"]["runId"] == run_id

@@ -23,7 +23,7 @@ from ctrops_common.broker import free_port
 from ctrops_common.datagen import generate
 from ctrops_common.dataset import predictions_path
 from ctrops_common.events import (
-    EpochMetrics,
+    ModelMetrics,
     ModelResult,
     ScoringDone,
     ScoringFailed,
@@ -199,7 +199,7 @@ def test_scorer_down_is_503_with_retry_after(monkeypatch, platform_env):
 
 def champion_run(run_id: str, *, models: tuple[str, ...] = ("lstm", "gbdt"), champion: str = "gbdt",
                  promoted: bool = True, replaces: str | None = None, accuracy: float = 0.93) -> TrainingDone:
-    metrics = EpochMetrics(val_loss=0.09, val_accuracy=accuracy, auc=0.74, logloss=0.088, f1=0.2, threshold=0.05)
+    metrics = ModelMetrics(val_loss=0.09, val_accuracy=accuracy, auc=0.74, logloss=0.088, f1=0.2, threshold=0.05)
     results = [ModelResult(kind=k, label={"lstm": "LSTM+MLP", "gbdt": "LightGBM"}[k],
                            metrics=metrics.model_copy(update={"val_accuracy": accuracy - (0.01 if k != champion else 0)}),
                            model_location=f"runs/{run_id}/model/{k}", best_iteration=1, iterations_run=1,

@@ -13,7 +13,7 @@ from pypdf import PdfReader
 from ctrops_common.dataset import explanation_path, profile_path, report_path
 from ctrops_common.documents import ReportDoc, read_document, write_document
 from ctrops_common.events import (
-    EpochMetrics,
+    ModelMetrics,
     ExplanationDone,
     Topic,
     TrainingDone,
@@ -43,7 +43,7 @@ def completed_run(data_dir: str) -> tuple[str, TrainingDone, ExplanationDone]:
     hours = [{"value": h, "rows": 1000, "clicks": 40 if h == 21 else 18} for h in range(24)]
     write_document(store, profile_path(file_id), profile_document(hour=hours))
     done = TrainingDone(run_id=run_id, file_id=file_id, model_location=f"runs/{run_id}/model",
-                        metrics=EpochMetrics(**METRICS), best_epoch=2, epochs_run=2, duration_s=12.0,
+                        metrics=ModelMetrics(**METRICS), best_epoch=2, epochs_run=2, duration_s=12.0,
                         experiment_name="CTR_Experiment_gateway_report", config={"epochs": 2})
     explained = ExplanationDone(run_id=run_id, location=explanation_path(run_id), top_features=FEATURES)
     return run_id, done, explained

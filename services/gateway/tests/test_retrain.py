@@ -8,7 +8,7 @@ import pytest
 
 from ctrops_common.events import (
     DataInfo,
-    EpochMetrics,
+    ModelMetrics,
     FileUploaded,
     ModelResult,
     Topic,
@@ -23,7 +23,7 @@ from ctrops_common.testing import read_events, wait_for
 
 
 def champion_run(run_id: str) -> TrainingDone:
-    metrics = EpochMetrics(val_loss=0.09, val_accuracy=0.93, auc=0.74, logloss=0.088, f1=0.2)
+    metrics = ModelMetrics(val_loss=0.09, val_accuracy=0.93, auc=0.74, logloss=0.088, f1=0.2)
     gbdt = ModelResult(kind="gbdt", label="LightGBM", metrics=metrics, model_location=f"runs/{run_id}/model/gbdt",
                        best_iteration=1, iterations_run=1, duration_s=1.0)
     return TrainingDone(run_id=run_id, file_id=new_id(), model_location=f"runs/{run_id}/model/gbdt", metrics=metrics,

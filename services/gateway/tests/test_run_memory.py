@@ -7,7 +7,7 @@ import pytest
 
 from ctrops_common.db import make_engine
 from ctrops_common.events import (
-    EpochMetrics,
+    ModelMetrics,
     Event,
     Topic,
     TrainingCancelRequested,
@@ -23,8 +23,8 @@ from ctrops_gateway import training_live as live
 from ctrops_gateway.views import RUN_TOPICS, ReadModel
 
 
-def metrics(epoch: int) -> EpochMetrics:
-    return EpochMetrics(train_loss=0.5 / epoch, val_loss=0.4 / epoch, train_accuracy=0.9, val_accuracy=0.9 + epoch / 100,
+def metrics(epoch: int) -> ModelMetrics:
+    return ModelMetrics(train_loss=0.5 / epoch, val_loss=0.4 / epoch, train_accuracy=0.9, val_accuracy=0.9 + epoch / 100,
                         auc=0.7 + epoch / 100, ap=0.08, logloss=0.09, calibration=1.0, score=0.3, precision=0.1,
                         recall=0.3, f1=0.15, threshold=0.05)
 

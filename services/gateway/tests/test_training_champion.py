@@ -10,7 +10,7 @@ from __future__ import annotations
 from ctrops_common.events import (
     AucComparison,
     BatchPlan,
-    EpochMetrics,
+    ModelMetrics,
     ModelResult,
     Topic,
     TrainingConfig,
@@ -39,8 +39,8 @@ def wait_recorded(client, topic, run_id):
     views = client.app.state.gateway.views
     wait_for(lambda: views.events(topic, correlation_id=run_id), bool)
 
-LSTM = EpochMetrics(train_loss=0.5, val_loss=0.09, train_accuracy=0.7, val_accuracy=0.98, auc=0.81, ap=0.12)
-GBDT = EpochMetrics(train_loss=0.08, val_loss=0.08, train_accuracy=0.98, val_accuracy=0.98, auc=0.86, ap=0.18)
+LSTM = ModelMetrics(train_loss=0.5, val_loss=0.09, train_accuracy=0.7, val_accuracy=0.98, auc=0.81, ap=0.12)
+GBDT = ModelMetrics(train_loss=0.08, val_loss=0.08, train_accuracy=0.98, val_accuracy=0.98, auc=0.86, ap=0.18)
 BATCH = BatchPlan(requested=4096, used=90, steps_per_epoch=32, train_rows_per_epoch=2880,
                   reason="4096 would give 1 optimizer step per epoch on 2,880 training rows")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ctrops_common.events import (
-    EpochMetrics,
+    ModelMetrics,
     Event,
     Topic,
     TrainingConfig,
@@ -27,7 +27,7 @@ from ctrops_common.testing import wait_recorded as recorded
 from ctrops_gateway.training_live import _Sent, epoch_log, epoch_messages, keyed, started_message
 
 EPOCHS = 6
-METRICS = EpochMetrics(train_loss=0.5, val_loss=0.1, train_accuracy=0.7, val_accuracy=0.97, auc=0.7)
+METRICS = ModelMetrics(train_loss=0.5, val_loss=0.1, train_accuracy=0.7, val_accuracy=0.97, auc=0.7)
 
 
 def started(run_id: str, attempt: int, cause: str | None = None) -> TrainingStarted:

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from ctrops_common.events import (
-    EpochMetrics,
+    ModelMetrics,
     Topic,
     TrainingConfig,
     TrainingDone,
@@ -25,7 +25,7 @@ from ctrops_common.events import (
 from ctrops_common.testing import publish_events, ws_receive, ws_until_end
 from ctrops_common.testing import wait_recorded as recorded
 
-METRICS = EpochMetrics(train_loss=0.5, val_loss=0.1, train_accuracy=0.7, val_accuracy=0.97, auc=0.7)
+METRICS = ModelMetrics(train_loss=0.5, val_loss=0.1, train_accuracy=0.7, val_accuracy=0.97, auc=0.7)
 
 
 def publish_all(events: list[tuple[Topic, Any]], run_id: str) -> None:

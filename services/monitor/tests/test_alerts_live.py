@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ctrops_common.events import EpochMetrics, Topic, TrainingConfig, TrainingDone, new_id
+from ctrops_common.events import ModelMetrics, Topic, TrainingConfig, TrainingDone, new_id
 from ctrops_common.settings import CommonSettings
 from ctrops_common.testing import publish_events
 
@@ -53,7 +53,7 @@ def finished_run(accuracy: float, auc: float) -> TrainingDone:
     run_id = new_id()
     return TrainingDone(
         run_id=run_id, file_id=new_id(), model_location=f"runs/{run_id}/model",
-        metrics=EpochMetrics(train_loss=0.4, val_loss=0.41, train_accuracy=accuracy, val_accuracy=accuracy, auc=auc,
+        metrics=ModelMetrics(train_loss=0.4, val_loss=0.41, train_accuracy=accuracy, val_accuracy=accuracy, auc=auc,
                              ap=0.05, logloss=0.41, precision=0.04, recall=0.6, f1=0.075),
         best_epoch=1, epochs_run=1, duration_s=12.0, experiment_name="alert-test", config=TrainingConfig(epochs=1),
     )

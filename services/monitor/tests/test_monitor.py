@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from ctrops_common.db import make_engine
-from ctrops_common.events import EpochMetrics, ServiceError, ServiceHeartbeat, TrainingConfig, TrainingDone, new_id
+from ctrops_common.events import ModelMetrics, ServiceError, ServiceHeartbeat, TrainingConfig, TrainingDone, new_id
 from ctrops_monitor.monitor import Monitor
 from ctrops_monitor.settings import MonitorSettings
 from ctrops_monitor.store import MonitorStore
@@ -45,7 +45,7 @@ def engine(tmp_path):
 def done(accuracy: float, auc: float = 0.71, run_id: str | None = None) -> TrainingDone:
     return TrainingDone(
         run_id=run_id or new_id(), file_id=new_id(), model_location="runs/x/model",
-        metrics=EpochMetrics(train_loss=0.3, val_loss=0.35, train_accuracy=accuracy, val_accuracy=accuracy,
+        metrics=ModelMetrics(train_loss=0.3, val_loss=0.35, train_accuracy=accuracy, val_accuracy=accuracy,
                              auc=auc, ap=0.08, logloss=0.09, precision=0.1, recall=0.4, f1=0.16),
         best_epoch=2, epochs_run=3, duration_s=42.0, experiment_name="exp", config=TrainingConfig(),
     )
@@ -88,7 +88,7 @@ def test_an_older_run_arriving_late_does_not_overrule_the_newer_one(settings, en
     monitor = Monitor(settings, MonitorStore(engine), now=at(0))
     assert monitor.on_training_done(done(0.9), at(10)) is None
     assert monitor.on_training_done(done(0.4), at(5)) is None  # older: stored, not judged
-    assert monitor.snapshot(at(11)).metrics["accuracy"] == pytest.approx(0.9)
+    assert monitor.snapshot(at(11)).metrics.val_accuracy == pytest.approx(0.9)
 
 
 def test_open_incident_survives_a_restart_without_refiring(settings, engine):
@@ -184,7 +184,7 @@ def test_errors_are_counted_per_service(settings, engine):
 def test_snapshot_without_runs_is_neutral(settings, engine):
     snapshot = Monitor(settings, MonitorStore(engine), now=at(0)).snapshot(at(1))
     assert snapshot.run_id is None
-    assert snapshot.metrics["accuracy"] is None
+    assert snapshot.metrics.val_accuracy is None
     assert snapshot.health["status"] == "healthy"
     assert snapshot.health["api_success_rate"] == 100.0
 
@@ -208,7 +208,7 @@ def test_known_counters_are_born_at_zero_so_their_first_increase_alerts(tmp_path
 def test_quality_gauges_are_one_per_metric_in_base_units_and_absent_before_a_run(settings, engine):
     from ctrops_monitor import metrics as m
 
-    m.MODEL_QUALITY.set({})  # the registry is process-wide: start from "no run seen"
+    m.MODEL_QUALITY.set(ModelMetrics())  # the registry is process-wide: start from "no run seen"
     Monitor(settings, MonitorStore(engine))
     assert sample("ctrops_model_accuracy_ratio") is None  # no 0 that would fire CtropsModelAccuracyLow
     monitor = Monitor(settings, MonitorStore(engine))

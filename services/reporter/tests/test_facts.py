@@ -10,8 +10,8 @@ import pytest
 
 from ctrops_common.documents import ProfileSegments
 from ctrops_common.feature_names import parse_mapping_csv, save_override, shipped_feature_names
+from ctrops_common.model_metrics import ModelMetrics
 from ctrops_reporter.facts import (
-    Metrics,
     drivers,
     estimate_money,
     gather,
@@ -25,7 +25,7 @@ def test_facts_carry_the_runs_metrics_features_and_segments(sample_run):
     facts = gather(sample_run.store, sample_run.training_done, sample_run.explanation_done, sample_run.curve,
                    MoneyAssumptions())
     metrics = sample_run.METRICS
-    assert facts.metrics.auc == metrics["auc"] and facts.metrics.accuracy == metrics["val_accuracy"]
+    assert facts.metrics.auc == metrics["auc"] and facts.metrics.val_accuracy == metrics["val_accuracy"]
     assert [f.name for f in facts.features][:3] == ["history_a_1", "hour", "l_feat_14"]
     assert facts.features[1].p_value == 0.004 and (facts.features[1].ci_low, facts.features[1].ci_high) == (0.51, 0.74)
     profile = sample_run.profile
@@ -107,7 +107,7 @@ def test_money_follows_the_stated_formulas():
     assumptions = MoneyAssumptions(report_monthly_impressions=1_000_000, report_cpm_krw=6000,
                                    report_conversion_rate=0.03, report_conversion_value_krw=40000,
                                    report_targeted_share=0.2)
-    metrics = Metrics(precision=0.08, recall=0.5)
+    metrics = ModelMetrics(precision=0.08, recall=0.5)
     money = estimate_money(metrics, 0.02, assumptions, val_clicks=400, verdict="usable")
     flagged = 0.5 * 0.02 / 0.08  # 12.5% of traffic is flagged: caps the 20% asked for
     assert money.flagged_share == pytest.approx(flagged) and money.effective_targeted_share == pytest.approx(flagged)
@@ -136,7 +136,7 @@ def test_money_follows_the_stated_formulas():
     assert money.additional_revenue_low_krw == pytest.approx(1e6 * (low_ctr - 0.02) * 0.03 * 40000)
     assert money.additional_revenue_low_krw < money.additional_revenue_krw < money.additional_revenue_high_krw
 
-    worse = estimate_money(Metrics(precision=0.01, recall=0.5), 0.02, assumptions, val_clicks=400, verdict="usable")
+    worse = estimate_money(ModelMetrics(precision=0.01, recall=0.5), 0.02, assumptions, val_clicks=400, verdict="usable")
     assert worse.revenue_change_percent < 0  # a model worse than random says so, it is not hidden
 
     assert estimate_money(metrics, 0.02, assumptions, val_clicks=400, verdict="weak").computable is False

@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaConsumer
 from ctrops_common.dataset import report_path
 from ctrops_common.documents import ReportDoc, read_document
 from ctrops_common.events import (
-    EpochMetrics,
+    ModelMetrics,
     ReportRequested,
     Topic,
     TrainingProgress,
@@ -51,7 +51,7 @@ def wait_for_events(topics: list[Topic], predicate, count: int = 1, timeout_s: f
 
 def run_events(sample) -> dict[str, Any]:
     progress = [(Topic.TRAINING_PROGRESS, TrainingProgress(run_id=sample.run_id, epoch=p["epoch"], total_epochs=3,
-                                                           metrics=EpochMetrics(**{k: v for k, v in p.items()
+                                                           metrics=ModelMetrics(**{k: v for k, v in p.items()
                                                                                    if k != "epoch"})))
                 for p in sample.curve]
     return {

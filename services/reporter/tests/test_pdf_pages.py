@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from ctrops_common.documents import Explanation, write_document
-from ctrops_common.events import EpochMetrics
+from ctrops_common.events import ModelMetrics
 from ctrops_common.feature_names import parse_mapping_csv, save_override
 from ctrops_reporter.facts import correlation_from, gather
 from ctrops_reporter.narrative import write_narrative
@@ -74,7 +74,7 @@ def _no_signal_report(run) -> tuple[bytes, dict]:
     explanation = Explanation.model_validate(explanation)
     write_document(run.store, run.explanation_location, explanation)
     settings = ReporterSettings(openai_api_key=None)
-    done = run.training_done.model_copy(update={"metrics": EpochMetrics(**WEAK_METRICS)})
+    done = run.training_done.model_copy(update={"metrics": ModelMetrics(**WEAK_METRICS)})
     facts = gather(run.store, done, run.explanation_done, run.curve, settings)
     report = build_report(facts, write_narrative(facts, settings))
     return render_pdf(PdfInputs(report, run.curve, correlation_from(explanation, None))), report.model_dump(mode="json")

@@ -22,7 +22,7 @@ import torch
 
 from ctrops_common.dataset import SEQUENCE, TARGET, parquet_path
 from ctrops_common.datagen import generate
-from ctrops_common.events import EpochMetrics, ModelResult, TrainingConfig, TrainingDone, new_id
+from ctrops_common.events import ModelMetrics, ModelResult, TrainingConfig, TrainingDone, new_id
 from ctrops_common.gbdt import GbdtModel, SeqFeatureSpec, learn_vocab, seq_features
 from ctrops_common.ml import Preprocess, TabularSeqModel, save_model
 from ctrops_common.model_inputs import DataFile
@@ -124,13 +124,13 @@ def training_done(run_id: str, file_id: str, *, champion: str = "gbdt", promoted
     labels = {"lstm": "LSTM+MLP", "gbdt": "LightGBM"}
     models = [
         ModelResult(kind=kind, label=labels[kind], model_location=f"runs/{run_id}/model/{kind}",
-                    metrics=EpochMetrics(val_loss=0.4, val_accuracy=0.8, auc=0.7, threshold=0.3),
+                    metrics=ModelMetrics(val_loss=0.4, val_accuracy=0.8, auc=0.7, threshold=0.3),
                     auc_ci_low=0.68, auc_ci_high=0.72, best_iteration=1, iterations_run=1, duration_s=1.0)
         for kind in kinds
     ]
     return TrainingDone(
         run_id=run_id, file_id=file_id, model_location=f"runs/{run_id}/model/{champion}",
-        metrics=EpochMetrics(val_loss=0.4, val_accuracy=0.8, auc=0.7), best_epoch=1, epochs_run=1, duration_s=1.0,
+        metrics=ModelMetrics(val_loss=0.4, val_accuracy=0.8, auc=0.7), best_epoch=1, epochs_run=1, duration_s=1.0,
         experiment_name="test", config=TrainingConfig(), champion=champion, models=models, promoted=promoted,
     )
 

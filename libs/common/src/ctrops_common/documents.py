@@ -25,11 +25,22 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal, TypeVar, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    field_serializer,
+    model_serializer,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from .dataset import explanation_path, profile_path, report_path
 from .events import AucComparison
+from .model_metrics import ModelMetrics
 from .storage import FileStore
 
 __all__ = [
@@ -67,13 +78,29 @@ class _Document(BaseModel):
                 raise ValueError(f"{copy!r} ({value!r}) differs from {original!r} ({data[original]!r})")
         return data
 
+    # No return annotation: pydantic takes a wrap serializer's return type as the model's serialization
+    # schema, so ``-> Any`` would document every document as ``{}`` (the gateway serves ReportDoc).
     @model_serializer(mode="wrap")
-    def _write_copies(self, handler: Any) -> Any:
+    def _write_copies(self, handler: Any):  # noqa: ANN202
         out = handler(self)
         for copy, original in self._copies.items():
             if isinstance(out, dict) and original in out:
                 out[copy] = out[original]
         return out
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        """The copies are keys of the file too: documented beside their originals (always written, so
+        required where the original is; accepted but optional on reading)."""
+        schema = handler(core_schema)
+        target = handler.resolve_ref_schema(schema)
+        properties, required = target.get("properties", {}), target.get("required")
+        for copy, original in cls._copies.items():
+            if original in properties and copy not in properties:
+                properties[copy] = {**properties[original], "description": f"The same value as `{original}`."}
+                if handler.mode == "serialization" and required is not None and original in required:
+                    required.append(copy)
+        return schema
 
 
 def write_document(store: FileStore, relative: str, document: BaseModel) -> None:
@@ -476,23 +503,6 @@ class ActionDoc(_Document):
     color: str
 
 
-class MetricsDoc(_Document):
-    """Validation metrics of the champion (fractions); ``f1_score`` is written beside ``f1``."""
-
-    _copies: ClassVar[dict[str, str]] = {"f1_score": "f1"}
-
-    accuracy: float | None = None
-    precision: float | None = None
-    recall: float | None = None
-    f1: float | None = None
-    auc: float | None = None
-    ap: float | None = None
-    logloss: float | None = None
-    calibration: float | None = None
-    score: float | None = None
-    threshold: float | None = None
-
-
 class TrainingDoc(_Camel):
     best_epoch: int
     epochs_run: int
@@ -604,12 +614,16 @@ class ReportDoc(_Camel):
     model_used: str = Field(alias="model_used")
     narrative_source: Literal["llm", "deterministic"]
     narrative_fallback_reason: str | None = None
-    metrics: MetricsDoc
+    metrics: ModelMetrics  # written under every spelling the frontend reads (ModelMetrics.both_spellings)
     training: TrainingDoc
     data: DataDoc
     assumptions: AssumptionsDoc
     segments: SegmentsDoc
     inputs_digest: str = ""
+
+    @field_serializer("metrics")
+    def _metrics_both_spellings(self, metrics: ModelMetrics) -> dict[str, float | None]:
+        return metrics.both_spellings()
 
     @staticmethod
     def path(run_id: str) -> str:

@@ -16,6 +16,8 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
+from .model_metrics import ModelMetrics  # noqa: F401 - the events' metrics model, re-exported
+
 SCHEMA_VERSION = 1
 
 
@@ -248,28 +250,6 @@ class TrainingStarted(Payload):
     retry_reason: str | None = None
 
 
-class EpochMetrics(Payload):
-    """Per-epoch numbers; validation metrics are on the original (not down-sampled) distribution."""
-
-    train_loss: float | None = None  # None for the GBDT (no training-batch pass to report)
-    val_loss: float
-    train_accuracy: float | None = None
-    val_accuracy: float
-    auc: float | None = None
-    ap: float | None = None
-    logloss: float | None = None
-    calibration: float | None = None  # predicted clicks / actual clicks
-    score: float | None = None  # 0.5*AP + 0.5/(1+WLL)
-    precision: float | None = None
-    recall: float | None = None
-    f1: float | None = None
-    threshold: float | None = None
-    seconds: float | None = None
-    samples_per_s: float | None = None
-
-
-
-
 ModelKind = Literal["lstm", "gbdt"]
 
 
@@ -288,7 +268,7 @@ class TrainingProgress(Payload):
     attempt: int = 1
     epoch: int  # 1-based
     total_epochs: int
-    metrics: EpochMetrics
+    metrics: ModelMetrics
     batch: BatchPlan | None = None  # the LSTM's batch size, used vs requested
 
 
@@ -297,7 +277,7 @@ class ModelResult(Payload):
 
     kind: ModelKind
     label: str  # for people: "LSTM+MLP", "LightGBM"
-    metrics: EpochMetrics  # validation metrics of the kept model (best epoch / best iteration)
+    metrics: ModelMetrics  # validation metrics of the kept model (best epoch / best iteration)
     model_location: str  # folder in the file store (weights + preprocess.json)
     auc_ci_low: float | None = None  # DeLong 95% interval of the validation AUC
     auc_ci_high: float | None = None
@@ -344,7 +324,7 @@ class TrainingDone(Payload):
     run_id: str
     file_id: str
     model_location: str  # folder of the champion in the file store (weights and preprocessing)
-    metrics: EpochMetrics  # of the champion (the LSTM's best epoch or the GBDT's best round)
+    metrics: ModelMetrics  # of the champion (the LSTM's best epoch or the GBDT's best round)
     best_epoch: int  # of the LSTM
     epochs_run: int  # of the LSTM
     duration_s: float
@@ -550,9 +530,20 @@ class ServiceError(Payload):
 
 
 class MonitorSnapshot(Payload):
+    """The monitor's view for the gateway: the latest finished run's metrics (all None before any run)
+    and the platform's health (response time, success and error rates live there)."""
+
     run_id: str | None
-    metrics: dict[str, float | None]
+    metrics: ModelMetrics = ModelMetrics()
     health: dict[str, Any]
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _drop_system_numbers(cls, value: Any) -> Any:
+        """Snapshots stored before ModelMetrics carried the health's three numbers here too."""
+        if isinstance(value, dict):
+            return {k: v for k, v in value.items() if k not in ("response_time", "api_success_rate", "error_rate")}
+        return value
 
 
 class MonitorAlert(Payload):

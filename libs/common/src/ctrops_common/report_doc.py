@@ -15,7 +15,6 @@ from .documents import (  # noqa: F401
     CorrelationDoc,
     DataDoc,
     InsightDoc,
-    MetricsDoc,
     ModelStrengthDoc,
     ModelSummaryDoc,
     MoneyRangeDoc,

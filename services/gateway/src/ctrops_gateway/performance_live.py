@@ -26,7 +26,7 @@ from typing import Any
 from fastapi import WebSocket, WebSocketDisconnect
 
 from ctrops_common.events import (
-    EpochMetrics,
+    ModelMetrics,
     Event,
     MonitorAlert,
     MonitorSnapshot,
@@ -117,38 +117,17 @@ def error_entry(error: ServiceError, when: datetime) -> dict[str, Any]:
 # -- the views ------------------------------------------------------------------------------
 
 
-def model_metrics(metrics: EpochMetrics | None, done: TrainingDone | None = None) -> dict[str, Any]:
-    """The contract's fields (fractions; 0 when unknown) plus the honest ones (null when unknown), of
-    ``metrics`` (a run's champion's, or the latest epoch's); ``done`` names the champion."""
-    m = metrics or EMPTY_METRICS
-    f1 = finite(m.f1)
-    return {
-        "accuracy": finite(m.val_accuracy),
-        "precision": finite(m.precision),
-        "recall": finite(m.recall),
-        "f1_score": f1,
-        "f1Score": f1,
-        "auc": finite(m.auc, None),
-        "ap": finite(m.ap, None),
-        "logloss": finite(m.logloss, None),
-        "calibration": finite(m.calibration, None),
-        "score": finite(m.score, None),
-        "threshold": finite(m.threshold, None),
-        **champion_of(done),
-    }
+# The contract's keys of /api/performance and metrics_update: numbers, 0 when unknown (the others are null).
+CONTRACT_NUMBERS = ("accuracy", "precision", "recall", "f1_score", "f1Score")
 
 
-# No metrics yet: every field unknown (the contract's fields read 0, the honest ones null).
-EMPTY_METRICS = EpochMetrics.model_construct(val_loss=None, val_accuracy=None)
-
-
-def snapshot_metrics(values: dict[str, float | None]) -> EpochMetrics:
-    """A monitor snapshot's model numbers as EpochMetrics (the monitor names val_accuracy ``accuracy``
-    and f1 ``f1_score``); unvalidated, as the snapshot's values may be null."""
-    names = set(EpochMetrics.model_fields) - {"val_accuracy", "f1"}
-    return EpochMetrics.model_construct(val_loss=values.get("val_loss"), val_accuracy=values.get("accuracy"),
-                                        f1=values.get("f1_score"),
-                                        **{k: v for k, v in values.items() if k in names and k != "val_loss"})
+def model_metrics(metrics: ModelMetrics | None, done: TrainingDone | None = None) -> dict[str, Any]:
+    """Every metric of ``metrics`` (a run's champion's, or the latest epoch's) under every spelling the
+    frontend reads, and which model they are of (``done`` names the champion)."""
+    values: dict[str, Any] = (metrics or ModelMetrics()).both_spellings()
+    for key in CONTRACT_NUMBERS:
+        values[key] = finite(values[key])
+    return {**values, **champion_of(done)}
 
 
 def champion_of(done: TrainingDone | None) -> dict[str, Any]:
@@ -162,7 +141,7 @@ def champion_of(done: TrainingDone | None) -> dict[str, Any]:
 def response_time(state: GatewayState, snapshot: StoredEvent | None) -> tuple[float, str]:
     """Platform p95 (ms) from the monitor (worst replica) or, without one, this gateway's own."""
     if snapshot is not None:
-        value = finite(snapshot.typed(MonitorSnapshot).metrics.get("response_time"), None)
+        value = finite(snapshot.typed(MonitorSnapshot).health.get("response_time_ms"), None)
         if value is not None:
             return round(value, 3), "monitor"
     return round(float(state.traffic.summary()["latency_p95_ms"]), 3), "gateway"
@@ -323,12 +302,12 @@ def on_snapshot(state: GatewayState, event: Event[Any]) -> None:
     live.last_run_id = run_id
     if not _is_live(event):
         return
-    values = event.payload.metrics
-    ms = finite(values.get("response_time"))
+    snapshot: MonitorSnapshot = event.payload
+    ms = finite(snapshot.health.get("response_time_ms"))
     metrics = {
         "run_id": run_id,
         "runId": run_id,
-        **model_metrics(snapshot_metrics(values)),
+        **model_metrics(snapshot.metrics),
         "response_time": ms,
         "responseTime": ms,
         "response_time_source": "monitor",

@@ -38,7 +38,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from sqlalchemy import select
 
 from ctrops_common.events import (
-    EpochMetrics,
+    ModelMetrics,
     Event,
     Topic,
     TrainingConfig,
@@ -48,6 +48,7 @@ from ctrops_common.events import (
     TrainingRequested,
     TrainingStarted,
 )
+from ctrops_common.model_metrics import spellings
 from ctrops_common.numbers import finite
 from ctrops_common.storage import is_id
 
@@ -64,9 +65,7 @@ RETRY_CAUSE_KO = {
     "lease_expired": "이전 시도의 트레이너가 응답하지 않습니다 (강제 종료 또는 재시작)",
     "": "이전 시도가 중단되었습니다",
 }
-# snake_case (the backend guide) -> camelCase (the frontend), sent side by side.
-CAMEL = {"train_loss": "trainLoss", "val_loss": "valLoss", "train_accuracy": "trainAccuracy",
-         "val_accuracy": "valAccuracy", "samples_per_s": "samplesPerS"}
+# The status contract's four metrics: numbers (0 until the first epoch finishes), never null.
 BASE_METRICS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
 
 
@@ -74,16 +73,10 @@ def channel(run_id: str) -> str:
     return CHANNEL_PREFIX + run_id
 
 
-def metrics_both(metrics: EpochMetrics | None) -> dict[str, Any]:
-    """Every metric, JSON-safe, with the contract's camelCase twins (f1 also as f1_score/f1Score)."""
-    out: dict[str, Any] = {}
-    for key, value in (metrics.model_dump(mode="json") if metrics is not None else {}).items():
-        out[key] = finite(value)
-        if key in CAMEL:
-            out[CAMEL[key]] = out[key]
-    if "f1" in out:
-        out["f1_score"] = out["f1Score"] = out["f1"]
-    return out
+def metrics_both(metrics: ModelMetrics | None) -> dict[str, Any]:
+    """Every metric, JSON-safe, under every spelling the frontend reads (ModelMetrics.both_spellings);
+    empty before the first epoch."""
+    return metrics.both_spellings() if metrics is not None else {}
 
 
 MODEL_KO = {"lstm": "LSTM+MLP", "gbdt": "LightGBM(그래디언트 부스팅)"}
@@ -199,7 +192,7 @@ class RunView:
         first = self.requested or self.started or (self.epochs[0] if self.epochs else None) or self.done or self.failed
         return first.time if first is not None else None
 
-    def latest_metrics(self) -> EpochMetrics | None:
+    def latest_metrics(self) -> ModelMetrics | None:
         """The kept (best) epoch's metrics once completed, else the latest finished epoch's."""
         if self.finished is not None:
             return self.finished.metrics
@@ -267,10 +260,11 @@ def resolve_run_id(views: ReadModel, run_id: str) -> str | None:
 
 def status_body(view: RunView) -> dict[str, Any]:
     metrics = metrics_both(view.latest_metrics())
-    for key in BASE_METRICS:  # the contract's four are numbers: 0 until the first epoch finishes
-        if metrics.get(key) is None:
-            metrics[key] = 0.0
-            metrics[CAMEL[key]] = 0.0
+    described = ModelMetrics.described()
+    for name in BASE_METRICS:  # the contract's four are numbers: 0 until the first epoch finishes
+        for key in spellings(name, described[name]):
+            if metrics.get(key) is None:
+                metrics[key] = 0.0
     body: dict[str, Any] = {
         "run_id": view.run_id,
         "status": view.status,

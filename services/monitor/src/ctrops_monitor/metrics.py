@@ -15,46 +15,41 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from ctrops_common.model_metrics import Metric, ModelMetrics
+
 # -- model quality and training progress ----------------------------------------
 
 
 class LatestRunQuality(Collector):
-    """One gauge per validation metric of the latest finished run, each in its own unit.
+    """One gauge per ModelMetrics field that names a ``gauge``: the latest finished run's value, in the
+    field's own unit. The gauges are read from the model at every scrape, so a new metric with a
+    gauge is exported without a change here.
 
     A metric the run did not report is absent, never 0 (a 0 would fire the accuracy and
     AUC alerts on a monitor that has seen no run yet).
     """
 
-    GAUGES = {
-        "accuracy": ("ctrops_model_accuracy_ratio", "Validation accuracy of the latest finished run (0..1)"),
-        "precision": ("ctrops_model_precision_ratio", "Validation precision at the run's threshold (0..1)"),
-        "recall": ("ctrops_model_recall_ratio", "Validation recall at the run's threshold (0..1)"),
-        "f1": ("ctrops_model_f1_ratio", "Validation F1 score at the run's threshold (0..1)"),
-        "auc": ("ctrops_model_roc_auc_ratio", "Validation ROC AUC of the latest finished run (0..1, 0.5 = chance)"),
-        "ap": ("ctrops_model_average_precision_ratio", "Validation average precision, area under the PR curve (0..1)"),
-        "logloss": ("ctrops_model_log_loss", "Validation log loss of the latest finished run (nats per example)"),
-        "calibration": ("ctrops_model_calibration_ratio", "Predicted / actual clicks on validation (1 = calibrated)"),
-        "score": ("ctrops_model_score", "Model-selection score 0.5*AP + 0.5/(1+WLL) of the latest run (0..1)"),
-    }
-
     def __init__(self) -> None:
-        self.values: dict[str, float] = {}
+        self.metrics = ModelMetrics()
 
-    def set(self, values: dict[str, float | None]) -> None:
-        unknown = set(values) - set(self.GAUGES)
-        if unknown:
-            raise KeyError(f"no gauge for {sorted(unknown)}")
-        self.values = {key: float(value) for key, value in values.items() if value is not None}
+    @staticmethod
+    def gauges() -> dict[str, tuple[str, str]]:
+        """Field name -> (gauge name, help) for every metric exported for the latest run."""
+        return {name: (info.gauge, info.gauge_help) for name, info in ModelMetrics.described().items() if info.gauge}
+
+    def set(self, metrics: ModelMetrics) -> None:
+        self.metrics = metrics
 
     def describe(self) -> list[GaugeMetricFamily]:
-        return [GaugeMetricFamily(name, doc) for name, doc in self.GAUGES.values()]
+        return [GaugeMetricFamily(name, doc) for name, doc in self.gauges().values()]
 
     def collect(self) -> list[GaugeMetricFamily]:
+        values = self.metrics.values()
         families = []
-        for key, (name, doc) in self.GAUGES.items():
+        for key, (name, doc) in self.gauges().items():
             family = GaugeMetricFamily(name, doc)
-            if key in self.values:
-                family.add_metric([], self.values[key])
+            if values.get(key) is not None:
+                family.add_metric([], values[key])
             families.append(family)
         return families
 
@@ -147,10 +142,14 @@ ALERT_ACTIVE = Gauge(
 ALERTS_FIRED = Counter("ctrops_alerts_fired_total", "Alert incidents opened", ["kind"])
 ALERTS_RESOLVED = Counter("ctrops_alerts_resolved_total", "Alert incidents resolved", ["kind"])
 
-QUALITY_METRICS = tuple(LatestRunQuality.GAUGES)
-EPOCH_LOSSES = ("train_loss", "val_loss", "logloss")
-EPOCH_RATIOS = ("train_accuracy", "val_accuracy", "auc", "ap")
-EPOCH_METRICS = EPOCH_LOSSES + EPOCH_RATIOS
+
+
+def epoch_metrics() -> dict[str, Metric]:
+    """The ModelMetrics fields exported per epoch: losses (nats) to TRAINING_EPOCH_LOSS, ratios to
+    TRAINING_EPOCH_RATIO (``Metric`` allows ``epoch=True`` for those two units only)."""
+    return {name: info for name, info in ModelMetrics.described().items() if info.epoch}
+
+
 TRAINING_OUTCOMES = ("completed", "failed")
 ERROR_LEVELS = ("ERROR", "CRITICAL")
 

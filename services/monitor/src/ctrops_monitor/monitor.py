@@ -25,6 +25,7 @@ from typing import Any
 from ctrops_common.events import (
     MonitoringPeriod,
     MonitorAlert,
+    ModelMetrics,
     MonitorSnapshot,
     ServiceError,
     ServiceHeartbeat,
@@ -49,24 +50,6 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def quality_of(done: dict[str, Any]) -> dict[str, float | None]:
-    """The contract's names (accuracy, precision, recall, f1_score) plus the honest ones."""
-    metrics = done.get("metrics", {})
-    return {
-        "accuracy": _finite(metrics.get("val_accuracy")),
-        "precision": _finite(metrics.get("precision")),
-        "recall": _finite(metrics.get("recall")),
-        "f1_score": _finite(metrics.get("f1")),
-        "auc": _finite(metrics.get("auc")),
-        "ap": _finite(metrics.get("ap")),
-        "logloss": _finite(metrics.get("logloss")),
-        "calibration": _finite(metrics.get("calibration")),
-        "score": _finite(metrics.get("score")),
-        "threshold": _finite(metrics.get("threshold")),
-        "val_loss": _finite(metrics.get("val_loss")),
-    }
-
-
 class Monitor:
     def __init__(self, settings: MonitorSettings, store: MonitorStore, now: datetime | None = None) -> None:
         self.settings = settings
@@ -77,7 +60,7 @@ class Monitor:
         self.instances: dict[tuple[str, str], InstanceBeat] = {}
         self.watched: dict[str, datetime] = {}  # service -> newest heartbeat time
         self.open: dict[tuple[str, str], dict[str, Any]] = {}
-        self.latest_run: tuple[datetime, dict[str, Any]] | None = None
+        self.latest_run: tuple[datetime, TrainingDone] | None = None
         self.errors_seen: list[float] = []  # unix times of recent service.error events
         self._load()
 
@@ -95,7 +78,8 @@ class Monitor:
         for service in self.settings.expected_services:
             self.watched.setdefault(service, datetime.fromtimestamp(0, timezone.utc))
         m.init_counters(tuple(SEVERITY), sorted(self.watched))
-        self.latest_run = self.store.latest_run()
+        stored = self.store.latest_run()
+        self.latest_run = None if stored is None else (stored[0], TrainingDone.model_validate(stored[1]))
         if self.latest_run is not None:
             self._export_quality(*self.latest_run)
         self.psi_exported: dict[str, set[str]] = {}  # model kind -> features with a ctrops_feature_psi series
@@ -148,14 +132,14 @@ class Monitor:
         m.TRAINING_DURATION.observe(max(0.0, done.duration_s))
         if self.latest_run is not None and at < self.latest_run[0]:
             return None  # an older run arriving late must not overrule the newer verdict
-        self.latest_run = (at, payload)
-        self._export_quality(at, payload)
-        quality = quality_of(payload)
-        accuracy = quality["accuracy"]
+        self.latest_run = (at, done)
+        self._export_quality(at, done)
+        quality = done.metrics.values()
+        accuracy = quality["val_accuracy"]
         if accuracy is None:
             return None
         threshold = self.settings.monitor_accuracy_threshold
-        evidence = {"run_id": done.run_id, "threshold": threshold, **quality}
+        evidence = {"run_id": done.run_id, "threshold": threshold, **done.metrics.both_spellings()}
         auc = "n/a" if quality["auc"] is None else f"{quality['auc']:.3f}"
         return self._condition(
             "model_accuracy", "model", accuracy < threshold, at,
@@ -170,10 +154,8 @@ class Monitor:
             metrics=evidence, correlation_id=done.run_id,
         )
 
-    def _export_quality(self, at: datetime, payload: dict[str, Any]) -> None:
-        quality = quality_of(payload)
-        names = {"f1": "f1_score"}
-        m.MODEL_QUALITY.set({key: quality[names.get(key, key)] for key in m.QUALITY_METRICS})
+    def _export_quality(self, at: datetime, done: TrainingDone) -> None:
+        m.MODEL_QUALITY.set(done.metrics)
         m.MODEL_LAST_RUN_TIMESTAMP.set(at.timestamp())
 
     def on_training_failed(self) -> None:
@@ -183,11 +165,11 @@ class Monitor:
         m.TRAINING_EPOCHS.inc()
         if progress.total_epochs > 0:
             m.TRAINING_PROGRESS.set(min(1.0, progress.epoch / progress.total_epochs))
-        values = progress.metrics.model_dump()
-        for name in m.EPOCH_METRICS:
-            value = _finite(values.get(name))
+        values = progress.metrics.values()
+        for name, info in m.epoch_metrics().items():
+            value = values[name]
             if value is not None:
-                gauge = m.TRAINING_EPOCH_LOSS if name in m.EPOCH_LOSSES else m.TRAINING_EPOCH_RATIO
+                gauge = m.TRAINING_EPOCH_LOSS if info.unit == "nats" else m.TRAINING_EPOCH_RATIO
                 gauge.labels(name).set(value)
 
     # -- the deployed model over time ------------------------------------------------------------
@@ -384,16 +366,9 @@ class Monitor:
     def snapshot(self, now: datetime | None = None) -> MonitorSnapshot:
         now = now or utcnow()
         health = self.health(now)
-        metrics: dict[str, float | None] = {key: None for key in quality_of({})}
-        run_id = None
-        if self.latest_run is not None:
-            at, payload = self.latest_run
-            metrics.update(quality_of(payload))
-            run_id = payload["run_id"]
-            health["run"] = {"run_id": run_id, "finished_at": at.isoformat(),
-                             "experiment_name": payload.get("experiment_name")}
-        metrics["response_time"] = health["response_time_ms"]
-        metrics["api_success_rate"] = health["api_success_rate"]
-        metrics["error_rate"] = health["error_rate"]
-        return MonitorSnapshot(run_id=run_id, metrics=metrics, health=health)
+        if self.latest_run is None:
+            return MonitorSnapshot(run_id=None, metrics=ModelMetrics(), health=health)
+        at, done = self.latest_run
+        health["run"] = {"run_id": done.run_id, "finished_at": at.isoformat(), "experiment_name": done.experiment_name}
+        return MonitorSnapshot(run_id=done.run_id, metrics=done.metrics, health=health)
 

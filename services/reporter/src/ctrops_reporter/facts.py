@@ -28,7 +28,7 @@ from ctrops_common.documents import (
 )
 from ctrops_common.events import (
     AucComparison,
-    EpochMetrics,
+    ModelMetrics,
     ExplanationDone,
     FeatureImportance,
     TrainingConfig,
@@ -52,26 +52,6 @@ from .evidence import (
 from .settings import MoneyAssumptions
 
 log = logging.getLogger(__name__)
-
-METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "auc", "ap", "logloss", "calibration", "score", "threshold")
-
-
-class Metrics(BaseModel):
-    """Validation metrics of the kept epoch (fractions; log loss and calibration as they are)."""
-
-    accuracy: float | None = None
-    precision: float | None = None
-    recall: float | None = None
-    f1: float | None = None
-    auc: float | None = None
-    ap: float | None = None
-    logloss: float | None = None
-    calibration: float | None = None  # predicted clicks / actual clicks
-    score: float | None = None  # 0.5*AP + 0.5/(1+WLL)
-    threshold: float | None = None
-    train_loss: float | None = None
-    val_loss: float | None = None
-
 
 class Feature(BaseModel):
     """One feature as the explainer judged it, named by the feature-name mapping in effect.
@@ -252,7 +232,7 @@ class Facts(BaseModel):
     epochs_run: int
     duration_s: float
     config: TrainingConfig
-    metrics: Metrics
+    metrics: ModelMetrics
     features: list[Feature]
     correlation: Correlation | None
     feature_names_digest: str = ""  # the feature-name mapping the names come from
@@ -269,11 +249,9 @@ class Facts(BaseModel):
 # --- reading the inputs ---------------------------------------------------------
 
 
-def metrics_from(training_metrics: EpochMetrics) -> Metrics:
-    """The report's metrics of the kept epoch; accuracy is the validation accuracy."""
-    values = {name: _finite(getattr(training_metrics, name)) for name in Metrics.model_fields
-              if name in EpochMetrics.model_fields}
-    return Metrics(**values, accuracy=_finite(training_metrics.val_accuracy))
+def metrics_from(training_metrics: ModelMetrics) -> ModelMetrics:
+    """The report's metrics of the kept epoch, every one finite or None."""
+    return ModelMetrics.model_validate(training_metrics.values())
 
 
 def direction_text(name: str, direction_ko: str | None, effect: Effect | None) -> tuple[str | None, str | None]:
@@ -503,7 +481,7 @@ def segment_findings(
 
 
 def estimate_money(
-    metrics: Metrics,
+    metrics: ModelMetrics,
     base_ctr_fraction: float | None,
     assumptions: MoneyAssumptions,
     *,
@@ -599,7 +577,7 @@ def estimate_money(
 MODEL_LABELS = {"lstm": "LSTM+MLP", "gbdt": "LightGBM"}
 
 
-def strength_from(training_done: TrainingDone, metrics: Metrics, totals: tuple[int, int] | None) -> Strength:
+def strength_from(training_done: TrainingDone, metrics: ModelMetrics, totals: tuple[int, int] | None) -> Strength:
     """The champion's verdict: DeLong interval from training.done, else Hanley-McNeil, else unknown.
 
     The validation rows and clicks come from the champion's ModelResult; older runs do not
@@ -608,7 +586,7 @@ def strength_from(training_done: TrainingDone, metrics: Metrics, totals: tuple[i
     """
     champion = training_done.champion
     chosen = next((m for m in training_done.models if m.kind == champion), None)
-    auc, ap, accuracy = metrics.auc, metrics.ap, metrics.accuracy
+    auc, ap, accuracy = metrics.auc, metrics.ap, metrics.val_accuracy
     low = high = None
     method: str | None = None
     val_rows = val_clicks = None

@@ -606,7 +606,7 @@ def facts_for_prompt(facts: Facts, actions: list[Action]) -> dict[str, Any]:
             "comparison": None if st.comparison is None else st.comparison.model_dump(mode="json"),
         },
         "metrics": {
-            "accuracy": r(m.accuracy), "precision": r(m.precision), "recall": r(m.recall), "f1": r(m.f1),
+            "accuracy": r(m.val_accuracy), "precision": r(m.precision), "recall": r(m.recall), "f1": r(m.f1),
             "roc_auc": r(m.auc), "average_precision": r(m.ap), "logloss": r(m.logloss),
             "calibration_predicted_over_actual": r(m.calibration), "competition_score": r(m.score),
             "threshold": r(m.threshold),

@@ -39,6 +39,7 @@ from reportlab.platypus import (
 )
 
 from ctrops_common.documents import ReportDoc
+from ctrops_common.model_metrics import ModelMetrics
 
 from . import charts
 from .facts import Correlation, Feature
@@ -282,11 +283,27 @@ class PdfInputs:
     correlation: Correlation | None
 
 
+def metric_rows(metrics: ModelMetrics, strength: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The report's metric table: (label, value, meaning) for every ModelMetrics field marked ``report``,
+    in the model's order; accuracy, AUC and AP say what they are measured against."""
+    ci = strength.get("aucCi")
+    against = {
+        "val_accuracy": f"모두 '클릭 안 함'으로 답해도 {_fmt(strength.get('majorityBaseline'), percent=True)} (기준). "
+                        "클릭이 드물어 평가에 쓰지 않음",
+        "auc": "클릭/비클릭 순위 구분력 (0.5 = 무작위). "
+               + (f"95% CI {ci[0]:.3f}~{ci[1]:.3f} ({strength.get('aucCiMethod')})" if ci else "95% 신뢰구간 알 수 없음"),
+        "ap": f"무작위 기준 = 검증 클릭률 {_fmt(strength.get('baseRate'), percent=True)}"
+              + (f", AP는 그 {strength['apLift']:.1f}배" if strength.get("apLift") is not None else ""),
+    }
+    values = metrics.values()
+    return [(info.label, _fmt(values[name], info.digits, percent=info.percent), against.get(name, info.meaning))
+            for name, info in type(metrics).described().items() if info.report]
+
+
 def render_pdf(inputs: PdfInputs, options: PdfOptions = PdfOptions()) -> bytes:
     regular, bold = register_pdf_fonts()
     st = _styles(regular, bold)
     report = inputs.report.model_dump(mode="json")  # laid out from the document as report.json holds it
-    metrics = report.get("metrics") or {}
     assumptions = report.get("assumptions") or {}
     width = A4[0] - 36 * mm
     story: list[Any] = [PageBreak()]  # page 1 is drawn on the canvas (title page)
@@ -333,24 +350,7 @@ def render_pdf(inputs: PdfInputs, options: PdfOptions = PdfOptions()) -> bytes:
     data = report.get("data") or {}
     story.append(_p(HEADINGS["performance"], st["h1"]))
     rows = [[_p(h, st["cell_bold"]) for h in ("지표", "값", "의미")]]
-    for label, value, meaning in (
-        ("정확도 (Accuracy)", _fmt(metrics.get("accuracy"), percent=True),
-         f"모두 '클릭 안 함'으로 답해도 {_fmt(strength.get('majorityBaseline'), percent=True)} (기준). "
-         "클릭이 드물어 평가에 쓰지 않음"),
-        ("정밀도 (Precision)", _fmt(metrics.get("precision"), percent=True), "클릭 예측 중 실제 클릭 비율"),
-        ("재현율 (Recall)", _fmt(metrics.get("recall"), percent=True), "실제 클릭 중 찾아낸 비율"),
-        ("F1", _fmt(metrics.get("f1")), "정밀도와 재현율의 조화평균"),
-        ("ROC AUC", _fmt(metrics.get("auc")),
-         "클릭/비클릭 순위 구분력 (0.5 = 무작위). "
-         + (f"95% CI {ci[0]:.3f}~{ci[1]:.3f} ({strength.get('aucCiMethod')})" if ci else "95% 신뢰구간 알 수 없음")),
-        ("평균 정밀도 (AP)", _fmt(metrics.get("ap")),
-         f"무작위 기준 = 검증 클릭률 {_fmt(strength.get('baseRate'), percent=True)}"
-         + (f", AP는 그 {strength['apLift']:.1f}배" if strength.get("apLift") is not None else "")),
-        ("로그 손실 (Log loss)", _fmt(metrics.get("logloss")), "예측 확률의 정확도 (낮을수록 좋음)"),
-        ("보정 비율 (Calibration)", _fmt(metrics.get("calibration"), 3), "예측 클릭 수 / 실제 클릭 수 (1이 이상적)"),
-        ("대회 점수", _fmt(metrics.get("score")), "0.5·AP + 0.5/(1+WLL)"),
-        ("판정 임계값", _fmt(metrics.get("threshold")), "정확도·정밀도·재현율·F1의 기준 확률"),
-    ):
+    for label, value, meaning in metric_rows(inputs.report.metrics, strength):
         rows.append([_p(label, st["cell"]), _p(value, st["cell_bold"]), _p(meaning, st["cell"])])
     story.append(_table(rows, [width * 0.3, width * 0.17, width * 0.53]))
     models = strength.get("models") or []

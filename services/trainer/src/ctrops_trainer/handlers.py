@@ -30,7 +30,7 @@ from ctrops_common.bus import BrokerUnavailable, Bus
 from ctrops_common.events import (
     AucComparison,
     BatchPlan,
-    EpochMetrics,
+    ModelMetrics,
     Event,
     ModelResult,
     PromotionCheck,
@@ -291,7 +291,7 @@ class Trainer:
             await self._publish_soft(
                 Topic.TRAINING_PROGRESS,
                 TrainingProgress(run_id=request.run_id, attempt=attempt, epoch=epoch,
-                                 total_epochs=request.config.epochs, metrics=EpochMetrics.model_validate(metrics),
+                                 total_epochs=request.config.epochs, metrics=ModelMetrics.model_validate(metrics),
                                  batch=batch),
                 request.run_id,
             )
@@ -354,7 +354,7 @@ class Trainer:
             run_id=run_id,
             file_id=request.file_id,
             model_location=result.get("model_location", f"runs/{run_id}/model"),
-            metrics=EpochMetrics.model_validate(result["metrics"]),
+            metrics=ModelMetrics.model_validate(result["metrics"]),
             best_epoch=result["best_epoch"],
             epochs_run=result["epochs_run"],
             duration_s=result["duration_s"],

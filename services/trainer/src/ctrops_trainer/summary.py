@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ctrops_common.auc_stats import auc_ci, delong_paired
-from ctrops_common.events import AucComparison, EpochMetrics, ModelResult, TrainingConfig
+from ctrops_common.events import AucComparison, ModelMetrics, ModelResult, TrainingConfig
 
 from .data import TrainingData
 
@@ -64,13 +64,13 @@ def summarise(run_id: str, config: TrainingConfig, data: TrainingData, lstm, cha
     y_val = data.labels[split.val]
     models = {
         "lstm": ModelResult(
-            kind="lstm", label=LABELS["lstm"], metrics=EpochMetrics.model_validate(lstm.best_metrics),
+            kind="lstm", label=LABELS["lstm"], metrics=ModelMetrics.model_validate(lstm.best_metrics),
             model_location=model_location(run_id, "lstm"), best_iteration=lstm.best_epoch,
             iterations_run=lstm.epochs_run, duration_s=lstm.seconds, **auc_evidence(y_val, lstm.val_probability),
         ),
         "gbdt": ModelResult(
             kind="gbdt", label=LABELS["gbdt"],
-            metrics=EpochMetrics.model_validate({**challenger.metrics, "seconds": challenger.seconds}),
+            metrics=ModelMetrics.model_validate({**challenger.metrics, "seconds": challenger.seconds}),
             model_location=model_location(run_id, "gbdt"), best_iteration=challenger.best_iteration,
             iterations_run=challenger.iterations_run, duration_s=challenger.seconds,
             **auc_evidence(y_val, challenger.val_probability),

@@ -34,7 +34,7 @@ from pydantic import ValidationError
 from ctrops_common.dataset import profile_path, report_path
 from ctrops_common.documents import Profile, ReportDoc, read_document
 from ctrops_common.events import (
-    EpochMetrics,
+    ModelMetrics,
     FileUploaded,
     ReportFailed,
     ReportReady,
@@ -67,7 +67,7 @@ def _round(value: Any, digits: int = 4) -> float:
 # -- engineers ------------------------------------------------------------------------------
 
 
-def _epochs(state: GatewayState, run_id: str) -> list[tuple[int, EpochMetrics]]:
+def _epochs(state: GatewayState, run_id: str) -> list[tuple[int, ModelMetrics]]:
     """(epoch, metrics) per epoch of the run's newest attempt (a retried attempt replaces the old one)."""
     events = [e.typed(TrainingProgress) for e in state.views.events(Topic.TRAINING_PROGRESS, correlation_id=run_id)]
     if not events:
@@ -459,7 +459,7 @@ def business_metrics(
     best_rows = sum(x["traffic"] for x in best)
     best_pct = 100.0 * sum(x["clicks"] for x in best) / best_rows if best_rows else overall_pct
     lift = best_pct / overall_pct if overall_pct > 0 else 1.0
-    metrics = done.typed(TrainingDone).metrics if done else live.EMPTY_METRICS
+    metrics = done.typed(TrainingDone).metrics if done else ModelMetrics()
     calibration = live.finite(metrics.calibration, None)
     doc = report.doc
     strength = doc.model_strength if doc else None

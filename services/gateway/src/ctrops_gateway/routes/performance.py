@@ -62,10 +62,6 @@ def performance_of(state: GatewayState, run_id: str) -> dict[str, Any]:
         "response_time": ms,
         "responseTime": ms,
         "response_time_source": source,
-        "val_loss": live.finite(metrics.val_loss, None),
-        "train_loss": live.finite(metrics.train_loss, None),
-        "val_accuracy": live.finite(metrics.val_accuracy, None),
-        "train_accuracy": live.finite(metrics.train_accuracy, None),
         "evaluated_at": when.isoformat(),
         **extra,
         "note": live.NOTE,
@@ -75,7 +71,8 @@ def performance_of(state: GatewayState, run_id: str) -> dict[str, Any]:
 @router.get("/api/performance/{run_id}", responses=NOT_FOUND)
 async def performance(run_id: str, state: State) -> dict[str, Any]:
     """accuracy, precision, recall, f1_score (fractions) and response_time (ms, platform p95),
-    plus auc, ap, logloss, calibration and score. ``latest`` is the newest completed run."""
+    plus every other ModelMetrics field (auc, ap, logloss, calibration, score, ...) under each of its
+    spellings. ``latest`` is the newest completed run."""
     return await asyncio.to_thread(performance_of, state, run_id)
 
 
