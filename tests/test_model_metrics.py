@@ -162,7 +162,7 @@ def test_an_added_metric_reaches_the_websocket_the_performance_route_the_gauges_
     assert b'"brier":0.0187' in store.path(ReportDoc.path(run_id)).read_bytes()
     stored = read_document(store, ReportDoc.path(run_id), ReportDoc)
     assert stored.metrics.brier == VALUE
-    rows = {label: (value, meaning) for label, value, meaning in metric_rows(stored.metrics, {})}
+    rows = {label: (value, meaning) for label, value, meaning in metric_rows(stored.metrics, stored.model_strength)}
     assert rows[BRIER.label] == (f"{VALUE:.4f}", BRIER.meaning)
     pdf = render_pdf(PdfInputs(report=stored, curve=[], correlation=None))
     text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)

@@ -1,4 +1,4 @@
-"""The PDF report (ReportLab), in Korean, from the report JSON plus the curve and correlation.
+"""The PDF report (ReportLab), in Korean, from the report (``ReportDoc``) plus the curve and correlation.
 
 Sections: title page (SK AX / SK Planet AIOps, blue-to-purple gradient), executive
 summary, model performance, training curves*, key features (held-out test, direction of
@@ -11,6 +11,9 @@ The cover and the summary lead with the model's strength verdict, its ROC AUC wi
 95% interval and AP beside the base rate; accuracy appears only beside the majority-class
 baseline; money only as a range with its assumptions, and not at all when the report
 has no supported estimate. Times are shown in Asia/Seoul.
+
+The report is read typed, by attribute (``ReportDoc`` and its nested documents), never as the
+dumped dict of report.json's keys.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from reportlab.platypus import (
     TableStyle,
 )
 
-from ctrops_common.documents import ReportDoc
+from ctrops_common.documents import AssumptionsDoc, ModelStrengthDoc, ReportDoc
 from ctrops_common.model_metrics import ModelMetrics
 
 from . import charts
@@ -55,7 +58,7 @@ VERDICT_COLORS = {"strong": "#059669", "usable": "#2563eb", "weak": "#dc2626"}
 SEOUL = ZoneInfo("Asia/Seoul")
 
 
-def seoul_time(iso: Any) -> str:
+def seoul_time(iso: str | None) -> str:
     """An ISO timestamp as Asia/Seoul wall time ('2025-03-01 18:04 KST'); naive times are UTC."""
     try:
         moment = datetime.fromisoformat(str(iso))
@@ -70,48 +73,46 @@ def _num(value: Any, digits: int = 3) -> str:
     return "없음" if value is None else f"{value:.{digits}f}"
 
 
-def auc_text(strength: dict[str, Any]) -> str:
-    ci = strength.get("aucCi")
+def auc_text(strength: ModelStrengthDoc) -> str:
+    ci = strength.auc_ci
     interval = f" (95% CI {ci[0]:.3f}~{ci[1]:.3f})" if ci else " (95% 신뢰구간 알 수 없음)"
-    return f"ROC AUC {_num(strength.get('auc'))}{interval}"
+    return f"ROC AUC {_num(strength.auc)}{interval}"
 
 
-def ap_text(strength: dict[str, Any]) -> str:
-    base, lift = strength.get("baseRate"), strength.get("apLift")
+def ap_text(strength: ModelStrengthDoc) -> str:
+    base, lift = strength.base_rate, strength.ap_lift
     beside = f" (기준 클릭률 {100 * base:.2f}%, {lift:.1f}배)" if base is not None and lift is not None else ""
-    return f"AP {_num(strength.get('ap'))}{beside}"
+    return f"AP {_num(strength.ap)}{beside}"
 
 
-def accuracy_text(strength: dict[str, Any]) -> str | None:
-    accuracy, baseline = strength.get("accuracy"), strength.get("majorityBaseline")
+def accuracy_text(strength: ModelStrengthDoc) -> str | None:
+    accuracy, baseline = strength.accuracy, strength.majority_baseline
     if accuracy is None or baseline is None:
         return None
     return f"정확도 {100 * accuracy:.2f}% (모두 '클릭 안 함'으로 답하는 기준 {100 * baseline:.2f}%)"
 
 
-def money_range_text(report: dict[str, Any]) -> str | None:
+def money_range_text(report: ReportDoc) -> str | None:
     """'+1,234원 ~ +5,678원' per month, or None when the report has no supported estimate."""
-    money = report.get("moneyRange") or {}
-    revenue = money.get("additionalRevenueKrw")
-    if not (report.get("assumptions") or {}).get("computable") or not revenue:
+    revenue = report.money_range.additional_revenue_krw if report.money_range is not None else None
+    if not report.assumptions.computable or not revenue:
         return None
     return f"{revenue[0]:+,.0f}원 ~ {revenue[1]:+,.0f}원"
 
 
-def spend_roi_text(report: dict[str, Any]) -> str | None:
+def spend_roi_text(report: ReportDoc) -> str | None:
     """'월 광고비 6,000,000원 (같은 비용), ROI 변화 +1.23%p ~ +4.56%p': the same figures the marketer
     dashboard and ``make demo`` show for the run; None without a supported estimate."""
-    money = report.get("moneyRange") or {}
-    assumptions = report.get("assumptions") or {}
-    roi, spend = money.get("roiChangePoints"), assumptions.get("monthlySpendKrw")
+    roi = report.money_range.roi_change_points if report.money_range is not None else None
+    spend = report.assumptions.monthly_spend_krw
     if money_range_text(report) is None or not roi or spend is None:
         return None
     return f"월 광고비 {spend:,.0f}원 (같은 비용), ROI 변화 (95% 범위) {roi[0]:+.2f}%p ~ {roi[1]:+.2f}%p"
 
 
-def writer_label(report: dict[str, Any]) -> str:
+def writer_label(report: ReportDoc) -> str:
     """Who wrote the text, for people (the internal model id stays in the method notes)."""
-    return "LLM 작성" if report.get("narrativeSource") == "llm" else "규칙 기반 자동 작성"
+    return "LLM 작성" if report.narrative_source == "llm" else "규칙 기반 자동 작성"
 
 # In the order the story shows them (h1 sections; feature_chart and heatmap are h2 inside theirs).
 HEADINGS = {
@@ -176,9 +177,9 @@ def _p_text(p: float | None) -> str:
     return "없음" if p is None else ("<0.001" if p < 0.001 else f"{p:.3f}")
 
 
-def _assumptions_line(assumptions: dict[str, Any]) -> str:
-    return (f"금액 가정: 월 노출 {assumptions['monthlyImpressions']:,}회, CPM {assumptions['cpmKrw']:,.0f}원, "
-            f"전환율 {100 * assumptions['conversionRate']:.1f}%, 전환 가치 {assumptions['conversionValueKrw']:,.0f}원; "
+def _assumptions_line(assumptions: AssumptionsDoc) -> str:
+    return (f"금액 가정: 월 노출 {assumptions.monthly_impressions:,}회, CPM {assumptions.cpm_krw:,.0f}원, "
+            f"전환율 {100 * assumptions.conversion_rate:.1f}%, 전환 가치 {assumptions.conversion_value_krw:,.0f}원; "
             "범위는 모델이 고른 검증 노출의 CTR(정밀도) Wilson 95% 구간에서 나옵니다.")
 
 
@@ -283,17 +284,17 @@ class PdfInputs:
     correlation: Correlation | None
 
 
-def metric_rows(metrics: ModelMetrics, strength: dict[str, Any]) -> list[tuple[str, str, str]]:
+def metric_rows(metrics: ModelMetrics, strength: ModelStrengthDoc) -> list[tuple[str, str, str]]:
     """The report's metric table: (label, value, meaning) for every ModelMetrics field marked ``report``,
-    in the model's order; accuracy, AUC and AP say what they are measured against."""
-    ci = strength.get("aucCi")
+    in the model's order; accuracy, AUC and AP say what they are measured against (``strength``)."""
+    ci, lift = strength.auc_ci, strength.ap_lift
     against = {
-        "val_accuracy": f"모두 '클릭 안 함'으로 답해도 {_fmt(strength.get('majorityBaseline'), percent=True)} (기준). "
+        "val_accuracy": f"모두 '클릭 안 함'으로 답해도 {_fmt(strength.majority_baseline, percent=True)} (기준). "
                         "클릭이 드물어 평가에 쓰지 않음",
         "auc": "클릭/비클릭 순위 구분력 (0.5 = 무작위). "
-               + (f"95% CI {ci[0]:.3f}~{ci[1]:.3f} ({strength.get('aucCiMethod')})" if ci else "95% 신뢰구간 알 수 없음"),
-        "ap": f"무작위 기준 = 검증 클릭률 {_fmt(strength.get('baseRate'), percent=True)}"
-              + (f", AP는 그 {strength['apLift']:.1f}배" if strength.get("apLift") is not None else ""),
+               + (f"95% CI {ci[0]:.3f}~{ci[1]:.3f} ({strength.auc_ci_method})" if ci else "95% 신뢰구간 알 수 없음"),
+        "ap": f"무작위 기준 = 검증 클릭률 {_fmt(strength.base_rate, percent=True)}"
+              + (f", AP는 그 {lift:.1f}배" if lift is not None else ""),
     }
     values = metrics.values()
     return [(info.label, _fmt(values[name], info.digits, percent=info.percent), against.get(name, info.meaning))
@@ -303,31 +304,30 @@ def metric_rows(metrics: ModelMetrics, strength: dict[str, Any]) -> list[tuple[s
 def render_pdf(inputs: PdfInputs, options: PdfOptions = PdfOptions()) -> bytes:
     regular, bold = register_pdf_fonts()
     st = _styles(regular, bold)
-    report = inputs.report.model_dump(mode="json")  # laid out from the document as report.json holds it
-    assumptions = report.get("assumptions") or {}
+    report = inputs.report
+    assumptions, strength = report.assumptions, report.model_strength
     width = A4[0] - 36 * mm
     story: list[Any] = [PageBreak()]  # page 1 is drawn on the canvas (title page)
 
     # -- executive summary: the verdict, AUC and AP lead, the narrative follows
-    strength = report.get("modelStrength") or {}
-    verdict = strength.get("verdict", "weak")
+    verdict = strength.verdict
     story.append(_p(HEADINGS["summary"], st["h1"]))
     story.append(Paragraph(
-        f'<font color="{VERDICT_COLORS.get(verdict, "#111827")}"><b>모델 신뢰도: '
-        f'{escape(strength.get("verdictKo", "알 수 없음"))}</b></font> · {escape(auc_text(strength))} · '
+        f'<font color="{VERDICT_COLORS[verdict]}"><b>모델 신뢰도: '
+        f'{escape(strength.verdict_ko)}</b></font> · {escape(auc_text(strength))} · '
         f'{escape(ap_text(strength))}', st["body"]))
     story.append(Spacer(1, 4))
-    story.append(_p(report.get("summary", ""), st["body"]))
+    story.append(_p(report.summary, st["body"]))
     story.append(Spacer(1, 6))
     money_range = money_range_text(report)
-    ci = strength.get("aucCi")
+    ci = strength.auc_ci
     kpis = [
-        ("모델 신뢰도", strength.get("verdictKo", "없음")),
-        ("ROC AUC (95% CI)", f"{_num(strength.get('auc'))}"
+        ("모델 신뢰도", strength.verdict_ko),
+        ("ROC AUC (95% CI)", f"{_num(strength.auc)}"
                             + (f"<br/><font size=8>{ci[0]:.3f}~{ci[1]:.3f}</font>" if ci else "")),
-        ("AP (기준 클릭률)", f"{_num(strength.get('ap'))}"
-                         + (f"<br/><font size=8>기준 {100 * strength['baseRate']:.2f}%</font>"
-                            if strength.get("baseRate") is not None else "")),
+        ("AP (기준 클릭률)", f"{_num(strength.ap)}"
+                         + (f"<br/><font size=8>기준 {100 * strength.base_rate:.2f}%</font>"
+                            if strength.base_rate is not None else "")),
         ("월 매출 변화 (95% 범위, 추정)", money_range.replace(" ~ ", "<br/>~ ") if money_range else "추정하지 않음"),
     ]
     story.append(_table(
@@ -343,38 +343,36 @@ def render_pdf(inputs: PdfInputs, options: PdfOptions = PdfOptions()) -> bytes:
         if spend_roi:
             story.append(_p(spend_roi, st["small"]))
     else:
-        story.append(_p(f"금액: {assumptions.get('reason') or '추정하지 않았습니다.'}", st["small"]))
+        story.append(_p(f"금액: {assumptions.reason or '추정하지 않았습니다.'}", st["small"]))
     story.append(_p(f"문장: {writer_label(report)}. 숫자는 모두 계산값입니다.", st["small"]))
 
     # -- model performance
-    data = report.get("data") or {}
+    data, training = report.data, report.training
     story.append(_p(HEADINGS["performance"], st["h1"]))
     rows = [[_p(h, st["cell_bold"]) for h in ("지표", "값", "의미")]]
-    for label, value, meaning in metric_rows(inputs.report.metrics, strength):
+    for label, value, meaning in metric_rows(report.metrics, strength):
         rows.append([_p(label, st["cell"]), _p(value, st["cell_bold"]), _p(meaning, st["cell"])])
     story.append(_table(rows, [width * 0.3, width * 0.17, width * 0.53]))
-    models = strength.get("models") or []
-    if models:
+    if strength.models:
         story.append(_p("학습한 모델 (같은 검증 데이터)", st["h2"]))
         rows = [[_p(h, st["cell_bold"]) for h in ("모델", "ROC AUC", "95% 신뢰구간 (DeLong)", "AP")]]
-        for model in models:
-            low, high = model.get("auc_ci_low"), model.get("auc_ci_high")
-            rows.append([_p(model.get("label", "") + (" (챔피언)" if model.get("champion") else ""), st["cell"]),
-                         _p(_fmt(model.get("auc")), st["cell"]),
+        for model in strength.models:
+            low, high = model.auc_ci_low, model.auc_ci_high
+            rows.append([_p(model.label + (" (챔피언)" if model.champion else ""), st["cell"]),
+                         _p(_fmt(model.auc), st["cell"]),
                          _p("없음" if low is None or high is None else f"{low:.4f} ~ {high:.4f}", st["cell"]),
-                         _p(_fmt(model.get("ap")), st["cell"])])
+                         _p(_fmt(model.ap), st["cell"])])
         story.append(_table(rows, [width * 0.34, width * 0.18, width * 0.3, width * 0.18]))
-        comparison = strength.get("comparison") or {}
-        if comparison.get("p_value") is not None:
+        comparison = strength.comparison
+        if comparison is not None:
             story.append(_p(
-                f"AUC 차이 (LightGBM - LSTM+MLP) {comparison['difference']:+.4f}, 95% CI "
-                f"{comparison['ci_low']:+.4f} ~ {comparison['ci_high']:+.4f}, DeLong 대응 검정 p="
-                f"{comparison['p_value']:.3g}.", st["small"]))
-    training = report.get("training") or {}
-    if data.get("rows"):
+                f"AUC 차이 (LightGBM - LSTM+MLP) {comparison.difference:+.4f}, 95% CI "
+                f"{comparison.ci_low:+.4f} ~ {comparison.ci_high:+.4f}, DeLong 대응 검정 p="
+                f"{comparison.p_value:.3g}.", st["small"]))
+    if data.rows:
         story.append(_p(
-            f"데이터 {data['rows']:,}행, 클릭 {data.get('clicks', 0):,}회 (CTR {data.get('ctr', 0):.2f}%). "
-            f"에폭 {training.get('bestEpoch')}/{training.get('epochsRun')} 채택, 학습 {training.get('durationS', 0):.0f}초.",
+            f"데이터 {data.rows:,}행, 클릭 {data.clicks:,}회 (CTR {data.ctr:.2f}%). "
+            f"에폭 {training.best_epoch}/{training.epochs_run} 채택, 학습 {training.duration_s:.0f}초.",
             st["small"]))
 
     # -- training curves
@@ -387,14 +385,12 @@ def render_pdf(inputs: PdfInputs, options: PdfOptions = PdfOptions()) -> bytes:
 
     # -- key features: the model's use, the held-out evidence and the direction of effect
     features = [
-        Feature(name=f["name"], description=f.get("description", f["name"]), group=f.get("group") or "",
-                importance=f["importance"], p_value=f.get("pValue", 1.0),
-                ci_low=(f.get("ci") or [f["importance"]] * 2)[0], ci_high=(f.get("ci") or [f["importance"]] * 2)[1],
-                p_value_raw=f.get("pValueRaw"), auc_drop=f.get("aucDrop"),
-                auc_drop_low=(f.get("aucDropCi") or [None, None])[0],
-                auc_drop_high=(f.get("aucDropCi") or [None, None])[1],
-                direction_ko=f.get("directionKo"), effect_ko=f.get("effectKo"))
-        for f in report.get("topFeatures") or []
+        Feature(name=f.name, description=f.description, group=f.group, importance=f.importance, p_value=f.p_value,
+                ci_low=f.ci[0], ci_high=f.ci[1], p_value_raw=f.p_value_raw, auc_drop=f.auc_drop,
+                auc_drop_low=f.auc_drop_ci[0] if f.auc_drop_ci is not None else None,
+                auc_drop_high=f.auc_drop_ci[1] if f.auc_drop_ci is not None else None,
+                direction_ko=f.direction_ko, effect_ko=f.effect_ko)
+        for f in report.top_features
     ]
     story.append(_p(HEADINGS["features"], st["h1"]))
     if features:
@@ -432,67 +428,62 @@ def render_pdf(inputs: PdfInputs, options: PdfOptions = PdfOptions()) -> bytes:
     story += _correlation_section(inputs.correlation, options.include_charts, width, st)
 
     # -- segments
-    segments = report.get("segments") or {}
+    segments = report.segments
     heading: list[Any] = [_p(HEADINGS["segments"], st["h1"])]  # kept on the page of the first table
-    if segments.get("available"):
-        for finding in segments.get("findings") or []:
+    if segments.available:
+        for finding in segments.findings:
             rows = [[_p(h, st["cell_bold"]) for h in ("구분", "세그먼트", "CTR (95% 범위)", "평균 대비", "노출 수",
                                                      "p-value", "보정 p (BH)")]]
-            for kind, items in (("상위", finding.get("best") or []), ("하위", finding.get("worst") or [])):
+            for kind, items in (("상위", finding.best), ("하위", finding.worst)):
                 for s in items:
-                    interval = (f"<br/>{s['ctr_low']:.2f}~{s['ctr_high']:.2f}%"
-                                if s.get("ctr_low") is not None and s.get("ctr_high") is not None else "")
-                    adjusted = s.get("p_adjusted")
-                    mark = " *" if adjusted is not None and adjusted < 0.05 else ""
-                    rows.append([_p(kind, st["cell"]), _p(s["label"], st["cell"]),
-                                 Paragraph(f"{s['ctr']:.2f}%{interval}", st["cell"]),
-                                 _p(f"{s['lift']:.2f}배", st["cell"]), _p(f"{s['rows']:,}", st["cell"]),
-                                 _p(_p_text(s.get("p_value")), st["cell"]),
-                                 _p(_p_text(adjusted) + mark, st["cell_bold" if mark else "cell"])])
+                    interval = (f"<br/>{s.ctr_low:.2f}~{s.ctr_high:.2f}%"
+                                if s.ctr_low is not None and s.ctr_high is not None else "")
+                    mark = " *" if s.significant else ""  # Benjamini-Hochberg adjusted p < 0.05
+                    rows.append([_p(kind, st["cell"]), _p(s.label, st["cell"]),
+                                 Paragraph(f"{s.ctr:.2f}%{interval}", st["cell"]),
+                                 _p(f"{s.lift:.2f}배", st["cell"]), _p(f"{s.rows:,}", st["cell"]),
+                                 _p(_p_text(s.p_value), st["cell"]),
+                                 _p(_p_text(s.p_adjusted) + mark, st["cell_bold" if mark else "cell"])])
             story.append(KeepTogether(heading + [
-                _p(f"{finding['title']} (평균 {finding['base_ctr']:.2f}%)", st["h2"]),
+                _p(f"{finding.title} (평균 {finding.base_ctr:.2f}%)", st["h2"]),
                 _table(rows, [w * width for w in (0.08, 0.26, 0.16, 0.11, 0.13, 0.12, 0.14)]),
             ]))
             heading = []
     story += heading
-    if segments.get("available"):
-        tests = max((f.get("tests_in_family") or 0 for f in segments.get("findings") or []), default=0)
+    if segments.available:
+        tests = max((f.tests_in_family for f in segments.findings), default=0)
         story.append(_p(f"* 보정 p < 0.05: 세그먼트 검정 {tests}개 전체에 Benjamini-Hochberg 보정을 한 뒤에도 유의. "
                         "유의하지 않은 세그먼트로는 실행 과제를 만들지 않습니다.", st["small"]))
-    if not segments.get("available"):
+    if not segments.available:
         story.append(_p("세그먼트 데이터를 사용할 수 없습니다 (데이터 프로필에 시간대·고객군·지면 통계가 없습니다).",
                         st["body"]))
 
     # -- insights
     if options.include_insights:
         story.append(_p(HEADINGS["insights"], st["h1"]))
-        for insight in report.get("aiInsights") or []:
-            kind = insight.get("type", "info")
-            color = TYPE_COLORS.get(kind, "#2563eb")
-            block = [Paragraph(f'<font color="{color}">[{TYPE_LABELS.get(kind, kind)}]</font> '
-                               f'{escape(insight.get("title", ""))}', st["h2"]),
-                     _p(insight.get("message", ""), st["body"])]
-            block += [_p(f"• {d}", st["cell"]) for d in insight.get("details") or []]
-            if insight.get("action"):
-                block.append(Paragraph(f"<b>권장 조치:</b> {escape(insight['action'])}", st["cell"]))
+        for insight in report.ai_insights:
+            block = [Paragraph(f'<font color="{TYPE_COLORS[insight.type]}">[{TYPE_LABELS[insight.type]}]</font> '
+                               f'{escape(insight.title)}', st["h2"]),
+                     _p(insight.message, st["body"])]
+            block += [_p(f"• {d}", st["cell"]) for d in insight.details]
+            if insight.action:
+                block.append(Paragraph(f"<b>권장 조치:</b> {escape(insight.action)}", st["cell"]))
             story.append(KeepTogether(block))
 
     # -- action plan
     if options.include_action_plan:
         story.append(_p(HEADINGS["actions"], st["h1"]))
-        plan = report.get("actionPlan") or []
+        plan = report.action_plan
         if plan:
             rows = [[_p(h, st["cell_bold"]) for h in ("우선순위", "과제", "내용", "예상 효과", "기간", "비용")]]
             for a in plan:
                 rows.append([
-                    Paragraph(f'<font color="{a.get("color", "#111827")}">'
-                              f'{PRIORITY_LABELS.get(a.get("priority"), a.get("priority"))}</font>', st["cell_bold"]),
-                    _p(a.get("title", ""), st["cell_bold"]), _p(a.get("description", ""), st["cell"]),
-                    _p(f"{a.get('impact', 0):+.1f}%", st["cell"]), _p(a.get("duration", ""), st["cell"]),
-                    _p(a.get("cost", ""), st["cell"]),
+                    Paragraph(f'<font color="{a.color}">{PRIORITY_LABELS[a.priority]}</font>', st["cell_bold"]),
+                    _p(a.title, st["cell_bold"]), _p(a.description, st["cell"]),
+                    _p(f"{a.impact:+.1f}%", st["cell"]), _p(a.duration, st["cell"]), _p(a.cost, st["cell"]),
                 ])
             story.append(_table(rows, [w * width for w in (0.09, 0.17, 0.42, 0.1, 0.1, 0.12)]))
-            story.append(_p(report.get("priorityRule") or PRIORITY_RULE, st["small"]))
+            story.append(_p(report.priority_rule or PRIORITY_RULE, st["small"]))
         else:
             story.append(_p("데이터에서 근거를 찾은 실행 과제가 없습니다.", st["body"]))
         if verdict == "weak":
@@ -502,8 +493,7 @@ def render_pdf(inputs: PdfInputs, options: PdfOptions = PdfOptions()) -> bytes:
 
     # -- method notes
     story.append(_p(HEADINGS["method"], st["h1"]))
-    config = (report.get("training") or {})
-    champion = strength.get("championLabel") or "LSTM+MLP"
+    champion = strength.champion_label or "LSTM+MLP"
     notes = [
         f"모델: 챔피언 {champion}. LSTM+MLP는 행동 시퀀스(seq)를 LSTM으로, 나머지 변수를 MLP로 학습하고, LightGBM은 "
         "같은 데이터의 경사 부스팅 도전 모델입니다. 검증 AUC가 높은 쪽이 챔피언이며, 검증 지표는 다운샘플링하지 "
@@ -523,30 +513,30 @@ def render_pdf(inputs: PdfInputs, options: PdfOptions = PdfOptions()) -> bytes:
         "매핑(PUT /api/feature-mapping)을 덮어쓴 것입니다.",
         "상관관계: 피어슨 상관계수, |r|이 기준(설정 CTROPS_EXPLAINER_CORRELATION_THRESHOLD) 이상인 변수 쌍을 모두 "
         "나열합니다.",
-        report.get("priorityRule") or PRIORITY_RULE,
+        report.priority_rule or PRIORITY_RULE,
         "세그먼트 p-value는 해당 세그먼트와 나머지 데이터의 CTR 차이에 대한 두 비율 z-검정이며, 모든 표의 검정 "
         "전체에 Benjamini-Hochberg 보정(거짓 발견률 5%)을 했습니다. 세그먼트 CTR 범위는 Wilson 95% 구간입니다. "
         "요일은 ISO 번호(1=월요일 ... 7=일요일)로 읽었습니다.",
     ]
-    if assumptions.get("computable"):
+    if assumptions.computable:
         notes.append(
             _assumptions_line(assumptions)
-            + f" 모델 타겟팅 비중 {100 * assumptions['effectiveTargetedShare']:.1f}% "
-            f"(설정 {100 * assumptions['targetedShare']:.0f}%, 모델이 고르는 트래픽 {100 * assumptions['flaggedShare']:.1f}%). "
-            f"타겟 CTR = 정밀도 {100 * assumptions['targetedCtr']:.2f}% (Wilson 95% 구간 "
-            f"{100 * assumptions['targetedCtrLow']:.2f}~{100 * assumptions['targetedCtrHigh']:.2f}%, 모델이 고른 검증 노출 "
-            f"약 {assumptions['targetedRows']:,.0f}회 중 클릭 약 {assumptions['targetedClicks']:,.0f}회), "
-            f"기준 CTR {100 * assumptions['baseCtr']:.2f}%. 월 매출 변화 = 모델 매출 - 기준 매출(같은 비용), "
+            + f" 모델 타겟팅 비중 {100 * assumptions.effective_targeted_share:.1f}% "
+            f"(설정 {100 * assumptions.targeted_share:.0f}%, 모델이 고르는 트래픽 {100 * assumptions.flagged_share:.1f}%). "
+            f"타겟 CTR = 정밀도 {100 * assumptions.targeted_ctr:.2f}% (Wilson 95% 구간 "
+            f"{100 * assumptions.targeted_ctr_low:.2f}~{100 * assumptions.targeted_ctr_high:.2f}%, 모델이 고른 검증 노출 "
+            f"약 {assumptions.targeted_rows:,.0f}회 중 클릭 약 {assumptions.targeted_clicks:,.0f}회), "
+            f"기준 CTR {100 * assumptions.base_ctr:.2f}%. 월 매출 변화 = 모델 매출 - 기준 매출(같은 비용), "
             "ROI = (매출 - 비용) / 비용, ROI 변화는 %p. 모든 금액은 타겟 CTR 구간의 양 끝에서 계산한 범위입니다. "
-            f"CPC 구매 가정 {assumptions['cpcKrw']:,.0f}원 대비 유효 CPC "
-            f"{assumptions['effectiveCpcBaseKrw']:,.0f}원 → {assumptions['effectiveCpcModelKrw']:,.0f}원."
+            f"CPC 구매 가정 {assumptions.cpc_krw:,.0f}원 대비 유효 CPC "
+            f"{assumptions.effective_cpc_base_krw:,.0f}원 → {assumptions.effective_cpc_model_krw:,.0f}원."
         )
     else:
-        notes.append(f"금액 추정 없음: {assumptions.get('reason') or '입력 부족'}")
-    notes.append(f"보고서 문장 작성: {report.get('model_used', '')} "
-                 f"({'LLM' if report.get('narrativeSource') == 'llm' else '규칙 기반'}). 숫자는 모두 계산값입니다.")
-    notes.append(f"실행 ID: {report.get('run_id', '')}, 파일 ID: {config.get('fileId', '')}. "
-                 f"생성 시각: {seoul_time(report.get('generatedAt'))} (Asia/Seoul). "
+        notes.append(f"금액 추정 없음: {assumptions.reason or '입력 부족'}")
+    notes.append(f"보고서 문장 작성: {report.model_used} "
+                 f"({'LLM' if report.narrative_source == 'llm' else '규칙 기반'}). 숫자는 모두 계산값입니다.")
+    notes.append(f"실행 ID: {report.run_id}, 파일 ID: {training.file_id}. "
+                 f"생성 시각: {seoul_time(report.generated_at)} (Asia/Seoul). "
                  "글꼴: 나눔고딕 (SIL Open Font License 1.1).")
     story += [_p(f"• {n}", st["body"]) for n in notes]
 
@@ -554,14 +544,14 @@ def render_pdf(inputs: PdfInputs, options: PdfOptions = PdfOptions()) -> bytes:
     buffer = io.BytesIO()
     doc = SimpleDocTemplate(
         buffer, pagesize=A4, leftMargin=18 * mm, rightMargin=18 * mm, topMargin=20 * mm, bottomMargin=18 * mm,
-        title=f"CTR 예측 AI 마케팅 리포트 - {report.get('experimentName', '')}",
+        title=f"CTR 예측 AI 마케팅 리포트 - {report.experiment_name}",
         author="SK AX · SK Planet AIOps", subject="CTR 예측 모델 보고서",
     )
     doc.build(story, onFirstPage=title, onLaterPages=_later_pages(regular))
     return buffer.getvalue()
 
 
-def _title_page(report: dict[str, Any], regular: str, bold: str):
+def _title_page(report: ReportDoc, regular: str, bold: str):
     def draw(canvas, _doc) -> None:
         page_w, page_h = A4
         canvas.saveState()
@@ -573,18 +563,18 @@ def _title_page(report: dict[str, Any], regular: str, bold: str):
         canvas.drawString(24 * mm, page_h / 2 + 30 * mm, "CTR 예측 AI 마케팅 리포트")
         canvas.setFont(regular, 13)
         canvas.drawString(24 * mm, page_h / 2 + 16 * mm, "광고 클릭 예측 모델 성과와 실행 전략")
-        strength = report.get("modelStrength") or {}
+        strength = report.model_strength
         canvas.setFont(bold, 16)
-        canvas.drawString(24 * mm, page_h / 2 - 4 * mm, f"모델 신뢰도: {strength.get('verdictKo', '알 수 없음')}")
+        canvas.drawString(24 * mm, page_h / 2 - 4 * mm, f"모델 신뢰도: {strength.verdict_ko}")
         canvas.setFont(regular, 10.5)
         money_range = money_range_text(report)
         lines = [
             auc_text(strength),
             ap_text(strength),
             f"월 매출 변화 (95% 범위, 추정): {money_range}" if money_range else "금액 추정: 하지 않음",
-            f"실험: {report.get('experimentName', '')}",
+            f"실험: {report.experiment_name}",
             f"작성: {writer_label(report)}",
-            f"생성 시각: {seoul_time(report.get('generatedAt'))}",
+            f"생성 시각: {seoul_time(report.generated_at)}",
         ]
         for index, line in enumerate(lines):
             _draw_fitted(canvas, line, 24 * mm, page_h / 2 - 14 * mm - index * 7 * mm, regular, 10.5, page_w - 48 * mm)
