@@ -8,7 +8,7 @@ from ctrops_gateway.views import ReadModel
 
 
 def _snapshot(i: int) -> Event:
-    return Event(type=Topic.MONITOR_SNAPSHOT, payload=MonitorSnapshot(run_id=None, health={"i": i}))
+    return Event(type=Topic.MONITOR_SNAPSHOT, payload=MonitorSnapshot(run_id=str(i)))
 
 
 def test_prune_keeps_only_the_newest_snapshots(tmp_path):
@@ -17,9 +17,9 @@ def test_prune_keeps_only_the_newest_snapshots(tmp_path):
         assert views.record(_snapshot(i))
     views.prune(Topic.MONITOR_SNAPSHOT, keep=5)
     kept = views.events(Topic.MONITOR_SNAPSHOT)
-    assert [e.payload.health["i"] for e in kept] == [7, 8, 9, 10, 11]
+    assert [int(e.payload.run_id) for e in kept] == [7, 8, 9, 10, 11]
     assert all(isinstance(e.payload, MonitorSnapshot) for e in kept)  # read back as the topic's model
-    assert views.latest(Topic.MONITOR_SNAPSHOT).payload.health["i"] == 11
+    assert views.latest(Topic.MONITOR_SNAPSHOT).payload.run_id == "11"
     views.prune(Topic.MONITOR_SNAPSHOT, keep=5)  # nothing more to drop
     assert len(views.events(Topic.MONITOR_SNAPSHOT)) == 5
 

@@ -182,7 +182,7 @@ def test_incidents_survive_a_restart_and_late_older_periods_change_nothing(setti
     assert sample("ctrops_model_period_auc", model_kind="gbdt") == pytest.approx(0.66)  # gauges come back too
     assert restarted.on_period(period("2026-05", auc=(0.65, 0.62, 0.68)), at(101)) == []  # re-scored: same incident
     assert restarted.on_period(period("2026-04"), at(102)) == []  # older and in band: no resolve
-    assert [a["kind"] for a in restarted.snapshot(at(103)).health["active_alerts"]] == ["auc_drop"]
+    assert [a.kind for a in restarted.snapshot(at(103)).health.active_alerts] == ["auc_drop"]
     resolved = restarted.on_period(period("2026-06"), at(104))
     assert [(a.alert_id, a.state) for a in resolved] == [(fired[0].alert_id, "resolved")]
     again = restarted.on_period(period("2026-07", auc=(0.6, 0.57, 0.63)), at(105))

@@ -101,7 +101,7 @@ def test_open_incident_survives_a_restart_without_refiring(settings, engine):
     assert restarted.on_training_done(done(0.45), at(101)) is None
     assert pending_alerts(store) == []
     snapshot = restarted.snapshot(at(102))
-    assert [a["alert_id"] for a in snapshot.health["active_alerts"]] == [first.alert_id]
+    assert [a.alert_id for a in snapshot.health.active_alerts] == [first.alert_id]
     resolved = restarted.on_training_done(done(0.8), at(103))
     assert resolved is not None and resolved.alert_id == first.alert_id and resolved.state == "resolved"
 
@@ -115,11 +115,11 @@ def test_service_down_after_timeout_and_back_up(settings, engine):
     down = monitor.check(at(12))  # 11 s since the last heartbeat, timeout 10 s
     assert [(a.kind, a.subject, a.state) for a in down] == [("service_down", "reporter", "firing")]
     assert monitor.check(at(13)) == []  # still down: no repeat
-    assert monitor.snapshot(at(13)).health["status"] == "critical"
+    assert monitor.snapshot(at(13)).health.status == "critical"
     monitor.on_heartbeat(beat("reporter", instance="i2"), at(14), now=at(14))
     up = monitor.check(at(14))
     assert [(a.kind, a.state) for a in up] == [("service_down", "resolved")]
-    assert monitor.snapshot(at(14)).health["services"]["reporter"]["status"] == "up"
+    assert monitor.snapshot(at(14)).health.services["reporter"].status == "up"
 
 
 def test_a_restarted_monitor_waits_one_timeout_before_judging_liveness(settings, engine):
@@ -149,9 +149,9 @@ def test_response_time_and_error_rate_from_gateway_heartbeats(settings, engine):
     assert alerts["response_time"].severity == "medium"
     assert alerts["error_rate"].metrics["error_rate"] == pytest.approx(20.0)  # 20 of 100 in the window
     health = monitor.snapshot(at(2)).health
-    assert health["api_success_rate"] == pytest.approx(80.0) and health["error_rate"] == pytest.approx(20.0)
-    assert health["cpu_usage"] == pytest.approx(30.0) and health["memory_usage"] == pytest.approx(40.0)
-    assert health["response_time_ms"] == pytest.approx(900.0)
+    assert health.api_success_rate == pytest.approx(80.0) and health.error_rate == pytest.approx(20.0)
+    assert health.cpu_usage == pytest.approx(30.0) and health.memory_usage == pytest.approx(40.0)
+    assert health.response_time_ms == pytest.approx(900.0)
     monitor.on_heartbeat(beat("gateway", requests_total=5000, request_errors_total=20, latency_p95_ms=80.0), at(3), now=at(3))
     resolved = {a.kind: a.state for a in monitor.check(at(3))}
     assert resolved == {"response_time": "resolved", "error_rate": "resolved"}
@@ -162,7 +162,7 @@ def test_gateway_restart_resets_counters_without_negative_traffic(settings, engi
     monitor.on_heartbeat(beat("gateway", requests_total=1000, request_errors_total=10), at(1), now=at(1))
     monitor.on_heartbeat(beat("gateway", requests_total=30, request_errors_total=0), at(2), now=at(2))
     health = monitor.health(at(2))
-    assert health["requests_in_window"] == 30 and health["error_rate"] == 0.0
+    assert health.requests_in_window == 30 and health.error_rate == 0.0
 
 
 def test_replayed_old_heartbeat_does_not_revive_a_service(settings, engine):
@@ -170,7 +170,7 @@ def test_replayed_old_heartbeat_does_not_revive_a_service(settings, engine):
     monitor.on_heartbeat(beat("trainer"), at(1), now=at(1))
     monitor.check(at(20))
     monitor.on_heartbeat(beat("trainer"), at(0.5), now=at(21))  # redelivered, older
-    assert monitor.snapshot(at(21)).health["services"]["trainer"]["status"] == "down"
+    assert monitor.snapshot(at(21)).health.services["trainer"].status == "down"
 
 
 def test_errors_are_counted_per_service(settings, engine):
@@ -178,15 +178,15 @@ def test_errors_are_counted_per_service(settings, engine):
     before = sample("ctrops_service_errors_total", service="trainer", level="ERROR") or 0.0
     monitor.on_error(ServiceError(service="trainer", message="boom"), at(1))
     assert sample("ctrops_service_errors_total", service="trainer", level="ERROR") == before + 1
-    assert monitor.health(at(2))["errors_in_window"] == 1
+    assert monitor.health(at(2)).errors_in_window == 1
 
 
 def test_snapshot_without_runs_is_neutral(settings, engine):
     snapshot = Monitor(settings, MonitorStore(engine), now=at(0)).snapshot(at(1))
     assert snapshot.run_id is None
     assert snapshot.metrics.val_accuracy is None
-    assert snapshot.health["status"] == "healthy"
-    assert snapshot.health["api_success_rate"] == 100.0
+    assert snapshot.health.status == "healthy"
+    assert snapshot.health.api_success_rate == 100.0
 
 
 def test_known_counters_are_born_at_zero_so_their_first_increase_alerts(tmp_path, engine):

@@ -529,13 +529,58 @@ class ServiceError(Payload):
     run_id: str | None = None
 
 
+class ServiceHealth(Payload):
+    """One watched service in the monitor's health: summed over its live instances."""
+
+    status: Literal["up", "down"]
+    instances: int = 0
+    last_seen: str | None = None  # ISO 8601 of its newest heartbeat; None if never seen
+    cpu_percent: float = 0.0  # percent of one core, summed
+    rss_bytes: int = 0
+    in_flight: int = 0  # events being handled
+
+
+class ActiveAlert(Payload):
+    """An open incident, as the health lists it."""
+
+    alert_id: str
+    kind: str
+    subject: str
+    severity: str
+    message: str
+    since: str | None = None  # ISO 8601
+
+
+class RunRef(Payload):
+    run_id: str
+    finished_at: str  # ISO 8601
+    experiment_name: str | None = None
+
+
+class SystemHealth(Payload):
+    """The platform's health as the monitor sees it (percentages 0..100)."""
+
+    status: Literal["healthy", "degraded", "critical"] = "healthy"
+    cpu_usage: float = 0.0  # busiest host of the live instances
+    memory_usage: float = 0.0
+    api_success_rate: float = 100.0  # share of API requests without a 5xx in the traffic window
+    error_rate: float = 0.0
+    response_time_ms: float | None = None  # the gateway's p95 (worst replica); None without traffic data
+    requests_in_window: int = 0
+    errors_in_window: int = 0  # service.error events in the window
+    services: dict[str, ServiceHealth] = {}
+    active_alerts: list[ActiveAlert] = []
+    generated_at: str | None = None  # ISO 8601
+    run: RunRef | None = None  # the latest finished run the snapshot's metrics are of
+
+
 class MonitorSnapshot(Payload):
     """The monitor's view for the gateway: the latest finished run's metrics (all None before any run)
     and the platform's health (response time, success and error rates live there)."""
 
     run_id: str | None
     metrics: ModelMetrics = ModelMetrics()
-    health: dict[str, Any]
+    health: SystemHealth = SystemHealth()
 
     @field_validator("metrics", mode="before")
     @classmethod

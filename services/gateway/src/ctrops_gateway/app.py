@@ -16,7 +16,7 @@ from fastapi_offline import FastAPIOffline
 
 from ctrops_common.service import ServiceRuntime
 
-from . import broker_gate, consumers, replay
+from . import broker_gate, consumers, performance_live, replay, training_live
 from .audit import AuditLog
 from .hardening import add_guards, add_security_headers, document_security
 from .headers import DOCS_STATIC
@@ -43,7 +43,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         state = GatewayState(settings=settings, runtime=runtime, views=ReadModel(runtime.engine),
                              scorer=ScorerClient(settings))
         runtime.heartbeat_extras = state.traffic.summary
-        consumers.register(state)
+        # The live views' WebSocket pushes, wired here rather than registered by importing them.
+        consumers.register(state, consumers.fan_out_table(training_live.FAN_OUT, performance_live.FAN_OUT))
         replay.install(state)  # runs left unfinished when the broker came back empty
         app.state.gateway = state
         app.state.audit = AuditLog(runtime.engine)

@@ -7,6 +7,7 @@ WebSocket clients. A redelivered event is stored once and not pushed again.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ctrops_common.events import Event, Topic
@@ -54,7 +55,9 @@ def reply_key(event: Event[Any]) -> str | None:
     return None
 
 
-def register(state: GatewayState) -> None:
+def register(state: GatewayState, fan_out: FanOutTable) -> None:
+    """Subscribe the read model to every recorded topic; each event is then handed to ``fan_out``'s
+    functions for its topic (the live views' WebSocket pushes, wired by ``create_app``)."""
     bus = state.bus
 
     async def on_event(event: Event[Any]) -> None:
@@ -64,8 +67,8 @@ def register(state: GatewayState) -> None:
         # Push every event this replica's consumer delivers, even one another replica stored
         # first (replicas may share a database): each replica has its own WebSocket clients,
         # and the bus already skips redeliveries within this replica's group.
-        for fan_out in FAN_OUT.get(event.type, ()):
-            fan_out(state, event)
+        for push in fan_out.get(event.type, ()):
+            push(state, event)
         if event.type is Topic.MONITOR_SNAPSHOT:  # only the latest is ever read; one arrives every 10 s
             await asyncio.to_thread(state.views.prune, Topic.MONITOR_SNAPSHOT, SNAPSHOTS_KEPT)
 
@@ -77,5 +80,15 @@ def register(state: GatewayState) -> None:
     bus.subscribe(Topic.SERVICE_HEARTBEAT, on_heartbeat)
 
 
-# topic -> functions(state, event) that push WebSocket messages; areas add theirs here.
-FAN_OUT: dict[Topic, list[Any]] = {}
+# topic -> functions(state, event) that push WebSocket messages (training_live.FAN_OUT, performance_live.FAN_OUT).
+FanOut = Callable[[GatewayState, Event[Any]], None]
+FanOutTable = Mapping[Topic, Sequence[FanOut]]
+
+
+def fan_out_table(*tables: Mapping[Topic, FanOut]) -> dict[Topic, list[FanOut]]:
+    """One table from the live views' own (topic -> push function), in the order given."""
+    merged: dict[Topic, list[FanOut]] = {}
+    for table in tables:
+        for topic, push in table.items():
+            merged.setdefault(topic, []).append(push)
+    return merged

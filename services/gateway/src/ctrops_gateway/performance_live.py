@@ -38,7 +38,6 @@ from ctrops_common.numbers import finite as finite_or
 from ctrops_common.service import PLATFORM_SERVICES
 from ctrops_common.storage import is_id
 
-from .consumers import FAN_OUT
 from .state import GatewayState
 from .views import ReadModel, StoredEvent
 
@@ -141,7 +140,7 @@ def champion_of(done: TrainingDone | None) -> dict[str, Any]:
 def response_time(state: GatewayState, snapshot: StoredEvent | None) -> tuple[float, str]:
     """Platform p95 (ms) from the monitor (worst replica) or, without one, this gateway's own."""
     if snapshot is not None:
-        value = finite(snapshot.typed(MonitorSnapshot).health.get("response_time_ms"), None)
+        value = finite(snapshot.typed(MonitorSnapshot).health.response_time_ms, None)
         if value is not None:
             return round(value, 3), "monitor"
     return round(float(state.traffic.summary()["latency_p95_ms"]), 3), "gateway"
@@ -199,7 +198,8 @@ def current_health(state: GatewayState) -> dict[str, Any]:
     """System health, 0..100, in both key spellings."""
     snapshot = fresh_snapshot(state.views, snapshot_max_age(state))
     if snapshot is not None:
-        health = {**snapshot.typed(MonitorSnapshot).health, "source": "monitor", "as_of": snapshot.time.isoformat()}
+        health = {**snapshot.typed(MonitorSnapshot).health.model_dump(mode="json", exclude={"run"}),
+                  "source": "monitor", "as_of": snapshot.time.isoformat()}
     else:
         health = _local_health(state)
     cpu, memory = percent(health.get("cpu_usage")), percent(health.get("memory_usage"))
@@ -303,7 +303,7 @@ def on_snapshot(state: GatewayState, event: Event[Any]) -> None:
     if not _is_live(event):
         return
     snapshot: MonitorSnapshot = event.payload
-    ms = finite(snapshot.health.get("response_time_ms"))
+    ms = finite(snapshot.health.response_time_ms)
     metrics = {
         "run_id": run_id,
         "runId": run_id,
@@ -333,15 +333,8 @@ def on_error(state: GatewayState, event: Event[Any]) -> None:
         state.hub.publish(CHANNEL, {"type": "error_log", "log": error_entry(event.payload, event.time)})
 
 
-def _register() -> None:
-    for topic, fn in ((Topic.MONITOR_SNAPSHOT, on_snapshot), (Topic.MONITOR_ALERT, on_alert),
-                      (Topic.SERVICE_ERROR, on_error)):
-        handlers = FAN_OUT.setdefault(topic, [])
-        if fn not in handlers:
-            handlers.append(fn)
-
-
-_register()
+# What this view pushes for each topic; create_app wires it into the consumer (consumers.fan_out_table).
+FAN_OUT = {Topic.MONITOR_SNAPSHOT: on_snapshot, Topic.MONITOR_ALERT: on_alert, Topic.SERVICE_ERROR: on_error}
 
 
 # -- the WebSocket -------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ publishes them with the run id as correlation id, docs/events.md):
 
 - ``run_view``: one run's status, epochs of its latest attempt, final event;
 - ``list_runs``: every run, newest first, for GET /api/train/runs;
-- fan-out (registered into ``consumers.FAN_OUT``): each fresh event becomes WebSocket
+- fan-out (``FAN_OUT``, wired into the consumer by ``create_app``): each fresh event becomes WebSocket
   messages on the run's hub channel;
 - ``serve``: WS /ws/training/{run_id}. On connect: a Korean ``log`` with the status, one
   ``epoch_update`` per finished epoch of the latest attempt, and the final
@@ -52,7 +52,6 @@ from ctrops_common.model_metrics import spellings
 from ctrops_common.numbers import finite
 from ctrops_common.storage import is_id
 
-from .consumers import FAN_OUT
 from .state import GatewayState
 from .views import RUN_TOPICS, ReadModel, StoredEvent, event_log
 
@@ -535,15 +534,9 @@ def on_failed(state: GatewayState, event: Event[TrainingFailed]) -> None:
     _push(state, event, failed_messages(event.payload), final=True)
 
 
-def _register() -> None:
-    for topic, fn in ((Topic.TRAINING_STARTED, on_started), (Topic.TRAINING_PROGRESS, on_progress),
-                      (Topic.TRAINING_DONE, on_done), (Topic.TRAINING_FAILED, on_failed)):
-        handlers = FAN_OUT.setdefault(topic, [])
-        if fn not in handlers:
-            handlers.append(fn)
-
-
-_register()
+# What this view pushes for each topic; create_app wires it into the consumer (consumers.fan_out_table).
+FAN_OUT = {Topic.TRAINING_STARTED: on_started, Topic.TRAINING_PROGRESS: on_progress,
+           Topic.TRAINING_DONE: on_done, Topic.TRAINING_FAILED: on_failed}
 
 
 # -- the WebSocket -------------------------------------------------------------------------------------------------

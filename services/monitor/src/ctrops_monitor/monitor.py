@@ -25,10 +25,14 @@ from typing import Any
 from ctrops_common.events import (
     MonitoringPeriod,
     MonitorAlert,
+    ActiveAlert,
     ModelMetrics,
     MonitorSnapshot,
+    RunRef,
     ServiceError,
+    ServiceHealth,
     ServiceHeartbeat,
+    SystemHealth,
     TrainingDone,
     TrainingProgress,
 )
@@ -314,14 +318,14 @@ class Monitor:
             metrics={"error_rate": error_pct, "requests": requests, "errors": errors, "threshold_percent": limit_pct},
         ))
         health = self.health(now)
-        m.SYSTEM_CPU.set(health["cpu_usage"] / 100.0)
-        m.SYSTEM_MEMORY.set(health["memory_usage"] / 100.0)
-        m.SYSTEM_HEALTHY.set(1 if health["status"] == "healthy" else 0)
+        m.SYSTEM_CPU.set(health.cpu_usage / 100.0)
+        m.SYSTEM_MEMORY.set(health.memory_usage / 100.0)
+        m.SYSTEM_HEALTHY.set(1 if health.status == "healthy" else 0)
         return [c for c in changes if c is not None]
 
     # -- the snapshot for the gateway -------------------------------------------------------------
 
-    def health(self, now: datetime | None = None) -> dict[str, Any]:
+    def health(self, now: datetime | None = None) -> SystemHealth:
         now = now or utcnow()
         live = self.live_instances(now)
         cpu, memory = resource_use(live)
@@ -333,35 +337,35 @@ class Monitor:
         services = {}
         for service, last_seen in sorted(self.watched.items()):
             mine = [b for b in live if b.service == service]
-            services[service] = {
-                "status": "up" if mine else "down",
-                "instances": len(mine),
-                "last_seen": None if last_seen.timestamp() == 0 else last_seen.isoformat(),
-                "cpu_percent": round(sum(float(b.beat.get("cpu_percent") or 0) for b in mine), 2),
-                "rss_bytes": sum(int(b.beat.get("rss_bytes") or 0) for b in mine),
-                "in_flight": sum(int(b.beat.get("in_flight") or 0) for b in mine),
-            }
+            services[service] = ServiceHealth(
+                status="up" if mine else "down",
+                instances=len(mine),
+                last_seen=None if last_seen.timestamp() == 0 else last_seen.isoformat(),
+                cpu_percent=round(sum(float(b.beat.get("cpu_percent") or 0) for b in mine), 2),
+                rss_bytes=sum(int(b.beat.get("rss_bytes") or 0) for b in mine),
+                in_flight=sum(int(b.beat.get("in_flight") or 0) for b in mine),
+            )
         p95 = gateway_p95_ms(live)
-        return {
-            "status": status_of("service_down" in kinds, "error_rate" in kinds, "response_time" in kinds),
-            "cpu_usage": round(cpu, 2),
-            "memory_usage": round(memory, 2),
-            "api_success_rate": success_pct,
-            "error_rate": error_pct,
-            "response_time_ms": None if p95 is None else round(p95, 3),
-            "requests_in_window": requests,
-            "errors_in_window": len(self.errors_seen),
-            "services": services,
-            "active_alerts": [
-                {
-                    "alert_id": a["alert_id"], "kind": a["kind"], "subject": a["subject"],
-                    "severity": a["severity"], "message": a["message"],
-                    "since": a["opened_at"].isoformat() if isinstance(a["opened_at"], datetime) else a["opened_at"],
-                }
+        return SystemHealth(
+            status=status_of("service_down" in kinds, "error_rate" in kinds, "response_time" in kinds),
+            cpu_usage=round(cpu, 2),
+            memory_usage=round(memory, 2),
+            api_success_rate=success_pct,
+            error_rate=error_pct,
+            response_time_ms=None if p95 is None else round(p95, 3),
+            requests_in_window=requests,
+            errors_in_window=len(self.errors_seen),
+            services=services,
+            active_alerts=[
+                ActiveAlert(
+                    alert_id=a["alert_id"], kind=a["kind"], subject=a["subject"], severity=a["severity"],
+                    message=a["message"],
+                    since=a["opened_at"].isoformat() if isinstance(a["opened_at"], datetime) else a["opened_at"],
+                )
                 for a in sorted(self.open.values(), key=lambda a: a["alert_id"])
             ],
-            "generated_at": now.isoformat(),
-        }
+            generated_at=now.isoformat(),
+        )
 
     def snapshot(self, now: datetime | None = None) -> MonitorSnapshot:
         now = now or utcnow()
@@ -369,6 +373,6 @@ class Monitor:
         if self.latest_run is None:
             return MonitorSnapshot(run_id=None, metrics=ModelMetrics(), health=health)
         at, done = self.latest_run
-        health["run"] = {"run_id": done.run_id, "finished_at": at.isoformat(), "experiment_name": done.experiment_name}
+        health.run = RunRef(run_id=done.run_id, finished_at=at.isoformat(), experiment_name=done.experiment_name)
         return MonitorSnapshot(run_id=done.run_id, metrics=done.metrics, health=health)
 
