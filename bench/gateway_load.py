@@ -139,6 +139,9 @@ async def _ws_clients(port: int, run_id: str, clients: int, epochs: list[int], r
     last = max(epochs)
     opened = 0
     connected = asyncio.Event()
+    all_got_last = asyncio.Event()  # clients close only after every one has the last message: the
+    # close handshakes of early clients must not land in the spread of the late ones (in this process
+    # and in the server, which would be handling 1,000 disconnects while still sending)
 
     async def client() -> None:
         nonlocal opened
@@ -152,6 +155,9 @@ async def _ws_clients(port: int, run_id: str, clients: int, epochs: list[int], r
                 if message.get("type") == "epoch_update" and message.get("epoch") in want:
                     stamps[message["epoch"]].append(time.perf_counter())
                     if message["epoch"] == last:
+                        if len(stamps[last]) == clients:
+                            all_got_last.set()
+                        await all_got_last.wait()
                         return
 
     tasks = []
