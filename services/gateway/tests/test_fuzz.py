@@ -1,9 +1,13 @@
 """Property-based fuzzing of the real gateway over its own OpenAPI schema (schemathesis).
 
-The gateway runs as a real process (uvicorn, every middleware) with a real ingest beside
-it, on the real broker. Schemathesis generates valid and invalid requests for every
-documented operation and checks each answer: no 5xx, a documented status code, content
-type and headers, a body matching the documented schema. Two passes:
+The gateway runs as a real process (uvicorn, every middleware) with a real ingest and a real
+scorer beside it, on the real broker. The scorer is there because the schema's response examples
+carry real-format run ids, which schemathesis reuses as path parameters: POST /api/predict/{run_id}
+then reaches the scorer, which answers 404 for a run it does not know (without one the gateway
+would answer its documented 503, "scorer unreachable", a 5xx the fuzzer counts as a server error).
+Schemathesis generates valid and invalid requests for every documented operation and checks each
+answer: no 5xx, a documented status code, content type and headers, a body matching the documented
+schema. Two passes:
 
 - auth off, rate limits off: the frontend's configuration, requests reach the routes;
 - auth on with an operator key, default limits: the production configuration (429s are
@@ -63,6 +67,7 @@ def assert_clean(summary: dict, output: str, label: str, elapsed: float, capsys)
 @pytest.mark.timeout(900)
 def test_schemathesis_finds_no_server_error_and_no_schema_violation(start_service, tmp_path, capsys):
     start_service("ingest")
+    start_service("scorer")
     gateway = start_service("gateway", {
         "CTROPS_UPLOAD_TIMEOUT_S": "30", "CTROPS_REPORT_TIMEOUT_S": "5",
         "CTROPS_RATE_LIMIT_UPLOADS_PER_MIN": "0", "CTROPS_RATE_LIMIT_TRAININGS_PER_MIN": "0",
@@ -77,6 +82,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(start_servic
 @pytest.mark.timeout(900)
 def test_schemathesis_with_authentication_on_and_default_limits(start_service, tmp_path, capsys):
     start_service("ingest")
+    start_service("scorer")
     gateway = start_service("gateway", {
         "CTROPS_UPLOAD_TIMEOUT_S": "30", "CTROPS_REPORT_TIMEOUT_S": "5",
         "CTROPS_AUTH_ENABLED": "true", "CTROPS_AUTH_API_KEYS": f"{OPERATOR_KEY}:operator:fuzzer",

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
+from ..api_models import RUN_ID, success
 from ..audit import AuditLog
 
 router = APIRouter(tags=["audit"])
@@ -37,6 +38,13 @@ class AuditPage(BaseModel):
     count: int
 
 
+AUDIT_EXAMPLE = {"entries": [{
+    "id": 412, "at": "2026-03-14T05:04:02.118+00:00", "client_id": "marketing-dashboard", "auth_method": "api_key",
+    "role": "operator", "remote_addr": "10.0.3.17", "action": "download_pdf", "method": "GET",
+    "route": "/api/report/pdf/{run_id}", "resource": RUN_ID, "run_id": RUN_ID, "file_id": None, "status": 200,
+    "outcome": "ok", "detail": None, "duration_ms": 38.4}], "count": 1}
+
+
 def _audit_log(request: Request) -> AuditLog:
     audit_log = getattr(request.app.state, "audit", None)
     if audit_log is None:
@@ -48,7 +56,8 @@ def _audit_log(request: Request) -> AuditLog:
     "/api/audit",
     response_model=AuditPage,
     summary="Who uploaded, trained, generated or downloaded what, when and from where",
-    responses={503: {"description": "The gateway is still starting"}},
+    responses={**success(AUDIT_EXAMPLE, "Matching entries, newest first"),
+               503: {"description": "The gateway is still starting"}},
 )
 async def audit_trail(
     request: Request,

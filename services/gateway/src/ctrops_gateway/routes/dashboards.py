@@ -46,6 +46,7 @@ from ctrops_common.events import (
 from ctrops_common.storage import is_id
 
 from .. import monitoring_view
+from ..api_models import CLIENT_EXAMPLE, SI_EXAMPLE, ClientDashboard, SiDashboard, success
 from .. import performance_live as live
 from ..state import GatewayState, State
 from ..views import StoredEvent
@@ -648,7 +649,8 @@ def client_dashboard(state: GatewayState) -> dict[str, Any]:
     }
 
 
-@router.get("/api/dashboard/si")
+@router.get("/api/dashboard/si", response_model=SiDashboard, response_model_exclude_unset=True,
+            responses=success(SI_EXAMPLE, "The engineers' dashboard (200 with neutral values before any data)"))
 async def dashboard_si(state: State) -> dict[str, Any]:
     """Engineer dashboard: current metrics, system health, performance over time, latest run, errors,
     per-route and per-stage latency, the most severe open alert.
@@ -664,7 +666,8 @@ async def dashboard_si(state: State) -> dict[str, Any]:
     return await asyncio.to_thread(si_dashboard, state)
 
 
-@router.get("/api/dashboard/client")
+@router.get("/api/dashboard/client", response_model=ClientDashboard, response_model_exclude_unset=True,
+            responses=success(CLIENT_EXAMPLE, "The marketers' dashboard (200 with empty values before any data)"))
 async def dashboard_client(state: State) -> dict[str, Any]:
     """Marketer dashboard: CTR from the uploaded data, the run report's verdict and money figures
     (ranges, with their assumptions; null with a status before the report or for a weak model),

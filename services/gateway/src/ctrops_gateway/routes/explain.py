@@ -21,6 +21,7 @@ from ctrops_common.events import Topic
 from ctrops_common.feature_names import FeatureNameMapping, effective_feature_names
 from ctrops_common.storage import is_id
 
+from ..api_models import success
 from ..state import GatewayState, State
 
 router = APIRouter(tags=["explanation"])
@@ -80,6 +81,17 @@ class CorrelationMatrix(BaseModel):
     matrix: list[list[float]] = Field(description="Square, symmetric, unit diagonal, finite.")
     descriptions: list[str] = Field(default_factory=list, description="Korean labels, in `features` order.")
 
+
+IMPORTANCE_EXAMPLE = [
+    {"feature": "hour", "importance": 1.0, "pValue": 0.001, "ci": [0.86, 1.0], "description": "시간대"},
+    {"feature": "age_group", "importance": 0.642, "pValue": 0.004, "ci": [0.51, 0.77], "description": "연령대"},
+    {"feature": "seq", "importance": 0.318, "pValue": 0.047, "ci": [0.22, 0.41], "description": "행동 시퀀스"},
+]
+CORRELATION_EXAMPLE = {
+    "features": ["hour", "age_group", "seq_length"],
+    "matrix": [[1.0, 0.04, -0.12], [0.04, 1.0, 0.09], [-0.12, 0.09, 1.0]],
+    "descriptions": ["시간대", "연령대", "행동 시퀀스 길이"],
+}
 
 RunId = Path(description="A run id (32 hex characters) or `latest` (the newest run that finished training).")
 
@@ -150,21 +162,22 @@ async def _feature_importance(state: GatewayState, run_id: str) -> Any:
 @router.get("/api/report/feature-importance/{run_id}", response_model=list[FeatureImportanceItem],
             summary="Feature importance (TreeSHAP or LIME) with adjusted held-out p-values and 95% intervals",
             description=IMPORTANCE_DEFINITION,
-            responses=ERRORS)
+            responses={**success(IMPORTANCE_EXAMPLE, "Features, most important first"), **ERRORS})
 async def feature_importance(state: State, run_id: str = RunId) -> Any:
     return await _feature_importance(state, run_id)
 
 
 @router.get("/api/features/{run_id}", response_model=list[FeatureImportanceItem],
             summary="Feature importance (alias of /api/report/feature-importance/{run_id})",
-            description=IMPORTANCE_DEFINITION, responses=ERRORS)
+            description=IMPORTANCE_DEFINITION,
+            responses={**success(IMPORTANCE_EXAMPLE, "Features, most important first"), **ERRORS})
 async def features_alias(state: State, run_id: str = RunId) -> Any:
     return await _feature_importance(state, run_id)
 
 
 @router.get("/api/report/correlation/{run_id}", response_model=CorrelationMatrix,
             summary="Correlation matrix of the most important features", description=CORRELATION_DEFINITION,
-            responses=ERRORS)
+            responses={**success(CORRELATION_EXAMPLE, "The matrix, in `features` order"), **ERRORS})
 async def correlation(state: State, run_id: str = RunId) -> Any:
     found = await asyncio.to_thread(load_explanation, state, run_id)
     if isinstance(found, JSONResponse):

@@ -42,6 +42,7 @@ from ctrops_common.feature_names import (
     stored_override,
 )
 
+from ..api_models import success
 from ..state import State
 
 router = APIRouter(tags=["feature mapping"])
@@ -69,6 +70,18 @@ class FeatureMappingView(BaseModel):
     updated_at: datetime | None = Field(None, description="When the user's mapping was stored (UTC).")
     user_entries: int = Field(description="Entries of the user's mapping (0 without one).")
     entries: list[FeatureNameView]
+
+
+_SHIPPED = [
+    {"column": "hour", "name": "시간대", "group": "지면·시간", "description": "노출 시각 (0-23시)", "source": "shipped"},
+    {"column": "age_group", "name": "연령대", "group": "사용자", "description": "사용자 연령대 코드", "source": "shipped"},
+]
+MAPPING_EXAMPLE = {"override": False, "updated_at": None, "user_entries": 0, "entries": _SHIPPED}
+USER_MAPPING_EXAMPLE = {
+    "override": True, "updated_at": "2026-03-14T05:20:31.402000Z", "user_entries": 1,
+    "entries": [*_SHIPPED, {"column": "feat_a_3", "name": "앱 사용 빈도", "group": "정보영역",
+                            "description": "하루 평균 앱 실행 수", "source": "user"}],
+}
 
 
 def _view(store) -> dict[str, Any]:
@@ -165,7 +178,8 @@ _BODY = {
 
 
 @router.get("/api/feature-mapping", response_model=FeatureMappingView,
-            summary="The feature-name mapping in effect (Korean names, groups, descriptions)")
+            summary="The feature-name mapping in effect (Korean names, groups, descriptions)",
+            responses=success(MAPPING_EXAMPLE, "The mapping in effect (the shipped names here)"))
 async def get_feature_mapping(state: State) -> dict[str, Any]:
     """Column -> Korean name, group and description, as reports and the PDF show them."""
     return await asyncio.to_thread(_view, state.store)
@@ -174,6 +188,7 @@ async def get_feature_mapping(state: State) -> dict[str, Any]:
 @router.put("/api/feature-mapping", response_model=FeatureMappingView, openapi_extra={"requestBody": _BODY},
             summary="Upload your own feature-name mapping (CSV or JSON); it overlays the shipped names",
             responses={
+                **success(USER_MAPPING_EXAMPLE, "Stored; the mapping now in effect"),
                 400: {"description": "Empty body, or a multipart body without the part 'file'"},
                 415: {"description": "Not CSV, JSON or multipart/form-data"},
                 422: {"description": "Not a usable mapping: the detail names the line or entry and the field "
@@ -189,7 +204,8 @@ async def put_feature_mapping(request: Request, state: State) -> Any:
 
 
 @router.delete("/api/feature-mapping", response_model=FeatureMappingView,
-               summary="Remove your feature-name mapping (back to the shipped names)")
+               summary="Remove your feature-name mapping (back to the shipped names)",
+               responses=success(MAPPING_EXAMPLE, "Removed (or there was none); the shipped names are in effect"))
 async def delete_feature_mapping(state: State) -> dict[str, Any]:
     def remove(store) -> dict[str, Any]:
         delete_override(store)

@@ -1,4 +1,7 @@
-"""Liveness of the platform: /api/health for people, /healthz /readyz /metrics for machines."""
+"""Liveness of the platform: /api/health for people, /healthz /readyz /metrics for machines.
+
+/healthz, /readyz and /metrics are for probes and Prometheus, not clients: they stay out of the
+OpenAPI schema (``include_in_schema=False``) and so have no response model."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from fastapi.responses import JSONResponse
 from ctrops_common.observability import metrics_payload
 from ctrops_common.service import PLATFORM_SERVICES
 
+from ..api_models import HEALTH_EXAMPLE, HealthReport, success
 from ..state import State
 
 router = APIRouter()
@@ -17,7 +21,8 @@ router = APIRouter()
 SERVICES = list(PLATFORM_SERVICES)
 
 
-@router.get("/api/health", tags=["health"])
+@router.get("/api/health", tags=["health"], response_model=HealthReport,
+            responses=success(HEALTH_EXAMPLE, "The platform's status (200 even when degraded: read `status`)"))
 async def health(state: State) -> dict:
     """Overall status, each service's liveness from its heartbeats, broker reachability.
 

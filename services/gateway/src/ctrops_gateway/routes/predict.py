@@ -31,6 +31,7 @@ from ctrops_common.events import PeriodBucket, ScoringModelChoice, ScoringReques
 from ctrops_common.storage import is_id
 
 from .. import model_runs, training_live
+from ..api_models import FILE_ID, RUN_ID, success
 from ..caller import client_id_of
 from ..scorer_client import ScorerAnswer, ScorerUnavailable
 from ..scoring_jobs import JobView, job_view
@@ -128,6 +129,27 @@ class JobState(BaseModel):
     createdAt: str | None
     updatedAt: str | None
     downloadUrl: str | None = Field(description="The predictions CSV, once completed.")
+
+
+JOB_ID = "e4f5a6b7c8d94e0fa1b2c3d4e5f60718"
+PREDICT_EXAMPLE = {"runId": RUN_ID, "run_id": RUN_ID, "model": "gbdt", "modelLabel": "LightGBM", "rows": 2,
+                   "predictions": [{"row": 0, "probability": 0.0213}, {"row": 1, "probability": 0.0071}],
+                   "seconds": 0.0042}
+BATCH_EXAMPLE = {
+    "jobId": JOB_ID, "job_id": JOB_ID, "status": "queued", "runId": RUN_ID, "run_id": RUN_ID, "model": "champion",
+    "fileId": FILE_ID, "file_id": FILE_ID, "filename": "march_traffic.csv", "rows": 50000, "labelled": True,
+    "period": None, "bucket": "month", "timeColumn": "event_date", "firstDate": "2026-03-01",
+    "lastDate": "2026-03-31", "warnings": [], "statusUrl": f"/api/predict/jobs/{JOB_ID}",
+    "downloadUrl": f"/api/predict/jobs/{JOB_ID}/predictions.csv",
+}
+JOB_EXAMPLE = {
+    "jobId": JOB_ID, "status": "completed", "rowsDone": 50000, "rowsTotal": 50000, "progress": 1.0, "runId": RUN_ID,
+    "model": "champion", "modelKind": "gbdt", "periodId": f"{RUN_ID}:gbdt:2026-03",
+    "periodIds": [f"{RUN_ID}:gbdt:2026-03"],
+    "period": None, "bucket": "month", "labelled": True, "fileId": FILE_ID, "filename": "march_traffic.csv",
+    "seconds": 3.81, "error": None, "errorStatus": None, "createdAt": "2026-03-31T23:10:04.551+00:00",
+    "updatedAt": "2026-03-31T23:10:09.127+00:00", "downloadUrl": f"/api/predict/jobs/{JOB_ID}/predictions.csv",
+}
 
 
 # -- shared helpers -----------------------------------------------------------------------------------
@@ -267,6 +289,7 @@ def _pass_through(answer: ScorerAnswer) -> Response:
     ),
     openapi_extra={"requestBody": _PREDICT_BODY},
     responses={
+        **success(PREDICT_EXAMPLE, "One probability per row, in request order (the scorer's answer)"),
         404: {"description": "Unknown run, no completed run yet, or the run has no model of that kind",
               "content": _ERROR_BODY},
         413: {"description": "More rows than CTROPS_SCORER_MAX_ROWS, or a body above CTROPS_MAX_PREDICT_BODY_MB",
@@ -274,6 +297,9 @@ def _pass_through(answer: ScorerAnswer) -> Response:
         415: {"description": "The body is not JSON"},
         422: {"description": "Bad rows, columns or body: `problems` names each row and column",
               "content": _ERROR_BODY},
+        500: {"description": "The scorer could not load the run's model (its answer, passed on)",
+              "content": _ERROR_BODY},
+        502: {"description": "The scorer answered without JSON, or with a 200 body that is not a JSON object"},
         503: {"description": "The scorer is unreachable or still loading the model (Retry-After)"},
         504: {"description": "The scorer did not answer within CTROPS_SCORER_TIMEOUT_S"},
     },
@@ -335,6 +361,7 @@ def job_urls(job_id: str) -> tuple[str, str]:
     ),
     openapi_extra={"requestBody": _batch_body()},
     responses={
+        **success(BATCH_EXAMPLE, "The job was queued; follow it at `statusUrl`", status=202),
         400: {"description": "Not a usable CSV (the detail says what to fix)"},
         404: {"description": "Unknown run, no completed run yet, or the run has no model of that kind"},
         408: {"description": "The body stalled longer than CTROPS_REQUEST_BODY_TIMEOUT_S"},
@@ -451,7 +478,8 @@ def job_state(view: JobView) -> JobState:
 
 
 @router.get("/api/predict/jobs/{job_id}", response_model=JobState,
-            responses={404: {"description": "Unknown job id"}})
+            responses={**success(JOB_EXAMPLE, "The job (a completed one here)"),
+                       404: {"description": "Unknown job id"}})
 async def scoring_job(job_id: str, state: State) -> JobState:
     """A batch scoring job: status (queued, scoring, completed, failed), rowsDone of rowsTotal, the run and
     model, the monitoring period it fed, and why it failed."""
@@ -462,11 +490,15 @@ async def scoring_job(job_id: str, state: State) -> JobState:
     "/api/predict/jobs/{job_id}/predictions.csv",
     response_class=FileResponse,
     responses={
-        200: {"content": {"text/csv": {}}, "description": "CSV `row,probability` (row = 0-based data row of the file)"},
-        404: {"description": "Unknown job id"},
+        200: {"content": {"text/csv": {"schema": {"type": "string", "format": "binary"},
+                                       "example": "row,probability\n0,0.0213\n1,0.0071\n2,0.0388\n"}},
+              "description": "CSV `row,probability` (row = 0-based data row of the file)"},
+        404: {"description": "Unknown job id, or the job failed because its run or model was not found"},
         409: {"description": "The job is still queued or scoring"},
         410: {"description": "The predictions are no longer stored"},
-        422: {"description": "The job failed (or the status the scorer gave for its failure)"},
+        422: {"description": "The job failed: the file or its options could not be scored (the detail says why)"},
+        500: {"description": "The job failed inside the scorer: the model could not be loaded or the file could not "
+                             "be scored (the status the scorer gave, passed on)"},
     },
 )
 async def scoring_predictions(job_id: str, state: State) -> FileResponse:

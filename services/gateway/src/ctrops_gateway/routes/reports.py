@@ -36,6 +36,7 @@ from ctrops_common.documents import ReportDoc, read_document
 from ctrops_common.events import ReportFailed, ReportReady, ReportRequested, Topic, new_id
 from ctrops_common.storage import UnsafePath, is_id
 
+from ..api_models import PDF_GENERATED_EXAMPLE, REPORT_EXAMPLE, PdfGenerated, success
 from ..broker_gate import wait_reply
 from ..state import GatewayState, State
 
@@ -243,8 +244,11 @@ async def await_auto_pdf(state: GatewayState, run_id: str, deadline: float) -> s
 
 
 @router.get("/api/report/ai/{run_id}", summary="The AI marketing report of a run (report.json)",
-            responses=REPORT_ERRORS)
+            response_model=ReportDoc,
+            responses={**success(REPORT_EXAMPLE, "The run's report.json, as the reporter wrote it"), **REPORT_ERRORS})
 async def ai_report(run_id: str, state: State) -> JSONResponse:
+    """The reporter's ``ReportDoc``, read back through its model and served as it dumps (camelCase keys,
+    ``run_id`` beside ``runId``, the metrics in every spelling)."""
     run_id = await resolve_run(state, run_id)
     location = report_path(run_id)
     if not state.store.exists(location):
@@ -259,7 +263,9 @@ async def ai_report(run_id: str, state: State) -> JSONResponse:
 
 
 @router.post("/api/report/generate-pdf/{run_id}", summary="Generate the PDF report (sections optional)",
-             responses=PDF_ERRORS)
+             response_model=PdfGenerated,
+             responses={**success(PDF_GENERATED_EXAMPLE, "The PDF was rendered; download it at `pdf_url`"),
+                        **PDF_ERRORS})
 async def generate_pdf(
     run_id: str, state: State, options: Annotated[PdfOptions | None, Body()] = None
 ) -> dict[str, Any]:
@@ -281,7 +287,9 @@ async def generate_pdf(
     "/api/report/pdf/{run_id}",
     summary="The PDF report of a run (generated on demand)",
     response_class=FileResponse,
-    responses={200: {"content": {"application/pdf": {}}}, **PDF_ERRORS},
+    responses={200: {"description": "The PDF (`Content-Disposition: attachment; filename=ctr-report-{run_id}.pdf`)",
+                     "content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}},
+               **PDF_ERRORS},
 )
 async def pdf_report(run_id: str, state: State) -> FileResponse:
     run_id = await resolve_run(state, run_id)

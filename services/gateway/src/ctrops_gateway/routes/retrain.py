@@ -20,6 +20,7 @@ from ctrops_common.events import FileUploaded, Topic, TrainingDone, TrainingRequ
 from ctrops_common.storage import is_id
 
 from .. import training_cost
+from ..api_models import FILE_ID, RUN_ID, success
 from ..caller import client_id_of
 from ..state import GatewayState, State
 from ..views import ReadModel
@@ -48,6 +49,11 @@ class RetrainAccepted(BaseModel):
     total_epochs: int
     replaces: str = Field(description="The run the new one replaces (its champion is compared with the new one).")
     experiment_name: str
+
+
+RETRAIN_EXAMPLE = {"run_id": "c2b1a0f9e8d7c6b5a4938271605f4e3d", "runId": "c2b1a0f9e8d7c6b5a4938271605f4e3d",
+                   "status": "training", "file_id": FILE_ID, "fileId": FILE_ID, "total_epochs": 10,
+                   "replaces": RUN_ID, "experiment_name": "CTR_Experiment_20260314"}
 
 
 def trainable(uploaded: FileUploaded) -> str | None:
@@ -98,10 +104,12 @@ def _file(state: GatewayState, file_id: str | None) -> FileUploaded:
         "(`promoted` and `promotion` on GET /api/train/status/{new run}). Progress: WS /ws/training/{runId}."
     ),
     responses={
+        **success(RETRAIN_EXAMPLE, "The new run was requested; it answers like POST /api/train"),
         404: {"description": "Unknown run (or no completed run for an alias), or unknown fileId"},
         409: {"description": "The run has not completed, or there is no valid labelled upload to train on"},
         422: {"description": "The given file is invalid, unlabelled or single-class, or the config is above "
                              "CTROPS_TRAINING_MEMORY_LIMIT_MB"},
+        503: {"description": "The message broker is unavailable (Retry-After)"},
     },
 )
 async def retrain(

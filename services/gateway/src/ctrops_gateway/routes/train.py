@@ -20,6 +20,17 @@ from ctrops_common.storage import is_id
 
 from .. import training_cost
 from .. import training_live as live
+from ..api_models import (
+    CANCEL_EXAMPLE,
+    FILE_ID,
+    RUN_ID,
+    RUNS_EXAMPLE,
+    TRAINING_STATUS_EXAMPLE,
+    CancelAccepted,
+    RunSummary,
+    TrainingStatus,
+    success,
+)
 from ..caller import Role, client_id_of, principal_of
 from ..state import GatewayState, State
 
@@ -43,10 +54,14 @@ class TrainRequest(BaseModel):
 
 
 class TrainAccepted(BaseModel):
-    run_id: str
+    run_id: str = Field(description="Follow it on GET /api/train/status/{run_id} and WS /ws/training/{run_id}")
     status: str = "training"
     file_id: str
     total_epochs: int
+
+
+TRAIN_EXAMPLE = {"run_id": RUN_ID, "status": "training", "file_id": FILE_ID, "total_epochs": 10}
+BROKER_DOWN = {503: {"description": "The message broker is unavailable (Retry-After)"}}
 
 
 def _unknown_file(file_id: str) -> HTTPException:
@@ -56,9 +71,11 @@ def _unknown_file(file_id: str) -> HTTPException:
 
 
 @router.post("/api/train", response_model=TrainAccepted, responses={
+    **success(TRAIN_EXAMPLE, "Training was requested; the run id answers at once"),
     404: {"description": "Unknown file_id."},
     422: {"description": "Out-of-range config value, a config whose estimated memory is above "
                          "CTROPS_TRAINING_MEMORY_LIMIT_MB, or a file that failed validation."},
+    **BROKER_DOWN,
 })
 async def start_training(body: TrainRequest, request: Request, state: State) -> dict[str, Any]:
     """Start training on an uploaded file; answers at once with the run id (progress: WS /ws/training/{run_id})."""
@@ -100,13 +117,16 @@ async def _view(state: GatewayState, run_id: str) -> live.RunView:
     return view
 
 
-@router.get("/api/train/status/{run_id}", responses={404: {"description": "Unknown run id."}})
+@router.get("/api/train/status/{run_id}", response_model=TrainingStatus, response_model_exclude_unset=True,
+            responses={**success(TRAINING_STATUS_EXAMPLE, "The run (a completed one here)"),
+                       404: {"description": "Unknown run id, or `latest` before any run completed."}})
 async def training_status(run_id: str, state: State) -> dict[str, Any]:
     """status (training/completed/failed), current_epoch, total_epochs, metrics (both spellings), history."""
     return live.status_body(await _view(state, run_id))
 
 
-@router.get("/api/train/runs")
+@router.get("/api/train/runs", response_model=list[RunSummary],
+            responses=success(RUNS_EXAMPLE, "Every run, newest first (a bare array; empty before any)"))
 async def training_runs(state: State) -> list[dict[str, Any]]:
     """Every run, newest first: run_id, created_at (ISO 8601), status, accuracy (fraction), file_id."""
     return await asyncio.to_thread(live.list_runs, state.views)
@@ -140,19 +160,23 @@ async def _cancel(run_id: str, request: Request, state: GatewayState) -> dict[st
 
 
 _CANCEL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **success(CANCEL_EXAMPLE, "The trainer was asked to stop the run", status=202),
     403: {"description": "Auth on: the run was started by another client and the caller is not an admin."},
     404: {"description": "Unknown run id."}, 409: {"description": "The run already ended."},
+    **BROKER_DOWN,
 }
 
 
-@router.post("/api/train/{run_id}/cancel", status_code=202, responses=_CANCEL_RESPONSES)
+@router.post("/api/train/{run_id}/cancel", status_code=202, response_model=CancelAccepted,
+             responses=_CANCEL_RESPONSES)
 async def cancel_training(run_id: str, request: Request, state: State) -> dict[str, Any]:
     """Ask the trainer to stop the run; it ends as failed with ``cancelled: true``. Only the client that
     started the run, or an admin, may cancel it."""
     return await _cancel(run_id, request, state)
 
 
-@router.delete("/api/train/{run_id}", status_code=202, responses=_CANCEL_RESPONSES)
+@router.delete("/api/train/{run_id}", status_code=202, response_model=CancelAccepted,
+               responses=_CANCEL_RESPONSES)
 async def cancel_training_delete(run_id: str, request: Request, state: State) -> dict[str, Any]:
     """The same as POST /api/train/{run_id}/cancel."""
     return await _cancel(run_id, request, state)

@@ -34,6 +34,7 @@ from ctrops_common.bus import BrokerUnavailable
 from ctrops_common.dataset import upload_path
 from ctrops_common.events import Event, FileUploaded, Topic, UploadPurpose, UploadReceived, new_id
 
+from ..api_models import UPLOAD_EXAMPLE, UploadResult, success
 from ..broker_gate import require_broker, unavailable_response, wait_reply
 from ..limits import BodyClock
 from ..state import GatewayState, State
@@ -297,7 +298,10 @@ _BODY = {
 @router.post(
     "/api/upload",
     openapi_extra={"requestBody": _BODY},
+    response_model=UploadResult,
     responses={
+        **success(UPLOAD_EXAMPLE, "Ingest's verdict: statistics, a preview, and whether the file can be trained on "
+                                  "(`validation.isValid`)"),
         400: {"description": "Not a usable CSV (the detail says what to fix)"},
         408: {"description": "The body stalled longer than CTROPS_REQUEST_BODY_TIMEOUT_S"},
         413: {"description": "Larger than CTROPS_MAX_UPLOAD_MB"},
@@ -307,12 +311,12 @@ _BODY = {
         504: {"description": "Ingest did not answer in time"},
     },
 )
-async def upload(request: Request, state: State) -> JSONResponse:
+async def upload(request: Request, state: State) -> Any:
     """Upload an ad-click log (CSV, multipart field `file`): validation, statistics and a preview."""
     judged = await receive_and_judge(request, state)
     if isinstance(judged, JSONResponse):
         return judged
-    return JSONResponse(upload_response(judged.uploaded))
+    return upload_response(judged.uploaded)
 
 
 @dataclass
