@@ -17,6 +17,10 @@
   watcher re-creates the topics before this service publishes again (a publish first would
   let the broker auto-create a topic with its own partition count), and the consumer's group
   coordinator re-joins. Commits are bounded: aiokafka retries one on a vanished topic forever.
+
+What happens to one message once it is read (decode, duplicate check, retries, dead letter) is in
+``EventBus``, apart from the transport: ``Bus`` carries it over Kafka, ``memory_bus.InMemoryBus``
+over lists in memory for handler and read-model tests, so both deliver the same way.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -138,7 +142,31 @@ async def topic_log_empty(settings: CommonSettings, topic: Topic) -> bool:
         await consumer.stop()
 
 
-class Bus:
+class Record(Protocol):
+    """What the delivery logic reads of one message: aiokafka's ``ConsumerRecord`` has it, and so
+    does the in-memory bus's record (``memory_bus.MemoryRecord``)."""
+
+    topic: str  # the full topic name (with the prefix)
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+KeepAlive = Callable[[Awaitable[Any]], Awaitable[Any]]
+
+
+class EventBus:
+    """The bus without its transport: the catalogue's type check on publish, subscriptions, and what
+    happens to one delivered message (decode as the topic's model, skip a duplicate by the processed-
+    events record, run the handler with retries and backoff, dead-letter, count). ``Bus`` carries it
+    over Kafka; ``memory_bus.InMemoryBus`` over lists in memory for handler tests, with the same
+    semantics because it is this same code.
+
+    A transport supplies ``start``, ``stop``, ``started``, ``_send`` (one message out, or
+    ``BrokerUnavailable``), ``consume`` (hand each message to ``_deliver``, commit it when that returns
+    True, read it again when False) and ``topic_log_empty``."""
+
     def __init__(
         self,
         settings: CommonSettings,
@@ -152,15 +180,184 @@ class Bus:
         self.group_id = group_id or service
         self.processed = processed
         self._handlers: dict[str, Handler] = {}
-        self._producer: AIOKafkaProducer | None = None
         self.consuming = False  # true once the consumer joined its group
         self.in_flight = 0
         self.handled_total = 0
         self.errors_total = 0
         self.broker_up = True  # the watcher's view: false while the broker is unreachable
         self.broker_restarts = 0  # times the broker came back (or lost its topics) under us
-        self._watcher: asyncio.Task[None] | None = None
         EVENTS_IN_FLIGHT.labels(service)  # exported at 0 from the start
+
+    # -- the transport's part -----------------------------------------------------
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def started(self) -> bool:
+        """Between ``start`` and ``stop``: publishing is possible."""
+        raise NotImplementedError
+
+    async def _send(self, name: str, value: bytes, key: bytes | None) -> None:
+        """Hand one message to the broker and wait for its acknowledgement (``BrokerUnavailable``)."""
+        raise NotImplementedError
+
+    async def consume(self, stop: asyncio.Event) -> None:
+        raise NotImplementedError
+
+    async def topic_log_empty(self, topic: Topic) -> bool:
+        """True when no event was ever written to ``topic`` on this broker."""
+        raise NotImplementedError
+
+    # -- producing ------------------------------------------------------------
+
+    async def publish(
+        self,
+        topic: Topic,
+        payload: Payload,
+        *,
+        correlation_id: str | None = None,
+        key: str | None = None,
+    ) -> Event[Any]:
+        """Send one event and wait for the broker's acknowledgement."""
+        expected = TOPIC_PAYLOADS[topic]
+        if not isinstance(payload, expected):
+            raise TypeError(f"{topic} carries {expected.__name__}, not {type(payload).__name__}")
+        if not self.started:
+            raise RuntimeError("Bus.start() must run before publish()")
+        if not self.broker_up:
+            raise BrokerUnavailable(
+                f"the message broker ({self.settings.kafka_bootstrap_servers}) is unavailable or restarting"
+            )
+        event: Event[Any] = Event(type=topic, payload=payload, correlation_id=correlation_id, producer=self.service)
+        partition_key = key or correlation_id
+        await self._send(self.topic_name(topic), event.to_bytes(), partition_key.encode() if partition_key else None)
+        EVENTS_PUBLISHED.labels(self.service, topic.value).inc()
+        return event
+
+    # -- consuming ------------------------------------------------------------
+
+    def subscriber(self, topic: Topic) -> Callable[[Handler], Handler]:
+        """Decorator: ``@bus.subscriber(Topic.FILE_UPLOADED) async def on_file(event): ...``."""
+
+        def register(handler: Handler) -> Handler:
+            self.subscribe(topic, handler)
+            return handler
+
+        return register
+
+    def topic_name(self, topic: Topic) -> str:
+        return self.settings.topic_prefix + topic.value
+
+    def subscribe(self, topic: Topic, handler: Handler) -> None:
+        name = self.topic_name(topic)
+        if name in self._handlers:
+            raise ValueError(f"{self.service} already handles {topic}")
+        self._handlers[name] = handler
+        init_consumer_metrics(self.service, topic.value)
+
+    async def _deliver(self, record: Record, keep_alive: KeepAlive) -> bool:
+        """Handle one message; True when it is settled (handled, skipped as a duplicate or dead-lettered:
+        the transport commits it), False when it could be neither handled nor dead-lettered (broker
+        gone: the transport reads it again). ``keep_alive(work)`` awaits ``work`` while the transport
+        keeps its consumer alive."""
+        handler = self._handlers[record.topic]
+        topic = record.topic.removeprefix(self.settings.topic_prefix)  # catalogue name: bounded labels
+        try:
+            event = decode_event(topic, record.value)
+        except (ValidationError, ValueError) as exc:
+            return await self._dead_letter(record, f"undecodable event: {exc}", attempts=1)
+
+        if self.processed is not None and await asyncio.to_thread(self.processed.seen, self.group_id, event.event_id):
+            EVENTS_HANDLED.labels(self.service, topic, "duplicate").inc()
+            return True
+
+        run_token = run_id_var.set(event.correlation_id)
+        event_token = event_id_var.set(event.event_id)
+        self.in_flight += 1
+        EVENTS_IN_FLIGHT.labels(self.service).inc()
+        started = time.perf_counter()
+        try:
+            outcome = await self._run_with_retries(handler, event, record, keep_alive)
+        finally:
+            self.in_flight -= 1
+            EVENTS_IN_FLIGHT.labels(self.service).dec()
+            EVENT_HANDLE_SECONDS.labels(self.service, topic).observe(time.perf_counter() - started)
+            run_id_var.reset(run_token)
+            event_id_var.reset(event_token)
+        EVENTS_HANDLED.labels(self.service, topic, outcome).inc()
+        if outcome == "ok" and self.processed is not None:
+            await asyncio.to_thread(self.processed.mark, self.group_id, event.event_id)
+        return outcome != "undelivered"  # neither handled nor dead-lettered: not committed, read again
+
+    async def _run_with_retries(
+        self, handler: Handler, event: Event[Any], record: Record, keep_alive: KeepAlive
+    ) -> str:
+        attempts = self.settings.consumer_max_attempts
+        delay = self.settings.consumer_backoff_s
+        last_error = ""
+        for attempt in range(1, attempts + 1):
+            try:
+                await keep_alive(handler(event))
+                self.handled_total += 1
+                return "ok"
+            except asyncio.CancelledError:
+                raise
+            except PermanentError as exc:
+                last_error = f"{type(exc).__name__}: {exc}"
+                log.error("permanent failure handling %s: %s", record.topic, exc)
+                break
+            except Exception as exc:  # noqa: BLE001 - any handler error is retried, then dead-lettered
+                last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("attempt %d/%d failed for %s: %s", attempt, attempts, record.topic, last_error)
+                if attempt < attempts:
+                    await keep_alive(asyncio.sleep(delay))
+                    delay *= 2
+        self.errors_total += 1
+        log.error("giving up on %s after %d attempts: %s", record.topic, attempt, last_error)
+        if not await self._dead_letter(record, last_error, attempts=attempt):
+            return "undelivered"
+        return "dead_letter"
+
+    async def _dead_letter(self, record: Record, error: str, attempts: int) -> bool:
+        letter = DeadLetter(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key.decode("utf-8", "replace") if record.key else None,
+            value=(record.value or b"").decode("utf-8", "replace"),
+            error=error[:4000],
+            attempts=attempts,
+            group=self.group_id,
+        )
+        try:
+            await self.publish(Topic.DEAD_LETTER, letter, key=letter.key)
+        except BrokerUnavailable as exc:
+            # A handler that failed because the broker went away cannot dead-letter either; the
+            # consumer must not die of it. Not committed: a broker that kept its log redelivers it.
+            log.error("dead letter for %s@%d not published, broker unavailable: %s", record.topic, record.offset, exc)
+            return False
+        DEAD_LETTERS.labels(self.service, record.topic.removeprefix(self.settings.topic_prefix)).inc()
+        return True
+
+
+class Bus(EventBus):
+    """The bus over Kafka (aiokafka): see the module's docstring."""
+
+    def __init__(
+        self,
+        settings: CommonSettings,
+        service: str,
+        *,
+        group_id: str | None = None,
+        processed: ProcessedEvents | None = None,
+    ) -> None:
+        super().__init__(settings, service, group_id=group_id, processed=processed)
+        self._producer: AIOKafkaProducer | None = None
+        self._watcher: asyncio.Task[None] | None = None
 
     # -- producing ------------------------------------------------------------
 
@@ -185,59 +382,27 @@ class Bus:
             await self._producer.stop()
             self._producer = None
 
-    async def publish(
-        self,
-        topic: Topic,
-        payload: Payload,
-        *,
-        correlation_id: str | None = None,
-        key: str | None = None,
-    ) -> Event[Any]:
-        """Send one event and wait for the broker's acknowledgement."""
-        expected = TOPIC_PAYLOADS[topic]
-        if not isinstance(payload, expected):
-            raise TypeError(f"{topic} carries {expected.__name__}, not {type(payload).__name__}")
-        if self._producer is None:
+    @property
+    def started(self) -> bool:
+        return self._producer is not None
+
+    async def _send(self, name: str, value: bytes, key: bytes | None) -> None:
+        producer = self._producer
+        if producer is None:
             raise RuntimeError("Bus.start() must run before publish()")
-        if not self.broker_up:
-            raise BrokerUnavailable(
-                f"the message broker ({self.settings.kafka_bootstrap_servers}) is unavailable or restarting"
-            )
-        event: Event[Any] = Event(type=topic, payload=payload, correlation_id=correlation_id, producer=self.service)
-        partition_key = key or correlation_id
         try:
-            await asyncio.wait_for(self._producer.send_and_wait(
-                self.topic_name(topic), event.to_bytes(), key=partition_key.encode() if partition_key else None
-            ), PUBLISH_TIMEOUT_S)
+            await asyncio.wait_for(producer.send_and_wait(name, value, key=key), PUBLISH_TIMEOUT_S)
         except (asyncio.TimeoutError, KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError) as exc:
             raise BrokerUnavailable(f"the message broker did not take the event: {type(exc).__name__}") from exc
         except KafkaError as exc:
             if not exc.retriable:
                 raise
             raise BrokerUnavailable(f"the message broker did not take the event: {exc!r}") from exc
-        EVENTS_PUBLISHED.labels(self.service, topic.value).inc()
-        return event
+
+    async def topic_log_empty(self, topic: Topic) -> bool:
+        return await topic_log_empty(self.settings, topic)
 
     # -- consuming ------------------------------------------------------------
-
-    def subscriber(self, topic: Topic) -> Callable[[Handler], Handler]:
-        """Decorator: ``@bus.subscriber(Topic.FILE_UPLOADED) async def on_file(event): ...``."""
-
-        def register(handler: Handler) -> Handler:
-            self.subscribe(topic, handler)
-            return handler
-
-        return register
-
-    def topic_name(self, topic: Topic) -> str:
-        return self.settings.topic_prefix + topic.value
-
-    def subscribe(self, topic: Topic, handler: Handler) -> None:
-        name = self.topic_name(topic)
-        if name in self._handlers:
-            raise ValueError(f"{self.service} already handles {topic}")
-        self._handlers[name] = handler
-        init_consumer_metrics(self.service, topic.value)
 
     async def _watch_broker(self) -> None:
         """Follow the broker: refuse publishing while it is down; when it comes back (empty, for the
@@ -315,70 +480,10 @@ class Bus:
 
     async def _process(self, consumer: AIOKafkaConsumer, tp: TopicPartition, record: ConsumerRecord) -> bool:
         """Handle one record; False when it could be neither handled nor dead-lettered (broker gone)."""
-        handler = self._handlers[record.topic]
-        topic = record.topic.removeprefix(self.settings.topic_prefix)  # catalogue name: bounded labels
-        try:
-            event = decode_event(topic, record.value)
-        except (ValidationError, ValueError) as exc:
-            if not await self._dead_letter(record, f"undecodable event: {exc}", attempts=1):
-                return False
-            await self._commit(consumer, tp, record)
-            return True
-
-        if self.processed is not None and await asyncio.to_thread(self.processed.seen, self.group_id, event.event_id):
-            EVENTS_HANDLED.labels(self.service, topic, "duplicate").inc()
-            await self._commit(consumer, tp, record)
-            return True
-
-        run_token = run_id_var.set(event.correlation_id)
-        event_token = event_id_var.set(event.event_id)
-        self.in_flight += 1
-        EVENTS_IN_FLIGHT.labels(self.service).inc()
-        started = time.perf_counter()
-        try:
-            outcome = await self._run_with_retries(consumer, handler, event, record)
-        finally:
-            self.in_flight -= 1
-            EVENTS_IN_FLIGHT.labels(self.service).dec()
-            EVENT_HANDLE_SECONDS.labels(self.service, topic).observe(time.perf_counter() - started)
-            run_id_var.reset(run_token)
-            event_id_var.reset(event_token)
-        EVENTS_HANDLED.labels(self.service, topic, outcome).inc()
-        if outcome == "ok" and self.processed is not None:
-            await asyncio.to_thread(self.processed.mark, self.group_id, event.event_id)
-        if outcome == "undelivered":  # neither handled nor dead-lettered: not committed, read again
+        if not await self._deliver(record, lambda work: self._keep_polling_while(consumer, work)):
             return False
         await self._commit(consumer, tp, record)
         return True
-
-    async def _run_with_retries(
-        self, consumer: AIOKafkaConsumer, handler: Handler, event: Event[Any], record: ConsumerRecord
-    ) -> str:
-        attempts = self.settings.consumer_max_attempts
-        delay = self.settings.consumer_backoff_s
-        last_error = ""
-        for attempt in range(1, attempts + 1):
-            try:
-                await self._keep_polling_while(consumer, handler(event))
-                self.handled_total += 1
-                return "ok"
-            except asyncio.CancelledError:
-                raise
-            except PermanentError as exc:
-                last_error = f"{type(exc).__name__}: {exc}"
-                log.error("permanent failure handling %s: %s", record.topic, exc)
-                break
-            except Exception as exc:  # noqa: BLE001 - any handler error is retried, then dead-lettered
-                last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("attempt %d/%d failed for %s: %s", attempt, attempts, record.topic, last_error)
-                if attempt < attempts:
-                    await self._keep_polling_while(consumer, asyncio.sleep(delay))
-                    delay *= 2
-        self.errors_total += 1
-        log.error("giving up on %s after %d attempts: %s", record.topic, attempt, last_error)
-        if not await self._dead_letter(record, last_error, attempts=attempt):
-            return "undelivered"
-        return "dead_letter"
 
     async def _keep_polling_while(self, consumer: AIOKafkaConsumer, work: Awaitable[Any]) -> Any:
         """Await ``work`` while polling with paused partitions, so the group sees us alive."""
@@ -413,27 +518,6 @@ class Bus:
             # A broker that kept its log redelivers and the processed-events record skips it;
             # an empty one has nothing left to redeliver.
             log.warning("commit of %s@%d failed, broker unavailable: %r", tp, record.offset, exc)
-
-    async def _dead_letter(self, record: ConsumerRecord, error: str, attempts: int) -> bool:
-        letter = DeadLetter(
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key.decode("utf-8", "replace") if record.key else None,
-            value=(record.value or b"").decode("utf-8", "replace"),
-            error=error[:4000],
-            attempts=attempts,
-            group=self.group_id,
-        )
-        try:
-            await self.publish(Topic.DEAD_LETTER, letter, key=letter.key)
-        except BrokerUnavailable as exc:
-            # A handler that failed because the broker went away cannot dead-letter either; the
-            # consumer must not die of it. Not committed: a broker that kept its log redelivers it.
-            log.error("dead letter for %s@%d not published, broker unavailable: %s", record.topic, record.offset, exc)
-            return False
-        DEAD_LETTERS.labels(self.service, record.topic.removeprefix(self.settings.topic_prefix)).inc()
-        return True
 
 
 async def _close(consumer: AIOKafkaConsumer) -> None:

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 
 import psutil
 
-from .bus import Bus
+from .bus import Bus, EventBus
 from .db import ProcessedEvents, make_engine
 from .events import ServiceError, ServiceHeartbeat, Topic
 from .observability import SERVICE_READY, SERVICE_UP, serve_health, setup_logging
@@ -73,8 +73,14 @@ class ErrorEventHandler(logging.Handler):
         loop.create_task(self.runtime.publish_quietly(Topic.SERVICE_ERROR, error))
 
 
+# Builds a runtime's bus: ``factory(settings, service, group_id=..., processed=...)``. ``Bus`` (Kafka) in
+# production; tests of handlers pass ``memory_bus.InMemoryBroker().bus_factory``.
+BusFactory = Callable[..., EventBus]
+
+
 class ServiceRuntime:
-    def __init__(self, service: str, settings: ServiceSettings, *, group_id: str | None = None) -> None:
+    def __init__(self, service: str, settings: ServiceSettings, *, group_id: str | None = None,
+                 bus_factory: BusFactory = Bus) -> None:
         self.service = service
         self.settings = settings
         setup_logging(service, settings.log_level, settings.log_json)
@@ -82,7 +88,7 @@ class ServiceRuntime:
         self.store = FileStore(settings.data_dir)
         self.engine = make_engine(settings.sqlalchemy_url(service))
         self.processed = ProcessedEvents(self.engine, service)
-        self.bus = Bus(settings, service, group_id=group_id, processed=self.processed)
+        self.bus: EventBus = bus_factory(settings, service, group_id=group_id, processed=self.processed)
         self.stop_event = asyncio.Event()
         self.started_at = datetime.now(timezone.utc)
         self.ready = False
