@@ -4,6 +4,9 @@
   the monitor's Prometheus metrics, a monitor restart does not re-fire it, and a later
   good run resolves it;
 - stopping a service gives a 'service down' alert within the heartbeat timeout.
+
+The monitor's handling of monitoring periods (alert once, restart, resolve) is tested on the
+in-memory bus, in test_handlers.py.
 """
 
 from __future__ import annotations
@@ -195,49 +198,3 @@ async def _read_alerts(predicate, count: int, timeout_s: float = 20) -> list:
         return sorted(found, key=lambda e: e.time)
     finally:
         await consumer.stop()
-
-
-def _period(run_id: str, label: str, psi: float, calibration: float) -> "MonitoringPeriod":
-    from ctrops_common.events import FeatureDrift, MonitoringPeriod, PeriodMetrics
-
-    low, high = calibration * 0.9, calibration * 1.1
-    return MonitoringPeriod(
-        period_id=f"{run_id}:gbdt:{label}", period=label, bucket="month", run_id=run_id, model_kind="gbdt",
-        job_ids=[new_id()], rows=20_000, labelled=True,
-        metrics=PeriodMetrics(predicted_clicks=400 * calibration, actual_clicks=400, calibration=calibration,
-                              calibration_ci_low=low, calibration_ci_high=high, auc=0.8, auc_ci_low=0.78,
-                              auc_ci_high=0.82, mean_probability=0.02),
-        baseline_auc=0.8, baseline_auc_ci_low=0.78,
-        drift=[FeatureDrift(feature="history_a_1", kind="numeric", test="psi", statistic=psi, p_value=None, psi=psi,
-                            drifted=psi > 0.2, importance_rank=1)],
-        reference_rows=48_000,
-    )
-
-
-def test_monitoring_periods_alert_once_survive_restart_and_resolve(start_service):
-    """monitoring.period through the real broker: the shifted month fires feature_drift and
-    calibration once (named), a restart does not re-fire, a later month in band resolves both."""
-    run_id = new_id()
-    mine = lambda e: e.payload.metrics.get("run_id") == run_id  # noqa: E731
-    monitor = start_service("monitor", MONITOR_ENV)
-    publish(Topic.MONITORING_PERIOD, _period(run_id, "2031-01", psi=0.03, calibration=1.0), run_id)
-    publish(Topic.MONITORING_PERIOD, _period(run_id, "2031-02", psi=0.9, calibration=0.45), run_id)
-    fired = asyncio.run(_read_alerts(mine, count=2))
-    assert sorted((a.payload.kind, a.payload.subject, a.payload.state) for a in fired) == [
-        ("calibration", "model", "firing"), ("feature_drift", "history_a_1", "firing")]
-    assert all("2031-02" in a.payload.message and a.payload.metrics["period"] == "2031-02" for a in fired)
-    samples = scrape(monitor.port)
-    assert value(samples, "ctrops_feature_psi", model_kind="gbdt", feature="history_a_1") == pytest.approx(0.9)
-    assert value(samples, "ctrops_model_period_calibration_ratio", model_kind="gbdt") == pytest.approx(0.45)
-
-    monitor.stop()
-    monitor = start_service("monitor", MONITOR_ENV)
-    assert value(scrape(monitor.port), "ctrops_alert_active", kind="feature_drift", subject="history_a_1") == 1
-    publish(Topic.MONITORING_PERIOD, _period(run_id, "2031-03", psi=0.8, calibration=0.5), run_id)
-    wait_until(lambda: value(scrape(monitor.port), "ctrops_feature_psi", model_kind="gbdt", feature="history_a_1")
-               == pytest.approx(0.8), 30, "the restarted monitor to see the next period")
-    publish(Topic.MONITORING_PERIOD, _period(new_id(), "2031-04", psi=0.02, calibration=1.01), run_id)
-    wait_until(lambda: value(scrape(monitor.port), "ctrops_alert_active", kind="calibration", subject="model") == 0,
-               30, "the in-band month to resolve")
-    alerts = asyncio.run(_read_alerts(lambda e: e.payload.alert_id in {a.payload.alert_id for a in fired}, count=4))
-    assert sorted(a.payload.state for a in alerts) == ["firing", "firing", "resolved", "resolved"]
