@@ -9,7 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from ctrops_common.broker import EmbeddedBroker, free_port
+# Before any ctrops_common.events import: our payloads refuse undeclared fields in tests (events.Payload).
+# Services the tests start as processes inherit it.
+os.environ.setdefault("CTROPS_STRICT_PAYLOADS", "1")
+
+from ctrops_common.broker import EmbeddedBroker, free_port  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -167,3 +167,16 @@ def test_an_added_metric_reaches_the_websocket_the_performance_route_the_gauges_
     pdf = render_pdf(PdfInputs(report=stored, curve=[], correlation=None))
     text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
     assert "브라이어 점수" in text and f"{VALUE:.4f}" in text
+
+
+def test_our_payloads_refuse_undeclared_fields_in_the_test_suite(brier):
+    """conftest.py sets CTROPS_STRICT_PAYLOADS=1: a field a payload does not declare is an error in tests
+    (production ignores it). The frontend's training config stays lenient: it is the API's body."""
+    from ctrops_common import events
+
+    assert events.STRICT_PAYLOADS
+    run_id = new_id()
+    _, _, done = _run(run_id)
+    with pytest.raises(ValueError, match="bogus"):
+        TrainingDone.model_validate({**done.model_dump(), "bogus": 1})
+    assert TrainingConfig.model_validate({"epochs": 3, "modelType": "lstm"}).epochs == 3

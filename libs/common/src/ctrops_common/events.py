@@ -7,13 +7,15 @@ docs/events.md documents who produces and who consumes each topic.
 
 from __future__ import annotations
 
+import functools
+import os
 import unicodedata
 import uuid
 from datetime import datetime, timezone
 from enum import StrEnum
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from .model_metrics import ModelMetrics  # noqa: F401 - the events' metrics model, re-exported
@@ -59,8 +61,40 @@ class Topic(StrEnum):
     PROBE_REPLY = "bus.probe.reply"
 
 
+# Production ignores fields a payload does not declare (a newer producer beside an older consumer);
+# the test suite sets CTROPS_STRICT_PAYLOADS=1 (conftest.py), so one of our own payloads carrying a
+# field its model lacks is an error there, not a value that silently disappears. Checked in a
+# validator rather than by extra="forbid", so the published schema (docs/asyncapi.yaml) is the same.
+STRICT_PAYLOADS = os.environ.get("CTROPS_STRICT_PAYLOADS", "") == "1"
+
+
+@functools.cache
+def _accepted_keys(model: type[BaseModel]) -> frozenset[str]:
+    """Every key ``model`` reads: field names, aliases and validation-alias choices."""
+    keys: set[str] = set()
+    for name, info in model.model_fields.items():
+        keys.add(name)
+        if info.alias:
+            keys.add(info.alias)
+        alias = info.validation_alias
+        for choice in (alias.choices if isinstance(alias, AliasChoices) else [alias] if alias else []):
+            keys.add(choice if isinstance(choice, str) else str(choice.path[0]))
+    return frozenset(keys)
+
+
 class Payload(BaseModel):
     model_config = ConfigDict(extra="ignore")
+    # A payload that is also an API body (the frontend's training config) stays lenient in tests too.
+    lenient: ClassVar[bool] = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _undeclared_fields_fail_in_tests(cls, data: Any) -> Any:
+        if STRICT_PAYLOADS and not cls.lenient and isinstance(data, dict):
+            unknown = set(data) - _accepted_keys(cls)
+            if unknown:
+                raise ValueError(f"{cls.__name__} does not declare {sorted(unknown)} (CTROPS_STRICT_PAYLOADS=1)")
+        return data
 
 
 # --- files -----------------------------------------------------------------
@@ -170,6 +204,7 @@ class TrainingConfig(Payload):
     """Training options; accepts camelCase (frontend) and snake_case (guide), ignores unknown keys."""
 
     model_config = ConfigDict(extra="ignore", alias_generator=to_camel, populate_by_name=True)
+    lenient: ClassVar[bool] = True  # the API's body: the frontend may send keys it does not use
 
     experiment_name: str = Field(default_factory=lambda: f"CTR_Experiment_{utcnow():%Y%m%d}", max_length=200)
     epochs: int = Field(10, ge=1, le=200)
