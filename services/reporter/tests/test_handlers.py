@@ -1,4 +1,7 @@
-"""The reporter as a real process on the real broker: events in, report files and events out."""
+"""The reporter as a real process on the real broker: events in, report files and events out.
+
+Its handlers' answers to requests that come too early, redeliveries and failing builds are tested
+on the in-memory bus, in test_handlers_memory.py."""
 
 from __future__ import annotations
 
@@ -103,21 +106,3 @@ def test_report_is_built_when_both_inputs_arrive_in_any_order_and_requests_reuse
     assert again.payload.pdf_location == answer.payload.pdf_location
     assert store.path(again.payload.pdf_location).stat().st_mtime_ns == written
     assert len(fake_llm.requests) == 1  # report.json reused: the LLM is not asked again
-
-
-def test_request_before_the_explanation_fails_with_a_retryable_reason(start_service, platform_sample):
-    start_service("reporter", {"CTROPS_OPENAI_API_KEY": ""})
-    events = run_events(platform_sample)
-    request = ReportRequested(run_id=platform_sample.run_id, request_id=new_id())
-    publish(events["done"], (Topic.REPORT_REQUESTED, request))
-    (failed,) = wait_for_events([Topic.REPORT_READY, Topic.REPORT_FAILED],
-                                lambda e: e.payload.request_id == request.request_id)
-    assert failed.type == Topic.REPORT_FAILED
-    # Topics are consumed in no global order: the request may even overtake training.done.
-    assert failed.payload.retryable is True
-    assert "explanation" in failed.payload.reason or "training has not completed" in failed.payload.reason
-
-    unknown = ReportRequested(run_id=new_id(), request_id=new_id())
-    publish((Topic.REPORT_REQUESTED, unknown))
-    (failed,) = wait_for_events([Topic.REPORT_FAILED], lambda e: e.payload.request_id == unknown.request_id)
-    assert "training has not completed" in failed.payload.reason
