@@ -58,17 +58,12 @@ from ctrops_gateway.traffic import Traffic
 from ctrops_gateway.views import ReadModel
 
 # (method, path) -> why its success answer has no model / no example.
-PERFORMANCE = "routes/performance.py is being reworked with the metrics it returns (issue 14, ModelMetrics)"
 NO_MODEL = {
     ("GET", "/api/report/pdf/{run_id}"): "a file download: application/pdf bytes",
     ("GET", "/api/predict/jobs/{job_id}/predictions.csv"): "a file download: text/csv bytes",
-    ("GET", "/api/performance/{run_id}"): PERFORMANCE,
-    ("GET", "/api/metrics/{run_id}"): PERFORMANCE,
 }
 NO_EXAMPLE = {
     ("GET", "/api/report/pdf/{run_id}"): "PDF bytes have no useful textual example",
-    ("GET", "/api/performance/{run_id}"): PERFORMANCE,
-    ("GET", "/api/metrics/{run_id}"): PERFORMANCE,
 }
 # Routes that publish an event: a broker that is down answers 503 (broker_gate).
 PUBLISHING = [("POST", "/api/upload"), ("POST", "/api/train"), ("POST", "/api/train/{run_id}/cancel"),
@@ -350,3 +345,14 @@ def test_the_dashboards_keep_every_key(platform):
     ready = client_dashboard(state)  # the report's money, segments marked against it
     assert ready["businessMetrics"]["status"] == "estimated" and ready["marketingStrategies"]
     assert_kept(api_models.ClientDashboard, ready)
+
+
+def test_the_performance_body_keeps_every_key(platform):
+    """Completed, still training (its latest epoch) and ``latest``: every key, the metrics' extra ones too."""
+    from ctrops_gateway.routes.performance import performance_of
+
+    bodies = [performance_of(platform.state, run_id) for run_id in (platform.done, platform.retried, "latest")]
+    assert [b["status"] for b in bodies] == ["completed", "training", "completed"]
+    for body in bodies:
+        assert body["f1Score"] == body["f1_score"] == body["f1"] and "valAccuracy" in body
+        assert_kept(api_models.PerformanceView, body)

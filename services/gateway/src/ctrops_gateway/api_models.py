@@ -740,3 +740,54 @@ REPORT_EXAMPLE = {
         "worst": [], "segments_considered": 12, "tests_in_family": 40}]},
     "inputsDigest": "3f9a1c7e",
 }
+
+
+# -- performance -------------------------------------------------------------------------------------
+
+
+class PerformanceView(BaseModel):
+    """A run's model numbers and the platform's response time. Besides the declared keys, every
+    ``ModelMetrics`` field under each spelling the frontend reads (``val_accuracy``/``valAccuracy``/
+    ``accuracy``, ``f1``/``f1_score``/``f1Score``, ``auc``, ``ap``, ``logloss``, ``calibration``, ``score``,
+    ``threshold``, losses, ...): a number or null. They are extra keys, so a metric added to
+    ``ModelMetrics`` is answered without a change here."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"additionalProperties": {"type": ["number", "null"]}})
+
+    run_id: str
+    runId: str  # noqa: N815
+    status: Literal["completed", "training"] = Field(description="training: the numbers are the latest finished epoch's")
+    accuracy: float = Field(description="Validation accuracy (fraction), 0 when unknown; the other contract numbers too")
+    precision: float
+    recall: float
+    f1_score: float
+    f1Score: float  # noqa: N815
+    response_time: float = Field(description="ms: platform p95 from the monitor's snapshot, else this gateway's")
+    responseTime: float  # noqa: N815
+    response_time_source: Literal["monitor", "gateway"]
+    evaluated_at: str = Field(description="ISO 8601: when the run finished, or the epoch was reported")
+    champion: Literal["lstm", "gbdt"] | None = Field(None, description="Which model the numbers are of")
+    model: str | None = None
+    best_epoch: int | None = None
+    epochs_run: int | None = None
+    duration_s: float | None = None
+    experiment_name: str | None = None
+    epoch: int | None = Field(None, description="A run still training: its latest finished epoch")
+    total_epochs: int | None = None
+    note: str
+
+
+PERFORMANCE_EXAMPLE = {
+    "run_id": RUN_ID, "runId": RUN_ID, "status": "completed",
+    "val_accuracy": 0.9807, "valAccuracy": 0.9807, "accuracy": 0.9807, "precision": 0.1625, "recall": 0.1212,
+    "f1": 0.1389, "f1_score": 0.1389, "f1Score": 0.1389, "auc": 0.7386, "ap": 0.0911, "logloss": 0.0871,
+    "calibration": 1.02, "score": 0.3312, "threshold": 0.0612, "train_loss": 0.3107, "trainLoss": 0.3107,
+    "val_loss": 0.0871, "valLoss": 0.0871, "train_accuracy": 0.71, "trainAccuracy": 0.71,
+    "seconds": 41.2, "samples_per_s": 9120.0, "samplesPerS": 9120.0,
+    "champion": "gbdt", "model": "LightGBM",
+    "response_time": 18.4, "responseTime": 18.4, "response_time_source": "monitor",
+    "evaluated_at": "2026-03-14T09:12:44+00:00", "best_epoch": 7, "epochs_run": 10, "duration_s": 412.5,
+    "experiment_name": "CTR_Experiment_20260314",
+    "note": ("accuracy/precision/recall/f1 are at the stated decision threshold; with ~2% clicks a constant "
+             "'no click' model scores ~98% accuracy, so judge the model by auc and ap (and logloss, calibration)."),
+}

@@ -11,6 +11,7 @@ from ctrops_common.events import Topic, TrainingDone, TrainingProgress
 from ctrops_common.storage import is_id
 
 from .. import performance_live as live
+from ..api_models import PERFORMANCE_EXAMPLE, PerformanceView, success
 from ..state import GatewayState, State
 
 router = APIRouter(tags=["performance"])
@@ -68,7 +69,12 @@ def performance_of(state: GatewayState, run_id: str) -> dict[str, Any]:
     }
 
 
-@router.get("/api/performance/{run_id}", responses=NOT_FOUND)
+PERFORMANCE_ROUTE = dict(response_model=PerformanceView, response_model_exclude_unset=True,
+                         responses={**success(PERFORMANCE_EXAMPLE, "The run's numbers (a completed run here)"),
+                                    **NOT_FOUND})
+
+
+@router.get("/api/performance/{run_id}", **PERFORMANCE_ROUTE)
 async def performance(run_id: str, state: State) -> dict[str, Any]:
     """accuracy, precision, recall, f1_score (fractions) and response_time (ms, platform p95),
     plus every other ModelMetrics field (auc, ap, logloss, calibration, score, ...) under each of its
@@ -76,7 +82,7 @@ async def performance(run_id: str, state: State) -> dict[str, Any]:
     return await asyncio.to_thread(performance_of, state, run_id)
 
 
-@router.get("/api/metrics/{run_id}", responses=NOT_FOUND)
+@router.get("/api/metrics/{run_id}", **PERFORMANCE_ROUTE)
 async def metrics_alias(run_id: str, state: State) -> dict[str, Any]:
     """Alias of /api/performance/{run_id}."""
     return await asyncio.to_thread(performance_of, state, run_id)
