@@ -14,7 +14,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
-from ctrops_common.service import ServiceRuntime
+from ctrops_common.bus import Bus
+from ctrops_common.service import BusFactory, ServiceRuntime
 
 from . import broker_gate, consumers, performance_live, replay, training_live
 from .audit import AuditLog
@@ -32,13 +33,14 @@ from .views import ReadModel
 
 log = logging.getLogger(__name__)
 
-def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+def create_app(settings: GatewaySettings | None = None, *, bus_factory: BusFactory = Bus) -> FastAPI:
+    """``bus_factory``: the runtime's bus; Kafka's ``Bus`` unless a test passes the in-memory one's."""
     settings = settings or GatewaySettings()
     group = settings.consumer_group or f"gateway-{socket.gethostname()}"
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = ServiceRuntime("gateway", settings, group_id=group)
+        runtime = ServiceRuntime("gateway", settings, group_id=group, bus_factory=bus_factory)
         runtime.http_port = settings.gateway_port
         state = GatewayState(settings=settings, runtime=runtime, views=ReadModel(runtime.engine),
                              scorer=ScorerClient(settings))

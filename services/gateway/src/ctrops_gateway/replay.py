@@ -31,7 +31,7 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
 
-from ctrops_common.bus import BrokerUnavailable, topic_log_empty
+from ctrops_common.bus import BrokerUnavailable
 from ctrops_common.events import ScoringRequested, Topic, TrainingRequested
 
 from .state import GatewayState
@@ -132,7 +132,7 @@ async def lost_at_start(state: GatewayState) -> bool:
         if recorded is None:
             continue
         try:
-            if await topic_log_empty(state.settings, topic):
+            if await state.bus.topic_log_empty(topic):
                 log.warning("the broker holds no %s event though %s were recorded: it lost its log; replaying",
                             topic.value, topic.value)
                 return True

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from ctrops_common.bus import Bus
+from ctrops_common.bus import EventBus
 from ctrops_common.service import ServiceRuntime
 from ctrops_common.storage import FileStore
 
@@ -36,7 +36,7 @@ class GatewayState:
         return self.scorer
 
     @property
-    def bus(self) -> Bus:
+    def bus(self) -> EventBus:
         return self.runtime.bus
 
     @property
