@@ -1,7 +1,8 @@
 """The SI dashboard follows the deployed model over time: monitoring periods, model alerts, serving p95.
 
-Everything is published as the scorer and the monitor would (real broker, typed events); the
-gateway only chooses and orders what they produced.
+Everything is published as the scorer and the monitor would (typed events, on the in-memory bus: each
+publish returns once the gateway's consumer handled it); the gateway only chooses and orders what they
+produced.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import time
 from datetime import datetime, timezone
 
+import pytest
 
 from ctrops_common.events import (
     ModelMetrics,
@@ -24,9 +26,8 @@ from ctrops_common.events import (
     TrainingDone,
     new_id,
 )
-from ctrops_common.testing import publish_events as publish
-from ctrops_common.testing import wait_for
 
+pytestmark = pytest.mark.inmemory
 VAL = {"lstm": (0.95, 0.21, 0.081), "gbdt": (0.96, 0.24, 0.078)}  # validation accuracy, f1, logloss
 
 
@@ -61,7 +62,8 @@ def si(client) -> dict:
     return json.loads(client.get("/api/dashboard/si").text, parse_constant=refuse)
 
 
-def test_performance_data_is_the_champion_lines_periods_in_time_order(gateway_client):
+def test_performance_data_is_the_champion_lines_periods_in_time_order(memory_gateway):
+    gateway_client, publish = memory_gateway.client, memory_gateway.publish
     first, ignored = new_id(), new_id()
     publish((Topic.TRAINING_DONE, run(first), first))
     # Out of time order, a re-scored February (the later report wins), an unlabelled April, and the
@@ -72,11 +74,11 @@ def test_performance_data_is_the_champion_lines_periods_in_time_order(gateway_cl
         (Topic.MONITORING_PERIOD, period(first, "2026-02", accuracy=0.5), first),
         (Topic.MONITORING_PERIOD, period(first, "2026-01", kind="lstm", accuracy=0.11), first),
     )
-    wait_for(lambda: si(gateway_client)["performanceData"], lambda d: len(d["labels"]) == 3)
+    assert len(si(gateway_client)["performanceData"]["labels"]) == 3
     publish((Topic.MONITORING_PERIOD, period(first, "2026-02", accuracy=0.89), first),
             (Topic.MONITORING_PERIOD, period(first, "2026-04", labelled=False), first))
-    data = wait_for(lambda: si(gateway_client)["performanceData"],
-                    lambda d: d["labels"] == ["2026-01", "2026-02", "2026-03", "2026-04"] and d["accuracy"][1] == 0.89)
+    data = si(gateway_client)["performanceData"]
+    assert data["labels"] == ["2026-01", "2026-02", "2026-03", "2026-04"]
     assert data["source"] == "monitoring" and data["months"] == data["labels"] and data["runId"] == first
     assert data["accuracy"] == [0.91, 0.89, 0.7, None]  # April has no labels: a gap, not a number
     assert data["valAccuracy"] == [0.96] * 4 and data["valF1Score"] == [0.24] * 4 and data["valLoss"] == [0.078] * 4
@@ -87,27 +89,28 @@ def test_performance_data_is_the_champion_lines_periods_in_time_order(gateway_cl
     # A retrain that was not promoted is not the line; one that was continues it.
     publish((Topic.TRAINING_DONE, run(ignored, promoted=False, replaces=first), ignored),
             (Topic.MONITORING_PERIOD, period(ignored, "2026-05", accuracy=0.2), ignored))
-    time.sleep(1.5)
     assert si(gateway_client)["performanceData"]["labels"][-1] == "2026-04"
     second = new_id()
     publish((Topic.TRAINING_DONE, run(second, replaces=first), second),
             (Topic.MONITORING_PERIOD, period(second, "2026-04", accuracy=0.93), second),
             (Topic.MONITORING_PERIOD, period(second, "2026-05", accuracy=0.94), second))
-    data = wait_for(lambda: si(gateway_client)["performanceData"], lambda d: d["labels"][-1] == "2026-05")
+    data = si(gateway_client)["performanceData"]
     assert data["labels"] == ["2026-01", "2026-02", "2026-03", "2026-04", "2026-05"] and data["runId"] == second
     assert data["runIds"] == [first, first, first, second, second]  # April re-scored by the new champion
     assert data["accuracy"] == [0.91, 0.89, 0.7, 0.93, 0.94]
 
 
-def test_without_periods_performance_data_stays_the_training_curves(gateway_client):
+def test_without_periods_performance_data_stays_the_training_curves(memory_gateway):
+    gateway_client = memory_gateway.client
     run_id = new_id()
-    publish((Topic.TRAINING_DONE, run(run_id), run_id))
-    wait_for(lambda: si(gateway_client)["latestRun"]["runId"], lambda r: r == run_id)
+    memory_gateway.publish((Topic.TRAINING_DONE, run(run_id), run_id))
+    assert si(gateway_client)["latestRun"]["runId"] == run_id
     data = si(gateway_client)["performanceData"]
     assert data["source"] == "training" and data["labels"] == []
 
 
-def test_model_alert_names_period_and_feature_and_responsetime_is_the_serving_p95(gateway_client):
+def test_model_alert_names_period_and_feature_and_responsetime_is_the_serving_p95(memory_gateway):
+    gateway_client, publish = memory_gateway.client, memory_gateway.publish
     run_id = new_id()
     other = MonitorAlert(alert_id="service_down:explainer:1", kind="service_down", subject="explainer",
                          state="firing", severity="high", message="explainer is down")
@@ -131,9 +134,9 @@ def test_model_alert_names_period_and_feature_and_responsetime_is_the_serving_p9
         assert (pushed["period"], pushed["feature"], pushed["severity"]) == ("2026-03", "l_feat_3", "medium")
         assert pushed["metrics"]["psi"] == 0.41
 
-    body = wait_for(lambda: si(gateway_client),
-                    lambda b: b["performanceAlert"].get("kind") == "feature_drift"
-                    and b["currentMetrics"]["responseTimeSource"] == "scorer")
+    body = si(gateway_client)
+    assert body["performanceAlert"].get("kind") == "feature_drift"
+    assert body["currentMetrics"]["responseTimeSource"] == "scorer"
     alert = body["performanceAlert"]
     assert alert["show"] is True and alert["message"] == "Top feature 'l_feat_3' drifted in 2026-03"
     assert (alert["period"], alert["feature"], alert["runId"], alert["modelKind"]) == ("2026-03", "l_feat_3", run_id,
@@ -143,5 +146,5 @@ def test_model_alert_names_period_and_feature_and_responsetime_is_the_serving_p9
     assert body["currentMetrics"]["apiResponseTime"] >= 0
 
     publish((Topic.MONITOR_ALERT, drift.model_copy(update={"state": "resolved", "message": "stable again"}), None))
-    alert = wait_for(lambda: si(gateway_client)["performanceAlert"], lambda a: a.get("kind") != "feature_drift")
+    alert = si(gateway_client)["performanceAlert"]
     assert alert["show"] is True and alert["kind"] == "service_down"  # today's behaviour once the model is fine

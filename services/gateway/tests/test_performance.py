@@ -1,4 +1,6 @@
-"""GET /api/performance/{run_id} (+ /api/metrics alias) and WS /ws/performance on the real broker."""
+"""GET /api/performance/{run_id} (+ /api/metrics alias) and WS /ws/performance, on the in-memory bus: what
+the read model and the live view make of the events (delivery over Kafka: test_training_ws_order.py,
+test_dashboards.py and the other gateway_client tests)."""
 
 from __future__ import annotations
 
@@ -20,7 +22,6 @@ from ctrops_common.events import (
     TrainingRequested,
     new_id,
 )
-from ctrops_common.testing import publish_events as publish, wait_for
 
 
 def metrics(accuracy: float = 0.981, auc: float = 0.74, **extra) -> ModelMetrics:
@@ -42,12 +43,16 @@ def strict_json(text: str) -> Any:
     return json.loads(text, parse_constant=refuse)
 
 
+pytestmark = pytest.mark.inmemory
+
+
 @pytest.fixture
 def fast_ws(monkeypatch):
     monkeypatch.setenv("CTROPS_WS_PERFORMANCE_INTERVAL_S", "1")
 
 
-def test_unknown_runs_and_latest_without_runs_answer_404(gateway_client):
+def test_unknown_runs_and_latest_without_runs_answer_404(memory_gateway):
+    gateway_client = memory_gateway.client
     for path in ("/api/performance/latest", "/api/metrics/demo-run", f"/api/performance/{new_id()}",
                  "/api/performance/mock-run-1712345678", "/api/metrics/run-abc12345"):
         response = gateway_client.get(path)
@@ -55,10 +60,13 @@ def test_unknown_runs_and_latest_without_runs_answer_404(gateway_client):
         assert response.json()["detail"], path
 
 
-def test_performance_of_a_finished_run_alias_and_latest(gateway_client):
+def test_performance_of_a_finished_run_alias_and_latest(memory_gateway):
+    gateway_client = memory_gateway.client
     run_id = new_id()
-    publish((Topic.TRAINING_DONE, done(run_id), run_id))
-    body = wait_for(lambda: gateway_client.get(f"/api/performance/{run_id}"), lambda r: r.status_code == 200).json()
+    memory_gateway.publish((Topic.TRAINING_DONE, done(run_id), run_id))
+    response = gateway_client.get(f"/api/performance/{run_id}")
+    assert response.status_code == 200, response.text
+    body = response.json()
     assert body["run_id"] == body["runId"] == run_id and body["status"] == "completed"
     assert body["accuracy"] == pytest.approx(0.981)
     assert (body["precision"], body["recall"]) == (pytest.approx(0.12), pytest.approx(0.35))
@@ -75,15 +83,18 @@ def test_performance_of_a_finished_run_alias_and_latest(gateway_client):
                {k: v for k, v in body.items() if "response" not in k}
 
 
-def test_a_run_still_training_shows_its_latest_epoch(gateway_client):
+def test_a_run_still_training_shows_its_latest_epoch(memory_gateway):
+    gateway_client = memory_gateway.client
     run_id = new_id()
-    publish(
+    memory_gateway.publish(
         (Topic.TRAINING_REQUESTED, TrainingRequested(run_id=run_id, file_id=new_id(), parquet_location="files/x",
                                                     config=TrainingConfig()), run_id),
         (Topic.TRAINING_PROGRESS, TrainingProgress(run_id=run_id, epoch=1, total_epochs=5,
                                                   metrics=metrics(0.97)), run_id),
     )
-    body = wait_for(lambda: gateway_client.get(f"/api/performance/{run_id}"), lambda r: r.status_code == 200).json()
+    response = gateway_client.get(f"/api/performance/{run_id}")
+    assert response.status_code == 200, response.text
+    body = response.json()
     assert body["status"] == "training" and body["epoch"] == 1 and body["total_epochs"] == 5
     assert body["accuracy"] == pytest.approx(0.97)
 
@@ -99,7 +110,8 @@ def _receive_until(ws, wanted: int, predicate, timeout_s: float = 20) -> list[di
     return found
 
 
-def test_ws_pushes_metrics_and_health_at_once_then_every_interval(fast_ws, gateway_client):
+def test_ws_pushes_metrics_and_health_at_once_then_every_interval(fast_ws, memory_gateway):
+    gateway_client = memory_gateway.client
     started = time.monotonic()
     with gateway_client.websocket_connect("/ws/performance") as ws:
         first, second = ws.receive_json(), ws.receive_json()
@@ -117,13 +129,14 @@ def test_ws_pushes_metrics_and_health_at_once_then_every_interval(fast_ws, gatew
         assert len(ticks) == 2  # the periodic push (1 s in this test)
 
 
-def test_ws_every_client_gets_each_alert_once_and_each_error(fast_ws, gateway_client):
+def test_ws_every_client_gets_each_alert_once_and_each_error(fast_ws, memory_gateway):
+    gateway_client = memory_gateway.client
     alert = MonitorAlert(alert_id="response_time:gateway:1", kind="response_time", subject="gateway",
                          state="firing", severity="medium", message="p95 900 ms > 500 ms",
                          metrics={"response_time": 900.0})
     with gateway_client.websocket_connect("/ws/performance") as one, \
             gateway_client.websocket_connect("/ws/performance") as two:
-        publish(
+        memory_gateway.publish(
             (Topic.MONITOR_ALERT, alert, None),
             (Topic.MONITOR_ALERT, alert, None),  # an outbox resend after a crash: same incident
             (Topic.SERVICE_ERROR, ServiceError(service="trainer", message="CUDA? no: disk full", stack="Trace"), None),
@@ -142,22 +155,24 @@ def test_ws_every_client_gets_each_alert_once_and_each_error(fast_ws, gateway_cl
             assert log["timestamp"]
 
 
-def test_ws_new_client_learns_of_an_open_incident_once(fast_ws, gateway_client):
+def test_ws_new_client_learns_of_an_open_incident_once(fast_ws, memory_gateway):
+    gateway_client = memory_gateway.client
     alert = MonitorAlert(alert_id="model_accuracy:model:1", kind="model_accuracy", subject="model",
                          state="firing", severity="high", message="accuracy 0.5 < 0.7", metrics={"accuracy": 0.5})
-    publish((Topic.MONITOR_ALERT, alert, None))
-    wait_for(lambda: gateway_client.get("/api/dashboard/si").json()["performanceAlert"], lambda a: a["show"])
+    memory_gateway.publish((Topic.MONITOR_ALERT, alert, None))
+    assert gateway_client.get("/api/dashboard/si").json()["performanceAlert"]["show"]
     with gateway_client.websocket_connect("/ws/performance") as ws:
         alerts = _receive_until(ws, 99, lambda m: m["type"] == "performance_alert", timeout_s=3.5)
         assert [a["alert_id"] for a in alerts] == ["model_accuracy:model:1"]
 
 
-def test_snapshot_of_a_new_run_is_pushed_without_waiting_for_the_tick(gateway_client):
+def test_snapshot_of_a_new_run_is_pushed_without_waiting_for_the_tick(memory_gateway):
+    gateway_client = memory_gateway.client
     run_id = new_id()
     # Default interval (10 s): the push must come from the snapshot itself.
     with gateway_client.websocket_connect("/ws/performance") as ws:
         ws.receive_json(), ws.receive_json()
-        publish(
+        memory_gateway.publish(
             (Topic.TRAINING_DONE, done(run_id, accuracy=0.6), run_id),
             (Topic.MONITOR_SNAPSHOT, MonitorSnapshot(run_id=run_id, metrics={"accuracy": 0.6, "f1_score": 0.2},
                                                      health={"status": "healthy", "response_time_ms": 12.5}), run_id),
