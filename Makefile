@@ -11,7 +11,7 @@ DEMO_STAMP := $(VENV)/.installed-demo
 PROJECTS := libs/common services/ingest services/trainer services/explainer services/reporter services/monitor services/scorer services/gateway
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PROJECTS))
 
-.PHONY: install install-run install-test tools run test demo bench mlflow clean
+.PHONY: install install-run install-test tools run test test-fast demo bench mlflow clean
 
 # Everything (both layers and the system tools), as before.
 install: install-test
@@ -74,6 +74,12 @@ run: $(RUN_STAMP)
 
 test: install-test
 	$(PY) -m pytest
+
+# The in-memory tier alone (pytest marker inmemory): handler and read-model tests on the in-memory bus
+# (ctrops_common.memory_bus), no broker and no service processes, so no system tools either. `make test`
+# runs them too, beside the real-broker tier (delivery, faults, end to end).
+test-fast: $(TEST_STAMP)
+	$(PY) -m pytest -m inmemory
 
 # Against a running `make run`: upload a generated sample, train, explain, report, save the PDF in out/.
 demo: $(DEMO_STAMP)
