@@ -20,8 +20,16 @@ from ctrops_common.memory_bus import InMemoryBroker, InMemoryBus
 from ctrops_common.observability import event_id_var, run_id_var
 from ctrops_common.service import ServiceRuntime
 from ctrops_common.settings import CommonSettings, ServiceSettings
+from ctrops_common.testing import root_logging_kept
 
 pytestmark = pytest.mark.inmemory
+
+
+@pytest.fixture(autouse=True)
+def logging_kept():
+    """The ServiceRuntime built here sets up the process's logging: put the session's back after."""
+    with root_logging_kept():
+        yield
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ import pytest
 
 from ctrops_common.events import Event, Topic
 from ctrops_common.memory_bus import InMemoryBroker, InMemoryBus
+from ctrops_common.testing import root_logging_kept
 
 
 class MemoryGateway:
@@ -81,7 +82,7 @@ def memory_gateway_factory(memory_env: Path) -> Callable[..., AbstractContextMan
     def run(broker: InMemoryBroker | None = None) -> Iterator[MemoryGateway]:
         broker = broker if broker is not None else InMemoryBroker()
         app = create_app(GatewaySettings(consumer_group="gateway-memory"), bus_factory=broker.bus_factory)
-        with TestClient(app) as client:
+        with root_logging_kept(), TestClient(app) as client:  # the app's runtime sets up the process's logging
             deadline = time.monotonic() + 10
             while client.get("/readyz").status_code != 200:
                 assert time.monotonic() < deadline, "the gateway's in-memory consumer did not start"

@@ -27,12 +27,20 @@ from ctrops_common.events import (
 )
 from ctrops_common.memory_bus import InMemoryBroker, InMemoryBus
 from ctrops_common.service import ServiceRuntime
+from ctrops_common.testing import root_logging_kept
 from ctrops_monitor import handlers
 from ctrops_monitor import metrics as m
 from ctrops_monitor.handlers import MonitorWorker
 from ctrops_monitor.settings import MonitorSettings
 
 pytestmark = pytest.mark.inmemory
+
+
+@pytest.fixture(autouse=True)
+def logging_kept():
+    """The ServiceRuntime built here sets up the process's logging: put the session's back after."""
+    with root_logging_kept():
+        yield
 
 
 @pytest.fixture

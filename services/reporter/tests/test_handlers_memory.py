@@ -15,6 +15,7 @@ from ctrops_common.documents import ReportDoc, read_document
 from ctrops_common.events import ModelMetrics, ReportRequested, Topic, TrainingProgress, new_id
 from ctrops_common.memory_bus import InMemoryBroker, InMemoryBus
 from ctrops_common.service import ServiceRuntime
+from ctrops_common.testing import root_logging_kept
 from ctrops_reporter import handlers
 from ctrops_reporter.settings import ReporterSettings
 
@@ -56,8 +57,11 @@ def progress_of(sample) -> list[tuple[Topic, TrainingProgress]]:
 
 
 @pytest.fixture(autouse=True)
-def plain_logs(monkeypatch: pytest.MonkeyPatch) -> None:
+def plain_logs(monkeypatch: pytest.MonkeyPatch):
+    """Plain log lines; the ServiceRuntime built here sets up the process's logging: the session's back after."""
     monkeypatch.setenv("CTROPS_LOG_JSON", "false")
+    with root_logging_kept():
+        yield
 
 
 async def test_the_report_waits_for_both_inputs_and_a_redelivered_input_builds_nothing_again(

@@ -82,13 +82,16 @@ class PlainFormatter(logging.Formatter):
         return line
 
 
+QUIETED_LOGGERS = ("aiokafka", "kafka", "uvicorn.access", "httpx", "alembic")  # WARNING and above only
+
+
 def setup_logging(service: str, level: str = "INFO", json_lines: bool = True) -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter(service) if json_lines else PlainFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("aiokafka", "kafka", "uvicorn.access", "httpx", "alembic"):
+    for noisy in QUIETED_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

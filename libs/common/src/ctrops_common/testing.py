@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,3 +183,24 @@ def ws_until_end(ws, timeout_s: float = 30) -> list[dict]:
         assert message is not None, f"no end within {timeout_s}s: {messages}"
         messages.append(message)
     return messages
+
+
+@contextmanager
+def root_logging_kept() -> Iterator[None]:
+    """A ``ServiceRuntime`` built inside the test process (the in-memory tier) calls ``setup_logging``,
+    which replaces the root logger's handlers and level: right for a service's process, a leak in a
+    test session (a later test would see INFO records it never asked for). Puts them back after."""
+    import logging
+
+    from .observability import QUIETED_LOGGERS
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    quieted = {name: logging.getLogger(name).level for name in QUIETED_LOGGERS}
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        for name, old in quieted.items():
+            logging.getLogger(name).setLevel(old)
