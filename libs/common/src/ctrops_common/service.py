@@ -88,6 +88,7 @@ class ServiceRuntime:
         self.store = FileStore(settings.data_dir)
         self.engine = make_engine(settings.sqlalchemy_url(service))
         self.processed = ProcessedEvents(self.engine, service)
+        self.bus_factory = bus_factory  # a service that needs a second consumer group builds it with this
         self.bus: EventBus = bus_factory(settings, service, group_id=group_id, processed=self.processed)
         self.stop_event = asyncio.Event()
         self.started_at = datetime.now(timezone.utc)

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ctrops_common.bus import BrokerUnavailable, Bus
+from ctrops_common.bus import BrokerUnavailable, EventBus
 from ctrops_common.events import (
     AucComparison,
     BatchPlan,
@@ -77,7 +77,7 @@ class Trainer:
         self.worker_name = f"{runtime.instance}-{new_id()[:8]}"  # unique per process lifetime
 
     @property
-    def bus(self) -> Bus:
+    def bus(self) -> EventBus:
         return self.runtime.bus
 
     # -- training.requested -------------------------------------------------------
@@ -421,8 +421,8 @@ class Trainer:
 
     async def listen_for_cancels(self) -> None:
         """A second consumer group: cancels are read even while the main consumer is busy training."""
-        bus = Bus(self.settings, self.runtime.service, group_id=f"{self.bus.group_id}-cancel",
-                  processed=self.runtime.processed)
+        bus = self.runtime.bus_factory(self.settings, self.runtime.service, group_id=f"{self.bus.group_id}-cancel",
+                                       processed=self.runtime.processed)
         bus.subscribe(Topic.TRAINING_CANCEL_REQUESTED, self.on_cancel)
         await bus.start()
         try:
