@@ -21,7 +21,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from ctrops_common.datagen import generate
 from ctrops_common.settings import describe_error
-from ctrops_gateway.auth import RedactTokens, parse_api_keys, required_role
+from ctrops_gateway.auth import RedactTokens, needs_credentials, parse_api_keys
 from ctrops_gateway.caller import Role
 from ctrops_gateway.settings import GatewaySettings
 
@@ -68,7 +68,35 @@ def auth_client(platform_env):
         yield client
 
 
-# -- the role table ------------------------------------------------------------------------------
+# -- who must authenticate (middleware) and which role each route declares (security.py) ---------------
+
+
+@pytest.fixture(scope="module")
+def declared_roles() -> dict[tuple[str, str], Role]:
+    """(method, route template) -> the highest role its dependencies require ("WS" for WebSockets)."""
+    from fastapi.routing import APIWebSocketRoute
+
+    from ctrops_gateway.app import create_app
+    from ctrops_gateway.security import ROLE_OF
+
+    def walk(routes) -> list:
+        return [leaf for r in routes for leaf in (walk(r.original_router.routes)
+                                                  if getattr(r, "original_router", None) else [r])]
+
+    roles: dict[tuple[str, str], Role] = {}
+    for route in walk(create_app(GatewaySettings()).routes):
+        if not hasattr(route, "dependant"):
+            continue
+        found, stack = [], [route.dependant]
+        while stack:
+            dependant = stack.pop()
+            found += [ROLE_OF[dependant.call]] if dependant.call in ROLE_OF else []
+            stack.extend(dependant.dependencies)
+        methods = ["WS"] if isinstance(route, APIWebSocketRoute) else route.methods
+        for method in methods:
+            if found:
+                roles[(method, route.path)] = max(found)
+    return roles
 
 
 @pytest.mark.parametrize(
@@ -93,8 +121,13 @@ def auth_client(platform_env):
         ("GET", "/assets/app.js", "/{path:path}", None),  # the frontend's files
     ],
 )
-def test_role_table(method, path, template, role):
-    assert required_role(method, path, template) == role
+def test_role_table(method, path, template, role, declared_roles):
+    assert needs_credentials(method, path) == (role is not None)  # the middleware: 401 without credentials
+    lookup = ("GET" if method == "HEAD" else method, template)
+    if role is not None and template is not None:  # the route: 403 below its declared role
+        assert declared_roles[lookup] == role
+    else:
+        assert lookup not in declared_roles
 
 
 def test_api_key_entries_are_checked_without_echoing_the_key():
@@ -258,12 +291,11 @@ def test_every_route_in_the_security_tables_exists_in_the_app(platform_env):
     """The tables are keyed on route templates: a renamed route must not silently drop out."""
     from ctrops_gateway.app import create_app
     from ctrops_gateway.audit import ACTIONS
-    from ctrops_gateway.auth import ROLE_TABLE
     from ctrops_gateway.caller import route_of
     from ctrops_gateway.limits import RATE_LIMITED, STREAMING_ROUTES
 
     app = create_app(GatewaySettings())
-    for method, template in {*ROLE_TABLE, *ACTIONS, *RATE_LIMITED, *STREAMING_ROUTES}:
+    for method, template in {*ACTIONS, *RATE_LIMITED, *STREAMING_ROUTES}:
         path = template.replace("{run_id}", "0123456789abcdef0123456789abcdef")
         scope = {"type": "websocket" if method == "WS" else "http", "method": method, "path": path,
                  "root_path": "", "headers": [], "query_string": b"", "app": app}

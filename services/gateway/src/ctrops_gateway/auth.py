@@ -1,4 +1,4 @@
-"""Optional authentication and roles for the gateway (off by default, on in production).
+"""Optional authentication for the gateway (off by default, on in production); roles: security.py.
 
 Credentials, checked in one place (``AuthMiddleware``) before any route runs:
 - API keys: ``X-API-Key: <key>`` or ``Authorization: Bearer <key>``. Configured with
@@ -12,20 +12,17 @@ Credentials, checked in one place (``AuthMiddleware``) before any route runs:
 - WebSockets also accept ``?token=<jwt or key>`` (browsers cannot set headers on a
   WebSocket). Query tokens are redacted from uvicorn's log lines.
 
-Who may do what (``required_role``), first match wins:
+Who must authenticate (``needs_credentials``): with auth on, every request under /api and /ws
+except the open paths (GET /api/health, /healthz, /readyz, /metrics, /docs, /docs/oauth2-redirect,
+/redoc, /openapi.json) and CORS preflights (OPTIONS); the frontend's own files need nothing (the
+data behind them is what is guarded). No or invalid credentials: HTTP 401 with
+``WWW-Authenticate``, JSON ``{"detail": ...}`` (a JWT with no known role: 403); WebSockets are
+accepted and closed at once with code 1008 (policy violation) and the reason, so browsers see it.
 
-| request                                               | role needed |
-|-------------------------------------------------------|-------------|
-| GET /api/health, /healthz, /readyz, /metrics, /docs, /docs/oauth2-redirect, /redoc, /openapi.json; any OPTIONS (CORS preflight) | none |
-| GET /api/audit                                        | operator |
-| POST /api/upload, POST /api/train, POST /api/train/{run_id}/cancel, POST /api/train/{run_id}/retrain, POST /api/predict/{run_id} (online scoring), POST /api/predict/{run_id}/batch, POST /api/report/generate-pdf/{run_id}, PUT/DELETE /api/feature-mapping (and any other non-GET under /api) | operator |
-| GET /api/... (runs, status, reports, PDF download, features, performance, dashboards, scoring jobs and their predictions CSV) | viewer |
-| WebSocket /ws/training/{run_id}, /ws/performance (any /ws/...) | viewer |
-| anything else (the single-page frontend's files)       | none |
-
-Refusals: HTTP 401 (no or invalid credentials, with ``WWW-Authenticate``) and 403 (valid
-credentials, role too low), JSON ``{"detail": ...}``; WebSockets are accepted and closed at
-once with code 1008 (policy violation) and the reason, so browsers see the code.
+Which role a route needs is not decided here: each route declares it as a FastAPI dependency
+(``security.Viewer`` / ``security.Operator``: reads and both WebSockets viewer; every mutating
+route and GET /api/audit operator), which answers 403 when the role is too low, and puts the
+route's security requirement in the OpenAPI schema. This middleware only says who is calling.
 Secrets are never logged; the only trace of a client is its configured client id.
 """
 
@@ -43,7 +40,7 @@ import jwt
 from starlette.datastructures import Headers, QueryParams
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .caller import ANONYMOUS, ANONYMOUS_OPERATOR, Principal, Role, method_of, route_of, set_principal
+from .caller import ANONYMOUS, ANONYMOUS_OPERATOR, Principal, Role, method_of, set_principal
 
 if TYPE_CHECKING:
     from .settings import GatewaySettings
@@ -61,42 +58,17 @@ OPEN_PATHS = frozenset(
     {"/api/health", "/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 )
 
-# (method, route template) -> role. Reads under /api and /ws default to viewer and every
-# other method under /api to operator (see required_role), so a new route is never open
-# by accident; the rows below are the mutating contract routes, written out for readers,
-# and the reads that need more than viewer.
-ROLE_TABLE: dict[tuple[str, str], Role] = {
-    ("POST", "/api/upload"): Role.OPERATOR,
-    ("POST", "/api/train"): Role.OPERATOR,
-    ("POST", "/api/train/{run_id}/cancel"): Role.OPERATOR,
-    ("POST", "/api/train/{run_id}/retrain"): Role.OPERATOR,
-    ("POST", "/api/predict/{run_id}"): Role.OPERATOR,
-    ("POST", "/api/predict/{run_id}/batch"): Role.OPERATOR,
-    ("DELETE", "/api/train/{run_id}"): Role.OPERATOR,
-    ("POST", "/api/report/generate-pdf/{run_id}"): Role.OPERATOR,
-    ("PUT", "/api/feature-mapping"): Role.OPERATOR,
-    ("DELETE", "/api/feature-mapping"): Role.OPERATOR,
-    ("GET", "/api/audit"): Role.OPERATOR,
-    ("GET", "/api/report/pdf/{run_id}"): Role.VIEWER,
-    ("GET", "/api/predict/jobs/{job_id}"): Role.VIEWER,
-    ("GET", "/api/predict/jobs/{job_id}/predictions.csv"): Role.VIEWER,
-    ("WS", "/ws/training/{run_id}"): Role.VIEWER,
-    ("WS", "/ws/performance"): Role.VIEWER,
-}
-
-READ_METHODS = frozenset({"GET", "HEAD", "WS"})
-
-
-def required_role(method: str, path: str, template: str | None) -> Role | None:
-    """The role a request needs, or None when it is open to anyone."""
+def needs_credentials(method: str, path: str) -> bool:
+    """Whether this request must come with valid credentials (auth on): the API and its
+    WebSockets do, but for the open paths and CORS preflights; the frontend's files do not.
+    Which role a route needs is declared on the route (security.py), not here."""
     if method == "OPTIONS" or path in OPEN_PATHS:
-        return None
-    lookup = "GET" if method == "HEAD" else method
-    if template is not None and (lookup, template) in ROLE_TABLE:
-        return ROLE_TABLE[(lookup, template)]
-    if path.startswith(("/api/", "/ws/")) or path in ("/api", "/ws"):
-        return Role.VIEWER if method in READ_METHODS else Role.OPERATOR
-    return None  # the frontend's static files: the data behind them is what is guarded
+        return False
+    return path.startswith(("/api/", "/ws/")) or path in ("/api", "/ws")
+
+
+AUTHENTICATION_REQUIRED = ("Authentication required: send an API key in the X-API-Key header or a token in "
+                           "'Authorization: Bearer <token>' (WebSockets: add ?token=<token>).")
 
 
 # -- configuration ---------------------------------------------------------------------
@@ -171,7 +143,7 @@ def check_auth_settings(settings: GatewaySettings) -> None:
 
 
 class AuthError(Exception):
-    """401 (``status=401``: no/invalid credentials) or 403 (role too low)."""
+    """401 (no/invalid credentials) or 403 (a token with no known role; security.py: role too low)."""
 
     def __init__(self, status: int, detail: str, error: str | None = None) -> None:
         super().__init__(detail)
@@ -283,26 +255,15 @@ class Authenticator:
     # the decision ---------------------------------------------------------------------------
 
     def decide(self, scope: Scope) -> Principal:
-        """The principal of this request, or AuthError (401/403)."""
+        """The principal of this request, or AuthError (401, or 403 for a token with no known role)."""
         if not self.enabled:
             return ANONYMOUS_OPERATOR
-        method = method_of(scope)
-        path = scope.get("path", "")
-        template, _ = route_of(scope)
-        needed = required_role(method, path, template)
-        token = self.credentials(scope) if needed is not None else None
-        if needed is None:
+        if not needs_credentials(method_of(scope), scope.get("path", "")):
             return ANONYMOUS
+        token = self.credentials(scope)
         if not token:
-            raise AuthError(401, "Authentication required: send an API key in the X-API-Key header or a token in "
-                                 "'Authorization: Bearer <token>' (WebSockets: add ?token=<token>).")
-        principal = self.authenticate(token)
-        if principal.role < needed:
-            set_principal(scope, principal)  # the audit trail names who was refused
-            what = f"{method} {template or path}" if method != "WS" else f"WebSocket {template or path}"
-            raise AuthError(403, f"Forbidden: {what} needs the '{needed.label}' role; client "
-                                 f"'{principal.client_id}' has '{principal.role.label}'.", "insufficient_scope")
-        return principal
+            raise AuthError(401, AUTHENTICATION_REQUIRED)
+        return self.authenticate(token)
 
 
 def _role_from_claims(claims: dict[str, Any]) -> Role | None:
@@ -325,7 +286,8 @@ def _role_from_claims(claims: dict[str, Any]) -> Role | None:
 
 
 class AuthMiddleware:
-    """Sets ``scope["state"]["principal"]``; refuses with 401/403 (HTTP) or close 1008 (WebSocket)."""
+    """Sets ``scope["state"]["principal"]``; refuses invalid or missing credentials with 401 (a JWT
+    with no known role: 403) over HTTP, close 1008 on a WebSocket. Roles are the routes' (security.py)."""
 
     def __init__(self, app: ASGIApp, settings: GatewaySettings) -> None:
         self.app = app

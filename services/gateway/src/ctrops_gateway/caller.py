@@ -1,10 +1,11 @@
 """Who is calling what: the route template, the principal and the client key of a request.
 
-The hardening middlewares (auth, limits, audit) run before FastAPI's router, so they
+The limits and audit middlewares run before FastAPI's router, so they
 resolve the route template themselves (``/api/report/pdf/{run_id}``, not the raw path)
 the same way Starlette's router does, once per request, cached in the ASGI scope.
 The principal is set by the auth middleware (``anonymous`` operator when auth is off)
-and read by the limits and audit middlewares and by routes (``request.state.principal``).
+and read by the limits and audit middlewares, by the role dependencies (security.py) and by
+routes (``request.state.principal``, or a ``Viewer`` / ``Operator`` parameter).
 """
 
 from __future__ import annotations

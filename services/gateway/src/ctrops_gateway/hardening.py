@@ -6,7 +6,9 @@ Middleware order, outermost first (Starlette runs the last added first):
 CORS wraps the guards so refusals (401/403/413/429) carry CORS headers a browser can read;
 the audit sits outside auth and limits so it records their refusals, and inside it the
 principal set by auth is known. The answers these layers give are documented here, in
-one place, on every operation they apply to, so the schema stays true to the wire.
+one place, on every operation they apply to, so the schema stays true to the wire. The auth
+middleware only authenticates; the role each route needs, and its place in the schema, are
+declared on the routes (security.py).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from .audit import AuditMiddleware
-from .auth import OPEN_PATHS, AuthMiddleware, check_auth_settings, install_log_redaction
+from .auth import AuthMiddleware, check_auth_settings, install_log_redaction
 from .headers import SecurityHeadersMiddleware
 from .limits import PREDICT_ROUTE, RATE_LIMITED, STREAMING_ROUTES, TRAIN_ROUTES, LimitsMiddleware
 from .proxies import ProxyHeadersMiddleware
@@ -67,7 +69,11 @@ def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str,
 
 
 def document_security(app: FastAPI, settings: GatewaySettings) -> None:
-    """Add to the OpenAPI schema what the guards answer: 401/403 (auth on), 413, 429, the real 422."""
+    """Add to the OpenAPI schema what the middlewares answer: 413, 429, 400, the real 422.
+
+    Security is not added here: each route's role dependency (security.py) declares its scheme,
+    so FastAPI writes ``securitySchemes`` and each operation's ``security``, and the routers
+    document 401/403 (``security.AUTH_RESPONSES``)."""
 
     build = app.openapi  # FastAPI's own generator (caches in app.openapi_schema)
 
@@ -79,11 +85,6 @@ def document_security(app: FastAPI, settings: GatewaySettings) -> None:
         schemas = components.setdefault("schemas", {})
         schemas["Error"] = ERROR_SCHEMA
         schemas["ValidationProblem"] = VALIDATION_ERROR_SCHEMA
-        if settings.auth_enabled:
-            components["securitySchemes"] = {
-                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT or API key"},
-            }
         for path, operations in schema.get("paths", {}).items():
             for method, operation in operations.items():
                 if not isinstance(operation, dict) or "responses" not in operation:
@@ -104,12 +105,6 @@ def _document_operation(path: str, method: str, operation: dict[str, Any], setti
             "description": "The request does not match the schema (the detail names each field)",
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ValidationProblem"}}},
         }
-    guarded = path.startswith("/api/") and path not in OPEN_PATHS
-    if guarded and settings.auth_enabled:
-        operation["security"] = [{"apiKey": []}, {"bearer": []}]
-        responses.setdefault("401", _error("No or invalid credentials (see WWW-Authenticate)",
-                                           {"WWW-Authenticate": {"schema": {"type": "string"}}}))
-        responses.setdefault("403", _error("The credentials' role may not do this"))
     route = (method, path)
     if "requestBody" in operation:
         # FastAPI answers 400 itself when a body cannot even be decoded (bytes that are not UTF-8 JSON).

@@ -10,8 +10,9 @@ from pydantic import BaseModel, Field
 
 from ..api_models import RUN_ID, success
 from ..audit import AuditLog
+from ..security import AUTH_RESPONSES, OPERATOR
 
-router = APIRouter(tags=["audit"])
+router = APIRouter(tags=["audit"], dependencies=[OPERATOR], responses=AUTH_RESPONSES)
 
 
 class AuditEntry(BaseModel):

@@ -48,12 +48,13 @@ from ctrops_common.storage import is_id
 from .. import monitoring_view
 from ..api_models import CLIENT_EXAMPLE, SI_EXAMPLE, ClientDashboard, SiDashboard, success
 from .. import performance_live as live
+from ..security import AUTH_RESPONSES, VIEWER
 from ..state import GatewayState, State
 from ..views import StoredEvent
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(tags=["dashboards"])
+router = APIRouter(tags=["dashboards"], dependencies=[VIEWER], responses=AUTH_RESPONSES)
 
 SLOW_ROUTE_MS = 500.0  # the contract's response-time threshold
 BEST_HOURS = 3

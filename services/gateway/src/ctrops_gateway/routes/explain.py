@@ -22,9 +22,10 @@ from ctrops_common.feature_names import FeatureNameMapping, effective_feature_na
 from ctrops_common.storage import is_id
 
 from ..api_models import success
+from ..security import AUTH_RESPONSES, VIEWER
 from ..state import GatewayState, State
 
-router = APIRouter(tags=["explanation"])
+router = APIRouter(tags=["explanation"], dependencies=[VIEWER], responses=AUTH_RESPONSES)
 
 RETRY_AFTER_S = 5
 TRAINING_TOPICS = [Topic.TRAINING_REQUESTED, Topic.TRAINING_STARTED, Topic.TRAINING_PROGRESS]

@@ -43,9 +43,10 @@ from ctrops_common.feature_names import (
 )
 
 from ..api_models import success
+from ..security import AUTH_RESPONSES, OPERATOR, VIEWER
 from ..state import State
 
-router = APIRouter(tags=["feature mapping"])
+router = APIRouter(tags=["feature mapping"], responses=AUTH_RESPONSES)
 
 FIELD = "file"
 CSV_TYPES = frozenset({"text/csv", "application/csv", "text/plain", "application/vnd.ms-excel"})
@@ -177,7 +178,7 @@ _BODY = {
 }
 
 
-@router.get("/api/feature-mapping", response_model=FeatureMappingView,
+@router.get("/api/feature-mapping", dependencies=[VIEWER], response_model=FeatureMappingView,
             summary="The feature-name mapping in effect (Korean names, groups, descriptions)",
             responses=success(MAPPING_EXAMPLE, "The mapping in effect (the shipped names here)"))
 async def get_feature_mapping(state: State) -> dict[str, Any]:
@@ -185,7 +186,8 @@ async def get_feature_mapping(state: State) -> dict[str, Any]:
     return await asyncio.to_thread(_view, state.store)
 
 
-@router.put("/api/feature-mapping", response_model=FeatureMappingView, openapi_extra={"requestBody": _BODY},
+@router.put("/api/feature-mapping", dependencies=[OPERATOR],
+            response_model=FeatureMappingView, openapi_extra={"requestBody": _BODY},
             summary="Upload your own feature-name mapping (CSV or JSON); it overlays the shipped names",
             responses={
                 **success(USER_MAPPING_EXAMPLE, "Stored; the mapping now in effect"),
@@ -203,7 +205,7 @@ async def put_feature_mapping(request: Request, state: State) -> Any:
     return await asyncio.to_thread(_view, state.store)
 
 
-@router.delete("/api/feature-mapping", response_model=FeatureMappingView,
+@router.delete("/api/feature-mapping", dependencies=[OPERATOR], response_model=FeatureMappingView,
                summary="Remove your feature-name mapping (back to the shipped names)",
                responses=success(MAPPING_EXAMPLE, "Removed (or there was none); the shipped names are in effect"))
 async def delete_feature_mapping(state: State) -> dict[str, Any]:

@@ -12,9 +12,10 @@ from ctrops_common.storage import is_id
 
 from .. import performance_live as live
 from ..api_models import PERFORMANCE_EXAMPLE, PerformanceView, success
+from ..security import AUTH_RESPONSES, VIEWER
 from ..state import GatewayState, State
 
-router = APIRouter(tags=["performance"])
+router = APIRouter(tags=["performance"], dependencies=[VIEWER], responses=AUTH_RESPONSES)
 NOT_FOUND = {404: {"description": "Unknown run id, a run without metrics yet, or `latest` before any completed run"}}
 
 

@@ -35,11 +35,12 @@ from ..api_models import FILE_ID, RUN_ID, success
 from ..caller import client_id_of
 from ..scorer_client import ScorerAnswer, ScorerUnavailable
 from ..scoring_jobs import JobView, job_view
+from ..security import AUTH_RESPONSES, OPERATOR, VIEWER
 from ..state import GatewayState, State
 from .upload import _BODY as UPLOAD_BODY
 from .upload import FIELD, receive_and_judge
 
-router = APIRouter(tags=["inference"])
+router = APIRouter(tags=["inference"], responses=AUTH_RESPONSES)
 
 RUN_REF_HELP = ("A run id (32 hex characters), `latest` (the newest completed run) or `champion` (the newest "
                 "completed run whose model is the platform's champion).")
@@ -279,6 +280,7 @@ def _pass_through(answer: ScorerAnswer) -> Response:
 
 @router.post(
     "/api/predict/{run_id}",
+    dependencies=[OPERATOR],
     response_model=PredictResponse,
     description=(
         'Click probabilities for JSON rows (`{"rows": [{column: value}]}`), in request order, from the run\'s '
@@ -348,6 +350,7 @@ def job_urls(job_id: str) -> tuple[str, str]:
 
 @router.post(
     "/api/predict/{run_id}/batch",
+    dependencies=[OPERATOR],
     status_code=202,
     response_model=BatchAccepted,
     description=(
@@ -477,7 +480,7 @@ def job_state(view: JobView) -> JobState:
     )
 
 
-@router.get("/api/predict/jobs/{job_id}", response_model=JobState,
+@router.get("/api/predict/jobs/{job_id}", dependencies=[VIEWER], response_model=JobState,
             responses={**success(JOB_EXAMPLE, "The job (a completed one here)"),
                        404: {"description": "Unknown job id"}})
 async def scoring_job(job_id: str, state: State) -> JobState:
@@ -488,6 +491,7 @@ async def scoring_job(job_id: str, state: State) -> JobState:
 
 @router.get(
     "/api/predict/jobs/{job_id}/predictions.csv",
+    dependencies=[VIEWER],
     response_class=FileResponse,
     responses={
         200: {"content": {"text/csv": {"schema": {"type": "string", "format": "binary"},

@@ -38,11 +38,12 @@ from ctrops_common.storage import UnsafePath, is_id
 
 from ..api_models import PDF_GENERATED_EXAMPLE, REPORT_EXAMPLE, PdfGenerated, success
 from ..broker_gate import wait_reply
+from ..security import AUTH_RESPONSES, OPERATOR, VIEWER
 from ..state import GatewayState, State
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(tags=["reports"])
+router = APIRouter(tags=["reports"], responses=AUTH_RESPONSES)
 
 RETRY_AFTER_S = 5
 POLL_S = 0.25  # how often a waiting request looks at the read model and the file store
@@ -243,7 +244,7 @@ async def await_auto_pdf(state: GatewayState, run_id: str, deadline: float) -> s
     return location
 
 
-@router.get("/api/report/ai/{run_id}", summary="The AI marketing report of a run (report.json)",
+@router.get("/api/report/ai/{run_id}", dependencies=[VIEWER], summary="The AI marketing report of a run (report.json)",
             response_model=ReportDoc,
             responses={**success(REPORT_EXAMPLE, "The run's report.json, as the reporter wrote it"), **REPORT_ERRORS})
 async def ai_report(run_id: str, state: State) -> JSONResponse:
@@ -262,7 +263,8 @@ async def ai_report(run_id: str, state: State) -> JSONResponse:
     return JSONResponse(report.model_dump(mode="json"))
 
 
-@router.post("/api/report/generate-pdf/{run_id}", summary="Generate the PDF report (sections optional)",
+@router.post("/api/report/generate-pdf/{run_id}", dependencies=[OPERATOR],
+             summary="Generate the PDF report (sections optional)",
              response_model=PdfGenerated,
              responses={**success(PDF_GENERATED_EXAMPLE, "The PDF was rendered; download it at `pdf_url`"),
                         **PDF_ERRORS})
@@ -285,6 +287,7 @@ async def generate_pdf(
 
 @router.get(
     "/api/report/pdf/{run_id}",
+    dependencies=[VIEWER],
     summary="The PDF report of a run (generated on demand)",
     response_class=FileResponse,
     responses={200: {"description": "The PDF (`Content-Disposition: attachment; filename=ctr-report-{run_id}.pdf`)",

@@ -22,11 +22,12 @@ from ctrops_common.storage import is_id
 from .. import training_cost
 from ..api_models import FILE_ID, RUN_ID, success
 from ..caller import client_id_of
+from ..security import AUTH_RESPONSES, OPERATOR
 from ..state import GatewayState, State
 from ..views import ReadModel
 from .predict import RUN_REF_HELP, resolve_run
 
-router = APIRouter(tags=["training"])
+router = APIRouter(tags=["training"], dependencies=[OPERATOR], responses=AUTH_RESPONSES)
 
 UPLOADS_SCANNED = 500  # newest uploads looked at for the newest labelled one
 

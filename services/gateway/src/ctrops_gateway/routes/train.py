@@ -31,10 +31,11 @@ from ..api_models import (
     TrainingStatus,
     success,
 )
-from ..caller import Role, client_id_of, principal_of
+from ..caller import Principal, Role, client_id_of
+from ..security import AUTH_RESPONSES, OPERATOR, VIEWER, Operator
 from ..state import GatewayState, State
 
-router = APIRouter(tags=["training"])
+router = APIRouter(tags=["training"], responses=AUTH_RESPONSES)
 
 RUN_ID_HELP = "A run id (32 hex characters) or `latest` (the newest completed run)."
 
@@ -70,7 +71,7 @@ def _unknown_file(file_id: str) -> HTTPException:
                               "and send the file_id it returns")
 
 
-@router.post("/api/train", response_model=TrainAccepted, responses={
+@router.post("/api/train", dependencies=[OPERATOR], response_model=TrainAccepted, responses={
     **success(TRAIN_EXAMPLE, "Training was requested; the run id answers at once"),
     404: {"description": "Unknown file_id."},
     422: {"description": "Out-of-range config value, a config whose estimated memory is above "
@@ -117,7 +118,8 @@ async def _view(state: GatewayState, run_id: str) -> live.RunView:
     return view
 
 
-@router.get("/api/train/status/{run_id}", response_model=TrainingStatus, response_model_exclude_unset=True,
+@router.get("/api/train/status/{run_id}", dependencies=[VIEWER],
+            response_model=TrainingStatus, response_model_exclude_unset=True,
             responses={**success(TRAINING_STATUS_EXAMPLE, "The run (a completed one here)"),
                        404: {"description": "Unknown run id, or `latest` before any run completed."}})
 async def training_status(run_id: str, state: State) -> dict[str, Any]:
@@ -125,21 +127,18 @@ async def training_status(run_id: str, state: State) -> dict[str, Any]:
     return live.status_body(await _view(state, run_id))
 
 
-@router.get("/api/train/runs", response_model=list[RunSummary],
+@router.get("/api/train/runs", dependencies=[VIEWER], response_model=list[RunSummary],
             responses=success(RUNS_EXAMPLE, "Every run, newest first (a bare array; empty before any)"))
 async def training_runs(state: State) -> list[dict[str, Any]]:
     """Every run, newest first: run_id, created_at (ISO 8601), status, accuracy (fraction), file_id."""
     return await asyncio.to_thread(live.list_runs, state.views)
 
 
-def _may_cancel(request: Request, state: GatewayState, view: live.RunView) -> None:
+def _may_cancel(principal: Principal, state: GatewayState, view: live.RunView) -> None:
     """Only the client that started a run, or an admin, may cancel it (with auth off everyone is the
     same anonymous operator). A run recorded without its client (before client ids) is admin-only."""
     if not state.settings.auth_enabled:
         return
-    principal = principal_of(request.scope)
-    if principal is None:
-        raise HTTPException(403, "Forbidden: cancelling a run needs credentials.")
     owner = view.requested.payload.client_id if view.requested is not None else None
     if principal.role >= Role.ADMIN or (owner is not None and owner == principal.client_id):
         return
@@ -148,9 +147,9 @@ def _may_cancel(request: Request, state: GatewayState, view: live.RunView) -> No
                              f"'{principal.role.label}').")
 
 
-async def _cancel(run_id: str, request: Request, state: GatewayState) -> dict[str, Any]:
+async def _cancel(run_id: str, principal: Principal, state: GatewayState) -> dict[str, Any]:
     view = await _view(state, run_id)
-    _may_cancel(request, state, view)
+    _may_cancel(principal, state, view)
     if view.status != "training":
         raise HTTPException(409, f"run {view.run_id} has already {view.status}; nothing to cancel")
     event = await state.bus.publish(Topic.TRAINING_CANCEL_REQUESTED, TrainingCancelRequested(run_id=view.run_id),
@@ -161,7 +160,8 @@ async def _cancel(run_id: str, request: Request, state: GatewayState) -> dict[st
 
 _CANCEL_RESPONSES: dict[int | str, dict[str, Any]] = {
     **success(CANCEL_EXAMPLE, "The trainer was asked to stop the run", status=202),
-    403: {"description": "Auth on: the run was started by another client and the caller is not an admin."},
+    403: {"description": "Auth on: the caller's role is below operator, or the run was started by another "
+                         "client and the caller is not an admin."},
     404: {"description": "Unknown run id."}, 409: {"description": "The run already ended."},
     **BROKER_DOWN,
 }
@@ -169,20 +169,20 @@ _CANCEL_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 @router.post("/api/train/{run_id}/cancel", status_code=202, response_model=CancelAccepted,
              responses=_CANCEL_RESPONSES)
-async def cancel_training(run_id: str, request: Request, state: State) -> dict[str, Any]:
+async def cancel_training(run_id: str, principal: Operator, state: State) -> dict[str, Any]:
     """Ask the trainer to stop the run; it ends as failed with ``cancelled: true``. Only the client that
     started the run, or an admin, may cancel it."""
-    return await _cancel(run_id, request, state)
+    return await _cancel(run_id, principal, state)
 
 
 @router.delete("/api/train/{run_id}", status_code=202, response_model=CancelAccepted,
                responses=_CANCEL_RESPONSES)
-async def cancel_training_delete(run_id: str, request: Request, state: State) -> dict[str, Any]:
+async def cancel_training_delete(run_id: str, principal: Operator, state: State) -> dict[str, Any]:
     """The same as POST /api/train/{run_id}/cancel."""
-    return await _cancel(run_id, request, state)
+    return await _cancel(run_id, principal, state)
 
 
-@router.websocket("/ws/training/{run_id}")
+@router.websocket("/ws/training/{run_id}", dependencies=[VIEWER])
 async def training_socket(websocket: WebSocket, run_id: str) -> None:
     """History of the run at once (log with status, one epoch_update per finished epoch), then live messages."""
     await live.serve(websocket, websocket.app.state.gateway, run_id)

@@ -37,11 +37,12 @@ from ctrops_common.events import Event, FileUploaded, Topic, UploadPurpose, Uplo
 from ..api_models import UPLOAD_EXAMPLE, UploadResult, success
 from ..broker_gate import require_broker, unavailable_response, wait_reply
 from ..limits import BodyClock
+from ..security import AUTH_RESPONSES, OPERATOR
 from ..state import GatewayState, State
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(tags=["upload"])
+router = APIRouter(tags=["upload"], dependencies=[OPERATOR], responses=AUTH_RESPONSES)
 
 MB = 1 << 20
 FIELD = "file"
