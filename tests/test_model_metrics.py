@@ -104,6 +104,7 @@ def test_without_the_field_a_new_metric_is_refused_not_dropped():
 
 
 def test_an_added_metric_reaches_the_websocket_the_performance_route_the_gauges_and_the_report(brier, tmp_path):
+    from ctrops_gateway.auth import AuthMiddleware
     from ctrops_gateway.routes import performance, train
     from ctrops_gateway.settings import GatewaySettings
     from ctrops_gateway.state import GatewayState
@@ -132,10 +133,12 @@ def test_an_added_metric_reaches_the_websocket_the_performance_route_the_gauges_
     for topic, payload in ((Topic.TRAINING_REQUESTED, requested), (Topic.TRAINING_PROGRESS, progress),
                            (Topic.TRAINING_DONE, done), (Topic.MONITOR_SNAPSHOT, snapshot)):
         assert views.record(Event(type=topic, payload=payload, correlation_id=run_id))
+    settings = GatewaySettings(data_dir=tmp_path)  # auth off, as by default: the caller is the anonymous operator
     app = FastAPI()
     app.include_router(performance.router)
     app.include_router(train.router)
-    app.state.gateway = GatewayState(settings=GatewaySettings(data_dir=tmp_path), runtime=None, views=views)
+    app.add_middleware(AuthMiddleware, settings=settings)  # it names the caller the routes' roles check
+    app.state.gateway = GatewayState(settings=settings, runtime=None, views=views)
     with TestClient(app) as client:
         body = client.get(f"/api/performance/{run_id}").json()
         assert body["brier"] == VALUE and body["accuracy"] == 0.98 and body["f1_score"] == 0.16
