@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 SETTING = "CTROPS_REQUEST_HEADER_TIMEOUT_S"
 LOG_EVERY_S = 10.0
+LINGER_S = 2.0  # after a 408: how long the rest of the client's request is read and dropped
 
 
 class HeaderDeadlineProtocol(HttpToolsProtocol):
@@ -57,6 +58,7 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self._header_timer: asyncio.TimerHandle | None = None
         self._awaiting_headers = False  # a request is under way whose headers are not complete
         self._request_started = False  # ... and at least its first byte arrived
+        self._lingering = False  # answered 408: reading and dropping until the socket closes
 
     # -- the timer --------------------------------------------------------------------------------------------
 
@@ -80,7 +82,24 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self._log_cut()
         if self._request_started:
             self._send_408()
-        self.transport.close()
+            self._linger()
+        else:
+            self.transport.close()
+
+    def _linger(self) -> None:
+        """Close after the 408 without a reset: a client still sending its headers would otherwise get a
+        TCP RST for its next byte, which can discard the 408 before it reads it. Our side is shut for
+        writing (the client reads the 408, then end of file), what it still sends is dropped, and the
+        socket is closed ``LINGER_S`` later (nginx's lingering close)."""
+        self._lingering = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_S, self.transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return  # the rest of a request already answered with 408
+        super().data_received(data)
 
     def _send_408(self) -> None:
         body = json.dumps({"detail": f"The request headers were not complete within {self.header_timeout_s:g} s "
