@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -14,22 +15,27 @@ from pathlib import Path
 
 import psutil
 
-from ctrops_common.broker import free_port, port_open
+from ctrops_common.broker import port_open
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _free_block(size: int) -> int:
-    """A base port with ``size`` free ports after it."""
-    for _ in range(50):
-        base = free_port()
-        if base + size < 65000 and not any(port_open("127.0.0.1", base + i) for i in range(size)):
+    """A base port with ``size`` free ports after it, below the kernel's ephemeral range (32768+ here): a
+    block taken from that range can be handed to an outgoing connection of the starting stack before
+    the service binds it (seen once: the trainer's health port, 'address already in use')."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0]) \
+        if Path("/proc/sys/net/ipv4/ip_local_port_range").exists() else 32768
+    for _ in range(200):
+        base = random.randrange(20000, max(20001, low - size - 1))
+        if not any(port_open("127.0.0.1", base + i) for i in range(size)):
             return base
     raise RuntimeError("no free block of ports")
 
 
 def test_make_run_reaches_healthy_and_stops_cleanly(tmp_path):
-    gateway, broker, scorer_api, base = free_port(), free_port(), free_port(), _free_block(6)
+    base = _free_block(9)
+    gateway, broker, scorer_api = base + 6, base + 7, base + 8
     env = {k: v for k, v in os.environ.items() if not k.startswith("CTROPS_") and k != "KAFKA_BOOTSTRAP_SERVERS"}
     env.update(CTROPS_GATEWAY_PORT=str(gateway), CTROPS_BROKER_PORT=str(broker), CTROPS_SCORER_API_PORT=str(scorer_api),
                CTROPS_SERVICE_PORT_BASE=str(base), CTROPS_DATA_DIR=str(tmp_path / "data"),
@@ -78,7 +84,8 @@ def test_make_run_reaches_healthy_and_stops_cleanly(tmp_path):
 
 
 def test_supervisor_reports_a_crashed_service_loudly_and_restarts_it(tmp_path):
-    gateway, broker, base = free_port(), free_port(), _free_block(5)
+    base = _free_block(7)
+    gateway, broker = base + 5, base + 6
     env = {k: v for k, v in os.environ.items() if not k.startswith("CTROPS_")}
     env.update(CTROPS_GATEWAY_PORT=str(gateway), CTROPS_BROKER_PORT=str(broker),
                CTROPS_SERVICE_PORT_BASE=str(base), CTROPS_DATA_DIR=str(tmp_path / "data"), CTROPS_SAMPLE_ROWS="0")

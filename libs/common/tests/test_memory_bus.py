@@ -318,3 +318,21 @@ async def test_a_service_runtime_runs_on_an_injected_in_memory_bus(tmp_path: Pat
     finally:
         await runtime.shutdown()
     assert not runtime.bus.started and not runtime.bus.consuming
+
+
+async def test_a_service_whose_health_port_is_taken_fails_its_start_instead_of_running_without_it(tmp_path: Path,
+                                                                                                 monkeypatch):
+    """The probe server binds before the bus starts: a taken port is an OSError from start() (the service
+    exits and its supervisor restarts it), never a service that says it is ready with no health port."""
+    import socket
+
+    monkeypatch.setenv("CTROPS_LOG_JSON", "false")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        runtime = ServiceRuntime("porttest", ServiceSettings(data_dir=tmp_path, topic_prefix="pt."),
+                                 bus_factory=InMemoryBroker().bus_factory)
+        runtime.http_port = taken.getsockname()[1]
+        with pytest.raises(OSError):
+            await runtime.start(handle_signals=False)
+        assert not runtime.bus.started and not runtime.ready

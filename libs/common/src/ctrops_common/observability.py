@@ -105,7 +105,18 @@ async def serve_health(
     is_ready: Callable[[], bool],
     stop: asyncio.Event,
 ) -> None:
-    """A tiny HTTP server for probes and scraping; runs until ``stop`` is set.
+    """A tiny HTTP server for probes and scraping; runs until ``stop`` is set."""
+    await serve_until(await open_health_server(host, port, is_ready), stop)
+
+
+async def serve_until(server: asyncio.Server, stop: asyncio.Event) -> None:
+    async with server:
+        await stop.wait()
+
+
+async def open_health_server(host: str, port: int, is_ready: Callable[[], bool]) -> asyncio.Server:
+    """The probe server, bound and listening: an OSError here (the port is taken) reaches the caller at
+    once, so a service never says it is up without its health port.
 
     Plain asyncio keeps the worker services free of a web framework they do not need.
     """
@@ -138,6 +149,4 @@ async def serve_health(
         finally:
             writer.close()
 
-    server = await asyncio.start_server(handle, host, port)
-    async with server:
-        await stop.wait()
+    return await asyncio.start_server(handle, host, port)

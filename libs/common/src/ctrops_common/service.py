@@ -22,7 +22,7 @@ import psutil
 from .bus import Bus, EventBus
 from .db import ProcessedEvents, make_engine
 from .events import ServiceError, ServiceHeartbeat, Topic
-from .observability import SERVICE_READY, SERVICE_UP, serve_health, setup_logging
+from .observability import SERVICE_READY, SERVICE_UP, open_health_server, serve_until, setup_logging
 from .settings import ServiceSettings
 from .storage import FileStore
 
@@ -171,10 +171,9 @@ class ServiceRuntime:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop_event.set)
         SERVICE_UP.labels(self.service).set(1)
-        if serve_http:
-            self._tasks.append(asyncio.create_task(
-                serve_health(self.settings.http_host, self.http_port, lambda: self.ready, self.stop_event)
-            ))
+        if serve_http:  # bound before anything else: a taken port fails the start loudly (the supervisor restarts)
+            server = await open_health_server(self.settings.http_host, self.http_port, lambda: self.ready)
+            self._tasks.append(asyncio.create_task(serve_until(server, self.stop_event)))
         await self.bus.start()
         logging.getLogger().addHandler(self._error_handler)
         self._tasks += [
