@@ -29,6 +29,8 @@ from pydantic.alias_generators import to_camel
 from pydantic.fields import FieldInfo
 from pydantic_core import CoreSchema
 
+from .numbers import finite as _finite
+
 __all__ = ["Direction", "Metric", "ModelMetrics", "Unit", "spellings"]
 
 Direction = Literal["higher", "lower", "near_one", "none"]
@@ -186,7 +188,3 @@ def _spelling_map(cls: type[ModelMetrics]) -> dict[str, str]:
     if key not in _SPELLINGS:
         _SPELLINGS[key] = {s: name for name, info in cls.described().items() for s in spellings(name, info)}
     return _SPELLINGS[key]
-
-
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
