@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # service -> the modules whose ``metadata`` holds its tables, and the store that opens them.
 TABLES = {
-    "gateway": (["ctrops_gateway.views", "ctrops_gateway.audit"], "ctrops_gateway.views:ReadModel"),
+    "gateway": (["ctrops_gateway.views", "ctrops_gateway.audit", "ctrops_gateway.rate_limit_store"],
+                "ctrops_gateway.views:ReadModel"),
     "trainer": (["ctrops_trainer.runs"], "ctrops_trainer.runs:RunStore"),
     "reporter": (["ctrops_reporter.records"], "ctrops_reporter.records:Records"),
     "monitor": (["ctrops_monitor.store"], "ctrops_monitor.store:MonitorStore"),
