@@ -135,3 +135,21 @@ def postgres_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The local Redis server (CTROPS_TEST_REDIS to point elsewhere). A test that needs it fails where
+    it cannot be reached, never skips: CI's machine runs one (.ci/run starts it if it stopped)."""
+    import redis
+
+    url = os.environ.get("CTROPS_TEST_REDIS", "redis://127.0.0.1:6379/0")
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis at {url} cannot be reached ({exc}): start it (redis-server --daemonize yes --port 6379 "
+                    "--save '' --appendonly no) or set CTROPS_TEST_REDIS")
+    finally:
+        client.close()
+    return url

@@ -72,16 +72,18 @@ def memory_env(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def memory_gateway_factory(memory_env: Path) -> Callable[..., AbstractContextManager[MemoryGateway]]:
     """``with memory_gateway_factory(broker) as gw:`` one life of the gateway on ``broker`` (a new
-    in-memory broker when none is given); several lives in one test share its database."""
+    in-memory broker when none is given); several lives in one test share its database. Keyword
+    arguments are settings of that life (``rate_limit_storage="redis://..."``); two lives at once
+    are two gateway replicas."""
     from fastapi.testclient import TestClient
 
     from ctrops_gateway.app import create_app
     from ctrops_gateway.settings import GatewaySettings
 
     @contextmanager
-    def run(broker: InMemoryBroker | None = None) -> Iterator[MemoryGateway]:
+    def run(broker: InMemoryBroker | None = None, **settings: Any) -> Iterator[MemoryGateway]:
         broker = broker if broker is not None else InMemoryBroker()
-        app = create_app(GatewaySettings(consumer_group="gateway-memory"), bus_factory=broker.bus_factory)
+        app = create_app(GatewaySettings(consumer_group="gateway-memory", **settings), bus_factory=broker.bus_factory)
         with root_logging_kept(), TestClient(app) as client:  # the app's runtime sets up the process's logging
             deadline = time.monotonic() + 10
             while client.get("/readyz").status_code != 200:

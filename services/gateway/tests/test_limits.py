@@ -3,6 +3,7 @@ training runs, WebSocket connections and messages; a refused upload leaves nothi
 
 The burst test runs the gateway and ingest as real processes and sends from two real
 source addresses (127.0.0.1 and 127.0.0.2), so "client" means what it means in production.
+The rate limits' stores and replicas: test_rate_limits.py.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from ctrops_common.datagen import generate
-from ctrops_gateway.limits import RateLimiter
 from ctrops_gateway.settings import GatewaySettings
 
 
@@ -44,18 +44,23 @@ def make_client(platform_env):
         client.__exit__(None, None, None)
 
 
-def test_token_bucket_allows_the_burst_then_paces_with_an_honest_wait():
-    now = [0.0]
-    limiter = RateLimiter(6, clock=lambda: now[0])  # 6 a minute: one every 10 s
-    assert [limiter.take("a") for _ in range(6)] == [0.0] * 6
-    assert limiter.take("a") == pytest.approx(10.0)
-    assert limiter.take("b") == 0.0  # another client has its own bucket
-    now[0] = 4.0
-    assert limiter.take("a") == pytest.approx(6.0)  # 0.4 of a token refilled
-    now[0] = 10.0
-    assert limiter.take("a") == 0.0
-    now[0] = 1000.0
-    assert [limiter.take("a") for _ in range(7)][-1] > 0  # refills to the burst size, not beyond
+@pytest.mark.inmemory
+def test_a_moving_window_allows_the_burst_then_waits_for_its_oldest_request(memory_gateway_factory):
+    """6 a minute: 6 at once, then nothing until the first is a minute old (Retry-After about 60 s;
+    the token bucket this replaced gave one back every 10 s)."""
+    request = {"file_id": "0" * 32, "config": {"epochs": 1}}
+    with memory_gateway_factory(rate_limit_trainings_per_min=6) as gateway:
+        started = time.monotonic()
+        answers = [gateway.client.post("/api/train", json=request) for _ in range(7)]
+        elapsed = time.monotonic() - started
+        assert [r.status_code for r in answers] == [404] * 6 + [429]  # the six reached the route
+        wait = int(answers[-1].headers["retry-after"])
+        assert 60 - elapsed - 1 <= wait <= 60
+        assert answers[-1].json()["detail"] == (f"Too many trainings from this client: the limit is 6 per minute. "
+                                                f"Try again in {wait} s.")
+        again = gateway.client.post("/api/train", json=request)
+        assert again.status_code == 429  # a refused request does not count, nor does it free one
+        assert int(again.headers["retry-after"]) <= wait
 
 
 # -- a burst of uploads, real processes --------------------------------------------------------------
@@ -89,8 +94,9 @@ def test_burst_of_50_uploads_gets_429s_after_the_limit_while_another_client_is_s
     accepted = [r for r in responses if r.status_code == 200]
     refused = [r for r in responses if r.status_code == 429]
     assert len(accepted) + len(refused) == 50, statuses
-    # The bucket starts full (5) and refills one token per 12 s: the burst gets 5, maybe 6.
-    assert limit <= len(accepted) <= limit + 1, statuses
+    # A moving window of 5 a minute: the burst gets exactly 5 (the token bucket before it could
+    # give a sixth when the burst took more than 12 s).
+    assert len(accepted) == limit, statuses
     for response in refused:
         assert int(response.headers["retry-after"]) >= 1
         assert f"the limit is {limit} per minute" in response.json()["detail"]

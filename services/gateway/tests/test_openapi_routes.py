@@ -146,6 +146,52 @@ def test_every_documented_error_says_what_it_means_and_is_json(schema):
             assert "404" in errors, key
 
 
+RATE_LIMITED = {("POST", "/api/upload"): "CTROPS_RATE_LIMIT_UPLOADS_PER_MIN",
+                ("POST", "/api/predict/{run_id}/batch"): "CTROPS_RATE_LIMIT_UPLOADS_PER_MIN",
+                ("POST", "/api/train"): "CTROPS_RATE_LIMIT_TRAININGS_PER_MIN",
+                ("POST", "/api/train/{run_id}/retrain"): "CTROPS_RATE_LIMIT_TRAININGS_PER_MIN"}
+
+
+def test_the_rate_limited_operations_document_429_with_retry_after(schema):
+    """Read from the routes' limit dependencies: exactly the operations that declare one."""
+    ops = operations(schema)
+    assert {key for key, op in ops.items() if "429" in op["responses"]} == set(RATE_LIMITED)
+    for key, setting in RATE_LIMITED.items():
+        responses = ops[key]["responses"]
+        assert setting in responses["429"]["description"], key
+        assert responses["429"]["headers"]["Retry-After"]["schema"] == {"type": "integer"}, key
+        assert ("CTROPS_MAX_ACTIVE_TRAININGS_PER_CLIENT" in responses["429"]["description"]) == ("train" in key[1])
+        assert "CTROPS_RATE_LIMIT_STORAGE" in responses["503"]["description"], key  # the store unreachable
+
+
+def test_a_route_declaring_a_limit_is_documented_from_the_declaration():
+    from fastapi import FastAPI
+
+    from ctrops_gateway.hardening import document_security
+    from ctrops_gateway.rate_limits import TRAINING_RATE, UPLOAD_RATE
+
+    app = FastAPI()
+
+    @app.post("/api/limited", dependencies=[UPLOAD_RATE])
+    async def limited() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.post("/api/also-limited")
+    async def also_limited(_: None = TRAINING_RATE) -> dict[str, bool]:  # as a parameter
+        return {"ok": True}
+
+    @app.post("/api/open")
+    async def not_limited() -> dict[str, bool]:
+        return {"ok": True}
+
+    document_security(app, GatewaySettings())
+    ops = operations(app.openapi())
+    assert "CTROPS_RATE_LIMIT_UPLOADS_PER_MIN" in ops[("POST", "/api/limited")]["responses"]["429"]["description"]
+    assert "CTROPS_RATE_LIMIT_TRAININGS_PER_MIN" in ops[("POST", "/api/also-limited")]["responses"]["429"]["description"]
+    assert "503" in ops[("POST", "/api/limited")]["responses"]
+    assert not {"429", "503"} & set(ops[("POST", "/api/open")]["responses"])
+
+
 def test_the_report_example_is_a_report_document():
     doc = ReportDoc.model_validate(api_models.REPORT_EXAMPLE)
     assert doc.run_id == api_models.RUN_ID

@@ -1,6 +1,8 @@
 """Roles are declared on the routes (security.py): every /api and /ws route but the open ones
 carries Viewer or Operator, every mutating one Operator, and the dependencies answer as the
 middleware did (403 with a challenge, 401 when nobody authenticated, WebSockets closed 1008).
+So are the rate limits (rate_limits.py) and the active-runs cap (training_cap.py): every route
+that starts an upload or a training run declares them, after its role.
 
 No broker: the app is only built (its routes walked), or a small app stands in for it.
 """
@@ -17,10 +19,13 @@ from starlette.websockets import WebSocketDisconnect
 
 from ctrops_gateway.auth import OPEN_PATHS
 from ctrops_gateway.caller import ANONYMOUS, ANONYMOUS_OPERATOR, Principal, Role, set_principal
+from ctrops_gateway.rate_limits import LIMIT_OF, limit_trainings, limit_uploads
 from ctrops_gateway.security import OPERATOR, ROLE_OF, VIEWER, Operator, Viewer
 from ctrops_gateway.settings import GatewaySettings
+from ctrops_gateway.training_cap import cap_active_trainings
 
 READS = {"GET", "HEAD"}
+LIMITS = {*LIMIT_OF, cap_active_trainings}
 
 
 def declared_roles(route: Any) -> set[Role]:
@@ -84,6 +89,44 @@ def test_every_api_and_websocket_route_declares_a_role_and_every_mutating_one_op
         assert key in seen, key
         route = next(r for r in routes if r.path == key[1] and (key[0] == "WS" or key[0] in r.methods))
         assert declared_roles(route) == {Role.VIEWER}, key
+
+
+def dependency_order(route: Any) -> list[Any]:
+    """The route's dependency functions in the order FastAPI runs them (router's, route's, parameters')."""
+    order: list[Any] = []
+
+    def visit(dependant: Any) -> None:
+        for sub in dependant.dependencies:
+            visit(sub)
+            order.append(sub.call)
+
+    visit(route.dependant)
+    return order
+
+
+def test_every_route_that_starts_an_upload_or_a_run_declares_its_limits_after_its_role():
+    expected = {
+        ("POST", "/api/upload"): [limit_uploads],
+        ("POST", "/api/predict/{run_id}/batch"): [limit_uploads],  # a file to score is an upload
+        ("POST", "/api/train"): [limit_trainings, cap_active_trainings],
+        ("POST", "/api/train/{run_id}/retrain"): [limit_trainings, cap_active_trainings],
+    }
+    found = {}
+    for route in api_routes():
+        if isinstance(route, APIWebSocketRoute):
+            assert not LIMITS & set(dependency_order(route)), route.path
+            continue
+        order = dependency_order(route)
+        limits = [call for call in order if call in LIMITS]
+        if not limits:
+            continue
+        for method in route.methods:
+            found[(method, route.path)] = limits
+            assert method not in READS, f"{method} {route.path}: a read is not rate limited"
+        # The role first: a caller refused for its role uses up nothing; the rate before the cap's count.
+        role = next(i for i, call in enumerate(order) if call in ROLE_OF)
+        assert role < order.index(limits[0]), f"{route.path}: the role is checked before the limits"
+    assert found == expected
 
 
 def test_open_paths_declare_no_role():

@@ -67,7 +67,7 @@ def test_a_configured_proxy_names_the_client(start_service):
     gateway = start_service("gateway", {"CTROPS_RATE_LIMIT_TRAININGS_PER_MIN": "1",
                                         "CTROPS_TRUSTED_PROXIES": "127.0.0.0/8"})
     assert _post(gateway.port, {"X-Forwarded-For": "203.0.113.1"}) == 404
-    assert _post(gateway.port, {"X-Forwarded-For": "203.0.113.2"}) == 404  # another client: its own bucket
+    assert _post(gateway.port, {"X-Forwarded-For": "203.0.113.2"}) == 404  # another client: its own window
     assert _post(gateway.port, {"X-Forwarded-For": "203.0.113.2"}) == 429
     assert _post(gateway.port, {"Forwarded": "for=198.51.100.9"}) == 404
     assert set(_audit_addresses(gateway.port)) == {"203.0.113.1", "203.0.113.2", "198.51.100.9"}

@@ -23,12 +23,14 @@ from .hardening import add_guards, add_security_headers, document_security
 from .headers import DOCS_STATIC
 from .measure import HTTP_REQUESTS, HTTP_SECONDS, Measure  # noqa: F401 - the metrics, importable from here too
 from .predict_dispatch import PredictDispatch
+from .rate_limits import open_rate_limits
 from .routes import ROUTERS
 from .routes import audit as audit_routes
 from .scorer_client import ScorerClient
 from .settings import GatewaySettings
 from .spa import mount_frontend
 from .state import GatewayState
+from .training_cap import TrainingClaims
 from .views import ReadModel
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,9 @@ def create_app(settings: GatewaySettings | None = None, *, bus_factory: BusFacto
         replay.install(state)  # runs left unfinished when the broker came back empty
         app.state.gateway = state
         app.state.audit = AuditLog(runtime.engine)
+        # The routes' limits (dependencies): per-minute rates in CTROPS_RATE_LIMIT_STORAGE, active-run claims.
+        app.state.rate_limits = await open_rate_limits(settings, runtime.engine)
+        app.state.training_claims = TrainingClaims()
         await runtime.start(serve_http=False, handle_signals=False)
         try:
             yield
@@ -57,7 +62,10 @@ def create_app(settings: GatewaySettings | None = None, *, bus_factory: BusFacto
             try:
                 await runtime.shutdown()
             finally:
-                await state.scorer_client().aclose()
+                try:
+                    await state.scorer_client().aclose()
+                finally:
+                    await app.state.rate_limits.aclose()
 
     # /docs (Swagger UI) and /redoc load their scripts and styles from the gateway itself, out of
     # the pinned fastapi-offline package (mounted at DOCS_STATIC), never from a CDN: they work

@@ -8,22 +8,28 @@ the audit sits outside auth and limits so it records their refusals, and inside 
 principal set by auth is known. The answers these layers give are documented here, in
 one place, on every operation they apply to, so the schema stays true to the wire. The auth
 middleware only authenticates; the role each route needs, and its place in the schema, are
-declared on the routes (security.py).
+declared on the routes (security.py). So are the per-minute rate limits (rate_limits.py) and
+the active-runs cap (training_cap.py): their 429 is documented here on every operation that
+declares one of them, read from the routes' dependencies.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from .audit import AuditMiddleware
 from .auth import AuthMiddleware, check_auth_settings, install_log_redaction
 from .headers import SecurityHeadersMiddleware
-from .limits import PREDICT_ROUTE, RATE_LIMITED, STREAMING_ROUTES, TRAIN_ROUTES, LimitsMiddleware
+from .limits import PREDICT_ROUTE, STREAMING_ROUTES, LimitsMiddleware
 from .proxies import ProxyHeadersMiddleware
+from .rate_limits import LIMIT_OF
 from .settings import GatewaySettings
 from .strict_json import StrictJsonMiddleware
+from .training_cap import cap_active_trainings
 
 ERROR_SCHEMA = {
     "title": "Error",
@@ -42,6 +48,11 @@ VALIDATION_ERROR_SCHEMA = {
 }
 _ERROR_REF = {"$ref": "#/components/schemas/Error"}
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}}
+# What each limit dependency refuses, for the 429 of the operations that declare it.
+REFUSALS: dict[Callable[..., Any], str] = {
+    **{call: f"more {limit.what} in a minute than {limit.env} allows" for call, limit in LIMIT_OF.items()},
+    cap_active_trainings: "CTROPS_MAX_ACTIVE_TRAININGS_PER_CLIENT training runs already queued or running",
+}
 
 
 def add_guards(app: FastAPI, settings: GatewaySettings) -> None:
@@ -81,6 +92,7 @@ def document_security(app: FastAPI, settings: GatewaySettings) -> None:
         if app.openapi_schema:
             return app.openapi_schema
         schema = build()
+        limited = declared_limits(app)
         components = schema.setdefault("components", {})
         schemas = components.setdefault("schemas", {})
         schemas["Error"] = ERROR_SCHEMA
@@ -89,7 +101,8 @@ def document_security(app: FastAPI, settings: GatewaySettings) -> None:
             for method, operation in operations.items():
                 if not isinstance(operation, dict) or "responses" not in operation:
                     continue
-                _document_operation(path, method.upper(), operation, settings)
+                _document_operation(path, method.upper(), operation, settings,
+                                    limited.get((method.upper(), path), []))
         schemas.pop("HTTPValidationError", None)
         schemas.pop("ValidationError", None)
         app.openapi_schema = schema
@@ -98,7 +111,35 @@ def document_security(app: FastAPI, settings: GatewaySettings) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _document_operation(path: str, method: str, operation: dict[str, Any], settings: GatewaySettings) -> None:
+def declared_limits(app: FastAPI) -> dict[tuple[str, str], list[Callable[..., Any]]]:
+    """(method, path) -> the limit dependencies (``REFUSALS``) declared on that route, router or parameters."""
+
+    def walk(routes: Any) -> list[Any]:  # included routers opened up, as FastAPI keeps them nested
+        flat: list[Any] = []
+        for route in routes:
+            nested = getattr(route, "original_router", None)
+            flat.extend(walk(nested.routes) if nested is not None else [route])
+        return flat
+
+    found: dict[tuple[str, str], list[Callable[..., Any]]] = {}
+    for route in walk(app.routes):
+        if not isinstance(route, APIRoute):
+            continue
+        calls: list[Callable[..., Any]] = []
+        stack = [route.dependant]
+        while stack:
+            dependant = stack.pop(0)
+            if dependant.call in REFUSALS and dependant.call not in calls:
+                calls.append(dependant.call)
+            stack.extend(dependant.dependencies)
+        if calls:
+            for method in route.methods:
+                found[(method, route.path)] = calls
+    return found
+
+
+def _document_operation(path: str, method: str, operation: dict[str, Any], settings: GatewaySettings,
+                        limits: list[Callable[..., Any]]) -> None:
     responses = operation["responses"]
     if "422" in responses:
         responses["422"] = {
@@ -115,9 +156,16 @@ def _document_operation(path: str, method: str, operation: dict[str, Any], setti
                 else f"Body larger than CTROPS_MAX_JSON_BODY_KB ({settings.max_json_body_kb} KB)")
         responses.setdefault("413", _error(what))
         responses["413"].setdefault("content", {"application/json": {"schema": _ERROR_REF}})
-    if route in RATE_LIMITED or route in TRAIN_ROUTES:
-        responses.setdefault("429", _error("Too many requests from this client (rate or active-run limit)",
-                                           _RETRY_AFTER))
+    if limits:
+        refused = "; or ".join(REFUSALS[call] for call in limits)
+        responses.setdefault("429", _error(f"Too many requests from this client: {refused} "
+                                           "(Retry-After says when to try again)", _RETRY_AFTER))
+    if any(call in LIMIT_OF for call in limits):
+        store_down = "the rate limit store (CTROPS_RATE_LIMIT_STORAGE) cannot be reached (Retry-After)"
+        if "503" in responses:
+            responses["503"]["description"] = f"{responses['503']['description']}; or {store_down}"
+        else:
+            responses["503"] = _error(store_down[0].upper() + store_down[1:], _RETRY_AFTER)
     for status, response in responses.items():
         # Every error is JSON {"detail": ...} (the contract): say so wherever a route only gave a description.
         if status[:1] in ("4", "5") and "content" not in response:

@@ -10,19 +10,15 @@ A client is the authenticated client id, else the remote address (``caller.clien
 | a request body that trickles: its deadline is the stall timeout plus 1 s per CTROPS_REQUEST_BODY_MIN_RATE_BPS bytes received (Apache mod_reqtimeout's rule) | CTROPS_REQUEST_BODY_MIN_RATE_BPS | 408 |
 | uploads received at once (checked by the upload route) | CTROPS_MAX_CONCURRENT_UPLOADS | 503 + Retry-After |
 | upload size (checked by the upload route while streaming) | CTROPS_MAX_UPLOAD_MB | 413 |
-| uploads per minute, files to score included (token bucket, burst = the same number) | CTROPS_RATE_LIMIT_UPLOADS_PER_MIN | 429 + Retry-After |
-| training requests per minute, retrains included (token bucket) | CTROPS_RATE_LIMIT_TRAININGS_PER_MIN | 429 + Retry-After |
-| training runs queued or running at once (retrains included) | CTROPS_MAX_ACTIVE_TRAININGS_PER_CLIENT | 429 + Retry-After |
 | open WebSockets | CTROPS_WS_MAX_CONNECTIONS_PER_CLIENT | close 1008 |
 | size of a message a WebSocket client sends | CTROPS_WS_MAX_MESSAGE_BYTES | close 1009 |
 | messages per minute a WebSocket client sends | CTROPS_WS_MAX_MESSAGES_PER_MIN | close 1008 |
 
-A refused upload is refused before its body is read, so nothing of it reaches the store.
-Counters live in this process (each gateway replica limits on its own; with N replicas
-behind a balancer a client gets up to N times the rate). Active training runs are counted
-from durable state instead: the runs the audit trail says this client started, plus
-``training.requested`` events carrying its client id, minus those with a
-``training.done`` / ``training.failed`` event in the read model.
+These wrap the request's ``receive`` (bodies) or the socket, so they live here. The limits the
+routes declare as dependencies are elsewhere: uploads and training requests per minute
+(``rate_limits.py``: 429 + Retry-After, counted in memory, Redis or the database) and training
+runs queued or running at once (``training_cap.py``: 429 + Retry-After). The WebSocket counters
+live in this process (each gateway replica counts its own sockets).
 """
 
 from __future__ import annotations
@@ -31,8 +27,6 @@ import asyncio
 import math
 import time
 from collections import defaultdict, deque
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from starlette.datastructures import Headers
@@ -78,61 +72,17 @@ class BodyClock:
                     f"{self.min_rate:g} bytes per second after the first {self.stall_s:g} s "
                     "(CTROPS_REQUEST_BODY_MIN_RATE_BPS)")
         return f"The request body stalled: nothing arrived for {self.stall_s:g} s (CTROPS_REQUEST_BODY_TIMEOUT_S)"
-from .caller import client_key, method_of, principal_of, remote_addr, route_of
+from .caller import client_key, method_of, route_of
 
 if TYPE_CHECKING:
     from .settings import GatewaySettings
 
 BATCH_SCORING_ROUTE = ("POST", "/api/predict/{run_id}/batch")
 PREDICT_ROUTE = ("POST", "/api/predict/{run_id}")
-RETRAIN_ROUTE = ("POST", "/api/train/{run_id}/retrain")
 # Bodies checked by the route itself, as they stream (the upload path, upload.receive_and_judge).
 STREAMING_ROUTES = frozenset({("POST", "/api/upload"), BATCH_SCORING_ROUTE})
-RATE_LIMITED = {("POST", "/api/upload"): "uploads", BATCH_SCORING_ROUTE: "uploads",
-                ("POST", "/api/train"): "trainings", RETRAIN_ROUTE: "trainings"}
-TRAIN_ROUTE = ("POST", "/api/train")
-TRAIN_ROUTES = frozenset({TRAIN_ROUTE, RETRAIN_ROUTE})  # each starts a run: the active-run cap applies
-ACTIVE_RETRY_AFTER_S = 30
 WS_MESSAGE_TOO_BIG = 1009
 WS_POLICY_VIOLATION = 1008
-MAX_TRACKED_CLIENTS = 10_000
-
-
-@dataclass
-class _Bucket:
-    tokens: float
-    updated: float
-
-
-class RateLimiter:
-    """Token buckets: ``per_minute`` requests a minute, bursts up to ``per_minute``."""
-
-    def __init__(self, per_minute: float, clock=time.monotonic) -> None:
-        self.capacity = max(1.0, per_minute)
-        self.refill_per_s = per_minute / 60.0
-        self.clock = clock
-        self._buckets: dict[str, _Bucket] = {}
-
-    def take(self, key: str) -> float:
-        """Take one token; 0 when allowed, else the seconds until one is available."""
-        now = self.clock()
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            if len(self._buckets) >= MAX_TRACKED_CLIENTS:
-                self._prune(now)
-            bucket = self._buckets[key] = _Bucket(self.capacity, now)
-        bucket.tokens = min(self.capacity, bucket.tokens + (now - bucket.updated) * self.refill_per_s)
-        bucket.updated = now
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
-            return 0.0
-        return (1.0 - bucket.tokens) / self.refill_per_s
-
-    def _prune(self, now: float) -> None:
-        """Forget clients whose bucket has refilled: they are indistinguishable from new ones."""
-        full_after = self.capacity / self.refill_per_s
-        for key in [k for k, b in self._buckets.items() if now - b.updated >= full_after]:
-            del self._buckets[key]
 
 
 class LimitsMiddleware:
@@ -147,13 +97,6 @@ class LimitsMiddleware:
                             "(CTROPS_MAX_PREDICT_BODY_MB). Send fewer rows per request, or score a CSV with "
                             "POST /api/predict/{run_id}/batch."),
         }
-        self.rates = {
-            "uploads": RateLimiter(settings.rate_limit_uploads_per_min) if settings.rate_limit_uploads_per_min else None,
-            "trainings": (RateLimiter(settings.rate_limit_trainings_per_min)
-                          if settings.rate_limit_trainings_per_min else None),
-        }
-        self.training_check = asyncio.Lock()
-        self.training_in_flight: dict[str, int] = defaultdict(int)
         self.sockets: dict[str, int] = defaultdict(int)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -170,32 +113,11 @@ class LimitsMiddleware:
         method = method_of(scope)
         template, _ = route_of(scope)
         route = (method, template or "")
-        who = client_key(scope)
-
-        bucket = RATE_LIMITED.get(route)
-        limiter = self.rates.get(bucket) if bucket else None
-        if limiter is not None:
-            wait = limiter.take(who)
-            if wait > 0:
-                per_min = limiter.capacity
-                retry = max(1, math.ceil(wait))
-                await send_json_error(
-                    send, 429,
-                    f"Too many {bucket} from this client: the limit is {per_min:g} per minute. "
-                    f"Try again in {retry} s.",
-                    {"retry-after": str(retry)},
-                )
-                return
-
         if route not in STREAMING_ROUTES and _announces_body(scope):
             buffered = await self._read_capped_body(scope, receive, send, route)
             if buffered is None:
                 return  # answered 413, or the client left
             receive = _replay(buffered, receive)
-
-        if route in TRAIN_ROUTES and self.settings.max_active_trainings_per_client > 0:
-            await self._train_with_cap(scope, receive, send, who)
-            return
         await self.app(scope, receive, send)
 
     async def _read_capped_body(self, scope: Scope, receive: Receive, send: Send,
@@ -232,29 +154,6 @@ class LimitsMiddleware:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
-
-    async def _train_with_cap(self, scope: Scope, receive: Receive, send: Send, who: str) -> None:
-        cap = self.settings.max_active_trainings_per_client
-        async with self.training_check:  # check and claim together, so a burst cannot slip past the cap
-            active = await asyncio.to_thread(active_trainings, scope, self.settings)
-            in_flight = self.training_in_flight[who]
-            if active + in_flight >= cap:
-                await send_json_error(
-                    send, 429,
-                    f"This client already has {active + in_flight} training run(s) queued or running; the limit is "
-                    f"{cap} at once (CTROPS_MAX_ACTIVE_TRAININGS_PER_CLIENT). Wait for one to finish or cancel it.",
-                    {"retry-after": str(ACTIVE_RETRY_AFTER_S)},
-                )
-                return
-            self.training_in_flight[who] += 1
-        try:
-            # The audit middleware (outside this one) records the new run before the response
-            # leaves, so once this returns the run is counted from the audit trail.
-            await self.app(scope, receive, send)
-        finally:
-            self.training_in_flight[who] -= 1
-            if self.training_in_flight[who] <= 0:
-                del self.training_in_flight[who]
 
     # -- WebSockets ---------------------------------------------------------------------------
 
@@ -329,30 +228,6 @@ class _SocketGuard:
         if self.closed:
             raise OSError("the WebSocket was closed by the message limits")  # Starlette: WebSocketDisconnect
         await self._send(message)
-
-
-# -- counting active training runs -------------------------------------------------------------
-
-
-def active_trainings(scope: Scope, settings: GatewaySettings) -> int:
-    """Runs this client started (audit trail, ``training.requested``) with no done/failed event yet."""
-    app = scope.get("app")
-    gateway = getattr(getattr(app, "state", None), "gateway", None)
-    audit = getattr(getattr(app, "state", None), "audit", None)
-    if gateway is None:
-        return 0
-    since = datetime.now(timezone.utc) - timedelta(hours=settings.training_active_max_age_h)
-    principal = principal_of(scope)
-    authenticated = principal is not None and principal.authenticated
-    client_id = principal.client_id if authenticated else "anonymous"
-    runs: set[str] = set()
-    if audit is not None:
-        runs |= audit.started_runs(client_id, None if authenticated else remote_addr(scope), since)
-    if authenticated:
-        runs |= gateway.views.requested_runs(client_id, since)
-    if not runs:
-        return 0
-    return len(runs - gateway.views.finished_runs(runs))
 
 
 def describe(settings: GatewaySettings) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from ctrops_common.settings import ServiceSettings, env_alias
 
 from .proxies import parse_networks
+from .rate_limits import check_storage_url
 
 
 class GatewaySettings(ServiceSettings):
@@ -107,11 +108,25 @@ class GatewaySettings(ServiceSettings):
     max_json_body_kb: int = Field(
         256, ge=1, le=102_400, description="Largest request body of any route but the upload (413 above)."
     )
-    rate_limit_uploads_per_min: float = Field(
-        10, ge=0, le=100_000, description="Uploads per minute per client (burst of the same size); 0: unlimited."
+    rate_limit_uploads_per_min: int = Field(
+        10, ge=0, le=100_000,
+        description="Uploads per client (files to score included) in any 60 s (a moving window: all at once, then "
+        "none until the first is a minute old); 0: unlimited.",
     )
-    rate_limit_trainings_per_min: float = Field(
-        6, ge=0, le=100_000, description="Training requests per minute per client (burst of the same size); 0: unlimited."
+    rate_limit_trainings_per_min: int = Field(
+        6, ge=0, le=100_000,
+        description="Training requests per client (retrains included) in any 60 s (a moving window); 0: unlimited.",
+    )
+    rate_limit_storage: SecretStr = Field(
+        SecretStr("memory://"),
+        description="Where the per-minute rate limits count (rate_limits.py): memory:// (this process: each replica "
+        "limits alone), redis://[:password@]host:port/db or rediss://... (one Redis shared by the replicas), or "
+        "database:// (the gateway database, CTROPS_DATABASE_URL: shared by the replicas on PostgreSQL). Checked at "
+        "start-up; never logged (a Redis URL may carry a password: take it from a Secret).",
+    )
+    rate_limit_key_prefix: str = Field(
+        "ctrops", pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="Prefix of the rate limit keys in the store (deployments sharing one Redis keep apart by it).",
     )
     max_active_trainings_per_client: int = Field(
         3, ge=0, le=10_000, description="Training runs one client may have queued or running at once; 0: unlimited."
@@ -146,6 +161,12 @@ class GatewaySettings(ServiceSettings):
     @classmethod
     def _proxies_parse(cls, value: str) -> str:
         parse_networks(value)  # ValueError names the bad entry
+        return value
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _storage_parses(cls, value: SecretStr) -> SecretStr:
+        check_storage_url(value.get_secret_value())  # ValueError says what is wrong, never the URL
         return value
 
     @property

@@ -33,6 +33,7 @@ from ctrops_common.storage import is_id
 from .. import model_runs, training_live
 from ..api_models import FILE_ID, RUN_ID, success
 from ..caller import client_id_of
+from ..rate_limits import UPLOAD_RATE
 from ..scorer_client import ScorerAnswer, ScorerUnavailable
 from ..scoring_jobs import JobView, job_view
 from ..security import AUTH_RESPONSES, OPERATOR, VIEWER
@@ -350,7 +351,7 @@ def job_urls(job_id: str) -> tuple[str, str]:
 
 @router.post(
     "/api/predict/{run_id}/batch",
-    dependencies=[OPERATOR],
+    dependencies=[OPERATOR, UPLOAD_RATE],  # a file to score is an upload; refused before its body is read
     status_code=202,
     response_model=BatchAccepted,
     description=(

@@ -32,8 +32,10 @@ from ..api_models import (
     success,
 )
 from ..caller import Principal, Role, client_id_of
+from ..rate_limits import TRAINING_RATE
 from ..security import AUTH_RESPONSES, OPERATOR, VIEWER, Operator
 from ..state import GatewayState, State
+from ..training_cap import ACTIVE_TRAININGS
 
 router = APIRouter(tags=["training"], responses=AUTH_RESPONSES)
 
@@ -71,7 +73,8 @@ def _unknown_file(file_id: str) -> HTTPException:
                               "and send the file_id it returns")
 
 
-@router.post("/api/train", dependencies=[OPERATOR], response_model=TrainAccepted, responses={
+@router.post("/api/train", dependencies=[OPERATOR, TRAINING_RATE, ACTIVE_TRAININGS], response_model=TrainAccepted,
+             responses={
     **success(TRAIN_EXAMPLE, "Training was requested; the run id answers at once"),
     404: {"description": "Unknown file_id."},
     422: {"description": "Out-of-range config value, a config whose estimated memory is above "

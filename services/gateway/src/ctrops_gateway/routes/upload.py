@@ -37,6 +37,7 @@ from ctrops_common.events import Event, FileUploaded, Topic, UploadPurpose, Uplo
 from ..api_models import UPLOAD_EXAMPLE, UploadResult, success
 from ..broker_gate import require_broker, unavailable_response, wait_reply
 from ..limits import BodyClock
+from ..rate_limits import UPLOAD_RATE
 from ..security import AUTH_RESPONSES, OPERATOR
 from ..state import GatewayState, State
 
@@ -298,6 +299,7 @@ _BODY = {
 
 @router.post(
     "/api/upload",
+    dependencies=[UPLOAD_RATE],  # before the handler reads a byte of the body
     openapi_extra={"requestBody": _BODY},
     response_model=UploadResult,
     responses={
