@@ -12,6 +12,7 @@ import inspect
 import re
 from pathlib import Path
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
 from ctrops_common.settings import ENV_PREFIX, CommonSettings, ServiceSettings
@@ -47,6 +48,8 @@ def _default(field) -> str:
     value = field.default
     if value is None:
         return "unset"
+    if isinstance(value, SecretStr):  # the default is in the code for all to read; a value set is not shown anywhere
+        value = value.get_secret_value()
     return f"`{value}`" if str(value) != "" else "empty"
 
 
