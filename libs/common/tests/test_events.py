@@ -1,11 +1,15 @@
-"""Event schemas: the envelope round-trips and training config accepts both spellings."""
+"""Event schemas: the envelope round-trips, training config accepts both spellings and a preview row's
+values are typed."""
 
 from __future__ import annotations
 
-import pytest
-from pydantic import ValidationError
+import json
+from datetime import datetime
 
-from ctrops_common.events import Event, Probe, Topic, TrainingConfig, decode_event
+import pytest
+from pydantic import TypeAdapter, ValidationError
+
+from ctrops_common.events import Event, PreviewRow, Probe, Topic, TrainingConfig, decode_event
 
 
 def test_envelope_round_trip():
@@ -45,3 +49,13 @@ def test_training_config_refuses_out_of_range_values(bad, field):
     with pytest.raises(ValidationError) as err:
         TrainingConfig.model_validate(bad)
     assert field in str(err.value)
+
+
+def test_preview_rows_keep_each_cells_type_and_refuse_other_values():
+    rows = [{"hour": 14, "price": 0.25, "seq": "1,2", "device": None}]
+    uploaded = TypeAdapter(list[PreviewRow])
+    back = uploaded.validate_json(json.dumps(rows))
+    assert back == rows and [type(v) for v in back[0].values()] == [int, float, str, type(None)]
+    for bad in ({"seq": [1, 2]}, {"x": {"a": 1}}, {"when": datetime(2026, 1, 1)}):
+        with pytest.raises(ValidationError):
+            uploaded.validate_python([bad])

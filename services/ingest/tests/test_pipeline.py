@@ -12,11 +12,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from ctrops_common.datagen import NAME_SETS, generate
 from ctrops_common.dataset import toss_columns
 from ctrops_common.documents import Profile
+from ctrops_common.events import PreviewRow
 from ctrops_ingest.pipeline import IngestOptions, ingest_csv
 from ctrops_ingest.validation import Rejected
 
@@ -237,6 +238,22 @@ def test_preview_is_json_safe_with_null_for_missing(generated):
     assert list(preview[0]) == toss_columns()
     assert any(row["feat_e_1"] is None for row in preview)  # seed 11 has the feat_e block missing in the first rows
     assert all(isinstance(row["hour"], int) for row in preview)  # whole numbers read as numbers, not 22.0
+
+
+def test_preview_rows_are_the_events_typed_rows_and_read_back_unchanged(tmp_path):
+    """What FileUploaded.preview carries: per cell an int (whole numbers), a float, the text (seq, text
+    and time columns) or None (empty), each read back from JSON as the same value of the same type."""
+    lines = ["hour,seq,device,price,Event_Date,clicked"] + [
+        f"{i % 24},\"1,{i}\",{['mobile', 'desktop'][i % 2]},{i}.25,2026-03-{i % 28 + 1:02d},{i % 2}" for i in range(20)]
+    lines[2] = "1,\"1,1\",desktop,,2026-03-02,1"  # an empty price
+    preview = run(write(tmp_path, "\n".join(lines) + "\n")).preview
+    assert preview[0] == {"hour": 0, "seq": "1,0", "device": "mobile", "price": 0.25, "Event_Date": "2026-03-01",
+                          "clicked": 0}
+    assert preview[1]["price"] is None
+    rows = TypeAdapter(list[PreviewRow]).validate_json(json.dumps(preview, allow_nan=False))
+    assert rows == preview
+    assert [[type(v) for v in row.values()] for row in rows] == [[type(v) for v in row.values()] for row in preview]
+    assert {type(v) for row in preview for v in row.values()} == {int, float, str, type(None)}
 
 
 def test_missing_value_spellings_are_missing_in_every_column(tmp_path):

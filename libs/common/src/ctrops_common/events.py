@@ -132,6 +132,13 @@ class DataInfo(Payload):
     ctr: float  # percent, e.g. 1.92
 
 
+# One row of an uploaded CSV's preview, keyed by the file's own column names (the user's, so a
+# mapping, not a model): a number where ingest read the cell as one (int when whole), the text
+# where the column is text (seq, categorical, time columns), None where the cell is empty.
+PreviewValue = str | int | float | None
+PreviewRow = dict[str, PreviewValue]
+
+
 class FileUploaded(Payload):
     file_id: str
     filename: str
@@ -143,7 +150,7 @@ class FileUploaded(Payload):
     feature_columns: list[str] = []  # numeric features the model may use (not seq, not clicked)
     validation: Validation
     info: DataInfo
-    preview: list[dict[str, Any]]
+    preview: list[PreviewRow]  # the first rows (IngestOptions.preview_rows)
     column_descriptions: dict[str, str]
     profile_location: str | None = None  # per-column statistics and segment tables (JSON)
     purpose: UploadPurpose = "training"

@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 
-from ctrops_common.events import AucComparison, BatchPlan, ModelResult, PromotionCheck, TrainingConfig
+from ctrops_common.events import AucComparison, BatchPlan, ModelResult, PreviewRow, PromotionCheck, TrainingConfig
 
 # An int or a float, kept as sent (a plain ``float`` field would write 3 as 3.0).
 Number = Annotated[int | float, WithJsonSchema({"type": "number"})]
@@ -116,7 +116,9 @@ class UploadResult(BaseModel):
     columns: list[str] = Field(description="Column names, in file order")
     validation: UploadValidation
     info: UploadInfo
-    preview: list[dict[str, Any]] = Field(description="The first 10 rows, keyed by column")
+    preview: list[PreviewRow] = Field(
+        description="The first 10 rows, keyed by column: a number where the cell is one, else its text; "
+                    "null when empty")
     column_descriptions: dict[str, str] = Field(description="Column -> Korean label (the feature-name mapping)")
 
 

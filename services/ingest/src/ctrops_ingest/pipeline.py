@@ -28,6 +28,7 @@ import pyarrow.csv as pacsv
 
 from ctrops_common.dataset import SEQUENCE, TARGET, column_description
 from ctrops_common.documents import Profile
+from ctrops_common.events import PreviewRow
 from ctrops_common.time_columns import DATE_COLUMN, TIME_COLUMN_NAMES
 
 from .conversion import ParquetSink
@@ -82,7 +83,7 @@ class IngestResult:
     errors: list[str]
     warnings: list[str]
     info: dict[str, Any]  # the fields of ctrops_common.events.DataInfo
-    preview: list[dict[str, Any]]
+    preview: list[PreviewRow]  # ctrops_common.events.FileUploaded.preview
     column_descriptions: dict[str, str]
     profile: Profile
     parquet_written: bool
@@ -216,7 +217,7 @@ class _Run:
         self.rows = 0
         self.clicks = 0
         self.non_clicks = 0
-        self.preview: list[dict[str, Any]] = []
+        self.preview: list[PreviewRow] = []
         self._seq_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seq")
 
     # -- reading ------------------------------------------------------------------
@@ -349,7 +350,7 @@ class _Run:
                  if name in (SEQUENCE, TARGET) or name in self.time_columns or self.kinds.get(name) == "categorical"}
         numbers = {name: array.slice(0, take).to_pylist() for name, array in zip(self.features, arrays)}
         for i in range(take):
-            row: dict[str, Any] = {}
+            row: PreviewRow = {}
             for name in self.columns:
                 if name == TARGET:
                     row[name] = int(clicked[i]) if clicked[i] >= 0 else texts[name][i]
