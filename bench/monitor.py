@@ -24,6 +24,7 @@ from ctrops_common.events import (
     ModelMetrics,
     Event,
     MonitorAlert,
+    ServiceDownEvidence,
     ServiceError,
     ServiceHeartbeat,
     Topic,
@@ -97,7 +98,9 @@ def fill(views: ReadModel, snapshots: int, runs: int = 20, epochs: int = 10) -> 
         for state in ("firing", "resolved"):
             rows.append(_row(Topic.MONITOR_ALERT, MonitorAlert(
                 alert_id=f"service_down:trainer:{a}", kind="service_down", subject="trainer", state=state,
-                severity="high", message="m"), start + timedelta(minutes=a), None))
+                severity="high", message="m",
+                metrics=ServiceDownEvidence(service="trainer", last_seen="never", timeout_s=20.0)),
+                start + timedelta(minutes=a), None))
     for e in range(200):
         rows.append(_row(Topic.SERVICE_ERROR, ServiceError(service="trainer", message="boom", stack="tb" * 200),
                          start + timedelta(minutes=e), None))

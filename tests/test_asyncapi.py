@@ -134,7 +134,13 @@ def test_real_events_validate_against_their_channel_schema(doc):
             service="scorer", instance="i", started_at=now, cpu_percent=1.0, memory_percent=2.0, rss_bytes=3)),
         Event(type=Topic.MONITOR_ALERT, producer="monitor", payload=MonitorAlert(
             alert_id="auc_drop:model:1", kind="auc_drop", subject="model", state="firing", severity="high",
-            message="m", metrics={"period": "2026-03"})),
+            message="m", metrics={"period": "2026-03", "period_id": "r1:gbdt:2026-03", "run_id": "r1",
+                                  "model_kind": "gbdt", "rows": 900, "auc": 0.61, "auc_ci_low": 0.58,
+                                  "auc_ci_high": 0.64, "baseline_auc": 0.8, "baseline_auc_ci_low": None,
+                                  "auc_drop_limit": 0.75, "estimated_auc": None})),
+        Event(type=Topic.MONITOR_ALERT, producer="monitor", payload=MonitorAlert(
+            alert_id="model_accuracy:model:1", kind="model_accuracy", subject="model", state="firing",
+            severity="high", message="m", metrics={"run_id": "r1", "accuracy": 0.6, "auc": 0.7})),
         Event(type=Topic.DEAD_LETTER, producer="ingest", payload=DeadLetter(
             topic="upload.received", partition=0, offset=1, key=None, value="{}", error="e", attempts=3, group="g")),
     ]
@@ -151,3 +157,10 @@ def test_real_events_validate_against_their_channel_schema(doc):
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft202012Validator({**resolve(doc, "#/components/schemas/ProbeEvent"),
                                          "components": doc["components"]}).validate(wrong)
+    # an alert's evidence is its kind's: an auc_drop alert's evidence under kind service_down is invalid
+    alert = next(e for e in events if e.type == Topic.MONITOR_ALERT)
+    relabelled = yaml.safe_load(alert.to_bytes())
+    relabelled["payload"]["kind"] = "service_down"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator({**resolve(doc, "#/components/schemas/MonitorAlertEvent"),
+                                         "components": doc["components"]}).validate(relabelled)

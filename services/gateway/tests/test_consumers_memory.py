@@ -60,7 +60,8 @@ def test_an_event_is_stored_typed_once_and_a_redelivery_is_neither_stored_nor_pu
     gw = memory_gateway
     run_id = new_id()
     alert = MonitorAlert(alert_id="model_accuracy:model:1", kind="model_accuracy", subject="model", state="firing",
-                         severity="high", message="accuracy 0.5 < 0.7", metrics={"accuracy": 0.5})
+                         severity="high", message="accuracy 0.5 < 0.7",
+                         metrics={"run_id": run_id, "accuracy": 0.5, "valAccuracy": 0.5})
     with gw.client.websocket_connect("/ws/performance") as ws:
         ws.receive_json(), ws.receive_json()  # metrics_update and system_health on connect
         finished, fired = gw.publish((Topic.TRAINING_DONE, done(run_id), run_id), (Topic.MONITOR_ALERT, alert, None))

@@ -20,6 +20,7 @@ from ctrops_common.events import (
     MonitorAlert,
     MonitoringPeriod,
     PeriodMetrics,
+    ServiceDownEvidence,
     ServiceHeartbeat,
     Topic,
     TrainingConfig,
@@ -113,11 +114,15 @@ def test_model_alert_names_period_and_feature_and_responsetime_is_the_serving_p9
     gateway_client, publish = memory_gateway.client, memory_gateway.publish
     run_id = new_id()
     other = MonitorAlert(alert_id="service_down:explainer:1", kind="service_down", subject="explainer",
-                         state="firing", severity="high", message="explainer is down")
+                         state="firing", severity="high", message="explainer is down",
+                         metrics=ServiceDownEvidence(service="explainer", last_seen="never", timeout_s=20.0))
+    # The evidence as the monitor writes it (model_drift.feature_drift): forwarded to the frontend as it is.
+    evidence = {"period": "2026-03", "period_id": f"{run_id}:gbdt:2026-03", "run_id": run_id, "model_kind": "gbdt",
+                "rows": 20_000, "feature": "l_feat_3", "psi": 0.41, "test": "ks", "statistic": 0.12, "p_value": None,
+                "importance_rank": 3, "psi_threshold": 0.2}
     drift = MonitorAlert(alert_id="feature_drift:l_feat_3:1", kind="feature_drift", subject="l_feat_3",
                          state="firing", severity="medium", message="Top feature 'l_feat_3' drifted in 2026-03",
-                         metrics={"period": "2026-03", "run_id": run_id, "model_kind": "gbdt", "psi": 0.41,
-                                  "feature": "l_feat_3"})
+                         metrics=evidence)
     beat = ServiceHeartbeat(service="scorer", instance="s1", started_at=datetime.now(timezone.utc), cpu_percent=3.0,
                             memory_percent=9.0, rss_bytes=1 << 28, latency_p95_ms=12.5)
     with gateway_client.websocket_connect("/ws/performance") as ws:
@@ -132,7 +137,11 @@ def test_model_alert_names_period_and_feature_and_responsetime_is_the_serving_p9
                 pushed = message
         assert pushed is not None
         assert (pushed["period"], pushed["feature"], pushed["severity"]) == ("2026-03", "l_feat_3", "medium")
-        assert pushed["metrics"]["psi"] == 0.41
+        assert json.dumps(pushed["metrics"], sort_keys=True) == json.dumps(evidence, sort_keys=True)  # 20000, not 20000.0
+        assert {k: v for k, v in pushed.items() if k != "timestamp"} == {
+            "type": "performance_alert", "severity": "medium", "message": "Top feature 'l_feat_3' drifted in 2026-03",
+            "metrics": evidence, "alert_id": "feature_drift:l_feat_3:1", "kind": "feature_drift",
+            "subject": "l_feat_3", "state": "firing", "period": "2026-03", "feature": "l_feat_3"}
 
     body = si(gateway_client)
     assert body["performanceAlert"].get("kind") == "feature_drift"

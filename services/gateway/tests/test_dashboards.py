@@ -14,6 +14,7 @@ from ctrops_common.events import (
     FileUploaded,
     MonitorAlert,
     MonitorSnapshot,
+    ServiceDownEvidence,
     ServiceError,
     Topic,
     TrainingConfig,
@@ -158,7 +159,8 @@ def test_engineer_dashboard_from_real_runs_errors_and_traffic(gateway_client, tr
 
 def test_engineer_dashboard_health_and_alert_come_from_the_monitor(gateway_client):
     alert = MonitorAlert(alert_id="service_down:trainer:1", kind="service_down", subject="trainer", state="firing",
-                         severity="high", message="trainer is down")
+                         severity="high", message="trainer is down",
+                         metrics=ServiceDownEvidence(service="trainer", last_seen="never", timeout_s=20.0))
     snapshot = MonitorSnapshot(run_id=None,
                                health={"status": "critical", "response_time_ms": 321.0, "cpu_usage": 37.5, "memory_usage": 61.0,
                                        "api_success_rate": 99.5, "error_rate": 0.5})

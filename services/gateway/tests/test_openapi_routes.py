@@ -27,6 +27,7 @@ from ctrops_common.dataset import profile_path, report_path
 from ctrops_common.db import make_engine
 from ctrops_common.documents import ReportDoc, write_document
 from ctrops_common.events import (
+    CalibrationEvidence,
     DataInfo,
     Event,
     FileUploaded,
@@ -34,6 +35,7 @@ from ctrops_common.events import (
     MonitoringPeriod,
     MonitorSnapshot,
     ReportReady,
+    ServiceDownEvidence,
     ServiceError,
     ServiceHeartbeat,
     Topic,
@@ -310,12 +312,19 @@ def platform(tmp_path):
                                                  stack="Traceback ...", run_id=done_id), done_id, next(at)),
         _event(Topic.MONITOR_ALERT, MonitorAlert(alert_id="calibration:x", kind="calibration", subject=done_id,
                                                  state="firing", severity="medium", message="calibration 1.4",
-                                                 metrics={"period": "2026-03", "run_id": done_id,
-                                                          "model_kind": "gbdt", "calibration": 1.4}),
+                                                 metrics=CalibrationEvidence(
+                                                     period="2026-03", period_id=f"{done_id}:gbdt:2026-03",
+                                                     run_id=done_id, model_kind="gbdt", rows=20_000,
+                                                     calibration=1.4, calibration_ci_low=1.2,
+                                                     calibration_ci_high=1.6, predicted_clicks=560.0,
+                                                     actual_clicks=400, band_low=0.8, band_high=1.25)),
                None, now - timedelta(minutes=2)),
         _event(Topic.MONITOR_ALERT, MonitorAlert(alert_id="service_down:scorer", kind="service_down",
                                                  subject="scorer", state="firing", severity="high",
-                                                 message="scorer is down"), None, now - timedelta(minutes=1)),
+                                                 message="scorer is down",
+                                                 metrics=ServiceDownEvidence(service="scorer", last_seen="never",
+                                                                             timeout_s=20.0)),
+               None, now - timedelta(minutes=1)),
     ]
     for event in events:
         views.record(event)

@@ -133,7 +133,7 @@ def test_ws_every_client_gets_each_alert_once_and_each_error(fast_ws, memory_gat
     gateway_client = memory_gateway.client
     alert = MonitorAlert(alert_id="response_time:gateway:1", kind="response_time", subject="gateway",
                          state="firing", severity="medium", message="p95 900 ms > 500 ms",
-                         metrics={"response_time": 900.0})
+                         metrics={"response_time": 900.0, "threshold_ms": 500.0})
     with gateway_client.websocket_connect("/ws/performance") as one, \
             gateway_client.websocket_connect("/ws/performance") as two:
         memory_gateway.publish(
@@ -149,7 +149,10 @@ def test_ws_every_client_gets_each_alert_once_and_each_error(fast_ws, memory_gat
             assert sorted(kinds) == ["alert_resolved", "error_log", "performance_alert"], kinds
             fired = next(m for m in seen if m["type"] == "performance_alert")
             assert fired["severity"] == "medium" and fired["message"] == "p95 900 ms > 500 ms"
-            assert fired["metrics"]["response_time"] == 900.0
+            assert fired["metrics"] == {"response_time": 900.0, "threshold_ms": 500.0}
+            assert (fired["alert_id"], fired["kind"], fired["subject"], fired["state"]) == (
+                "response_time:gateway:1", "response_time", "gateway", "firing")
+            assert fired["period"] is None and fired["feature"] is None and fired["timestamp"]
             log = next(m for m in seen if m["type"] == "error_log")["log"]
             assert log["level"] == "ERROR" and "disk full" in log["message"] and log["stack"] == "Trace"
             assert log["timestamp"]
@@ -157,13 +160,18 @@ def test_ws_every_client_gets_each_alert_once_and_each_error(fast_ws, memory_gat
 
 def test_ws_new_client_learns_of_an_open_incident_once(fast_ws, memory_gateway):
     gateway_client = memory_gateway.client
+    run_id = new_id()
+    # The evidence as the monitor writes it: the run and its metrics under every spelling the frontend reads.
+    evidence = {"run_id": run_id, **metrics(accuracy=0.5).both_spellings()}
     alert = MonitorAlert(alert_id="model_accuracy:model:1", kind="model_accuracy", subject="model",
-                         state="firing", severity="high", message="accuracy 0.5 < 0.7", metrics={"accuracy": 0.5})
+                         state="firing", severity="high", message="accuracy 0.5 < 0.7", metrics=evidence)
     memory_gateway.publish((Topic.MONITOR_ALERT, alert, None))
     assert gateway_client.get("/api/dashboard/si").json()["performanceAlert"]["show"]
     with gateway_client.websocket_connect("/ws/performance") as ws:
         alerts = _receive_until(ws, 99, lambda m: m["type"] == "performance_alert", timeout_s=3.5)
         assert [a["alert_id"] for a in alerts] == ["model_accuracy:model:1"]
+        assert alerts[0]["metrics"] == evidence and alerts[0]["metrics"]["accuracy"] == 0.5
+        assert alerts[0]["period"] is None and alerts[0]["feature"] is None
 
 
 def test_snapshot_of_a_new_run_is_pushed_without_waiting_for_the_tick(memory_gateway):

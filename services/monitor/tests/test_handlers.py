@@ -101,8 +101,8 @@ async def test_a_low_accuracy_run_alerts_once_across_redelivery_and_restart_and_
     assert fired.producer == "monitor" and fired.correlation_id == bad.run_id
     alert = fired.payload
     assert (alert.kind, alert.subject, alert.state, alert.severity) == ("model_accuracy", "model", "firing", "high")
-    assert "0.620" in alert.message and alert.metrics["run_id"] == bad.run_id
-    assert alert.metrics["auc"] == pytest.approx(0.71)
+    assert "0.620" in alert.message and alert.metrics.run_id == bad.run_id
+    assert alert.metrics.quality.auc == pytest.approx(0.71)
     [snapshot] = broker.events(Topic.MONITOR_SNAPSHOT)  # published right after the run, not at the next tick
     assert snapshot.payload.run_id == bad.run_id and snapshot.payload.metrics.val_accuracy == pytest.approx(0.62)
     assert [a.alert_id for a in snapshot.payload.health.active_alerts] == [alert.alert_id]
@@ -148,7 +148,7 @@ async def test_an_alert_stays_in_the_outbox_until_the_broker_takes_it_and_goes_o
     broker.set_up(True)
     await broker.settle()
     [fired] = broker.events(Topic.MONITOR_ALERT)
-    assert fired.payload.state == "firing" and fired.payload.metrics["run_id"] == bad.run_id
+    assert fired.payload.state == "firing" and fired.payload.metrics.run_id == bad.run_id
     assert worker.store.pending_messages() == []  # acknowledged, so out of the outbox
     assert broker.events(Topic.DEAD_LETTER) == []
 
@@ -180,8 +180,8 @@ async def test_monitoring_periods_alert_once_survive_restart_and_resolve(broker,
     fired = broker.events(Topic.MONITOR_ALERT)
     assert sorted((a.payload.kind, a.payload.subject, a.payload.state) for a in fired) == [
         ("calibration", "model", "firing"), ("feature_drift", "history_a_1", "firing")]
-    assert all("2031-02" in a.payload.message and a.payload.metrics["period"] == "2031-02" for a in fired)
-    assert all(a.payload.metrics["run_id"] == run_id and a.correlation_id == run_id for a in fired)
+    assert all("2031-02" in a.payload.message and a.payload.metrics.period == "2031-02" for a in fired)
+    assert all(a.payload.metrics.run_id == run_id and a.correlation_id == run_id for a in fired)
     assert sample("ctrops_feature_psi", model_kind="gbdt", feature="history_a_1") == pytest.approx(0.9)
     assert sample("ctrops_model_period_calibration_ratio", model_kind="gbdt") == pytest.approx(0.45)
 

@@ -119,12 +119,12 @@ def test_messages_name_the_period_and_feature_in_korean_and_english():
     by_kind = {c.kind: c for c in assess(p)}
     cal = by_kind["calibration"]
     assert "2026-04" in cal.fire and "보정" in cal.fire and "Calibration" in cal.fire and "0.42" in cal.fire
-    assert cal.metrics["period"] == "2026-04" and cal.metrics["run_id"] == RUN and cal.metrics["model_kind"] == "gbdt"
+    assert (cal.evidence.period, cal.evidence.run_id, cal.evidence.model_kind) == ("2026-04", RUN, "gbdt")
     auc = by_kind["auc_drop"]
     assert "2026-04" in auc.fire and "0.700" in auc.fire and "0.800" in auc.fire and "AUC" in auc.fire
     feat = by_kind["feature_drift"]
     assert feat.subject == "history_a_1" and "'history_a_1'" in feat.fire and "2026-04" in feat.fire
-    assert "피처" in feat.fire and "drifted" in feat.fire and feat.metrics["psi"] == pytest.approx(0.93)
+    assert "피처" in feat.fire and "drifted" in feat.fire and feat.evidence.psi == pytest.approx(0.93)
 
 
 # -- the monitor: incidents and gauges -------------------------------------------------
@@ -174,7 +174,7 @@ def test_incidents_survive_a_restart_and_late_older_periods_change_nothing(setti
     first = Monitor(settings, store, now=at(0))
     fired = first.on_period(period("2026-05", auc=(0.66, 0.63, 0.69)), at(1))
     assert [(a.kind, a.state) for a in fired] == [("auc_drop", "firing")]
-    assert "2026-05" in fired[0].message and fired[0].metrics["period"] == "2026-05"
+    assert "2026-05" in fired[0].message and fired[0].metrics.period == "2026-05"
     for seq, _ in store.pending_messages():
         store.message_sent(seq)
 

@@ -67,7 +67,7 @@ def test_low_accuracy_fires_once_and_a_good_run_resolves(settings, engine):
 
     first = monitor.on_training_done(done(0.55), at(1))
     assert first is not None and first.state == "firing" and first.severity == "high"
-    assert first.metrics["auc"] == pytest.approx(0.71)  # the honest signal travels with the alert
+    assert first.metrics.quality.auc == pytest.approx(0.71)  # the honest signal travels with the alert
     assert monitor.on_training_done(done(0.60), at(2)) is None  # same incident: no second alert
     assert sample("ctrops_alert_active", kind="model_accuracy", subject="model") == 1
     assert sample("ctrops_alerts_fired_total", kind="model_accuracy") == fired_before + 1
@@ -136,7 +136,7 @@ def test_expected_service_never_seen_is_reported(tmp_path, engine):
     assert monitor.check(at(5)) == []
     alerts = monitor.check(at(11))
     assert [(a.kind, a.subject) for a in alerts] == [("service_down", "trainer")]
-    assert alerts[0].metrics["last_seen"] == "never"
+    assert alerts[0].metrics.last_seen == "never"
 
 
 def test_response_time_and_error_rate_from_gateway_heartbeats(settings, engine):
@@ -147,7 +147,7 @@ def test_response_time_and_error_rate_from_gateway_heartbeats(settings, engine):
     alerts = {a.kind: a for a in monitor.check(at(2))}
     assert set(alerts) == {"response_time", "error_rate"}
     assert alerts["response_time"].severity == "medium"
-    assert alerts["error_rate"].metrics["error_rate"] == pytest.approx(20.0)  # 20 of 100 in the window
+    assert alerts["error_rate"].metrics.error_rate == pytest.approx(20.0)  # 20 of 100 in the window
     health = monitor.snapshot(at(2)).health
     assert health.api_success_rate == pytest.approx(80.0) and health.error_rate == pytest.approx(20.0)
     assert health.cpu_usage == pytest.approx(30.0) and health.memory_usage == pytest.approx(40.0)

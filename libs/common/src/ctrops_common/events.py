@@ -8,17 +8,29 @@ docs/events.md documents who produces and who consumes each topic.
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import unicodedata
 import uuid
 from datetime import datetime, timezone
 from enum import StrEnum
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar, get_args
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
-from .model_metrics import ModelMetrics  # noqa: F401 - the events' metrics model, re-exported
+from .model_metrics import ModelMetrics, spellings  # ModelMetrics: the events' metrics model, re-exported
 
 SCHEMA_VERSION = 1
 
@@ -487,12 +499,15 @@ class ScoringFailed(Payload):
     status_code: int = 422  # what the gateway answers on the job's routes
 
 
+DriftTest = Literal["ks", "chi2", "psi"]
+
+
 class FeatureDrift(Payload):
     """One feature of a period against the model's training rows."""
 
     feature: str
     kind: Literal["numeric", "categorical"]
-    test: Literal["ks", "chi2", "psi"]  # the test whose p-value is given (PSI is always computed)
+    test: DriftTest  # the test whose p-value is given (PSI is always computed)
     statistic: float
     p_value: float | None
     psi: float
@@ -633,15 +648,170 @@ class MonitorSnapshot(Payload):
         return value
 
 
+# -- an alert's evidence: one model per alert kind (MonitorAlert.metrics) ------------------------
+
+
+class ModelAccuracyEvidence(Payload):
+    """A ``model_accuracy`` alert: the finished run and its champion's validation metrics. On the wire
+    the metrics are flat, each under every spelling the frontend reads (``ModelMetrics.both_spellings()``:
+    ``val_accuracy``, ``valAccuracy``, ``accuracy``, ``f1``, ``f1_score``, ``f1Score``, ...) beside
+    ``run_id``; in Python they are one ``ModelMetrics`` (``quality``). ``threshold`` is the run's decision
+    threshold (``ModelMetrics.threshold``), not the monitor's accuracy threshold."""
+
+    run_id: str
+    quality: ModelMetrics
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest_the_flat_metrics(cls, data: Any) -> Any:
+        """The wire's flat keys (every spelling of every metric) -> ``quality``; spellings must agree."""
+        if isinstance(data, dict) and "quality" not in data:
+            return {"run_id": data.get("run_id"), "quality": {k: v for k, v in data.items() if k != "run_id"}}
+        return data
+
+    @model_serializer(mode="plain")
+    def _flat(self) -> dict[str, str | float | None]:
+        return {"run_id": self.run_id, **self.quality.both_spellings()}
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: GetJsonSchemaHandler) -> dict[str, Any]:
+        """What is written (and read): ``run_id`` and every spelling of every ``ModelMetrics`` field."""
+        metrics = ModelMetrics.model_json_schema()["properties"]
+        properties: dict[str, Any] = {"run_id": {"title": "Run Id", "type": "string"}}
+        for name, info in ModelMetrics.described().items():
+            for key in spellings(name, info):
+                properties[key] = metrics[name] if key == name else {
+                    **metrics[name], "title": key, "description": f"= {name}: {metrics[name]['description']}"}
+        return {"title": cls.__name__, "description": inspect.cleandoc(cls.__doc__ or ""),
+                "type": "object", "properties": properties, "required": ["run_id"]}
+
+
+class ResponseTimeEvidence(Payload):
+    """A ``response_time`` alert: the gateway's p95 API latency against its threshold."""
+
+    response_time: float  # ms, the worst live gateway replica's p95
+    threshold_ms: float  # CTROPS_MONITOR_RESPONSE_TIME_MS
+
+
+class ServiceDownEvidence(Payload):
+    """A ``service_down`` alert: the service and when any of its instances was last heard from."""
+
+    service: str
+    last_seen: str  # ISO 8601 of its newest heartbeat, or "never"
+    timeout_s: float  # CTROPS_MONITOR_HEARTBEAT_TIMEOUT_S
+
+
+class ErrorRateEvidence(Payload):
+    """An ``error_rate`` alert: the share of 5xx API responses over the traffic window."""
+
+    error_rate: float  # percent, 0..100
+    requests: int  # API requests in the window
+    errors: int  # of them 5xx
+    threshold_percent: float  # CTROPS_MONITOR_ERROR_RATE_PERCENT
+
+
+class PeriodEvidence(Payload):
+    """The monitoring period a model alert (calibration, auc_drop, feature_drift) was decided on."""
+
+    period: str  # "2026-03", "2026-W11", "2026-03-14"
+    period_id: str  # "<run_id>:<model kind>:<period>"
+    run_id: str  # the run whose model scored the period
+    model_kind: ModelKind
+    rows: int
+
+
+class CalibrationEvidence(PeriodEvidence):
+    """A ``calibration`` alert: the period's predicted / actual clicks (rounded) against the band."""
+
+    calibration: float
+    calibration_ci_low: float  # 95% (Poisson on the actual clicks)
+    calibration_ci_high: float | None  # None: no upper bound (no actual clicks)
+    predicted_clicks: float
+    actual_clicks: int | None
+    band_low: float  # CTROPS_MONITOR_CALIBRATION_LOW
+    band_high: float  # CTROPS_MONITOR_CALIBRATION_HIGH
+
+
+class AucDropEvidence(PeriodEvidence):
+    """An ``auc_drop`` alert: the period's AUC (rounded) against the model's validation AUC."""
+
+    auc: float
+    auc_ci_low: float  # DeLong 95% interval
+    auc_ci_high: float
+    baseline_auc: float  # the model's validation AUC at training
+    baseline_auc_ci_low: float | None
+    auc_drop_limit: float | None = None  # the AUC below which it fires (absent from alerts before it existed)
+    estimated_auc: float | None  # CBPE-style, from the calibrated scores alone
+
+
+class FeatureDriftEvidence(PeriodEvidence):
+    """A ``feature_drift`` alert: one feature of the period against the model's training rows."""
+
+    feature: str
+    psi: float
+    test: DriftTest  # the test whose statistic and p-value are given
+    statistic: float
+    p_value: float | None
+    importance_rank: int | None  # 1 = the model's most important feature; None: unknown
+    psi_threshold: float  # CTROPS_MONITOR_DRIFT_PSI
+
+
+AlertKind = Literal["model_accuracy", "response_time", "service_down", "error_rate",
+                    "calibration", "auc_drop", "feature_drift"]
+AlertEvidence = (ModelAccuracyEvidence | ResponseTimeEvidence | ServiceDownEvidence | ErrorRateEvidence
+                 | CalibrationEvidence | AucDropEvidence | FeatureDriftEvidence)
+# Which evidence each kind of alert carries: MonitorAlert.metrics is read as the model of its kind.
+EVIDENCE: dict[str, type[Payload]] = {
+    "model_accuracy": ModelAccuracyEvidence,
+    "response_time": ResponseTimeEvidence,
+    "service_down": ServiceDownEvidence,
+    "error_rate": ErrorRateEvidence,
+    "calibration": CalibrationEvidence,
+    "auc_drop": AucDropEvidence,
+    "feature_drift": FeatureDriftEvidence,
+}
+
+
+def _evidence_by_kind_schema(schema: dict[str, Any]) -> None:
+    """The published schema says which evidence goes with which kind (if kind is X then metrics is X's)."""
+    members = schema["properties"]["metrics"]["anyOf"]  # one per AlertEvidence member, in its order
+    order = get_args(AlertEvidence)
+    schema["allOf"] = [{"if": {"properties": {"kind": {"const": kind}}, "required": ["kind"]},
+                        "then": {"properties": {"metrics": members[order.index(model)]}}}
+                       for kind, model in EVIDENCE.items()]
+
+
 class MonitorAlert(Payload):
+    """An incident fired or resolved; ``metrics`` is its evidence, the model of its ``kind`` (``EVIDENCE``)."""
+
+    model_config = ConfigDict(json_schema_extra=_evidence_by_kind_schema)
+
     alert_id: str  # stable per incident: kind + subject
-    kind: Literal["model_accuracy", "response_time", "service_down", "error_rate",
-                  "calibration", "auc_drop", "feature_drift"]
+    kind: AlertKind
     subject: str  # run id or service name
     state: Literal["firing", "resolved"]
     severity: Literal["high", "medium"]
     message: str
-    metrics: dict[str, Any] = {}
+    metrics: AlertEvidence  # the evidence: a field of kind ``kind`` (named ``metrics`` on the wire)
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _evidence_of_its_kind(cls, value: Any, info: ValidationInfo) -> Any:
+        """Read the evidence as the model of the alert's kind; evidence of another kind is an error."""
+        model = EVIDENCE.get(info.data.get("kind", ""))
+        if model is None:  # the kind itself failed (its own error says why)
+            raise ValueError("the evidence is read as the model of the alert's kind, which is not valid")
+        if isinstance(value, BaseModel):
+            if type(value) is not model:
+                raise ValueError(f"a {info.data['kind']} alert's evidence is a {model.__name__}, "
+                                 f"not a {type(value).__name__}")
+            return value
+        try:
+            return model.model_validate(value)
+        except ValidationError as e:
+            problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or '(evidence)'}: {err['msg']}"
+                                 for err in e.errors())
+            raise ValueError(f"a {info.data['kind']} alert's evidence is a {model.__name__}: {problems}") from None
 
 
 class DeadLetter(Payload):

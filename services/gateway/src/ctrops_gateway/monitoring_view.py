@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from ctrops_common.events import MonitoringPeriod, ServiceHeartbeat, Topic, TrainingDone
+from ctrops_common.events import MonitorAlert, MonitoringPeriod, PeriodEvidence, ServiceHeartbeat, Topic, TrainingDone
 from ctrops_common.numbers import finite
 
 from . import model_runs
-from .performance_live import open_alerts
+from .performance_live import alert_feature, open_alerts
 from .views import ReadModel
 
 MODEL_ALERT_KINDS = ("calibration", "auc_drop", "feature_drift")
@@ -143,17 +143,23 @@ def period_series(periods: list[LinePeriod]) -> dict[str, Any]:
     }
 
 
-def model_alerts(views: ReadModel) -> list[dict[str, Any]]:
-    """Open alerts about the model (most severe and oldest first), each with its period and feature."""
-    found = []
-    for alert in open_alerts(views):
-        if alert["kind"] not in MODEL_ALERT_KINDS:
-            continue
-        metrics = alert.get("metrics") or {}
-        found.append({**alert, "period": metrics.get("period"),
-                      "feature": alert["subject"] if alert["kind"] == "feature_drift" else None,
-                      "run_id": metrics.get("run_id"), "model_kind": metrics.get("model_kind")})
-    return found
+@dataclass(frozen=True)
+class OpenModelAlert:
+    """An open alert about the model: its evidence names the period, the run and the model kind."""
+
+    alert: MonitorAlert
+    evidence: PeriodEvidence  # alert.metrics
+    since: datetime
+
+    @property
+    def feature(self) -> str | None:
+        return alert_feature(self.alert)
+
+
+def model_alerts(views: ReadModel) -> list[OpenModelAlert]:
+    """Open alerts about the model (most severe and oldest first)."""
+    return [OpenModelAlert(a.alert, a.alert.metrics, a.since) for a in open_alerts(views)
+            if a.alert.kind in MODEL_ALERT_KINDS and isinstance(a.alert.metrics, PeriodEvidence)]
 
 
 def serving_p95_ms(views: ReadModel, timeout_s: float) -> float | None:

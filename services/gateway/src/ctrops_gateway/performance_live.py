@@ -30,6 +30,7 @@ from ctrops_common.events import (
     Event,
     MonitorAlert,
     MonitorSnapshot,
+    PeriodEvidence,
     ServiceError,
     Topic,
     TrainingDone,
@@ -86,16 +87,22 @@ def fresh_snapshot(views: ReadModel, max_age_s: float) -> StoredEvent | None:
     return snapshot
 
 
-def open_alerts(views: ReadModel) -> list[dict[str, Any]]:
-    """Incidents whose newest message is 'firing', most severe and newest first."""
+@dataclass(frozen=True)
+class FiringAlert:
+    """An open incident: the alert its newest message carried (state 'firing') and that message's time."""
+
+    alert: MonitorAlert
+    since: datetime
+
+
+def open_alerts(views: ReadModel) -> list[FiringAlert]:
+    """Incidents whose newest message is 'firing', the high ones first, then oldest first."""
     newest: dict[str, StoredEvent] = {}
     for event in views.events(Topic.MONITOR_ALERT):
         newest[event.typed(MonitorAlert).alert_id] = event
-    firing = [
-        {**e.payload.model_dump(mode="json"), "timestamp": e.time.isoformat()}
-        for e in newest.values() if e.payload.state == "firing"
-    ]
-    return sorted(firing, key=lambda a: (a["severity"] != "high", a["timestamp"]), reverse=False)
+    firing = [FiringAlert(e.typed(MonitorAlert), e.time) for e in newest.values()
+              if e.typed(MonitorAlert).state == "firing"]
+    return sorted(firing, key=lambda a: (a.alert.severity != "high", a.since))
 
 
 def recent_errors(views: ReadModel, limit: int = 20) -> list[dict[str, Any]]:
@@ -230,21 +237,31 @@ def health_message(health: dict[str, Any]) -> dict[str, Any]:
     return {"type": "system_health", "health": health, "timestamp": datetime.now(timezone.utc).isoformat()}
 
 
-def alert_message(alert: dict[str, Any], when: datetime) -> dict[str, Any]:
-    firing = alert["state"] == "firing"
+def alert_period(alert: MonitorAlert) -> str | None:
+    """The period a model alert (calibration, auc_drop, feature_drift) was decided on; None for the others."""
+    return alert.metrics.period if isinstance(alert.metrics, PeriodEvidence) else None
+
+
+def alert_feature(alert: MonitorAlert) -> str | None:
+    """The feature a feature_drift alert is about (its subject); None for the others."""
+    return alert.subject if alert.kind == "feature_drift" else None
+
+
+def alert_message(alert: MonitorAlert, when: datetime) -> dict[str, Any]:
+    firing = alert.state == "firing"
     return {
         "type": "performance_alert" if firing else "alert_resolved",
-        "severity": alert["severity"],
-        "message": alert["message"],
-        "metrics": jsonable(alert.get("metrics", {})),
-        "alert_id": alert["alert_id"],
-        "kind": alert["kind"],
-        "subject": alert["subject"],
-        "state": alert["state"],
+        "severity": alert.severity,
+        "message": alert.message,
+        "metrics": jsonable(alert.metrics.model_dump(mode="json")),  # the evidence, as the monitor wrote it
+        "alert_id": alert.alert_id,
+        "kind": alert.kind,
+        "subject": alert.subject,
+        "state": alert.state,
         "timestamp": when.isoformat(),
         # The model's alerts (calibration, auc_drop, feature_drift) name the period and the feature.
-        "period": (alert.get("metrics") or {}).get("period"),
-        "feature": alert["subject"] if alert["kind"] == "feature_drift" else None,
+        "period": alert_period(alert),
+        "feature": alert_feature(alert),
     }
 
 
@@ -263,8 +280,8 @@ def current_messages(state: GatewayState, with_open_alerts: bool = False) -> lis
     messages = [metrics_message(current_metrics(state)), health_message(current_health(state))]
     if with_open_alerts:
         # A client that connects mid-incident learns of it once; it is not repeated on ticks.
-        for alert in open_alerts(state.views):
-            messages.append(alert_message(alert, datetime.fromisoformat(alert["timestamp"])))
+        for firing in open_alerts(state.views):
+            messages.append(alert_message(firing.alert, firing.since))
     return messages
 
 
@@ -317,8 +334,8 @@ def on_snapshot(state: GatewayState, event: Event[Any]) -> None:
 
 
 def on_alert(state: GatewayState, event: Event[Any]) -> None:
-    alert = event.payload.model_dump(mode="json")
-    key = (alert["alert_id"], alert["state"])
+    alert: MonitorAlert = event.payload
+    key = (alert.alert_id, alert.state)
     pushed = live_state(state).pushed_alerts
     if key in pushed or not _is_live(event):
         return  # the monitor's outbox may resend after a crash: one push per incident state

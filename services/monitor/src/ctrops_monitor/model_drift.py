@@ -23,10 +23,16 @@ open until labels arrive); its feature drift counts like any other.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from ctrops_common.events import FeatureDrift, MonitoringPeriod
+from ctrops_common.events import (
+    AucDropEvidence,
+    CalibrationEvidence,
+    FeatureDrift,
+    FeatureDriftEvidence,
+    MonitoringPeriod,
+)
 
 ModelAlertKind = Literal["calibration", "auc_drop", "feature_drift"]
 
@@ -46,7 +52,7 @@ class Condition:
     bad: bool
     fire: str  # the message when it opens (Korean, then English)
     resolve: str  # the message when it closes
-    metrics: dict[str, Any] = field(default_factory=dict)
+    evidence: CalibrationEvidence | AucDropEvidence | FeatureDriftEvidence  # the alert's ``metrics``
 
 
 def _r(value: float | None, digits: int = 4) -> float | None:
@@ -54,6 +60,7 @@ def _r(value: float | None, digits: int = 4) -> float | None:
 
 
 def _where(period: MonitoringPeriod) -> dict[str, Any]:
+    """The ``PeriodEvidence`` fields every model alert's evidence starts with."""
     return {"period": period.period, "period_id": period.period_id, "run_id": period.run_id,
             "model_kind": period.model_kind, "rows": period.rows}
 
@@ -80,9 +87,10 @@ def calibration(period: MonitoringPeriod, t: Thresholds) -> Condition | None:
             f"{period.period} 기간 모델 보정 비율이 {ratio:.2f}로 정상 범위입니다 ({where}). "
             f"Resolved: calibration {ratio:.2f} in {period.period} is back in band."
         ),
-        metrics={**_where(period), "calibration": _r(ratio), "calibration_ci_low": _r(low),
-                 "calibration_ci_high": _r(high), "predicted_clicks": _r(m.predicted_clicks, 2),
-                 "actual_clicks": m.actual_clicks, "band_low": t.calibration_low, "band_high": t.calibration_high},
+        evidence=CalibrationEvidence(
+            **_where(period), calibration=_r(ratio), calibration_ci_low=_r(low), calibration_ci_high=_r(high),
+            predicted_clicks=_r(m.predicted_clicks, 2), actual_clicks=m.actual_clicks,
+            band_low=t.calibration_low, band_high=t.calibration_high),
     )
 
 
@@ -124,10 +132,10 @@ def auc_drop(period: MonitoringPeriod) -> Condition | None:
             f"{period.period} 기간 AUC {m.auc:.3f}가 학습 시 수준으로 돌아왔습니다 ({where}). "
             f"Resolved: AUC {m.auc:.3f} in {period.period} is back within its interval of {baseline:.3f}."
         ),
-        metrics={**_where(period), "auc": _r(m.auc), "auc_ci_low": _r(m.auc_ci_low), "auc_ci_high": _r(m.auc_ci_high),
-                 "baseline_auc": _r(baseline), "baseline_auc_ci_low": _r(period.baseline_auc_ci_low),
-                 "auc_drop_limit": _r(limit),
-                 "estimated_auc": _r(m.estimated_auc)},
+        evidence=AucDropEvidence(
+            **_where(period), auc=_r(m.auc), auc_ci_low=_r(m.auc_ci_low), auc_ci_high=_r(m.auc_ci_high),
+            baseline_auc=_r(baseline), baseline_auc_ci_low=_r(period.baseline_auc_ci_low),
+            auc_drop_limit=_r(limit), estimated_auc=_r(m.estimated_auc)),
     )
 
 
@@ -158,9 +166,9 @@ def feature_drift(period: MonitoringPeriod, t: Thresholds) -> list[Condition]:
                 f"{period.period} 기간 피처 '{d.feature}'의 분포가 안정되었습니다 (PSI {d.psi:.2f}). "
                 f"Resolved: feature '{d.feature}' is stable in {period.period} (PSI {d.psi:.2f})."
             ),
-            metrics={**_where(period), "feature": d.feature, "psi": _r(d.psi), "test": d.test,
-                     "statistic": _r(d.statistic), "p_value": d.p_value, "importance_rank": d.importance_rank,
-                     "psi_threshold": t.drift_psi},
+            evidence=FeatureDriftEvidence(
+                **_where(period), feature=d.feature, psi=_r(d.psi), test=d.test, statistic=_r(d.statistic),
+                p_value=d.p_value, importance_rank=d.importance_rank, psi_threshold=t.drift_psi),
         ))
     return conditions
 

@@ -23,6 +23,10 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ctrops_common.events import (
+    AlertEvidence,
+    AlertKind,
+    ErrorRateEvidence,
+    ModelAccuracyEvidence,
     MonitoringPeriod,
     MonitorAlert,
     ActiveAlert,
@@ -31,6 +35,8 @@ from ctrops_common.events import (
     RunRef,
     ServiceError,
     ServiceHealth,
+    ResponseTimeEvidence,
+    ServiceDownEvidence,
     ServiceHeartbeat,
     SystemHealth,
     TrainingDone,
@@ -42,7 +48,7 @@ from . import metrics as m
 from .health import InstanceBeat, TrafficWindow, api_rates, gateway_p95_ms, resource_use, status_of
 from .model_drift import Thresholds, assess, auc_drop_limit, is_newer_or_same, top_features
 from .settings import MonitorSettings
-from .store import MonitorStore
+from .store import MonitorStore, OpenIncident
 
 SEVERITY = {"model_accuracy": "high", "service_down": "high", "error_rate": "high", "response_time": "medium",
             "calibration": "high", "auc_drop": "high", "feature_drift": "medium"}
@@ -63,7 +69,7 @@ class Monitor:
         self.traffic = TrafficWindow(settings.monitor_traffic_window_s)
         self.instances: dict[tuple[str, str], InstanceBeat] = {}
         self.watched: dict[str, datetime] = {}  # service -> newest heartbeat time
-        self.open: dict[tuple[str, str], dict[str, Any]] = {}
+        self.open: dict[tuple[str, str], OpenIncident] = {}  # (kind, subject) -> its firing incident
         self.latest_run: tuple[datetime, TrainingDone] | None = None
         self.errors_seen: list[float] = []  # unix times of recent service.error events
         self._load()
@@ -72,9 +78,10 @@ class Monitor:
 
     def _load(self) -> None:
         """Resume from the database: open incidents stay open (no re-fire), liveness continues."""
-        for alert in self.store.open_alerts():
-            self.open[(alert["kind"], alert["subject"])] = alert
-            m.ALERT_ACTIVE.labels(alert["kind"], alert["subject"]).set(1)
+        for incident in self.store.open_alerts():
+            alert = incident.alert
+            self.open[(alert.kind, alert.subject)] = incident
+            m.ALERT_ACTIVE.labels(alert.kind, alert.subject).set(1)
         for service, instance, seen_at, beat in self.store.heartbeats():
             self.instances[(service, instance)] = InstanceBeat(service, instance, seen_at, beat)
         for service, last_seen in self.store.watched_services().items():
@@ -93,30 +100,30 @@ class Monitor:
     # -- incidents -------------------------------------------------------------------
 
     def _condition(
-        self, kind: str, subject: str, bad: bool, now: datetime, fire: str, resolve: str, metrics: dict[str, Any],
-        correlation_id: str | None = None,
+        self, kind: AlertKind, subject: str, bad: bool, now: datetime, fire: str, resolve: str,
+        evidence: AlertEvidence, correlation_id: str | None = None,
     ) -> MonitorAlert | None:
-        """Open an incident when ``bad`` turns true, resolve it when it turns false; else nothing."""
+        """Open an incident when ``bad`` turns true, resolve it when it turns false; else nothing.
+        ``evidence`` (the alert's ``metrics``) is the model of ``kind`` (events.EVIDENCE)."""
         key = (kind, subject)
         current = self.open.get(key)
         if bad and current is None:
             number = self.store.incidents(kind, subject) + 1
             alert = MonitorAlert(
                 alert_id=f"{kind}:{subject}:{number}", kind=kind, subject=subject, state="firing",
-                severity=SEVERITY[kind], message=fire, metrics=metrics,
+                severity=SEVERITY[kind], message=fire, metrics=evidence,
             )
-            row = {**alert.model_dump(exclude={"state"}), "state": "firing", "opened_at": now, "resolved_at": None}
-            self.store.open_incident(row, self._outgoing(alert, correlation_id))
-            self.open[key] = {**row}
+            self.store.open_incident(alert, now, self._outgoing(alert, correlation_id))
+            self.open[key] = OpenIncident(alert=alert, opened_at=now)
             m.ALERT_ACTIVE.labels(kind, subject).set(1)
             m.ALERTS_FIRED.labels(kind).inc()
             return alert
         if not bad and current is not None:
             alert = MonitorAlert(
-                alert_id=current["alert_id"], kind=kind, subject=subject, state="resolved",
-                severity=current["severity"], message=resolve, metrics=metrics,
+                alert_id=current.alert.alert_id, kind=kind, subject=subject, state="resolved",
+                severity=current.alert.severity, message=resolve, metrics=evidence,
             )
-            self.store.resolve_incident(current["alert_id"], now, self._outgoing(alert, correlation_id))
+            self.store.resolve_incident(alert.alert_id, now, self._outgoing(alert, correlation_id))
             del self.open[key]
             m.ALERT_ACTIVE.labels(kind, subject).set(0)
             m.ALERTS_RESOLVED.labels(kind).inc()
@@ -143,7 +150,9 @@ class Monitor:
         if accuracy is None:
             return None
         threshold = self.settings.monitor_accuracy_threshold
-        evidence = {"run_id": done.run_id, "threshold": threshold, **done.metrics.both_spellings()}
+        # The run and its champion's metrics, every spelling the frontend reads (threshold: the run's
+        # decision threshold; the accuracy threshold is in the message).
+        evidence = ModelAccuracyEvidence(run_id=done.run_id, quality=done.metrics)
         auc = "n/a" if quality["auc"] is None else f"{quality['auc']:.3f}"
         return self._condition(
             "model_accuracy", "model", accuracy < threshold, at,
@@ -155,7 +164,7 @@ class Monitor:
                 f"모델 정확도가 {accuracy:.3f}로 회복되었습니다 (run {done.run_id}). "
                 f"Resolved: model accuracy back to {accuracy:.3f}."
             ),
-            metrics=evidence, correlation_id=done.run_id,
+            evidence=evidence, correlation_id=done.run_id,
         )
 
     def _export_quality(self, at: datetime, done: TrainingDone) -> None:
@@ -194,7 +203,7 @@ class Monitor:
             return []  # a late, older period must not overrule what newer ones said
         self._export_period(period)
         changes = [
-            self._condition(c.kind, c.subject, c.bad, at, c.fire, c.resolve, c.metrics, correlation_id=period.run_id)
+            self._condition(c.kind, c.subject, c.bad, at, c.fire, c.resolve, c.evidence, correlation_id=period.run_id)
             for c in assess(period, self.thresholds)
         ]
         return [c for c in changes if c is not None]
@@ -286,7 +295,7 @@ class Monitor:
                     f"Service '{service}' is down: no heartbeat for over {self.timeout.total_seconds():.0f} s."
                 ),
                 resolve=f"서비스 '{service}'가 다시 응답합니다. Resolved: service '{service}' is sending heartbeats again.",
-                metrics={"service": service, "last_seen": seen, "timeout_s": self.timeout.total_seconds()},
+                evidence=ServiceDownEvidence(service=service, last_seen=seen, timeout_s=self.timeout.total_seconds()),
             ))
 
         p95 = gateway_p95_ms(live)  # the contract's response_time; Prometheus reads the gateway's histogram
@@ -299,7 +308,7 @@ class Monitor:
                     f"API p95 response time {p95:.0f} ms is above {limit:.0f} ms."
                 ),
                 resolve=f"API 응답 시간이 {p95:.0f} ms로 정상화되었습니다. Resolved: p95 back to {p95:.0f} ms.",
-                metrics={"response_time": round(p95, 3), "threshold_ms": limit},
+                evidence=ResponseTimeEvidence(response_time=round(p95, 3), threshold_ms=limit),
             ))
 
         requests, errors = self.traffic.totals(now.timestamp())
@@ -315,7 +324,8 @@ class Monitor:
                 f"API error rate {error_pct:.1f}% is above {limit_pct:.1f}%."
             ),
             resolve=f"API 오류율이 {error_pct:.1f}%로 정상화되었습니다. Resolved: error rate {error_pct:.1f}%.",
-            metrics={"error_rate": error_pct, "requests": requests, "errors": errors, "threshold_percent": limit_pct},
+            evidence=ErrorRateEvidence(error_rate=error_pct, requests=requests, errors=errors,
+                                       threshold_percent=limit_pct),
         ))
         health = self.health(now)
         m.SYSTEM_CPU.set(health.cpu_usage / 100.0)
@@ -357,12 +367,9 @@ class Monitor:
             errors_in_window=len(self.errors_seen),
             services=services,
             active_alerts=[
-                ActiveAlert(
-                    alert_id=a["alert_id"], kind=a["kind"], subject=a["subject"], severity=a["severity"],
-                    message=a["message"],
-                    since=a["opened_at"].isoformat() if isinstance(a["opened_at"], datetime) else a["opened_at"],
-                )
-                for a in sorted(self.open.values(), key=lambda a: a["alert_id"])
+                ActiveAlert(alert_id=i.alert.alert_id, kind=i.alert.kind, subject=i.alert.subject,
+                            severity=i.alert.severity, message=i.alert.message, since=i.opened_at.isoformat())
+                for i in sorted(self.open.values(), key=lambda i: i.alert.alert_id)
             ],
             generated_at=now.isoformat(),
         )

@@ -1,7 +1,8 @@
 """What the monitor must remember across restarts.
 
 - ``monitor_alerts``: one row per incident (open or resolved), so a restarted monitor
-  neither re-fires an open incident nor forgets to resolve it.
+  neither re-fires an open incident nor forgets to resolve it; its ``metrics`` column is the
+  alert's evidence as JSON, read back as the ``MonitorAlert`` it fired with (``OpenIncident``).
 - ``monitor_alert_outbox``: alert messages written in the same transaction as the
   incident change and deleted once published, so a crash between "decide" and
   "publish" loses no alert (at-least-once; consumers dedupe by alert_id + state).
@@ -16,6 +17,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -37,6 +39,7 @@ from sqlalchemy import (
 )
 
 from ctrops_common.db import as_utc
+from ctrops_common.events import MonitorAlert
 from ctrops_common.migrate import Schema, upgrade
 
 # The tables as the queries see them; ctrops_monitor/migrations makes them (a test compares the two).
@@ -101,6 +104,14 @@ periods = Table(
 )
 
 
+@dataclass(frozen=True)
+class OpenIncident:
+    """A firing incident as stored: the alert it fired with (typed evidence included) and when."""
+
+    alert: MonitorAlert
+    opened_at: datetime
+
+
 class MonitorStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -108,10 +119,11 @@ class MonitorStore:
 
     # -- alerts -----------------------------------------------------------------
 
-    def open_alerts(self) -> list[dict[str, Any]]:
+    def open_alerts(self) -> list[OpenIncident]:
+        """The firing incidents, each read back as the ``MonitorAlert`` it fired with."""
         with self.engine.connect() as conn:
             rows = conn.execute(select(alerts).where(alerts.c.state == "firing")).all()
-        return [self._alert(r) for r in rows]
+        return [self._incident(r) for r in rows]
 
     def incidents(self, kind: str, subject: str) -> int:
         with self.engine.connect() as conn:
@@ -119,9 +131,15 @@ class MonitorStore:
                 select(func.count()).select_from(alerts).where(alerts.c.kind == kind, alerts.c.subject == subject)
             ).scalar_one()
 
-    def open_incident(self, row: dict[str, Any], message: dict[str, Any]) -> None:
+    def open_incident(self, alert: MonitorAlert, opened_at: datetime, message: dict[str, Any]) -> None:
+        """Store a firing ``alert`` (its evidence as JSON) and its outgoing message, in one transaction."""
         with self.engine.begin() as conn:
-            conn.execute(insert(alerts).values(**{**row, "metrics": json.dumps(row["metrics"], default=str)}))
+            conn.execute(insert(alerts).values(
+                alert_id=alert.alert_id, kind=alert.kind, subject=alert.subject, state="firing",
+                severity=alert.severity, message=alert.message,
+                metrics=json.dumps(alert.metrics.model_dump(), default=str),
+                opened_at=opened_at, resolved_at=None,
+            ))
             conn.execute(insert(outbox).values(payload=json.dumps(message, default=str)))
 
     def resolve_incident(self, alert_id: str, when: datetime, message: dict[str, Any]) -> None:
@@ -139,18 +157,12 @@ class MonitorStore:
             conn.execute(delete(outbox).where(outbox.c.seq == seq))
 
     @staticmethod
-    def _alert(row: Any) -> dict[str, Any]:
-        return {
-            "alert_id": row.alert_id,
-            "kind": row.kind,
-            "subject": row.subject,
-            "state": row.state,
-            "severity": row.severity,
-            "message": row.message,
-            "metrics": json.loads(row.metrics),
-            "opened_at": as_utc(row.opened_at),
-            "resolved_at": as_utc(row.resolved_at),
-        }
+    def _incident(row: Any) -> OpenIncident:
+        alert = MonitorAlert.model_validate({
+            "alert_id": row.alert_id, "kind": row.kind, "subject": row.subject, "state": row.state,
+            "severity": row.severity, "message": row.message, "metrics": json.loads(row.metrics),
+        })
+        return OpenIncident(alert=alert, opened_at=as_utc(row.opened_at))
 
     # -- runs ---------------------------------------------------------------------
 

@@ -216,19 +216,19 @@ def performance_alert(state: GatewayState) -> dict[str, Any]:
     model = monitoring_view.model_alerts(state.views)
     if model:
         top = model[0]
-        return {"show": True, "message": top["message"], "severity": top["severity"], "kind": top["kind"],
-                "alertId": top["alert_id"], "since": top["timestamp"], "period": top["period"],
-                "feature": top["feature"], "runId": top["run_id"], "modelKind": top["model_kind"],
+        return {"show": True, "message": top.alert.message, "severity": top.alert.severity, "kind": top.alert.kind,
+                "alertId": top.alert.alert_id, "since": top.since.isoformat(), "period": top.evidence.period,
+                "feature": top.feature, "runId": top.evidence.run_id, "modelKind": top.evidence.model_kind,
                 "count": len(live.open_alerts(state.views)),
-                "modelAlerts": [{"kind": a["kind"], "severity": a["severity"], "message": a["message"],
-                                 "period": a["period"], "feature": a["feature"], "alertId": a["alert_id"]}
+                "modelAlerts": [{"kind": a.alert.kind, "severity": a.alert.severity, "message": a.alert.message,
+                                 "period": a.evidence.period, "feature": a.feature, "alertId": a.alert.alert_id}
                                 for a in model[:10]]}
     alerts = live.open_alerts(state.views)
     if not alerts:
         return {"show": False, "message": "", "severity": "low", "count": 0}
-    top = alerts[0]
-    return {"show": True, "message": top["message"], "severity": top["severity"], "kind": top["kind"],
-            "alertId": top["alert_id"], "since": top["timestamp"], "count": len(alerts)}
+    first = alerts[0]
+    return {"show": True, "message": first.alert.message, "severity": first.alert.severity, "kind": first.alert.kind,
+            "alertId": first.alert.alert_id, "since": first.since.isoformat(), "count": len(alerts)}
 
 
 def si_dashboard(state: GatewayState) -> dict[str, Any]:
