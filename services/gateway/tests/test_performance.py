@@ -158,6 +158,37 @@ def test_ws_every_client_gets_each_alert_once_and_each_error(fast_ws, memory_gat
             assert log["timestamp"]
 
 
+def test_ws_an_alert_handled_while_a_client_connects_is_pushed_to_it_once(fast_ws, memory_gateway, monkeypatch):
+    """The race seen in a full run: the alert is handled after the client subscribed but before its first
+    state was read, so it is both in that state (an open incident) and in the client's queue."""
+    import threading
+
+    from ctrops_gateway import performance_live
+
+    handled, reading = threading.Event(), threading.Event()
+    real = performance_live.current_messages
+
+    def read_after_the_alert(state, with_open_alerts=False):
+        if with_open_alerts:  # the connecting client's first state: read only once the alert was handled
+            reading.set()
+            assert handled.wait(10)
+        return real(state, with_open_alerts)
+
+    monkeypatch.setattr(performance_live, "current_messages", read_after_the_alert)
+    alert = MonitorAlert(alert_id="response_time:gateway:1", kind="response_time", subject="gateway",
+                         state="firing", severity="medium", message="p95 900 ms > 500 ms",
+                         metrics={"response_time": 900.0, "threshold_ms": 500.0})
+    with memory_gateway.client.websocket_connect("/ws/performance") as ws:
+        assert reading.wait(10)
+        memory_gateway.publish((Topic.MONITOR_ALERT, alert, None))  # handled: in the read model and the queue
+        handled.set()
+        memory_gateway.publish((Topic.MONITOR_ALERT, alert.model_copy(update={"state": "resolved"}), None))
+        seen = _receive_until(ws, 2, lambda m: m["type"] in ("performance_alert", "alert_resolved"))
+        seen += _receive_until(ws, 99, lambda m: m["type"] in ("performance_alert", "alert_resolved"), timeout_s=2.5)
+    assert [(m["type"], m["alert_id"]) for m in seen] == [
+        ("performance_alert", "response_time:gateway:1"), ("alert_resolved", "response_time:gateway:1")]
+
+
 def test_ws_new_client_learns_of_an_open_incident_once(fast_ws, memory_gateway):
     gateway_client = memory_gateway.client
     run_id = new_id()

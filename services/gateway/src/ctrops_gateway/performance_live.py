@@ -389,8 +389,11 @@ async def serve(websocket: WebSocket, state: GatewayState) -> None:
     await websocket.accept()
     queue = state.hub.subscribe(CHANNEL)  # before reading the state: nothing falls in between
     try:
-        for message in await asyncio.to_thread(current_messages, state, True):
+        first = await asyncio.to_thread(current_messages, state, True)
+        for message in first:
             await websocket.send_json(message)
+        # An alert handled while the state was read is both in it and in the queue: pushed once.
+        already_sent = {_alert_key(m) for m in first} - {None}
         ensure_ticker(state)
         listener = asyncio.create_task(_until_disconnect(websocket))
         try:
@@ -404,6 +407,9 @@ async def serve(websocket: WebSocket, state: GatewayState) -> None:
                 if message is None:  # the hub dropped this slow client: close; it reconnects
                     await websocket.close(code=1013)
                     return
+                if already_sent and _alert_key(message) in already_sent:
+                    already_sent.discard(_alert_key(message))
+                    continue
                 await websocket.send_json(message)
         finally:
             listener.cancel()
@@ -411,6 +417,13 @@ async def serve(websocket: WebSocket, state: GatewayState) -> None:
         pass  # the client left while we were sending
     finally:
         state.hub.unsubscribe(CHANNEL, queue)
+
+
+def _alert_key(message: dict[str, Any]) -> tuple[str, str] | None:
+    """An alert message's incident state (alert id, firing/resolved); None for other messages."""
+    if message["type"] in ("performance_alert", "alert_resolved"):
+        return message["alert_id"], message["state"]
+    return None
 
 
 async def _until_disconnect(websocket: WebSocket) -> None:
