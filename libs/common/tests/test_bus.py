@@ -114,3 +114,48 @@ async def test_publish_refuses_a_payload_of_the_wrong_type(platform_env):
             await bus.publish(Topic.PROBE, ProbeReply(probe_id="x", sent_at=0, handled_by="y"))
     finally:
         await bus.stop()
+
+
+async def test_an_unknown_error_from_the_broker_is_sent_again_then_refused_as_unavailable(platform_env, caplog):
+    """The embedded broker answers -1 (UnknownError) when two producers write a partition's first batch at
+    once, just after it restarted empty (seen in a full run: POST /api/train answered 500). Nothing was
+    written: the event is sent again and lands once; a broker that keeps answering so is unavailable (503)."""
+    from aiokafka.errors import UnknownError
+
+    from ctrops_common.bus import UNKNOWN_ERROR_TRIES, BrokerUnavailable
+
+    bus = await _publisher()
+    real_send = bus._producer.send_and_wait
+    refusals = {"left": 2}
+
+    async def refused_twice(*args, **kwargs):
+        if refusals["left"] > 0:
+            refusals["left"] -= 1
+            raise UnknownError()
+        return await real_send(*args, **kwargs)
+
+    try:
+        bus._producer.send_and_wait = refused_twice
+        probe_id = new_id()
+        await bus.publish(Topic.PROBE, Probe(probe_id=probe_id, sent_at=time.time()))
+        landed = await read_events(Topic.PROBE, count=1, predicate=lambda e: e.payload.probe_id == probe_id)
+        assert len(landed) == 1 and refusals["left"] == 0
+        try:
+            more = await read_events(Topic.PROBE, count=2, timeout_s=2, predicate=lambda e: e.payload.probe_id == probe_id)
+        except TimeoutError as exc:
+            more = exc.args[1]
+        assert len(more) == 1, "the event landed once"
+
+        calls = {"n": 0}
+
+        async def always_refused(*args, **kwargs):
+            calls["n"] += 1
+            raise UnknownError()
+
+        bus._producer.send_and_wait = always_refused
+        with pytest.raises(BrokerUnavailable, match="UnknownError"):
+            await bus.publish(Topic.PROBE, Probe(probe_id=new_id(), sent_at=time.time()))
+        assert calls["n"] == UNKNOWN_ERROR_TRIES
+    finally:
+        bus._producer.send_and_wait = real_send
+        await bus.stop()

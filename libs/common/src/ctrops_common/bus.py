@@ -41,6 +41,7 @@ from aiokafka.errors import (
     KafkaTimeoutError,
     NodeNotReadyError,
     TopicAlreadyExistsError,
+    UnknownError,
 )
 from pydantic import ValidationError
 
@@ -71,6 +72,7 @@ class PermanentError(Exception):
 BROKER_CHECK_S = 1.0  # how often the watcher looks at the broker
 TOPIC_CHECK_EVERY = 5  # ...and every this many checks, whether its topics still exist
 PUBLISH_TIMEOUT_S = 10.0  # a publish that the broker does not acknowledge by then fails
+UNKNOWN_ERROR_TRIES = 5  # sends of one event the broker answers with an unknown error (-1) before giving up
 COMMIT_TIMEOUT_S = 10.0  # aiokafka retries a commit on a vanished topic forever: bound it
 RETRY_AFTER_S = 5
 
@@ -390,14 +392,27 @@ class Bus(EventBus):
         producer = self._producer
         if producer is None:
             raise RuntimeError("Bus.start() must run before publish()")
-        try:
-            await asyncio.wait_for(producer.send_and_wait(name, value, key=key), PUBLISH_TIMEOUT_S)
-        except (asyncio.TimeoutError, KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError) as exc:
-            raise BrokerUnavailable(f"the message broker did not take the event: {type(exc).__name__}") from exc
-        except KafkaError as exc:
-            if not exc.retriable:
-                raise
-            raise BrokerUnavailable(f"the message broker did not take the event: {exc!r}") from exc
+        deadline = time.monotonic() + PUBLISH_TIMEOUT_S
+        for attempt in range(1, UNKNOWN_ERROR_TRIES + 1):
+            try:
+                await asyncio.wait_for(producer.send_and_wait(name, value, key=key),
+                                       max(0.1, deadline - time.monotonic()))
+                return
+            except (asyncio.TimeoutError, KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError) as exc:
+                raise BrokerUnavailable(f"the message broker did not take the event: {type(exc).__name__}") from exc
+            except UnknownError as exc:
+                # The embedded broker answers -1 when two producers write a partition's first batch at once
+                # (its store's "AlreadyExists", seen just after it restarted empty): nothing was written, so
+                # send again; still refused, the broker is not taking events now (503, never a 500).
+                if attempt == UNKNOWN_ERROR_TRIES or time.monotonic() >= deadline:
+                    raise BrokerUnavailable(f"the message broker did not take the event: {exc!r}") from exc
+                log.warning("%s: the broker refused an event on %s with an unknown error (try %d of %d); sending "
+                            "it again", self.service, name, attempt, UNKNOWN_ERROR_TRIES)
+                await asyncio.sleep(0.1 * attempt)
+            except KafkaError as exc:
+                if not exc.retriable:
+                    raise
+                raise BrokerUnavailable(f"the message broker did not take the event: {exc!r}") from exc
 
     async def topic_log_empty(self, topic: Topic) -> bool:
         return await topic_log_empty(self.settings, topic)
