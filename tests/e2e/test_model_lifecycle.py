@@ -60,7 +60,7 @@ def _alerts(stack, runs: set[str]) -> list:
     """The model alerts raised by periods of ``runs`` (this test's models), oldest first."""
     return [e.payload for e in stack.topic_events(Topic.MONITOR_ALERT)
             if e.payload.kind in ("calibration", "auc_drop", "feature_drift")
-            and e.payload.metrics.get("run_id") in runs]
+            and e.payload.metrics.run_id in runs]  # the period evidence of a model alert names its run
 
 
 @pytest.mark.parametrize("kind", ["feature", "relation", "base_rate"])
@@ -101,8 +101,8 @@ def test_drift_alert_fires_once_in_the_shift_month_and_clears_after_retraining(s
                              "a model alert")
     drift = [a for a in fired if a.kind == expected_kind]
     assert drift, fired
-    assert drift[0].subject == expected_subject and drift[0].metrics["period"] == "2026-04", drift[0]
-    assert all(a.metrics["period"] == "2026-04" for a in fired), fired  # nothing fired before the shift
+    assert drift[0].subject == expected_subject and drift[0].metrics.period == "2026-04", drift[0]
+    assert all(a.metrics.period == "2026-04" for a in fired), fired  # nothing fired before the shift
     dashboard = stack.json("/api/dashboard/si")
     assert dashboard["performanceAlert"]["show"] is True, dashboard["performanceAlert"]
 
