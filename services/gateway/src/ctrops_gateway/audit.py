@@ -1,12 +1,15 @@
 """The audit trail: who did what to which resource, when, from where, with what outcome.
 
-Recorded by ``AuditMiddleware`` from the method and route template of each request, so
-routes need no code for it, and stored in the gateway database (table ``gateway_audit``;
+Each audited route declares its action where it is defined, as a dependency:
+``@router.post("/api/upload", dependencies=[audited("upload")])``. ``AuditMiddleware`` records
+the call from the route the request matches (so refusals before the route runs, 401 and 413
+included, are recorded too), and stores it in the gateway database (table ``gateway_audit``;
 SQLite by default, PostgreSQL when CTROPS_DATABASE_URL is set). The row is written
 before the response leaves the gateway, so a client that saw an answer can trust the
 trail has it. Refusals (401/403/413/429) of audited calls are recorded too.
 
-Audited calls (``ACTIONS``); any other non-GET call under /api is recorded as ``other``:
+Audited calls (declared on the routes; a route walk in the tests checks the list below); any other
+non-GET call under /api is recorded as ``other``, so a new mutating route is never missed:
 
 | method, route | action |
 |---|---|
@@ -58,24 +61,40 @@ from ctrops_common.db import as_utc
 from ctrops_common.migrate import Schema, upgrade
 from ctrops_common.storage import is_id
 
-from .caller import method_of, principal_of, remote_addr, route_of
+from .caller import matched_route, method_of, principal_of, remote_addr, route_of
 
 log = logging.getLogger(__name__)
 
-ACTIONS: dict[tuple[str, str], str] = {
-    ("POST", "/api/upload"): "upload",
-    ("POST", "/api/train"): "train",
-    ("POST", "/api/train/{run_id}/cancel"): "cancel",
-    ("DELETE", "/api/train/{run_id}"): "cancel",
-    ("POST", "/api/train/{run_id}/retrain"): "retrain",
-    ("POST", "/api/predict/{run_id}"): "predict",
-    ("POST", "/api/predict/{run_id}/batch"): "predict_batch",
-    ("POST", "/api/report/generate-pdf/{run_id}"): "generate_pdf",
-    ("GET", "/api/report/pdf/{run_id}"): "download_pdf",
-    ("GET", "/api/audit"): "read_audit",
-    ("PUT", "/api/feature-mapping"): "feature_mapping",
-    ("DELETE", "/api/feature-mapping"): "feature_mapping",
-}
+class Audited:
+    """The audit action a route declares: ``dependencies=[audited("upload")]``. Running it does nothing;
+    the middleware reads the declaration off the matched route (``declared_action``)."""
+
+    def __init__(self, action: str) -> None:
+        self.action = action
+
+    async def __call__(self) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return f"Audited({self.action!r})"
+
+
+def audited(action: str) -> Any:
+    """``Depends`` on the route's audit action (see ``Audited``)."""
+    from fastapi import Depends
+
+    return Depends(Audited(action))
+
+
+def declared_action(route: Any) -> str | None:
+    """The action a route declares with ``audited(...)`` (its own or its router's dependencies)."""
+    dependant = getattr(route, "dependant", None)
+    for dependency in getattr(dependant, "dependencies", ()):
+        if isinstance(dependency.call, Audited):
+            return dependency.call.action
+    return None
+
+
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_CAPTURE = 1 << 20  # a JSON answer larger than this is passed on without looking for ids in it
 MAX_REQUEST_CAPTURE = 64 * 1024
@@ -165,11 +184,13 @@ class AuditLog:
 # -- the middleware --------------------------------------------------------------------------------
 
 
-def action_of(method: str, template: str | None, path: str) -> str | None:
-    if template is None:
-        return None  # no such route: nothing happened to record
-    if (method, template) in ACTIONS:
-        return ACTIONS[(method, template)]
+def action_of(method: str, route: Any, path: str) -> str | None:
+    """The action to record for a call to ``route`` (None: no such route, nothing happened to record)."""
+    if route is None:
+        return None
+    declared = declared_action(route)
+    if declared is not None and method != "HEAD" and method in getattr(route, "methods", ()):
+        return declared  # (a 405 matches the path's route: its other methods are not that action)
     if method not in READ_METHODS and method != "WS" and path.startswith("/api/"):
         return "other"
     return None
@@ -256,7 +277,7 @@ class AuditMiddleware:
             return
         method = method_of(scope)
         template, params = route_of(scope)
-        action = action_of(method, template, scope.get("path", ""))
+        action = action_of(method, matched_route(scope), scope.get("path", ""))
         audit_log = getattr(getattr(scope.get("app"), "state", None), "audit", None)
         if action is None or audit_log is None:
             await self.app(scope, receive, send)

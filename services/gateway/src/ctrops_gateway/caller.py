@@ -57,18 +57,28 @@ ANONYMOUS = Principal("anonymous", Role.VIEWER, "none")  # auth on, no valid cre
 
 def route_of(scope: Scope) -> tuple[str | None, dict[str, Any]]:
     """(route template, path params) of the route the router will pick; (None, {}) if none."""
+    route, params = _match(scope)
+    return (getattr(route, "path", None) if route is not None else None), params
+
+
+def matched_route(scope: Scope) -> Any:
+    """The route object the router will pick (for a 405, the route of that path); None if none."""
+    return _match(scope)[0]
+
+
+def _match(scope: Scope) -> tuple[Any, dict[str, Any]]:
     cached = scope.get(ROUTE_KEY)
     if cached is not None:
         return cached
-    found: tuple[str | None, dict[str, Any]] = (None, {})
-    partial: tuple[str | None, dict[str, Any]] | None = None
+    found: tuple[Any, dict[str, Any]] = (None, {})
+    partial: tuple[Any, dict[str, Any]] | None = None
     for route in _flat_routes(scope.get("app")):
         match, child = route.matches(scope)
         if match is Match.FULL:
-            found = (getattr(route, "path", None), child.get("path_params", {}))
+            found = (route, child.get("path_params", {}))
             break
         if match is Match.PARTIAL and partial is None:  # right path, other method (405)
-            partial = (getattr(route, "path", None), child.get("path_params", {}))
+            partial = (route, child.get("path_params", {}))
     else:
         if partial is not None:
             found = partial

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from ..api_models import RUN_ID, success
-from ..audit import AuditLog
+from ..audit import AuditLog, audited
 from ..security import AUTH_RESPONSES, OPERATOR
 
 router = APIRouter(tags=["audit"], dependencies=[OPERATOR], responses=AUTH_RESPONSES)
@@ -55,6 +55,7 @@ def _audit_log(request: Request) -> AuditLog:
 
 @router.get(
     "/api/audit",
+    dependencies=[audited("read_audit")],
     response_model=AuditPage,
     summary="Who uploaded, trained, generated or downloaded what, when and from where",
     responses={**success(AUDIT_EXAMPLE, "Matching entries, newest first"),

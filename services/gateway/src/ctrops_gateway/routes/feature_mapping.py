@@ -43,6 +43,7 @@ from ctrops_common.feature_names import (
 )
 
 from ..api_models import success
+from ..audit import audited
 from ..security import AUTH_RESPONSES, OPERATOR, VIEWER
 from ..state import State
 
@@ -186,7 +187,7 @@ async def get_feature_mapping(state: State) -> dict[str, Any]:
     return await asyncio.to_thread(_view, state.store)
 
 
-@router.put("/api/feature-mapping", dependencies=[OPERATOR],
+@router.put("/api/feature-mapping", dependencies=[OPERATOR, audited("feature_mapping")],
             response_model=FeatureMappingView, openapi_extra={"requestBody": _BODY},
             summary="Upload your own feature-name mapping (CSV or JSON); it overlays the shipped names",
             responses={
@@ -205,7 +206,7 @@ async def put_feature_mapping(request: Request, state: State) -> Any:
     return await asyncio.to_thread(_view, state.store)
 
 
-@router.delete("/api/feature-mapping", dependencies=[OPERATOR], response_model=FeatureMappingView,
+@router.delete("/api/feature-mapping", dependencies=[OPERATOR, audited("feature_mapping")], response_model=FeatureMappingView,
                summary="Remove your feature-name mapping (back to the shipped names)",
                responses=success(MAPPING_EXAMPLE, "Removed (or there was none); the shipped names are in effect"))
 async def delete_feature_mapping(state: State) -> dict[str, Any]:

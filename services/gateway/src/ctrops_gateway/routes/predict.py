@@ -32,6 +32,7 @@ from ctrops_common.storage import is_id
 
 from .. import model_runs, training_live
 from ..api_models import FILE_ID, RUN_ID, success
+from ..audit import audited
 from ..caller import client_id_of
 from ..rate_limits import UPLOAD_RATE
 from ..scorer_client import ScorerAnswer, ScorerUnavailable
@@ -281,7 +282,7 @@ def _pass_through(answer: ScorerAnswer) -> Response:
 
 @router.post(
     "/api/predict/{run_id}",
-    dependencies=[OPERATOR],
+    dependencies=[OPERATOR, audited("predict")],
     response_model=PredictResponse,
     description=(
         'Click probabilities for JSON rows (`{"rows": [{column: value}]}`), in request order, from the run\'s '
@@ -351,7 +352,7 @@ def job_urls(job_id: str) -> tuple[str, str]:
 
 @router.post(
     "/api/predict/{run_id}/batch",
-    dependencies=[OPERATOR, UPLOAD_RATE],  # a file to score is an upload; refused before its body is read
+    dependencies=[OPERATOR, UPLOAD_RATE, audited("predict_batch")],  # a file to score is an upload; refused before its body is read
     status_code=202,
     response_model=BatchAccepted,
     description=(

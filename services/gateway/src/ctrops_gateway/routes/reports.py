@@ -37,6 +37,7 @@ from ctrops_common.events import ReportFailed, ReportReady, ReportRequested, Top
 from ctrops_common.storage import UnsafePath, is_id
 
 from ..api_models import PDF_GENERATED_EXAMPLE, REPORT_EXAMPLE, PdfGenerated, success
+from ..audit import audited
 from ..broker_gate import wait_reply
 from ..security import AUTH_RESPONSES, OPERATOR, VIEWER
 from ..state import GatewayState, State
@@ -263,7 +264,7 @@ async def ai_report(run_id: str, state: State) -> JSONResponse:
     return JSONResponse(report.model_dump(mode="json"))
 
 
-@router.post("/api/report/generate-pdf/{run_id}", dependencies=[OPERATOR],
+@router.post("/api/report/generate-pdf/{run_id}", dependencies=[OPERATOR, audited("generate_pdf")],
              summary="Generate the PDF report (sections optional)",
              response_model=PdfGenerated,
              responses={**success(PDF_GENERATED_EXAMPLE, "The PDF was rendered; download it at `pdf_url`"),
@@ -287,7 +288,7 @@ async def generate_pdf(
 
 @router.get(
     "/api/report/pdf/{run_id}",
-    dependencies=[VIEWER],
+    dependencies=[VIEWER, audited("download_pdf")],
     summary="The PDF report of a run (generated on demand)",
     response_class=FileResponse,
     responses={200: {"description": "The PDF (`Content-Disposition: attachment; filename=ctr-report-{run_id}.pdf`)",

@@ -21,6 +21,7 @@ from ctrops_common.storage import is_id
 
 from .. import training_cost
 from ..api_models import FILE_ID, RUN_ID, success
+from ..audit import audited
 from ..caller import client_id_of
 from ..rate_limits import TRAINING_RATE
 from ..security import AUTH_RESPONSES, OPERATOR
@@ -99,7 +100,7 @@ def _file(state: GatewayState, file_id: str | None) -> FileUploaded:
 
 @router.post(
     "/api/train/{run_id}/retrain",
-    dependencies=[TRAINING_RATE, ACTIVE_TRAININGS],  # a retrain is a training request and starts a run
+    dependencies=[TRAINING_RATE, ACTIVE_TRAININGS, audited("retrain")],  # a retrain is a training request and starts a run
     response_model=RetrainAccepted,
     description=(
         f"Retrain the model of `run_id` ({RUN_REF_HELP}): a new run with the same config on the given `fileId` "

@@ -31,6 +31,7 @@ from ..api_models import (
     TrainingStatus,
     success,
 )
+from ..audit import audited
 from ..caller import Principal, Role, client_id_of
 from ..rate_limits import TRAINING_RATE
 from ..security import AUTH_RESPONSES, OPERATOR, VIEWER, Operator
@@ -73,7 +74,7 @@ def _unknown_file(file_id: str) -> HTTPException:
                               "and send the file_id it returns")
 
 
-@router.post("/api/train", dependencies=[OPERATOR, TRAINING_RATE, ACTIVE_TRAININGS], response_model=TrainAccepted,
+@router.post("/api/train", dependencies=[OPERATOR, TRAINING_RATE, ACTIVE_TRAININGS, audited("train")], response_model=TrainAccepted,
              responses={
     **success(TRAIN_EXAMPLE, "Training was requested; the run id answers at once"),
     404: {"description": "Unknown file_id."},
@@ -170,7 +171,7 @@ _CANCEL_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("/api/train/{run_id}/cancel", status_code=202, response_model=CancelAccepted,
+@router.post("/api/train/{run_id}/cancel", status_code=202, dependencies=[audited("cancel")], response_model=CancelAccepted,
              responses=_CANCEL_RESPONSES)
 async def cancel_training(run_id: str, principal: Operator, state: State) -> dict[str, Any]:
     """Ask the trainer to stop the run; it ends as failed with ``cancelled: true``. Only the client that
@@ -178,7 +179,7 @@ async def cancel_training(run_id: str, principal: Operator, state: State) -> dic
     return await _cancel(run_id, principal, state)
 
 
-@router.delete("/api/train/{run_id}", status_code=202, response_model=CancelAccepted,
+@router.delete("/api/train/{run_id}", status_code=202, dependencies=[audited("cancel")], response_model=CancelAccepted,
                responses=_CANCEL_RESPONSES)
 async def cancel_training_delete(run_id: str, principal: Operator, state: State) -> dict[str, Any]:
     """The same as POST /api/train/{run_id}/cancel."""

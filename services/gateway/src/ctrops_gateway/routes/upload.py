@@ -35,6 +35,7 @@ from ctrops_common.dataset import upload_path
 from ctrops_common.events import Event, FileUploaded, Topic, UploadPurpose, UploadReceived, new_id
 
 from ..api_models import UPLOAD_EXAMPLE, UploadResult, success
+from ..audit import audited
 from ..broker_gate import require_broker, unavailable_response, wait_reply
 from ..limits import BodyClock
 from ..rate_limits import UPLOAD_RATE
@@ -299,7 +300,7 @@ _BODY = {
 
 @router.post(
     "/api/upload",
-    dependencies=[UPLOAD_RATE],  # before the handler reads a byte of the body
+    dependencies=[UPLOAD_RATE, audited("upload")],  # before the handler reads a byte of the body
     openapi_extra={"requestBody": _BODY},
     response_model=UploadResult,
     responses={
