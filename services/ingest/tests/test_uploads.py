@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ctrops_common.datagen import generate
-from ctrops_common.dataset import parquet_path, profile_path, upload_path
+from ctrops_common.dataset import highlights_path, parquet_path, profile_path, upload_path
 from ctrops_common.documents import Profile, read_document
 from ctrops_common.events import FileRejected, FileUploaded, Topic, UploadReceived, new_id
 from ctrops_common.feature_names import parse_mapping_csv, save_override
@@ -45,11 +45,11 @@ def test_valid_upload_gets_parquet_and_profile_and_no_temp_files(store, tmp_path
     assert pq.read_metadata(store.path(payload.parquet_location)).num_rows == 500
     assert read_document(store, payload.profile_location, Profile).segments.hour
     assert leftovers(store) == sorted([upload_path(upload.file_id), parquet_path(upload.file_id),
-                                       profile_path(upload.file_id)])
+                                       profile_path(upload.file_id), highlights_path(upload.file_id)])
 
     again_topic, again = decide(store, upload, OPTIONS)  # a redelivery writes the same files again
     assert again_topic == topic and again.model_dump() == payload.model_dump()
-    assert len(leftovers(store)) == 3
+    assert len(leftovers(store)) == 4
 
 
 def test_column_descriptions_follow_the_users_feature_name_mapping(store, tmp_path):

@@ -27,6 +27,12 @@ def profile_path(file_id: str) -> str:
     return f"files/{file_id}/profile.json"
 
 
+def highlights_path(file_id: str) -> str:
+    """Ingest's audience highlights of an upload (``documents.AudienceHighlights``): what the
+    marketers' dashboard shows of the data (segments, hours, data insights)."""
+    return f"files/{file_id}/highlights.json"
+
+
 def run_dir(run_id: str) -> str:
     return f"runs/{run_id}"
 

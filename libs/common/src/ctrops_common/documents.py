@@ -3,7 +3,10 @@
 One model per file, next to the helper that names its place in the file store:
 
 - ``Profile`` — ``files/<file_id>/profile.json`` (``dataset.profile_path``), written by ingest,
-  read by the reporter (segment findings, totals) and the gateway's marketer dashboard.
+  read by the reporter (segment findings, totals).
+- ``AudienceHighlights`` — ``files/<file_id>/highlights.json`` (``dataset.highlights_path``),
+  written by ingest beside the profile (segments and hours with their Wilson intervals, the best
+  hours, the data's insight cards), served by the gateway's marketer dashboard as it is.
 - ``Explanation`` — ``runs/<run_id>/explanation.json`` (``dataset.explanation_path``), written by
   the explainer, read by the reporter (features, correlation) and the gateway's explain routes.
 - ``ReportDoc`` — ``runs/<run_id>/report.json`` (``dataset.report_path``), written by the reporter,
@@ -38,15 +41,15 @@ from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from .dataset import explanation_path, profile_path, report_path
+from .dataset import explanation_path, highlights_path, profile_path, report_path
 from .events import AucComparison
 from .model_metrics import ModelMetrics
 from .storage import FileStore
 
 __all__ = [
-    "ColumnStats", "Correlation", "CorrelatedPair", "Effect", "ExplainedFeature", "Explanation",
+    "AudienceHighlights", "AudienceSegment", "HourSlot", "ColumnStats", "Correlation", "CorrelatedPair", "Effect", "ExplainedFeature", "Explanation",
     "ExplanationMethod", "ExplanationSample", "PairSegment", "Permutation", "PermutationFeature", "Profile",
-    "ProfileSegments", "ReportDoc", "SeqStats", "ValueSegment", "explanation_path", "profile_path",
+    "ProfileSegments", "ReportDoc", "SeqStats", "ValueSegment", "explanation_path", "highlights_path", "profile_path",
     "read_document", "report_path", "write_document",
 ]
 
@@ -650,3 +653,56 @@ class ReportDoc(_Camel):
             if holding:
                 return finding, holding[0]
         return None
+
+
+# --- highlights.json (ingest) ------------------------------------------------------------------
+
+
+class AudienceSegment(_Camel):
+    """One audience segment of the upload (age group x gender, else placement) with its CTR and
+    95% Wilson interval, in percent; keys as the marketers' dashboard shows them (camelCase)."""
+
+    name: str  # age_<a>_gender_<g> | inventory_<v>
+    label: str  # the report's label of the segment: 연령대 4 · 성별 1 | 지면 7
+    segment: Literal["age_group_gender", "inventory_id"]
+    ctr: float
+    ctr_low: float
+    ctr_high: float
+    potential: float  # 0..100: the lower 95% bound against the best segment's
+    lift: float  # the segment's CTR over the upload's
+    rows: int
+    clicks: int
+    share: float  # percent of the ranked segments' rows
+
+
+class HourSlot(_Camel):
+    """One hour of the day with its CTR and 95% Wilson interval (percent) and its traffic."""
+
+    period: str  # HH:00-HH:00
+    hour: int
+    ctr: float
+    ctr_low: float
+    ctr_high: float
+    traffic: int
+    traffic_share: float  # percent of the rows with an hour
+    clicks: int
+    is_best: bool  # one of the BEST_HOURS hours with enough rows and the highest lower bound
+
+
+class AudienceHighlights(_Camel):
+    """``files/<file_id>/highlights.json`` (``highlights_path``): what the marketers' dashboard shows
+    of an upload, built by ingest from its profile and totals (``ctrops_ingest.highlights``) and
+    served by the gateway as it is. Percent values are rounded as shown."""
+
+    overall_ctr: float  # percent: the upload's CTR
+    min_rows: int  # rows a segment or hour needs to be ranked: max(30, 0.2% of the rows)
+    segment_kind: Literal["age_group_gender", "inventory_id"] | None  # None: no segment table
+    segments: list[AudienceSegment]  # every segment with min_rows rows, highest potential first
+    hours: list[HourSlot]  # every hour with rows, in hour order
+    best_hours_ctr: float  # percent: the CTR of the best hours together (overall_ctr without any)
+    best_hours_lift: float  # percent: best_hours_ctr over overall_ctr, minus 100
+    data_insights: list[InsightDoc]  # what the data shows (best hours, best segment), before a report
+
+    @staticmethod
+    def path(file_id: str) -> str:
+        return highlights_path(file_id)

@@ -5,7 +5,10 @@ the training copy's location when the data is valid; ``purpose`` and ``labelled`
 it is a file to score and whether it has ``clicked``) or ``FILE_REJECTED`` (after removing
 everything stored for the upload). The Parquet file is written to a temporary sibling and
 renamed into ``files/<file_id>/data.parquet`` only when complete, so a crash never leaves a
-half-written file under its final name; running it twice writes the same files again.
+half-written file under its final name; running it twice writes the same files again. Beside
+the profile (``files/<file_id>/profile.json``) it stores the upload's audience highlights
+(``files/<file_id>/highlights.json``, ``highlights.build_highlights``), which the gateway's
+marketer dashboard serves.
 The column descriptions are the Korean names of the feature-name mapping in effect (the
 shipped one overlaid with a user's uploaded mapping, ctrops_common.feature_names).
 """
@@ -22,6 +25,7 @@ from ctrops_common.events import DataInfo, FileRejected, FileUploaded, Payload, 
 from ctrops_common.feature_names import effective_feature_names
 from ctrops_common.storage import FileStore
 
+from .highlights import write_highlights
 from .pipeline import IngestOptions, ingest_csv
 from .validation import Rejected
 
@@ -54,6 +58,8 @@ def decide(store: FileStore, upload: UploadReceived, options: IngestOptions) -> 
         if result.parquet_written:
             store.commit_temp(tmp, parquet_path(file_id))
         write_document(store, profile_path(file_id), result.profile)
+        # What the marketers' dashboard shows of the data, built here (the data's owner) and served as is.
+        write_highlights(store, file_id, result.profile, result.info["total_rows"], result.info["ctr"])
     except Rejected as exc:
         log.info("upload %s (%s) rejected: %s", file_id, upload.filename, exc.message)
         return _rejected(store, upload, exc.status_code, exc.message)
