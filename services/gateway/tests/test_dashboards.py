@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ctrops_common.dataset import profile_path, report_path
-from ctrops_common.documents import Profile, ReportDoc, write_document
+from ctrops_common.dataset import highlights_path, profile_path, report_path
+from ctrops_common.documents import AudienceHighlights, Profile, ReportDoc, read_document, write_document
 from ctrops_common.events import (
     DataInfo,
     FileUploaded,
@@ -29,6 +29,7 @@ from ctrops_common.events import ModelMetrics, TrainingDone
 from ctrops_common.sample_documents import profile_document
 from ctrops_common.storage import FileStore
 from ctrops_common.testing import publish_events as publish, wait_for
+from ctrops_ingest.highlights import write_highlights  # the files as ingest writes them
 
 
 def strict_json(text: str):
@@ -103,9 +104,12 @@ def _upload(file_id: str) -> FileUploaded:
 
 @pytest.fixture
 def trained_run(gateway_client, data_dir: Path):
-    """A file, its profile, one 3-epoch run with its events, an error and a report on disk."""
+    """A file, its profile and highlights (as ingest writes them), one 3-epoch run with its events, an error."""
     file_id, run_id = new_id(), new_id()
-    write_document(FileStore(data_dir), profile_path(file_id), _profile())
+    store = FileStore(data_dir)
+    write_document(store, profile_path(file_id), _profile())
+    info = _upload(file_id).info
+    write_highlights(store, file_id, _profile(), info.total_rows, info.ctr)
     requested = TrainingRequested(run_id=run_id, file_id=file_id, parquet_location=f"files/{file_id}/data.parquet",
                                   config=TrainingConfig(epochs=3))
     events = [
@@ -308,15 +312,41 @@ def test_client_dashboard_has_no_money_for_a_weak_model_or_an_unreadable_report(
     assert status["type"] == "warning" and status["message"] == body["businessMetrics"]["statusMessage"]
 
 
-def test_client_dashboard_survives_a_corrupt_profile(gateway_client, trained_run):
+def test_client_dashboard_serves_ingests_highlights_as_stored(gateway_client, trained_run):
+    """The segments, hours, best-hours CTR and data cards are highlights.json's, not recomputed from the
+    profile: a changed document shows as changed."""
     store = FileStore(trained_run["data_dir"])
-    location = profile_path(trained_run["file_id"])
-    not_a_profile = _profile().model_dump(mode="json")
-    not_a_profile["segments"]["age_group_gender"].append({"age_group": None, "gender": 2.0, "rows": 8000, "clicks": 120})
-    for stored in ("{not json", json.dumps(not_a_profile)):  # not JSON; JSON but not a Profile (a null age group)
+    location = highlights_path(trained_run["file_id"])
+    stored = read_document(store, location, AudienceHighlights)
+    first = stored.segments[0].model_copy(update={"label": "stored label", "ctr": 9.876})
+    changed = stored.model_copy(update={"segments": [first], "best_hours_ctr": 7.5, "best_hours_lift": 12.3,
+                                        "hours": stored.hours[:2]})
+    write_document(store, location, changed)
+    body = strict_json(gateway_client.get("/api/dashboard/client").text)
+    assert [(s["label"], s["ctr"]) for s in body["customerSegments"]] == [("stored label", 9.876)]
+    assert body["optimalTimeSlots"] == [h.model_dump() for h in stored.hours[:2]]
+    assert (body["businessMetrics"]["bestHoursCtr"], body["businessMetrics"]["ctrLift"]) == (7.5, 12.3)
+    assert body["aiInsights"][:2] == [i.model_dump() for i in stored.data_insights]
+    assert body["sources"]["profile"] is True
+
+
+def test_client_dashboard_survives_corrupt_or_missing_highlights(gateway_client, trained_run):
+    store = FileStore(trained_run["data_dir"])
+    location = highlights_path(trained_run["file_id"])
+    not_highlights = read_document(store, location, AudienceHighlights).model_dump(mode="json")
+    not_highlights["segments"][0]["ctrLow"] = None
+    for stored in ("{not json", json.dumps(not_highlights)):  # not JSON; JSON but not the model (a null bound)
         store.write_bytes(location, stored.encode())
         response = gateway_client.get("/api/dashboard/client")
         assert response.status_code == 200
         body = response.json()
         assert body["optimalTimeSlots"] == [] and body["customerSegments"] == []
         assert body["sources"]["profile"] is False
+    # An upload stored before ingest wrote highlights: its profile alone is not read; the CTR is its verdict's.
+    store.delete(location)
+    assert store.exists(profile_path(trained_run["file_id"]))
+    body = strict_json(gateway_client.get("/api/dashboard/client").text)
+    assert body["optimalTimeSlots"] == [] and body["customerSegments"] == [] and body["sources"]["profile"] is False
+    money = body["businessMetrics"]
+    assert (money["actualCtr"], money["bestHoursCtr"], money["ctrLift"]) == (1.992, 1.992, 0.0)
+    assert [i["title"] for i in body["aiInsights"]] == ["리포트 상태"]

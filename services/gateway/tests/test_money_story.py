@@ -20,6 +20,7 @@ from ctrops_common.sample_documents import explanation_document, profile_documen
 from ctrops_common.storage import FileStore
 from ctrops_common.testing import publish_events as publish
 from ctrops_common.testing import wait_for
+from ctrops_ingest.highlights import write_highlights  # the files as ingest writes them
 
 ROOT = Path(__file__).resolve().parents[3]
 METRICS = {"train_loss": 0.52, "val_loss": 0.0921, "train_accuracy": 0.74, "val_accuracy": 0.9791, "auc": 0.7386,
@@ -53,7 +54,9 @@ def run_with_segments(data_dir: str, metrics: dict) -> tuple[str, TrainingDone, 
         {"age_group": 5.0, "gender": 2.0, "rows": 8000, "clicks": 120},
         {"age_group": 3.0, "gender": 1.0, "rows": 10000, "clicks": 94},
     ]
-    write_document(store, profile_path(file_id), profile_document(hour=hours, age_group_gender=audience))
+    profile = profile_document(hour=hours, age_group_gender=audience)
+    write_document(store, profile_path(file_id), profile)
+    write_highlights(store, file_id, profile)
     done = TrainingDone(run_id=run_id, file_id=file_id, model_location=f"runs/{run_id}/model",
                         metrics=ModelMetrics(**metrics), best_epoch=2, epochs_run=2, duration_s=12.0,
                         experiment_name="money_story", config={"epochs": 2})

@@ -50,6 +50,7 @@ from ctrops_common.events import (
     new_id,
 )
 from ctrops_common.sample_documents import profile_document
+from ctrops_ingest.highlights import write_highlights  # the files as ingest writes them
 from ctrops_common.storage import FileStore
 from ctrops_gateway import api_models, training_live
 from ctrops_gateway.app import create_app
@@ -262,7 +263,9 @@ def platform(tmp_path):
     hours = [{"value": float(h), "rows": 800 + 10 * h, "clicks": 12 + (h % 7) * 3} for h in range(24)]
     segments = [{"age_group": 5.0, "gender": 1.0, "rows": 3120, "clicks": 89},
                 {"age_group": 4.0, "gender": 2.0, "rows": 9000, "clicks": 160}]
-    write_document(store, profile_path(file_id), profile_document(hour=hours, age_group_gender=segments))
+    profile = profile_document(hour=hours, age_group_gender=segments)
+    write_document(store, profile_path(file_id), profile)
+    write_highlights(store, file_id, profile, uploaded.info.total_rows, uploaded.info.ctr)
     config = TrainingConfig(epochs=2, experiment_name="CTR_Experiment_20260314")
     models = [{"kind": kind, "label": label, "metrics": _metrics(0.086, 0.98, auc), "model_location": f"runs/x/{kind}",
                "auc_ci_low": auc - 0.03, "auc_ci_high": auc + 0.03, "val_rows": 4000, "val_clicks": 77,

@@ -631,7 +631,7 @@ class SummaryEntry(BaseModel):
 
 
 class DashboardSources(BaseModel):
-    profile: bool = Field(description="The upload's profile.json was read")
+    profile: bool = Field(description="ingest's highlights.json of the upload (segments, hours) was read")
     report: bool = Field(description="The run has a report.json (usable or not)")
     generatedAt: str  # noqa: N815
 

@@ -2,14 +2,20 @@
 
 Everything comes from real data: runs and epochs from the read model (training events),
 health from the monitor's latest snapshot, errors from service.error events, latency
-per route from this gateway's traffic window, segments and hours from ingest's
-``files/<file_id>/profile.json`` (read as ``documents.Profile``), strategies and insights from
-the reporter's ``runs/<run_id>/report.json`` when it exists (read as ``documents.ReportDoc``; a
-file that is not one shows nothing of it, and the status says so). Money figures and the model
-verdict are the reporter's, read back from report.json; the gateway never
-computes an estimate of its own, so the dashboard, the report, its PDF and ``make demo``
-agree. No report yet: the money figures are null and ``status`` says why. With no data
-yet both answer 200 with empty or neutral values.
+per route from this gateway's traffic window, strategies and insights from the reporter's
+``runs/<run_id>/report.json`` when it exists (read as ``documents.ReportDoc``; a file that is
+not one shows nothing of it, and the status says so). Money figures and the model verdict are
+the reporter's, read back from report.json; the gateway never computes an estimate of its own,
+so the dashboard, the report, its PDF and ``make demo`` agree. No report yet: the money figures
+are null and ``status`` says why. With no data yet both answer 200 with empty or neutral values.
+
+The marketers' segments, hours, best-hours CTR and the data's insight cards are ingest's
+``files/<file_id>/highlights.json`` (read as ``documents.AudienceHighlights``): ingest, the
+data's owner, computes them (``ctrops_ingest.highlights``: Wilson intervals, ranking, the best
+hours); this module only serves them, joined with the report's tested segments (adjusted p,
+significance, its top segment first) and its status card. An upload without highlights.json
+(stored before ingest wrote it) or with an unreadable one shows no segments or hours and
+``sources.profile`` false, never an error.
 
 The SI dashboard's ``performanceData`` follows the deployed model over time once batches
 have been scored (the scorer's ``monitoring.period`` events of the champion's line: per
@@ -23,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,8 +36,8 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import ValidationError
 
-from ctrops_common.dataset import profile_path, report_path
-from ctrops_common.documents import Profile, ReportDoc, read_document
+from ctrops_common.dataset import highlights_path, report_path
+from ctrops_common.documents import AudienceHighlights, ReportDoc, read_document
 from ctrops_common.events import (
     ModelMetrics,
     FileUploaded,
@@ -57,8 +62,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["dashboards"], dependencies=[VIEWER], responses=AUTH_RESPONSES)
 
 SLOW_ROUTE_MS = 500.0  # the contract's response-time threshold
-BEST_HOURS = 3
-Z95 = 1.959964
+TOP_SEGMENTS = 10
 
 
 def _round(value: Any, digits: int = 4) -> float:
@@ -267,38 +271,11 @@ def si_dashboard(state: GatewayState) -> dict[str, Any]:
 # -- marketers ---------------------------------------------------------------------------------
 
 
-def wilson(clicks: float, rows: float) -> tuple[float, float]:
-    """95% Wilson interval of a click rate: small segments get wide, honest bounds."""
-    if rows <= 0:
-        return 0.0, 0.0
-    p = clicks / rows
-    denom = 1 + Z95**2 / rows
-    centre = (p + Z95**2 / (2 * rows)) / denom
-    half = Z95 * math.sqrt(p * (1 - p) / rows + Z95**2 / (4 * rows**2)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def _segment_rows(profile: Profile | None, name: str) -> list[dict[str, Any]]:
-    """A profile segment table (its values, rows and clicks) with the CTR and its Wilson interval."""
-    out = []
-    for item in profile.segments.table(name) if profile is not None else []:
-        if item.rows <= 0:
-            continue
-        low, high = wilson(item.clicks, item.rows)
-        out.append({**item.model_dump(), "rate": item.clicks / item.rows, "low": low, "high": high})
-    return out
-
-
-def _code(value: float) -> str:
-    """A segment's code as the report labels it: 4.0 -> "4", 2.5 -> "2.5" (profiles hold finite numbers)."""
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
-
-
-def _read_profile(state: GatewayState, file_id: str) -> Profile | None:
-    """ingest's profile.json of the upload as its model; None when missing or unreadable (logged)."""
-    relative = profile_path(file_id)
+def _read_highlights(state: GatewayState, file_id: str) -> AudienceHighlights | None:
+    """ingest's highlights.json of the upload as its model; None when missing or unreadable (logged)."""
+    relative = highlights_path(file_id)
     try:
-        return read_document(state.store, relative, Profile) if state.store.exists(relative) else None
+        return read_document(state.store, relative, AudienceHighlights) if state.store.exists(relative) else None
     except (OSError, ValueError) as exc:  # ValueError: not JSON, or not the model (ValidationError)
         log.warning("cannot read %s: %s", relative, exc)
         return None
@@ -316,44 +293,14 @@ def _sources(state: GatewayState) -> tuple[StoredEvent | None, StoredEvent | Non
     return done, upload
 
 
-def customer_segments(
-    profile: Profile | None, overall: float, min_rows: int, report: ReportDoc | None = None,
-) -> list[dict[str, Any]]:
-    """The data's audience segments (age x gender, else placement), ranked by the lower end of
-    their CTR interval; with a report, each segment the report tested carries its adjusted
-    p-value, and the report's top segment (if one holds) comes first, so both tell one story."""
-    rows = _segment_rows(profile, "age_group_gender")
-    kind = "age_group_gender"
-    if not rows:
-        rows, kind = _segment_rows(profile, "inventory_id"), "inventory_id"
-    rows = [r for r in rows if r["rows"] >= min_rows]
-    if not rows:
+def customer_segments(highlights: AudienceHighlights | None, report: ReportDoc | None = None) -> list[dict[str, Any]]:
+    """ingest's audience segments (ranked by the lower end of their CTR interval); with a report,
+    each segment the report tested carries its adjusted p-value, and the report's top segment (if
+    one holds) comes first, so both tell one story. The first TOP_SEGMENTS."""
+    if highlights is None or not highlights.segments:
         return []
-    best_low = max(r["low"] for r in rows) or 1.0
-    total = sum(r["rows"] for r in rows)
-    segments = []
-    for r in rows:
-        if kind == "age_group_gender":
-            age, gender = _code(r["age_group"]), _code(r["gender"])
-            name, label = f"age_{age}_gender_{gender}", f"연령대 {age} · 성별 {gender}"
-        else:
-            value = _code(r["value"])
-            name, label = f"inventory_{value}", f"지면 {value}"  # the report's name for it
-        segments.append({
-            "name": name,
-            "label": label,
-            "segment": kind,
-            "ctr": round(100 * r["rate"], 3),
-            "ctrLow": round(100 * r["low"], 3),
-            "ctrHigh": round(100 * r["high"], 3),
-            # Lower 95% bound relative to the best segment's: a tiny lucky segment does not top the list.
-            "potential": round(min(100.0, 100.0 * r["low"] / best_low), 1),
-            "lift": round(r["rate"] / overall, 3) if overall > 0 else 0.0,
-            "rows": r["rows"],
-            "clicks": r["clicks"],
-            "share": round(100.0 * r["rows"] / total, 2),
-        })
-    segments.sort(key=lambda s: -s["potential"])
+    segments = [s.model_dump() for s in highlights.segments]
+    kind = highlights.segment_kind
     if report is not None:
         finding = next((f for f in report.segments.findings if f.dimension == kind), None)
         tested = {s.label: s for s in (finding.best + finding.worst)} if finding else {}
@@ -363,31 +310,7 @@ def customer_segments(
                 s["pAdjusted"], s["significant"] = found.p_adjusted, found.significant
             s["isTop"] = top is not None and s["label"] == top[1].label
         segments.sort(key=lambda s: not s["isTop"])  # stable: the rest keep their order
-    return segments[:10]
-
-
-def time_slots(profile: Profile | None, min_rows: int) -> list[dict[str, Any]]:
-    rows = _segment_rows(profile, "hour")
-    if not rows:
-        return []
-    eligible = sorted((r for r in rows if r["rows"] >= min_rows), key=lambda r: -r["low"])
-    best = {id(r) for r in eligible[:BEST_HOURS]}
-    total = sum(r["rows"] for r in rows)
-    slots = []
-    for r in sorted(rows, key=lambda r: float(r["value"])):
-        hour = int(float(r["value"]))
-        slots.append({
-            "period": f"{hour:02d}:00-{(hour + 1) % 24:02d}:00",
-            "hour": hour,
-            "ctr": round(100 * r["rate"], 3),
-            "ctrLow": round(100 * r["low"], 3),
-            "ctrHigh": round(100 * r["high"], 3),
-            "traffic": r["rows"],
-            "trafficShare": round(100.0 * r["rows"] / total, 2),
-            "clicks": r["clicks"],
-            "isBest": id(r) in best,
-        })
-    return slots
+    return segments[:TOP_SEGMENTS]
 
 
 # -- the run's report: the one money estimate ---------------------------------------------------
@@ -449,18 +372,14 @@ def top_segment_view(doc: ReportDoc) -> dict[str, Any] | None:
 
 
 def business_metrics(
-    report: RunReport, done: StoredEvent | None, overall_pct: float, slots: list[dict[str, Any]],
+    report: RunReport, done: StoredEvent | None, overall_pct: float, highlights: AudienceHighlights | None,
 ) -> dict[str, Any]:
-    """CTR facts of the data beside the run report's money figures, copied from report.json.
+    """CTR facts of the data (ingest's highlights) beside the run report's money figures, copied from report.json.
 
     The reporter owns the estimate (ranges from the Wilson interval of the targeted CTR,
     assumptions from its settings); this only reads it back. No report yet, an unreadable
     one, or a weak model: every money figure is null and ``status`` says why.
     """
-    best = [x for x in slots if x["isBest"]]
-    best_rows = sum(x["traffic"] for x in best)
-    best_pct = 100.0 * sum(x["clicks"] for x in best) / best_rows if best_rows else overall_pct
-    lift = best_pct / overall_pct if overall_pct > 0 else 1.0
     metrics = done.typed(TrainingDone).metrics if done else ModelMetrics()
     calibration = live.finite(metrics.calibration, None)
     doc = report.doc
@@ -470,8 +389,8 @@ def business_metrics(
         "statusMessage": report.message,
         "actualCtr": round(overall_pct, 3),
         "predictedCtr": None if calibration is None else round(overall_pct * calibration, 3),
-        "bestHoursCtr": round(best_pct, 3),
-        "ctrLift": round(100.0 * (lift - 1.0), 1),
+        "bestHoursCtr": highlights.best_hours_ctr if highlights else round(overall_pct, 3),
+        "ctrLift": highlights.best_hours_lift if highlights else 0.0,
         "modelAuc": live.finite(metrics.auc, None),
         "modelAucCi": list(strength.auc_ci) if strength and strength.auc_ci else None,
         "verdict": strength.verdict if strength else None,
@@ -536,28 +455,10 @@ def business_metrics(
     return out
 
 
-def _derived_insights(slots: list[dict[str, Any]], segments: list[dict[str, Any]], overall: float,
-                      report: RunReport) -> list[dict[str, Any]]:
-    """Before the run has a report: what the data shows, and the report's status (no verdict of our own)."""
-    insights = []
-    best = sorted((x for x in slots if x["isBest"]), key=lambda x: -x["ctr"])
-    if best and overall > 0:
-        top = best[0]
-        insights.append({
-            "icon": "⏰", "type": "info", "title": f"CTR 상위 시간대 {top['period']}",
-            "message": f"CTR {top['ctr']:.2f}% (전체 {overall:.2f}%의 {top['ctr'] / overall:.1f}배)",
-            "details": [f"{x['period']}: CTR {x['ctr']:.2f}% (95% {x['ctrLow']:.2f}-{x['ctrHigh']:.2f}%), "
-                        f"노출 {x['traffic']:,}" for x in best],
-            "action": "다중검정 보정을 거친 판단과 실행 과제는 리포트에서 확인하세요.",
-        })
-    if segments:
-        top = segments[0]
-        insights.append({
-            "icon": "👥", "type": "info", "title": f"CTR 하한이 가장 높은 세그먼트: {top['label']}",
-            "message": f"CTR {top['ctr']:.2f}% (95% 하한 {top['ctrLow']:.2f}%), 노출 비중 {top['share']:.1f}%",
-            "details": [f"{s['label']}: CTR {s['ctr']:.2f}%, lift {s['lift']:.2f}" for s in segments[:3]],
-            "action": "다중검정 보정을 거친 판단과 실행 과제는 리포트에서 확인하세요.",
-        })
+def _derived_insights(highlights: AudienceHighlights | None, report: RunReport) -> list[dict[str, Any]]:
+    """Before the run has a report: what the data shows (ingest's cards), and the report's status
+    (no verdict of our own)."""
+    insights = [i.model_dump() for i in highlights.data_insights] if highlights is not None else []
     if report.status != "no_run":
         insights.append({
             "icon": "📝", "type": "warning" if report.status in ("failed", "unreadable") else "info",
@@ -614,36 +515,30 @@ def performance_summary(state: GatewayState, limit: int = 10) -> list[dict[str, 
 def client_dashboard(state: GatewayState) -> dict[str, Any]:
     done, upload = _sources(state)
     file_id = upload.typed(FileUploaded).file_id if upload else (done.typed(TrainingDone).file_id if done else None)
-    profile = _read_profile(state, file_id) if file_id and is_id(file_id) else None
+    highlights = _read_highlights(state, file_id) if file_id and is_id(file_id) else None
     run_id = done.typed(TrainingDone).run_id if done else None
     report = run_report(state, done)
 
-    hours = _segment_rows(profile, "hour")
-    total_rows = sum(r["rows"] for r in hours)
-    total_clicks = sum(r["clicks"] for r in hours)
-    info = upload.typed(FileUploaded).info if upload else None
-    overall_pct = live.finite(info.ctr, None) if info else None
-    if overall_pct is None:
-        overall_pct = 100.0 * total_clicks / total_rows if total_rows else 0.0
-    rows_known = (live.finite(info.total_rows, None) if info else None) or total_rows
-    min_rows = max(30, int(0.002 * rows_known))
+    if highlights is not None:
+        overall_pct = highlights.overall_ctr
+    else:  # an upload stored before ingest wrote highlights: its verdict's CTR, nothing of its own
+        info = upload.typed(FileUploaded).info if upload else None
+        overall_pct = (live.finite(info.ctr, None) if info else None) or 0.0
 
-    slots = time_slots(profile, min_rows)
-    segments = customer_segments(profile, overall_pct / 100.0, min_rows, report.doc)
     report_insights = [i.model_dump() for i in report.doc.ai_insights] if report.doc is not None else []
-    insights = report_insights or _derived_insights(slots, segments, overall_pct, report)
+    insights = report_insights or _derived_insights(highlights, report)
     return {
         "runId": run_id,
         "fileId": file_id,
         "reportStatus": report.status,
-        "businessMetrics": business_metrics(report, done, overall_pct, slots),
+        "businessMetrics": business_metrics(report, done, overall_pct, highlights),
         "aiInsights": live.jsonable(insights),
-        "customerSegments": segments,
-        "optimalTimeSlots": slots,
+        "customerSegments": customer_segments(highlights, report.doc),
+        "optimalTimeSlots": [h.model_dump() for h in highlights.hours] if highlights is not None else [],
         "marketingStrategies": _strategies(report),
         "performanceSummary": performance_summary(state),
         "sources": {
-            "profile": profile is not None,
+            "profile": highlights is not None,  # ingest's highlights.json of the upload was read
             "report": report.stored,
             "generatedAt": datetime.now().astimezone().isoformat(),
         },
@@ -672,5 +567,6 @@ async def dashboard_si(state: State) -> dict[str, Any]:
 async def dashboard_client(state: State) -> dict[str, Any]:
     """Marketer dashboard: CTR from the uploaded data, the run report's verdict and money figures
     (ranges, with their assumptions; null with a status before the report or for a weak model),
-    insights and strategies from the report, segments and best hours from the data."""
+    insights and strategies from the report, segments and best hours from the data (ingest's
+    highlights.json, served as stored; `sources.profile` false when the upload has none)."""
     return await asyncio.to_thread(client_dashboard, state)
