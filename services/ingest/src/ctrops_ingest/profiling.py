@@ -12,7 +12,8 @@
   three hundred thousand for ten million rows).
 
 ``profile.json`` (``ProfileBuilder.profile``: a ``ctrops_common.documents.Profile``) is read by
-the reporter and the gateway's dashboards; its schema is that model (docs/events.md describes it).
+the reporter and by ingest's own highlights (``highlights.py``, which the gateway's marketer dashboard
+serves); its schema is that model (docs/ingest.md describes it).
 """
 
 from __future__ import annotations
