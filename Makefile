@@ -72,8 +72,13 @@ $(TEST_STAMP): $(RUN_STAMP) requirements-dev.txt constraints.txt
 run: $(RUN_STAMP)
 	$(PY) -m ctrops_common.stack
 
+# Test files run in TEST_WORKERS processes at once (pytest-xdist; a file stays in one process, so its
+# module fixtures, such as an end-to-end stack, start once). Most tests wait on real processes and the
+# broker, so 3 workers keep 2 cores busy: about 23 min instead of 45 (docs/benchmarks.md). TEST_WORKERS=0
+# runs them one at a time in this process.
+TEST_WORKERS ?= 3
 test: install-test
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The in-memory tier alone (pytest marker inmemory): handler and read-model tests on the in-memory bus
 # (ctrops_common.memory_bus), no broker and no service processes, so no system tools either. `make test`
