@@ -6,7 +6,6 @@ broker that kept it requests nothing. (The same over Kafka, with broker restarts
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest

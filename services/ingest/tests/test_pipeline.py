@@ -164,7 +164,7 @@ def test_header_only_is_rejected(tmp_path):
 
 def test_ragged_rows_are_rejected_with_line_numbers_and_nothing_written(tmp_path):
     text = "hour,seq,clicked\n" + "".join(
-        "1,2,3,\"4\",0\n" if i in (3, 7) else (f"5,\"6\"\n" if i == 9 else f"{i % 24},\"1,2\",{i % 2}\n")
+        "1,2,3,\"4\",0\n" if i in (3, 7) else ("5,\"6\"\n" if i == 9 else f"{i % 24},\"1,2\",{i % 2}\n")
         for i in range(20)
     )
     out = tmp_path / "out.parquet"
