@@ -50,13 +50,16 @@ async def test_the_alias_moves_on_retrain_only_when_the_new_champion_is_not_wors
     from mlflow.tracking import MlflowClient
 
     trainer = start_service("trainer", {"CTROPS_TRAINER_LEASE_TIMEOUT_S": "3"})  # MLflow on: local SQLite
-    client = MlflowClient(f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}")
 
     def alias() -> int:
         return int(client.get_model_version_by_alias("ctrops-ctr", "champion").version)
 
     # An ordinary run on 8,000 rows of the 'mixed' data: promoted, nothing compared.
     first = await train(bus_tools, data_dir, generated[0])
+    # Opened once the trainer has made the store: opened at its start, this client ran MLflow's migrations
+    # on the same SQLite file as the trainer's warm-up and failed once ("_alembic_tmp_experiments already
+    # exists") in a full run.
+    client = MlflowClient(f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}")
     assert first.promoted is True and first.promotion is None and first.replaces is None
     assert first.registered_version == 1 and alias() == 1
     assert client.get_model_version("ctrops-ctr", "1").tags["ctrops.promoted"] == "true"
