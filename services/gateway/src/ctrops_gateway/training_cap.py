@@ -22,7 +22,6 @@ from the audit trail.
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
@@ -43,7 +42,7 @@ class TrainingClaims:
 
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
-        self.in_flight: dict[str, int] = defaultdict(int)
+        self.in_flight: dict[str, int] = {}
 
 
 async def cap_active_trainings(request: Request) -> AsyncIterator[None]:
@@ -57,16 +56,14 @@ async def cap_active_trainings(request: Request) -> AsyncIterator[None]:
     who = client_key(request.scope)
     async with claims.lock:  # check and claim together
         active = await asyncio.to_thread(active_trainings, request.scope, settings)
-        in_flight = claims.in_flight[who]
+        in_flight = claims.in_flight.get(who, 0)
         if active + in_flight >= cap:
-            if not in_flight:
-                del claims.in_flight[who]
             raise HTTPException(
                 429, f"This client already has {active + in_flight} training run(s) queued or running; the limit is "
                      f"{cap} at once (CTROPS_MAX_ACTIVE_TRAININGS_PER_CLIENT). Wait for one to finish or cancel it.",
                 headers={"Retry-After": str(ACTIVE_RETRY_AFTER_S)},
             )
-        claims.in_flight[who] += 1
+        claims.in_flight[who] = in_flight + 1
     try:
         yield
     finally:
