@@ -407,8 +407,8 @@ async def serve(websocket: WebSocket, state: GatewayState) -> None:
                 if message is None:  # the hub dropped this slow client: close; it reconnects
                     await websocket.close(code=1013)
                     return
-                if already_sent and _alert_key(message) in already_sent:
-                    already_sent.discard(_alert_key(message))
+                if already_sent and (key := _alert_key(message)) in already_sent:
+                    already_sent.discard(key)
                     continue
                 await websocket.send_json(message)
         finally:
