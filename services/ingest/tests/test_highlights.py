@@ -12,7 +12,7 @@ from ctrops_common.events import FileUploaded, UploadReceived, new_id
 from ctrops_common.dataset import upload_path
 from ctrops_common.sample_documents import profile_document
 from ctrops_common.storage import FileStore
-from ctrops_ingest.highlights import BEST_HOURS, build_highlights, min_rows_for, wilson
+from ctrops_ingest.highlights import BEST_HOURS, build_highlights, min_rows_for
 from ctrops_ingest.pipeline import IngestOptions
 from ctrops_ingest.uploads import decide
 
@@ -32,15 +32,6 @@ def hours_and_audience(rows_per_hour: int = 2500) -> Profile:
         {"age_group": 7.0, "gender": 2.0, "rows": 8000, "clicks": 120},
     ]
     return profile_document(hour=hours, age_group_gender=segments)
-
-
-def test_wilson_interval_brackets_the_rate_and_narrows_with_rows():
-    low, high = wilson(5, 100)
-    assert low < 0.05 < high
-    assert (low, high) == pytest.approx((0.02154, 0.11175), abs=1e-5)  # the textbook interval for 5/100
-    wide, narrow = wilson(9, 20), wilson(900, 2000)
-    assert wide[1] - wide[0] > 5 * (narrow[1] - narrow[0])
-    assert wilson(0, 0) == (0.0, 0.0) and wilson(0, 50)[0] == 0.0 and wilson(50, 50)[1] == pytest.approx(1.0)
 
 
 def test_min_rows_is_thirty_or_two_per_mille():

@@ -25,22 +25,11 @@ from ctrops_common.documents import (
     Profile,
     write_document,
 )
+from ctrops_common.intervals import wilson_interval
 from ctrops_common.storage import FileStore
 
 BEST_HOURS = 3
-Z95 = 1.959964
 REPORT_ACTION = "다중검정 보정을 거친 판단과 실행 과제는 리포트에서 확인하세요."
-
-
-def wilson(clicks: float, rows: float) -> tuple[float, float]:
-    """95% Wilson interval of a click rate: small segments get wide, honest bounds."""
-    if rows <= 0:
-        return 0.0, 0.0
-    p = clicks / rows
-    denom = 1 + Z95**2 / rows
-    centre = (p + Z95**2 / (2 * rows)) / denom
-    half = Z95 * math.sqrt(p * (1 - p) / rows + Z95**2 / (4 * rows**2)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def _segment_rows(profile: Profile, name: str) -> list[dict[str, Any]]:
@@ -49,7 +38,7 @@ def _segment_rows(profile: Profile, name: str) -> list[dict[str, Any]]:
     for item in profile.segments.table(name):
         if item.rows <= 0:
             continue
-        low, high = wilson(item.clicks, item.rows)
+        low, high = wilson_interval(item.clicks, item.rows)  # rows > 0: an interval
         out.append({**item.model_dump(), "rate": item.clicks / item.rows, "low": low, "high": high})
     return out
 

@@ -33,6 +33,7 @@ from ctrops_common.events import (
     FeatureDriftEvidence,
     MonitoringPeriod,
 )
+from ctrops_common.intervals import Z95
 
 ModelAlertKind = Literal["calibration", "auc_drop", "feature_drift"]
 
@@ -92,9 +93,6 @@ def calibration(period: MonitoringPeriod, t: Thresholds) -> Condition | None:
             predicted_clicks=_r(m.predicted_clicks, 2), actual_clicks=m.actual_clicks,
             band_low=t.calibration_low, band_high=t.calibration_high),
     )
-
-
-Z95 = 1.959964
 
 
 def auc_drop_limit(period: MonitoringPeriod) -> float | None:

@@ -40,10 +40,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from statistics import NormalDist
 from typing import Literal
 
 # Adjusted p below SIGNIFICANCE counts as a finding: one bar for the report and the dashboard that reads it.
+from ctrops_common.intervals import z_value
 from ctrops_common.report_doc import SIGNIFICANCE  # noqa: F401 - re-exported to facts and narrative
 
 Verdict = Literal["strong", "usable", "weak"]
@@ -55,8 +55,6 @@ STRONG_AP_LIFT = 3.0  # AP / base rate at or above this (and AUC above): strong
 
 VERDICT_KO: dict[str, str] = {"strong": "강함", "usable": "사용 가능", "weak": "약함"}
 
-Z95 = NormalDist().inv_cdf(0.975)
-
 
 def hanley_mcneil_interval(auc: float, clicks: int, non_clicks: int, level: float = 0.95) -> tuple[float, float] | None:
     """AUC interval from the Hanley & McNeil (1982) standard error; None without both classes."""
@@ -65,21 +63,8 @@ def hanley_mcneil_interval(auc: float, clicks: int, non_clicks: int, level: floa
     q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
     variance = (auc * (1 - auc) + (clicks - 1) * (q1 - auc * auc) + (non_clicks - 1) * (q2 - auc * auc)) / (
         clicks * non_clicks)
-    half = NormalDist().inv_cdf(0.5 + level / 2) * math.sqrt(max(variance, 0.0))
+    half = z_value(level) * math.sqrt(max(variance, 0.0))
     return max(0.0, auc - half), min(1.0, auc + half)
-
-
-def wilson_interval(successes: float, trials: float, level: float = 0.95) -> tuple[float, float] | None:
-    """Wilson score interval of a proportion; None without trials."""
-    if trials <= 0:
-        return None
-    successes = min(max(successes, 0.0), trials)
-    z = NormalDist().inv_cdf(0.5 + level / 2)
-    p = successes / trials
-    denominator = 1 + z * z / trials
-    centre = (p + z * z / (2 * trials)) / denominator
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def benjamini_hochberg(p_values: list[float | None]) -> list[float | None]:

@@ -35,6 +35,7 @@ from ctrops_common.events import (
     TrainingDone,
 )
 from ctrops_common.feature_names import FeatureNameMapping, effective_feature_names
+from ctrops_common.intervals import wilson_interval
 from ctrops_common.numbers import finite as _finite
 from ctrops_common.storage import FileStore
 
@@ -47,7 +48,6 @@ from .evidence import (
     benjamini_hochberg,
     hanley_mcneil_interval,
     strength_verdict,
-    wilson_interval,
 )
 from .settings import MoneyAssumptions
 
