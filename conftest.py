@@ -12,6 +12,14 @@ import pytest
 # Before any ctrops_common.events import: our payloads refuse undeclared fields in tests (events.Payload).
 # Services the tests start as processes inherit it.
 os.environ.setdefault("CTROPS_STRICT_PAYLOADS", "1")
+# `make test` runs three test processes on two cores, each starting service processes: a second torch
+# or OpenMP thread per process only contends for a core (measured on one quality test: 45 s of CPU and
+# 72 s of wall time with the default threads, 37 s and 42 s with one). So one thread each, idle OpenMP
+# threads sleep instead of spinning, and the trainers and explainers the tests start train and score on
+# one thread. Before torch is imported anywhere in this process; services inherit the variables.
+for _name, _value in (("OMP_NUM_THREADS", "1"), ("MKL_NUM_THREADS", "1"), ("OMP_WAIT_POLICY", "PASSIVE"),
+                      ("CTROPS_TRAINER_THREADS", "1"), ("CTROPS_EXPLAINER_TORCH_THREADS", "1")):
+    os.environ.setdefault(_name, _value)
 
 from ctrops_common.broker import EmbeddedBroker, free_port  # noqa: E402
 
@@ -74,6 +82,10 @@ def platform_env(kafka_bootstrap: str, data_dir: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("CTROPS_TOPIC_PREFIX", prefix)
     monkeypatch.setenv("CTROPS_HEARTBEAT_INTERVAL_S", "1")
     monkeypatch.setenv("CTROPS_SERVICE_TIMEOUT_S", "5")
+    # The embedded broker holds a new group's first join for half the session timeout (measured: 5 s at
+    # the default 10 s, 3 s at 6 s); every service and in-process gateway a test starts joins a group.
+    # 6 s as in the end-to-end stack (tests/e2e/conftest.py); a killed consumer's partitions move sooner.
+    monkeypatch.setenv("CTROPS_CONSUMER_SESSION_TIMEOUT_S", "6")
     monkeypatch.setenv("CTROPS_LOG_JSON", "false")
     from ctrops_common.broker import free_port
 
