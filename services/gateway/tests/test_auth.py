@@ -1,8 +1,9 @@
 """Optional authentication: API keys and JWTs, viewer/operator roles, WebSockets, open paths.
 
-The gateway runs in-process (TestClient, real broker) or as a real process (the WebSocket
-refusal as a browser sees it, and the log that must not hold a secret); uploads are judged
-by a real ingest process.
+The gateway runs in-process (TestClient) on the in-memory bus for the refusals and the answers
+of the routes (``memory_auth_gateway``), in-process on the real broker where a real ingest process
+judges uploads (``auth_client``), or as a real process (the WebSocket refusal as a browser sees it,
+and the log that must not hold a secret).
 """
 
 from __future__ import annotations
@@ -53,7 +54,15 @@ def small_csv(tmp_path: Path, name: str = "ads.csv", rows: int = 300) -> bytes:
 
 
 @pytest.fixture
+def memory_auth_gateway(memory_gateway_factory):
+    """The gateway with authentication on, in-process on the in-memory bus (no broker to join)."""
+    with memory_gateway_factory(auth_enabled=True, auth_api_keys=API_KEYS, auth_jwt_secret=JWT_SECRET) as gateway:
+        yield gateway
+
+
+@pytest.fixture
 def auth_client(platform_env):
+    """The same on the real broker, for the test whose uploads a real ingest process judges."""
     settings = GatewaySettings(
         consumer_group=f"gw-{platform_env['prefix']}", auth_enabled=True, auth_api_keys=API_KEYS,
         auth_jwt_secret=JWT_SECRET,
@@ -168,7 +177,9 @@ def test_query_tokens_are_redacted_from_uvicorn_log_lines():
 # -- HTTP --------------------------------------------------------------------------------------------
 
 
-def test_no_credentials_get_401_with_a_challenge_but_open_paths_answer(auth_client):
+@pytest.mark.inmemory
+def test_no_credentials_get_401_with_a_challenge_but_open_paths_answer(memory_auth_gateway):
+    auth_client = memory_auth_gateway.client
     for method, path in [("GET", "/api/dashboard/si"), ("GET", "/api/report/pdf/latest"), ("POST", "/api/upload"),
                          ("POST", "/api/train"), ("GET", "/api/audit"), ("GET", "/api/nonexistent")]:
         response = auth_client.request(method, path)
@@ -179,7 +190,9 @@ def test_no_credentials_get_401_with_a_challenge_but_open_paths_answer(auth_clie
         assert auth_client.get(path).status_code == 200, path
 
 
-def test_invalid_credentials_get_401_saying_why(auth_client):
+@pytest.mark.inmemory
+def test_invalid_credentials_get_401_saying_why(memory_auth_gateway):
+    auth_client = memory_auth_gateway.client
     cases = [
         (bearer("not-a-known-key-at-all"), "not recognised"),
         ({"X-API-Key": "not-a-known-key-at-all"}, "not recognised"),
@@ -195,7 +208,9 @@ def test_invalid_credentials_get_401_saying_why(auth_client):
         assert 'error="invalid' in response.headers["www-authenticate"]
 
 
-def test_viewer_reads_but_gets_403_on_upload_train_pdf_generation_and_audit(auth_client):
+@pytest.mark.inmemory
+def test_viewer_reads_but_gets_403_on_upload_train_pdf_generation_and_audit(memory_auth_gateway):
+    auth_client = memory_auth_gateway.client
     for headers in ({"X-API-Key": VIEWER_KEY}, bearer(VIEWER_KEY), bearer(token("erin", role="viewer"))):
         assert auth_client.get("/api/dashboard/si", headers=headers).status_code == 200
         assert auth_client.get("/api/performance/no-such-run", headers=headers).status_code == 404  # reached the route
@@ -207,7 +222,9 @@ def test_viewer_reads_but_gets_403_on_upload_train_pdf_generation_and_audit(auth
             assert "has 'viewer'" in response.json()["detail"]
 
 
-def test_a_token_without_a_known_role_is_forbidden(auth_client):
+@pytest.mark.inmemory
+def test_a_token_without_a_known_role_is_forbidden(memory_auth_gateway):
+    auth_client = memory_auth_gateway.client
     response = auth_client.get("/api/dashboard/si", headers=bearer(token("frank", role="superuser")))
     assert response.status_code == 403 and "no known role" in response.json()["detail"]
     roles = bearer(token("gina", role=None, roles=["something", "operator"]))
@@ -227,7 +244,9 @@ def test_operator_key_jwt_and_hashed_key_upload(start_service, auth_client, tmp_
         assert entries[0]["client_id"] == who and entries[0]["file_id"] == response.json()["file_id"]
 
 
-def test_cors_preflight_and_refusals_stay_readable_by_the_frontend(auth_client):
+@pytest.mark.inmemory
+def test_cors_preflight_and_refusals_stay_readable_by_the_frontend(memory_auth_gateway):
+    auth_client = memory_auth_gateway.client
     preflight = auth_client.options("/api/upload", headers={
         "Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST",
         "Access-Control-Request-Headers": "x-api-key"})
@@ -241,7 +260,9 @@ def test_cors_preflight_and_refusals_stay_readable_by_the_frontend(auth_client):
 # -- WebSockets --------------------------------------------------------------------------------------
 
 
-def test_websocket_without_or_with_a_bad_token_is_closed_with_1008(auth_client):
+@pytest.mark.inmemory
+def test_websocket_without_or_with_a_bad_token_is_closed_with_1008(memory_auth_gateway):
+    auth_client = memory_auth_gateway.client
     for path in ["/ws/performance", "/ws/training/0123456789abcdef0123456789abcdef",
                  "/ws/performance?token=wrong-token-0123456789"]:
         with auth_client.websocket_connect(path) as ws:
@@ -251,7 +272,9 @@ def test_websocket_without_or_with_a_bad_token_is_closed_with_1008(auth_client):
         assert info.value.reason, path
 
 
-def test_websocket_with_a_token_in_the_query_or_header_is_served(auth_client):
+@pytest.mark.inmemory
+def test_websocket_with_a_token_in_the_query_or_header_is_served(memory_auth_gateway):
+    auth_client = memory_auth_gateway.client
     with auth_client.websocket_connect(f"/ws/performance?token={VIEWER_KEY}") as ws:
         assert ws.receive_json()["type"] in ("metrics_update", "system_health")
     with auth_client.websocket_connect("/ws/performance", headers=bearer(token("hana", role="viewer"))) as ws:
@@ -287,7 +310,8 @@ def test_real_gateway_closes_an_unauthenticated_websocket_with_1008_and_logs_no_
     assert OPERATOR_KEY not in log and JWT_SECRET not in log  # ... without the secret
 
 
-def test_every_route_in_the_security_tables_exists_in_the_app(platform_env):
+@pytest.mark.inmemory
+def test_every_route_in_the_security_tables_exists_in_the_app(memory_env):
     """The tables are keyed on route templates: a renamed route must not silently drop out."""
     from ctrops_gateway.app import create_app
     from ctrops_gateway.caller import route_of
@@ -301,7 +325,9 @@ def test_every_route_in_the_security_tables_exists_in_the_app(platform_env):
         assert route_of(scope)[0] == template, (method, template)
 
 
-def test_training_websocket_with_a_viewer_token_gets_the_unknown_run_message(auth_client):
+@pytest.mark.inmemory
+def test_training_websocket_with_a_viewer_token_gets_the_unknown_run_message(memory_auth_gateway):
+    auth_client = memory_auth_gateway.client
     with auth_client.websocket_connect(f"/ws/training/demo-run?token={VIEWER_KEY}") as ws:
         message = ws.receive_json()
     assert message["type"] == "log" and "demo-run" in message["message"]

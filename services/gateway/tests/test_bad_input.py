@@ -1,7 +1,8 @@
 """Hostile or broken input gets a 4xx that names what to fix, never a 500 (issue 17, items 5 and 6):
 non-finite numbers in JSON, booleans as numbers, unsafe experiment names, configs too big for
-the trainer's memory; through the real routes (in-process app on the real broker, and a real
-uvicorn process where the connection itself matters)."""
+the trainer's memory; through the real routes (the app in-process on the in-memory bus for the
+answers themselves, a real uvicorn process where the connection itself matters, and a real ingest
+on the real broker for the awkward CSV files)."""
 
 from __future__ import annotations
 
@@ -37,8 +38,10 @@ def post_raw(client, path: str, raw: str):
     ('{"file_id": "%s", "config": {"learning_rate": 1e999}}', "config.learning_rate", "1e999"),
     ('{"file_id": "%s", "config": {"mlpHidden": [16, NaN]}}', "config.mlpHidden.1", "NaN"),
 ])
+@pytest.mark.inmemory
 def test_non_finite_numbers_in_json_are_422_naming_the_field_and_the_next_request_is_served(
-        gateway_client, raw, where, literal):
+        memory_gateway, raw, where, literal):
+    gateway_client = memory_gateway.client
     response = post_raw(gateway_client, "/api/train", raw % new_id())
     assert response.status_code == 422, response.text
     body = response.json()
@@ -50,7 +53,9 @@ def test_non_finite_numbers_in_json_are_422_naming_the_field_and_the_next_reques
                     % new_id()).status_code == 404  # valid config, unknown file
 
 
-def test_huge_but_finite_numbers_are_ordinary_range_errors(gateway_client):
+@pytest.mark.inmemory
+def test_huge_but_finite_numbers_are_ordinary_range_errors(memory_gateway):
+    gateway_client = memory_gateway.client
     response = post_raw(gateway_client, "/api/train", '{"file_id": "%s", "config": {"learningRate": 1e308}}' % new_id())
     assert response.status_code == 422 and "config.learningRate" in response.json()["detail"]
     response = post_raw(gateway_client, "/api/train", '{"file_id": "%s", "config": {"epochs": 1e308}}' % new_id())
@@ -99,7 +104,9 @@ def test_a_non_finite_body_does_not_break_the_keep_alive_connection_of_a_real_se
     ({"early_stopping_patience": True}, "config.early_stopping_patience"),
     ({"mlpHidden": [True]}, "config.mlpHidden"),
 ])
-def test_booleans_are_not_numbers(gateway_client, config, where):
+@pytest.mark.inmemory
+def test_booleans_are_not_numbers(memory_gateway, config, where):
+    gateway_client = memory_gateway.client
     response = gateway_client.post("/api/train", json={"file_id": new_id(), "config": config})
     assert response.status_code == 422, response.text
     assert where in response.json()["detail"]
@@ -107,7 +114,9 @@ def test_booleans_are_not_numbers(gateway_client, config, where):
 
 @pytest.mark.parametrize("name", ["bad\x00name", "line\nbreak", "tab\there", "../../etc", "a/b", "a\\b", "..",
                                   "x\u2028y"])
-def test_unsafe_experiment_names_are_422_naming_the_field(gateway_client, name):
+@pytest.mark.inmemory
+def test_unsafe_experiment_names_are_422_naming_the_field(memory_gateway, name):
+    gateway_client = memory_gateway.client
     for key in ("experimentName", "experiment_name"):
         response = gateway_client.post("/api/train", json={"file_id": new_id(), "config": {key: name}})
         assert response.status_code == 422, (name, response.text)
@@ -124,8 +133,10 @@ def test_ordinary_experiment_names_and_both_spellings_still_pass():
 # -- memory cost -------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.inmemory
 def test_the_largest_allowed_config_is_refused_before_training_naming_the_fields_the_estimate_and_the_limit(
-        gateway_client):
+        memory_gateway):
+    gateway_client = memory_gateway.client
     largest = {"batchSize": 65536, "maxSeqLen": 4096, "lstmHidden": 1024, "mlpHidden": [4096] * 8, "epochs": 200}
     response = gateway_client.post("/api/train", json={"file_id": new_id(), "config": largest})
     assert response.status_code == 422, response.text

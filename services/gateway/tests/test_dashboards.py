@@ -1,4 +1,8 @@
-"""GET /api/dashboard/si and /api/dashboard/client from real events and files, and with nothing yet."""
+"""GET /api/dashboard/si and /api/dashboard/client from real events and files, and with nothing yet.
+
+The events are published as the services would, on the in-memory bus (each publish returns once the
+gateway's consumer handled it); the files are written as ingest and the reporter write them.
+"""
 
 from __future__ import annotations
 
@@ -28,8 +32,10 @@ from ctrops_common.events import (
 from ctrops_common.events import ModelMetrics, TrainingDone
 from ctrops_common.sample_documents import profile_document
 from ctrops_common.storage import FileStore
-from ctrops_common.testing import publish_events as publish, wait_for
 from ctrops_ingest.highlights import write_highlights  # the files as ingest writes them
+
+
+pytestmark = pytest.mark.inmemory
 
 
 def strict_json(text: str):
@@ -56,7 +62,8 @@ CLIENT_KEYS = {"businessMetrics", "aiInsights", "customerSegments", "optimalTime
                "performanceSummary"}
 
 
-def test_dashboards_answer_neutral_values_before_any_data(gateway_client):
+def test_dashboards_answer_neutral_values_before_any_data(memory_gateway):
+    gateway_client = memory_gateway.client
     si = gateway_client.get("/api/dashboard/si")
     client = gateway_client.get("/api/dashboard/client")
     assert si.status_code == 200 and client.status_code == 200
@@ -103,7 +110,7 @@ def _upload(file_id: str) -> FileUploaded:
 
 
 @pytest.fixture
-def trained_run(gateway_client, data_dir: Path):
+def trained_run(memory_gateway, data_dir: Path):
     """A file, its profile and highlights (as ingest writes them), one 3-epoch run with its events, an error."""
     file_id, run_id = new_id(), new_id()
     store = FileStore(data_dir)
@@ -125,17 +132,16 @@ def trained_run(gateway_client, data_dir: Path):
         (Topic.TRAINING_DONE, done(run_id, file_id=file_id), run_id),
         (Topic.SERVICE_ERROR, ServiceError(service="explainer", message="LIME sample failed", stack="tb"), run_id),
     ]
-    publish(*events)
-    # Topics are consumed in no particular order: wait until every event has landed.
-    wait_for(lambda: gateway_client.get("/api/dashboard/si").json(),
-             lambda b: b["errorLogs"] and len(b["performanceData"]["labels"]) == 3
-             and b["latestRun"]["runId"] == run_id)
-    wait_for(lambda: gateway_client.get("/api/dashboard/client").json(),
-             lambda b: b["fileId"] == file_id and len(b["performanceSummary"]) == 2)
+    memory_gateway.publish(*events)  # returns once the gateway handled every event
+    si = memory_gateway.client.get("/api/dashboard/si").json()
+    assert si["errorLogs"] and len(si["performanceData"]["labels"]) == 3 and si["latestRun"]["runId"] == run_id, si
+    client = memory_gateway.client.get("/api/dashboard/client").json()
+    assert client["fileId"] == file_id and len(client["performanceSummary"]) == 2, client
     return {"file_id": file_id, "run_id": run_id, "data_dir": data_dir}
 
 
-def test_engineer_dashboard_from_real_runs_errors_and_traffic(gateway_client, trained_run):
+def test_engineer_dashboard_from_real_runs_errors_and_traffic(memory_gateway, trained_run):
+    gateway_client = memory_gateway.client
     for _ in range(3):
         gateway_client.get(f"/api/performance/{trained_run['run_id']}")
     body = strict_json(gateway_client.get("/api/dashboard/si").text)
@@ -161,16 +167,17 @@ def test_engineer_dashboard_from_real_runs_errors_and_traffic(gateway_client, tr
     assert sum(b["percentage"] for b in body["bottleneckAnalysis"] if b["kind"] == "pipeline") == pytest.approx(100, abs=0.5)
 
 
-def test_engineer_dashboard_health_and_alert_come_from_the_monitor(gateway_client):
+def test_engineer_dashboard_health_and_alert_come_from_the_monitor(memory_gateway):
+    gateway_client = memory_gateway.client
     alert = MonitorAlert(alert_id="service_down:trainer:1", kind="service_down", subject="trainer", state="firing",
                          severity="high", message="trainer is down",
                          metrics=ServiceDownEvidence(service="trainer", last_seen="never", timeout_s=20.0))
     snapshot = MonitorSnapshot(run_id=None,
                                health={"status": "critical", "response_time_ms": 321.0, "cpu_usage": 37.5, "memory_usage": 61.0,
                                        "api_success_rate": 99.5, "error_rate": 0.5})
-    publish((Topic.MONITOR_ALERT, alert, None), (Topic.MONITOR_SNAPSHOT, snapshot, None))
-    body = wait_for(lambda: gateway_client.get("/api/dashboard/si").json(),
-                    lambda b: b["systemHealth"].get("source") == "monitor" and b["performanceAlert"]["show"])
+    memory_gateway.publish((Topic.MONITOR_ALERT, alert, None), (Topic.MONITOR_SNAPSHOT, snapshot, None))
+    body = gateway_client.get("/api/dashboard/si").json()
+    assert body["systemHealth"].get("source") == "monitor" and body["performanceAlert"]["show"], body
     health = body["systemHealth"]
     assert (health["status"], health["cpuUsage"], health["memoryUsage"]) == ("critical", 37.5, 61.0)
     assert (health["apiSuccessRate"], health["errorRate"]) == (99.5, 0.5)
@@ -231,7 +238,8 @@ def report_doc(run_id: str, file_id: str, verdict: str = "usable") -> ReportDoc:
     })
 
 
-def test_client_dashboard_segments_hours_and_no_money_before_the_report(gateway_client, trained_run):
+def test_client_dashboard_segments_hours_and_no_money_before_the_report(memory_gateway, trained_run):
+    gateway_client = memory_gateway.client
     body = strict_json(gateway_client.get("/api/dashboard/client").text)
     assert body["runId"] == trained_run["run_id"] and body["fileId"] == trained_run["file_id"]
     slots = body["optimalTimeSlots"]
@@ -268,7 +276,8 @@ def _write_report(trained_run, report: ReportDoc | str) -> None:
         write_document(store, report_path(trained_run["run_id"]), report)
 
 
-def test_client_dashboard_money_is_the_reports_own(gateway_client, trained_run):
+def test_client_dashboard_money_is_the_reports_own(memory_gateway, trained_run):
+    gateway_client = memory_gateway.client
     _write_report(trained_run, report_doc(trained_run["run_id"], trained_run["file_id"]))
     body = strict_json(gateway_client.get("/api/dashboard/client").text)
     money = body["businessMetrics"]
@@ -293,7 +302,8 @@ def test_client_dashboard_money_is_the_reports_own(gateway_client, trained_run):
                                             "source": "report"}]
 
 
-def test_client_dashboard_has_no_money_for_a_weak_model_or_an_unreadable_report(gateway_client, trained_run):
+def test_client_dashboard_has_no_money_for_a_weak_model_or_an_unreadable_report(memory_gateway, trained_run):
+    gateway_client = memory_gateway.client
     _write_report(trained_run, report_doc(trained_run["run_id"], trained_run["file_id"], "weak"))
     money = strict_json(gateway_client.get("/api/dashboard/client").text)["businessMetrics"]
     assert money["status"] == "no_estimate" and money["verdict"] == "weak" and "약함" in money["statusMessage"]
@@ -312,9 +322,10 @@ def test_client_dashboard_has_no_money_for_a_weak_model_or_an_unreadable_report(
     assert status["type"] == "warning" and status["message"] == body["businessMetrics"]["statusMessage"]
 
 
-def test_client_dashboard_serves_ingests_highlights_as_stored(gateway_client, trained_run):
+def test_client_dashboard_serves_ingests_highlights_as_stored(memory_gateway, trained_run):
     """The segments, hours, best-hours CTR and data cards are highlights.json's, not recomputed from the
     profile: a changed document shows as changed."""
+    gateway_client = memory_gateway.client
     store = FileStore(trained_run["data_dir"])
     location = highlights_path(trained_run["file_id"])
     stored = read_document(store, location, AudienceHighlights)
@@ -330,7 +341,8 @@ def test_client_dashboard_serves_ingests_highlights_as_stored(gateway_client, tr
     assert body["sources"]["profile"] is True
 
 
-def test_client_dashboard_survives_corrupt_or_missing_highlights(gateway_client, trained_run):
+def test_client_dashboard_survives_corrupt_or_missing_highlights(memory_gateway, trained_run):
+    gateway_client = memory_gateway.client
     store = FileStore(trained_run["data_dir"])
     location = highlights_path(trained_run["file_id"])
     not_highlights = read_document(store, location, AudienceHighlights).model_dump(mode="json")

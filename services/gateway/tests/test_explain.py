@@ -1,4 +1,5 @@
-"""Feature importance and correlation routes, through a real explainer process on the real broker."""
+"""Feature importance and correlation routes: what the gateway answers from its read model and the file
+store on the in-memory bus (marker inmemory); the flow through a real explainer process on the real broker."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+import pytest
 import torch
 
 from ctrops_common.datagen import generate
@@ -71,7 +73,9 @@ def training_done(run_id: str, file_id: str) -> TrainingDone:
     )
 
 
-def test_unknown_and_malformed_run_ids_are_404(gateway_client):
+@pytest.mark.inmemory
+def test_unknown_and_malformed_run_ids_are_404(memory_gateway):
+    gateway_client = memory_gateway.client
     for run_id in (new_id(), "demo-run", "mock-run-1700000000000", "run-abc12345", "latest", "..%2f..%2fetc"):
         for route in ROUTES:
             response = gateway_client.get(route.format(run_id))
@@ -132,15 +136,19 @@ def test_failed_training_and_failed_explanation_answer_with_their_reason(gateway
     assert response.status_code == 409 and "no saved model" in response.json()["detail"]
 
 
-def test_an_announced_explanation_missing_from_the_store_is_503_not_a_wait(gateway_client):
+@pytest.mark.inmemory
+def test_an_announced_explanation_missing_from_the_store_is_503_not_a_wait(memory_gateway):
+    gateway_client = memory_gateway.client
     run_id = new_id()
-    publish((Topic.EXPLANATION_DONE, ExplanationDone(run_id=run_id, location=f"runs/{run_id}/explanation.json",
-                                                     top_features=[])))
-    response = wait_for(lambda: gateway_client.get(f"/api/features/{run_id}"), lambda r: r.status_code != 404)
+    memory_gateway.publish((Topic.EXPLANATION_DONE, ExplanationDone(
+        run_id=run_id, location=f"runs/{run_id}/explanation.json", top_features=[])))
+    response = gateway_client.get(f"/api/features/{run_id}")
     assert response.status_code == 503 and "CTROPS_DATA_DIR" in response.json()["detail"]
 
 
-def test_the_stored_explanation_document_is_served_and_a_file_that_is_not_one_is_503(gateway_client, data_dir):
+@pytest.mark.inmemory
+def test_the_stored_explanation_document_is_served_and_a_file_that_is_not_one_is_503(memory_gateway, data_dir):
+    gateway_client = memory_gateway.client
     store = FileStore(data_dir)
     run_id = new_id()
     features = [{"feature": "hour", "importance": 0.4, "p_value": 0.02, "ci": [0.3, 0.5], "description": "옛 이름"},
@@ -169,7 +177,9 @@ def test_the_stored_explanation_document_is_served_and_a_file_that_is_not_one_is
             assert run_id in response.json()["detail"] and "explain the run again" in response.json()["detail"]
 
 
-def test_openapi_documents_the_definitions(gateway_client):
+@pytest.mark.inmemory
+def test_openapi_documents_the_definitions(memory_gateway):
+    gateway_client = memory_gateway.client
     spec = gateway_client.get("/openapi.json").json()
     importance = spec["paths"]["/api/report/feature-importance/{run_id}"]["get"]
     description = importance["description"]

@@ -1,6 +1,9 @@
 """The feature-name mapping routes: the shipped names, a user's upload (CSV with or without BOM,
 JSON, multipart) stored as the typed model, bad uploads refused with a message naming the line,
-and the uploaded names in the report, its PDF and the importance route (real reporter process)."""
+and the uploaded names in the report, its PDF and the importance route (real reporter process).
+
+The routes alone need no broker: those tests run the gateway on the in-memory bus (marked inmemory);
+the one with the reporter stays on the real broker."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import io
 import time
 from pathlib import Path
 
+import pytest
 from pypdf import PdfReader
 
 from ctrops_common.dataset import explanation_path, profile_path
@@ -27,8 +31,10 @@ def _entry(body: dict, column: str) -> dict:
     return next(e for e in body["entries"] if e["column"] == column)
 
 
-def test_shipped_names_then_a_users_mapping_overlays_them(gateway_client, platform_env):
-    store = FileStore(Path(platform_env["data_dir"]))
+@pytest.mark.inmemory
+def test_shipped_names_then_a_users_mapping_overlays_them(memory_gateway, data_dir: Path):
+    gateway_client = memory_gateway.client
+    store = FileStore(data_dir)
     shipped = gateway_client.get(ROUTE)
     assert shipped.status_code == 200, shipped.text
     body = shipped.json()
@@ -68,7 +74,9 @@ def test_shipped_names_then_a_users_mapping_overlays_them(gateway_client, platfo
     assert not store.exists(FEATURE_MAPPING_PATH) and _entry(removed.json(), "gender")["name"] == "성별"
 
 
-def test_bad_uploads_are_refused_with_a_message_naming_the_line_and_nothing_is_stored(gateway_client):
+@pytest.mark.inmemory
+def test_bad_uploads_are_refused_with_a_message_naming_the_line_and_nothing_is_stored(memory_gateway):
+    gateway_client = memory_gateway.client
     cases = [
         (b"column,name\nhour,A\nage_group,B\nhour,C\n", CSV, 422, "line 4: duplicate column 'hour' (first on line 2)"),
         (b"column,name\nhour,\n", CSV, 422, "line 2 (column 'hour'): the name is empty"),

@@ -1,16 +1,18 @@
-"""Security headers: strict on the JSON API, /docs still embeddable in an iframe, CORS from settings."""
+"""Security headers: strict on the JSON API, /docs still embeddable in an iframe, CORS from settings.
+
+The gateway in-process on the in-memory bus: headers are the app's own, no broker is needed."""
 
 from __future__ import annotations
 
-import time
-
-from fastapi.testclient import TestClient
+import pytest
 
 from ctrops_gateway.headers import DOCS_SOURCES
-from ctrops_gateway.settings import GatewaySettings
+
+pytestmark = pytest.mark.inmemory
 
 
-def test_api_answers_carry_the_strict_headers(gateway_client):
+def test_api_answers_carry_the_strict_headers(memory_gateway):
+    gateway_client = memory_gateway.client
     for response in (gateway_client.get("/api/health"), gateway_client.get("/api/performance/nope"),
                      gateway_client.post("/api/upload")):
         assert response.headers["content-type"].startswith("application/json")
@@ -22,7 +24,8 @@ def test_api_answers_carry_the_strict_headers(gateway_client):
         assert "strict-transport-security" not in response.headers  # only when configured behind TLS
 
 
-def test_docs_stay_embeddable_by_the_frontend_origins(gateway_client):
+def test_docs_stay_embeddable_by_the_frontend_origins(memory_gateway):
+    gateway_client = memory_gateway.client
     for path in ("/docs", "/openapi.json", "/redoc", "/docs/static/swagger-ui-bundle.js",
                  "/docs/static/swagger-ui.css", "/docs/static/redoc.standalone.js"):
         response = gateway_client.get(path)
@@ -38,16 +41,10 @@ def test_docs_stay_embeddable_by_the_frontend_origins(gateway_client):
     assert "https://" not in docs and "https://" not in redoc
 
 
-def test_frame_ancestors_and_cors_come_from_configuration_only(platform_env):
-    from ctrops_gateway.app import create_app
-
-    settings = GatewaySettings(consumer_group=f"gw-{platform_env['prefix']}", cors_origins="https://app.example.com",
-                               docs_frame_ancestors="https://portal.example.com", hsts_max_age_s=31536000)
-    with TestClient(create_app(settings)) as client:
-        deadline = time.monotonic() + 30
-        while client.get("/readyz").status_code != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+def test_frame_ancestors_and_cors_come_from_configuration_only(memory_gateway_factory):
+    with memory_gateway_factory(cors_origins="https://app.example.com",
+                                docs_frame_ancestors="https://portal.example.com", hsts_max_age_s=31536000) as gateway:
+        client = gateway.client
         docs = client.get("/docs")
         assert docs.headers["content-security-policy"] == f"{DOCS_SOURCES}; frame-ancestors https://portal.example.com"
         assert docs.headers["strict-transport-security"] == "max-age=31536000"

@@ -1,10 +1,11 @@
-"""Inference through the gateway on the real broker.
+"""Inference through the gateway.
 
 Online: POST /api/predict/{run_id} proxied to a fake scorer (a tiny local HTTP server that
 answers like the scorer's internal API): 200/404/422/503 pass through with their bodies and
-Retry-After, 503 when nothing listens. Batch: POST /api/predict/{run_id}/batch through a real
-ingest process (scoring uploads) to a published scoring.requested; the job's routes from the
-scorer's published scoring.* events.
+Retry-After, 503 when nothing listens; no broker needed, so on the in-memory bus (marker
+inmemory). Batch: POST /api/predict/{run_id}/batch through a real ingest process (scoring
+uploads) to a published scoring.requested, on the real broker; the job's routes from the
+scorer's published scoring.* events, on the in-memory bus.
 """
 
 from __future__ import annotations
@@ -85,7 +86,9 @@ class FakeScorer(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def fake_scorer(platform_env, monkeypatch) -> Iterator[str]:
+def fake_scorer(monkeypatch) -> Iterator[str]:
+    """The fake scorer's URL as CTROPS_SCORER_URL: ask for it before the gateway (a real-broker test would
+    have to ask for it after platform_env, which sets that variable too)."""
     FakeScorer.seen = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeScorer)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -100,14 +103,15 @@ def fake_scorer(platform_env, monkeypatch) -> Iterator[str]:
 
 
 @pytest.fixture
-def proxied(fake_scorer, gateway_client):
+def proxied(fake_scorer, memory_gateway):
     """The gateway pointed at the fake scorer (the scorer's URL is set before the app starts)."""
-    return gateway_client
+    return memory_gateway.client
 
 
 ROWS = [{"hour": 14, "age_group": 5, "seq": "12,57,9", "l_feat_1": 0.3}, {"hour": 3, "seq": [4, 5], "gender": None}]
 
 
+@pytest.mark.inmemory
 def test_online_prediction_passes_the_scorers_answer_through(proxied):
     run_id = new_id()
     body = json.dumps({"rows": ROWS}).encode()
@@ -127,6 +131,7 @@ def test_online_prediction_passes_the_scorers_answer_through(proxied):
     assert FakeScorer.seen[-1]["query"] == {}  # no model asked: the scorer's default (the champion)
 
 
+@pytest.mark.inmemory
 def test_online_errors_pass_through_with_their_problems_and_retry_after(proxied):
     bad = proxied.post(f"/api/predict/{new_id()}", json={"rows": [{"hour": 1, "bogus": 2}]})
     assert bad.status_code == 422
@@ -139,6 +144,7 @@ def test_online_errors_pass_through_with_their_problems_and_retry_after(proxied)
     assert loading.json()["detail"] == "The model is still loading."
 
 
+@pytest.mark.inmemory
 def test_online_requests_the_gateway_refuses_itself(proxied, monkeypatch):
     calls = len(FakeScorer.seen)
     for ref in ("demo-run", "mock-run-1712345678", "run-abc12345"):
@@ -156,20 +162,16 @@ def test_online_requests_the_gateway_refuses_itself(proxied, monkeypatch):
     assert len(FakeScorer.seen) == calls  # none of these reached the scorer
 
 
-def test_online_body_limit_is_the_predict_limit_not_the_json_limit(fake_scorer, monkeypatch, platform_env):
+@pytest.mark.inmemory
+def test_online_body_limit_is_the_predict_limit_not_the_json_limit(fake_scorer, monkeypatch, memory_gateway_factory):
     """1,000 rows (~400 KB) pass although CTROPS_MAX_JSON_BODY_KB is 256; above CTROPS_MAX_PREDICT_BODY_MB: 413."""
-    from fastapi.testclient import TestClient
-
-    from ctrops_gateway.app import create_app
-    from ctrops_gateway.settings import GatewaySettings
-
     monkeypatch.setenv("CTROPS_MAX_PREDICT_BODY_MB", "1")
     rows = [{"hour": i % 24, "seq": ",".join(str(t) for t in range(40)), **{f"l_feat_{j}": 0.5 for j in range(1, 20)}}
             for i in range(1000)]
     body = json.dumps({"rows": rows}).encode()
     assert 256 * 1024 < len(body) < 1 << 20
-    app = create_app(GatewaySettings(consumer_group=f"gateway-{platform_env['prefix']}"))
-    with TestClient(app) as client:
+    with memory_gateway_factory() as gateway:  # the settings read the environment set above
+        client = gateway.client
         ok = client.post("/api/predict/latest", content=body, headers={"content-type": "application/json"})
         assert ok.status_code == 200, ok.text[:300]
         assert ok.json()["rows"] == 1000 and len(ok.json()["predictions"]) == 1000
@@ -177,17 +179,13 @@ def test_online_body_limit_is_the_predict_limit_not_the_json_limit(fake_scorer, 
         assert too_big.status_code == 413 and "CTROPS_MAX_PREDICT_BODY_MB" in too_big.json()["detail"]
 
 
-def test_scorer_down_is_503_with_retry_after(monkeypatch, platform_env):
-    from fastapi.testclient import TestClient
-
-    from ctrops_gateway.app import create_app
-    from ctrops_gateway.settings import GatewaySettings
-
+@pytest.mark.inmemory
+def test_scorer_down_is_503_with_retry_after(monkeypatch, memory_gateway_factory):
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     monkeypatch.setenv("CTROPS_SCORER_URL", dead)
     monkeypatch.setenv("CTROPS_SCORER_RETRY_AFTER_S", "9")
-    app = create_app(GatewaySettings(consumer_group=f"gateway-{platform_env['prefix']}"))
-    with TestClient(app) as client:
+    with memory_gateway_factory() as gateway:
+        client = gateway.client
         response = client.post("/api/predict/latest", json={"rows": ROWS})
         assert response.status_code == 503 and response.headers["retry-after"] == "9"
         body = response.json()
@@ -316,21 +314,25 @@ def test_bad_batches_are_refused_with_what_to_fix(start_service, gateway_client,
     assert running.status_code == 409 and "still training" in running.json()["detail"]
 
 
-def test_no_completed_run_is_404_for_both_aliases(gateway_client):
+@pytest.mark.inmemory
+def test_no_completed_run_is_404_for_both_aliases(memory_gateway):
+    gateway_client = memory_gateway.client
     for ref in ("latest", "champion"):
         response = gateway_client.post(f"/api/predict/{ref}/batch", files={"file": ("a.csv", b"seq\n1\n", "text/csv")})
         assert response.status_code == 404 and "train a model first" in response.json()["detail"]
 
 
-def test_job_status_and_download_follow_the_scorers_events(gateway_client, data_dir):
+@pytest.mark.inmemory
+def test_job_status_and_download_follow_the_scorers_events(memory_gateway, data_dir):
+    gateway_client = memory_gateway.client
     job_id, failing, run_id = new_id(), new_id(), new_id()
     requested = ScoringRequested(job_id=job_id, run_id=run_id, model="champion", file_id=new_id(), filename="m.csv",
                                  parquet_location="files/x/data.parquet", rows=1000, labelled=True, period="2026-03")
-    publish((Topic.SCORING_REQUESTED, requested, job_id),
-            (Topic.SCORING_PROGRESS, ScoringProgress(job_id=job_id, rows_done=400, rows_total=1000), job_id))
-    # Topics are consumed independently: the progress can be read before the request, so wait for both.
-    status = wait_for(lambda: gateway_client.get(f"/api/predict/jobs/{job_id}").json(),
-                      lambda s: s.get("status") == "scoring" and s.get("runId") is not None)
+    memory_gateway.publish(
+        (Topic.SCORING_REQUESTED, requested, job_id),
+        (Topic.SCORING_PROGRESS, ScoringProgress(job_id=job_id, rows_done=400, rows_total=1000), job_id))
+    status = gateway_client.get(f"/api/predict/jobs/{job_id}").json()  # both handled: publish settles
+    assert status.get("status") == "scoring" and status.get("runId") is not None
     assert (status["rowsDone"], status["rowsTotal"], status["progress"]) == (400, 1000, 0.4)
     assert (status["runId"], status["period"], status["labelled"]) == (run_id, "2026-03", True)
     assert gateway_client.get(f"/api/predict/jobs/{job_id}/predictions.csv").status_code == 409
@@ -341,13 +343,12 @@ def test_job_status_and_download_follow_the_scorers_events(gateway_client, data_
     done = ScoringDone(job_id=job_id, run_id=run_id, model_kind="gbdt", rows=1000,
                        predictions_location=predictions_path(job_id), seconds=0.8,
                        period_id=f"{run_id}:gbdt:2026-03")
-    # Out of order, as topics are consumed: a late progress must not undo the completion.
-    publish((Topic.SCORING_DONE, done, job_id),
-            (Topic.SCORING_PROGRESS, ScoringProgress(job_id=job_id, rows_done=700, rows_total=1000), job_id))
-    status = wait_for(lambda: gateway_client.get(f"/api/predict/jobs/{job_id}").json(),
-                      lambda s: s.get("status") == "completed")
-    wait_for(lambda: len(gateway_client.app.state.gateway.views.events(Topic.SCORING_PROGRESS, job_id)),
-             lambda n: n == 2)
+    # Out of order, as topics are consumed: a late progress must not undo the completion. The in-memory
+    # bus keeps one global order, so the late progress is handled after the completion here, every time.
+    memory_gateway.publish(
+        (Topic.SCORING_DONE, done, job_id),
+        (Topic.SCORING_PROGRESS, ScoringProgress(job_id=job_id, rows_done=700, rows_total=1000), job_id))
+    assert len(memory_gateway.state.views.events(Topic.SCORING_PROGRESS, job_id)) == 2
     status = gateway_client.get(f"/api/predict/jobs/{job_id}").json()
     assert status["status"] == "completed" and status["rowsDone"] == status["rowsTotal"] == 1000
     assert (status["modelKind"], status["periodId"], status["progress"]) == ("gbdt", f"{run_id}:gbdt:2026-03", 1.0)
@@ -358,10 +359,10 @@ def test_job_status_and_download_follow_the_scorers_events(gateway_client, data_
     assert download.text == "row,probability\n0,0.013\n1,0.2\n"
     assert f"predictions_{job_id}.csv" in download.headers["content-disposition"]
 
-    publish((Topic.SCORING_FAILED, ScoringFailed(job_id=failing, reason="run has no gbdt model", status_code=404),
-             failing))
-    failed = wait_for(lambda: gateway_client.get(f"/api/predict/jobs/{failing}").json(),
-                      lambda s: s.get("status") == "failed")
+    memory_gateway.publish((Topic.SCORING_FAILED, ScoringFailed(job_id=failing, reason="run has no gbdt model",
+                                                                status_code=404), failing))
+    failed = gateway_client.get(f"/api/predict/jobs/{failing}").json()
+    assert failed.get("status") == "failed"
     assert failed["error"] == "run has no gbdt model" and failed["errorStatus"] == 404 and failed["downloadUrl"] is None
     refused = gateway_client.get(f"/api/predict/jobs/{failing}/predictions.csv")
     assert refused.status_code == 404 and "run has no gbdt model" in refused.json()["detail"]

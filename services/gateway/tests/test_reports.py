@@ -1,4 +1,6 @@
-"""Report routes through the gateway and a real reporter process on the real broker."""
+"""Report routes through the gateway: the answers the gateway gives by itself (unknown runs, runs without a
+report yet, a stored file that is not a report) on the in-memory bus (marker inmemory); PDFs and reports
+through a real reporter process on the real broker."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pypdf import PdfReader
 
 from ctrops_common.dataset import explanation_path, profile_path, report_path
@@ -68,7 +71,9 @@ def assert_json_error(response, status: int) -> dict[str, Any]:
     return body
 
 
-def test_unknown_runs_are_404_json_never_a_pdf(gateway_client):
+@pytest.mark.inmemory
+def test_unknown_runs_are_404_json_never_a_pdf(memory_gateway):
+    gateway_client = memory_gateway.client
     for path in ("/api/report/ai/demo-run", f"/api/report/ai/{new_id()}", "/api/report/pdf/mock-run-1700000000",
                  "/api/report/pdf/latest", "/api/report/ai/latest"):
         assert_json_error(gateway_client.get(path), 404)
@@ -76,16 +81,19 @@ def test_unknown_runs_are_404_json_never_a_pdf(gateway_client):
     assert_json_error(gateway_client.post(f"/api/report/generate-pdf/{new_id()}", json={}), 404)
 
 
-def test_runs_without_a_report_yet_answer_409_with_retry_after(gateway_client, platform_env):
-    views = gateway_client.app.state.gateway.views
-    gateway_client.app.state.gateway.settings.report_timeout_s = 1.0  # no explainer: each request waits this long
-    run_id, done, _ = completed_run(platform_env["data_dir"])
+@pytest.mark.inmemory
+def test_runs_without_a_report_yet_answer_409_with_retry_after(memory_gateway, data_dir):
+    gateway_client = memory_gateway.client
+    views = memory_gateway.state.views
+    memory_gateway.state.settings.report_timeout_s = 1.0  # no explainer: each request waits this long
+    run_id, done, _ = completed_run(str(data_dir))
     training = new_id()
-    publish((Topic.TRAINING_DONE, done),
-            (Topic.TRAINING_REQUESTED, TrainingRequested(run_id=training, file_id=new_id(),
-                                                         parquet_location="files/x/data.parquet", config={})))
-    wait_until(lambda: views.latest(Topic.TRAINING_REQUESTED, training) is not None, what="events recorded")
-    wait_until(lambda: views.latest(Topic.TRAINING_DONE, run_id) is not None, what="events recorded")
+    memory_gateway.publish(
+        (Topic.TRAINING_DONE, done),
+        (Topic.TRAINING_REQUESTED, TrainingRequested(run_id=training, file_id=new_id(),
+                                                     parquet_location="files/x/data.parquet", config={})))
+    assert views.latest(Topic.TRAINING_REQUESTED, training) is not None  # events recorded
+    assert views.latest(Topic.TRAINING_DONE, run_id) is not None
     for path in (f"/api/report/ai/{run_id}", f"/api/report/pdf/{run_id}", "/api/report/pdf/latest",
                  f"/api/report/ai/{training}"):
         response = gateway_client.get(path)
@@ -96,8 +104,10 @@ def test_runs_without_a_report_yet_answer_409_with_retry_after(gateway_client, p
     assert "explanation" in response.json()["detail"]
 
 
-def test_a_stored_report_that_is_not_a_report_document_answers_502_json(gateway_client, platform_env):
-    store = FileStore(Path(platform_env["data_dir"]))
+@pytest.mark.inmemory
+def test_a_stored_report_that_is_not_a_report_document_answers_502_json(memory_gateway, data_dir):
+    gateway_client = memory_gateway.client
+    store = FileStore(data_dir)
     run_id = new_id()
     for stored in ('{"run_id": "%s", "summary": "a report.json of an older schema"}' % run_id, "{not json"):
         store.write_bytes(report_path(run_id), stored.encode())

@@ -1,8 +1,6 @@
-"""POST /api/train/{run_id}/retrain on the real broker: what it publishes, and what it refuses."""
+"""POST /api/train/{run_id}/retrain on the in-memory bus: what it publishes, and what it refuses."""
 
 from __future__ import annotations
-
-import asyncio
 
 import pytest
 
@@ -18,8 +16,8 @@ from ctrops_common.events import (
     Validation,
     new_id,
 )
-from ctrops_common.testing import publish_events as publish
-from ctrops_common.testing import read_events, wait_for
+
+pytestmark = pytest.mark.inmemory
 
 
 def champion_run(run_id: str) -> TrainingDone:
@@ -45,29 +43,31 @@ def uploaded(file_id: str, *, labelled: bool = True, valid: bool = True, clicks:
     )
 
 
-def requested(run_id: str) -> TrainingRequested:
-    [event] = asyncio.run(read_events(Topic.TRAINING_REQUESTED, 1, timeout_s=20,
-                                      predicate=lambda e: e.payload.run_id == run_id))
+def requested(gateway, run_id: str) -> TrainingRequested:
+    """The ``training.requested`` the gateway published for ``run_id`` (one, keyed by the run)."""
+    [event] = [e for e in gateway.events(Topic.TRAINING_REQUESTED) if e.payload.run_id == run_id]
     assert event.correlation_id == run_id
     return event.payload
 
 
-def test_retrain_publishes_the_same_config_on_the_newest_labelled_upload_linked_to_the_old_run(gateway_client):
+def test_retrain_publishes_the_same_config_on_the_newest_labelled_upload_linked_to_the_old_run(memory_gateway):
+    gateway_client, publish = memory_gateway.client, memory_gateway.publish
+    views = memory_gateway.state.views
     old_run, training_file, march, single_class, unlabelled = (new_id() for _ in range(5))
     done: TrainingDone = champion_run(old_run)
     publish(
         (Topic.FILE_UPLOADED, uploaded(training_file), training_file),
         (Topic.TRAINING_DONE, done, old_run),
     )
-    wait_for(lambda: gateway_client.get(f"/api/train/status/{old_run}").status_code, lambda s: s == 200)
+    assert gateway_client.get(f"/api/train/status/{old_run}").status_code == 200
     # Newer uploads, in order: a labelled monthly file scored for monitoring (the one to use), then two that
     # cannot be trained on (one class only; no labels at all).
     publish((Topic.FILE_UPLOADED, uploaded(march, purpose="scoring"), march))
-    wait_for(lambda: gateway_client.app.state.gateway.views.file_record(march), lambda r: r is not None)
+    assert views.file_record(march) is not None
     publish((Topic.FILE_UPLOADED, uploaded(single_class, clicks=0, purpose="scoring"), single_class))
-    wait_for(lambda: gateway_client.app.state.gateway.views.file_record(single_class), lambda r: r is not None)
+    assert views.file_record(single_class) is not None
     publish((Topic.FILE_UPLOADED, uploaded(unlabelled, labelled=False, purpose="scoring"), unlabelled))
-    wait_for(lambda: gateway_client.app.state.gateway.views.file_record(unlabelled), lambda r: r is not None)
+    assert views.file_record(unlabelled) is not None
 
     response = gateway_client.post("/api/train/latest/retrain")  # no body at all: the frontend's button
     assert response.status_code == 200, response.text
@@ -76,7 +76,7 @@ def test_retrain_publishes_the_same_config_on_the_newest_labelled_upload_linked_
     assert body["runId"] == new_run != old_run and body["status"] == "training"
     assert (body["file_id"], body["fileId"], body["replaces"]) == (march, march, old_run)
     assert body["total_epochs"] == done.config.epochs
-    sent = requested(new_run)
+    sent = requested(memory_gateway, new_run)
     assert (sent.replaces, sent.replaces_model_location) == (old_run, done.model_location)
     assert sent.config == done.config and sent.file_id == march
     assert sent.parquet_location == f"files/{march}/data.parquet"
@@ -85,7 +85,7 @@ def test_retrain_publishes_the_same_config_on_the_newest_labelled_upload_linked_
 
     chosen = gateway_client.post(f"/api/train/{old_run}/retrain", json={"fileId": training_file})
     assert chosen.status_code == 200, chosen.text
-    assert requested(chosen.json()["run_id"]).file_id == training_file
+    assert requested(memory_gateway, chosen.json()["run_id"]).file_id == training_file
 
 
 @pytest.fixture
@@ -94,7 +94,8 @@ def unlimited_trainings(monkeypatch):
     monkeypatch.setenv("CTROPS_RATE_LIMIT_TRAININGS_PER_MIN", "0")
 
 
-def test_retrain_refusals_say_what_is_wrong(unlimited_trainings, gateway_client):
+def test_retrain_refusals_say_what_is_wrong(unlimited_trainings, memory_gateway):
+    gateway_client, publish = memory_gateway.client, memory_gateway.publish
     old_run, running, unlabelled = new_id(), new_id(), new_id()
     assert gateway_client.post("/api/train/latest/retrain").status_code == 404
     assert "demo-run" in gateway_client.post("/api/train/demo-run/retrain").json()["detail"]
@@ -105,9 +106,9 @@ def test_retrain_refusals_say_what_is_wrong(unlimited_trainings, gateway_client)
             (Topic.TRAINING_REQUESTED, TrainingRequested(run_id=running, file_id=new_id(), parquet_location="x",
                                                          config=TrainingConfig()), running),
             (Topic.FILE_UPLOADED, uploaded(unlabelled, labelled=False, purpose="scoring"), unlabelled))
-    wait_for(lambda: gateway_client.get(f"/api/train/status/{running}").status_code, lambda s: s == 200)
-    wait_for(lambda: gateway_client.get(f"/api/train/status/{old_run}").status_code, lambda s: s == 200)
-    wait_for(lambda: gateway_client.app.state.gateway.views.file_record(unlabelled), lambda r: r is not None)
+    assert gateway_client.get(f"/api/train/status/{running}").status_code == 200
+    assert gateway_client.get(f"/api/train/status/{old_run}").status_code == 200
+    assert memory_gateway.state.views.file_record(unlabelled) is not None
     not_done = gateway_client.post(f"/api/train/{running}/retrain")
     assert not_done.status_code == 409 and "still training" in not_done.json()["detail"]
     nothing = gateway_client.post(f"/api/train/{old_run}/retrain")

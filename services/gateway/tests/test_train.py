@@ -1,5 +1,6 @@
-"""Training through the gateway: POST /api/train, status, runs, cancel and WS /ws/training/{run_id},
-against the real broker and (for the live flow) a real trainer process."""
+"""Training through the gateway: POST /api/train, status, runs, cancel and WS /ws/training/{run_id}.
+The refusals on the in-memory bus (marker inmemory); the live flow against the real broker and a real
+trainer process."""
 
 from __future__ import annotations
 
@@ -29,8 +30,9 @@ def publish(topic: Topic, payload: Any, correlation_id: str) -> None:
     publish_events((topic, payload, correlation_id))
 
 
-def uploaded(client, data_dir: Path, parquet: Path | None, valid: bool = True, errors: list[str] | None = None) -> str:
-    """A file as the ingest service announces it (parquet placed in the store, file.uploaded published)."""
+def file_uploaded(data_dir: Path, parquet: Path | None, valid: bool = True,
+                  errors: list[str] | None = None) -> FileUploaded:
+    """A file as the ingest service announces it: parquet placed in the store, file.uploaded not yet published."""
     file_id = new_id()
     location = None
     if parquet is not None:
@@ -45,6 +47,13 @@ def uploaded(client, data_dir: Path, parquet: Path | None, valid: bool = True, e
                       duplicate_rows=0, clicked_one=320, clicked_zero=3680, ctr=8.0),
         preview=[], column_descriptions={},
     )
+    return payload
+
+
+def uploaded(client, data_dir: Path, parquet: Path | None, valid: bool = True, errors: list[str] | None = None) -> str:
+    """A file as the ingest service announces it (parquet placed in the store, file.uploaded published)."""
+    payload = file_uploaded(data_dir, parquet, valid, errors)
+    file_id = payload.file_id
     publish(Topic.FILE_UPLOADED, payload, file_id)
     views = client.app.state.gateway.views
     wait_for(lambda: views.file_record(file_id), lambda record: record is not None)
@@ -76,13 +85,17 @@ def until_end(ws, timeout_s: float = 180) -> list[dict[str, Any]]:
         ({"learning_rate": 0}, "config.learning_rate"),
     ],
 )
-def test_out_of_range_configs_are_422_with_the_field_and_the_rule(gateway_client, config, where):
+@pytest.mark.inmemory
+def test_out_of_range_configs_are_422_with_the_field_and_the_rule(memory_gateway, config, where):
+    gateway_client = memory_gateway.client
     response = gateway_client.post("/api/train", json={"file_id": new_id(), "config": config})
     assert response.status_code == 422
     assert where in response.json()["detail"]
 
 
-def test_unknown_or_malformed_file_ids_are_404_and_a_missing_one_is_422(gateway_client):
+@pytest.mark.inmemory
+def test_unknown_or_malformed_file_ids_are_404_and_a_missing_one_is_422(memory_gateway):
+    gateway_client = memory_gateway.client
     for file_id in (new_id(), "../../etc/passwd", "demo-file"):
         response = gateway_client.post("/api/train", json={"file_id": file_id, "config": {}})
         assert response.status_code == 404
@@ -91,14 +104,21 @@ def test_unknown_or_malformed_file_ids_are_404_and_a_missing_one_is_422(gateway_
     assert response.status_code == 422 and "file_id" in response.json()["detail"]
 
 
-def test_a_file_that_failed_validation_is_422_saying_why(gateway_client, data_dir):
-    file_id = uploaded(gateway_client, data_dir, None, valid=False, errors=["the required column 'clicked' is missing"])
+@pytest.mark.inmemory
+def test_a_file_that_failed_validation_is_422_saying_why(memory_gateway, data_dir):
+    gateway_client = memory_gateway.client
+    payload = file_uploaded(data_dir, None, valid=False, errors=["the required column 'clicked' is missing"])
+    file_id = payload.file_id
+    memory_gateway.publish((Topic.FILE_UPLOADED, payload, file_id))
+    assert memory_gateway.state.views.file_record(file_id) is not None
     response = gateway_client.post("/api/train", json={"file_id": file_id})
     assert response.status_code == 422
     assert "'clicked' is missing" in response.json()["detail"]
 
 
-def test_unknown_run_ids_are_404_and_the_socket_answers_with_one_log_and_stays_open(gateway_client):
+@pytest.mark.inmemory
+def test_unknown_run_ids_are_404_and_the_socket_answers_with_one_log_and_stays_open(memory_gateway):
+    gateway_client = memory_gateway.client
     for run_id in ("demo-run", "mock-run-1700000000000", "run-abc12345", new_id(), "latest"):
         response = gateway_client.get(f"/api/train/status/{run_id}")
         assert response.status_code == 404 and response.json()["detail"]

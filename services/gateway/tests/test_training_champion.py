@@ -2,10 +2,12 @@
 ``training_complete``, which carries both models; status, runs list and /api/performance name the
 champion; the first epoch says when the batch size used differs from the one asked for.
 
-Real broker, real gateway app; the trainer's events are published by the test.
+The real gateway app on the in-memory bus; the trainer's events are published by the test.
 """
 
 from __future__ import annotations
+
+import pytest
 
 from ctrops_common.events import (
     AucComparison,
@@ -21,11 +23,12 @@ from ctrops_common.events import (
     new_id,
 )
 
-from ctrops_common.testing import publish_events, wait_for
+pytestmark = pytest.mark.inmemory
 
 
-def publish_all(items, run_id):
-    publish_events(*[(topic, payload, run_id) for topic, payload in items])
+def publish_all(gateway, items, run_id):
+    """Publish as the trainer would; returns once the gateway handled them."""
+    gateway.publish(*[(topic, payload, run_id) for topic, payload in items])
 
 
 def until_end(ws):
@@ -35,9 +38,8 @@ def until_end(ws):
     return messages
 
 
-def wait_recorded(client, topic, run_id):
-    views = client.app.state.gateway.views
-    wait_for(lambda: views.events(topic, correlation_id=run_id), bool)
+def assert_recorded(gateway, topic, run_id):
+    assert gateway.state.views.events(topic, correlation_id=run_id)
 
 LSTM = ModelMetrics(train_loss=0.5, val_loss=0.09, train_accuracy=0.7, val_accuracy=0.98, auc=0.81, ap=0.12)
 GBDT = ModelMetrics(train_loss=0.08, val_loss=0.08, train_accuracy=0.98, val_accuracy=0.98, auc=0.86, ap=0.18)
@@ -87,21 +89,23 @@ def check_stream(messages):
     assert end["comparison"]["p_value"] == 0.001
 
 
-def test_a_live_client_sees_the_challenger_and_the_champion(gateway_client):
+def test_a_live_client_sees_the_challenger_and_the_champion(memory_gateway):
+    gateway_client = memory_gateway.client
     run_id, file_id = new_id(), new_id()
     story = events(run_id, file_id)
-    publish_all(story[:2], run_id)  # requested and started: the run is known
-    wait_recorded(gateway_client, Topic.TRAINING_STARTED, run_id)
+    publish_all(memory_gateway, story[:2], run_id)  # requested and started: the run is known
+    assert_recorded(memory_gateway, Topic.TRAINING_STARTED, run_id)
     with gateway_client.websocket_connect(f"/ws/training/{run_id}") as ws:
-        publish_all(story[2:], run_id)
+        publish_all(memory_gateway, story[2:], run_id)
         messages = until_end(ws)
     check_stream(messages)
 
 
-def test_a_late_client_gets_the_same_story_and_status_and_performance_name_the_champion(gateway_client):
+def test_a_late_client_gets_the_same_story_and_status_and_performance_name_the_champion(memory_gateway):
+    gateway_client = memory_gateway.client
     run_id, file_id = new_id(), new_id()
-    publish_all(events(run_id, file_id), run_id)
-    wait_recorded(gateway_client, Topic.TRAINING_DONE, run_id)
+    publish_all(memory_gateway, events(run_id, file_id), run_id)
+    assert_recorded(memory_gateway, Topic.TRAINING_DONE, run_id)
     with gateway_client.websocket_connect(f"/ws/training/{run_id}") as ws:
         check_stream(until_end(ws))
 

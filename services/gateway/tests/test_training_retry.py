@@ -4,12 +4,14 @@ When a run's training process (or its trainer) dies, the trainer starts attempt 
 trains from epoch 1 again. A client connected through that sees a Korean ``log`` saying a
 retry began (attempt n of the maximum, and why), never an ``epoch_update`` whose number is
 not beyond the last one it got, and the status shows the attempt. Unit tests of the stream
-logic with typed events; then the real gateway app on the real broker.
+logic with typed events; then the real gateway app on the in-memory bus (marked inmemory).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import pytest
 
 from ctrops_common.events import (
     ModelMetrics,
@@ -22,8 +24,7 @@ from ctrops_common.events import (
     TrainingStarted,
     new_id,
 )
-from ctrops_common.testing import publish_events, ws_receive, ws_until_end
-from ctrops_common.testing import wait_recorded as recorded
+from ctrops_common.testing import ws_receive, ws_until_end
 from ctrops_gateway.training_live import _Sent, epoch_log, epoch_messages, keyed, started_message
 
 EPOCHS = 6
@@ -103,47 +104,52 @@ def test_a_repeated_epoch_event_is_still_sent_once_and_a_first_attempt_says_it_s
     assert not any("다시" in m.get("message", "") for m in messages)
 
 
-# -- the real gateway app on the real broker ------------------------------------------------------------
+# -- the real gateway app on the in-memory bus ----------------------------------------------------------
 
 
-def publish_all(events: list[tuple[Topic, Any]], run_id: str) -> None:
-    publish_events(*[(topic, payload, run_id) for topic, payload in events])
+def publish_all(gateway, events: list[tuple[Topic, Any]], run_id: str) -> None:
+    """Publish as the trainer would; returns once the gateway handled them."""
+    gateway.publish(*[(topic, payload, run_id) for topic, payload in events])
 
 
-def wait_recorded(client, topic: Topic, run_id: str, count: int = 1) -> None:
-    recorded(client.app.state.gateway.views, topic, run_id, count)
+def assert_recorded(gateway, topic: Topic, run_id: str, count: int = 1) -> None:
+    """The gateway's read model holds ``count`` events of ``topic`` for the run."""
+    found = gateway.state.views.events(topic, correlation_id=run_id)
+    assert len(found) >= count, found
 
 
 
 
 
 
+@pytest.mark.inmemory
 def test_a_client_connected_through_a_retry_sees_epochs_in_order_a_retry_log_and_the_status_shows_the_attempt(
-        gateway_client):
+        memory_gateway):
+    gateway_client = memory_gateway.client
     run_id, file_id = new_id(), new_id()
     config = TrainingConfig(epochs=EPOCHS)
-    publish_all([
+    publish_all(memory_gateway, [
         (Topic.TRAINING_REQUESTED, TrainingRequested(run_id=run_id, file_id=file_id,
                                                      parquet_location=f"files/{file_id}/data.parquet", config=config)),
         (Topic.TRAINING_STARTED, started(run_id, 1)),
         (Topic.TRAINING_PROGRESS, progress(run_id, 1, 1)),
     ], run_id)
-    wait_recorded(gateway_client, Topic.TRAINING_PROGRESS, run_id)
+    assert_recorded(memory_gateway, Topic.TRAINING_PROGRESS, run_id)
     with gateway_client.websocket_connect(f"/ws/training/{run_id}") as ws:
         first = [ws_receive(ws, 5) for _ in range(3)]  # the status, "started", epoch 1 (history)
         assert [m["type"] for m in first] == ["log", "log", "epoch_update"]
-        publish_all([(Topic.TRAINING_PROGRESS, progress(run_id, 1, e)) for e in (2, 3)], run_id)
-        wait_recorded(gateway_client, Topic.TRAINING_PROGRESS, run_id, 3)
+        publish_all(memory_gateway, [(Topic.TRAINING_PROGRESS, progress(run_id, 1, e)) for e in (2, 3)], run_id)
+        assert_recorded(memory_gateway, Topic.TRAINING_PROGRESS, run_id, 3)
         # The training process died: attempt 2 starts over from epoch 1.
-        publish_all([(Topic.TRAINING_STARTED, started(run_id, 2, "died")),
-                     (Topic.TRAINING_PROGRESS, progress(run_id, 2, 1))], run_id)
-        wait_recorded(gateway_client, Topic.TRAINING_STARTED, run_id, 2)
-        wait_recorded(gateway_client, Topic.TRAINING_PROGRESS, run_id, 4)
+        publish_all(memory_gateway, [(Topic.TRAINING_STARTED, started(run_id, 2, "died")),
+                                     (Topic.TRAINING_PROGRESS, progress(run_id, 2, 1))], run_id)
+        assert_recorded(memory_gateway, Topic.TRAINING_STARTED, run_id, 2)
+        assert_recorded(memory_gateway, Topic.TRAINING_PROGRESS, run_id, 4)
         status = gateway_client.get(f"/api/train/status/{run_id}").json()
         assert (status["status"], status["attempt"], status["max_attempts"]) == ("training", 2, 3)
         assert status["retry"]["cause"] == "died" and "code -9" in status["retry"]["reason"]
         assert status["retry"]["reason_ko"]
-        publish_all([
+        publish_all(memory_gateway, [
             *[(Topic.TRAINING_PROGRESS, progress(run_id, 2, e)) for e in range(2, EPOCHS + 1)],
             (Topic.TRAINING_DONE, TrainingDone(
                 run_id=run_id, file_id=file_id, model_location=f"runs/{run_id}/model", metrics=METRICS,

@@ -2,7 +2,8 @@
 
 A handful of integration tests: the generated 60k file against the generator's truth, a
 CP949 file with Korean column names, every bad input once through HTTP (status and
-message; the ingest unit tests cover the variants), and the timeout when nobody answers.
+message; the ingest unit tests cover the variants); and the timeout when nobody answers
+(no ingest at all: on the in-memory bus).
 """
 
 from __future__ import annotations
@@ -174,7 +175,9 @@ def test_every_bad_input_gets_its_status_and_message(unlimited_uploads, start_se
     assert sorted(p.name for p in files.iterdir()) == sorted(accepted)
 
 
-def test_upload_answers_504_when_ingest_does_not_answer(gateway_client):
+@pytest.mark.inmemory
+def test_upload_answers_504_when_ingest_does_not_answer(memory_gateway):
+    gateway_client = memory_gateway.client
     settings = gateway_client.app.state.gateway.settings
     settings.upload_timeout_s = 1.5
     try:
