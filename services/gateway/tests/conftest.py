@@ -98,3 +98,10 @@ def memory_gateway_factory(memory_env: Path) -> Callable[..., AbstractContextMan
 def memory_gateway(memory_gateway_factory) -> Iterator[MemoryGateway]:
     with memory_gateway_factory() as gateway:
         yield gateway
+
+
+@pytest.fixture
+def unlimited_uploads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For a test that sends more uploads than the per-client rate limit allows (limits are tested apart).
+    Ask for it before ``gateway_client``: the gateway reads its settings when the fixture builds it."""
+    monkeypatch.setenv("CTROPS_RATE_LIMIT_UPLOADS_PER_MIN", "0")

@@ -174,8 +174,8 @@ def _strict_json(text: str) -> dict:
     return json.loads(text, parse_constant=refuse)
 
 
-def test_awkward_csvs_are_read_or_answered_by_name_never_500(monkeypatch, start_service, gateway_client, data_dir):
-    monkeypatch.setenv("CTROPS_RATE_LIMIT_UPLOADS_PER_MIN", "0")
+def test_awkward_csvs_are_read_or_answered_by_name_never_500(unlimited_uploads, start_service, gateway_client,
+                                                             data_dir):
     start_service("ingest")
     header = "hour,l_feat_1,seq,clicked"
 

@@ -1,6 +1,6 @@
 """GET /api/performance/{run_id} (+ /api/metrics alias) and WS /ws/performance, on the in-memory bus: what
-the read model and the live view make of the events (delivery over Kafka: test_training_ws_order.py,
-test_dashboards.py and the other gateway_client tests)."""
+the read model and the live view make of the events (delivery over Kafka: the gateway_client tests that run
+real services, such as test_train.py's live run, and tests/e2e)."""
 
 from __future__ import annotations
 

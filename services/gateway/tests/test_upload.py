@@ -90,12 +90,6 @@ def test_cp949_file_with_korean_column_names_uploads(start_service, gateway_clie
     assert body["column_descriptions"]["hour"] == "시간대"
 
 
-@pytest.fixture
-def unlimited_uploads(monkeypatch):
-    """The batch below sends more uploads than the per-client rate limit allows (limits are tested apart)."""
-    monkeypatch.setenv("CTROPS_RATE_LIMIT_UPLOADS_PER_MIN", "0")
-
-
 GOOD_ROWS = "".join(f"{i % 24},\"1,2,{i}\",{int(i % 7 == 0)}\n" for i in range(40))
 
 
