@@ -2,7 +2,8 @@
 
 Consumes ``upload.received`` (the gateway stored a CSV); publishes ``file.uploaded``
 (validated, profiled, converted when valid) or ``file.rejected`` (structural problem,
-with the HTTP status and message the gateway answers). The work runs in a thread.
+with the HTTP status and message the gateway answers). The work runs in a thread. At start,
+the dashboard highlights missing from uploads profiled before ingest wrote them (``backfill``).
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from typing import Any
 
 from ctrops_common.bus import PermanentError
 from ctrops_common.dataset import upload_path
-from ctrops_common.events import Event, Topic, UploadReceived
+from ctrops_common.events import Event, FileUploaded, Topic, UploadReceived
 from ctrops_common.service import ServiceRuntime
 from ctrops_common.storage import is_id
 
+from .backfill import backfill_highlights
 from .pipeline import IngestOptions
 from .results import Verdicts
 from .settings import IngestSettings
@@ -48,3 +50,15 @@ def register(runtime: ServiceRuntime, settings: IngestSettings) -> None:
         await runtime.bus.publish(topic, payload, correlation_id=upload.file_id)
 
     runtime.bus.subscribe(Topic.UPLOAD_RECEIVED, on_upload)
+
+    def totals(file_id: str) -> tuple[int, float] | None:
+        """The rows and CTR of an upload's accepted verdict; None without one."""
+        verdict = verdicts.get(file_id)
+        if verdict is None or not isinstance(verdict[1], FileUploaded):
+            return None
+        return verdict[1].info.total_rows, verdict[1].info.ctr
+
+    async def backfill() -> None:  # once, at start, off the event loop
+        await asyncio.to_thread(backfill_highlights, runtime.store, totals)
+
+    runtime.add_background(backfill)

@@ -14,8 +14,8 @@ The marketers' segments, hours, best-hours CTR and the data's insight cards are 
 data's owner, computes them (``ctrops_ingest.highlights``: Wilson intervals, ranking, the best
 hours); this module only serves them, joined with the report's tested segments (adjusted p,
 significance, its top segment first) and its status card. An upload without highlights.json
-(stored before ingest wrote it) or with an unreadable one shows no segments or hours and
-``sources.profile`` false, never an error.
+(stored before ingest wrote it, until ingest's start builds it: ``ctrops_ingest.backfill``) or
+with an unreadable one shows no segments or hours and ``sources.profile`` false, never an error.
 
 The SI dashboard's ``performanceData`` follows the deployed model over time once batches
 have been scored (the scorer's ``monitoring.period`` events of the champion's line: per
