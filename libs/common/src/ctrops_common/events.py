@@ -631,13 +631,32 @@ class SystemHealth(Payload):
     run: RunRef | None = None  # the latest finished run the snapshot's metrics are of
 
 
+StageStatus = Literal["good", "warning"]
+
+
+class PipelineStage(Payload):
+    """One stage of a finished run's pipeline, measured by the monitor from the event times
+    (ctrops_monitor/pipeline.py): queue wait (training.requested to training.started), training
+    (``TrainingDone.duration_s``), explanation (training.done to explanation.done) and report
+    (report.requested to report.ready). A stage whose events are missing (or out of order) is left out."""
+
+    name: str  # the dashboard's label, e.g. "학습 대기 (queue)", "모델 학습 (trainer)"
+    service: str  # the service whose time it is (the queue waits for a trainer)
+    ms: float
+    share_percent: float  # of the listed stages' total, 0..100
+    status: StageStatus  # "warning": over 60 % of the total, with more than one stage listed
+    recommendation: str  # Korean, then English
+
+
 class MonitorSnapshot(Payload):
-    """The monitor's view for the gateway: the latest finished run's metrics (all None before any run)
-    and the platform's health (response time, success and error rates live there)."""
+    """The monitor's view for the gateway: the latest finished run's metrics (all None before any run),
+    the platform's health (response time, success and error rates live there) and the latest run's
+    pipeline stages (empty before any run, and in snapshots of monitors before it measured them)."""
 
     run_id: str | None
     metrics: ModelMetrics = ModelMetrics()
     health: SystemHealth = SystemHealth()
+    pipeline: list[PipelineStage] = []
 
     @field_validator("metrics", mode="before")
     @classmethod
