@@ -13,15 +13,20 @@ import pytest
 from prometheus_client import REGISTRY
 
 from ctrops_common.events import (
+    ExplanationDone,
     FeatureDrift,
     ModelMetrics,
     MonitoringPeriod,
     PeriodMetrics,
+    ReportReady,
+    ReportRequested,
     ServiceError,
     ServiceHeartbeat,
     Topic,
     TrainingConfig,
     TrainingDone,
+    TrainingRequested,
+    TrainingStarted,
     new_id,
     utcnow,
 )
@@ -31,6 +36,7 @@ from ctrops_common.testing import root_logging_kept
 from ctrops_monitor import handlers
 from ctrops_monitor import metrics as m
 from ctrops_monitor.handlers import MonitorWorker
+from ctrops_monitor.pipeline import TRAINING_DOMINATES, WITHIN_BUDGET
 from ctrops_monitor.settings import MonitorSettings
 
 pytestmark = pytest.mark.inmemory
@@ -151,6 +157,75 @@ async def test_an_alert_stays_in_the_outbox_until_the_broker_takes_it_and_goes_o
     assert fired.payload.state == "firing" and fired.payload.metrics.run_id == bad.run_id
     assert worker.store.pending_messages() == []  # acknowledged, so out of the outbox
     assert broker.events(Topic.DEAD_LETTER) == []
+
+
+def ms_between(start, end) -> float:
+    return (end.time - start.time).total_seconds() * 1000
+
+
+async def test_the_snapshot_carries_the_latest_runs_pipeline_stages_and_a_redelivery_changes_nothing(
+    broker, settings, producer
+):
+    """The run's events as the services publish them: the snapshot after training.done has the queue
+    wait and the training; the explanation and a report ready after the run finished each publish a
+    snapshot with their stage at once; the same event again (redelivered, or handled again after a
+    crash before its commit) publishes nothing and changes no stage; a restart keeps them."""
+    worker = await monitor_on(broker, settings)
+    run = finished_run(accuracy=0.95, auc=0.8)
+    run_id = run.run_id
+    requested = await producer.publish_and_settle(Topic.TRAINING_REQUESTED, TrainingRequested(
+        run_id=run_id, file_id=run.file_id, parquet_location=f"files/{run.file_id}/data.parquet",
+        config=TrainingConfig(epochs=1)), correlation_id=run_id)
+    await asyncio.sleep(0.01)
+    started = await producer.publish_and_settle(Topic.TRAINING_STARTED, TrainingStarted(
+        run_id=run_id, attempt=1, worker="w1"), correlation_id=run_id)
+    assert broker.events(Topic.MONITOR_SNAPSHOT) == []  # no finished run yet: nothing to show
+    done = await producer.publish_and_settle(Topic.TRAINING_DONE, run, correlation_id=run_id)
+
+    [first] = broker.events(Topic.MONITOR_SNAPSHOT)
+    assert [(s.name, s.service) for s in first.payload.pipeline] == [
+        ("학습 대기 (queue)", "trainer"), ("모델 학습 (trainer)", "trainer")]
+    queue, training = first.payload.pipeline
+    assert queue.ms == pytest.approx(ms_between(requested, started)) and queue.ms > 0
+    assert training.ms == pytest.approx(12_000.0)  # the run's duration_s
+    assert training.status == "warning" and training.recommendation == TRAINING_DOMINATES
+    assert queue.status == "good" and queue.recommendation == WITHIN_BUDGET
+
+    explained = await producer.publish_and_settle(Topic.EXPLANATION_DONE, ExplanationDone(
+        run_id=run_id, location=f"runs/{run_id}/explanation.json", top_features=[]), correlation_id=run_id)
+    stages = broker.events(Topic.MONITOR_SNAPSHOT)[-1].payload.pipeline
+    assert len(broker.events(Topic.MONITOR_SNAPSHOT)) == 2  # at once, not at the next tick
+    assert stages[2].name == "LIME 설명 (explainer)" and stages[2].ms == pytest.approx(ms_between(done, explained))
+
+    request_id = new_id()
+    report_requested = await producer.publish_and_settle(Topic.REPORT_REQUESTED, ReportRequested(
+        run_id=run_id, request_id=request_id), correlation_id=run_id)
+    await asyncio.sleep(0.01)
+    ready = await producer.publish_and_settle(Topic.REPORT_READY, ReportReady(
+        run_id=run_id, request_id=request_id, report_location=f"runs/{run_id}/report.json",
+        pdf_location=f"runs/{run_id}/report.pdf", model_used="gbdt"), correlation_id=run_id)
+    latest = broker.events(Topic.MONITOR_SNAPSHOT)[-1].payload
+    assert latest.run_id == run_id and [s.name for s in latest.pipeline] == [
+        "학습 대기 (queue)", "모델 학습 (trainer)", "LIME 설명 (explainer)", "리포트 생성 (reporter)"]
+    assert latest.pipeline[3].ms == pytest.approx(ms_between(report_requested, ready)) and latest.pipeline[3].ms > 0
+    assert sum(s.share_percent for s in latest.pipeline) == pytest.approx(100.0)
+    published = len(broker.events(Topic.MONITOR_SNAPSHOT))
+
+    broker.redeliver(ready)  # the same event again: skipped by the processed-events record
+    await broker.settle()
+    await worker.on_run_event(Topic.REPORT_READY, ready)  # handled again (a crash before the mark): a no-op
+    await worker.on_run_event(Topic.TRAINING_REQUESTED, requested)
+    assert len(broker.events(Topic.MONITOR_SNAPSHOT)) == published
+    assert (await worker.call(worker.monitor.snapshot)).pipeline == latest.pipeline
+
+    other = new_id()  # another run's event does not touch the latest run's stages
+    await producer.publish_and_settle(Topic.TRAINING_STARTED, TrainingStarted(run_id=other, attempt=1, worker="w2"),
+                                      correlation_id=other)
+    assert len(broker.events(Topic.MONITOR_SNAPSHOT)) == published
+
+    await worker.runtime.bus.stop()
+    restarted = await monitor_on(broker, settings)  # the times are in its database
+    assert (await restarted.call(restarted.monitor.snapshot)).pipeline == latest.pipeline
 
 
 def _period(run_id: str, label: str, psi: float, calibration: float) -> MonitoringPeriod:

@@ -2,9 +2,12 @@
 
 Consumes training.done / training.failed / training.progress (model quality, training
 progress), monitoring.period (the deployed model's calibration, AUC and feature drift per
-period), service.heartbeat (liveness, CPU, memory, API traffic) and service.error.
+period), service.heartbeat (liveness, CPU, memory, API traffic) and service.error, and
+training.requested / training.started / explanation.done / report.requested / report.ready
+for their times only (the latest run's pipeline stages, pipeline.py).
 Publishes monitor.alert (once per incident, then 'resolved') and monitor.snapshot
-(every ``monitor_snapshot_interval_s`` and right after a run finishes).
+(every ``monitor_snapshot_interval_s``, right after a run finishes and when a later event of
+the latest run, e.g. its report becoming ready, changes its stages).
 
 The logic lives in ``monitor.py``; database calls run in a thread under one lock, so the
 consumer and the periodic jobs never interleave half-way through an incident change.
@@ -13,6 +16,7 @@ consumer and the periodic jobs never interleave half-way through an incident cha
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -21,6 +25,7 @@ from ctrops_common.events import Event, MonitorAlert, Topic
 from ctrops_common.service import ServiceRuntime
 
 from .monitor import Monitor, utcnow
+from .pipeline import TIMED_TOPICS
 from .settings import MonitorSettings
 from .store import MonitorStore
 
@@ -73,6 +78,13 @@ class MonitorWorker:
 
     async def on_training_progress(self, event: Event[Any]) -> None:
         await self.call(self.monitor.on_training_progress, event.payload)
+
+    async def on_run_event(self, topic: Topic, event: Event[Any]) -> None:
+        """One of a run's pipeline events (``topic``, one of pipeline.TIMED_TOPICS): its time is recorded;
+        a snapshot goes out at once when it changed the latest finished run's stages (a redelivery does not)."""
+        changed = await self.call(self.monitor.on_run_event, topic, event.payload.run_id, event.event_id, event.time)
+        if changed:
+            await self.publish_snapshot()
 
     async def on_heartbeat(self, event: Event[Any]) -> None:
         await self.call(self.monitor.on_heartbeat, event.payload, event.time)
@@ -130,6 +142,8 @@ def register(runtime: ServiceRuntime, settings: MonitorSettings) -> MonitorWorke
     bus.subscribe(Topic.MONITORING_PERIOD, worker.on_period)
     bus.subscribe(Topic.SERVICE_HEARTBEAT, worker.on_heartbeat)
     bus.subscribe(Topic.SERVICE_ERROR, worker.on_error)
+    for topic in TIMED_TOPICS:
+        bus.subscribe(topic, functools.partial(worker.on_run_event, topic))
     runtime.add_background(worker.checks)
     runtime.add_background(worker.snapshots)
     return worker

@@ -1,4 +1,5 @@
-"""The monitor's logic: model quality, system health and alert incidents.
+"""The monitor's logic: model quality, system health, alert incidents and the latest run's pipeline
+stages (their arithmetic is pipeline.py's).
 
 No Kafka here: handlers feed events in and publish what comes out (the alert outbox
 and snapshots), so this is tested against a real database without a broker.
@@ -32,6 +33,7 @@ from ctrops_common.events import (
     ActiveAlert,
     ModelMetrics,
     MonitorSnapshot,
+    PipelineStage,
     RunRef,
     ServiceError,
     ServiceHealth,
@@ -39,6 +41,7 @@ from ctrops_common.events import (
     ServiceDownEvidence,
     ServiceHeartbeat,
     SystemHealth,
+    Topic,
     TrainingDone,
     TrainingProgress,
 )
@@ -47,6 +50,7 @@ from ctrops_common.numbers import finite as _finite
 from . import metrics as m
 from .health import InstanceBeat, TrafficWindow, api_rates, gateway_p95_ms, resource_use, status_of
 from .model_drift import Thresholds, assess, auc_drop_limit, is_newer_or_same, top_features
+from .pipeline import pipeline_stages
 from .settings import MonitorSettings
 from .store import MonitorStore, OpenIncident
 
@@ -184,6 +188,23 @@ class Monitor:
             if value is not None:
                 gauge = m.TRAINING_EPOCH_LOSS if info.unit == "nats" else m.TRAINING_EPOCH_RATIO
                 gauge.labels(name).set(value)
+
+    # -- the pipeline's stages ---------------------------------------------------------------------
+
+    def on_run_event(self, topic: Topic, run_id: str, event_id: str, at: datetime) -> bool:
+        """Record when one of a run's pipeline events happened (pipeline.TIMED_TOPICS); True when that
+        changed the latest finished run's stages (a snapshot is due), False for another run's event,
+        a redelivered one or an older one arriving late."""
+        changed = self.store.save_run_event(run_id, topic.value, event_id, at)
+        return changed and self.latest_run is not None and self.latest_run[1].run_id == run_id
+
+    def pipeline(self) -> list[PipelineStage]:
+        """The latest finished run's stages (pipeline.py), from its recorded event times."""
+        if self.latest_run is None:
+            return []
+        at, done = self.latest_run
+        times = {Topic(topic): time for topic, time in self.store.run_event_times(done.run_id).items()}
+        return pipeline_stages(at, done.duration_s, times)
 
     # -- the deployed model over time ------------------------------------------------------------
 
@@ -381,5 +402,5 @@ class Monitor:
             return MonitorSnapshot(run_id=None, metrics=ModelMetrics(), health=health)
         at, done = self.latest_run
         health.run = RunRef(run_id=done.run_id, finished_at=at.isoformat(), experiment_name=done.experiment_name)
-        return MonitorSnapshot(run_id=done.run_id, metrics=done.metrics, health=health)
+        return MonitorSnapshot(run_id=done.run_id, metrics=done.metrics, health=health, pipeline=self.pipeline())
 

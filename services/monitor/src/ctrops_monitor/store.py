@@ -12,6 +12,10 @@
 - ``monitor_periods``: every monitoring period received (the deployed model's life), so a
   restarted monitor knows the newest period (an older one arriving late changes no incident)
   and exports the newest period's gauges again.
+- ``monitor_run_events``: per run and topic (training.requested, training.started,
+  explanation.done, report.requested, report.ready), the time of its newest event: the
+  latest run's pipeline stages in each snapshot (pipeline.py). Writing the same event again
+  changes nothing, so a redelivery is harmless.
 """
 
 from __future__ import annotations
@@ -103,6 +107,15 @@ periods = Table(
     Column("payload", Text, nullable=False),  # the MonitoringPeriod as JSON
 )
 
+run_events = Table(
+    "monitor_run_events",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("topic", String(64), primary_key=True),
+    Column("event_id", String(64), nullable=False),
+    Column("time", DateTime(timezone=True), nullable=False),  # the event's own time (its envelope's)
+)
+
 
 @dataclass(frozen=True)
 class OpenIncident:
@@ -175,6 +188,29 @@ class MonitorStore:
         with self.engine.connect() as conn:
             row = conn.execute(select(runs).order_by(runs.c.finished_at.desc()).limit(1)).first()
         return (as_utc(row.finished_at), json.loads(row.payload)) if row else None
+
+    # -- the times of a run's pipeline events ------------------------------------------------
+
+    def save_run_event(self, run_id: str, topic: str, event_id: str, time: datetime) -> bool:
+        """Keep ``time`` as the run's ``topic`` time unless a newer (or the same) one is stored; True
+        when it changed (the first event of its topic for the run, or a newer one)."""
+        with self.engine.begin() as conn:
+            row = conn.execute(select(run_events.c.time).where(
+                run_events.c.run_id == run_id, run_events.c.topic == topic)).first()
+            if row is None:
+                conn.execute(insert(run_events).values(run_id=run_id, topic=topic, event_id=event_id, time=time))
+                return True
+            if as_utc(row.time) >= time:
+                return False  # the same event again, or an older one arriving late
+            conn.execute(update(run_events).where(run_events.c.run_id == run_id, run_events.c.topic == topic)
+                         .values(event_id=event_id, time=time))
+            return True
+
+    def run_event_times(self, run_id: str) -> dict[str, datetime]:
+        """topic -> the time of the run's newest event of it."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(run_events).where(run_events.c.run_id == run_id)).all()
+        return {r.topic: as_utc(r.time) for r in rows}
 
     # -- heartbeats -----------------------------------------------------------------
 
