@@ -386,9 +386,12 @@ def test_the_dashboards_keep_every_key(platform):
                    "services": {"scorer": {"status": "down", "instances": 0}},
                    "active_alerts": [{"alert_id": "service_down:scorer", "kind": "service_down", "subject": "scorer",
                                       "severity": "high", "message": "scorer is down"}],
-                   "generated_at": datetime.now(timezone.utc).isoformat()}})))
-    monitored = si_dashboard(state)  # health from the monitor's snapshot
+                   "generated_at": datetime.now(timezone.utc).isoformat()},
+        "pipeline": [{"name": "모델 학습 (trainer)", "service": "trainer", "ms": 41700.0, "share_percent": 78.2,
+                      "status": "warning", "recommendation": "Dominant stage: scale this service."}]})))
+    monitored = si_dashboard(state)  # health and the pipeline's stages from the monitor's snapshot
     assert monitored["systemHealth"]["source"] == "monitor"
+    assert [b["kind"] for b in monitored["bottleneckAnalysis"]].count("pipeline") == 1
     assert_kept(api_models.SiDashboard, monitored)
     for n, labelled in ((1, True), (2, False)):
         state.views.record(_period(platform.done, f"2026-0{n}", labelled))

@@ -1,10 +1,11 @@
 """The two dashboards: GET /api/dashboard/si (engineers) and GET /api/dashboard/client (marketers).
 
 Everything comes from real data: runs and epochs from the read model (training events),
-health from the monitor's latest snapshot, errors from service.error events, latency
-per route from this gateway's traffic window, strategies and insights from the reporter's
-``runs/<run_id>/report.json`` when it exists (read as ``documents.ReportDoc``; a file that is
-not one shows nothing of it, and the status says so). Money figures and the model verdict are
+health and the latest run's pipeline stages (``bottleneckAnalysis``'s pipeline rows, measured
+and advised by the monitor: ``MonitorSnapshot.pipeline``) from the monitor's latest snapshot,
+errors from service.error events, latency per route from this gateway's traffic window,
+strategies and insights from the reporter's ``runs/<run_id>/report.json`` when it exists (read
+as ``documents.ReportDoc``; a file that is not one shows nothing of it, and the status says so). Money figures and the model verdict are
 the reporter's, read back from report.json; the gateway never computes an estimate of its own,
 so the dashboard, the report, its PDF and ``make demo`` agree. No report yet: the money figures
 are null and ``status`` says why. With no data yet both answer 200 with empty or neutral values.
@@ -41,6 +42,7 @@ from ctrops_common.documents import AudienceHighlights, ReportDoc, read_document
 from ctrops_common.events import (
     ModelMetrics,
     FileUploaded,
+    MonitorSnapshot,
     ReportFailed,
     ReportReady,
     Topic,
@@ -154,31 +156,9 @@ def _route_advice(route: str, status: str) -> str:
     return "응답 지연: 게이트웨이 복제본을 늘리고 느린 의존성을 확인하세요. Slow: add gateway replicas, check slow dependencies."
 
 
-def _stage_durations(state: GatewayState) -> list[tuple[str, float]]:
-    """(stage, ms) of the latest finished run: queue wait, training, explanation, report."""
-    done = state.views.latest(Topic.TRAINING_DONE)
-    if done is None:
-        return []
-    finished = done.typed(TrainingDone)
-    run_id = finished.run_id
-    stages: list[tuple[str, float]] = []
-    requested = live.find_run_event(state.views, Topic.TRAINING_REQUESTED, run_id)
-    started = live.find_run_event(state.views, Topic.TRAINING_STARTED, run_id)
-    if requested is not None and started is not None and started.time >= requested.time:
-        stages.append(("학습 대기 (queue)", (started.time - requested.time).total_seconds() * 1000))
-    stages.append(("모델 학습 (trainer)", (live.finite(finished.duration_s) or 0.0) * 1000))
-    explained = live.find_run_event(state.views, Topic.EXPLANATION_DONE, run_id)
-    if explained is not None and explained.time >= done.time:
-        stages.append(("LIME 설명 (explainer)", (explained.time - done.time).total_seconds() * 1000))
-    report_requested = live.find_run_event(state.views, Topic.REPORT_REQUESTED, run_id)
-    report_ready = live.find_run_event(state.views, Topic.REPORT_READY, run_id)
-    if report_requested is not None and report_ready is not None and report_ready.time >= report_requested.time:
-        stages.append(("리포트 생성 (reporter)", (report_ready.time - report_requested.time).total_seconds() * 1000))
-    return stages
-
-
 def bottlenecks(state: GatewayState) -> list[dict[str, Any]]:
-    """API routes (this gateway's window, per-route avg/max) and the latest run's pipeline stages."""
+    """API routes (this gateway's window, per-route avg/max) and the latest run's pipeline stages as the
+    monitor measured them (``MonitorSnapshot.pipeline`` of its latest fresh snapshot; none without one)."""
     rows: list[dict[str, Any]] = []
     routes = state.traffic.routes()
     api_total = sum(r["total_ms"] for r in routes.values()) or 1.0
@@ -196,20 +176,12 @@ def bottlenecks(state: GatewayState) -> list[dict[str, Any]]:
             "status": status,
             "recommendation": _route_advice(route, status),
         })
-    stages = _stage_durations(state)
-    stage_total = sum(ms for _, ms in stages) or 1.0
-    for name, ms in stages:
-        share = 100.0 * ms / stage_total
-        status = "warning" if share > 60.0 and len(stages) > 1 else "good"
-        advice = "정상 범위입니다. Within budget." if status == "good" else (
-            "파이프라인 시간의 대부분입니다: epochs/배치 크기 조정, early stopping, trainer 확장을 고려하세요. "
-            "Dominant stage: tune epochs/batch size, use early stopping or more trainers."
-            if "trainer" in name else
-            "파이프라인 시간의 대부분입니다: 해당 서비스의 인스턴스를 늘리세요. Dominant stage: scale this service."
-        )
+    snapshot = live.fresh_snapshot(state.views, live.snapshot_max_age(state))
+    for stage in snapshot.typed(MonitorSnapshot).pipeline if snapshot is not None else []:
         rows.append({
-            "component": name, "kind": "pipeline", "avgTime": _round(ms, 1), "maxTime": _round(ms, 1),
-            "percentage": _round(share, 1), "status": status, "recommendation": advice,
+            "component": stage.name, "kind": "pipeline", "avgTime": _round(stage.ms, 1),
+            "maxTime": _round(stage.ms, 1), "percentage": _round(stage.share_percent, 1), "status": stage.status,
+            "recommendation": stage.recommendation,
         })
     return rows
 
