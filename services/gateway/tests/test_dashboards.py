@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ctrops_common.dataset import highlights_path, profile_path, report_path
-from ctrops_common.documents import AudienceHighlights, Profile, ReportDoc, read_document, write_document
+from ctrops_common.documents import AudienceHighlights, ReportDoc, read_document, write_document
 from ctrops_common.events import (
     DataInfo,
     FileUploaded,
@@ -31,7 +31,7 @@ from ctrops_common.events import (
 )
 
 from ctrops_common.events import ModelMetrics, TrainingDone
-from ctrops_common.sample_documents import profile_document
+from ctrops_common.sample_documents import hours_and_audience_profile
 from ctrops_common.storage import FileStore
 from ctrops_ingest.highlights import write_highlights  # the files as ingest writes them
 
@@ -83,22 +83,6 @@ def test_dashboards_answer_neutral_values_before_any_data(memory_gateway):
     assert money["additionalRevenue"] is None and money["estimatedMonthlyCost"] is None and money["verdict"] is None
 
 
-def _profile(rows_per_hour: int = 2500) -> Profile:
-    hours = []
-    for hour in range(24):
-        clicks = {20: 125, 21: 110, 9: 90}.get(hour, 45)
-        rows = 20 if hour == 3 else rows_per_hour
-        clicks = 9 if hour == 3 else clicks  # 45% CTR on 20 rows: lucky noise, never "best"
-        hours.append({"value": float(hour), "rows": rows, "clicks": clicks})
-    segments = [
-        {"age_group": 4.0, "gender": 1.0, "rows": 12000, "clicks": 300},
-        {"age_group": 5.0, "gender": 2.0, "rows": 20000, "clicks": 340},
-        {"age_group": 6.0, "gender": 1.0, "rows": 15, "clicks": 5},  # too small to rank
-        {"age_group": 7.0, "gender": 2.0, "rows": 8000, "clicks": 120},
-    ]
-    return profile_document(hour=hours, age_group_gender=segments)
-
-
 def _upload(file_id: str) -> FileUploaded:
     return FileUploaded(
         file_id=file_id, filename="CTR_60000_renamed.csv", location=f"uploads/{file_id}/original.csv",
@@ -115,9 +99,9 @@ def trained_run(memory_gateway, data_dir: Path):
     """A file, its profile and highlights (as ingest writes them), one 3-epoch run with its events, an error."""
     file_id, run_id = new_id(), new_id()
     store = FileStore(data_dir)
-    write_document(store, profile_path(file_id), _profile())
+    write_document(store, profile_path(file_id), hours_and_audience_profile())
     info = _upload(file_id).info
-    write_highlights(store, file_id, _profile(), info.total_rows, info.ctr)
+    write_highlights(store, file_id, hours_and_audience_profile(), info.total_rows, info.ctr)
     requested = TrainingRequested(run_id=run_id, file_id=file_id, parquet_location=f"files/{file_id}/data.parquet",
                                   config=TrainingConfig(epochs=3))
     events = [

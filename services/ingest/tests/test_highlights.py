@@ -10,28 +10,11 @@ from ctrops_common.dataset import highlights_path, profile_path
 from ctrops_common.documents import AudienceHighlights, Profile, read_document
 from ctrops_common.events import FileUploaded, UploadReceived, new_id
 from ctrops_common.dataset import upload_path
-from ctrops_common.sample_documents import profile_document
+from ctrops_common.sample_documents import hours_and_audience_profile, profile_document
 from ctrops_common.storage import FileStore
 from ctrops_ingest.highlights import BEST_HOURS, build_highlights, min_rows_for
 from ctrops_ingest.pipeline import IngestOptions
 from ctrops_ingest.uploads import decide
-
-
-def hours_and_audience(rows_per_hour: int = 2500) -> Profile:
-    """24 hours (20h, 21h and 9h click most; 3h has 20 rows at 45%: noise) and four audience segments."""
-    hours = []
-    for hour in range(24):
-        clicks = {20: 125, 21: 110, 9: 90}.get(hour, 45)
-        rows = 20 if hour == 3 else rows_per_hour
-        clicks = 9 if hour == 3 else clicks
-        hours.append({"value": float(hour), "rows": rows, "clicks": clicks})
-    segments = [
-        {"age_group": 4.0, "gender": 1.0, "rows": 12000, "clicks": 300},
-        {"age_group": 5.0, "gender": 2.0, "rows": 20000, "clicks": 340},
-        {"age_group": 6.0, "gender": 1.0, "rows": 15, "clicks": 5},  # too small to rank
-        {"age_group": 7.0, "gender": 2.0, "rows": 8000, "clicks": 120},
-    ]
-    return profile_document(hour=hours, age_group_gender=segments)
 
 
 def test_min_rows_is_thirty_or_two_per_mille():
@@ -39,7 +22,7 @@ def test_min_rows_is_thirty_or_two_per_mille():
 
 
 def test_best_hours_have_enough_rows_and_the_highest_lower_bound():
-    h = build_highlights(hours_and_audience(), total_rows=55220, ctr=1.992)
+    h = build_highlights(hours_and_audience_profile(), total_rows=55220, ctr=1.992)
     assert h.overall_ctr == 1.992 and h.min_rows == 110
     assert len(h.hours) == 24 and [s.hour for s in h.hours] == list(range(24))
     assert h.hours[0].period == "00:00-01:00" and h.hours[23].period == "23:00-00:00"
@@ -55,7 +38,7 @@ def test_best_hours_have_enough_rows_and_the_highest_lower_bound():
 
 
 def test_segments_are_ranked_by_their_lower_bound_and_small_ones_left_out():
-    h = build_highlights(hours_and_audience(), total_rows=55220, ctr=1.992)
+    h = build_highlights(hours_and_audience_profile(), total_rows=55220, ctr=1.992)
     assert h.segment_kind == "age_group_gender"
     assert [s.label for s in h.segments] == ["연령대 4 · 성별 1", "연령대 5 · 성별 2", "연령대 7 · 성별 2"]
     top = h.segments[0]
@@ -86,7 +69,7 @@ def test_without_totals_the_hours_give_the_ctr_and_an_empty_profile_gives_nothin
 
 
 def test_data_insights_name_the_best_hour_and_segment_in_korean():
-    h = build_highlights(hours_and_audience(), total_rows=55220, ctr=1.992)
+    h = build_highlights(hours_and_audience_profile(), total_rows=55220, ctr=1.992)
     hours, audience = h.data_insights
     assert (hours.icon, hours.type, hours.title) == ("⏰", "info", "CTR 상위 시간대 20:00-21:00")
     assert hours.message == f"CTR 5.00% (전체 1.99%의 {5.0 / 1.992:.1f}배)"
@@ -100,11 +83,11 @@ def test_data_insights_name_the_best_hour_and_segment_in_korean():
     assert audience.message == f"CTR 2.50% (95% 하한 {top.ctr_low:.2f}%), 노출 비중 30.0%"
     assert audience.details == [f"{s.label}: CTR {s.ctr:.2f}%, lift {s.lift:.2f}" for s in h.segments[:3]]
     assert not any("AUC" in i.title for i in h.data_insights)  # no model verdict: that is the reporter's
-    assert build_highlights(hours_and_audience(), total_rows=55220, ctr=0.0).data_insights[0].icon == "👥"
+    assert build_highlights(hours_and_audience_profile(), total_rows=55220, ctr=0.0).data_insights[0].icon == "👥"
 
 
 def test_the_document_reads_back_as_itself():
-    h = build_highlights(hours_and_audience(), total_rows=55220, ctr=1.992)
+    h = build_highlights(hours_and_audience_profile(), total_rows=55220, ctr=1.992)
     text = h.model_dump_json()
     assert '"ctrLow"' in text and '"isBest"' in text and '"dataInsights"' in text  # the dashboard's keys
     assert AudienceHighlights.model_validate_json(text) == h

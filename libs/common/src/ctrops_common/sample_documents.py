@@ -113,3 +113,22 @@ def profile_document(
     return Profile.model_validate({"columns": {}, "seq": {}, "segments": {
         "hour": _segments(hour), "day_of_week": _segments(day_of_week),
         "inventory_id": _segments(inventory_id), "age_group_gender": _segments(age_group_gender)}})
+
+
+def hours_and_audience_profile(rows_per_hour: int = 2500) -> Profile:
+    """A profile with 24 hours and four audience segments whose ranking the dashboard tests know: 20h,
+    21h and 9h click most; 3h has 20 rows at 45% (lucky noise, never "best"); the 15-row segment is
+    too small to rank. Ingest's highlights tests and the gateway's dashboard tests share it."""
+    hours = []
+    for hour in range(24):
+        clicks = {20: 125, 21: 110, 9: 90}.get(hour, 45)
+        rows = 20 if hour == 3 else rows_per_hour
+        clicks = 9 if hour == 3 else clicks
+        hours.append({"value": float(hour), "rows": rows, "clicks": clicks})
+    segments = [
+        {"age_group": 4.0, "gender": 1.0, "rows": 12000, "clicks": 300},
+        {"age_group": 5.0, "gender": 2.0, "rows": 20000, "clicks": 340},
+        {"age_group": 6.0, "gender": 1.0, "rows": 15, "clicks": 5},  # too small to rank
+        {"age_group": 7.0, "gender": 2.0, "rows": 8000, "clicks": 120},
+    ]
+    return profile_document(hour=hours, age_group_gender=segments)
