@@ -142,6 +142,30 @@ def test_replicas_starting_at_once_on_sqlite(tmp_path: Path) -> None:
         assert conn.execute(text("select count(*) from scorer_common_alembic_version")).scalar() == 1
 
 
+def test_a_connection_opened_while_another_holds_a_new_files_write_lock_waits_for_it(tmp_path: Path) -> None:
+    """Switching a file to WAL needs it alone, and SQLite refuses at once ("database is locked"), without
+    its busy timeout, while another connection writes: the failure of replicas starting together
+    (one of them in a full run). The connection waits for the lock instead."""
+    import sqlite3
+    import time
+
+    path = tmp_path / "db.sqlite3"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")  # a replica creating its tables, the file not yet in WAL mode
+    holder.execute("CREATE TABLE first_replica (x)")
+    release = threading.Timer(0.5, lambda: holder.execute("COMMIT"))
+    release.start()
+    started = time.monotonic()
+    try:
+        with make_engine(f"sqlite:///{path}").connect() as conn:
+            assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+            assert conn.execute(text("select count(*) from first_replica")).scalar() == 0
+    finally:
+        release.join()
+        holder.close()
+    assert time.monotonic() - started >= 0.4  # it waited for the other's commit
+
+
 def test_a_failed_revision_leaves_the_database_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """SQLite: the revisions run in one transaction, so a failure in 0002 rolls back 0001 too."""
     engine = sqlite_engine(tmp_path)

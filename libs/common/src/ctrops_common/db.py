@@ -7,6 +7,8 @@ made by migrations (ctrops_common.migrate), never by ``create_all``.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from datetime import datetime, timezone
 
 from sqlalchemy import (
@@ -41,13 +43,36 @@ def make_engine(url: str) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record) -> None:  # several processes may share a file
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=30000")
+            _write_ahead_log(cur)
+            cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
 
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+WAL_SWITCH_WAIT_S = 30.0  # as long as the busy timeout
+
+
+def _write_ahead_log(cur: sqlite3.Cursor) -> None:
+    """Put the file in WAL mode (readers never wait for the writer). WAL is a property of the file: the
+    first connection switches it, later ones find it so. The switch needs the file to itself, and SQLite
+    answers "database is locked" at once, without its busy timeout, while another connection holds a
+    lock: four replicas opening one new file together failed so (20 of 300 starts). So the switch is
+    retried until the other connection lets go, within the busy timeout's 30 s."""
+    deadline = time.monotonic() + WAL_SWITCH_WAIT_S
+    pause = 0.01
+    while True:
+        try:
+            if cur.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
 
 
 class ProcessedEvents:
