@@ -74,7 +74,7 @@ run: $(RUN_STAMP)
 
 # Test files run in TEST_WORKERS processes at once (pytest-xdist; a file stays in one process, so its
 # module fixtures, such as an end-to-end stack, start once). Most tests wait on real processes and the
-# broker, so 3 workers keep 2 cores busy: about 23 min instead of 45 (docs/benchmarks.md). TEST_WORKERS=0
+# broker, so 3 workers keep 2 cores busy: about 16-17 min instead of 41-50 (docs/benchmarks.md). TEST_WORKERS=0
 # runs them one at a time in this process.
 TEST_WORKERS ?= 3
 test: install-test
