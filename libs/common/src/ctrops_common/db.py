@@ -36,14 +36,17 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
+BUSY_TIMEOUT_S = 30  # how long a SQLite connection waits for another's lock (and for the switch to WAL)
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record) -> None:  # several processes may share a file
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
             _write_ahead_log(cur)
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
@@ -52,16 +55,13 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-WAL_SWITCH_WAIT_S = 30.0  # as long as the busy timeout
-
-
 def _write_ahead_log(cur: sqlite3.Cursor) -> None:
     """Put the file in WAL mode (readers never wait for the writer). WAL is a property of the file: the
     first connection switches it, later ones find it so. The switch needs the file to itself, and SQLite
     answers "database is locked" at once, without its busy timeout, while another connection holds a
     lock: four replicas opening one new file together failed so (20 of 300 starts). So the switch is
-    retried until the other connection lets go, within the busy timeout's 30 s."""
-    deadline = time.monotonic() + WAL_SWITCH_WAIT_S
+    retried until the other connection lets go, within the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
     pause = 0.01
     while True:
         try:
