@@ -98,7 +98,7 @@ def platform_env(kafka_bootstrap: str, data_dir: Path, monkeypatch: pytest.Monke
 @pytest.fixture
 def start_service(platform_env: dict[str, str], tmp_path: Path):
     """Factory: start a service as a real process in this test's environment; stopped after the test."""
-    from ctrops_common.testing import ServiceProcess, start_service as _start
+    from ctrops_common.testing import ServiceProcess, start_service as _start, stop_all
 
     started: list[ServiceProcess] = []
 
@@ -108,8 +108,7 @@ def start_service(platform_env: dict[str, str], tmp_path: Path):
         return service
 
     yield start
-    for service in started:
-        service.stop()
+    stop_all(started)  # their orderly stops overlap
 
 
 @pytest.fixture

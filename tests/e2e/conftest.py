@@ -30,7 +30,7 @@ import pytest
 
 from ctrops_common.broker import free_port
 from ctrops_common.service import PLATFORM_SERVICES
-from ctrops_common.testing import ServiceProcess
+from ctrops_common.testing import ServiceProcess, stop_all
 
 # Start every service the supervisor starts (the contract test still lists them by name).
 SERVICES = list(PLATFORM_SERVICES)
@@ -174,8 +174,7 @@ class Stack:
 
     def close(self) -> None:
         self.http.close()
-        for service in self.services.values():
-            service.stop()
+        stop_all(list(self.services.values()))  # their orderly stops overlap
 
     # -- reading -----------------------------------------------------------------------------------
 

@@ -143,9 +143,11 @@ def test_outcomes():
 
 def test_every_mutating_call_of_an_end_to_end_run_is_audited(start_service, gateway_client, tmp_path):
     """Auth off (the frontend's way): upload -> train -> report -> PDF, all recorded as anonymous."""
-    for name, env in [("ingest", None), ("trainer", {"CTROPS_TRAINER_MLFLOW_ENABLED": "false"}),
-                      ("explainer", EXPLAINER_ENV), ("reporter", None)]:
-        start_service(name, env)
+    workers = [start_service(name, env, wait=False) for name, env in [
+        ("ingest", None), ("trainer", {"CTROPS_TRAINER_MLFLOW_ENABLED": "false"}), ("explainer", EXPLAINER_ENV),
+        ("reporter", None)]]
+    for worker in workers:
+        worker.wait_ready()
     csv = tmp_path / "ads.csv"
     generate(csv, 3000, seed=11)
     started = datetime.now(timezone.utc) - timedelta(seconds=1)

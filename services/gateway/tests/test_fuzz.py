@@ -66,12 +66,13 @@ def assert_clean(summary: dict, output: str, label: str, elapsed: float, capsys)
 
 @pytest.mark.timeout(900)
 def test_schemathesis_finds_no_server_error_and_no_schema_violation(start_service, tmp_path, capsys):
-    start_service("ingest")
-    start_service("scorer")
+    workers = [start_service("ingest", wait=False), start_service("scorer", wait=False)]
     gateway = start_service("gateway", {
         "CTROPS_UPLOAD_TIMEOUT_S": "30", "CTROPS_REPORT_TIMEOUT_S": "5",
         "CTROPS_RATE_LIMIT_UPLOADS_PER_MIN": "0", "CTROPS_RATE_LIMIT_TRAININGS_PER_MIN": "0",
     })
+    for worker in workers:
+        worker.wait_ready()
     started = time.monotonic()
     summary, output = run_schemathesis(f"http://127.0.0.1:{gateway.port}", tmp_path / "open.json", CHECKS)
     assert_clean(summary, output, "auth off", time.monotonic() - started, capsys)
@@ -81,12 +82,13 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(start_servic
 
 @pytest.mark.timeout(900)
 def test_schemathesis_with_authentication_on_and_default_limits(start_service, tmp_path, capsys):
-    start_service("ingest")
-    start_service("scorer")
+    workers = [start_service("ingest", wait=False), start_service("scorer", wait=False)]
     gateway = start_service("gateway", {
         "CTROPS_UPLOAD_TIMEOUT_S": "30", "CTROPS_REPORT_TIMEOUT_S": "5",
         "CTROPS_AUTH_ENABLED": "true", "CTROPS_AUTH_API_KEYS": f"{OPERATOR_KEY}:operator:fuzzer",
     })
+    for worker in workers:
+        worker.wait_ready()
     started = time.monotonic()
     summary, output = run_schemathesis(
         f"http://127.0.0.1:{gateway.port}", tmp_path / "auth.json", [*CHECKS, "ignored_auth"],

@@ -21,7 +21,9 @@ def _wait_for(client, predicate, timeout_s: float = 30):
 
 
 def test_health_lists_seven_services_and_turns_degraded_when_one_stops(start_service, gateway_client):
-    workers = {name: start_service(name) for name in WORKERS}
+    workers = {name: start_service(name, wait=False) for name in WORKERS}
+    for worker in workers.values():
+        worker.wait_ready()
     body = _wait_for(gateway_client, lambda b: b["status"] == "healthy")
     assert set(body["services"]) == {*WORKERS, "gateway"}
     assert body["broker"]["reachable"] is True

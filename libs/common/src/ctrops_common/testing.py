@@ -45,15 +45,32 @@ class ServiceProcess:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait()
 
-    def stop(self, timeout_s: float = 20) -> int:
+    def terminate(self) -> None:
+        """Ask for an orderly stop (SIGTERM) without waiting for it."""
         if self.process.poll() is None:
             self.process.terminate()
-            try:
-                self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+
+    def wait_stopped(self, timeout_s: float = 20) -> int:
+        """Wait for the process to end; SIGKILL after ``timeout_s``."""
+        try:
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
         return self.process.returncode
+
+    def stop(self, timeout_s: float = 20) -> int:
+        self.terminate()
+        return self.wait_stopped(timeout_s)
+
+
+def stop_all(services: list[ServiceProcess], timeout_s: float = 20) -> None:
+    """Stop several services at once: every one is asked first, then each is waited for, so the
+    orderly stops (leaving the consumer group, closing the bus) overlap instead of adding up."""
+    for service in services:
+        service.terminate()
+    for service in services:
+        service.wait_stopped(timeout_s)
 
 
 def start_service(name: str, log_dir: Path, extra_env: dict[str, str] | None = None,
@@ -70,6 +87,16 @@ def start_service(name: str, log_dir: Path, extra_env: dict[str, str] | None = N
                                    stderr=subprocess.STDOUT, env=env)
     service = ServiceProcess(name, process, port, log_path, env)
     return service.wait_ready() if wait else service
+
+
+def start_services(names: list[str], log_dir: Path, extra_env: dict[str, str] | None = None) -> list[ServiceProcess]:
+    """Start several services at once and wait until each is ready (their imports and group joins overlap)."""
+    services = [start_service(name, log_dir, extra_env, wait=False) for name in names]
+    try:
+        return [service.wait_ready() for service in services]
+    except BaseException:
+        stop_all(services)
+        raise
 
 
 async def read_events(topic, count: int = 1, timeout_s: float = 30, predicate=None) -> list:
