@@ -103,8 +103,9 @@ def test_drift_alert_fires_once_in_the_shift_month_and_clears_after_retraining(s
     assert drift, fired
     assert drift[0].subject == expected_subject and drift[0].metrics.period == "2026-04", drift[0]
     assert all(a.metrics.period == "2026-04" for a in fired), fired  # nothing fired before the shift
-    dashboard = stack.json("/api/dashboard/si")
-    assert dashboard["performanceAlert"]["show"] is True, dashboard["performanceAlert"]
+    # The gateway learns of the alert from its own consumer of the topic, a moment after it is published.
+    stack.wait_until(lambda: stack.json("/api/dashboard/si")["performanceAlert"], lambda a: a["show"] is True, 30,
+                     "the SI dashboard showing the alert")
 
     # May: still shifted -- the same incident, not a second alert.
     _score(stack, paths["2026-05"], "2026-05")
@@ -132,7 +133,8 @@ def test_drift_alert_fires_once_in_the_shift_month_and_clears_after_retraining(s
     assert resolved[0].alert_id == drift[0].alert_id
 
     # The SI dashboard's performance chart is the model's months, from real scoring.
-    data = stack.json("/api/dashboard/si")["performanceData"]
+    data = stack.wait_until(lambda: stack.json("/api/dashboard/si")["performanceData"],
+                            lambda d: "2026-06" in d["labels"], 30, "June on the SI dashboard")
     assert data["labels"] == ["2026-02", "2026-03", "2026-04", "2026-05", "2026-06"], data
     series = ("accuracy", "valAccuracy", "loss", "valLoss", "f1Score", "valF1Score")
     assert all(len(data[k]) == len(data["labels"]) for k in series), data
