@@ -78,7 +78,7 @@ run: $(RUN_STAMP)
 # runs them one at a time in this process.
 TEST_WORKERS ?= 3
 test: install-test
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The in-memory tier alone (pytest marker inmemory): handler and read-model tests on the in-memory bus
 # (ctrops_common.memory_bus), no broker and no service processes, so no system tools either. `make test`

@@ -164,3 +164,18 @@ def redis_url() -> str:
     finally:
         client.close()
     return url
+
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Longest test files first. ``make test`` hands whole files to its test processes in this order
+    (pytest-xdist ``--dist loadfile --no-loadscope-reorder``), so a long file never starts last while
+    the other processes sit idle. The seconds come from tests/durations.json (scripts/test_durations.py
+    writes it from a run). Only the order changes: every collected test still runs."""
+    import json
+
+    from ctrops_common.testing import longest_files_first
+
+    durations = Path(__file__).parent / "tests" / "durations.json"
+    if durations.exists():
+        items[:] = longest_files_first(items, json.loads(durations.read_text()))

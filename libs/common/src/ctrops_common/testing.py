@@ -7,13 +7,16 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from .broker import free_port
 from .stack import is_ready
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -97,6 +100,23 @@ def start_services(names: list[str], log_dir: Path, extra_env: dict[str, str] | 
     except BaseException:
         stop_all(services)
         raise
+
+
+def longest_files_first(items: Sequence[T], seconds: Mapping[str, float]) -> list[T]:
+    """Test items (anything with a pytest ``nodeid``) with the files that take longest first.
+
+    ``seconds`` is each file's measured time (tests/durations.json). Files it does not list come after
+    those it does, in the order collected; a file's tests stay together and keep their order.
+    """
+    first_seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        first_seen.setdefault(item.nodeid.split("::")[0], index)
+
+    def cost(item: T) -> tuple[float, int]:
+        name = item.nodeid.split("::")[0]
+        return -seconds.get(name, 0.0), first_seen[name]
+
+    return sorted(items, key=cost)  # stable
 
 
 async def read_events(topic, count: int = 1, timeout_s: float = 30, predicate=None) -> list:
