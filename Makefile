@@ -73,10 +73,10 @@ run: $(RUN_STAMP)
 	$(PY) -m ctrops_common.stack
 
 # Test files run in TEST_WORKERS processes at once (pytest-xdist; a file stays in one process, so its
-# module fixtures, such as an end-to-end stack, start once). Most tests wait on real processes and the
-# broker, so 3 workers keep 2 cores busy: about 16-17 min instead of 41-50 (docs/benchmarks.md). TEST_WORKERS=0
-# runs them one at a time in this process.
-TEST_WORKERS ?= 3
+# module fixtures, such as an end-to-end stack, start once), the longest files first (tests/durations.json).
+# Most tests wait on real processes and the broker, so 4 workers keep 2 cores busy (docs/benchmarks.md,
+# "The test suite"). TEST_WORKERS=0 runs them one at a time in this process.
+TEST_WORKERS ?= 4
 test: install-test
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
