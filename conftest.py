@@ -102,10 +102,10 @@ def start_service(platform_env: dict[str, str], tmp_path: Path):
 
     started: list[ServiceProcess] = []
 
-    def start(name: str, extra_env: dict[str, str] | None = None, **kwargs) -> ServiceProcess:
-        service = _start(name, tmp_path / "logs", extra_env, **kwargs)
-        started.append(service)
-        return service
+    def start(name: str, extra_env: dict[str, str] | None = None, wait: bool = True, **kwargs) -> ServiceProcess:
+        service = _start(name, tmp_path / "logs", extra_env, wait=False, **kwargs)
+        started.append(service)  # before waiting: one that never gets ready is stopped too, not left running
+        return service.wait_ready() if wait else service
 
     yield start
     stop_all(started)  # their orderly stops overlap

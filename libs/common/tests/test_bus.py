@@ -159,3 +159,41 @@ async def test_an_unknown_error_from_the_broker_is_sent_again_then_refused_as_un
     finally:
         bus._producer.send_and_wait = real_send
         await bus.stop()
+
+
+async def test_the_same_service_under_another_topic_prefix_is_another_group(kafka_bootstrap, caplog):
+    """Two platforms (tenants, or two tests) on one broker under different prefixes: the same service
+    in each is its own consumer group, so one joining never makes the other rebalance. (Before, both
+    were the group ``twin``: every start or stop of one re-joined the other.)"""
+    import asyncio
+    import logging
+
+    first = Bus(CommonSettings(topic_prefix=f"a{new_id()[:8]}."), "twin")
+    second = Bus(CommonSettings(topic_prefix=f"b{new_id()[:8]}."), "twin")
+    assert first.kafka_group != second.kafka_group and first.kafka_group.endswith("twin")
+
+    async def ignore(event) -> None:
+        return None
+
+    caplog.set_level(logging.INFO, logger="aiokafka.consumer.group_coordinator")
+    stop = asyncio.Event()
+    tasks = []
+    try:
+        for bus in (first, second):
+            bus.subscribe(Topic.PROBE, ignore)
+            await bus.start()
+            tasks.append(asyncio.create_task(bus.consume(stop)))
+            deadline = time.monotonic() + 60
+            while not bus.consuming:
+                assert time.monotonic() < deadline, f"{bus.kafka_group} did not join"
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(3)  # room for a rebalance of the first group to show
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for bus in (first, second):
+            await bus.stop()
+    joins = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Joined group")]
+    assert [m for m in joins if f"'{first.kafka_group}'" in m and "(generation" in m] == \
+        [next(m for m in joins if f"'{first.kafka_group}'" in m)], joins  # joined once, never again
+    assert any(f"'{second.kafka_group}'" in m for m in joins), joins

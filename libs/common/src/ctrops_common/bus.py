@@ -448,11 +448,19 @@ class Bus(EventBus):
             except Exception as exc:  # noqa: BLE001 - still unreachable or half-started: look again
                 log.warning("%s: broker check failed: %r", self.service, exc)
 
+    @property
+    def kafka_group(self) -> str:
+        """The consumer group's name on the broker: the topic prefix, then the group. Platforms (tenants,
+        tests) that share a broker under different prefixes then share no group either: a service joining
+        or leaving in one never makes the same service of another rebalance, or wait for its handler. With
+        the default empty prefix it is the group itself. The processed-events table keys on ``group_id``."""
+        return self.settings.topic_prefix + self.group_id
+
     def _new_consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
             *self._handlers,
             bootstrap_servers=self.settings.kafka_bootstrap_servers,
-            group_id=self.group_id,
+            group_id=self.kafka_group,
             client_id=f"{self.service}-{self.group_id}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",

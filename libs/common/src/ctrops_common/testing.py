@@ -92,16 +92,6 @@ def start_service(name: str, log_dir: Path, extra_env: dict[str, str] | None = N
     return service.wait_ready() if wait else service
 
 
-def start_services(names: list[str], log_dir: Path, extra_env: dict[str, str] | None = None) -> list[ServiceProcess]:
-    """Start several services at once and wait until each is ready (their imports and group joins overlap)."""
-    services = [start_service(name, log_dir, extra_env, wait=False) for name in names]
-    try:
-        return [service.wait_ready() for service in services]
-    except BaseException:
-        stop_all(services)
-        raise
-
-
 def longest_files_first(items: Sequence[T], seconds: Mapping[str, float]) -> list[T]:
     """Test items (anything with a pytest ``nodeid``) with the files that take longest first.
 
