@@ -112,7 +112,7 @@ def test_only_the_newest_monitor_snapshots_are_kept_and_heartbeats_are_recorded(
     kept = gw.state.views.events(Topic.MONITOR_SNAPSHOT)
     assert len(kept) == SNAPSHOTS_KEPT and all(isinstance(e.payload, MonitorSnapshot) for e in kept)
     assert gw.state.views.latest(Topic.MONITOR_SNAPSHOT).payload.run_id == str(SNAPSHOTS_KEPT + 4)
-    assert any(b["service"] == "scorer" and b["instance"] == "s1" for b in gw.state.views.heartbeats())
+    assert any(b.beat.service == "scorer" and b.beat.instance == "s1" for b in gw.state.views.heartbeats())
 
 
 def test_a_gateway_started_beside_a_broker_that_lost_its_log_requests_the_open_run_again(memory_gateway_factory):

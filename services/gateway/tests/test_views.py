@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ctrops_common.db import make_engine
-from ctrops_common.events import Event, MonitorSnapshot, Topic
+from ctrops_common.events import Event, MonitorSnapshot, ServiceHeartbeat, Topic
 from ctrops_gateway.views import ReadModel
 
 
@@ -91,8 +91,9 @@ def test_liveness_is_read_from_memory_and_equals_the_stored_heartbeats(tmp_path)
     assert live["ingest"]["status"] == "up" and live["ingest"]["instances"] == 1
     assert live["monitor"] == {"status": "down", "instances": 0, "last_seen": None}
     assert live["elsewhere"]["status"] == "up"
-    assert len(beats) == 4 and {b["instance"] for b in beats} == {"t-1", "t-2", "i-1", "e-1"}
-    assert next(b for b in beats if b["instance"] == "i-1")["cpu_percent"] == 7.0
+    assert len(beats) == 4 and {b.beat.instance for b in beats} == {"t-1", "t-2", "i-1", "e-1"}
+    assert all(isinstance(b.beat, ServiceHeartbeat) for b in beats)
+    assert next(b for b in beats if b.beat.instance == "i-1").beat.cpu_percent == 7.0
 
 
 def test_a_restarted_gateway_knows_the_heartbeats_it_stored(tmp_path):
@@ -105,5 +106,5 @@ def test_a_restarted_gateway_knows_the_heartbeats_it_stored(tmp_path):
     assert again.service_liveness(services, 5) == first.service_liveness(services, 5)
     assert again.service_liveness(services, 5)["scorer"]["status"] == "up"
     assert again.service_liveness(services, 5)["reporter"]["status"] == "down"
-    assert sorted(again.heartbeats(), key=lambda b: b["instance"]) == sorted(first.heartbeats(),
-                                                                              key=lambda b: b["instance"])
+    assert sorted(again.heartbeats(), key=lambda b: b.beat.instance) == sorted(first.heartbeats(),
+                                                                                key=lambda b: b.beat.instance)

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ctrops_common.events import Event, Topic
+from ctrops_common.events import Event, ServiceHeartbeat, Topic
 
 from .state import GatewayState
 
@@ -72,7 +72,7 @@ def register(state: GatewayState, fan_out: FanOutTable) -> None:
         if event.type is Topic.MONITOR_SNAPSHOT:  # only the latest is ever read; one arrives every 10 s
             await asyncio.to_thread(state.views.prune, Topic.MONITOR_SNAPSHOT, SNAPSHOTS_KEPT)
 
-    async def on_heartbeat(event: Event[Any]) -> None:
+    async def on_heartbeat(event: Event[ServiceHeartbeat]) -> None:
         await asyncio.to_thread(state.views.record_heartbeat, event)
 
     for topic in RECORDED_TOPICS:

@@ -16,10 +16,10 @@ monitor (``monitor.alert``) produced:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
-from ctrops_common.events import MonitorAlert, MonitoringPeriod, PeriodEvidence, ServiceHeartbeat, Topic, TrainingDone
+from ctrops_common.events import MonitorAlert, MonitoringPeriod, PeriodEvidence, Topic, TrainingDone
 from ctrops_common.numbers import finite
 
 from . import model_runs
@@ -166,11 +166,10 @@ def serving_p95_ms(views: ReadModel, timeout_s: float) -> float | None:
     """The scorer's prediction latency p95 (ms), the worst of its fresh instances; None without one."""
     now = datetime.now(timezone.utc)
     values = []
-    for row in views.heartbeats():
-        if row.get("service") != SCORER or now - row["seen_at"] > timedelta(seconds=timeout_s):
+    for seen in views.heartbeats():
+        if seen.beat.service != SCORER or not seen.fresh(now, timeout_s):
             continue
-        beat = ServiceHeartbeat.model_validate({k: v for k, v in row.items() if k != "seen_at"})
-        value = finite(beat.latency_p95_ms, None)
+        value = finite(seen.beat.latency_p95_ms, None)
         if value is not None:
             values.append(value)
     return round(max(values), 3) if values else None

@@ -178,9 +178,9 @@ def _local_health(state: GatewayState) -> dict[str, Any]:
     """Without a monitor: heartbeats this gateway stored and its own traffic."""
     timeout = state.settings.service_timeout_s
     now = datetime.now(timezone.utc)
-    live = [hb for hb in state.views.heartbeats() if now - hb["seen_at"] <= timedelta(seconds=timeout)]
-    cpu = max((finite(hb.get("host_cpu_percent"), None) or finite(hb.get("cpu_percent")) for hb in live), default=0.0)
-    memory = max((finite(hb.get("memory_percent")) for hb in live), default=0.0)
+    live = [seen.beat for seen in state.views.heartbeats() if seen.fresh(now, timeout)]
+    cpu = max((finite(hb.host_cpu_percent, None) or finite(hb.cpu_percent) for hb in live), default=0.0)
+    memory = max((finite(hb.memory_percent) for hb in live), default=0.0)
     routes = state.traffic.routes()
     requests = sum(r["count"] for r in routes.values())
     errors = sum(r["errors"] for r in routes.values())

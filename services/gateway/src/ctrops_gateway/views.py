@@ -20,9 +20,9 @@ that stores a new one.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
@@ -44,7 +44,15 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from ctrops_common.db import as_utc
-from ctrops_common.events import TOPIC_PAYLOADS, Event, FileUploaded, Payload, Topic, TrainingRequested
+from ctrops_common.events import (
+    TOPIC_PAYLOADS,
+    Event,
+    FileUploaded,
+    Payload,
+    ServiceHeartbeat,
+    Topic,
+    TrainingRequested,
+)
 from ctrops_common.migrate import Schema, upgrade
 from ctrops_common.storage import is_id
 
@@ -138,6 +146,17 @@ def stored_correlation(event: Event[Any]) -> str | None:
     return event.correlation_id
 
 
+@dataclass(frozen=True)
+class SeenHeartbeat:
+    """The latest heartbeat of one service instance, and when it was sent."""
+
+    seen_at: datetime
+    beat: ServiceHeartbeat
+
+    def fresh(self, now: datetime, timeout_s: float) -> bool:
+        return now - self.seen_at <= timedelta(seconds=timeout_s)
+
+
 class ReadModel:
     def __init__(self, engine: Engine, runs_in_memory: int = RUNS_IN_MEMORY) -> None:
         self.engine = engine
@@ -147,11 +166,12 @@ class ReadModel:
         self._run_ids: dict[str, set[str]] = {}  # run id -> the event ids in _runs (a redelivery is added once)
         self._run_writes = 0  # run events recorded so far: a read from the database that raced one is not kept
         self._lock = threading.Lock()  # record() runs in worker threads, reads on the event loop
-        # (service, instance) -> (seen_at, payload): the latest heartbeat of each instance, as stored.
-        self._beats: dict[tuple[str, str], tuple[datetime, dict[str, Any]]] = {}
+        # (service, instance) -> the latest heartbeat of each instance, read back typed from its stored row.
+        self._beats: dict[tuple[str, str], SeenHeartbeat] = {}
         with self.engine.connect() as conn:
             for r in conn.execute(select(heartbeats)):
-                self._beats[(r.service, r.instance)] = (as_utc(r.seen_at), json.loads(r.payload))
+                self._beats[(r.service, r.instance)] = SeenHeartbeat(
+                    as_utc(r.seen_at), ServiceHeartbeat.model_validate_json(r.payload))
 
     # -- writing (called from the gateway's consumer) --------------------------
 
@@ -225,7 +245,7 @@ class ReadModel:
             if newest is not None:
                 conn.execute(delete(event_log).where(event_log.c.topic == topic.value, event_log.c.seq <= newest))
 
-    def record_heartbeat(self, event: Event[Any]) -> None:
+    def record_heartbeat(self, event: Event[ServiceHeartbeat]) -> None:
         hb = event.payload
         payload = hb.model_dump_json()
         with self.engine.begin() as conn:
@@ -237,7 +257,7 @@ class ReadModel:
                     service=hb.service, instance=hb.instance, seen_at=event.time, payload=payload
                 )
             )
-        beat = (as_utc(event.time), json.loads(payload))  # as the stored row reads back
+        beat = SeenHeartbeat(as_utc(event.time), hb)
         with self._lock:
             self._beats[(hb.service, hb.instance)] = beat
 
@@ -261,11 +281,10 @@ class ReadModel:
         found = self.events(topics, correlation_id, limit=1, newest_first=True)
         return found[0] if found else None
 
-    def heartbeats(self) -> list[dict[str, Any]]:
-        """The latest heartbeat of each instance (its payload and ``seen_at``), from memory."""
+    def heartbeats(self) -> list[SeenHeartbeat]:
+        """The latest heartbeat of each instance, from memory."""
         with self._lock:
-            beats = list(self._beats.values())
-        return [{"seen_at": seen_at, **payload} for seen_at, payload in beats]
+            return list(self._beats.values())
 
     def service_liveness(self, services: list[str], timeout_s: float) -> dict[str, dict[str, Any]]:
         """Per service: alive if any instance sent a heartbeat within ``timeout_s``. From memory, no SQL."""
@@ -275,7 +294,7 @@ class ReadModel:
             s: {"status": "down", "instances": 0, "last_seen": None} for s in services
         }
         with self._lock:
-            beats = [(service, seen_at) for (service, _), (seen_at, _) in self._beats.items()]
+            beats = [(service, seen.seen_at) for (service, _), seen in self._beats.items()]
         for service, seen_at in beats:
             entry = result.setdefault(service, {"status": "down", "instances": 0, "last_seen": None})
             if now - seen_at <= timeout:
