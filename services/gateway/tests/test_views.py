@@ -108,3 +108,18 @@ def test_a_restarted_gateway_knows_the_heartbeats_it_stored(tmp_path):
     assert again.service_liveness(services, 5)["reporter"]["status"] == "down"
     assert sorted(again.heartbeats(), key=lambda b: b.beat.instance) == sorted(first.heartbeats(),
                                                                                 key=lambda b: b.beat.instance)
+
+
+def test_the_serving_p95_is_the_worst_fresh_scorer_instance_read_from_typed_heartbeats(tmp_path):
+    from ctrops_gateway.monitoring_view import serving_p95_ms
+
+    views = ReadModel(make_engine(f"sqlite:///{tmp_path}/gw.sqlite3"))
+    assert serving_p95_ms(views, 5) is None  # no scorer yet
+    for service, instance, seconds_ago, p95 in [("scorer", "s-1", 1, 12.5), ("scorer", "s-2", 1, 30.25),
+                                                ("scorer", "s-old", 120, 999.0), ("gateway", "g-1", 1, 500.0)]:
+        beat = _beat(service, instance, seconds_ago)
+        beat.payload.latency_p95_ms = p95
+        views.record_heartbeat(beat)
+    assert serving_p95_ms(views, 5) == 30.25  # the stale scorer and the gateway's own p95 are not the model's
+    again = ReadModel(make_engine(f"sqlite:///{tmp_path}/gw.sqlite3"))  # read back from the stored rows
+    assert serving_p95_ms(again, 5) == 30.25
