@@ -56,7 +56,10 @@ async def test_a_running_consumer_survives_a_broker_restart(tmp_path: Path, monk
 
         broker.process.kill()  # kill -9: the memory-only broker loses every topic and offset
         broker.process.wait()
-        await asyncio.sleep(2.5)  # the watcher has seen it
+        seen = time.monotonic() + 20
+        while publisher.broker_up or consumer.consuming:  # the watcher has seen it (a real condition, not a sleep)
+            assert time.monotonic() < seen, "the bus did not notice the broker was gone"
+            await asyncio.sleep(0.1)
         started = time.monotonic()
         with pytest.raises(BrokerUnavailable) as refused:
             await publisher.publish(Topic.PROBE, Probe(probe_id="down", sent_at=time.time()))

@@ -254,6 +254,14 @@ class EventBus:
     def topic_name(self, topic: Topic) -> str:
         return self.settings.topic_prefix + topic.value
 
+    @property
+    def kafka_group(self) -> str:
+        """The consumer group's name on the broker: the topic prefix, then the group. Platforms (tenants,
+        tests) that share a broker under different prefixes then share no group either: a service joining
+        or leaving in one never makes the same service of another rebalance. With the default empty
+        prefix it is the group itself. The processed-events table keys on ``group_id``."""
+        return self.settings.topic_prefix + self.group_id
+
     def subscribe(self, topic: Topic, handler: Handler) -> None:
         name = self.topic_name(topic)
         if name in self._handlers:
@@ -447,14 +455,6 @@ class Bus(EventBus):
                 raise
             except Exception as exc:  # noqa: BLE001 - still unreachable or half-started: look again
                 log.warning("%s: broker check failed: %r", self.service, exc)
-
-    @property
-    def kafka_group(self) -> str:
-        """The consumer group's name on the broker: the topic prefix, then the group. Platforms (tenants,
-        tests) that share a broker under different prefixes then share no group either: a service joining
-        or leaving in one never makes the same service of another rebalance, or wait for its handler. With
-        the default empty prefix it is the group itself. The processed-events table keys on ``group_id``."""
-        return self.settings.topic_prefix + self.group_id
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
