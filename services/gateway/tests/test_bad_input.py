@@ -246,7 +246,11 @@ def test_stalled_bodies_are_cut_at_the_timeout_leave_nothing_and_uploads_are_bou
     multipart = f"multipart/form-data; boundary={boundary}"
     started = time.monotonic()
     stalled = [_stalled(gateway.port, "/api/upload", head, 100_000, multipart) for _ in range(3)]
-    time.sleep(0.5)  # the three hold every upload slot
+    uploads = data_dir / "uploads"
+    holding = time.monotonic() + 10
+    while not uploads.exists() or len(list(uploads.iterdir())) < 3:  # the three are in: each has its upload folder
+        assert time.monotonic() < holding, list(uploads.rglob("*")) if uploads.exists() else "no uploads folder"
+        time.sleep(0.05)
     extra = _stalled(gateway.port, "/api/upload", head, 100_000, multipart)
     status, headers, body = _answer(extra)
     assert status == 503 and headers.get("retry-after") == "5", (status, body)
@@ -263,7 +267,6 @@ def test_stalled_bodies_are_cut_at_the_timeout_leave_nothing_and_uploads_are_bou
     for sock in [*stalled, extra, json_stall]:
         sock.close()
     # Nothing of the cut uploads is left: no partial file, no empty folder.
-    uploads = data_dir / "uploads"
     assert not uploads.exists() or not any(uploads.iterdir()), list(uploads.rglob("*"))
     # The slots are free again and the gateway is healthy.
     connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=30)
