@@ -4,7 +4,6 @@ payload schema, every reference resolvable, and real events valid against their 
 
 from __future__ import annotations
 
-import importlib.util
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -19,16 +18,14 @@ from ctrops_common.events import (
     TrainingRequested,
 )
 from ctrops_common.service import PLATFORM_SERVICES
+from ctrops_common.testing import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "asyncapi.yaml"
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("asyncapi_script", ROOT / "scripts" / "asyncapi.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "scripts" / "asyncapi.py")
 
 
 @pytest.fixture(scope="module")

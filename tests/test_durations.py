@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ctrops_common.testing import longest_files_first
+from ctrops_common.testing import load_script, longest_files_first
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,10 +17,7 @@ class Item:
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("test_durations_script", ROOT / "scripts" / "test_durations.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "scripts" / "test_durations.py")
 
 
 def test_longest_files_go_first_and_each_file_keeps_its_tests_together_in_order():

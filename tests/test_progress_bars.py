@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
+
+from ctrops_common.testing import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _demo():
-    spec = importlib.util.spec_from_file_location("ctrops_demo_progress", ROOT / "scripts" / "demo.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "scripts" / "demo.py")
 
 
 def test_demo_training_bar_piped_prints_one_tqdm_line_per_epoch(capsys):

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
+
+from ctrops_common.testing import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _settings_table_module():
-    spec = importlib.util.spec_from_file_location("settings_table", ROOT / "scripts" / "settings_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "scripts" / "settings_table.py")
 
 
 def test_readme_settings_table_is_current():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import TypeVar
 
 from .broker import free_port
@@ -90,6 +92,14 @@ def start_service(name: str, log_dir: Path, extra_env: dict[str, str] | None = N
                                    stderr=subprocess.STDOUT, env=env)
     service = ServiceProcess(name, process, port, log_path, env)
     return service.wait_ready() if wait else service
+
+
+def load_script(path: Path) -> ModuleType:
+    """A repository script (``scripts/*.py``, not part of a package) loaded as a module, for its tests."""
+    spec = importlib.util.spec_from_file_location(f"ctrops_script_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def longest_files_first(items: Sequence[T], seconds: Mapping[str, float]) -> list[T]:
