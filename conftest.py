@@ -166,7 +166,6 @@ def redis_url() -> str:
     return url
 
 
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Longest test files first. ``make test`` hands whole files to its test processes in this order
     (pytest-xdist ``--dist loadfile --no-loadscope-reorder``), so a long file never starts last while

@@ -289,20 +289,17 @@ class ReadModel:
     def service_liveness(self, services: list[str], timeout_s: float) -> dict[str, dict[str, Any]]:
         """Per service: alive if any instance sent a heartbeat within ``timeout_s``. From memory, no SQL."""
         now = datetime.now(timezone.utc)
-        timeout = timedelta(seconds=timeout_s)
         result: dict[str, dict[str, Any]] = {
             s: {"status": "down", "instances": 0, "last_seen": None} for s in services
         }
-        with self._lock:
-            beats = [(service, seen.seen_at) for (service, _), seen in self._beats.items()]
-        for service, seen_at in beats:
-            entry = result.setdefault(service, {"status": "down", "instances": 0, "last_seen": None})
-            if now - seen_at <= timeout:
+        for seen in self.heartbeats():
+            entry = result.setdefault(seen.beat.service, {"status": "down", "instances": 0, "last_seen": None})
+            if seen.fresh(now, timeout_s):
                 entry["status"] = "up"
                 entry["instances"] += 1
-            seen = seen_at.isoformat()
-            if entry["last_seen"] is None or seen > entry["last_seen"]:
-                entry["last_seen"] = seen
+            last = seen.seen_at.isoformat()
+            if entry["last_seen"] is None or last > entry["last_seen"]:
+                entry["last_seen"] = last
         return result
 
     # -- uploaded files (upload area) ---------------------------------------------
