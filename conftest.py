@@ -23,6 +23,12 @@ for _name, _value in (("OMP_NUM_THREADS", "1"), ("MKL_NUM_THREADS", "1"), ("OMP_
 
 from ctrops_common.broker import EmbeddedBroker, free_port  # noqa: E402
 
+# Every idle consumer asks the embedded broker for data once per fetch max wait (tansu answers a parked
+# fetch only when the wait ends). At the default 100 ms an idle seven-service stack costs the broker and
+# the services a quarter of a core; at 250 ms about half that, for about 75 ms more per hop (broker round
+# trip p50 129 ms against 53 ms, bench/backbone.py). `make test` is bound by CPU, not by hops.
+TEST_FETCH_MAX_WAIT_MS = "250"
+
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
@@ -86,6 +92,7 @@ def platform_env(kafka_bootstrap: str, data_dir: Path, monkeypatch: pytest.Monke
     # the default 10 s, 3 s at 6 s); every service and in-process gateway a test starts joins a group.
     # 6 s as in the end-to-end stack (tests/e2e/conftest.py); a killed consumer's partitions move sooner.
     monkeypatch.setenv("CTROPS_CONSUMER_SESSION_TIMEOUT_S", "6")
+    monkeypatch.setenv("CTROPS_CONSUMER_FETCH_MAX_WAIT_MS", TEST_FETCH_MAX_WAIT_MS)
     monkeypatch.setenv("CTROPS_LOG_JSON", "false")
     from ctrops_common.broker import free_port
 

@@ -42,6 +42,7 @@ FAST_ENV = {
     "CTROPS_HEARTBEAT_INTERVAL_S": "1",
     "CTROPS_SERVICE_TIMEOUT_S": "5",  # gateway: a service silent this long is down
     "CTROPS_CONSUMER_SESSION_TIMEOUT_S": "6",  # a killed consumer's partitions move on sooner
+    "CTROPS_CONSUMER_FETCH_MAX_WAIT_MS": "250",  # idle consumers poll less (the root conftest says why)
     "CTROPS_WS_PERFORMANCE_INTERVAL_S": "1",
     "CTROPS_MONITOR_SNAPSHOT_INTERVAL_S": "1",
     "CTROPS_MONITOR_HEARTBEAT_TIMEOUT_S": "5",
