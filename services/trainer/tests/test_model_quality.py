@@ -6,8 +6,9 @@ can reach there, so "gap to the oracle" is a fair yardstick whatever the set's d
 Issue 18 asks, at the frontend's settings: champion >= oracle - 0.015 and the LSTM+MLP alone
 >= oracle - 0.04; here with a margin for sampling noise, measured with bench/models.py (numbers
 below). The champion's floor is asserted on 20k-row sets at 5% clicks (about 200 validation
-clicks); the LSTM's own floor on a 60k set, where the family shows it holds (on the 20k sets the
-LSTM is 0.03-0.10 under the oracle: its test there holds the gap it reaches, LSTM_REACHED). And on
+clicks) and on the 60k mixed set; the LSTM's own floor on that 60k set, where the family shows it
+holds (on the 20k sets the LSTM is 0.03-0.10 under the oracle: its test there holds the gap it
+reaches, LSTM_REACHED). And on
 the set whose signal lives only in recent ``seq`` tokens, the LSTM+MLP beats a LightGBM that
 sees only the tabular columns: the sequence is learnt, not just the columns beside it.
 """
@@ -20,7 +21,6 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 import pytest
-import torch
 
 from ctrops_common.auc_stats import auc_ci
 from ctrops_common.events import TrainingConfig
@@ -50,7 +50,9 @@ LSTM_FLOOR = 0.04  # issue 18's target for the LSTM+MLP alone (met on the 60k an
 LSTM_REACHED = 0.10  # the worst seed-1 gap measured (tabular, 0.101), the floor held today
 MARGIN = 0.02
 
-SETS = [("mixed", 0.05), ("tabular", 0.05), ("seq", 0.05)]  # 20k rows each, seed 1
+# 20k rows each, seed 1. The mixed set is measured once, at 60k rows (LSTM_SET), where both of its
+# floors are stricter than here: the champion's is the same and the LSTM's is issue 18's own.
+SETS = [("tabular", 0.05), ("seq", 0.05)]
 # The LSTM+MLP alone reaches issue 18's floor on the 60k and 600k sets of the family (bench/models.py,
 # docs/benchmarks.md "The family of generated sets"): mixed 5% 60k, gap -0.030/-0.032 on seeds 1/2.
 LSTM_SET = ("mixed", 0.05, 60_000)
@@ -78,31 +80,24 @@ def measure(folder: Path, variant: str, ctr: float, rows: int) -> Measured:
     config = frontend_config(SEED)
     data = read_training_file(parquet, config.max_seq_len)
     lstm = train(data, config)
-    gbdt = train_challenger(data, lstm.split, config, threads=2)
+    gbdt = train_challenger(data, lstm.split, config, threads=1)
     y = data.labels[lstm.split.val]
     return Measured(data, lstm.split, auc_ci(y, oracle[lstm.split.val]).auc,
                     auc_ci(y, lstm.val_probability).auc, auc_ci(y, gbdt.val_probability).auc)
 
 
+# One thread for torch (the root conftest's OMP_NUM_THREADS) and for LightGBM: `make test` runs four
+# test processes on two cores, where a second thread only adds CPU time. Measured on the 60k set on an
+# idle machine: the LSTM took 70 CPU-s (48 s) on two threads, 54 CPU-s (54 s) on one, same AUC to 0.001.
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Measured]:
     folder: Path = tmp_path_factory.mktemp("quality")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        return {variant: measure(folder, variant, ctr, ROWS) for variant, ctr in SETS}
-    finally:
-        torch.set_num_threads(threads)
+    return {variant: measure(folder, variant, ctr, ROWS) for variant, ctr in SETS}
 
 
 @pytest.fixture(scope="module")
 def measured_60k(tmp_path_factory: pytest.TempPathFactory) -> Measured:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        return measure(tmp_path_factory.mktemp("quality60k"), *LSTM_SET)
-    finally:
-        torch.set_num_threads(threads)
+    return measure(tmp_path_factory.mktemp("quality60k"), *LSTM_SET)
 
 
 def test_lstm_alone_reaches_issue_18s_floor_on_a_60k_set(measured_60k):
@@ -132,7 +127,7 @@ def test_lstm_learns_the_sequence(measured):
     m = measured["seq"]
     train_set = lgb.Dataset(m.data.features[m.split.train_all], m.data.labels[m.split.train_all])
     val_set = lgb.Dataset(m.data.features[m.split.val], m.data.labels[m.split.val], reference=train_set)
-    booster = lgb.train(challenger_params(SEED, 2), train_set, num_boost_round=MAX_ROUNDS, valid_sets=[val_set],
+    booster = lgb.train(challenger_params(SEED, 1), train_set, num_boost_round=MAX_ROUNDS, valid_sets=[val_set],
                         callbacks=[lgb.early_stopping(PATIENCE, first_metric_only=True, verbose=False)])
     tabular = auc_ci(m.data.labels[m.split.val],
                      booster.predict(m.data.features[m.split.val], num_iteration=booster.best_iteration)).auc
