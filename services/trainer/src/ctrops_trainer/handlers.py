@@ -58,7 +58,10 @@ log = logging.getLogger(__name__)
 
 FINAL_PUBLISH_WAIT_S = 120.0  # how long a run's end waits for a broker that is down
 
-_SPAWN = multiprocessing.get_context("spawn")
+# Training processes are forked from a fork server that has imported torch and the training code
+# once (worker_imports); the server starts with the first training, not with the trainer.
+_PROCESSES = multiprocessing.get_context("forkserver")
+_PROCESSES.set_forkserver_preload(["ctrops_trainer.worker_imports"])
 
 
 @dataclass
@@ -219,11 +222,11 @@ class Trainer:
     async def _supervise(self, job: dict[str, Any], request: TrainingRequested, attempt: int,
                          tracker: RunTracking) -> Outcome:
         run_id = request.run_id
-        messages = _SPAWN.Queue()
-        stop = _SPAWN.Event()
-        process = _SPAWN.Process(target=worker.run, args=(job, messages, stop), name=f"train-{run_id[:8]}",
+        messages = _PROCESSES.Queue()
+        stop = _PROCESSES.Event()
+        process = _PROCESSES.Process(target=worker.run, args=(job, messages, stop), name=f"train-{run_id[:8]}",
                                  daemon=True)
-        process.start()  # from the event-loop thread: the child's parent-death signal follows this thread
+        process.start()  # forked by the fork server, which this starts at the first training
         poll = self.settings.trainer_poll_s
         next_renewal = time.monotonic() + poll
         stop_deadline: float | None = None

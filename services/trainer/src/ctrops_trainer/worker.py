@@ -1,4 +1,5 @@
-"""The training process: one child process per attempt, started with the ``spawn`` method.
+"""The training process: one child process per attempt, forked from the trainer's fork server
+(``multiprocessing``'s ``forkserver``, with torch and the training code preloaded: ``worker_imports``).
 
 Why a process: training is minutes of CPU work. In a child it can never starve the
 service's event loop (Kafka heartbeats, lease renewals, health checks), a cancel can
@@ -13,17 +14,21 @@ the parent through one queue of plain tuples:
     ("failed", reason)         the data or config cannot be trained on; the reason says what to fix
     ("cancelled",)             the stop event was set
 
-This module imports neither torch nor the training code at import time: the thread
-settings (``OMP_WAIT_POLICY``, ``torch.set_num_threads``) must be in place before torch loads.
+This module imports neither torch nor the training code at import time: the trainer itself
+never loads them. The fork server has, with ``OMP_WAIT_POLICY`` set first; each process sets
+its own thread count.
 """
 
 from __future__ import annotations
 
 import ctypes
 import json
+import multiprocessing
+import multiprocessing.connection
 import os
 import shutil
 import signal
+import threading
 import time
 import traceback
 import uuid
@@ -33,13 +38,26 @@ from typing import Any
 RESULT_FILE = "result.json"  # written into the model folder with the final numbers
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL us when the parent dies (kill -9 of the trainer must not leave orphans)."""
+def _die_with_the_trainer() -> None:
+    """End this process at once when the trainer ends, even by kill -9: a training must not go on
+    as an orphan. The fork server, not the trainer, is this process's parent in the kernel's sense,
+    and it outlives the trainer while any training process is left. So a thread waits on
+    multiprocessing's parent sentinel (the trainer's end of a pipe, closed when it dies) and kills
+    this process; the parent-death signal covers the fork server's own death."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: the fork server
     except OSError:
-        pass  # not Linux: the parent-pid check in the training loop still stops us
+        pass  # not Linux: the sentinel below and the check in the training loop still stop us
+    trainer = multiprocessing.parent_process()
+    if trainer is None:  # called outside a multiprocessing child (a test calling run directly)
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([trainer.sentinel])
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="trainer-watch", daemon=True).start()
 
 
 def model_dir(data_dir: Path, run_id: str) -> Path:
@@ -92,8 +110,8 @@ def _plain(value: Any) -> Any:
 def run(job: dict[str, Any], messages, stop) -> None:
     """Entry point of the child process. ``job``: run_id, parquet_path, data_dir, config, threads, seq_chunks,
     device, and for a retrain ``replaces`` (``promotion.Replaced`` as a dict)."""
-    _die_with_parent()
-    parent = os.getppid()
+    _die_with_the_trainer()
+    trainer = multiprocessing.parent_process()
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # idle OpenMP threads must not spin on shared cores
     os.environ["OMP_NUM_THREADS"] = str(job["threads"])
     started = time.perf_counter()
@@ -122,7 +140,7 @@ def run(job: dict[str, Any], messages, stop) -> None:
         }))
 
         def should_stop() -> bool:
-            return stop.is_set() or os.getppid() != parent
+            return stop.is_set() or (trainer is not None and not trainer.is_alive())
 
         plan: dict[str, Any] = {}
 
