@@ -3,8 +3,8 @@
     .venv/bin/python bench/training_stage.py [--rows 60000] [--variant mixed] [--seed 42] [--threads 2]
 
 A generated file in the training layout (``ctrops_common.testdata.variant_parquet``) goes
-through the trainer's own training process (``ctrops_trainer.worker.run`` in a ``spawn`` child,
-exactly as the service starts it) at the frontend's settings (epochs 10, batch 4096, lr 0.001,
+through the trainer's own training process (``ctrops_trainer.worker.run``, forked from the fork
+server of ``worker.PROCESSES`` exactly as the service starts it; the first start includes the server's) at the frontend's settings (epochs 10, batch 4096, lr 0.001,
 lstm_hidden 64, mlp_hidden 256,128, dropout 0.2, down-sampling, validation 0.2; early stopping
 patience 3 is the default). Prints: wall time of the whole stage (child start to saved models),
 the LSTM's and the challenger's own times, the child's peak RSS, each model's val AUC beside the
@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -32,6 +30,19 @@ for src in ("libs/common/src", "services/trainer/src"):  # also runs without `ma
 
 FRONTEND = {"epochs": 10, "batchSize": 4096, "learningRate": 0.001, "lstmHidden": 64, "mlpHidden": "256,128",
             "dropout": 0.2, "downsampling": True, "validationSplit": 0.2}
+
+
+def peak_rss_mb(pid: int, seen: float) -> float:
+    """The training process's peak RSS so far (``VmHWM``). It is the fork server's child, not ours, so
+    ``getrusage(RUSAGE_CHILDREN)`` never sees it; read at each message, the last read is at ``done``."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return max(seen, int(line.split()[1]) / 1024)
+    except OSError:
+        pass  # already gone
+    return seen
 
 
 def main() -> int:
@@ -60,15 +71,17 @@ def main() -> int:
         job = {"run_id": "bench" + "0" * 27, "parquet_path": str(parquet), "data_dir": str(folder / "data"),
                "config": config.model_dump(mode="json"), "threads": args.threads, "seq_chunks": 4,
                "device": "cpu"}
-        spawn = multiprocessing.get_context("spawn")
-        messages, stop = spawn.Queue(), spawn.Event()
+        processes = worker.PROCESSES
+        messages, stop = processes.Queue(), processes.Event()
         started = time.perf_counter()
-        child = spawn.Process(target=worker.run, args=(job, messages, stop))
+        child = processes.Process(target=worker.run, args=(job, messages, stop))
         child.start()
         epochs, summary = 0, None
         challenger_at = None
+        peak_mb = 0.0
         while summary is None:
             message = messages.get(timeout=1800)
+            peak_mb = peak_rss_mb(child.pid, peak_mb)
             if message[0] == "epoch":
                 epochs += 1
             elif message[0] == "challenger_started":
@@ -80,7 +93,6 @@ def main() -> int:
                 return 1
         wall = time.perf_counter() - started
         child.join()
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
         import pyarrow.parquet as pq
 

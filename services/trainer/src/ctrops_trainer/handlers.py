@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
 import queue
 import time
 from dataclasses import asdict, dataclass
@@ -58,10 +57,6 @@ log = logging.getLogger(__name__)
 
 FINAL_PUBLISH_WAIT_S = 120.0  # how long a run's end waits for a broker that is down
 
-# Training processes are forked from a fork server that has imported torch and the training code
-# once (worker_imports); the server starts with the first training, not with the trainer.
-_PROCESSES = multiprocessing.get_context("forkserver")
-_PROCESSES.set_forkserver_preload(["ctrops_trainer.worker_imports"])
 
 
 @dataclass
@@ -222,9 +217,9 @@ class Trainer:
     async def _supervise(self, job: dict[str, Any], request: TrainingRequested, attempt: int,
                          tracker: RunTracking) -> Outcome:
         run_id = request.run_id
-        messages = _PROCESSES.Queue()
-        stop = _PROCESSES.Event()
-        process = _PROCESSES.Process(target=worker.run, args=(job, messages, stop), name=f"train-{run_id[:8]}",
+        messages = worker.PROCESSES.Queue()
+        stop = worker.PROCESSES.Event()
+        process = worker.PROCESSES.Process(target=worker.run, args=(job, messages, stop), name=f"train-{run_id[:8]}",
                                  daemon=True)
         process.start()  # forked by the fork server, which this starts at the first training
         poll = self.settings.trainer_poll_s

@@ -37,6 +37,11 @@ from typing import Any
 
 RESULT_FILE = "result.json"  # written into the model folder with the final numbers
 
+# Where training processes come from: forked from a fork server that imported torch and the training
+# code once (worker_imports). The server starts with the first training, not with the trainer.
+PROCESSES = multiprocessing.get_context("forkserver")
+PROCESSES.set_forkserver_preload(["ctrops_trainer.worker_imports"])
+
 
 def _die_with_the_trainer() -> None:
     """End this process at once when the trainer ends, even by kill -9: a training must not go on
