@@ -8,9 +8,9 @@ Issue 18 asks, at the frontend's settings: champion >= oracle - 0.015 and the LS
 below). The champion's floor is asserted on 20k-row sets at 5% clicks (about 200 validation
 clicks) and on the 60k mixed set; the LSTM's own floor on that 60k set, where the family shows it
 holds (on the 20k sets the LSTM is 0.03-0.10 under the oracle: its test there holds the gap it
-reaches, LSTM_REACHED). And on
-the set whose signal lives only in recent ``seq`` tokens, the LSTM+MLP beats a LightGBM that
-sees only the tabular columns: the sequence is learnt, not just the columns beside it.
+reaches, LSTM_REACHED). And on the set whose signal lives only in recent ``seq`` tokens, the
+LSTM+MLP beats a LightGBM that sees only the tabular columns: the sequence is learnt, not just
+the columns beside it.
 """
 
 from __future__ import annotations

@@ -58,7 +58,6 @@ log = logging.getLogger(__name__)
 FINAL_PUBLISH_WAIT_S = 120.0  # how long a run's end waits for a broker that is down
 
 
-
 @dataclass
 class Outcome:
     kind: str  # done | failed | cancelled | died | lost | stopping
@@ -219,8 +218,8 @@ class Trainer:
         run_id = request.run_id
         messages = worker.PROCESSES.Queue()
         stop = worker.PROCESSES.Event()
-        process = worker.PROCESSES.Process(target=worker.run, args=(job, messages, stop), name=f"train-{run_id[:8]}",
-                                 daemon=True)
+        process = worker.PROCESSES.Process(target=worker.run, args=(job, messages, stop),
+                                           name=f"train-{run_id[:8]}", daemon=True)
         process.start()  # forked by the fork server, which this starts at the first training
         poll = self.settings.trainer_poll_s
         next_renewal = time.monotonic() + poll

@@ -53,7 +53,7 @@ def _die_with_the_trainer() -> None:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: the fork server
     except OSError:
-        pass  # not Linux: the sentinel below and the check in the training loop still stop us
+        pass  # not Linux: the sentinel below still stops us
     trainer = multiprocessing.parent_process()
     if trainer is None:  # called outside a multiprocessing child (a test calling run directly)
         return
@@ -116,9 +116,6 @@ def run(job: dict[str, Any], messages, stop) -> None:
     """Entry point of the child process. ``job``: run_id, parquet_path, data_dir, config, threads, seq_chunks,
     device, and for a retrain ``replaces`` (``promotion.Replaced`` as a dict)."""
     _die_with_the_trainer()
-    trainer = multiprocessing.parent_process()
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # idle OpenMP threads must not spin on shared cores
-    os.environ["OMP_NUM_THREADS"] = str(job["threads"])
     started = time.perf_counter()
     try:
         import torch
@@ -145,7 +142,7 @@ def run(job: dict[str, Any], messages, stop) -> None:
         }))
 
         def should_stop() -> bool:
-            return stop.is_set() or (trainer is not None and not trainer.is_alive())
+            return stop.is_set()  # a trainer that died ends this process at once (_die_with_the_trainer)
 
         plan: dict[str, Any] = {}
 
