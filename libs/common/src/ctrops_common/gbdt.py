@@ -44,7 +44,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
-from .ml import Preprocess
+from .preprocess import Preprocess
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / phi, odd: Fibonacci hashing
 _BIGRAM_MIX = np.uint64(0xC2B2AE3D27D4EB4F)  # a second odd constant to combine two tokens

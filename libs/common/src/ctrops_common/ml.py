@@ -42,8 +42,6 @@ A saved model is a folder in the file store: ``model.pt`` (state dict) and
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -51,51 +49,7 @@ import torch
 from torch import nn
 
 from .ctr_metrics import correct_probability  # noqa: F401 - its home before ctr_metrics; callers import it here
-
-
-@dataclass
-class Preprocess:
-    feature_columns: list[str]
-    fill_values: list[float]  # per feature, for missing values (training medians)
-    max_seq_len: int  # most recent tokens kept
-    seq_scale: float  # tokens are divided by this before the LSTM
-    lstm_hidden: int
-    mlp_hidden: list[int]
-    dropout: float
-    base_rate: float  # click rate of the original data
-    train_rate: float  # click rate the model was trained at (after down-sampling)
-    threshold: float = 0.5  # decision threshold for accuracy/precision/recall (on corrected p)
-    extra: dict = field(default_factory=dict)
-    # Added with embeddings; the defaults describe every model saved before (scalar LSTM input).
-    kind: str = "lstm"  # which model family the folder holds ("lstm" here, "gbdt" for ctrops_common.gbdt)
-    seq_encoding: str = "scalar"  # "embedding" (hashed tokens -> learned vectors) or "scalar" (token / seq_scale)
-    seq_vocab: int = 0  # hash buckets of the embedding (a power of two); 0 for scalar
-    seq_embedding_dim: int = 0  # width of a token's vector; 0 for scalar
-    # Low-cardinality integer features (column -> its sorted training values), each also fed to
-    # the MLP through a small learned embedding of its value; empty for models saved before.
-    categorical_values: dict[str, list[float]] = field(default_factory=dict)
-    category_dim: int = 0
-    # Per-feature piecewise-linear input transform applied inside ``TabularSeqModel.head`` (so every
-    # caller keeps passing raw filled features): feature i's value is mapped through the points
-    # (input_knots[i][k], input_targets[i][k]), clamped at both ends. Empty: none (models saved before).
-    input_transform: str = "none"  # "none", "quantile" (rank-Gauss) or "robust" (median/IQR, clipped)
-    input_knots: list[list[float]] = field(default_factory=list)
-    input_targets: list[list[float]] = field(default_factory=list)
-    # Piecewise-linear encoding: per feature, the T+1 edges of its T quantile bins (fitted on the
-    # training rows, filled; a feature with fewer distinct quantiles repeats its last edge, and an
-    # empty bin encodes as 0). Empty: none (models saved before).
-    ple_edges: list[list[float]] = field(default_factory=list)
-    cross_layers: int = 0  # low-rank cross layers before the MLP (0: none, models saved before)
-    cross_rank: int = 0
-    seq_pool: int = 0  # recent tokens pooled into the state beside the LSTM's (0: none, models saved before)
-    tabular_norm: str = "batch"  # "batch": BatchNorm over the numeric inputs (every model saved before); "none"
-
-    def save(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=2))
-
-    @classmethod
-    def load(cls, path: Path) -> Preprocess:
-        return cls(**json.loads(path.read_text()))
+from .preprocess import Preprocess  # noqa: F401 - its home before preprocess.py; callers import it here
 
 
 FIBONACCI_MULTIPLIER = 2654435761  # round(2^32 / golden ratio), Knuth's multiplicative hash

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ctrops_common.dataset import SEQUENCE, TARGET
-from ctrops_common.ml import Preprocess
+from ctrops_common.preprocess import Preprocess
 
 
 @dataclass

@@ -15,7 +15,7 @@ model URI (``models:/<name>/<version>``, ``models:/<name>@champion``, ``models:/
 tracking store and loads it with its MLflow flavor (pytorch or lightgbm); the
 preprocessing travels in the MLmodel's ``metadata`` (``ctrops.preprocess``), so the
 logged model is complete on its own. MLflow and LightGBM are imported only when a model
-of that source or kind is loaded (this module needs torch, through ``ctrops_common.ml``).
+of that source or kind is loaded, and torch when an LSTM is: importing this module costs neither.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from .ml import Preprocess, correct_probability
+from .ctr_metrics import correct_probability
+from .preprocess import Preprocess
 
 PREPROCESS_FILE = "preprocess.json"
 METADATA_KEY = "ctrops"  # MLmodel metadata: {"ctrops": {"kind": ..., "preprocess": {...}}}

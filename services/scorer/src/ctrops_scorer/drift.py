@@ -33,8 +33,6 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from scipy import stats
-from scipy.spatial.distance import jensenshannon
 
 FeatureKind = Literal["numeric", "categorical"]
 
@@ -61,6 +59,8 @@ def psi(expected: np.ndarray, actual: np.ndarray, epsilon: float = PSI_EPSILON) 
 
 def ks_test(reference: np.ndarray, current: np.ndarray) -> tuple[float, float | None]:
     """(D, p-value) of the two-sample KS test on the non-missing values; (0, None) if a side is empty."""
+    from scipy import stats  # on first use: the scorer starts without SciPy
+
     reference = reference[~np.isnan(reference)]
     current = current[~np.isnan(current)]
     if reference.size == 0 or current.size == 0:
@@ -71,6 +71,8 @@ def ks_test(reference: np.ndarray, current: np.ndarray) -> tuple[float, float | 
 
 def chi_square(expected: np.ndarray, actual: np.ndarray) -> tuple[float, float | None]:
     """(chi2, p-value) of the 2 x bins table of counts, bins empty on both sides dropped."""
+    from scipy import stats  # on first use: the scorer starts without SciPy
+
     table = np.vstack([np.asarray(expected, dtype=np.float64), np.asarray(actual, dtype=np.float64)])
     table = table[:, table.sum(axis=0) > 0]
     if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
@@ -81,6 +83,8 @@ def chi_square(expected: np.ndarray, actual: np.ndarray) -> tuple[float, float |
 
 def wasserstein_normed(reference: np.ndarray, current: np.ndarray, scale: float) -> float:
     """Wasserstein-1 distance of the non-missing values over the reference's standard deviation."""
+    from scipy import stats  # on first use: the scorer starts without SciPy
+
     reference = reference[~np.isnan(reference)]
     current = current[~np.isnan(current)]
     if reference.size == 0 or current.size == 0:
@@ -90,6 +94,8 @@ def wasserstein_normed(reference: np.ndarray, current: np.ndarray, scale: float)
 
 def js_distance(expected: np.ndarray, actual: np.ndarray) -> float:
     """Jensen-Shannon distance (natural log) of two count vectors."""
+    from scipy.spatial.distance import jensenshannon  # on first use: the scorer starts without SciPy
+
     expected = np.asarray(expected, dtype=np.float64)
     actual = np.asarray(actual, dtype=np.float64)
     if expected.sum() <= 0 or actual.sum() <= 0:

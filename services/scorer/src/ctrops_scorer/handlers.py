@@ -118,9 +118,6 @@ def outputs_exist(store: FileStore, done: ScoringDone) -> bool:
 
 def register(runtime: ServiceRuntime, settings: ScorerSettings) -> None:
     """Subscribe the scorer's handlers and start its API and champion pre-load beside them."""
-    import torch
-
-    torch.set_num_threads(settings.scorer_torch_threads)
     store, bus = runtime.store, runtime.bus
     catalogue = RunCatalogue(runtime.engine)
     finished = FinishedJobs(runtime.engine)
@@ -128,7 +125,8 @@ def register(runtime: ServiceRuntime, settings: ScorerSettings) -> None:
     answering: set[str] = set()  # parked jobs being scored now (the consumer leaves their redeliveries)
     run_recorded = asyncio.Event()  # wakes the parked jobs' watcher
     cache = ModelCache(store, capacity=settings.scorer_cached_models, gbdt_threads=settings.scorer_gbdt_threads,
-                       forward_rows=settings.scorer_forward_rows, compile_trees=settings.scorer_compile_trees)
+                       forward_rows=settings.scorer_forward_rows, compile_trees=settings.scorer_compile_trees,
+                       torch_threads=settings.scorer_torch_threads)
     executor = ThreadPoolExecutor(settings.scorer_api_threads, thread_name_prefix="scorer-api")
     latency = ServingLatency()
     online = OnlineScorer(catalogue, cache, executor, latency, max_rows=settings.scorer_max_rows,

@@ -61,9 +61,11 @@ def choose_model(done: TrainingDone, model: str = "champion") -> ModelChoice:
 
 
 def load_model(store: FileStore, location: str, *, gbdt_threads: int = 1, forward_rows: int = 512,
-               compile_trees: str = "off") -> LoadedModel:
+               compile_trees: str = "off", torch_threads: int = 1) -> LoadedModel:
     """A model folder of the file store -> ``LoadedModel`` (blocking: call in a thread).
 
+    ``torch_threads`` (an LSTM): torch's intra-op threads, set when the first LSTM is loaded, since
+    torch is imported then (a scorer that never serves an LSTM never imports it).
     ``compile_trees`` (a LightGBM model): "background" serves on LightGBM at once and switches to
     the compiled forest once it is checked (``compiled.attach``), "wait" returns only after that
     attempt, "off" keeps LightGBM."""
@@ -75,6 +77,10 @@ def load_model(store: FileStore, location: str, *, gbdt_threads: int = 1, forwar
         raise NoSuchModel(f"no saved model at {location} (preprocess.json expected)")
     loaded = load_ctr_model(folder)
     loaded.batch_rows = forward_rows
+    if loaded.kind == "lstm":
+        import torch
+
+        torch.set_num_threads(torch_threads)
     if loaded.kind == "gbdt":
         loaded.model.threads = gbdt_threads
         if compile_trees != "off":
@@ -93,10 +99,11 @@ def compiled_cache_dir(store: FileStore) -> Path:
 
 class ModelCache:
     def __init__(self, store: FileStore, *, capacity: int = 4, gbdt_threads: int = 1, forward_rows: int = 512,
-                 compile_trees: str = "off") -> None:
+                 compile_trees: str = "off", torch_threads: int = 1) -> None:
         self.store = store
         self.capacity = capacity
-        self.options = {"gbdt_threads": gbdt_threads, "forward_rows": forward_rows, "compile_trees": compile_trees}
+        self.options = {"gbdt_threads": gbdt_threads, "forward_rows": forward_rows, "compile_trees": compile_trees,
+                        "torch_threads": torch_threads}
         self._models: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
         self._loading: dict[tuple[str, str], asyncio.Task[LoadedModel]] = {}
         self.pinned: tuple[str, str] | None = None

@@ -30,7 +30,6 @@ import math
 from datetime import datetime, timezone
 
 import numpy as np
-from scipy import stats
 
 from ctrops_common.auc_stats import auc_ci
 from ctrops_common.ctr_metrics import (
@@ -64,6 +63,8 @@ def period_label(when: datetime, bucket: str) -> str:
 
 def poisson_interval(count: int, level: float = 0.95) -> tuple[float, float]:
     """Exact (Garwood) interval of a Poisson mean from one observed ``count``."""
+    from scipy import stats  # on first use: the scorer starts without SciPy
+
     alpha = 1 - level
     low = 0.0 if count == 0 else float(stats.chi2.ppf(alpha / 2, 2 * count) / 2)
     high = float(stats.chi2.ppf(1 - alpha / 2, 2 * count + 2) / 2)
