@@ -11,6 +11,10 @@ registered version, ``models:/<name>/<version>``) loaded through the MLflow trac
 when the trainer registered one; otherwise (tracking off or failed, runs from before the
 registry) the folder ``model_location`` in the file store. The explanation records which:
 ``model_uri`` (None for a folder), ``model_version``, ``model_kind``, ``model_location``.
+
+A start imports none of the numerical stack: the first run to explain imports torch, SciPy and
+LIME (``config.py`` says why), and MLflow when it loads a registered model. That first run is
+a few seconds longer; a start costs about 1 s of CPU instead of 4-5.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from ctrops_common.model_loading import LoadedModel, load_ctr_model, load_ctr_mo
 from ctrops_common.service import ServiceRuntime
 from ctrops_common.storage import FileStore, UnsafePath, check_id
 
-from .pipeline import ExplainConfig, SplitSpec, explain
+from .config import ExplainConfig, SplitSpec
 from .settings import ExplainerSettings
 
 log = logging.getLogger(__name__)
@@ -52,6 +56,8 @@ class ExplanationError(Exception):
 def explain_run(store: FileStore, done: TrainingDone, config: ExplainConfig,
                 tracking_uri: str | None = None) -> Explanation:
     """Load the model ``done`` names and the run's data, and explain them (blocking: call in a thread)."""
+    from .pipeline import explain  # the numerical stack, imported by the first run (config.py says why)
+
     try:
         data_file = store.path(parquet_path(check_id(done.file_id)))
     except UnsafePath as exc:
@@ -142,18 +148,4 @@ def register(runtime: ServiceRuntime, settings: ExplainerSettings) -> None:
             correlation_id=run_id,
         )
 
-    async def warm_up_mlflow() -> None:
-        """Import MLflow and its model flavors before the first registered model needs them (seconds)."""
-        try:
-            await asyncio.to_thread(_import_mlflow)
-        except Exception as exc:  # noqa: BLE001 - the first load will say what is wrong
-            log.warning("MLflow cannot be imported (%s: %s); models are read from the file store",
-                        type(exc).__name__, exc)
-
     bus.subscribe(Topic.TRAINING_DONE, on_training_done)
-    runtime.add_background(warm_up_mlflow)
-
-
-def _import_mlflow() -> None:
-    import mlflow.lightgbm  # noqa: F401
-    import mlflow.pytorch  # noqa: F401

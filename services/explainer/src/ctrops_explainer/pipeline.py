@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from ctrops_common.splits import validation_rows
 
 from .attribution import (direction_of, gbdt_token_effects, importance_with_interval, partial_dependence,
                           sequence_direction, tree_shap)
+from .config import ExplainConfig, SplitSpec  # noqa: F401 - callers import them here too
 from .correlation import correlated_pairs, pearson_matrix
 from .heldout import benjamini_hochberg, heldout_permutation
 from ctrops_common.model_inputs import DataFile, Rows
@@ -64,36 +65,6 @@ DEFINITIONS = {
     "correlation": "Pearson, pairwise-complete rows; undefined pairs (constant or missing) reported as 0; pairs: "
                    "every pair of model features (seq as its length) with |r| >= correlation_threshold",
 }
-
-
-@dataclass(frozen=True)
-class ExplainConfig:
-    sample_rows: int = 100  # LIME (LSTM): explained validation rows
-    click_share: float = 0.5
-    lime_samples: int = 5000  # the most LIME perturbations per row (the convergence test picks fewer)
-    lime_min_samples: int = 500
-    lime_tolerance: float = 0.1
-    background_rows: int = 2000
-    seq_bank_size: int = 256
-    seed: int = 42
-    bootstrap: int = 500
-    permutation_repeats: int = 2
-    eval_rows: int = 12_000  # validation rows (uniform sample) for TreeSHAP and the directions
-    direction_rows: int = 300  # LSTM: rows of the partial dependence that gives the direction of effect
-    permutation_rows: int = 5_000  # validation rows of the permutation test: every click (up to half), then non-clicks
-    top_k: int = 10
-    correlation_rows: int = 50_000
-    correlation_threshold: float = 0.3
-    batch_rows: int = 8192
-    torch_threads: int = 2
-
-
-@dataclass(frozen=True)
-class SplitSpec:
-    """How the trainer split the run's rows (training.done's config)."""
-
-    validation_split: float = 0.2
-    seed: int = 42
 
 
 def stratified_sample(clicked: np.ndarray, size: int, click_share: float, rng: np.random.Generator) -> np.ndarray:

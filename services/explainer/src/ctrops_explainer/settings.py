@@ -4,7 +4,7 @@ from pydantic import Field
 
 from ctrops_common.settings import ServiceSettings, env_alias
 
-from .pipeline import ExplainConfig
+from .config import ExplainConfig
 
 
 class ExplainerSettings(ServiceSettings):
