@@ -44,7 +44,6 @@ from reportlab.platypus import (
 from ctrops_common.documents import AssumptionsDoc, ModelStrengthDoc, ReportDoc
 from ctrops_common.model_metrics import ModelMetrics
 
-from . import charts
 from .facts import Correlation, Feature
 from .fonts import register_pdf_fonts
 from .narrative import PRIORITY_RULE
@@ -302,6 +301,8 @@ def metric_rows(metrics: ModelMetrics, strength: ModelStrengthDoc) -> list[tuple
 
 
 def render_pdf(inputs: PdfInputs, options: PdfOptions = PdfOptions()) -> bytes:
+    from . import charts  # matplotlib: imported by the first report, not at the reporter's start
+
     regular, bold = register_pdf_fonts()
     st = _styles(regular, bold)
     report = inputs.report
