@@ -33,7 +33,6 @@ from ctrops_common.dataset import period_path
 from ctrops_common.events import (
     Event,
     ExplanationDone,
-    MonitoringPeriod,
     ScoringDone,
     ScoringFailed,
     ScoringProgress,

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ctrops_common.dataset import SEQUENCE, TARGET, parquet_path
 from ctrops_common.events import TrainingDone
