@@ -64,8 +64,9 @@ def load_model(store: FileStore, location: str, *, gbdt_threads: int = 1, forwar
                compile_trees: str = "off", torch_threads: int = 1) -> LoadedModel:
     """A model folder of the file store -> ``LoadedModel`` (blocking: call in a thread).
 
-    ``torch_threads`` (an LSTM): torch's intra-op threads, set when the first LSTM is loaded, since
-    torch is imported then (a scorer that never serves an LSTM never imports it).
+    ``torch_threads`` (an LSTM): torch's intra-op threads, set with each LSTM loaded, before it is
+    returned to score with: torch is imported by the first (a scorer that never serves an LSTM never
+    imports it).
     ``compile_trees`` (a LightGBM model): "background" serves on LightGBM at once and switches to
     the compiled forest once it is checked (``compiled.attach``), "wait" returns only after that
     attempt, "off" keeps LightGBM."""
