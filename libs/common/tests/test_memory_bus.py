@@ -138,6 +138,32 @@ async def test_without_a_processed_events_record_a_redelivery_is_handled_again(s
     assert calls == [sent.event_id, sent.event_id]
 
 
+async def test_a_topic_subscribed_with_remember_false_is_not_recorded_and_a_redelivery_reaches_its_handler(
+    settings, processed
+):
+    """For handlers idempotent by themselves (the heartbeats'): no record is written or read for that
+    topic, while the bus's other topics keep theirs."""
+    broker = InMemoryBroker()
+    calls: list[str] = []
+    consumer = InMemoryBus(settings, "memtest", processed=processed, broker=broker)
+    consumer.subscribe(Topic.PROBE, lambda e: asyncio.sleep(0, calls.append(e.event_id)), remember=False)
+
+    @consumer.subscriber(Topic.PROBE_REPLY)
+    async def on_reply(event: Event[ProbeReply]) -> None:
+        calls.append(event.event_id)
+
+    await consumer.start()
+    producer = await started(InMemoryBus(settings, "producer", broker=broker))
+    sample = await producer.publish_and_settle(Topic.PROBE, probe())
+    reply = await producer.publish_and_settle(Topic.PROBE_REPLY, ProbeReply(probe_id="p", sent_at=0, handled_by="x"))
+    assert not processed.seen("memtest", sample.event_id) and processed.seen("memtest", reply.event_id)
+    broker.redeliver(sample)
+    broker.redeliver(reply)
+    await broker.settle()
+    assert calls == [sample.event_id, reply.event_id, sample.event_id]  # the reply is still skipped once
+    assert not processed.seen("memtest", sample.event_id)
+
+
 async def test_a_failing_handler_is_retried_with_backoff_then_dead_lettered_and_the_next_event_handled(
     settings, processed
 ):

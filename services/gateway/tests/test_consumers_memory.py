@@ -115,6 +115,33 @@ def test_only_the_newest_monitor_snapshots_are_kept_and_heartbeats_are_recorded(
     assert any(b.beat.service == "scorer" and b.beat.instance == "s1" for b in gw.state.views.heartbeats())
 
 
+def test_heartbeats_are_not_remembered_and_a_replayed_older_one_changes_nothing(memory_gateway):
+    """The bus keeps no processed-events record of heartbeats (a row per beat and group otherwise); the
+    read model keeps the newest heartbeat of each instance, so a redelivery cannot move it back."""
+    gw = memory_gateway
+    skipped_before = duplicates("service.heartbeat")
+
+    def beat(cpu: float) -> ServiceHeartbeat:
+        return ServiceHeartbeat(service="scorer", instance="s1", started_at=utcnow(), cpu_percent=cpu,
+                                memory_percent=9.0, rss_bytes=1 << 28)
+
+    [older] = gw.publish((Topic.SERVICE_HEARTBEAT, beat(3.0), None))
+    [newer] = gw.publish((Topic.SERVICE_HEARTBEAT, beat(5.0), None))
+    assert newer.time > older.time
+    processed = gw.state.bus.processed
+    assert not processed.seen(gw.state.bus.group_id, older.event_id)
+    assert not processed.seen(gw.state.bus.group_id, newer.event_id)
+    gw.broker.redeliver(newer)  # handled again (nothing skips it), and ignored as no newer than the one kept
+    gw.broker.redeliver(older)  # and as older
+    gw.settle()
+    [kept] = [b for b in gw.state.views.heartbeats() if b.beat.instance == "s1"]
+    assert kept.beat.cpu_percent == 5.0 and kept.seen_at == newer.time
+    assert duplicates("service.heartbeat") == skipped_before  # not skipped by a record: there is none
+    again = type(gw.state.views)(gw.state.views.engine)  # what a restarted gateway reads from the database
+    [stored] = [b for b in again.heartbeats() if b.beat.instance == "s1"]
+    assert stored.beat.cpu_percent == 5.0 and stored.seen_at == newer.time
+
+
 def test_a_gateway_started_beside_a_broker_that_lost_its_log_requests_the_open_run_again(memory_gateway_factory):
     """Three lives of the gateway on one database: the first records a requested run; the second starts
     beside a new, empty broker (a memory-only broker started again) and requests the run again, once;

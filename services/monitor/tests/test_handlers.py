@@ -313,6 +313,10 @@ async def test_heartbeats_and_errors_on_the_bus_drive_liveness_and_the_published
                                        and "ingest" in s.payload.health.services], "a snapshot with both"))[-1]
         assert health.payload.health.services["ingest"].status == "up"
         assert health.payload.health.response_time_ms == pytest.approx(42.0)
+        # heartbeats leave no processed-events row (subscribed with remember=False); the error does
+        record, group = runtime.bus.processed, runtime.bus.group_id
+        assert not any(record.seen(group, b.event_id) for b in broker.events(Topic.SERVICE_HEARTBEAT))
+        assert [record.seen(group, e.event_id) for e in broker.events(Topic.SERVICE_ERROR)] == [True]
 
         stopped = time.monotonic()
         [(alert_id, state)] = await until(down_alerts, "the service_down alert")

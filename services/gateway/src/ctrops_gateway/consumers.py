@@ -77,7 +77,7 @@ def register(state: GatewayState, fan_out: FanOutTable) -> None:
 
     for topic in RECORDED_TOPICS:
         bus.subscribe(topic, on_event)
-    bus.subscribe(Topic.SERVICE_HEARTBEAT, on_heartbeat)
+    bus.subscribe(Topic.SERVICE_HEARTBEAT, on_heartbeat, remember=False)  # keeps the newest: idempotent
 
 
 # topic -> functions(state, event) that push WebSocket messages (training_live.FAN_OUT, performance_live.FAN_OUT).

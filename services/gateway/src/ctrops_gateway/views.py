@@ -246,7 +246,14 @@ class ReadModel:
                 conn.execute(delete(event_log).where(event_log.c.topic == topic.value, event_log.c.seq <= newest))
 
     def record_heartbeat(self, event: Event[ServiceHeartbeat]) -> None:
+        """Keep the newest heartbeat of each instance. One no newer than the kept one (a redelivery: the
+        consumer does not remember heartbeats, ``consumers.register``) changes nothing."""
         hb = event.payload
+        beat = SeenHeartbeat(as_utc(event.time), hb)
+        with self._lock:
+            known = self._beats.get((hb.service, hb.instance))
+        if known is not None and known.seen_at >= beat.seen_at:
+            return
         payload = hb.model_dump_json()
         with self.engine.begin() as conn:
             conn.execute(
@@ -257,7 +264,6 @@ class ReadModel:
                     service=hb.service, instance=hb.instance, seen_at=event.time, payload=payload
                 )
             )
-        beat = SeenHeartbeat(as_utc(event.time), hb)
         with self._lock:
             self._beats[(hb.service, hb.instance)] = beat
 

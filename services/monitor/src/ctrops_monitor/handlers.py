@@ -140,7 +140,7 @@ def register(runtime: ServiceRuntime, settings: MonitorSettings) -> MonitorWorke
     bus.subscribe(Topic.TRAINING_FAILED, worker.on_training_failed)
     bus.subscribe(Topic.TRAINING_PROGRESS, worker.on_training_progress)
     bus.subscribe(Topic.MONITORING_PERIOD, worker.on_period)
-    bus.subscribe(Topic.SERVICE_HEARTBEAT, worker.on_heartbeat)
+    bus.subscribe(Topic.SERVICE_HEARTBEAT, worker.on_heartbeat, remember=False)  # keeps the newest: idempotent
     bus.subscribe(Topic.SERVICE_ERROR, worker.on_error)
     for topic in TIMED_TOPICS:
         bus.subscribe(topic, functools.partial(worker.on_run_event, topic))
