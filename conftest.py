@@ -26,8 +26,12 @@ from ctrops_common.broker import EmbeddedBroker, free_port  # noqa: E402
 # Every idle consumer asks the embedded broker for data once per fetch max wait (tansu answers a parked
 # fetch only when the wait ends). At the default 100 ms an idle seven-service stack costs the broker and
 # the services a quarter of a core; at 250 ms about half that, for about 75 ms more per hop (broker round
-# trip p50 129 ms against 53 ms, bench/backbone.py). `make test` is bound by CPU, not by hops.
-TEST_FETCH_MAX_WAIT_MS = "250"
+# trip p50 129 ms against 53 ms, bench/backbone.py). `make test` is bound by CPU, not by hops. Measured
+# again on 2026-12-06, an idle stack for 60 s (the gateway and the monitor handle every heartbeat): 15.2
+# CPU-s at 250 ms and a 1 s heartbeat, 10.5 at 500 ms and 2 s (the broker 6.8 -> 4.4, the gateway 2.7 ->
+# 1.8, the monitor 2.6 -> 1.6). The services' timeouts (5 s) still span two heartbeats and more.
+TEST_FETCH_MAX_WAIT_MS = "500"
+TEST_HEARTBEAT_INTERVAL_S = "2"
 
 
 @pytest.fixture(scope="session")
@@ -86,7 +90,7 @@ def platform_env(kafka_bootstrap: str, data_dir: Path, monkeypatch: pytest.Monke
 
     prefix = f"t{uuid.uuid4().hex[:10]}."
     monkeypatch.setenv("CTROPS_TOPIC_PREFIX", prefix)
-    monkeypatch.setenv("CTROPS_HEARTBEAT_INTERVAL_S", "1")
+    monkeypatch.setenv("CTROPS_HEARTBEAT_INTERVAL_S", TEST_HEARTBEAT_INTERVAL_S)
     monkeypatch.setenv("CTROPS_SERVICE_TIMEOUT_S", "5")
     # The embedded broker holds a new group's first join for half the session timeout (measured: 5 s at
     # the default 10 s, 3 s at 6 s); every service and in-process gateway a test starts joins a group.

@@ -39,10 +39,10 @@ SERVICES = list(PLATFORM_SERVICES)
 # field of a service's settings class (CTROPS_ prefix); the defaults are unchanged elsewhere.
 FAST_ENV = {
     "CTROPS_LOG_JSON": "false",
-    "CTROPS_HEARTBEAT_INTERVAL_S": "1",
+    "CTROPS_HEARTBEAT_INTERVAL_S": "2",  # as the root conftest's TEST_HEARTBEAT_INTERVAL_S (it says why)
     "CTROPS_SERVICE_TIMEOUT_S": "5",  # gateway: a service silent this long is down
     "CTROPS_CONSUMER_SESSION_TIMEOUT_S": "6",  # a killed consumer's partitions move on sooner
-    "CTROPS_CONSUMER_FETCH_MAX_WAIT_MS": "250",  # idle consumers poll less (the root conftest says why)
+    "CTROPS_CONSUMER_FETCH_MAX_WAIT_MS": "500",  # idle consumers poll less (the root conftest says why)
     "CTROPS_WS_PERFORMANCE_INTERVAL_S": "1",
     "CTROPS_MONITOR_SNAPSHOT_INTERVAL_S": "1",
     "CTROPS_MONITOR_HEARTBEAT_TIMEOUT_S": "5",
