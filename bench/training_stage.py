@@ -9,8 +9,8 @@ server's) at the frontend's settings (epochs 10, batch 4096, lr 0.001, lstm_hidd
 256,128, dropout 0.2, down-sampling, validation 0.2; early stopping patience 3 is the default).
 Prints: wall time of the whole stage (child start to saved models), the LSTM's and the challenger's
 own times, the child's peak RSS, each model's val AUC beside the oracle's on the same validation
-rows, the champion and the DeLong comparison, plus the machine (cores, load before and after). One job: no comparison with other settings (bench/lstm_levers.py
-and bench/models.py do that).
+rows, the champion and the DeLong comparison, plus the machine (cores, load before and after). One
+job: no comparison with other settings (bench/lstm_levers.py and bench/models.py do that).
 """
 
 from __future__ import annotations
