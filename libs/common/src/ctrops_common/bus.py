@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import (
     CommitFailedError,
     IllegalStateError,
@@ -42,7 +43,9 @@ from aiokafka.errors import (
     NodeNotReadyError,
     TopicAlreadyExistsError,
     UnknownError,
+    UnknownTopicOrPartitionError,
 )
+from aiokafka.protocol.metadata import MetadataRequest
 from pydantic import ValidationError
 
 from .broker import port_open
@@ -97,33 +100,75 @@ def bootstrap_reachable(bootstrap: str) -> bool:
     return False
 
 
-async def ensure_topics(settings: CommonSettings, topics: list[str] | None = None, timeout_s: float = 30) -> list[str]:
-    """Create every catalogue topic that does not exist yet (idempotent); returns those it created."""
-    wanted = topics or [settings.topic_prefix + t.value for t in Topic]
-    deadline = time.monotonic() + timeout_s
-    while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+class TopicCheck:
+    """Which of ``wanted`` the broker lacks, asked about those topics only, on one client kept open.
+
+    A broker's full topic list grows with everything on it (a test session's broker holds thousands of
+    topics): listing it, or opening a client (whose bootstrap reads all of it), every few seconds in
+    every service cost more CPU than the service's own idle work (docs/benchmarks.md). The metadata
+    request names our topics and forbids auto-creation, so a missing topic is reported, never created
+    with the broker's own partition count. Any error closes the client; the next check opens a new one.
+    """
+
+    def __init__(self, settings: CommonSettings, wanted: list[str] | None = None) -> None:
+        self.settings = settings
+        self.wanted = wanted or [settings.topic_prefix + t.value for t in Topic]
+        self._client: AIOKafkaClient | None = None
+
+    async def missing(self) -> list[str]:
         try:
-            await admin.start()
-            existing = set(await admin.list_topics())
-            missing = [t for t in wanted if t not in existing]
-            if missing:
-                try:
-                    await admin.create_topics(
-                        [NewTopic(t, settings.topic_partitions, settings.topic_replication) for t in missing]
-                    )
-                except TopicAlreadyExistsError:
-                    pass  # another service created it a moment ago
-            return missing
-        except (KafkaError, OSError) as exc:
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"Kafka at {settings.kafka_bootstrap_servers} is not reachable: {exc!r}. "
-                    "Start the broker or set CTROPS_KAFKA_BOOTSTRAP_SERVERS."
-                ) from exc
-            await asyncio.sleep(0.5)
-        finally:
-            await admin.close()
+            if self._client is None:
+                self._client = AIOKafkaClient(bootstrap_servers=self.settings.kafka_bootstrap_servers)
+                await self._client.bootstrap()
+            response = await self._client.send(
+                self._client.get_random_node(), MetadataRequest(self.wanted, allow_auto_topic_creation=False))
+        except BaseException:
+            await self.close()
+            raise
+        unknown = {t["topic"] for t in response.to_object()["topics"] if t["error_code"] == UnknownTopicOrPartitionError.errno}
+        return [t for t in self.wanted if t in unknown]
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+
+async def create_topics(settings: CommonSettings, names: list[str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    try:
+        await admin.start()
+        await admin.create_topics([NewTopic(t, settings.topic_partitions, settings.topic_replication) for t in names])
+    except TopicAlreadyExistsError:
+        pass  # another service created it a moment ago
+    finally:
+        await admin.close()
+
+
+async def ensure_topics(settings: CommonSettings, topics: list[str] | None = None, timeout_s: float = 30,
+                        check: TopicCheck | None = None) -> list[str]:
+    """Create every catalogue topic (or ``topics``) that does not exist yet (idempotent); returns those
+    it created. ``check``: a ``TopicCheck`` kept open between calls (the bus's watcher)."""
+    own = check is None
+    check = check or TopicCheck(settings, topics)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            try:
+                missing = await check.missing()
+                if missing:
+                    await create_topics(settings, missing)
+                return missing
+            except (KafkaError, OSError) as exc:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"Kafka at {settings.kafka_bootstrap_servers} is not reachable: {exc!r}. "
+                        "Start the broker or set CTROPS_KAFKA_BOOTSTRAP_SERVERS."
+                    ) from exc
+                await asyncio.sleep(0.5)
+    finally:
+        if own:
+            await check.close()
 
 
 async def topic_log_empty(settings: CommonSettings, topic: Topic) -> bool:
@@ -377,11 +422,12 @@ class Bus(EventBus):
         super().__init__(settings, service, group_id=group_id, processed=processed)
         self._producer: AIOKafkaProducer | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._topics = TopicCheck(settings)
 
     # -- producing ------------------------------------------------------------
 
     async def start(self) -> None:
-        await ensure_topics(self.settings)
+        await ensure_topics(self.settings, check=self._topics)
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap_servers,
             acks="all",
@@ -400,6 +446,7 @@ class Bus(EventBus):
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
+        await self._topics.close()
 
     @property
     def started(self) -> bool:
@@ -454,7 +501,7 @@ class Bus(EventBus):
                 checks += 1
                 if self.broker_up and checks % TOPIC_CHECK_EVERY:
                     continue
-                created = await ensure_topics(self.settings, timeout_s=5)
+                created = await ensure_topics(self.settings, timeout_s=5, check=self._topics)
                 if not self.broker_up or created:
                     self.broker_restarts += 1
                     log.warning("%s: the broker is back (%d topics re-created); publishing again, the consumer "
