@@ -125,7 +125,8 @@ class TopicCheck:
         except BaseException:
             await self.close()
             raise
-        unknown = {t["topic"] for t in response.to_object()["topics"] if t["error_code"] == UnknownTopicOrPartitionError.errno}
+        topics = response.to_object()["topics"]
+        unknown = {t["topic"] for t in topics if t["error_code"] == UnknownTopicOrPartitionError.errno}
         return [t for t in self.wanted if t in unknown]
 
     async def close(self) -> None:
@@ -135,6 +136,7 @@ class TopicCheck:
 
 
 async def create_topics(settings: CommonSettings, names: list[str]) -> None:
+    """Create ``names`` with the settings' partitions and replication; one that exists meanwhile is fine."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     try:
         await admin.start()
