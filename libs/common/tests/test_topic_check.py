@@ -8,7 +8,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaConnectionError
 
-from ctrops_common.bus import TopicCheck, ensure_topics
+from ctrops_common.bus import TopicCheck
 from ctrops_common.settings import CommonSettings
 
 
@@ -33,11 +33,11 @@ async def test_missing_topics_are_named_not_created_then_created_with_our_partit
         assert await check.missing() == missing  # asking created nothing (the broker auto-creates otherwise)
         assert await _describe(settings.kafka_bootstrap_servers, check.wanted) == {}
 
-        assert await ensure_topics(settings, check=check) == missing
+        assert await check.ensure() == missing
         assert await check.missing() == []
         partitions = await _describe(settings.kafka_bootstrap_servers, check.wanted)
         assert partitions == {name: settings.topic_partitions for name in check.wanted}
-        assert await ensure_topics(settings, check=check) == []  # idempotent
+        assert await check.ensure() == []  # idempotent
     finally:
         await check.close()
 

@@ -129,6 +129,24 @@ class TopicCheck:
         unknown = {t["topic"] for t in topics if t["error_code"] == UnknownTopicOrPartitionError.errno}
         return [t for t in self.wanted if t in unknown]
 
+    async def ensure(self, timeout_s: float = 30) -> list[str]:
+        """Create the missing topics (idempotent); returns those it created. Retries an unreachable
+        broker until ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                missing = await self.missing()
+                if missing:
+                    await create_topics(self.settings, missing)
+                return missing
+            except (KafkaError, OSError) as exc:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"Kafka at {self.settings.kafka_bootstrap_servers} is not reachable: {exc!r}. "
+                        "Start the broker or set CTROPS_KAFKA_BOOTSTRAP_SERVERS."
+                    ) from exc
+                await asyncio.sleep(0.5)
+
     async def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
@@ -147,30 +165,14 @@ async def create_topics(settings: CommonSettings, names: list[str]) -> None:
         await admin.close()
 
 
-async def ensure_topics(settings: CommonSettings, topics: list[str] | None = None, timeout_s: float = 30,
-                        check: TopicCheck | None = None) -> list[str]:
-    """Create every catalogue topic (or ``topics``) that does not exist yet (idempotent); returns those
-    it created. ``check``: a ``TopicCheck`` kept open between calls (the bus's watcher)."""
-    own = check is None
-    check = check or TopicCheck(settings, topics)
-    deadline = time.monotonic() + timeout_s
+async def ensure_topics(settings: CommonSettings, topics: list[str] | None = None, timeout_s: float = 30) -> list[str]:
+    """Create every catalogue topic (or ``topics``) that does not exist yet (idempotent); returns those it
+    created. One call, one client; the bus keeps its ``TopicCheck`` open instead."""
+    check = TopicCheck(settings, topics)
     try:
-        while True:
-            try:
-                missing = await check.missing()
-                if missing:
-                    await create_topics(settings, missing)
-                return missing
-            except (KafkaError, OSError) as exc:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"Kafka at {settings.kafka_bootstrap_servers} is not reachable: {exc!r}. "
-                        "Start the broker or set CTROPS_KAFKA_BOOTSTRAP_SERVERS."
-                    ) from exc
-                await asyncio.sleep(0.5)
+        return await check.ensure(timeout_s)
     finally:
-        if own:
-            await check.close()
+        await check.close()
 
 
 async def topic_log_empty(settings: CommonSettings, topic: Topic) -> bool:
@@ -429,7 +431,7 @@ class Bus(EventBus):
     # -- producing ------------------------------------------------------------
 
     async def start(self) -> None:
-        await ensure_topics(self.settings, check=self._topics)
+        await self._topics.ensure()
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap_servers,
             acks="all",
@@ -503,7 +505,7 @@ class Bus(EventBus):
                 checks += 1
                 if self.broker_up and checks % TOPIC_CHECK_EVERY:
                     continue
-                created = await ensure_topics(self.settings, timeout_s=5, check=self._topics)
+                created = await self._topics.ensure(timeout_s=5)
                 if not self.broker_up or created:
                     self.broker_restarts += 1
                     log.warning("%s: the broker is back (%d topics re-created); publishing again, the consumer "
