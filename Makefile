@@ -81,9 +81,10 @@ run: $(RUN_STAMP)
 
 # Test files run in TEST_WORKERS processes at once (pytest-xdist; a file stays in one process, so its
 # module fixtures, such as an end-to-end stack, start once), the longest files first (tests/durations.json).
-# Most tests wait on real processes and the broker, so 4 workers keep 2 cores busy (docs/benchmarks.md,
-# "The test suite"). TEST_WORKERS=0 runs them one at a time in this process.
-TEST_WORKERS ?= 4
+# Most tests wait on real processes and the broker. At 4 workers 2 cores were 179-180% busy, idle mostly
+# while the end-to-end files wait at once; 5 keep them 190-194% busy for the same CPU, 15-34 s sooner in
+# side-by-side runs (docs/benchmarks.md, "The test suite"). TEST_WORKERS=0 runs them one at a time here.
+TEST_WORKERS ?= 5
 test: install-test
 	$(BYTECODE)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder

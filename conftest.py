@@ -12,7 +12,7 @@ import pytest
 # Before any ctrops_common.events import: our payloads refuse undeclared fields in tests (events.Payload).
 # Services the tests start as processes inherit it.
 os.environ.setdefault("CTROPS_STRICT_PAYLOADS", "1")
-# `make test` runs three test processes on two cores, each starting service processes: a second torch
+# `make test` runs five test processes on two cores, each starting service processes: a second torch
 # or OpenMP thread per process only contends for a core (measured on one quality test: 45 s of CPU and
 # 72 s of wall time with the default threads, 37 s and 42 s with one). So one thread each, idle OpenMP
 # threads sleep instead of spinning, and the trainers and explainers the tests start train and score on

@@ -86,7 +86,7 @@ def measure(folder: Path, variant: str, ctr: float, rows: int) -> Measured:
                     auc_ci(y, lstm.val_probability).auc, auc_ci(y, gbdt.val_probability).auc)
 
 
-# One thread for torch (the root conftest's OMP_NUM_THREADS) and for LightGBM: `make test` runs four
+# One thread for torch (the root conftest's OMP_NUM_THREADS) and for LightGBM: `make test` runs five
 # test processes on two cores, where a second thread only adds CPU time. Measured on the 60k set on an
 # idle machine: the LSTM took 70 CPU-s (48 s) on two threads, 54 CPU-s (54 s) on one, same AUC to 0.001.
 @pytest.fixture(scope="module")
