@@ -310,16 +310,16 @@ def _is_live(event: Event[Any]) -> bool:
 # -- fan-out of consumed events (called by consumers.on_event for every delivered event) ----------------
 
 
-def on_snapshot(state: GatewayState, event: Event[Any]) -> None:
+def on_snapshot(state: GatewayState, event: Event[MonitorSnapshot]) -> None:
     """A snapshot about a new run is pushed at once; otherwise the periodic tick carries it."""
     live = live_state(state)
-    run_id = event.payload.run_id
+    snapshot = event.payload
+    run_id = snapshot.run_id
     if run_id is None or run_id == live.last_run_id:
         return
     live.last_run_id = run_id
     if not _is_live(event):
         return
-    snapshot: MonitorSnapshot = event.payload
     ms = finite(snapshot.health.response_time_ms)
     metrics = {
         "run_id": run_id,
@@ -333,8 +333,8 @@ def on_snapshot(state: GatewayState, event: Event[Any]) -> None:
     state.hub.publish(CHANNEL, metrics_message(metrics))
 
 
-def on_alert(state: GatewayState, event: Event[Any]) -> None:
-    alert: MonitorAlert = event.payload
+def on_alert(state: GatewayState, event: Event[MonitorAlert]) -> None:
+    alert = event.payload
     key = (alert.alert_id, alert.state)
     pushed = live_state(state).pushed_alerts
     if key in pushed or not _is_live(event):
@@ -345,7 +345,7 @@ def on_alert(state: GatewayState, event: Event[Any]) -> None:
     state.hub.publish(CHANNEL, alert_message(alert, event.time))
 
 
-def on_error(state: GatewayState, event: Event[Any]) -> None:
+def on_error(state: GatewayState, event: Event[ServiceError]) -> None:
     if _is_live(event):
         state.hub.publish(CHANNEL, {"type": "error_log", "log": error_entry(event.payload, event.time)})
 
