@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from ctrops_common.bus import bootstrap_reachable
 
@@ -17,8 +18,9 @@ TTL_S = 1.0
 
 
 class BrokerProbe:
-    def __init__(self, ttl_s: float = TTL_S) -> None:
+    def __init__(self, ttl_s: float = TTL_S, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl_s = ttl_s
+        self._clock = clock  # a test passes its own, so the ttl does not race a loaded machine
         self.probes = 0  # TCP probes made so far (tests, and a sanity check under load)
         self._answers: dict[str, tuple[float, bool]] = {}  # bootstrap -> (when, reachable)
         self._pending: dict[str, asyncio.Task[bool]] = {}  # bootstrap -> the probe under way
@@ -26,7 +28,7 @@ class BrokerProbe:
     async def reachable(self, bootstrap: str) -> bool:
         """True when any bootstrap server accepts a TCP connection, as seen within the last ``ttl_s``."""
         answer = self._answers.get(bootstrap)
-        if answer is not None and time.monotonic() - answer[0] < self.ttl_s:
+        if answer is not None and self._clock() - answer[0] < self.ttl_s:
             return answer[1]
         task = self._pending.get(bootstrap)
         if task is None:
@@ -39,7 +41,7 @@ class BrokerProbe:
         try:
             self.probes += 1
             ok = await asyncio.to_thread(bootstrap_reachable, bootstrap)
-            self._answers[bootstrap] = (time.monotonic(), ok)
+            self._answers[bootstrap] = (self._clock(), ok)
             return ok
         finally:
             self._pending.pop(bootstrap, None)
