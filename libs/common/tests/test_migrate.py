@@ -19,6 +19,7 @@ from sqlalchemy import Column, DateTime, Engine, MetaData, String, Table, inspec
 from ctrops_common import migrate
 from ctrops_common.db import ProcessedEvents, make_engine
 from ctrops_common.migrate import Schema, current, head, upgrade
+from ctrops_common.testing import until
 
 
 def sqlite_engine(tmp_path: Path, name: str = "db") -> Engine:
@@ -288,22 +289,20 @@ def test_the_runtime_prunes_at_start_and_then_every_interval(tmp_path: Path, mon
 
     rounds: list[int] = []  # what each pruning round removed, in order
     prune = runtime.prune_processed
-    runtime.prune_processed = lambda: rounds.append(prune()) or rounds[-1]  # type: ignore[method-assign]
 
-    async def until(done, what: str) -> None:  # polled, not slept: a loaded machine runs threads late
-        for _ in range(500):
-            if done():
-                return
-            await asyncio.sleep(0.02)
-        raise AssertionError(f"timed out waiting for {what}")
+    def counted() -> int:
+        rounds.append(prune())
+        return rounds[-1]
 
-    async def run() -> None:
+    runtime.prune_processed = counted  # type: ignore[method-assign]
+
+    async def run() -> None:  # polled, not slept: a loaded machine runs the pruning thread late
         runtime.prune_interval_s = 0.2
         job = asyncio.create_task(runtime._prune_processed_events())
-        await until(lambda: rounds, "the first round")
+        await until(lambda: rounds, "the first round", timeout_s=10)
         assert rounds[0] == 1 and remembered(store) == {"two-days"}  # at start
         mark_at(store, "five-days", now - timedelta(days=5))  # e.g. a clock that jumped
-        await until(lambda: remembered(store) == {"two-days"}, "a later round")
+        await until(lambda: remembered(store) == {"two-days"}, "a later round", timeout_s=10)
         assert len(rounds) >= 2  # and again an interval later
         runtime.stop_event.set()
         await asyncio.wait_for(job, 2)

@@ -32,7 +32,7 @@ from ctrops_common.events import (
 )
 from ctrops_common.memory_bus import InMemoryBroker, InMemoryBus
 from ctrops_common.service import ServiceRuntime
-from ctrops_common.testing import root_logging_kept
+from ctrops_common.testing import root_logging_kept, until
 from ctrops_monitor import handlers
 from ctrops_monitor import metrics as m
 from ctrops_monitor.handlers import MonitorWorker
@@ -291,26 +291,20 @@ async def test_heartbeats_and_errors_on_the_bus_drive_liveness_and_the_published
         return ServiceHeartbeat(service=service, instance=f"{service}-1", started_at=utcnow(), cpu_percent=5.0,
                                 memory_percent=30.0, rss_bytes=10_000_000, host_cpu_percent=20.0, **extra)
 
-    async def until(predicate, what: str, timeout_s: float = 5.0):
-        deadline = time.monotonic() + timeout_s
-        while not (result := predicate()):
-            assert time.monotonic() < deadline, f"timed out waiting for {what}"
-            await asyncio.sleep(0.02)
-        return result
-
     def down_alerts() -> list[tuple[str, str]]:
         return [(e.payload.alert_id, e.payload.state) for e in broker.events(Topic.MONITOR_ALERT)
                 if e.payload.kind == "service_down" and e.payload.subject == "ingest"]
 
     try:
-        await until(lambda: runtime.ready, "the monitor to be ready")
+        await until(lambda: runtime.ready, "the monitor to be ready", timeout_s=5)
         await producer.publish_and_settle(Topic.SERVICE_HEARTBEAT, beat("ingest"))
         await producer.publish_and_settle(Topic.SERVICE_HEARTBEAT, beat(
             "gateway", requests_total=100, request_errors_total=0, latency_p95_ms=42.0))
         await producer.publish_and_settle(Topic.SERVICE_ERROR, ServiceError(service="trainer", message="boom"))
         health = (await until(lambda: [s for s in broker.events(Topic.MONITOR_SNAPSHOT)
                                        if s.payload.health.errors_in_window == 1
-                                       and "ingest" in s.payload.health.services], "a snapshot with both"))[-1]
+                                       and "ingest" in s.payload.health.services],
+                              "a snapshot with both", timeout_s=5))[-1]
         assert health.payload.health.services["ingest"].status == "up"
         assert health.payload.health.response_time_ms == pytest.approx(42.0)
         # heartbeats leave no processed-events row (subscribed with remember=False); the error does
@@ -319,11 +313,11 @@ async def test_heartbeats_and_errors_on_the_bus_drive_liveness_and_the_published
         assert [record.seen(group, e.event_id) for e in broker.events(Topic.SERVICE_ERROR)] == [True]
 
         stopped = time.monotonic()
-        [(alert_id, state)] = await until(down_alerts, "the service_down alert")
+        [(alert_id, state)] = await until(down_alerts, "the service_down alert", timeout_s=5)
         assert state == "firing" and time.monotonic() - stopped <= 0.6 + 1.0
         assert sample("ctrops_service_alive", service="ingest") == 0
         await producer.publish(Topic.SERVICE_HEARTBEAT, beat("ingest"))
-        await until(lambda: len(down_alerts()) == 2, "the recovery")
+        await until(lambda: len(down_alerts()) == 2, "the recovery", timeout_s=5)
         assert down_alerts() == [(alert_id, "firing"), (alert_id, "resolved")]
         # the monitor's own heartbeats went out on the bus too, counting what it handled
         assert any(b.payload.service == "monitor" for b in broker.events(Topic.SERVICE_HEARTBEAT))

@@ -198,6 +198,18 @@ def wait_for(fetch, predicate, timeout_s: float = 30):
         time.sleep(0.2)
 
 
+async def until(predicate, what: str, timeout_s: float = 30, interval_s: float = 0.02):
+    """``wait_for`` on a running event loop: poll ``predicate()`` (the loop keeps running the service under
+    test between polls) and return its first truthy value; fail naming ``what`` after ``timeout_s``."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout_s
+    while not (result := predicate()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(interval_s)
+    return result
+
+
 def wait_recorded(views, topic, run_id: str, count: int = 1, timeout_s: float = 30) -> list:
     """Wait until a gateway's read model (``app.state.gateway.views``) holds ``count`` events of ``topic`` for a run."""
     return wait_for(lambda: views.events(topic, correlation_id=run_id), lambda found: len(found) >= count, timeout_s)
